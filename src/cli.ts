@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// Command line: `tsmacvlan serve` runs the plugin.
+import { connect } from 'node:net';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pino from 'pino';
+import { NetworkDriver } from './driver';
+import { IpamService } from './ipam/service';
+import { Links } from './link';
+import { buildServer } from './server';
+
+const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
+
+  --socket PATH     unix socket Docker finds the plugin by; its file name is the driver name
+                    (default $TSMACVLAN_SOCKET or /run/docker/plugins/tsmacvlan.sock)
+  --state-dir DIR   where networks, endpoints and addresses are kept
+                    (default $TSMACVLAN_STATE_DIR or /var/lib/tsmacvlan)
+  --log-level LEVEL fatal, error, warn, info, debug or trace (default $LOG_LEVEL or info)`;
+
+interface ServeOptions {
+  socket: string;
+  stateDir: string;
+  logLevel: string;
+}
+
+function parseServeArgs(args: string[]): ServeOptions {
+  const options: ServeOptions = {
+    socket: process.env.TSMACVLAN_SOCKET || '/run/docker/plugins/tsmacvlan.sock',
+    stateDir: process.env.TSMACVLAN_STATE_DIR || '/var/lib/tsmacvlan',
+    logLevel: process.env.LOG_LEVEL || 'info',
+  };
+  const flags: Record<string, keyof ServeOptions> = { '--socket': 'socket', '--state-dir': 'stateDir', '--log-level': 'logLevel' };
+  for (let i = 0; i < args.length; i++) {
+    const [flag, inline] = args[i].split(/=(.*)/s, 2);
+    const key = flags[flag];
+    const value = inline ?? args[i + 1];
+    if (!key || value === undefined) throw new Error(`unknown or incomplete argument '${flag}'\n${USAGE}`);
+    if (inline === undefined) i++;
+    options[key] = value;
+  }
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(options.logLevel)) {
+    throw new Error(`log level '${options.logLevel}' is not one of fatal, error, warn, info, debug, trace`);
+  }
+  return options;
+}
+
+/** True when a live server answers on the socket (a second instance must not steal it). */
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => (probe.destroy(), resolve(true)));
+    probe.once('error', () => resolve(false));
+  });
+}
+
+async function serve(options: ServeOptions): Promise<void> {
+  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  process.umask(0o077); // state readable by root only
+  if (existsSync(options.socket)) {
+    if (await socketInUse(options.socket)) throw new Error(`another server is already listening on ${options.socket}`);
+    unlinkSync(options.socket);
+  }
+  mkdirSync(dirname(options.socket), { recursive: true });
+
+  const links = new Links();
+  const driver = new NetworkDriver(links, options.stateDir, log);
+  const ipam = new IpamService(options.stateDir, log);
+  await driver.restore();
+  const app = buildServer({ driver, ipam }, log);
+  // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
+  process.umask(0o177);
+  await app.listen({ path: options.socket });
+  process.umask(0o077);
+  log.info({ socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length }, 'tsmacvlan ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: finishing requests in flight');
+    await app.close(); // waits for requests in flight, removes the socket
+    links.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(parseServeArgs(args));
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return;
+    default:
+      throw new Error(`unknown command '${command}'\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  console.error(`tsmacvlan: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,241 @@
+// The network driver: Docker's network and endpoint lifecycle, decided here, carried out by the kernel layer and the store.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ENDPOINT_PREFIX, MARK_ENDPOINT, endpointLinkName, endpointMac, type EndpointRecord } from './endpoint';
+import { PluginError } from './errors';
+import { KernelError, type Links } from './link';
+import { KeyedMutex } from './lock';
+import { parseNetworkOptions, type IpData, type NetworkRecord } from './network';
+import { Parents, internalParentName } from './parent';
+import { RecordStore } from './store';
+
+export interface CreateNetworkRequest {
+  networkId: string;
+  generic: Record<string, unknown>;
+  internal: boolean;
+  ipv4?: IpData;
+  ipv6?: IpData;
+}
+
+export interface CreateEndpointRequest {
+  networkId: string;
+  endpointId: string;
+  mac?: string;
+  ipv4?: string;
+  ipv6?: string;
+}
+
+export interface JoinAnswer {
+  linkName: string;
+  gateway?: string;
+  gatewayIpv6?: string;
+}
+
+export class NetworkDriver {
+  private readonly networks: Map<string, NetworkRecord>;
+  private readonly endpoints: Map<string, EndpointRecord>;
+  /** Endpoint ids per network and network ids per parent, so no check has to scan every record. */
+  private readonly endpointsOf = new Map<string, Set<string>>();
+  private readonly networksOn = new Map<string, Set<string>>();
+  private readonly parentLocks = new KeyedMutex();
+  private readonly parents: Parents;
+  private readonly networkStore: RecordStore<NetworkRecord>;
+  private readonly endpointStore: RecordStore<EndpointRecord>;
+
+  constructor(
+    private readonly links: Links,
+    stateDir: string,
+    private readonly log: Logger,
+  ) {
+    this.parents = new Parents(links);
+    this.networkStore = new RecordStore(join(stateDir, 'networks'));
+    this.endpointStore = new RecordStore(join(stateDir, 'endpoints'));
+    this.networks = this.networkStore.loadAll();
+    this.endpoints = this.endpointStore.loadAll();
+    for (const network of this.networks.values()) this.index(this.networksOn, network.parent, network.id);
+    for (const endpoint of this.endpoints.values()) this.index(this.endpointsOf, endpoint.networkId, endpoint.id);
+  }
+
+  private index(map: Map<string, Set<string>>, key: string, id: string): void {
+    let ids = map.get(key);
+    if (!ids) map.set(key, (ids = new Set()));
+    ids.add(id);
+  }
+
+  private unindex(map: Map<string, Set<string>>, key: string, id: string): void {
+    const ids = map.get(key);
+    ids?.delete(id);
+    if (ids?.size === 0) map.delete(key);
+  }
+
+  /** At start, before any request: re-create parents this plugin made that are gone (a reboot removes them). */
+  async restore(): Promise<void> {
+    for (const network of this.networks.values()) {
+      if (!network.ownsParent || (await this.links.get(network.parent))) continue;
+      await this.parentLocks.run(network.parent, async () => {
+        if (await this.links.get(network.parent)) return; // another network on the same parent restored it
+        if (network.parent === internalParentName(network.id)) await this.parents.createInternal(network.id);
+        else await this.parents.acquire(network.parent);
+        this.log.info({ parent: network.parent, networkId: network.id }, 're-created missing parent');
+      });
+    }
+  }
+
+  listNetworks(): NetworkRecord[] {
+    return [...this.networks.values()];
+  }
+
+  listEndpoints(): EndpointRecord[] {
+    return [...this.endpoints.values()];
+  }
+
+  async createNetwork(req: CreateNetworkRequest): Promise<void> {
+    const options = parseNetworkOptions(req.generic);
+    if (this.networks.has(req.networkId)) return; // a retry of a create that already succeeded
+    const parentName = options.parent ?? internalParentName(req.networkId);
+    await this.parentLocks.run(parentName, async () => {
+      const sharing = this.networksOn.get(parentName);
+      if (sharing?.size) {
+        const passthru = [...sharing].find((id) => this.networks.get(id)?.mode === 'passthru');
+        if (passthru) throw new PluginError(`parent '${parentName}' is taken by network ${passthru.slice(0, 12)} in passthru mode, which cannot share its parent`);
+        if (options.mode === 'passthru') throw new PluginError(`macvlan_mode=passthru needs a parent of its own, but '${parentName}' is used by ${sharing.size} other network(s)`);
+      }
+      let owned = true;
+      let parent;
+      if (options.parent) ({ link: parent, owned } = await this.parents.acquire(parentName));
+      else parent = await this.parents.createInternal(req.networkId);
+      try {
+        if (options.mtu !== undefined && options.mtu > parent.mtu) {
+          throw new PluginError(`mtu ${options.mtu} is larger than the MTU of parent '${parentName}' (${parent.mtu}); use at most ${parent.mtu}`);
+        }
+        const record: NetworkRecord = {
+          id: req.networkId,
+          parent: parentName,
+          ownsParent: owned,
+          mode: options.mode,
+          // Without a parent of the user's, nothing leaves the host: Docker's macvlan makes such networks internal too.
+          internal: req.internal || !options.parent,
+          ...(options.mtu !== undefined && { mtu: options.mtu }),
+          ...(options.sourceMacs && { sourceMacs: options.sourceMacs }),
+          ...(req.ipv4 && { ipv4: req.ipv4 }),
+          ...(req.ipv6 && { ipv6: req.ipv6 }),
+        };
+        await this.networkStore.put(record.id, record);
+        this.networks.set(record.id, record);
+        this.index(this.networksOn, parentName, record.id);
+      } catch (err) {
+        if (owned && !sharing?.size) await this.parents.release(parentName).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  async deleteNetwork(networkId: string): Promise<void> {
+    const network = this.networks.get(networkId);
+    if (!network) return;
+    for (const endpointId of [...(this.endpointsOf.get(networkId) ?? [])]) await this.deleteEndpoint(networkId, endpointId);
+    await this.parentLocks.run(network.parent, async () => {
+      await this.networkStore.remove(networkId);
+      this.networks.delete(networkId);
+      this.unindex(this.networksOn, network.parent, networkId);
+      if (network.ownsParent && !this.networksOn.has(network.parent)) {
+        await this.parents.release(network.parent);
+        this.log.info({ parent: network.parent }, 'removed parent created for the network');
+      }
+    });
+  }
+
+  private network(networkId: string): NetworkRecord {
+    const network = this.networks.get(networkId);
+    if (!network) throw new PluginError(`network ${networkId} is not known to tsmacvlan; recreate it with 'docker network create -d tsmacvlan ...'`);
+    return network;
+  }
+
+  /** Records the endpoint; answers the MAC when Docker gave none. */
+  async createEndpoint(req: CreateEndpointRequest): Promise<{ mac?: string }> {
+    const network = this.network(req.networkId);
+    const others = this.endpointsOf.get(req.networkId);
+    if (network.mode === 'passthru' && others?.size && !others.has(req.endpointId)) {
+      throw new PluginError(`network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`);
+    }
+    const record: EndpointRecord = {
+      id: req.endpointId,
+      networkId: req.networkId,
+      mac: req.mac || endpointMac(req.ipv4, req.endpointId),
+      ...(req.ipv4 && { ipv4: req.ipv4 }),
+      ...(req.ipv6 && { ipv6: req.ipv6 }),
+    };
+    // Claim the slot before the first await, so parallel requests see it.
+    this.endpoints.set(record.id, record);
+    this.index(this.endpointsOf, record.networkId, record.id);
+    try {
+      await this.endpointStore.put(record.id, record);
+    } catch (err) {
+      this.endpoints.delete(record.id);
+      this.unindex(this.endpointsOf, record.networkId, record.id);
+      throw err;
+    }
+    return req.mac ? {} : { mac: record.mac };
+  }
+
+  /** Creates the host-side macvlan link; Docker moves it into the container. */
+  async join(networkId: string, endpointId: string): Promise<JoinAnswer> {
+    const network = this.network(networkId);
+    const endpoint = this.endpoints.get(endpointId);
+    if (!endpoint || endpoint.networkId !== networkId) {
+      throw new PluginError(`endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`);
+    }
+    const parent = await this.links.get(network.parent);
+    if (!parent) {
+      throw new PluginError(`parent '${network.parent}' of network ${networkId.slice(0, 12)} no longer exists; bring it back or recreate the network`);
+    }
+    const name = endpointLinkName(endpointId);
+    const spec = {
+      name,
+      parentIndex: parent.index,
+      mode: network.mode,
+      // In passthru mode the link takes the parent's own MAC; Docker sets the endpoint's inside the container.
+      ...(network.mode !== 'passthru' && { mac: endpoint.mac }),
+      ...(network.mtu !== undefined && { mtu: network.mtu }),
+      ...(network.sourceMacs && { sourceMacs: network.sourceMacs }),
+    };
+    try {
+      await this.links.createMacvlan(spec, MARK_ENDPOINT);
+    } catch (err) {
+      if (!(err instanceof KernelError && err.errno === 'EEXIST')) throw explain(err, network.parent);
+      // A link by this name is left from an interrupted Join of this endpoint: replace it.
+      await this.links.delete(name);
+      await this.links.createMacvlan(spec, MARK_ENDPOINT).catch((e) => Promise.reject(explain(e, network.parent)));
+    }
+    const answer: JoinAnswer = { linkName: name };
+    if (!network.internal) {
+      if (network.ipv4?.gateway) answer.gateway = network.ipv4.gateway;
+      if (network.ipv6?.gateway) answer.gatewayIpv6 = network.ipv6.gateway;
+    }
+    return answer;
+  }
+
+  /** Removes the host-side link (Docker has moved it back from the container by now) and forgets the endpoint. */
+  async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
+    const endpoint = this.endpoints.get(endpointId);
+    if (!endpoint) return;
+    await this.deleteEndpointLink(endpointId);
+    await this.endpointStore.remove(endpointId);
+    this.endpoints.delete(endpointId);
+    this.unindex(this.endpointsOf, networkId, endpointId);
+  }
+
+  private async deleteEndpointLink(endpointId: string): Promise<void> {
+    const name = endpointLinkName(endpointId);
+    const link = await this.links.get(name);
+    // Only a link carrying our mark: a name clash with someone else's link must not cost them their interface.
+    if (link?.alias === MARK_ENDPOINT && link.name.startsWith(ENDPOINT_PREFIX)) await this.links.delete(name);
+  }
+}
+
+function explain(err: unknown, parent: string): unknown {
+  if (err instanceof KernelError && err.errno === 'EBUSY') {
+    return new PluginError(`the kernel refused a macvlan on parent '${parent}' (EBUSY): another macvlan mode or a passthru link already holds it`);
+  }
+  return err;
+}

@@ -1,0 +1,30 @@
+// An endpoint: one container's attachment to a network, and the host-side macvlan link that carries it.
+import { createHash } from 'node:crypto';
+
+export const ENDPOINT_PREFIX = 'tsmve';
+export const MARK_ENDPOINT = 'tsmacvlan:endpoint';
+
+export interface EndpointRecord {
+  id: string;
+  networkId: string;
+  mac: string;
+  ipv4?: string; // CIDR, as Docker gave it
+  ipv6?: string;
+}
+
+/** The host-side link name: a fixed prefix (so the plugin's links are recognisable) and the endpoint id, 15 characters. */
+export function endpointLinkName(endpointId: string): string {
+  return ENDPOINT_PREFIX + endpointId.slice(0, 10);
+}
+
+/**
+ * A MAC for an endpoint Docker gave none: locally administered, unicast, and the same for the same IPv4 address
+ * (02:42 + the four address bytes, as Docker does), so a neighbour's ARP cache stays right across restarts.
+ * Without IPv4, derived from the endpoint id.
+ */
+export function endpointMac(ipv4Cidr: string | undefined, endpointId: string): string {
+  const bytes = ipv4Cidr
+    ? [0x02, 0x42, ...ipv4Cidr.split('/')[0].split('.').map(Number)]
+    : [0x02, ...createHash('sha256').update(endpointId).digest().subarray(0, 5)];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}

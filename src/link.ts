@@ -1,0 +1,209 @@
+// Kernel layer: the links this plugin needs, through rtnetlink. It knows nothing of Docker.
+import { AttrStream, FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket, type StreamData } from 'netlink';
+import type { LinkMessage } from 'netlink/dist/rt/structs';
+
+export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru' | 'source';
+
+export interface LinkInfo {
+  index: number;
+  name: string;
+  kind?: string;
+  up: boolean;
+  loopback: boolean;
+  mtu: number;
+  mac?: string;
+  parentIndex?: number;
+  alias?: string;
+  vlanId?: number;
+  macvlanMode?: MacvlanMode;
+}
+
+export interface MacvlanSpec {
+  name: string;
+  parentIndex: number;
+  mode: MacvlanMode;
+  mac?: string;
+  mtu?: number;
+  sourceMacs?: string[];
+}
+
+/** A kernel refusal, with the errno name the kernel gave ("EEXIST", "ENODEV", ...). */
+export class KernelError extends Error {
+  constructor(
+    readonly operation: string,
+    readonly errno: string,
+  ) {
+    super(`${operation}: ${errno}`);
+  }
+}
+
+const MODE_FLAGS: Record<MacvlanMode, ifla.MacvlanMode> = {
+  bridge: { bridge: true },
+  private: { private: true },
+  vepa: { vepa: true },
+  passthru: { passthru: true },
+  source: { source: true },
+};
+
+const IFLA_MACVLAN_MACADDR = 4;
+const VETH_INFO_PEER = 1;
+
+function flatten(data: StreamData): Buffer {
+  const stream = new AttrStream();
+  stream.emit(data);
+  return Buffer.concat(stream.bufs);
+}
+
+function u32(value: number): Buffer {
+  const buf = Buffer.alloc(4);
+  buf.writeUInt32LE(value);
+  return buf;
+}
+
+export function macToBuffer(mac: string): Buffer {
+  return Buffer.from(mac.split(':').map((byte) => parseInt(byte, 16)));
+}
+
+function bufferToMac(buf: Buffer): string {
+  return [...buf].map((byte) => byte.toString(16).padStart(2, '0')).join(':');
+}
+
+/** A netlink attribute header + payload, padded to 4 bytes (for nests the library has no encoder for). */
+function attr(type: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(4);
+  header.writeUInt16LE(4 + payload.length, 0);
+  header.writeUInt16LE(type, 2);
+  const pad = Buffer.alloc((4 - (payload.length % 4)) % 4);
+  return Buffer.concat([header, payload, pad]);
+}
+
+function errnoOf(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return /\b(E[A-Z0-9]+)\b/.exec(message)?.[1] ?? message;
+}
+
+export class Links {
+  private readonly socket: RtNetlinkSocket;
+  // Concurrent dumps on one socket corrupt each other: one at a time.
+  private dumpQueue: Promise<unknown> = Promise.resolve();
+
+  constructor() {
+    this.socket = createRtNetlink();
+  }
+
+  close(): void {
+    this.socket.socket.close();
+  }
+
+  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new KernelError(operation, errnoOf(err));
+    }
+  }
+
+  async list(): Promise<LinkInfo[]> {
+    const run = this.dumpQueue.then(() => this.call('list links', () => this.socket.getLinks()));
+    this.dumpQueue = run.catch(() => undefined);
+    return (await run).map(toLinkInfo);
+  }
+
+  async get(name: string): Promise<LinkInfo | undefined> {
+    try {
+      const [msg] = await this.socket.getLink({}, { ifname: name });
+      return msg ? toLinkInfo(msg) : undefined;
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno === 'ENODEV') return undefined;
+      throw new KernelError(`get link ${name}`, errno);
+    }
+  }
+
+  async createMacvlan(spec: MacvlanSpec, alias: string): Promise<void> {
+    const macvlan: ifla.Macvlan = { mode: ifla.formatMacvlanMode(MODE_FLAGS[spec.mode]) };
+    if (spec.sourceMacs?.length) {
+      macvlan.macaddrMode = ifla.MacvlanMacaddrMode.SET;
+      macvlan.macaddrData = Buffer.concat(spec.sourceMacs.map((mac) => attr(IFLA_MACVLAN_MACADDR, macToBuffer(mac))));
+    }
+    await this.create(`create macvlan ${spec.name}`, alias, {
+      link: u32(spec.parentIndex),
+      ifname: spec.name,
+      ...(spec.mtu ? { mtu: spec.mtu } : {}),
+      ...(spec.mac ? { address: macToBuffer(spec.mac) } : {}),
+      linkinfo: flatten(ifla.formatInfo({ kind: 'macvlan', data: flatten(ifla.formatMacvlan(macvlan)) })),
+    });
+  }
+
+  async createVlan(name: string, parentIndex: number, vid: number, protocol: number | undefined, alias: string): Promise<void> {
+    const vlan: ifla.Vlan = { id: vid, ...(protocol ? { protocol } : {}) };
+    await this.create(`create vlan ${name}`, alias, {
+      link: u32(parentIndex),
+      ifname: name,
+      linkinfo: flatten(ifla.formatInfo({ kind: 'vlan', data: flatten(ifla.formatVlan(vlan)) })),
+    });
+  }
+
+  async createDummy(name: string, alias: string): Promise<void> {
+    await this.create(`create dummy ${name}`, alias, { ifname: name, linkinfo: flatten(ifla.formatInfo({ kind: 'dummy' })) });
+  }
+
+  async createVethPair(name: string, peerName: string, alias: string): Promise<void> {
+    // VETH_INFO_PEER carries a whole ifinfomsg followed by the peer's attributes.
+    const peer = Buffer.concat([Buffer.alloc(16), flatten(ifla.formatLinkAttrs({ ifname: peerName }))]);
+    await this.create(`create veth ${name}`, alias, {
+      ifname: name,
+      linkinfo: flatten(ifla.formatInfo({ kind: 'veth', data: attr(VETH_INFO_PEER, peer) })),
+    });
+  }
+
+  /** Creates a link and marks it with an alias (the kernel ignores IFLA_IFALIAS on create); never leaves it unmarked. */
+  private async create(operation: string, alias: string, attrs: ifla.LinkAttrs): Promise<void> {
+    const name = attrs.ifname as string;
+    await this.call(operation, () => this.socket.newLink({}, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+    try {
+      await this.call(`mark ${name}`, () => this.socket.setLink({}, { ifname: name, ifalias: alias }));
+    } catch (err) {
+      await this.delete(name).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async setUp(index: number): Promise<void> {
+    await this.call(`bring up link ${index}`, () => this.socket.setLink({ index, flags: { up: true }, change: { up: true } }));
+  }
+
+  /** Deletes a link by name; false when it was not there. */
+  async delete(name: string): Promise<boolean> {
+    try {
+      await this.socket.delLink({}, { ifname: name });
+      return true;
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno === 'ENODEV') return false;
+      throw new KernelError(`delete link ${name}`, errno);
+    }
+  }
+}
+
+function toLinkInfo(msg: LinkMessage): LinkInfo {
+  const { attrs, data } = msg;
+  const info = attrs.linkinfo ? ifla.parseInfo(attrs.linkinfo) : undefined;
+  const link: LinkInfo = {
+    index: data.index ?? 0,
+    name: attrs.ifname ?? '',
+    up: Boolean(data.flags?.up),
+    loopback: Boolean(data.flags?.loopback),
+    mtu: attrs.mtu ?? 0,
+  };
+  if (info?.kind) link.kind = info.kind;
+  if (attrs.address) link.mac = bufferToMac(attrs.address);
+  if (attrs.link) link.parentIndex = attrs.link.readUInt32LE(0);
+  if (attrs.ifalias) link.alias = attrs.ifalias;
+  if (info?.kind === 'vlan' && info.data) link.vlanId = ifla.parseVlan(info.data).id;
+  if (info?.kind === 'macvlan' && info.data) {
+    const mode = ifla.parseMacvlanMode(ifla.parseMacvlan(info.data).mode ?? 0);
+    link.macvlanMode = (Object.keys(MODE_FLAGS) as MacvlanMode[]).find((m) => mode[m]);
+  }
+  return link;
+}

@@ -1,0 +1,159 @@
+// A test "switch" for macvlan end-to-end tests, built with ip(8):
+//
+//   host netns                      | netns tsmv-XXXXXXXX (owned by the test)
+//   tsmvXXXXXXXX (veth, macvlan     |   tsmvXXXXXXXXp (veth) -- br0 (10.231.N.1/24)
+//   parent, no address) <-----------+-->
+//
+// Containers get macvlan links on the host-side veth end (the "parent"); their
+// frames leave through the veth into br0, where the switch's own address lives.
+// Deleting the netns destroys br0 and the veth pair (hence the parent) too.
+//
+// Only ever touches links and namespaces it created (prefix tsmv). Names are
+// at most 15 characters (IFNAMSIZ - 1).
+import { randomBytes } from 'node:crypto';
+import { run, type RunOpts, type RunResult } from './docker';
+
+export const LINK_PREFIX = 'tsmv';
+export const NETNS_PREFIX = 'tsmv-';
+
+export interface SwitchOpts {
+  /** First three octets of the switch's /24, e.g. '10.231.5'. The bridge gets .1. */
+  subnetPrefix: string;
+  /** Optional IPv6 /64 prefix ending in '::', e.g. 'fd31:231:5::'. The bridge gets ::1. */
+  ipv6Prefix?: string;
+  /** MTU of both veth ends and the bridge (default 1500). */
+  mtu?: number;
+}
+
+export interface Switch {
+  /** Host-side veth end: use as the macvlan parent (`-o parent=`). */
+  parent: string;
+  /** The veth end inside the namespace, a port of br0. */
+  port: string;
+  nsName: string;
+  /** The bridge's name inside nsName. */
+  bridge: string;
+  /** e.g. '10.231.5.1' */
+  bridgeIp: string;
+  /** e.g. '10.231.5.0/24' */
+  subnet: string;
+  /** e.g. 'fd31:231:5::1' when ipv6Prefix was given. */
+  bridgeIp6?: string;
+  /** e.g. 'fd31:231:5::/64' when ipv6Prefix was given. */
+  subnet6?: string;
+  /**
+   * Hairpin (reflective relay) on br0's port toward the parent: frames may go
+   * back out the port they came in on. Needed for macvlan vepa mode siblings
+   * to reach each other through the switch.
+   */
+  setHairpin(on: boolean): Promise<void>;
+  /** Runs a command inside the switch's namespace (e.g. ping from the switch). */
+  exec(cmd: string[], opts?: RunOpts): Promise<RunResult>;
+  /** Removes the namespace and veth pair. Idempotent, never throws. */
+  destroy(): Promise<void>;
+}
+
+const live = new Set<Switch>();
+
+function ip(args: string[], opts?: RunOpts): Promise<RunResult> {
+  return run('ip', args, opts);
+}
+
+/** Creates a switch; on any failure, removes what was already made and rethrows. */
+export async function createSwitch({ subnetPrefix, ipv6Prefix, mtu = 1500 }: SwitchOpts): Promise<Switch> {
+  if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(subnetPrefix) || subnetPrefix.split('.').some((o) => +o > 255)) {
+    throw new Error(`subnetPrefix must be three octets like '10.231.5', got '${subnetPrefix}'`);
+  }
+  if (ipv6Prefix !== undefined && !/^[0-9a-f:]+::$/i.test(ipv6Prefix)) {
+    throw new Error(`ipv6Prefix must end in '::', like 'fd31:231:5::', got '${ipv6Prefix}'`);
+  }
+  const id = randomBytes(4).toString('hex'); // tsmv + 8 hex = 12 chars, + 'p' = 13
+  const parent = `${LINK_PREFIX}${id}`;
+  const port = `${parent}p`;
+  const nsName = `${NETNS_PREFIX}${id}`;
+  const bridge = 'br0';
+  const bridgeIp = `${subnetPrefix}.1`;
+  const nsExec = (args: string[], opts?: RunOpts) => ip(['-n', nsName, ...args], opts);
+
+  let destroyed = false;
+  const sw: Switch = {
+    parent,
+    port,
+    nsName,
+    bridge,
+    bridgeIp,
+    subnet: `${subnetPrefix}.0/24`,
+    ...(ipv6Prefix ? { bridgeIp6: `${ipv6Prefix}1`, subnet6: `${ipv6Prefix}/64` } : {}),
+    async setHairpin(on) {
+      await nsExec(['link', 'set', 'dev', port, 'type', 'bridge_slave', 'hairpin', on ? 'on' : 'off']);
+    },
+    exec(cmd, opts) {
+      return run('ip', ['netns', 'exec', nsName, ...cmd], opts);
+    },
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      live.delete(sw);
+      await ip(['netns', 'del', nsName], { allowFail: true });
+      // Normally gone with the namespace (veth peers die together); make sure.
+      await ip(['link', 'del', 'dev', parent], { allowFail: true });
+    },
+  };
+  live.add(sw);
+  try {
+    await ip(['netns', 'add', nsName]);
+    await nsExec(['link', 'set', 'dev', 'lo', 'up']);
+    await ip(['link', 'add', parent, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', port, 'mtu', String(mtu), 'netns', nsName]);
+    await nsExec(['link', 'add', bridge, 'mtu', String(mtu), 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
+    await nsExec(['link', 'set', 'dev', port, 'master', bridge]);
+    await nsExec(['addr', 'add', `${bridgeIp}/24`, 'dev', bridge]);
+    if (ipv6Prefix) await nsExec(['addr', 'add', `${ipv6Prefix}1/64`, 'dev', bridge, 'nodad']);
+    await nsExec(['link', 'set', 'dev', bridge, 'up']);
+    await nsExec(['link', 'set', 'dev', port, 'up']);
+    // The parent stays without an address; up, like a cabled NIC.
+    await ip(['link', 'set', 'dev', parent, 'up']);
+  } catch (err) {
+    await sw.destroy();
+    throw err;
+  }
+  return sw;
+}
+
+/** Creates a switch, runs fn, and destroys the switch whatever happens. */
+export async function withSwitch<T>(opts: SwitchOpts, fn: (sw: Switch) => Promise<T>): Promise<T> {
+  const sw = await createSwitch(opts);
+  try {
+    return await fn(sw);
+  } finally {
+    await sw.destroy();
+  }
+}
+
+/** Destroys every switch this process created and has not destroyed yet. */
+export async function destroyAllSwitches(): Promise<void> {
+  for (const sw of [...live]) await sw.destroy();
+}
+
+/**
+ * Removes leftovers of crashed runs: network namespaces named tsmv-* and links
+ * in the host namespace named tsmv* (veth parents, VLAN sub-interfaces on them,
+ * macvlans a plugin left behind). Touches nothing else. Returns what it removed.
+ */
+export async function cleanupLeftovers(): Promise<{ netns: string[]; links: string[] }> {
+  const netns = (await ip(['netns', 'list'], { allowFail: true })).stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0] ?? '')
+    .filter((n) => n.startsWith(NETNS_PREFIX));
+  for (const n of netns) await ip(['netns', 'del', n], { allowFail: true });
+
+  const links: string[] = [];
+  const out = (await ip(['-j', 'link', 'show'], { allowFail: true })).stdout;
+  const parsed = out.trim() ? (JSON.parse(out) as Array<{ ifname?: string }>) : [];
+  for (const { ifname } of parsed) {
+    if (ifname?.startsWith(LINK_PREFIX)) links.push(ifname);
+  }
+  // Deleting a veth removes its peer, and a parent its VLAN/macvlan children:
+  // later deletes of those may fail, which is fine.
+  for (const l of links) await ip(['link', 'del', 'dev', l], { allowFail: true });
+  return { netns, links };
+}

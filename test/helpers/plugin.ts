@@ -1,0 +1,57 @@
+// An in-process plugin on a temporary state dir, driven with fastify.inject.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { NetworkDriver } from '../../src/driver';
+import { IpamService } from '../../src/ipam/service';
+import { Links } from '../../src/link';
+import { buildServer } from '../../src/server';
+
+export interface TestPlugin {
+  app: FastifyInstance;
+  driver: NetworkDriver;
+  stateDir: string;
+  call(method: string, body?: unknown): Promise<{ status: number; json: any }>;
+  /** Closes this instance and opens a new one on the same state, as after a restart. */
+  restart(): Promise<TestPlugin>;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-state-'))): Promise<TestPlugin> {
+  const log = pino({ level: 'silent' });
+  const links = new Links();
+  const driver = new NetworkDriver(links, stateDir, log);
+  const ipam = new IpamService(stateDir, log);
+  await driver.restore();
+  const app = buildServer({ driver, ipam }, log);
+  await app.ready();
+  const plugin: TestPlugin = {
+    app,
+    driver,
+    stateDir,
+    async call(method, body) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/${method}`,
+        payload: body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      return { status: res.statusCode, json: res.body ? JSON.parse(res.body) : undefined };
+    },
+    async restart() {
+      await plugin.close();
+      return startPlugin(stateDir);
+    },
+    async close() {
+      await app.close();
+      links.close();
+    },
+    async destroy() {
+      await plugin.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+  return plugin;
+}

@@ -1,0 +1,46 @@
+// The real daemon as a child process (it inherits the test's network namespace).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+
+export const CLI = join(__dirname, '../../dist/cli.js');
+
+export interface Daemon {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
+}
+
+/** Waits until the daemon answers on its socket (a stale socket file from a killed daemon does not count). */
+export async function waitForSocket(path: string, daemon: Daemon, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(path) || !(await post(path, 'Plugin.Activate').then(() => true, () => false))) {
+    if (daemon.child.exitCode !== null) throw new Error(`daemon exited: ${daemon.output()}`);
+    if (Date.now() > deadline) throw new Error(`no socket at ${path} after ${timeoutMs} ms: ${daemon.output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** POSTs to the plugin over its unix socket, as Docker does (no Content-Type). */
+export function post(socketPath: string, method: string, body?: unknown): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? '' : JSON.stringify(body);
+    const req = request({ socketPath, path: `/${method}`, method: 'POST', headers: { 'content-length': Buffer.byteLength(payload) } }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
