@@ -1,0 +1,47 @@
+// The plugin as Docker meets it: `tsmacvlan serve` in the host namespace on /run/docker/plugins/<driver>.sock.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+
+/** The driver name the e2e tests use, so a real `tsmacvlan` on the same machine is never touched. */
+export const DRIVER = 'tsmacvlan-test';
+export const SOCKET = `/run/docker/plugins/${DRIVER}.sock`;
+
+export interface PluginDaemon {
+  stateDir: string;
+  daemon: Daemon;
+  /** SIGTERM and wait; the state dir stays. */
+  stop(): Promise<void>;
+  /** Stops it and starts it again on the same state. */
+  restart(): Promise<void>;
+  /** Stops it and removes its state. */
+  destroy(): Promise<void>;
+}
+
+export async function startPluginDaemon(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-e2e-state-'))): Promise<PluginDaemon> {
+  const launch = async () => {
+    const daemon = spawnDaemon(['serve', '--socket', SOCKET, '--state-dir', stateDir]);
+    await waitForSocket(SOCKET, daemon);
+    return daemon;
+  };
+  const handle: PluginDaemon = {
+    stateDir,
+    daemon: await launch(),
+    async stop() {
+      if (handle.daemon.child.exitCode === null) {
+        handle.daemon.child.kill('SIGTERM');
+        await handle.daemon.exited;
+      }
+    },
+    async restart() {
+      await handle.stop();
+      handle.daemon = await launch();
+    },
+    async destroy() {
+      await handle.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+  return handle;
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `npm test`: the whole suite. Provisions what it needs (Docker Engine, test image, qemu kernel), builds, runs each
+# suite where it must run, and ends with one line "N passed, N failed". Needs root (it creates links and namespaces).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+results=test-results
+rm -rf "$results" && mkdir -p "$results"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "npm test needs root: it creates network namespaces and links and drives Docker" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+step() { echo; echo "== $*"; }
+# vitest with a JSON report per suite; the summary counts them (a suite without a report counts as failed).
+suite() {
+  local name=$1; shift
+  step "$name"
+  "$@" --reporter=default --reporter=json --outputFile.json="$PWD/$results/$name.json"
+}
+
+step "provision" && bash test/e2e/provision.sh || echo "provisioning failed" > "$results/provision.failed"
+step "build" && npm run --silent build || echo "build failed" > "$results/build.failed"
+
+suite unit npx vitest run --project unit
+# Integration tests create links freely: a private namespace of their own, gone when they exit.
+suite integration bash test/in-netns.sh npx vitest run --project integration
+suite e2e npx vitest run --project e2e
+if [ -f test/vm/vmrun.sh ]; then
+  # 802.1q exists only under the VM kernel; the guest writes its report into a directory of ours.
+  step "vm"
+  VMRUN_OUT="$PWD/$results" bash test/vm/vmrun.sh npx vitest run --project vm --reporter=default --reporter=json --outputFile.json="$PWD/$results/vm.json"
+fi
+
+node test/summarize.mjs "$results" unit integration e2e vm
