@@ -66,6 +66,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const driver = new NetworkDriver(links, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log);
   await driver.restore();
+  const stopWatching = driver.watchLinks();
   const app = buildServer({ driver, ipam }, log);
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
@@ -79,6 +80,7 @@ async function serve(options: ServeOptions): Promise<void> {
     stopping = true;
     log.info({ signal }, 'stopping: finishing requests in flight');
     await app.close(); // waits for requests in flight, removes the socket
+    stopWatching();
     links.close();
     process.exit(0);
   };

@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ENDPOINT_PREFIX, MARK_ENDPOINT, endpointLinkName, endpointMac, type EndpointRecord } from './endpoint';
 import { PluginError } from './errors';
+import { HostAccess, shimName } from './host-access';
 import { KernelError, type Links } from './link';
 import { KeyedMutex } from './lock';
-import { parseNetworkOptions, type IpData, type NetworkRecord } from './network';
+import { checkHostAccess, parseNetworkOptions, type IpData, type NetworkRecord } from './network';
 import { Parents, internalParentName } from './parent';
 import { RecordStore } from './store';
 
@@ -13,6 +14,8 @@ export interface CreateNetworkRequest {
   networkId: string;
   generic: Record<string, unknown>;
   internal: boolean;
+  /** Addresses Docker's IPAM keeps from containers (--aux-address), bare. */
+  reserved: string[];
   ipv4?: IpData;
   ipv6?: IpData;
 }
@@ -37,8 +40,11 @@ export class NetworkDriver {
   /** Endpoint ids per network and network ids per parent, so no check has to scan every record. */
   private readonly endpointsOf = new Map<string, Set<string>>();
   private readonly networksOn = new Map<string, Set<string>>();
+  private readonly shims = new Map<string, string>(); // shim link name → network id
+  private readonly pendingRepairs = new Map<string, NodeJS.Timeout>();
   private readonly parentLocks = new KeyedMutex();
   private readonly parents: Parents;
+  private readonly hostAccess: HostAccess;
   private readonly networkStore: RecordStore<NetworkRecord>;
   private readonly endpointStore: RecordStore<EndpointRecord>;
 
@@ -48,11 +54,15 @@ export class NetworkDriver {
     private readonly log: Logger,
   ) {
     this.parents = new Parents(links);
+    this.hostAccess = new HostAccess(links);
     this.networkStore = new RecordStore(join(stateDir, 'networks'));
     this.endpointStore = new RecordStore(join(stateDir, 'endpoints'));
     this.networks = this.networkStore.loadAll();
     this.endpoints = this.endpointStore.loadAll();
-    for (const network of this.networks.values()) this.index(this.networksOn, network.parent, network.id);
+    for (const network of this.networks.values()) {
+      this.index(this.networksOn, network.parent, network.id);
+      if (network.hostAccess) this.shims.set(shimName(network.id), network.id);
+    }
     for (const endpoint of this.endpoints.values()) this.index(this.endpointsOf, endpoint.networkId, endpoint.id);
   }
 
@@ -79,6 +89,53 @@ export class NetworkDriver {
         this.log.info({ parent: network.parent, networkId: network.id }, 're-created missing parent');
       });
     }
+    for (const network of this.networks.values()) if (network.hostAccess) await this.repairHostAccess(network.id);
+  }
+
+  /** Keeps host-access shims alive: re-made within moments when their parent comes back or they are removed. */
+  watchLinks(): () => void {
+    const stop = this.links.watch((name) => {
+      const affected = [...(this.networksOn.get(name) ?? [])];
+      const shimOf = this.shims.get(name);
+      if (shimOf) affected.push(shimOf);
+      for (const networkId of affected) {
+        if (!this.networks.get(networkId)?.hostAccess || this.pendingRepairs.has(networkId)) continue;
+        // One repair per burst of events (a create, its mark and bringing it up are three events).
+        this.pendingRepairs.set(
+          networkId,
+          setTimeout(() => {
+            this.pendingRepairs.delete(networkId);
+            this.repairHostAccess(networkId).catch((err) => this.log.error({ err, networkId }, 'could not repair host access'));
+          }, 50),
+        );
+      }
+    });
+    return () => {
+      stop();
+      for (const timer of this.pendingRepairs.values()) clearTimeout(timer);
+      this.pendingRepairs.clear();
+    };
+  }
+
+  private async repairHostAccess(networkId: string): Promise<void> {
+    const network = this.networks.get(networkId);
+    if (!network?.hostAccess) return;
+    await this.parentLocks.run(network.parent, async () => {
+      if (!this.networks.has(networkId)) return; // deleted meanwhile
+      const made = await this.hostAccess.ensure(this.shimSpec(network), this.containerAddresses(networkId));
+      this.log.debug({ networkId, made }, 'host access checked');
+    });
+  }
+
+  private shimSpec(network: NetworkRecord) {
+    return { networkId: network.id, parent: network.parent, address: network.hostAccess as string, ...(network.mtu !== undefined && { mtu: network.mtu }) };
+  }
+
+  private *containerAddresses(networkId: string): Iterable<string> {
+    for (const endpointId of this.endpointsOf.get(networkId) ?? []) {
+      const ipv4 = this.endpoints.get(endpointId)?.ipv4;
+      if (ipv4) yield ipv4.split('/')[0];
+    }
   }
 
   listNetworks(): NetworkRecord[] {
@@ -91,6 +148,7 @@ export class NetworkDriver {
 
   async createNetwork(req: CreateNetworkRequest): Promise<void> {
     const options = parseNetworkOptions(req.generic);
+    if (options.hostAccess) checkHostAccess(options.hostAccess, req.ipv4, req.reserved);
     if (this.networks.has(req.networkId)) return; // a retry of a create that already succeeded
     const parentName = options.parent ?? internalParentName(req.networkId);
     await this.parentLocks.run(parentName, async () => {
@@ -119,10 +177,20 @@ export class NetworkDriver {
           ...(options.sourceMacs && { sourceMacs: options.sourceMacs }),
           ...(req.ipv4 && { ipv4: req.ipv4 }),
           ...(req.ipv6 && { ipv6: req.ipv6 }),
+          ...(options.hostAccess && { hostAccess: options.hostAccess }),
         };
+        // On disk first: a crash after this point is repaired at start from the record.
         await this.networkStore.put(record.id, record);
+        try {
+          if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), []);
+        } catch (err) {
+          await this.hostAccess.remove(record.id).catch(() => undefined);
+          await this.networkStore.remove(record.id);
+          throw err;
+        }
         this.networks.set(record.id, record);
         this.index(this.networksOn, parentName, record.id);
+        if (record.hostAccess) this.shims.set(shimName(record.id), record.id);
       } catch (err) {
         if (owned && !sharing?.size) await this.parents.release(parentName).catch(() => undefined);
         throw err;
@@ -138,6 +206,10 @@ export class NetworkDriver {
       await this.networkStore.remove(networkId);
       this.networks.delete(networkId);
       this.unindex(this.networksOn, network.parent, networkId);
+      if (network.hostAccess) {
+        this.shims.delete(shimName(networkId));
+        await this.hostAccess.remove(networkId);
+      }
       if (network.ownsParent && !this.networksOn.has(network.parent)) {
         await this.parents.release(network.parent);
         this.log.info({ parent: network.parent }, 'removed parent created for the network');
@@ -207,6 +279,14 @@ export class NetworkDriver {
       await this.links.delete(name);
       await this.links.createMacvlan(spec, MARK_ENDPOINT).catch((e) => Promise.reject(explain(e, network.parent)));
     }
+    if (network.hostAccess && endpoint.ipv4) {
+      try {
+        await this.hostAccess.route(networkId, network.hostAccess, endpoint.ipv4.split('/')[0]);
+      } catch (err) {
+        await this.links.delete(name);
+        throw err;
+      }
+    }
     const answer: JoinAnswer = { linkName: name };
     if (!network.internal) {
       if (network.ipv4?.gateway) answer.gateway = network.ipv4.gateway;
@@ -219,6 +299,8 @@ export class NetworkDriver {
   async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
     const endpoint = this.endpoints.get(endpointId);
     if (!endpoint) return;
+    const hostAddress = this.networks.get(networkId)?.hostAccess;
+    if (hostAddress && endpoint.ipv4) await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
     await this.deleteEndpointLink(endpointId);
     await this.endpointStore.remove(endpointId);
     this.endpoints.delete(endpointId);

@@ -1,4 +1,5 @@
 // Kernel layer: the links this plugin needs, through rtnetlink. It knows nothing of Docker.
+import { isIPv4 } from 'node:net';
 import { AttrStream, FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket, type StreamData } from 'netlink';
 import type { LinkMessage } from 'netlink/dist/rt/structs';
 
@@ -75,6 +76,18 @@ function attr(type: number, payload: Buffer): Buffer {
   header.writeUInt16LE(type, 2);
   const pad = Buffer.alloc((4 - (payload.length % 4)) % 4);
   return Buffer.concat([header, payload, pad]);
+}
+
+const AF_INET = 2;
+const RT_TABLE_MAIN = 254;
+const RTPROT_STATIC = 4;
+const RT_SCOPE_LINK = 253;
+const RT_SCOPE_NOWHERE = 255; // in a delete: match a route of any scope
+const RTN_UNICAST = 1;
+
+function ipv4ToBuffer(address: string): Buffer {
+  if (!isIPv4(address)) throw new Error(`not an IPv4 address: ${address}`);
+  return Buffer.from(address.split('.').map(Number));
 }
 
 function errnoOf(err: unknown): string {
@@ -171,6 +184,48 @@ export class Links {
 
   async setUp(index: number): Promise<void> {
     await this.call(`bring up link ${index}`, () => this.socket.setLink({ index, flags: { up: true }, change: { up: true } }));
+  }
+
+  async addIpv4Address(index: number, address: string, prefixLength: number): Promise<void> {
+    const bytes = ipv4ToBuffer(address);
+    await this.call(`add address ${address}/${prefixLength} to link ${index}`, () =>
+      this.socket.newAddress({ family: AF_INET, prefixlen: prefixLength, index }, { local: bytes, address: bytes }, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }),
+    );
+  }
+
+  /** A /32 route to `destination` out of link `index`, with `source` as the host's address for it; replaces any existing one. */
+  async replaceHostRoute(destination: string, index: number, source: string): Promise<void> {
+    await this.call(`route ${destination} via link ${index}`, () =>
+      this.socket.newRoute(
+        { family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, protocol: RTPROT_STATIC, scope: RT_SCOPE_LINK, type: RTN_UNICAST },
+        { dst: ipv4ToBuffer(destination), oif: index, prefsrc: ipv4ToBuffer(source) },
+        { flags: FlagsNew.CREATE | FlagsNew.REPLACE },
+      ),
+    );
+  }
+
+  /** Deletes the /32 route to `destination` out of link `index`; false when it was not there. */
+  async deleteHostRoute(destination: string, index: number): Promise<boolean> {
+    try {
+      await this.socket.delRoute({ family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, scope: RT_SCOPE_NOWHERE }, { dst: ipv4ToBuffer(destination), oif: index });
+      return true;
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno === 'ESRCH' || errno === 'ENODEV') return false;
+      throw new KernelError(`delete route ${destination}`, errno);
+    }
+  }
+
+  /** Calls `onChange` with the name of every link that appears, changes or goes; returns a function that stops watching. */
+  watch(onChange: (name: string) => void): () => void {
+    const events = createRtNetlink();
+    events.addMembership('LINK');
+    events.on('message', (messages) => {
+      for (const msg of messages) {
+        if (msg.kind === 'link' && msg.attrs.ifname) onChange(msg.attrs.ifname);
+      }
+    });
+    return () => events.socket.close();
   }
 
   /** Deletes a link by name; false when it was not there. */

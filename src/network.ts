@@ -1,9 +1,11 @@
 // A network: the options a user gave with `docker network create -o`, checked and turned into a record.
+import { isIPv4 } from 'node:net';
+import { Address4 } from 'ip-address';
 import { PluginError } from './errors';
 import type { MacvlanMode } from './link';
 
 export const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
-export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source'] as const;
+export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access'] as const;
 
 /** Linux caps interface names at 15 bytes (IFNAMSIZ - 1). */
 export const IFNAME_MAX = 15;
@@ -25,6 +27,8 @@ export interface NetworkRecord {
   internal: boolean;
   ipv4?: IpData;
   ipv6?: IpData;
+  /** The host's own address on the network, held by a shim link (see host-access.ts). */
+  hostAccess?: string;
 }
 
 export interface NetworkOptions {
@@ -32,6 +36,7 @@ export interface NetworkOptions {
   mode: MacvlanMode;
   mtu?: number;
   sourceMacs?: string[];
+  hostAccess?: string;
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
@@ -78,7 +83,29 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
   } else if (mode === 'source') {
     throw new PluginError('macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts');
   }
+
+  const hostAccess = text('host_access');
+  if (hostAccess !== undefined) {
+    if (!isIPv4(hostAccess)) throw new PluginError(`host_access '${hostAccess}' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250`);
+    if (mode !== 'bridge') {
+      throw new PluginError(`host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`);
+    }
+    options.hostAccess = hostAccess;
+  }
   return options;
+}
+
+/** Checks that the host_access address lies in the network's IPv4 subnet and is kept from containers. */
+export function checkHostAccess(address: string, ipv4: IpData | undefined, reserved: string[]): void {
+  if (!ipv4) throw new PluginError(`host_access=${address} needs an IPv4 subnet on the network (--subnet)`);
+  const subnet = new Address4(ipv4.pool);
+  if (!new Address4(address).isInSubnet(subnet)) {
+    throw new PluginError(`host_access=${address} is not in the network's subnet ${ipv4.pool}; give an address of that subnet`);
+  }
+  if (address === ipv4.gateway) throw new PluginError(`host_access=${address} is the network's gateway; give the host an address of its own`);
+  if (!reserved.includes(address)) {
+    throw new PluginError(`host_access=${address} must be kept from containers: add --aux-address host=${address} to 'docker network create'`);
+  }
 }
 
 /** Checks a user-given interface name before it goes near the kernel. */
@@ -94,6 +121,11 @@ export function checkLinkName(name: string, option: string): string {
     );
   }
   return name;
+}
+
+/** The aux addresses of an IPAM entry, bare ("10.0.0.250/24" arrives in CIDR form). */
+export function auxAddresses(entry: { AuxAddresses?: Record<string, unknown> | null } | undefined): string[] {
+  return Object.values(entry?.AuxAddresses ?? {}).map((value) => String(value).split('/')[0]);
 }
 
 /** Parses an IPAM entry of CreateNetwork ("10.0.0.1/24" gateways arrive in CIDR form). */

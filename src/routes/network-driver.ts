@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { NetworkDriver } from '../driver';
 import { PluginError } from '../errors';
-import { ipData } from '../network';
+import { auxAddresses, ipData } from '../network';
 import { ID, OPTIONS, body } from './schemas';
 
 const IPAM_DATA = {
@@ -23,7 +23,7 @@ const IPAM_DATA = {
 interface CreateNetworkBody {
   NetworkID: string;
   Options?: Record<string, unknown> | null;
-  IPv4Data?: { Pool: string; Gateway?: string }[] | null;
+  IPv4Data?: { Pool: string; Gateway?: string; AuxAddresses?: Record<string, unknown> | null }[] | null;
   IPv6Data?: { Pool: string; Gateway?: string }[] | null;
 }
 
@@ -61,6 +61,7 @@ export const networkDriverRoutes: FastifyPluginAsync<{ driver: NetworkDriver }> 
         networkId: NetworkID,
         generic: generic as Record<string, unknown>,
         internal: Options?.['com.docker.network.internal'] === true,
+        reserved: auxAddresses(IPv4Data?.[0]),
         ...(ipv4 && { ipv4 }),
         ...(ipv6 && { ipv6 }),
       });

@@ -1,0 +1,82 @@
+// host_access under a real Docker Engine: the host reaching its own macvlan containers, and back.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { dockerOk, ping, removeDockerObjects, run, runSleeper, uniqueName } from './docker';
+import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
+import { createSwitch, destroyAllSwitches } from './topology';
+
+const PREFIX = 'tsmv-ha-';
+
+/** Ping from the host namespace; only ever at container addresses this test made. */
+async function hostPing(address: string, timeoutSec = 1): Promise<boolean> {
+  return (await run('ping', ['-c', '1', '-W', String(timeoutSec), address], { allowFail: true })).code === 0;
+}
+
+async function shimsAndRoutes(subnetPrefix: string): Promise<{ shims: string[]; routes: string[] }> {
+  const linksOut = (await run('ip', ['-o', 'link', 'show'])).stdout;
+  const routesOut = (await run('ip', ['-4', 'route', 'show'])).stdout;
+  return {
+    shims: [...linksOut.matchAll(/^\d+: (tsmvh[^:@]*)/gm)].map((m) => m[1]),
+    routes: routesOut.split('\n').filter((r) => r.startsWith(subnetPrefix)),
+  };
+}
+
+describe('host_access with Docker', () => {
+  let plugin: PluginDaemon;
+  beforeAll(async () => {
+    plugin = await startPluginDaemon();
+  });
+  afterEach(async () => {
+    await removeDockerObjects(PREFIX);
+    await destroyAllSwitches();
+  });
+  afterAll(async () => {
+    await removeDockerObjects(PREFIX);
+    await destroyAllSwitches();
+    await plugin?.destroy();
+  });
+
+  it('without it the host cannot reach its containers; with it, host ↔ container works through flaps, restarts, and leaves nothing', async () => {
+    const sw = await createSwitch({ subnetPrefix: '10.231.40' });
+
+    const plain = uniqueName(PREFIX);
+    await dockerOk(['network', 'create', '-d', DRIVER, '-o', `parent=${sw.parent}`, '--subnet', '10.231.40.0/24', plain]);
+    const lonely = uniqueName(PREFIX);
+    await runSleeper(lonely, { network: plain, ip: '10.231.40.10' });
+    expect(await ping(lonely, sw.bridgeIp)).toBe(true); // the container is on the LAN...
+    expect(await hostPing('10.231.40.10')).toBe(false); // ...but not reachable from its own host: macvlan's limitation
+    await dockerOk(['rm', '-f', lonely]);
+    await dockerOk(['network', 'rm', plain]);
+
+    const net = uniqueName(PREFIX);
+    await dockerOk(['network', 'create', '-d', DRIVER, '-o', `parent=${sw.parent}`, '-o', 'host_access=10.231.40.250',
+      '--subnet', '10.231.40.0/24', '--aux-address', 'host=10.231.40.250', net]);
+    const [a, b] = [uniqueName(PREFIX), uniqueName(PREFIX)];
+    await runSleeper(a, { network: net, ip: '10.231.40.10' });
+    await runSleeper(b, { network: net, ip: '10.231.40.11' });
+    expect(await hostPing('10.231.40.10')).toBe(true);
+    expect(await hostPing('10.231.40.11')).toBe(true);
+    expect(await ping(a, '10.231.40.250')).toBe(true);
+    expect(await ping(a, sw.bridgeIp)).toBe(true); // the LAN still works
+
+    // The parent goes down and up: working again within a second.
+    await run('ip', ['link', 'set', sw.parent, 'down']);
+    await run('ip', ['link', 'set', sw.parent, 'up']);
+    const upAt = Date.now();
+    let back = false;
+    while (!back && Date.now() - upAt < 1000) back = await hostPing('10.231.40.10', 1);
+    expect(back).toBe(true);
+    expect(await ping(b, '10.231.40.250')).toBe(true);
+
+    // The plugin restarts: still working, and new containers get their route.
+    await plugin.restart();
+    expect(await hostPing('10.231.40.11')).toBe(true);
+    const c = uniqueName(PREFIX);
+    await runSleeper(c, { network: net, ip: '10.231.40.12' });
+    expect(await hostPing('10.231.40.12')).toBe(true);
+    expect(await ping(c, '10.231.40.250')).toBe(true);
+
+    await dockerOk(['rm', '-f', a, b, c]);
+    await dockerOk(['network', 'rm', net]);
+    expect(await shimsAndRoutes('10.231.40.')).toEqual({ shims: [], routes: [] });
+  });
+});
