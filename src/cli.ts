@@ -1,21 +1,29 @@
 #!/usr/bin/env node
-// Command line: `tsmacvlan serve` runs the plugin.
+// Command line: `tsmacvlan serve` runs the plugin; `doctor` checks the host, `status` shows records against the kernel.
 import { connect } from 'node:net';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
+import { doctor, parseDoctorArgs } from './doctor';
 import { NetworkDriver } from './driver';
 import { IpamService } from './ipam/service';
 import { Links } from './link';
+import { describeRepair } from './reconcile';
 import { buildServer } from './server';
+import { parseStatusArgs, status } from './status';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
+       tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
 
   --socket PATH     unix socket Docker finds the plugin by; its file name is the driver name
                     (default $TSMACVLAN_SOCKET or /run/docker/plugins/tsmacvlan.sock)
   --state-dir DIR   where networks, endpoints and addresses are kept
                     (default $TSMACVLAN_STATE_DIR or /var/lib/tsmacvlan)
-  --log-level LEVEL fatal, error, warn, info, debug or trace (default $LOG_LEVEL or info)`;
+  --log-level LEVEL fatal, error, warn, info, debug or trace (default $LOG_LEVEL or info)
+
+  gc                repairs the kernel from the state, as the plugin does at every start: re-creates
+                    parents it made, deletes its links that nothing owns (run it while the plugin is stopped)
+  --dry-run         only prints what gc would repair`;
 
 interface ServeOptions {
   socket: string;
@@ -23,14 +31,19 @@ interface ServeOptions {
   logLevel: string;
 }
 
-function parseServeArgs(args: string[]): ServeOptions {
+function parseServeArgs(args: string[], booleans: string[] = []): ServeOptions & { set: Set<string> } {
   const options: ServeOptions = {
     socket: process.env.TSMACVLAN_SOCKET || '/run/docker/plugins/tsmacvlan.sock',
     stateDir: process.env.TSMACVLAN_STATE_DIR || '/var/lib/tsmacvlan',
     logLevel: process.env.LOG_LEVEL || 'info',
   };
   const flags: Record<string, keyof ServeOptions> = { '--socket': 'socket', '--state-dir': 'stateDir', '--log-level': 'logLevel' };
+  const set = new Set<string>();
   for (let i = 0; i < args.length; i++) {
+    if (booleans.includes(args[i])) {
+      set.add(args[i]);
+      continue;
+    }
     const [flag, inline] = args[i].split(/=(.*)/s, 2);
     const key = flags[flag];
     const value = inline ?? args[i + 1];
@@ -41,7 +54,7 @@ function parseServeArgs(args: string[]): ServeOptions {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(options.logLevel)) {
     throw new Error(`log level '${options.logLevel}' is not one of fatal, error, warn, info, debug, trace`);
   }
-  return options;
+  return { ...options, set };
 }
 
 /** True when a live server answers on the socket (a second instance must not steal it). */
@@ -65,7 +78,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const links = new Links();
   const driver = new NetworkDriver(links, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log);
-  await driver.restore();
+  await driver.reconcile();
   const stopWatching = driver.watchLinks();
   const app = buildServer({ driver, ipam }, log);
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
@@ -88,11 +101,37 @@ async function serve(options: ServeOptions): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
+/** `tsmacvlan gc`: the start-up reconciliation on its own; with --dry-run it changes nothing. */
+async function gc(options: ServeOptions, dryRun: boolean): Promise<void> {
+  if (!dryRun && existsSync(options.socket) && (await socketInUse(options.socket))) {
+    throw new Error(`the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`);
+  }
+  const links = new Links();
+  try {
+    const driver = new NetworkDriver(links, options.stateDir, pino({ level: 'silent' }));
+    const repairs = await driver.reconcile({ dryRun });
+    for (const repair of repairs) console.log(`${dryRun ? 'would ' : ''}${describeRepair(repair)}`);
+    if (repairs.length === 0) console.log('nothing to repair');
+  } finally {
+    links.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   switch (command) {
     case 'serve':
       return serve(parseServeArgs(args));
+    case 'doctor':
+      process.exitCode = await doctor(parseDoctorArgs(args, USAGE));
+      return;
+    case 'status':
+      process.exitCode = await status(parseStatusArgs(args, USAGE));
+      return;
+    case 'gc': {
+      const options = parseServeArgs(args, ['--dry-run']);
+      return gc(options, options.set.has('--dry-run'));
+    }
     case undefined:
     case 'help':
     case '--help':

@@ -1,13 +1,15 @@
 // The network driver: Docker's network and endpoint lifecycle, decided here, carried out by the kernel layer and the store.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ENDPOINT_PREFIX, MARK_ENDPOINT, endpointLinkName, endpointMac, type EndpointRecord } from './endpoint';
+import { MARK_ENDPOINT, endpointLinkName, endpointMac, type EndpointRecord } from './endpoint';
+import { crashPoint } from './crash';
 import { PluginError } from './errors';
 import { HostAccess, shimName } from './host-access';
 import { KernelError, type Links } from './link';
 import { KeyedMutex } from './lock';
 import { checkHostAccess, parseNetworkOptions, type IpData, type NetworkRecord } from './network';
 import { Parents, internalParentName } from './parent';
+import { isPluginLink, planRepairs, type Repair } from './reconcile';
 import { RecordStore } from './store';
 
 export interface CreateNetworkRequest {
@@ -78,18 +80,22 @@ export class NetworkDriver {
     if (ids?.size === 0) map.delete(key);
   }
 
-  /** At start, before any request: re-create parents this plugin made that are gone (a reboot removes them). */
-  async restore(): Promise<void> {
-    for (const network of this.networks.values()) {
-      if (!network.ownsParent || (await this.links.get(network.parent))) continue;
-      await this.parentLocks.run(network.parent, async () => {
-        if (await this.links.get(network.parent)) return; // another network on the same parent restored it
-        if (network.parent === internalParentName(network.id)) await this.parents.createInternal(network.id);
-        else await this.parents.acquire(network.parent);
-        this.log.info({ parent: network.parent, networkId: network.id }, 're-created missing parent');
-      });
+  /**
+   * Brings the kernel in line with the state, before any request is answered: re-creates parents this plugin made
+   * that are gone (a reboot removes them), marks those a crash left unmarked, deletes links marked as the plugin's
+   * that nothing owns (only in this namespace: links inside containers are never touched), re-makes host-access
+   * shims. One log line per repair. With `dryRun`, only says what it would do.
+   */
+  async reconcile({ dryRun = false } = {}): Promise<Repair[]> {
+    const repairs = planRepairs(await this.links.list(), this.listNetworks(), this.listEndpoints());
+    if (dryRun) return repairs;
+    for (const repair of repairs) {
+      if (repair.action === 'delete') await this.links.delete(repair.link);
+      else await this.parents.restore(repair.link, repair.networkId as string);
+      this.log.info({ link: repair.link, action: repair.action, reason: repair.reason }, 'repaired');
     }
     for (const network of this.networks.values()) if (network.hostAccess) await this.repairHostAccess(network.id);
+    return repairs;
   }
 
   /** Keeps host-access shims alive: re-made within moments when their parent comes back or they are removed. */
@@ -158,43 +164,43 @@ export class NetworkDriver {
         if (passthru) throw new PluginError(`parent '${parentName}' is taken by network ${passthru.slice(0, 12)} in passthru mode, which cannot share its parent`);
         if (options.mode === 'passthru') throw new PluginError(`macvlan_mode=passthru needs a parent of its own, but '${parentName}' is used by ${sharing.size} other network(s)`);
       }
-      let owned = true;
-      let parent;
-      if (options.parent) ({ link: parent, owned } = await this.parents.acquire(parentName));
-      else parent = await this.parents.createInternal(req.networkId);
+      // Everything is checked before anything is made.
+      const plan = options.parent ? await this.parents.plan(parentName) : undefined;
+      const parentMtu = plan ? ('existing' in plan ? plan.existing.mtu : plan.vlan.base.mtu) : undefined;
+      if (options.mtu !== undefined && parentMtu !== undefined && options.mtu > parentMtu) {
+        throw new PluginError(`mtu ${options.mtu} is larger than the MTU of parent '${parentName}' (${parentMtu}); use at most ${parentMtu}`);
+      }
+      const record: NetworkRecord = {
+        id: req.networkId,
+        parent: parentName,
+        ownsParent: !plan || !('existing' in plan) || plan.owned,
+        mode: options.mode,
+        // Without a parent of the user's, nothing leaves the host: Docker's macvlan makes such networks internal too.
+        internal: req.internal || !options.parent,
+        ...(options.mtu !== undefined && { mtu: options.mtu }),
+        ...(options.sourceMacs && { sourceMacs: options.sourceMacs }),
+        ...(req.ipv4 && { ipv4: req.ipv4 }),
+        ...(req.ipv6 && { ipv6: req.ipv6 }),
+        ...(options.hostAccess && { hostAccess: options.hostAccess }),
+      };
+      // The record goes to disk before any link is made, so a crash at any later step is finished or undone at start.
+      await this.networkStore.put(record.id, record);
+      crashPoint('network-recorded');
       try {
-        if (options.mtu !== undefined && options.mtu > parent.mtu) {
-          throw new PluginError(`mtu ${options.mtu} is larger than the MTU of parent '${parentName}' (${parent.mtu}); use at most ${parent.mtu}`);
-        }
-        const record: NetworkRecord = {
-          id: req.networkId,
-          parent: parentName,
-          ownsParent: owned,
-          mode: options.mode,
-          // Without a parent of the user's, nothing leaves the host: Docker's macvlan makes such networks internal too.
-          internal: req.internal || !options.parent,
-          ...(options.mtu !== undefined && { mtu: options.mtu }),
-          ...(options.sourceMacs && { sourceMacs: options.sourceMacs }),
-          ...(req.ipv4 && { ipv4: req.ipv4 }),
-          ...(req.ipv6 && { ipv6: req.ipv6 }),
-          ...(options.hostAccess && { hostAccess: options.hostAccess }),
-        };
-        // On disk first: a crash after this point is repaired at start from the record.
-        await this.networkStore.put(record.id, record);
-        try {
-          if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), []);
-        } catch (err) {
-          await this.hostAccess.remove(record.id).catch(() => undefined);
-          await this.networkStore.remove(record.id);
-          throw err;
-        }
-        this.networks.set(record.id, record);
-        this.index(this.networksOn, parentName, record.id);
-        if (record.hostAccess) this.shims.set(shimName(record.id), record.id);
+        if (!plan) await this.parents.createInternal(record.id);
+        else if ('vlan' in plan) await this.parents.createVlan(parentName, plan.vlan.base, plan.vlan.vid);
+        crashPoint('parent-ready');
+        if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), []);
+        crashPoint('shim-ready');
       } catch (err) {
-        if (owned && !sharing?.size) await this.parents.release(parentName).catch(() => undefined);
+        if (record.hostAccess) await this.hostAccess.remove(record.id).catch(() => undefined);
+        if (record.ownsParent && !sharing?.size) await this.parents.release(parentName).catch(() => undefined);
+        await this.networkStore.remove(record.id);
         throw err;
       }
+      this.networks.set(record.id, record);
+      this.index(this.networksOn, parentName, record.id);
+      if (record.hostAccess) this.shims.set(shimName(record.id), record.id);
     });
   }
 
@@ -203,12 +209,15 @@ export class NetworkDriver {
     if (!network) return;
     for (const endpointId of [...(this.endpointsOf.get(networkId) ?? [])]) await this.deleteEndpoint(networkId, endpointId);
     await this.parentLocks.run(network.parent, async () => {
+      // Record first: what a crash leaves after this is marked as the plugin's and owned by nothing, so the start removes it.
       await this.networkStore.remove(networkId);
+      crashPoint('network-forgotten');
       this.networks.delete(networkId);
       this.unindex(this.networksOn, network.parent, networkId);
       if (network.hostAccess) {
         this.shims.delete(shimName(networkId));
         await this.hostAccess.remove(networkId);
+        crashPoint('shim-removed');
       }
       if (network.ownsParent && !this.networksOn.has(network.parent)) {
         await this.parents.release(network.parent);
@@ -242,6 +251,7 @@ export class NetworkDriver {
     this.index(this.endpointsOf, record.networkId, record.id);
     try {
       await this.endpointStore.put(record.id, record);
+      crashPoint('endpoint-recorded');
     } catch (err) {
       this.endpoints.delete(record.id);
       this.unindex(this.endpointsOf, record.networkId, record.id);
@@ -279,9 +289,11 @@ export class NetworkDriver {
       await this.links.delete(name);
       await this.links.createMacvlan(spec, MARK_ENDPOINT).catch((e) => Promise.reject(explain(e, network.parent)));
     }
+    crashPoint('endpoint-link-ready');
     if (network.hostAccess && endpoint.ipv4) {
       try {
         await this.hostAccess.route(networkId, network.hostAccess, endpoint.ipv4.split('/')[0]);
+        crashPoint('route-added');
       } catch (err) {
         await this.links.delete(name);
         throw err;
@@ -300,8 +312,12 @@ export class NetworkDriver {
     const endpoint = this.endpoints.get(endpointId);
     if (!endpoint) return;
     const hostAddress = this.networks.get(networkId)?.hostAccess;
-    if (hostAddress && endpoint.ipv4) await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
+    if (hostAddress && endpoint.ipv4) {
+      await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
+      crashPoint('route-removed');
+    }
     await this.deleteEndpointLink(endpointId);
+    crashPoint('endpoint-link-deleted');
     await this.endpointStore.remove(endpointId);
     this.endpoints.delete(endpointId);
     this.unindex(this.endpointsOf, networkId, endpointId);
@@ -310,8 +326,8 @@ export class NetworkDriver {
   private async deleteEndpointLink(endpointId: string): Promise<void> {
     const name = endpointLinkName(endpointId);
     const link = await this.links.get(name);
-    // Only a link carrying our mark: a name clash with someone else's link must not cost them their interface.
-    if (link?.alias === MARK_ENDPOINT && link.name.startsWith(ENDPOINT_PREFIX)) await this.links.delete(name);
+    // Only our own link: marked, or a macvlan left unmarked by a crash between its creation and its mark.
+    if (link && isPluginLink(link)) await this.links.delete(name);
   }
 }
 

@@ -1,7 +1,10 @@
 // Kernel layer: the links this plugin needs, through rtnetlink. It knows nothing of Docker.
 import { isIPv4 } from 'node:net';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { AttrStream, FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket, type StreamData } from 'netlink';
 import type { LinkMessage } from 'netlink/dist/rt/structs';
+import { crashPoint } from './crash';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru' | 'source';
 
@@ -18,6 +21,26 @@ export interface LinkInfo {
   vlanId?: number;
   macvlanMode?: MacvlanMode;
 }
+
+/** What a diagnosis needs beyond LinkInfo (read-only; `doctor` and `status`). */
+export interface LinkDetails extends LinkInfo {
+  /** The driver signals a carrier (IFLA_CARRIER, else IFF_LOWER_UP). */
+  carrier: boolean;
+  /** RFC 2863 state: up, down, lowerlayerdown, dormant, ... */
+  operstate: string;
+  /** The bridge, bond, team... this link is enslaved to (IFLA_MASTER), and its kind (IFLA_INFO_SLAVE_KIND). */
+  masterIndex?: number;
+  slaveKind?: string;
+}
+
+/** Facts about a link that only sysfs has. */
+export interface SysfsFacts {
+  /** The kernel driver bound to the device (virtio_net, e1000e...); none for virtual links. */
+  driver?: string;
+  wireless: boolean;
+}
+
+const OPERSTATES = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'];
 
 export interface MacvlanSpec {
   name: string;
@@ -133,6 +156,18 @@ export class Links {
     }
   }
 
+  /** One link with the attributes a diagnosis reads (carrier, master, slave kind); undefined when absent. */
+  async details(name: string): Promise<LinkDetails | undefined> {
+    try {
+      const [msg] = await this.socket.getLink({}, { ifname: name });
+      return msg ? toLinkDetails(msg) : undefined;
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno === 'ENODEV') return undefined;
+      throw new KernelError(`get link ${name}`, errno);
+    }
+  }
+
   async createMacvlan(spec: MacvlanSpec, alias: string): Promise<void> {
     const macvlan: ifla.Macvlan = { mode: ifla.formatMacvlanMode(MODE_FLAGS[spec.mode]) };
     if (spec.sourceMacs?.length) {
@@ -174,12 +209,17 @@ export class Links {
   private async create(operation: string, alias: string, attrs: ifla.LinkAttrs): Promise<void> {
     const name = attrs.ifname as string;
     await this.call(operation, () => this.socket.newLink({}, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+    crashPoint('link-created-unmarked');
     try {
       await this.call(`mark ${name}`, () => this.socket.setLink({}, { ifname: name, ifalias: alias }));
     } catch (err) {
       await this.delete(name).catch(() => undefined);
       throw err;
     }
+  }
+
+  async setAlias(index: number, alias: string): Promise<void> {
+    await this.call(`mark link ${index}`, () => this.socket.setLink({ index }, { ifalias: alias }));
   }
 
   async setUp(index: number): Promise<void> {
@@ -239,6 +279,44 @@ export class Links {
       throw new KernelError(`delete link ${name}`, errno);
     }
   }
+}
+
+/**
+ * The driver of a link and whether it is wireless, from /sys/class/net. sysfs shows the network namespace of whoever
+ * mounted it, which need not be ours (`unshare --net` without a new /sys): the facts count only when the directory
+ * is this very link (same ifindex and MAC), else undefined.
+ */
+export function sysfsFacts(link: LinkInfo, sysfs = '/sys'): SysfsFacts | undefined {
+  const dir = join(sysfs, 'class/net', link.name);
+  const read = (file: string) => {
+    try {
+      return readFileSync(join(dir, file), 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  if (read('ifindex') !== String(link.index) || (link.mac !== undefined && read('address') !== link.mac)) return undefined;
+  let driver: string | undefined;
+  try {
+    driver = basename(readlinkSync(join(dir, 'device/driver')));
+  } catch {
+    driver = undefined; // a virtual link has no device
+  }
+  const wireless = existsSync(join(dir, 'wireless')) || existsSync(join(dir, 'phy80211'));
+  return { ...(driver && { driver }), wireless };
+}
+
+function toLinkDetails(msg: LinkMessage): LinkDetails {
+  const { attrs, data } = msg;
+  const info = attrs.linkinfo ? ifla.parseInfo(attrs.linkinfo) : undefined;
+  const details: LinkDetails = {
+    ...toLinkInfo(msg),
+    carrier: attrs.carrier !== undefined ? attrs.carrier !== 0 : Boolean(data.flags?.lowerUp),
+    operstate: OPERSTATES[attrs.operstate ?? 0] ?? 'unknown',
+  };
+  if (attrs.master) details.masterIndex = attrs.master;
+  if (info?.slaveKind) details.slaveKind = info.slaveKind;
+  return details;
 }
 
 function toLinkInfo(msg: LinkMessage): LinkInfo {

@@ -6,12 +6,10 @@ import { KernelError, type LinkInfo, type Links } from './link';
 export const MARK_VLAN = 'tsmacvlan:vlan';
 export const MARK_INTERNAL = 'tsmacvlan:internal';
 export const INTERNAL_PREFIX = 'tsmvi';
-const VETH_PEER_PREFIX = 'tsmvp';
+export const VETH_PEER_PREFIX = 'tsmvp';
 
-export interface Parent {
-  link: LinkInfo;
-  owned: boolean;
-}
+/** What a parent option resolves to: a link that exists, or a VLAN sub-interface to create on one that does. */
+export type ParentPlan = { existing: LinkInfo; owned: boolean } | { vlan: { base: LinkInfo; vid: number } };
 
 function unsupported(err: unknown): boolean {
   return err instanceof KernelError && (err.errno === 'EOPNOTSUPP' || err.errno === 'ENOTSUP');
@@ -24,12 +22,12 @@ export function internalParentName(networkId: string): string {
 export class Parents {
   constructor(private readonly links: Links) {}
 
-  /** The named parent, creating it when it is a missing VLAN sub-interface of an existing interface. */
-  async acquire(name: string): Promise<Parent> {
+  /** Checks the named parent and says what it takes, without changing anything. */
+  async plan(name: string): Promise<ParentPlan> {
     const existing = await this.links.get(name);
     if (existing) {
       if (existing.loopback) throw new PluginError(`parent '${name}' is the loopback interface; macvlan needs an Ethernet interface such as eth1`);
-      return { link: existing, owned: existing.alias === MARK_VLAN };
+      return { existing, owned: existing.alias === MARK_VLAN };
     }
     const dot = name.lastIndexOf('.');
     if (dot <= 0) throw new PluginError(`parent '${name}' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN`);
@@ -41,7 +39,23 @@ export class Parents {
     const base = await this.links.get(baseName);
     if (!base) throw new PluginError(`parent '${name}': interface '${baseName}' does not exist, so VLAN ${vidText} cannot be created on it`);
     if (base.loopback) throw new PluginError(`parent '${name}': '${baseName}' is the loopback interface and cannot carry VLANs`);
-    return { link: await this.createVlan(name, base, Number(vidText)), owned: true };
+    return { vlan: { base, vid: Number(vidText) } };
+  }
+
+  /** Re-creates a parent this plugin made for a network (after a reboot or a crash), or marks one a crash left unmarked. */
+  async restore(name: string, networkId: string): Promise<'created' | 'marked' | undefined> {
+    const existing = await this.links.get(name);
+    if (existing) {
+      if (existing.alias === MARK_VLAN || existing.alias === MARK_INTERNAL) return undefined;
+      await this.links.setAlias(existing.index, name === internalParentName(networkId) ? MARK_INTERNAL : MARK_VLAN);
+      return 'marked';
+    }
+    if (name === internalParentName(networkId)) await this.createInternal(networkId);
+    else {
+      const plan = await this.plan(name);
+      if ('vlan' in plan) await this.createVlan(name, plan.vlan.base, plan.vlan.vid);
+    }
+    return 'created';
   }
 
   async createVlan(name: string, base: LinkInfo, vid: number): Promise<LinkInfo> {

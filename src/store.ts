@@ -1,5 +1,5 @@
 // Disk layer: one JSON file per object, replaced atomically and synced before the caller answers Docker.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -14,13 +14,14 @@ async function syncDir(dir: string): Promise<void> {
 
 /** A directory of records keyed by a file-name-safe id. */
 export class RecordStore<T> {
-  constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-  }
+  private made = false;
+
+  constructor(readonly dir: string) {}
 
   /** Reads every record; a leftover temp file from a crash mid-write is ignored (its rename never happened). */
   loadAll(): Map<string, T> {
     const records = new Map<string, T>();
+    if (!existsSync(this.dir)) return records;
     for (const file of readdirSync(this.dir)) {
       if (!file.endsWith('.json')) continue;
       const text = readFileSync(join(this.dir, file), 'utf8');
@@ -34,6 +35,9 @@ export class RecordStore<T> {
   }
 
   async put(id: string, record: T): Promise<void> {
+    // Made on first write, so reading the state (gc --dry-run, status) never writes.
+    if (!this.made) mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.made = true;
     const path = join(this.dir, `${id}.json`);
     const temp = `${path}.tmp`;
     const handle = await open(temp, 'w', 0o600);

@@ -25,7 +25,7 @@ export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-st
   const links = new Links();
   const driver = new NetworkDriver(links, stateDir, log);
   const ipam = new IpamService(stateDir, log);
-  await driver.restore();
+  await driver.reconcile();
   const app = buildServer({ driver, ipam }, log);
   await app.ready();
   const plugin: TestPlugin = {

@@ -61,8 +61,8 @@ describe('tsmacvlan serve', () => {
     const daemon = spawnDaemon(['serve'], { TSMACVLAN_SOCKET: socket, TSMACVLAN_STATE_DIR: join(dir, 'envstate'), LOG_LEVEL: 'warn' });
     daemons.push(daemon);
     await waitForSocket(socket, daemon);
-    await post(socket, 'Plugin.Activate');
-    expect(existsSync(join(dir, 'envstate', 'networks'))).toBe(true);
+    await post(socket, 'NetworkDriver.CreateNetwork', { NetworkID: 'nenv', Options: { 'com.docker.network.generic': { parent } } });
+    expect(existsSync(join(dir, 'envstate', 'networks', 'nenv.json'))).toBe(true);
     expect(daemon.output()).not.toMatch(/"msg":"request"/); // info lines are off at warn
   });
 
