@@ -30,7 +30,7 @@ suite e2e npx vitest run --project e2e
 if [ -f test/vm/vmrun.sh ]; then
   # 802.1q exists only under the VM kernel; the guest writes its report into a directory of ours.
   step "vm"
-  VMRUN_OUT="$PWD/$results" bash test/vm/vmrun.sh npx vitest run --project vm --reporter=default --reporter=json --outputFile.json="$PWD/$results/vm.json"
+  VMRUN_OUT="$PWD/$results" bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm --reporter=default --reporter=json --outputFile.json="$PWD/$results/vm.json"
 fi
 
 node test/summarize.mjs "$results" unit integration e2e vm
