@@ -91,7 +91,10 @@ export class NetworkDriver {
     if (dryRun) return repairs;
     for (const repair of repairs) {
       if (repair.action === 'delete') await this.links.delete(repair.link);
-      else await this.parents.restore(repair.link, repair.networkId as string);
+      else {
+        const networkId = repair.networkId as string;
+        await this.parents.restore(repair.link, networkId, this.networks.get(networkId)?.vlanProtocol);
+      }
       this.log.info({ link: repair.link, action: repair.action, reason: repair.reason }, 'repaired');
     }
     for (const network of this.networks.values()) if (network.hostAccess) await this.repairHostAccess(network.id);
@@ -167,6 +170,9 @@ export class NetworkDriver {
       // Everything is checked before anything is made.
       const plan = options.parent ? await this.parents.plan(parentName) : undefined;
       const parentMtu = plan ? ('existing' in plan ? plan.existing.mtu : plan.vlan.base.mtu) : undefined;
+      if (options.vlanProtocol && plan && 'existing' in plan && plan.existing.vlanProtocol !== options.vlanProtocol) {
+        throw new PluginError(`parent '${parentName}' exists with protocol ${plan.existing.vlanProtocol ?? 'none (not a VLAN)'}, not vlan_protocol=${options.vlanProtocol}`);
+      }
       if (options.mtu !== undefined && parentMtu !== undefined && options.mtu > parentMtu) {
         throw new PluginError(`mtu ${options.mtu} is larger than the MTU of parent '${parentName}' (${parentMtu}); use at most ${parentMtu}`);
       }
@@ -182,13 +188,14 @@ export class NetworkDriver {
         ...(req.ipv4 && { ipv4: req.ipv4 }),
         ...(req.ipv6 && { ipv6: req.ipv6 }),
         ...(options.hostAccess && { hostAccess: options.hostAccess }),
+        ...(options.vlanProtocol && { vlanProtocol: options.vlanProtocol }),
       };
       // The record goes to disk before any link is made, so a crash at any later step is finished or undone at start.
       await this.networkStore.put(record.id, record);
       crashPoint('network-recorded');
       try {
         if (!plan) await this.parents.createInternal(record.id);
-        else if ('vlan' in plan) await this.parents.createVlan(parentName, plan.vlan.base, plan.vlan.vid);
+        else if ('vlan' in plan) await this.parents.createVlan(parentName, plan.vlan.base, plan.vlan.vid, options.vlanProtocol);
         crashPoint('parent-ready');
         if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), []);
         crashPoint('shim-ready');

@@ -7,6 +7,14 @@ import type { LinkMessage } from 'netlink/dist/rt/structs';
 import { crashPoint } from './crash';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru' | 'source';
+export type VlanProtocol = '802.1q' | '802.1ad';
+
+const VLAN_ETHERTYPES: Record<VlanProtocol, number> = { '802.1q': 0x8100, '802.1ad': 0x88a8 };
+
+/** IFLA_VLAN_PROTOCOL is big-endian; the library writes u16s little-endian. */
+function swap16(value: number): number {
+  return ((value & 0xff) << 8) | (value >> 8);
+}
 
 export interface LinkInfo {
   index: number;
@@ -19,6 +27,7 @@ export interface LinkInfo {
   parentIndex?: number;
   alias?: string;
   vlanId?: number;
+  vlanProtocol?: VlanProtocol;
   macvlanMode?: MacvlanMode;
 }
 
@@ -183,8 +192,8 @@ export class Links {
     });
   }
 
-  async createVlan(name: string, parentIndex: number, vid: number, protocol: number | undefined, alias: string): Promise<void> {
-    const vlan: ifla.Vlan = { id: vid, ...(protocol ? { protocol } : {}) };
+  async createVlan(name: string, parentIndex: number, vid: number, protocol: VlanProtocol, alias: string): Promise<void> {
+    const vlan: ifla.Vlan = { id: vid, protocol: swap16(VLAN_ETHERTYPES[protocol]) };
     await this.create(`create vlan ${name}`, alias, {
       link: u32(parentIndex),
       ifname: name,
@@ -333,7 +342,12 @@ function toLinkInfo(msg: LinkMessage): LinkInfo {
   if (attrs.address) link.mac = bufferToMac(attrs.address);
   if (attrs.link) link.parentIndex = attrs.link.readUInt32LE(0);
   if (attrs.ifalias) link.alias = attrs.ifalias;
-  if (info?.kind === 'vlan' && info.data) link.vlanId = ifla.parseVlan(info.data).id;
+  if (info?.kind === 'vlan' && info.data) {
+    const vlan = ifla.parseVlan(info.data);
+    link.vlanId = vlan.id;
+    const ethertype = vlan.protocol === undefined ? undefined : swap16(vlan.protocol);
+    link.vlanProtocol = (Object.keys(VLAN_ETHERTYPES) as VlanProtocol[]).find((p) => VLAN_ETHERTYPES[p] === ethertype);
+  }
   if (info?.kind === 'macvlan' && info.data) {
     const mode = ifla.parseMacvlanMode(ifla.parseMacvlan(info.data).mode ?? 0);
     link.macvlanMode = (Object.keys(MODE_FLAGS) as MacvlanMode[]).find((m) => mode[m]);

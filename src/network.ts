@@ -2,10 +2,11 @@
 import { isIPv4 } from 'node:net';
 import { Address4 } from 'ip-address';
 import { PluginError } from './errors';
-import type { MacvlanMode } from './link';
+import type { MacvlanMode, VlanProtocol } from './link';
 
 export const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
-export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access'] as const;
+export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access', 'vlan_protocol'] as const;
+export const VLAN_PROTOCOLS: readonly VlanProtocol[] = ['802.1q', '802.1ad'];
 
 /** Linux caps interface names at 15 bytes (IFNAMSIZ - 1). */
 export const IFNAME_MAX = 15;
@@ -29,6 +30,8 @@ export interface NetworkRecord {
   ipv6?: IpData;
   /** The host's own address on the network, held by a shim link (see host-access.ts). */
   hostAccess?: string;
+  /** The tag protocol of a VLAN parent this plugin creates (802.1ad: the outer tag of QinQ). */
+  vlanProtocol?: VlanProtocol;
 }
 
 export interface NetworkOptions {
@@ -37,6 +40,7 @@ export interface NetworkOptions {
   mtu?: number;
   sourceMacs?: string[];
   hostAccess?: string;
+  vlanProtocol?: VlanProtocol;
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
@@ -91,6 +95,17 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
       throw new PluginError(`host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`);
     }
     options.hostAccess = hostAccess;
+  }
+
+  const vlanProtocol = text('vlan_protocol');
+  if (vlanProtocol !== undefined) {
+    if (!(VLAN_PROTOCOLS as readonly string[]).includes(vlanProtocol.toLowerCase())) {
+      throw new PluginError(`vlan_protocol '${vlanProtocol}' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)`);
+    }
+    if (!options.parent?.includes('.')) {
+      throw new PluginError('vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10');
+    }
+    options.vlanProtocol = vlanProtocol.toLowerCase() as VlanProtocol;
   }
   return options;
 }

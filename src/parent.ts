@@ -1,7 +1,7 @@
 // Parents: the link a network's macvlans hang off. Existing links are used as they are and never changed;
 // VLAN sub-interfaces (`eth0.10`) and internal parents are created here, marked, and removed with their last network.
 import { PluginError } from './errors';
-import { KernelError, type LinkInfo, type Links } from './link';
+import { KernelError, type LinkInfo, type Links, type VlanProtocol } from './link';
 
 export const MARK_VLAN = 'tsmacvlan:vlan';
 export const MARK_INTERNAL = 'tsmacvlan:internal';
@@ -43,7 +43,7 @@ export class Parents {
   }
 
   /** Re-creates a parent this plugin made for a network (after a reboot or a crash), or marks one a crash left unmarked. */
-  async restore(name: string, networkId: string): Promise<'created' | 'marked' | undefined> {
+  async restore(name: string, networkId: string, protocol?: VlanProtocol): Promise<'created' | 'marked' | undefined> {
     const existing = await this.links.get(name);
     if (existing) {
       if (existing.alias === MARK_VLAN || existing.alias === MARK_INTERNAL) return undefined;
@@ -53,14 +53,14 @@ export class Parents {
     if (name === internalParentName(networkId)) await this.createInternal(networkId);
     else {
       const plan = await this.plan(name);
-      if ('vlan' in plan) await this.createVlan(name, plan.vlan.base, plan.vlan.vid);
+      if ('vlan' in plan) await this.createVlan(name, plan.vlan.base, plan.vlan.vid, protocol);
     }
     return 'created';
   }
 
-  async createVlan(name: string, base: LinkInfo, vid: number): Promise<LinkInfo> {
+  async createVlan(name: string, base: LinkInfo, vid: number, protocol: VlanProtocol = '802.1q'): Promise<LinkInfo> {
     try {
-      await this.links.createVlan(name, base.index, vid, undefined, MARK_VLAN);
+      await this.links.createVlan(name, base.index, vid, protocol, MARK_VLAN);
     } catch (err) {
       if (unsupported(err)) {
         throw new PluginError(`cannot create VLAN sub-interface '${name}': this kernel has no 802.1q support; load it with 'modprobe 8021q'`);

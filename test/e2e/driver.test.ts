@@ -121,6 +121,6 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.21' });
     const res = await docker(['network', 'create', '-d', DRIVER, '-o', `parent=${sw.parent}`, '-o', 'macvlan_mod=vepa', '--subnet', sw.subnet, uniqueName(PREFIX)], { allowFail: true });
     expect(res.code).not.toBe(0);
-    expect(res.stderr).toContain("unknown option 'macvlan_mod'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access");
+    expect(res.stderr).toContain("unknown option 'macvlan_mod'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol");
   });
 });

@@ -146,7 +146,7 @@ describe('network driver on the real kernel', () => {
   });
 
   it.each([
-    [{ parnet: 'eth1' }, "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access"],
+    [{ parnet: 'eth1' }, "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol"],
     [{ parent: 'lo' }, "parent 'lo' is the loopback interface; macvlan needs an Ethernet interface such as eth1"],
     [{ parent: 'nosuch0' }, "parent 'nosuch0' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN"],
     [{ parent: 'averyveryverylongname' }, "parent 'averyveryverylongname' is longer than Linux's 15-character limit for interface names"],

@@ -42,3 +42,13 @@ describe('ipData', () => {
     expect(ipData(undefined)).toBeUndefined();
   });
 });
+
+describe('vlan_protocol', () => {
+  it('takes 802.1q or 802.1ad for a VLAN parent', () => {
+    expect(parseNetworkOptions({ parent: 'eth0.10', vlan_protocol: '802.1AD' })).toEqual({ parent: 'eth0.10', mode: 'bridge', vlanProtocol: '802.1ad' });
+  });
+  it.each([
+    [{ parent: 'eth0.10', vlan_protocol: 'qinq' }, "vlan_protocol 'qinq' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)"],
+    [{ parent: 'eth0', vlan_protocol: '802.1ad' }, 'vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10'],
+  ])('refuses %j', (generic, message) => expect(() => parseNetworkOptions(generic)).toThrow(message));
+});

@@ -100,3 +100,35 @@ describe('VLAN parents (802.1q)', () => {
     expect(linkNames()).toEqual(before);
   });
 });
+
+describe('vlan_protocol', () => {
+  let plugin: TestPlugin;
+  beforeEach(async () => {
+    vethPair('d1');
+    plugin = await startPlugin();
+  });
+  afterEach(async () => {
+    await plugin.destroy();
+    deleteLink('d1');
+  });
+
+  it('creates an 802.1ad (QinQ outer tag) VLAN on request, and re-creates it with that protocol', async () => {
+    const networkId = id();
+    const res = await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: networkId,
+      Options: { 'com.docker.network.generic': { parent: 'd1.40', vlan_protocol: '802.1ad' } },
+    });
+    expect(res.status).toBe(200);
+    expect(link('d1.40')?.linkinfo?.info_data).toMatchObject({ protocol: '802.1ad', id: 40 });
+    await plugin.close();
+    ip('link', 'del', 'd1.40');
+    plugin = await startPlugin(plugin.stateDir);
+    expect(link('d1.40')?.linkinfo?.info_data).toMatchObject({ protocol: '802.1ad', id: 40 });
+  });
+
+  it('refuses a protocol that does not match an existing VLAN', async () => {
+    ip('link', 'add', 'link', 'd1', 'name', 'd1.50', 'type', 'vlan', 'id', '50');
+    const res = await plugin.call('NetworkDriver.CreateNetwork', { NetworkID: id(), Options: { 'com.docker.network.generic': { parent: 'd1.50', vlan_protocol: '802.1ad' } } });
+    expect(res.json.Err).toBe("parent 'd1.50' exists with protocol 802.1q, not vlan_protocol=802.1ad");
+  });
+});
