@@ -14,6 +14,8 @@ import { parseStatusArgs, status } from './status';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
+       tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json]
+       tsmacvlan status [--state-dir DIR] [--json]
 
   --socket PATH     unix socket Docker finds the plugin by; its file name is the driver name
                     (default $TSMACVLAN_SOCKET or /run/docker/plugins/tsmacvlan.sock)
@@ -23,7 +25,15 @@ const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-l
 
   gc                repairs the kernel from the state, as the plugin does at every start: re-creates
                     parents it made, deletes its links that nothing owns (run it while the plugin is stopped)
-  --dry-run         only prints what gc would repair`;
+  --dry-run         only prints what gc would repair
+
+  doctor            checks this host, one line per check, OK/WARN/FAIL and what to do: privileges, kernel
+                    support (tried in a throwaway network namespace), parents, the plugin's socket, the
+                    state; exits 1 when a check FAILs. Changes nothing
+  --parent IF       also check IF as a parent (repeatable); the parents of recorded networks are always checked
+  status            the recorded networks and endpoints next to the host's links, and where they drift.
+                    Changes nothing
+  --json            (doctor, status) machine-readable output`;
 
 interface ServeOptions {
   socket: string;
@@ -93,6 +103,7 @@ async function serve(options: ServeOptions): Promise<void> {
     stopping = true;
     log.info({ signal }, 'stopping: finishing requests in flight');
     await app.close(); // waits for requests in flight, removes the socket
+    await ipam.close();
     stopWatching();
     links.close();
     process.exit(0);

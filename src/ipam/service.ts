@@ -1,5 +1,348 @@
-// STUB: replaced by the IPAM implementation.
+// The IPAM driver: pools and addresses of macvlan networks, decided synchronously in memory (so parallel requests
+// never get one address twice) and saved to a per-subnet journal before Docker gets the answer.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { PluginError } from '../errors';
+import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
+import { ExhaustedError, type Pool, Subnet, type TakeKind } from './allocator';
+import { Journal, readJournal, syncDirSync, writeSnapshotSync } from './journal';
+
+export const LOCAL_ADDRESS_SPACE = 'local';
+export const GLOBAL_ADDRESS_SPACE = 'global';
+export const GATEWAY_REQUEST = 'com.docker.network.gateway';
+
+const POOL_ID_PREFIX = 'tsmacvlan:';
+const POOL_ID = /^tsmacvlan:[0-9a-f.:]+\/[0-9]{1,3}(,range=[0-9a-f.:]+\/[0-9]{1,3})?(,opts=[0-9a-f]{8})?$/;
+
+export interface RequestPoolArgs {
+  pool: string;
+  subPool?: string;
+  options?: Record<string, string> | null;
+  v6?: boolean;
+}
+
+export interface PoolView {
+  poolId: string;
+  pool: string;
+  subPool?: string;
+  v6: boolean;
+  options: Record<string, string>;
+  /** Addresses the pool holds: gateway, aux, containers. */
+  allocated: number;
+  /** Networks using the pool (identical RequestPool calls share it). */
+  refs: number;
+}
+
+function journalName(subnet: Cidr): string {
+  return `${subnet.text.replace('/', '_')}.jnl`;
+}
+
+function family(v6: boolean): string {
+  return v6 ? 'IPv6' : 'IPv4';
+}
+
+/** Stable and readable: the subnet, the --ip-range, and a digest of --ipam-opt when there are any. */
+export function poolIdOf(subnet: Cidr, range: Cidr | undefined, options: Record<string, string>): string {
+  let id = `${POOL_ID_PREFIX}${subnet.text}`;
+  if (range) id += `,range=${range.text}`;
+  const keys = Object.keys(options).sort();
+  if (keys.length > 0) {
+    const digest = createHash('sha256').update(JSON.stringify(keys.map((k) => [k, options[k]]))).digest('hex');
+    id += `,opts=${digest.slice(0, 8)}`;
+  }
+  return id;
+}
+
 export class IpamService {
-  constructor(_stateDir: string, _log: Logger) {}
+  private readonly dir: string;
+  private readonly subnets = new Map<string, Subnet>();
+  private readonly pools = new Map<string, Pool>();
+  /** One per subnet ever seen in this process: kept when a subnet empties, so its file has a single writer. */
+  private readonly journals = new Map<string, Journal>();
+  private closed = false;
+
+  constructor(stateDir: string, private readonly log: Logger) {
+    this.dir = join(stateDir, 'ipam');
+    if (!existsSync(this.dir)) {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      syncDirSync(stateDir); // the directory's own entry, before files in it are trusted to be durable
+    }
+    this.load();
+  }
+
+  private load(): void {
+    const files = readdirSync(this.dir).sort();
+    // A compaction cut short: its rename never happened, the journal it was replacing is intact.
+    for (const file of files) if (file.endsWith('.jnl.tmp')) unlinkSync(join(this.dir, file));
+    for (const file of files) {
+      const path = join(this.dir, file);
+      if (!file.endsWith('.jnl')) continue;
+      const records = readJournal(path, this.log);
+      if (records.length === 0) {
+        this.log.warn({ path }, 'removing an IPAM state file with no complete line: it holds nothing');
+        writeSnapshotSync(path, undefined);
+        continue;
+      }
+      const header = records[0];
+      if (!header || header.t !== 'subnet' || typeof header.subnet !== 'string') {
+        throw new Error(`IPAM state file ${path} does not start with a subnet header; fix or remove it`);
+      }
+      const parsed = parseCidr(header.subnet);
+      if (!parsed.ok) throw new Error(`IPAM state file ${path} names an invalid subnet '${header.subnet}'; fix or remove it`);
+      const subnet = new Subnet(parsed.cidr);
+      records.forEach((record, i) => {
+        try {
+          subnet.apply(record);
+        } catch (err) {
+          throw new Error(`IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`);
+        }
+      });
+      if (journalName(subnet.cidr) !== file) throw new Error(`IPAM state file ${path} holds subnet ${subnet.cidr.text}; it should be named ${journalName(subnet.cidr)}`);
+      for (const other of this.subnets.values()) {
+        if (overlaps(other.cidr, subnet.cidr)) throw new Error(`IPAM state files for subnets ${other.cidr.text} and ${subnet.cidr.text} overlap; remove one of them`);
+      }
+      if (subnet.empty) {
+        writeSnapshotSync(path, undefined);
+        continue;
+      }
+      for (const pool of subnet.pools.values()) {
+        if (this.pools.has(pool.id)) throw new Error(`pool ${pool.id} appears in two IPAM state files`);
+        this.pools.set(pool.id, pool);
+      }
+      // Compact at start-up: drops the history and a torn last line.
+      const lines = subnet.snapshot();
+      writeSnapshotSync(path, lines);
+      this.subnets.set(subnet.cidr.text, subnet);
+      this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, true, lines.length));
+      this.log.info({ subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size }, 'loaded IPAM state');
+    }
+  }
+
+  private newJournal(cidr: Cidr, exists: boolean, lines: number): Journal {
+    const key = cidr.text;
+    return new Journal(
+      join(this.dir, journalName(cidr)),
+      {
+        snapshot: () => {
+          const subnet = this.subnets.get(key);
+          return subnet && !subnet.empty ? subnet.snapshot() : undefined;
+        },
+        liveLines: () => this.subnets.get(key)?.liveLines ?? 0,
+      },
+      this.log,
+      exists,
+      lines,
+    );
+  }
+
+  private journal(cidr: Cidr): Journal {
+    let journal = this.journals.get(cidr.text);
+    if (!journal) this.journals.set(cidr.text, (journal = this.newJournal(cidr, false, 0)));
+    return journal;
+  }
+
+  /** Saves a change already applied in memory; a failure becomes an error for people (after `undo`, when given). */
+  private async save(cidr: Cidr, line: string, undo?: () => void, snapshot = false): Promise<void> {
+    const journal = this.journal(cidr);
+    try {
+      await journal.append(line, undo, snapshot);
+    } catch (err) {
+      const outcome = undo ? 'nothing was assigned' : 'the release holds until tsmacvlan restarts; it is saved with the next change that can be';
+      throw new PluginError(`could not save the IPAM state to ${journal.path} (${(err as Error).message}); ${outcome}`);
+    }
+  }
+
+  private open(): void {
+    if (this.closed) throw new PluginError('tsmacvlan is shutting down; retry in a moment');
+  }
+
+  /** Forgets a pool and its subnet once nothing refers to them any more. */
+  private tidy(pool: Pool): void {
+    const subnet = pool.subnet;
+    if (!subnet.pools.has(pool.id) && this.pools.get(pool.id) === pool) this.pools.delete(pool.id);
+    if (subnet.empty && this.subnets.get(subnet.cidr.text) === subnet) this.subnets.delete(subnet.cidr.text);
+  }
+
+  async requestPool(args: RequestPoolArgs): Promise<{ poolId: string; pool: string }> {
+    this.open();
+    const v6 = args.v6 === true;
+    if (!args.pool) {
+      throw new PluginError(
+        `tsmacvlan's IPAM does not choose subnets: a macvlan network uses addresses of its parent's LAN. Pass --subnet${v6 ? ' (for IPv6 too)' : ''} to 'docker network create' (with --gateway and --ip-range as needed)`,
+      );
+    }
+    const parsed = parseCidr(args.pool);
+    if (!parsed.ok) throw new PluginError(`--subnet ${args.pool} is not valid: ${parsed.why}`);
+    const cidr = parsed.cidr;
+    if (cidr.v6 !== v6) {
+      throw new PluginError(`--subnet ${args.pool} is an ${family(cidr.v6)} subnet, but Docker asked for an ${family(v6)} pool${cidr.v6 ? ' (add --ipv6 to use IPv6 subnets)' : ''}`);
+    }
+    let range: Cidr | undefined;
+    if (args.subPool) {
+      const r = parseCidr(args.subPool);
+      if (!r.ok) throw new PluginError(`--ip-range ${args.subPool} is not valid: ${r.why}`);
+      range = r.cidr;
+      if (range.v6 !== cidr.v6) throw new PluginError(`--ip-range ${range.text} is ${family(range.v6)} but --subnet ${cidr.text} is ${family(cidr.v6)}`);
+      if (range.prefix < cidr.prefix || !contains(cidr, range.base)) {
+        throw new PluginError(`--ip-range ${range.text} is not inside --subnet ${cidr.text}; give a range within the subnet, e.g. ${cidr.text} itself`);
+      }
+    }
+    const options = args.options ?? {};
+    const id = poolIdOf(cidr, range, options);
+
+    let subnet = this.subnets.get(cidr.text);
+    if (!subnet) {
+      for (const other of this.subnets.values()) {
+        if (overlaps(other.cidr, cidr)) {
+          const users = [...other.pools.keys()].join(', ');
+          throw new PluginError(
+            `--subnet ${cidr.text} overlaps subnet ${other.cidr.text}, which is in use (pool ${users}); use exactly ${other.cidr.text} (several networks may share it, each with its own --ip-range) or a subnet that does not overlap`,
+          );
+        }
+      }
+      subnet = new Subnet(cidr);
+    }
+    if (range) {
+      const lo = range.base > subnet.lo ? range.base : subnet.lo;
+      const hi = range.last < subnet.hi ? range.last : subnet.hi;
+      if (lo > hi) throw new PluginError(`--ip-range ${range.text} holds no address of subnet ${cidr.text} that can be assigned (only its network or broadcast address); widen --ip-range`);
+    }
+    const { pool, line } = subnet.acquirePool({ id, ...(range && { range }), options });
+    this.subnets.set(cidr.text, subnet);
+    this.pools.set(id, pool);
+    await this.save(cidr, line, () => {
+      subnet.undoAcquire(pool);
+      this.tidy(pool);
+    });
+    this.log.info({ poolId: id, refs: pool.refs }, 'pool acquired');
+    return { poolId: id, pool: cidr.text };
+  }
+
+  async releasePool(poolId: string): Promise<void> {
+    this.open();
+    const pool = this.pool(poolId, false);
+    if (!pool) return;
+    const subnet = pool.subnet;
+    const { line, dropped } = subnet.releasePool(pool);
+    this.tidy(pool);
+    await this.save(subnet.cidr, line, undefined, subnet.empty);
+    this.log.info({ poolId, refs: pool.refs, dropped }, 'pool released');
+  }
+
+  /** Returns "address/prefixlen". */
+  async requestAddress(poolId: string, address: string | undefined, options: Record<string, unknown> | null | undefined): Promise<string> {
+    this.open();
+    const pool = this.pool(poolId, true);
+    const subnet = pool.subnet;
+    const gateway = options?.RequestAddressType === GATEWAY_REQUEST;
+    let value: bigint;
+    let line: string;
+    if (address) {
+      value = this.address(address, pool, gateway ? 'gateway' : 'address');
+      // Docker sends aux addresses without options; containers' --ip with the MAC (or, on newer engines, without).
+      const kind: Exclude<TakeKind, 'dynamic'> = gateway ? 'gateway' : options ? 'static' : 'aux';
+      line = subnet.take(value, kind, pool);
+    } else if (gateway) {
+      value = subnet.lo;
+      const holder = subnet.taken.get(value);
+      if (holder && holder.kind !== 'gateway') {
+        throw new PluginError(
+          `no --gateway was given, and the first address of subnet ${subnet.cidr.text} (${subnet.text(value)}), which would be the gateway, is in use: ${subnet.describe(holder)}; pass --gateway`,
+        );
+      }
+      line = subnet.take(value, 'gateway', pool);
+    } else {
+      try {
+        ({ value, line } = subnet.takeDynamic(pool));
+      } catch (err) {
+        if (err instanceof ExhaustedError && err.line) {
+          await this.journal(subnet.cidr)
+            .append(err.line)
+            .catch((saveErr: unknown) => this.log.warn({ err: saveErr, poolId }, 'could not journal an exhausted search'));
+        }
+        throw err;
+      }
+    }
+    await this.save(subnet.cidr, line, () => subnet.undoTake(value, pool));
+    return `${subnet.text(value)}/${subnet.cidr.prefix}`;
+  }
+
+  async releaseAddress(poolId: string, address: string): Promise<void> {
+    this.open();
+    const pool = this.pool(poolId, false);
+    if (!pool) return;
+    const subnet = pool.subnet;
+    const value = this.address(address, pool, 'address');
+    const line = subnet.free(value, pool);
+    if (!line) {
+      this.log.debug({ poolId, address }, 'release of an address the pool does not hold; nothing to do');
+      return;
+    }
+    await this.save(subnet.cidr, line);
+  }
+
+  /** The pool named by `poolId`. Unknown pools throw when `required`, else give undefined (releases are idempotent). */
+  private pool(poolId: string, required: true): Pool;
+  private pool(poolId: string, required: boolean): Pool | undefined;
+  private pool(poolId: string, required: boolean): Pool | undefined {
+    if (!POOL_ID.test(poolId)) {
+      throw new PluginError(
+        `PoolID '${poolId.slice(0, 100)}' was not made by tsmacvlan's IPAM (expected ${POOL_ID_PREFIX}<subnet>[,range=<ip-range>]); was the network created with --ipam-driver tsmacvlan?`,
+      );
+    }
+    const pool = this.pools.get(poolId);
+    if (!pool && required) {
+      throw new PluginError(`pool ${poolId} is not known to tsmacvlan's IPAM (it was released, or its state was removed); recreate the network`);
+    }
+    if (!pool) this.log.warn({ poolId }, 'release for an unknown pool; nothing to do');
+    return pool;
+  }
+
+  /** Parses an address given for `pool` ("ip", or "ip/len" with the subnet's length). */
+  private address(text: string, pool: Pool, label: string): bigint {
+    const subnet = pool.subnet;
+    const slash = text.indexOf('/');
+    const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
+    if (!ip) throw new PluginError(`${label} '${text.slice(0, 100)}' is not an IP address (expected e.g. ${subnet.text(subnet.lo)})`);
+    if (slash >= 0 && text.slice(slash + 1) !== String(subnet.cidr.prefix)) {
+      throw new PluginError(`${label} ${text} does not have the prefix length of subnet ${subnet.cidr.text}; give the address alone`);
+    }
+    if (ip.v6 !== subnet.v6) throw new PluginError(`${label} ${text} is ${family(ip.v6)}, but pool ${pool.id} is ${family(subnet.v6)}`);
+    if (!contains(subnet.cidr, ip.value)) {
+      throw new PluginError(`${label} ${text} is not in subnet ${subnet.cidr.text} of pool ${pool.id}`);
+    }
+    return ip.value;
+  }
+
+  /** A read-only view of every pool, for operators. */
+  listPools(): PoolView[] {
+    return [...this.pools.values()].map((pool) => ({
+      poolId: pool.id,
+      pool: pool.subnet.cidr.text,
+      ...(pool.range && { subPool: pool.range.text }),
+      v6: pool.subnet.v6,
+      options: { ...pool.options },
+      allocated: pool.allocated,
+      refs: pool.refs,
+    }));
+  }
+
+  /** Journal syncs, lines appended and snapshots (compactions) written since start; several changes may share a sync. */
+  stats(): { syncs: number; lines: number; snapshots: number } {
+    const total = { syncs: 0, lines: 0, snapshots: 0 };
+    for (const journal of this.journals.values()) {
+      total.syncs += journal.syncs;
+      total.lines += journal.written;
+      total.snapshots += journal.snapshots;
+    }
+    return total;
+  }
+
+  /** Waits for queued writes and closes the journal files. Requests after this fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.journals.values()].map((journal) => journal.close()));
+  }
 }

@@ -46,6 +46,7 @@ export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-st
     },
     async close() {
       await app.close();
+      await ipam.close();
       links.close();
     },
     async destroy() {

@@ -73,7 +73,7 @@ describe('hostile input', () => {
       {
         NetworkID: id,
         EndpointID: id,
-        PoolID: fc.oneof(id, fc.constantFrom('p-10.62.0.0/24', 'p-fd00:62::/64')),
+        PoolID: fc.oneof(id, fc.constantFrom('tsmacvlan:10.62.0.0/24', 'tsmacvlan:fd00:62::/64', 'tsmacvlan:10.62.0.0/24,range=10.62.0.128/25', 'tsmacvlan:10.62.0.0/33')),
         Options: options,
         Interface: fc.oneof(fc.record({ Address: address, AddressIPv6: address, MacAddress: fc.oneof(fc.constantFrom('02:42:0a:3e:00:05', ''), fc.string()) }, { requiredKeys: [] }), fc.anything()),
         IPv4Data: fc.oneof(ipamData, fc.anything()),

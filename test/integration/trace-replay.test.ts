@@ -33,12 +33,38 @@ describe('replay of docker-20.10.24-trace.jsonl', () => {
   });
 
   it('answers every request with 200, exactly as recorded on the wire (no Content-Type, empty bodies)', async () => {
+    // The capture was made against another IPAM: its pool ids and the addresses it chose stand in later requests.
+    // Swap in ours, so each request refers to what this plugin answered, as it would with Docker.
+    const ours = new Map<string, string>();
+    const substitute = (body: string) => {
+      let text = body;
+      for (const [theirs, mine] of ours) text = text.replace(new RegExp(`"${theirs.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?=[/"])`, 'g'), `"${mine}`);
+      return text;
+    };
+    const pending: { v6: boolean; ours: string }[] = [];
+    // The other IPAM's choices first show up in the next CreateNetwork (gateways) and CreateEndpoint (addresses).
+    const chosen = (v6: boolean, theirs: string | undefined) => {
+      const i = pending.findIndex((p) => p.v6 === v6);
+      if (theirs && i >= 0) ours.set(theirs.split('/')[0], pending.splice(i, 1)[0].ours);
+    };
     for (const line of trace) {
       expect(line.headers['content-type']).toBeNull();
-      const res = await plugin.app.inject({ method: 'POST', url: line.path, payload: line.body, headers: { accept: line.headers.accept ?? '' } });
+      if (line.path === '/NetworkDriver.CreateNetwork' || line.path === '/NetworkDriver.CreateEndpoint') {
+        const original = JSON.parse(line.body);
+        chosen(false, original.IPv4Data?.[0]?.Gateway ?? original.Interface?.Address);
+        chosen(true, original.IPv6Data?.[0]?.Gateway ?? original.Interface?.AddressIPv6);
+      }
+      const payload = substitute(line.body);
+      const res = await plugin.app.inject({ method: 'POST', url: line.path, payload, headers: { accept: line.headers.accept ?? '' } });
+      const sent = payload ? JSON.parse(payload) : {};
+      if (line.path === '/IpamDriver.RequestPool' && res.statusCode === 200) ours.set(`p-${sent.Pool}`, JSON.parse(res.body).PoolID);
+      if (line.path === '/IpamDriver.RequestAddress' && !sent.Address && res.statusCode === 200) {
+        const address: string = JSON.parse(res.body).Address.split('/')[0];
+        pending.push({ v6: address.includes(':'), ours: address });
+      }
       const json = JSON.parse(res.body);
-      answers.push({ line, status: res.statusCode, json });
-      expect({ path: line.path, status: res.statusCode, body: json }).toMatchObject({ path: line.path, status: 200 });
+      answers.push({ line: { ...line, body: payload }, status: res.statusCode, json });
+      expect({ path: line.path, payload, status: res.statusCode, body: json }).toMatchObject({ path: line.path, payload, status: 200 });
       if (line.path === '/NetworkDriver.Join') {
         const req = JSON.parse(line.body);
         // The host-side link exists on sw0 with the MAC Docker chose, until Docker takes it.
@@ -77,7 +103,7 @@ describe('replay of docker-20.10.24-trace.jsonl', () => {
       expect(json).toEqual({
         InterfaceName: { SrcName: endpointLinkName(JSON.parse(line.body).EndpointID), DstPrefix: 'eth' },
         Gateway: '10.79.0.1',
-        GatewayIPv6: 'fd00:79::d',
+        GatewayIPv6: 'fd00:79::1', // the first usable address, chosen by this IPAM
         StaticRoutes: [],
         DisableGatewayService: false,
       });

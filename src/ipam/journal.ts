@@ -1,0 +1,215 @@
+// Append-only journal of one subnet: one JSON line per change, fdatasync'd before the change is answered; changes that
+// arrive while a sync is under way share the next one (group commit). Compacted into a snapshot (temp file, sync,
+// rename, sync dir) when it grows past twice the live state, and after a failed write.
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import type { JournalRecord } from './allocator';
+
+/** Lines a journal may exceed twice its live state by before it is compacted. */
+const SLACK = 64;
+
+export interface JournalSource {
+  /** The current state as lines, or undefined when nothing is left to keep (the file is removed). */
+  snapshot(): string[] | undefined;
+  /** How many lines a snapshot would have now. */
+  liveLines(): number;
+}
+
+interface Entry {
+  line: string;
+  undo: (() => void) | undefined;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function syncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads a journal: its records in order. A last line without its newline is a write that never completed: ignored. */
+export function readJournal(path: string, log: Logger): JournalRecord[] {
+  const text = readFileSync(path, 'utf8');
+  const lines = text.split('\n');
+  const torn = lines.pop();
+  if (torn) log.warn({ path, bytes: torn.length }, 'ignoring an incomplete last line of the IPAM journal (a write cut short by a crash)');
+  const records: JournalRecord[] = [];
+  lines.forEach((line, i) => {
+    if (line === '') return;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (err) {
+      throw new Error(`IPAM state file ${path} line ${i + 1} is not valid JSON (${(err as Error).message}); fix or remove the line`);
+    }
+    if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+      throw new Error(`IPAM state file ${path} line ${i + 1} is not a JSON object; fix or remove the line`);
+    }
+    records.push(record as JournalRecord);
+  });
+  return records;
+}
+
+/** Replaces `path` with `lines` durably, synchronously (start-up only); removes it when `lines` is undefined. */
+export function writeSnapshotSync(path: string, lines: string[] | undefined): void {
+  if (!lines) {
+    try {
+      unlinkSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  } else {
+    const temp = `${path}.tmp`;
+    const fd = openSync(temp, 'w', 0o600);
+    try {
+      writeSync(fd, `${lines.join('\n')}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, path);
+  }
+  syncDirSync(dirname(path));
+}
+
+export class Journal {
+  private handle: FileHandle | undefined;
+  private pending: Entry[] = [];
+  private needSnapshot = false;
+  private running: Promise<void> | undefined;
+  /** Syncs done, lines appended and snapshots written, for the logs, the tests and the bench. */
+  syncs = 0;
+  written = 0;
+  snapshots = 0;
+
+  constructor(
+    readonly path: string,
+    private readonly source: JournalSource,
+    private readonly log: Logger,
+    /** Whether the file exists, and how many lines it has. */
+    private exists: boolean,
+    private lines: number,
+  ) {}
+
+  /**
+   * Queues `line` (a change already applied in memory) and resolves once it is on disk. On failure `undo` (if given)
+   * is called before the promise rejects, and the next write rewrites the file from memory. With `snapshot`, the
+   * file is rewritten from memory instead of appended to (used when a subnet becomes empty: the file goes).
+   */
+  append(line: string, undo?: () => void, snapshot = false): Promise<void> {
+    if (snapshot) this.needSnapshot = true;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ line, undo, resolve, reject });
+      this.running ??= this.run();
+    });
+  }
+
+  /** Resolves when everything queued so far is on disk (or failed). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  async close(): Promise<void> {
+    await this.idle();
+    const handle = this.handle;
+    this.handle = undefined;
+    await handle?.close();
+  }
+
+  private async run(): Promise<void> {
+    try {
+      // Only pending entries drive the loop: after a failure, the next change retries the rewrite.
+      while (this.pending.length > 0) {
+        const batch = this.pending.splice(0);
+        let failure: unknown;
+        try {
+          const due = this.needSnapshot || !this.exists || this.lines + batch.length > 2 * this.source.liveLines() + SLACK;
+          if (due) await this.snapshot(batch);
+          else await this.appendLines(batch);
+        } catch (err) {
+          // Memory holds the batch's changes: a snapshot saves them, and replaces whatever part of the append reached the file.
+          this.needSnapshot = true;
+          this.log.warn({ path: this.path, err }, 'IPAM journal write failed; rewriting the file from memory');
+          try {
+            await this.snapshot(batch);
+          } catch (again) {
+            this.needSnapshot = true;
+            failure = again;
+          }
+        }
+        if (failure === undefined) {
+          for (const entry of batch) entry.resolve();
+        } else {
+          this.log.error({ path: this.path, err: failure }, 'IPAM state could not be saved');
+          for (let i = batch.length - 1; i >= 0; i--) batch[i].undo?.();
+          for (const entry of batch) entry.reject(failure);
+        }
+      }
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private async appendLines(batch: Entry[]): Promise<void> {
+    this.handle ??= await open(this.path, 'a', 0o600);
+    const text = batch.map((entry) => `${entry.line}\n`).join('');
+    const buffer = Buffer.from(text);
+    const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
+    if (bytesWritten !== buffer.length) throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
+    await this.handle.datasync();
+    this.syncs++;
+    this.written += batch.length;
+    this.lines += batch.length;
+  }
+
+  /** Rewrites the file from memory. Entries still pending are covered too: they join `batch`. */
+  private async snapshot(batch: Entry[]): Promise<void> {
+    // Synchronously, before any await: the snapshot holds exactly the changes of `batch` and of what was pending.
+    batch.push(...this.pending.splice(0));
+    const lines = this.source.snapshot();
+    this.needSnapshot = false; // (set again if this fails, or by a change queued meanwhile that asks for one)
+    const old = this.handle;
+    this.handle = undefined;
+    await old?.close().catch(() => undefined);
+    if (!lines) {
+      try {
+        await unlink(this.path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      await syncDir(dirname(this.path));
+      this.exists = false;
+      this.lines = 0;
+    } else {
+      const temp = `${this.path}.tmp`;
+      const handle = await open(temp, 'w', 0o600);
+      try {
+        await handle.writeFile(`${lines.join('\n')}\n`);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, this.path);
+      await syncDir(dirname(this.path));
+      this.exists = true;
+      this.lines = lines.length;
+    }
+    this.syncs++;
+    this.snapshots++;
+  }
+}
