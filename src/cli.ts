@@ -8,6 +8,7 @@ import { doctor, parseDoctorArgs } from './doctor';
 import { NetworkDriver } from './driver';
 import { IpamService } from './ipam/service';
 import { Links } from './link';
+import { driverName, instanceGroup } from './mark';
 import { describeRepair } from './reconcile';
 import { buildServer } from './server';
 import { parseStatusArgs, status } from './status';
@@ -15,7 +16,7 @@ import { parseStatusArgs, status } from './status';
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
        tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json]
-       tsmacvlan status [--state-dir DIR] [--json]
+       tsmacvlan status [--socket PATH] [--state-dir DIR] [--json]
 
   --socket PATH     unix socket Docker finds the plugin by; its file name is the driver name
                     (default $TSMACVLAN_SOCKET or /run/docker/plugins/tsmacvlan.sock)
@@ -31,7 +32,8 @@ const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-l
                     support (tried in a throwaway network namespace), parents, the plugin's socket, the
                     state; exits 1 when a check FAILs. Changes nothing
   --parent IF       also check IF as a parent (repeatable); the parents of recorded networks are always checked
-  status            the recorded networks and endpoints next to the host's links, and where they drift.
+  status            the recorded networks, endpoints and address pools next to the host's links, and where
+                    they drift (--socket names the instance: its links carry its driver name's device group).
                     Changes nothing
   --json            (doctor, status) machine-readable output`;
 
@@ -85,7 +87,7 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   mkdirSync(dirname(options.socket), { recursive: true });
 
-  const links = new Links();
+  const links = new Links(instanceGroup(driverName(options.socket)));
   const driver = new NetworkDriver(links, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log);
   await driver.reconcile();
@@ -117,7 +119,7 @@ async function gc(options: ServeOptions, dryRun: boolean): Promise<void> {
   if (!dryRun && existsSync(options.socket) && (await socketInUse(options.socket))) {
     throw new Error(`the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`);
   }
-  const links = new Links();
+  const links = new Links(instanceGroup(driverName(options.socket)));
   try {
     const driver = new NetworkDriver(links, options.stateDir, pino({ level: 'silent' }));
     const repairs = await driver.reconcile({ dryRun });

@@ -9,7 +9,7 @@ import { KernelError, type Links } from './link';
 import { KeyedMutex } from './lock';
 import { checkHostAccess, parseNetworkOptions, type IpData, type NetworkRecord } from './network';
 import { Parents, internalParentName } from './parent';
-import { isPluginLink, planRepairs, type Repair } from './reconcile';
+import { planRepairs, type Repair } from './reconcile';
 import { RecordStore } from './store';
 
 export interface CreateNetworkRequest {
@@ -87,7 +87,7 @@ export class NetworkDriver {
    * shims. One log line per repair. With `dryRun`, only says what it would do.
    */
   async reconcile({ dryRun = false } = {}): Promise<Repair[]> {
-    const repairs = planRepairs(await this.links.list(), this.listNetworks(), this.listEndpoints());
+    const repairs = planRepairs(await this.links.list(), this.links.group, this.listNetworks(), this.listEndpoints());
     if (dryRun) return repairs;
     for (const repair of repairs) {
       if (repair.action === 'delete') await this.links.delete(repair.link);
@@ -333,8 +333,8 @@ export class NetworkDriver {
   private async deleteEndpointLink(endpointId: string): Promise<void> {
     const name = endpointLinkName(endpointId);
     const link = await this.links.get(name);
-    // Only our own link: marked, or a macvlan left unmarked by a crash between its creation and its mark.
-    if (link && isPluginLink(link)) await this.links.delete(name);
+    // Only our own link: a name clash with someone else's link must not cost them their interface.
+    if (link && this.links.owns(link)) await this.links.delete(name);
   }
 }
 

@@ -29,6 +29,8 @@ export interface LinkInfo {
   vlanId?: number;
   vlanProtocol?: VlanProtocol;
   macvlanMode?: MacvlanMode;
+  /** Device group (IFLA_GROUP): the creating instance's mark, see mark.ts. */
+  group?: number;
 }
 
 /** What a diagnosis needs beyond LinkInfo (read-only; `doctor` and `status`). */
@@ -129,11 +131,19 @@ function errnoOf(err: unknown): string {
 
 export class Links {
   private readonly socket: RtNetlinkSocket;
+  /** Every link created here carries this device group; `owns` tells them apart from everyone else's. */
+  readonly group: number | undefined;
   // Concurrent dumps on one socket corrupt each other: one at a time.
   private dumpQueue: Promise<unknown> = Promise.resolve();
 
-  constructor() {
+  constructor(group?: number) {
+    this.group = group;
     this.socket = createRtNetlink();
+  }
+
+  /** True for a link this instance created (its device group is ours). */
+  owns(link: LinkInfo): boolean {
+    return this.group !== undefined && link.group === this.group;
   }
 
   close(): void {
@@ -214,11 +224,15 @@ export class Links {
     });
   }
 
-  /** Creates a link and marks it with an alias (the kernel ignores IFLA_IFALIAS on create); never leaves it unmarked. */
+  /**
+   * Creates a link carrying this instance's group (set by the kernel in the same request), then gives it an alias that
+   * says to a person what it is (the kernel ignores IFLA_IFALIAS on create).
+   */
   private async create(operation: string, alias: string, attrs: ifla.LinkAttrs): Promise<void> {
     const name = attrs.ifname as string;
-    await this.call(operation, () => this.socket.newLink({}, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
-    crashPoint('link-created-unmarked');
+    const marked = this.group === undefined ? attrs : { ...attrs, group: this.group };
+    await this.call(operation, () => this.socket.newLink({}, marked, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+    crashPoint('link-created');
     try {
       await this.call(`mark ${name}`, () => this.socket.setLink({}, { ifname: name, ifalias: alias }));
     } catch (err) {
@@ -342,6 +356,7 @@ function toLinkInfo(msg: LinkMessage): LinkInfo {
   if (attrs.address) link.mac = bufferToMac(attrs.address);
   if (attrs.link) link.parentIndex = attrs.link.readUInt32LE(0);
   if (attrs.ifalias) link.alias = attrs.ifalias;
+  if (attrs.group) link.group = attrs.group;
   if (info?.kind === 'vlan' && info.data) {
     const vlan = ifla.parseVlan(info.data);
     link.vlanId = vlan.id;

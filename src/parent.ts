@@ -27,7 +27,7 @@ export class Parents {
     const existing = await this.links.get(name);
     if (existing) {
       if (existing.loopback) throw new PluginError(`parent '${name}' is the loopback interface; macvlan needs an Ethernet interface such as eth1`);
-      return { existing, owned: existing.alias === MARK_VLAN };
+      return { existing, owned: this.links.owns(existing) };
     }
     const dot = name.lastIndexOf('.');
     if (dot <= 0) throw new PluginError(`parent '${name}' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN`);
@@ -42,20 +42,14 @@ export class Parents {
     return { vlan: { base, vid: Number(vidText) } };
   }
 
-  /** Re-creates a parent this plugin made for a network (after a reboot or a crash), or marks one a crash left unmarked. */
-  async restore(name: string, networkId: string, protocol?: VlanProtocol): Promise<'created' | 'marked' | undefined> {
-    const existing = await this.links.get(name);
-    if (existing) {
-      if (existing.alias === MARK_VLAN || existing.alias === MARK_INTERNAL) return undefined;
-      await this.links.setAlias(existing.index, name === internalParentName(networkId) ? MARK_INTERNAL : MARK_VLAN);
-      return 'marked';
-    }
+  /** Re-creates a parent this plugin made for a network that is gone (after a reboot, or a crash before it was made). */
+  async restore(name: string, networkId: string, protocol?: VlanProtocol): Promise<void> {
+    if (await this.links.get(name)) return;
     if (name === internalParentName(networkId)) await this.createInternal(networkId);
     else {
       const plan = await this.plan(name);
       if ('vlan' in plan) await this.createVlan(name, plan.vlan.base, plan.vlan.vid, protocol);
     }
-    return 'created';
   }
 
   async createVlan(name: string, base: LinkInfo, vid: number, protocol: VlanProtocol = '802.1q'): Promise<LinkInfo> {
@@ -95,6 +89,6 @@ export class Parents {
   /** Removes a parent this plugin created; links it did not create are never touched. */
   async release(name: string): Promise<void> {
     const link = await this.links.get(name);
-    if (link && (link.alias === MARK_VLAN || link.alias === MARK_INTERNAL)) await this.links.delete(name);
+    if (link && this.links.owns(link)) await this.links.delete(name);
   }
 }

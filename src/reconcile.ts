@@ -6,26 +6,25 @@ import type { NetworkRecord } from './network';
 import { INTERNAL_PREFIX, MARK_INTERNAL, MARK_VLAN, VETH_PEER_PREFIX } from './parent';
 
 export interface Repair {
-  action: 'delete' | 'create' | 'mark';
+  action: 'delete' | 'create';
   link: string;
   networkId?: string;
   reason: string;
 }
 
-const MARKS = [MARK_ENDPOINT, MARK_SHIM, MARK_INTERNAL, MARK_VLAN];
+const ROLES: Record<string, string> = { [MARK_ENDPOINT]: 'endpoint', [MARK_SHIM]: 'host-access shim', [MARK_INTERNAL]: 'internal parent', [MARK_VLAN]: 'VLAN parent' };
 
-/**
- * A link this plugin made: it carries one of our marks, or it has our name prefix, no mark at all and a kind we
- * create (a crash between creating a link and marking it leaves exactly that).
- */
-export function isPluginLink(link: LinkInfo): boolean {
-  if (link.alias !== undefined) return MARKS.includes(link.alias);
-  if (link.name.startsWith(ENDPOINT_PREFIX) || link.name.startsWith(SHIM_PREFIX)) return link.kind === 'macvlan';
-  if (link.name.startsWith(INTERNAL_PREFIX) || link.name.startsWith(VETH_PEER_PREFIX)) return link.kind === 'dummy' || link.kind === 'veth';
-  return false;
+/** What one of our links is for, from its alias (or, if a crash came before the alias, its name). */
+function role(link: LinkInfo): string {
+  if (link.alias && ROLES[link.alias]) return ROLES[link.alias];
+  if (link.name.startsWith(ENDPOINT_PREFIX)) return 'endpoint';
+  if (link.name.startsWith(SHIM_PREFIX)) return 'host-access shim';
+  if (link.name.startsWith(INTERNAL_PREFIX) || link.name.startsWith(VETH_PEER_PREFIX)) return 'internal parent';
+  return `${link.kind ?? 'unknown'}`;
 }
 
-export function planRepairs(links: LinkInfo[], networks: NetworkRecord[], endpoints: EndpointRecord[]): Repair[] {
+/** The repairs that bring `links` (this namespace's, carrying this instance's `group` or not) in line with the state. */
+export function planRepairs(links: LinkInfo[], group: number | undefined, networks: NetworkRecord[], endpoints: EndpointRecord[]): Repair[] {
   const present = new Map(links.map((link) => [link.name, link]));
   const repairs: Repair[] = [];
 
@@ -35,7 +34,6 @@ export function planRepairs(links: LinkInfo[], networks: NetworkRecord[], endpoi
     if (!network.ownsParent) continue;
     const link = present.get(network.parent);
     if (!link) repairs.push({ action: 'create', link: network.parent, networkId: network.id, reason: `parent of network ${network.id.slice(0, 12)} is missing` });
-    else if (link.alias === undefined) repairs.push({ action: 'mark', link: network.parent, networkId: network.id, reason: `parent of network ${network.id.slice(0, 12)} is unmarked` });
   }
   // Owned parents that several networks share are created once.
   const seen = new Set<string>();
@@ -47,16 +45,16 @@ export function planRepairs(links: LinkInfo[], networks: NetworkRecord[], endpoi
     ...parents,
     ...networks.map((n) => VETH_PEER_PREFIX + n.id.slice(0, 10)),
   ]);
-  const orphans = links.filter((link) => isPluginLink(link) && !owned.has(link.name));
+  const orphans = links.filter((link) => group !== undefined && link.group === group && !owned.has(link.name));
   // Children before parents, so no delete races the kernel's own clean-up of a parent's macvlans.
   const rank = (link: LinkInfo) => (link.kind === 'macvlan' ? 0 : 1);
   for (const link of orphans.sort((a, b) => rank(a) - rank(b))) {
-    unique.push({ action: 'delete', link: link.name, reason: `${link.alias ?? 'unmarked ' + link.kind} link that no network or endpoint of the state owns` });
+    unique.push({ action: 'delete', link: link.name, reason: `${role(link)} link that no network or endpoint of the state owns` });
   }
   return unique;
 }
 
 export function describeRepair(repair: Repair): string {
-  const verb = { delete: 'delete link', create: 're-create link', mark: 'mark link' }[repair.action];
+  const verb = { delete: 'delete link', create: 're-create link' }[repair.action];
   return `${verb} ${repair.link}: ${repair.reason}`;
 }

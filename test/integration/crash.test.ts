@@ -38,10 +38,10 @@ const deleteNetwork: Step = { method: 'NetworkDriver.DeleteNetwork', body: () =>
 
 /** Each operation, what comes before it, and the points inside it where the process dies. */
 const WALK: { name: string; setup: Step[]; step: Step; points: string[] }[] = [
-  { name: 'CreateNetwork (internal parent)', setup: [], step: internalWithHostAccess, points: ['network-recorded', 'link-created-unmarked', 'parent-ready', 'shim-ready'] },
-  { name: 'CreateNetwork (host_access shim)', setup: [], step: onParentWithHostAccess, points: ['network-recorded', 'link-created-unmarked', 'shim-ready'] },
+  { name: 'CreateNetwork (internal parent)', setup: [], step: internalWithHostAccess, points: ['network-recorded', 'link-created', 'parent-ready', 'shim-ready'] },
+  { name: 'CreateNetwork (host_access shim)', setup: [], step: onParentWithHostAccess, points: ['network-recorded', 'link-created', 'shim-ready'] },
   { name: 'CreateEndpoint', setup: [onParentWithHostAccess], step: createEndpoint, points: ['endpoint-recorded'] },
-  { name: 'Join', setup: [onParentWithHostAccess, createEndpoint], step: join_, points: ['link-created-unmarked', 'endpoint-link-ready', 'route-added'] },
+  { name: 'Join', setup: [onParentWithHostAccess, createEndpoint], step: join_, points: ['link-created', 'endpoint-link-ready', 'route-added'] },
   { name: 'DeleteEndpoint', setup: [onParentWithHostAccess, createEndpoint, join_], step: deleteEndpoint, points: ['route-removed', 'endpoint-link-deleted'] },
   { name: 'DeleteNetwork', setup: [internalWithHostAccess, createEndpoint, join_, deleteEndpoint], step: deleteNetwork, points: ['network-forgotten', 'shim-removed'] },
 ];

@@ -7,11 +7,17 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../src/endpoint';
 import { internalParentName } from '../../src/parent';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../helpers/net';
-import { startPlugin } from '../helpers/plugin';
+import { instanceGroup } from '../../src/mark';
+import { TEST_DRIVER, startPlugin } from '../helpers/plugin';
 import { CLI, spawnDaemon, waitForSocket } from '../helpers/serve';
 
+// The same driver name as the in-process plugin that made the state, so gc and the daemon are the same instance.
+const socketOf = (stateDir: string) => join(stateDir, `${TEST_DRIVER}.sock`);
+const OURS = String(instanceGroup(TEST_DRIVER));
+const OTHER_INSTANCE = String(instanceGroup('tsmacvlan'));
+
 function gc(stateDir: string, ...args: string[]): string {
-  return execFileSync(process.execPath, [CLI, 'gc', '--state-dir', stateDir, '--socket', join(stateDir, 'none.sock'), ...args], { encoding: 'utf8' });
+  return execFileSync(process.execPath, [CLI, 'gc', '--state-dir', stateDir, '--socket', socketOf(stateDir), ...args], { encoding: 'utf8' });
 }
 
 describe('reconciliation', () => {
@@ -38,36 +44,44 @@ describe('reconciliation', () => {
     await plugin.call('NetworkDriver.Join', { NetworkID: kept, EndpointID: kept });
     await plugin.close();
 
-    // Leftovers a crash or a lost state could leave: an endpoint link and an internal parent with our marks.
-    ip('link', 'add', 'tsmveorphan0001', 'link', parent, 'type', 'macvlan', 'mode', 'bridge');
+    // Leftovers a crash or a lost state could leave: an endpoint link (even one a crash left without its alias)
+    // and an internal parent, all in this instance's device group.
+    ip('link', 'add', 'tsmveorphan0001', 'link', parent, 'group', OURS, 'type', 'macvlan', 'mode', 'bridge');
     ip('link', 'set', 'tsmveorphan0001', 'alias', 'tsmacvlan:endpoint');
-    ip('link', 'add', 'tsmviorphan0001', 'type', 'veth', 'peer', 'name', 'tsmvporphan0001');
-    ip('link', 'set', 'tsmviorphan0001', 'alias', 'tsmacvlan:internal');
-    // Not ours: a stranger's macvlan with another alias, and a plugin-named link inside a container namespace.
+    ip('link', 'add', 'tsmveorphan0002', 'link', parent, 'group', OURS, 'type', 'macvlan', 'mode', 'bridge');
+    ip('link', 'add', 'tsmviorphan0001', 'group', OURS, 'type', 'veth', 'peer', 'name', 'tsmvporphan0001', 'group', OURS);
+    // Not ours: a stranger's macvlan, another tsmacvlan instance's in-flight endpoint link (same name prefix and
+    // alias, another group), and one of our links inside a container namespace.
     ip('link', 'add', 'othmacvlan', 'link', parent, 'type', 'macvlan');
     ip('link', 'set', 'othmacvlan', 'alias', 'someone-else');
+    ip('link', 'add', 'tsmveotherinst1', 'link', parent, 'group', OTHER_INSTANCE, 'type', 'macvlan');
+    ip('link', 'set', 'tsmveotherinst1', 'alias', 'tsmacvlan:endpoint');
     const container = spawn('unshare', ['--net', 'sleep', '30']);
     try {
       await new Promise((r) => setTimeout(r, 200));
-      ip('link', 'add', 'tsmveincontaine', 'link', parent, 'type', 'macvlan');
+      ip('link', 'add', 'tsmveincontaine', 'link', parent, 'group', OURS, 'type', 'macvlan');
       ip('link', 'set', 'tsmveincontaine', 'alias', 'tsmacvlan:endpoint');
       ip('link', 'set', 'tsmveincontaine', 'netns', String(container.pid));
 
       const before = linkNames();
       const dry = gc(stateDir, '--dry-run');
-      expect(dry).toContain('would delete link tsmveorphan0001: tsmacvlan:endpoint link that no network or endpoint of the state owns');
-      expect(dry).toContain('would delete link tsmviorphan0001');
+      expect(dry).toContain('would delete link tsmveorphan0001: endpoint link that no network or endpoint of the state owns');
+      expect(dry).toContain('would delete link tsmveorphan0002: endpoint link that no network or endpoint of the state owns');
+      expect(dry).toMatch(/would delete link tsmv[ip]orphan0001: internal parent link/);
+      expect(dry).not.toContain('tsmveotherinst1');
       expect(dry).not.toContain(endpointLinkName(kept));
       expect(linkNames()).toEqual(before); // --dry-run changes nothing
 
-      const daemon = spawnDaemon(['serve', '--socket', join(stateDir, 'p.sock'), '--state-dir', stateDir]);
-      await waitForSocket(join(stateDir, 'p.sock'), daemon);
+      const daemon = spawnDaemon(['serve', '--socket', socketOf(stateDir), '--state-dir', stateDir]);
+      await waitForSocket(socketOf(stateDir), daemon);
       daemon.child.kill('SIGTERM');
       await daemon.exited;
       expect(daemon.output()).toMatch(/"link":"tsmveorphan0001","action":"delete"/); // one log line per repair
 
       const after = linkNames();
       expect(after).not.toContain('tsmveorphan0001');
+      expect(after).not.toContain('tsmveorphan0002');
+      expect(after).toContain('tsmveotherinst1');
       expect(after).not.toContain('tsmviorphan0001');
       expect(after).not.toContain('tsmvporphan0001');
       expect(after).toContain(endpointLinkName(kept));
@@ -82,7 +96,7 @@ describe('reconciliation', () => {
   });
 
   it('gc refuses to repair under a running plugin, which repairs at its own start', async () => {
-    const socket = join(stateDir, 'p.sock');
+    const socket = socketOf(stateDir);
     const daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
     try {
       await waitForSocket(socket, daemon);

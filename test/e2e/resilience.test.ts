@@ -1,0 +1,109 @@
+// Under load and restarts, with a real Docker Engine: parallel starts, concurrent connect/disconnect, dockerd killed
+// and started again, the plugin restarted while dockerd runs.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { docker, dockerOk, ping, removeDockerObjects, run, runSleeper, uniqueName, waitFor } from './docker';
+import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
+import { createSwitch, destroyAllSwitches, type Switch } from './topology';
+
+const PREFIX = 'tsmv-res-';
+
+async function endpointLinksOnHost(): Promise<string[]> {
+  const out = (await run('ip', ['-o', 'link', 'show'])).stdout;
+  return [...out.matchAll(/^\d+: (tsmve[^:@]*)/gm)].map((m) => m[1]);
+}
+
+async function addressOf(container: string, network: string): Promise<string> {
+  return dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container]);
+}
+
+async function network(sw: Switch, subnet: string, range?: string): Promise<string> {
+  const name = uniqueName(PREFIX);
+  await dockerOk([
+    'network', 'create', '-d', DRIVER, '--ipam-driver', DRIVER, '-o', `parent=${sw.parent}`,
+    '--subnet', subnet, ...(range ? ['--ip-range', range] : []), name,
+  ]);
+  return name;
+}
+
+/** Kills dockerd outright (as a crash would) and starts it again the way the suite's provisioning does. */
+async function crashAndRestartDockerd(): Promise<void> {
+  const pid = (await run('pidof', ['dockerd'])).stdout.trim();
+  await run('kill', ['-9', ...pid.split(/\s+/)]);
+  await waitFor(async () => (await run('pidof', ['dockerd'], { allowFail: true })).code !== 0, 15_000, { what: 'dockerd to die' });
+  await run('bash', [`${__dirname}/provision.sh`], { timeoutMs: 120_000 });
+}
+
+describe('resilience with Docker', () => {
+  let plugin: PluginDaemon;
+  beforeAll(async () => {
+    plugin = await startPluginDaemon();
+  });
+  afterEach(async () => {
+    await removeDockerObjects(PREFIX);
+    await destroyAllSwitches();
+  });
+  afterAll(async () => {
+    await removeDockerObjects(PREFIX);
+    await destroyAllSwitches();
+    await plugin?.destroy();
+  });
+
+  it('starts 100 containers in parallel on one network: all run, all addresses distinct, no link left after', async () => {
+    const sw = await createSwitch({ subnetPrefix: '10.231.50' });
+    const net = await network(sw, '10.231.50.0/24');
+    const names = Array.from({ length: 100 }, () => uniqueName(PREFIX));
+    const started = await Promise.all(names.map((name) => docker(['run', '-d', '--name', name, '--network', net, 'tsmacvlan-test/busybox:latest', 'sleep', '3600'], { allowFail: true, timeoutMs: 240_000 })));
+    expect(started.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
+    const addresses = await Promise.all(names.map((name) => addressOf(name, net)));
+    expect(new Set(addresses).size).toBe(100);
+    expect(await ping(names[0], addresses[99])).toBe(true);
+    await dockerOk(['rm', '-f', ...names], { timeoutMs: 240_000 });
+    const failures = plugin.daemon.output().split('\n').filter((l) => /"status":(4|5)\d\d/.test(l));
+    expect(failures).toEqual([]);
+    await dockerOk(['network', 'rm', net]);
+    expect(await endpointLinksOnHost()).toEqual([]);
+  });
+
+  it('survives connect/disconnect loops from several shells at once', async () => {
+    const sw = await createSwitch({ subnetPrefix: '10.231.51' });
+    const net = await network(sw, '10.231.51.0/24');
+    const shells = Array.from({ length: 4 }, () => uniqueName(PREFIX));
+    for (const name of shells) await runSleeper(name, { network: 'none' });
+    for (const name of shells) await dockerOk(['network', 'disconnect', 'none', name]);
+    const loop = async (name: string) => {
+      for (let i = 0; i < 10; i++) {
+        await dockerOk(['network', 'connect', net, name]);
+        await dockerOk(['network', 'disconnect', net, name]);
+      }
+    };
+    await Promise.all(shells.map(loop));
+    expect(await endpointLinksOnHost()).toEqual([]);
+    for (const name of shells) await dockerOk(['network', 'connect', net, name]);
+    const addresses = await Promise.all(shells.map((name) => addressOf(name, net)));
+    expect(new Set(addresses).size).toBe(4);
+    expect(await ping(shells[0], addresses[3])).toBe(true);
+  });
+
+  it('keeps working when the plugin restarts under a running dockerd, and when dockerd is killed and started again', async () => {
+    const sw = await createSwitch({ subnetPrefix: '10.231.52' });
+    const net = await network(sw, '10.231.52.0/24');
+    const [a, b] = [uniqueName(PREFIX), uniqueName(PREFIX)];
+    await runSleeper(a, { network: net });
+    await plugin.restart();
+    await runSleeper(b, { network: net });
+    expect(await ping(b, await addressOf(a, net))).toBe(true);
+
+    await crashAndRestartDockerd();
+    // Containers dockerd stopped come back with `start`; new ones join; the network is the same.
+    await dockerOk(['start', a, b]);
+    const c = uniqueName(PREFIX);
+    await runSleeper(c, { network: net });
+    const addresses = await Promise.all([a, b, c].map((n) => addressOf(n, net)));
+    expect(new Set(addresses).size).toBe(3);
+    expect(await ping(c, addresses[0])).toBe(true);
+    expect(await ping(a, sw.bridgeIp)).toBe(true);
+    await dockerOk(['rm', '-f', a, b, c]);
+    await dockerOk(['network', 'rm', net]);
+    expect(await endpointLinksOnHost()).toEqual([]);
+  });
+});
