@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
+import { location, parseFlags } from './args';
 import { doctor, parseDoctorArgs } from './doctor';
 import { NetworkDriver } from './driver';
 import { IpamService } from './ipam/service';
@@ -43,30 +44,13 @@ interface ServeOptions {
   logLevel: string;
 }
 
-function parseServeArgs(args: string[], booleans: string[] = []): ServeOptions & { set: Set<string> } {
-  const options: ServeOptions = {
-    socket: process.env.TSMACVLAN_SOCKET || '/run/docker/plugins/tsmacvlan.sock',
-    stateDir: process.env.TSMACVLAN_STATE_DIR || '/var/lib/tsmacvlan',
-    logLevel: process.env.LOG_LEVEL || 'info',
-  };
-  const flags: Record<string, keyof ServeOptions> = { '--socket': 'socket', '--state-dir': 'stateDir', '--log-level': 'logLevel' };
-  const set = new Set<string>();
-  for (let i = 0; i < args.length; i++) {
-    if (booleans.includes(args[i])) {
-      set.add(args[i]);
-      continue;
-    }
-    const [flag, inline] = args[i].split(/=(.*)/s, 2);
-    const key = flags[flag];
-    const value = inline ?? args[i + 1];
-    if (!key || value === undefined) throw new Error(`unknown or incomplete argument '${flag}'\n${USAGE}`);
-    if (inline === undefined) i++;
-    options[key] = value;
-  }
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(options.logLevel)) {
-    throw new Error(`log level '${options.logLevel}' is not one of fatal, error, warn, info, debug, trace`);
-  }
-  return { ...options, set };
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function parseServeArgs(args: string[]): ServeOptions {
+  const flags = parseFlags(args, { values: ['--socket', '--state-dir', '--log-level'] }, USAGE);
+  const logLevel = flags.values.get('--log-level') ?? (process.env.LOG_LEVEL || 'info');
+  if (!LOG_LEVELS.includes(logLevel)) throw new Error(`log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`);
+  return { ...location(flags), logLevel };
 }
 
 /** True when a live server answers on the socket (a second instance must not steal it). */
@@ -115,7 +99,7 @@ async function serve(options: ServeOptions): Promise<void> {
 }
 
 /** `tsmacvlan gc`: the start-up reconciliation on its own; with --dry-run it changes nothing. */
-async function gc(options: ServeOptions, dryRun: boolean): Promise<void> {
+async function gc(options: { socket: string; stateDir: string }, dryRun: boolean): Promise<void> {
   if (!dryRun && existsSync(options.socket) && (await socketInUse(options.socket))) {
     throw new Error(`the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`);
   }
@@ -142,8 +126,8 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await status(parseStatusArgs(args, USAGE));
       return;
     case 'gc': {
-      const options = parseServeArgs(args, ['--dry-run']);
-      return gc(options, options.set.has('--dry-run'));
+      const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--dry-run'] }, USAGE);
+      return gc(location(flags), flags.switches.has('--dry-run'));
     }
     case undefined:
     case 'help':

@@ -292,7 +292,11 @@ export class NetworkDriver {
       await this.links.createMacvlan(spec, MARK_ENDPOINT);
     } catch (err) {
       if (!(err instanceof KernelError && err.errno === 'EEXIST')) throw explain(err, network.parent);
-      // A link by this name is left from an interrupted Join of this endpoint: replace it.
+      // A link by this name of ours is left from an interrupted Join of this endpoint: replace it. Anyone else's stays.
+      const existing = await this.links.get(name);
+      if (existing && !this.links.owns(existing)) {
+        throw new PluginError(`cannot create link '${name}' for endpoint ${endpointId.slice(0, 12)}: a link by that name exists and is not this plugin's`);
+      }
       await this.links.delete(name);
       await this.links.createMacvlan(spec, MARK_ENDPOINT).catch((e) => Promise.reject(explain(e, network.parent)));
     }

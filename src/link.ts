@@ -217,7 +217,8 @@ export class Links {
 
   async createVethPair(name: string, peerName: string, alias: string): Promise<void> {
     // VETH_INFO_PEER carries a whole ifinfomsg followed by the peer's attributes.
-    const peer = Buffer.concat([Buffer.alloc(16), flatten(ifla.formatLinkAttrs({ ifname: peerName }))]);
+    const peerAttrs: ifla.LinkAttrs = { ifname: peerName, ...(this.group !== undefined && { group: this.group }) };
+    const peer = Buffer.concat([Buffer.alloc(16), flatten(ifla.formatLinkAttrs(peerAttrs))]);
     await this.create(`create veth ${name}`, alias, {
       ifname: name,
       linkinfo: flatten(ifla.formatInfo({ kind: 'veth', data: attr(VETH_INFO_PEER, peer) })),

@@ -1,0 +1,42 @@
+// Command-line flags, shared by every command: `--flag value` or `--flag=value`, repeatable flags, and switches.
+
+export const DEFAULT_SOCKET = '/run/docker/plugins/tsmacvlan.sock';
+export const DEFAULT_STATE_DIR = '/var/lib/tsmacvlan';
+
+export interface FlagSpec {
+  values?: string[]; // given once; the last one counts
+  lists?: string[]; // may repeat
+  switches?: string[]; // no value
+}
+
+export interface Flags {
+  values: Map<string, string>;
+  lists: Map<string, string[]>;
+  switches: Set<string>;
+}
+
+export function parseFlags(args: string[], spec: FlagSpec, usage: string): Flags {
+  const flags: Flags = { values: new Map(), lists: new Map(), switches: new Set() };
+  for (let i = 0; i < args.length; i++) {
+    const [flag, inline] = args[i].split(/=(.*)/s, 2);
+    if (spec.switches?.includes(flag) && inline === undefined) {
+      flags.switches.add(flag);
+      continue;
+    }
+    const value = inline ?? args[i + 1];
+    const isValue = spec.values?.includes(flag);
+    if ((!isValue && !spec.lists?.includes(flag)) || value === undefined) throw new Error(`unknown or incomplete argument '${flag}'\n${usage}`);
+    if (inline === undefined) i++;
+    if (isValue) flags.values.set(flag, value);
+    else flags.lists.set(flag, [...(flags.lists.get(flag) ?? []), value]);
+  }
+  return flags;
+}
+
+/** Where the plugin listens and keeps its state: flags, else the environment, else the defaults. */
+export function location(flags: Flags): { socket: string; stateDir: string } {
+  return {
+    socket: flags.values.get('--socket') ?? (process.env.TSMACVLAN_SOCKET || DEFAULT_SOCKET),
+    stateDir: flags.values.get('--state-dir') ?? (process.env.TSMACVLAN_STATE_DIR || DEFAULT_STATE_DIR),
+  };
+}
