@@ -9,7 +9,7 @@ import { doctor, parseDoctorArgs } from './doctor';
 import { NetworkDriver } from './driver';
 import { IpamService } from './ipam/service';
 import { Links } from './link';
-import { driverName, instanceGroup } from './mark';
+import { stateGroup } from './mark';
 import { describeRepair } from './reconcile';
 import { buildServer } from './server';
 import { parseStatusArgs, status } from './status';
@@ -71,16 +71,18 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   mkdirSync(dirname(options.socket), { recursive: true });
 
-  const links = new Links(instanceGroup(driverName(options.socket)));
+  const links = new Links(stateGroup(options.stateDir, true));
   const driver = new NetworkDriver(links, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log);
-  await driver.reconcile();
-  const stopWatching = driver.watchLinks();
-  const app = buildServer({ driver, ipam }, log);
+  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
+  const ready = driver.reconcile();
+  const app = buildServer({ driver, ipam }, log, ready);
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
+  await ready;
+  const stopWatching = driver.watchLinks();
   log.info({ socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length }, 'tsmacvlan ready');
 
   let stopping = false;
@@ -103,7 +105,7 @@ async function gc(options: { socket: string; stateDir: string }, dryRun: boolean
   if (!dryRun && existsSync(options.socket) && (await socketInUse(options.socket))) {
     throw new Error(`the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`);
   }
-  const links = new Links(instanceGroup(driverName(options.socket)));
+  const links = new Links(stateGroup(options.stateDir));
   try {
     const driver = new NetworkDriver(links, options.stateDir, pino({ level: 'silent' }));
     const repairs = await driver.reconcile({ dryRun });

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { location, parseFlags } from './args';
 import { KernelError, Links, sysfsFacts, type LinkDetails, type LinkInfo } from './link';
 import type { NetworkRecord } from './network';
-import { driverName, instanceGroup } from './mark';
+import { driverName, stateGroup } from './mark';
 import { internalParentName } from './parent';
 import { GC_ADVICE, MARK_PREFIX, findDrift, readState, type StateSnapshot } from './status';
 
@@ -541,7 +541,7 @@ export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check 
 }
 
 /** Drift between the records and the host's links; a missing parent is left to its parent:<name> check. */
-export function driftChecks(state: StateSnapshot, hostLinks: LinkInfo[], group: number): Check[] {
+export function driftChecks(state: StateSnapshot, hostLinks: LinkInfo[], group: number | undefined): Check[] {
   const drift = findDrift(state, hostLinks, group).filter((d) => d.kind !== 'parent-missing');
   if (drift.length === 0) {
     return [{ id: 'drift', status: 'OK', message: "no link of the plugin's without a record, no missing shim, no endpoint without its network" }];
@@ -596,7 +596,7 @@ export async function diagnose(options: DoctorOptions, links: Links, probe: Kern
   checks.push(socket);
   checks.push(stateCheck(state, socket.status === 'OK'));
   // The instance the socket names: its device group marks its links.
-  if (state.unreadable.length === 0) checks.push(...driftChecks(state, await links.list(), instanceGroup(driverName(options.socket))));
+  if (state.unreadable.length === 0) checks.push(...driftChecks(state, await links.list(), stateGroup(options.stateDir)));
   return { version: 1, ok: !checks.some((c) => c.status === 'FAIL'), checks };
 }
 

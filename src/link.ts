@@ -124,6 +124,14 @@ function ipv4ToBuffer(address: string): Buffer {
   return Buffer.from(address.split('.').map(Number));
 }
 
+/**
+ * Requests on the socket at once, at most. Their replies wait in its receive buffer (208 KiB by default) until the event
+ * loop reads them; a burst (200 Joins at once) overran it, the kernel flagged the socket (ENOBUFS), and netlink 0.3.0's
+ * native poll handler then aborted the whole process (SIGABRT, "Error in native callback"). 8 replies of a few KiB each
+ * stay far below the buffer, and a request takes the kernel well under a millisecond, so bursts lose nothing.
+ */
+const MAX_IN_FLIGHT = 8;
+
 function errnoOf(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return /\b(E[A-Z0-9]+)\b/.exec(message)?.[1] ?? message;
@@ -135,6 +143,8 @@ export class Links {
   readonly group: number | undefined;
   // Concurrent dumps on one socket corrupt each other: one at a time.
   private dumpQueue: Promise<unknown> = Promise.resolve();
+  private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(group?: number) {
     this.group = group;
@@ -150,9 +160,22 @@ export class Links {
     this.socket.socket.close();
   }
 
+  /** Runs one request on the socket once fewer than MAX_IN_FLIGHT are under way; a finished one hands its slot on. */
+  private async limit<T>(request: () => Promise<T>): Promise<T> {
+    if (this.inFlight < MAX_IN_FLIGHT) this.inFlight++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await request();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.inFlight--;
+    }
+  }
+
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await this.limit(fn);
     } catch (err) {
       throw new KernelError(operation, errnoOf(err));
     }
@@ -166,7 +189,7 @@ export class Links {
 
   async get(name: string): Promise<LinkInfo | undefined> {
     try {
-      const [msg] = await this.socket.getLink({}, { ifname: name });
+      const [msg] = await this.limit(() => this.socket.getLink({}, { ifname: name }));
       return msg ? toLinkInfo(msg) : undefined;
     } catch (err) {
       const errno = errnoOf(err);
@@ -178,7 +201,7 @@ export class Links {
   /** One link with the attributes a diagnosis reads (carrier, master, slave kind); undefined when absent. */
   async details(name: string): Promise<LinkDetails | undefined> {
     try {
-      const [msg] = await this.socket.getLink({}, { ifname: name });
+      const [msg] = await this.limit(() => this.socket.getLink({}, { ifname: name }));
       return msg ? toLinkDetails(msg) : undefined;
     } catch (err) {
       const errno = errnoOf(err);
@@ -271,7 +294,9 @@ export class Links {
   /** Deletes the /32 route to `destination` out of link `index`; false when it was not there. */
   async deleteHostRoute(destination: string, index: number): Promise<boolean> {
     try {
-      await this.socket.delRoute({ family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, scope: RT_SCOPE_NOWHERE }, { dst: ipv4ToBuffer(destination), oif: index });
+      await this.limit(() =>
+        this.socket.delRoute({ family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, scope: RT_SCOPE_NOWHERE }, { dst: ipv4ToBuffer(destination), oif: index }),
+      );
       return true;
     } catch (err) {
       const errno = errnoOf(err);
@@ -295,7 +320,7 @@ export class Links {
   /** Deletes a link by name; false when it was not there. */
   async delete(name: string): Promise<boolean> {
     try {
-      await this.socket.delLink({}, { ifname: name });
+      await this.limit(() => this.socket.delLink({}, { ifname: name }));
       return true;
     } catch (err) {
       const errno = errnoOf(err);

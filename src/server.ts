@@ -16,7 +16,8 @@ export interface Services {
   ipam: IpamService;
 }
 
-export function buildServer(services: Services, logger: Logger): FastifyInstance {
+/** `ready` holds every request until it settles: the plugin listens at once (Docker dials 500 ms after starting it) but answers only once the kernel agrees with its state. */
+export function buildServer(services: Services, logger: Logger, ready: Promise<unknown> = Promise.resolve()): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // our own one line per request below
@@ -34,6 +35,10 @@ export function buildServer(services: Services, logger: Logger): FastifyInstance
     } catch (err) {
       done(Object.assign(new Error(`body is not valid JSON (${(err as Error).message})`), { statusCode: 400 }), undefined);
     }
+  });
+
+  app.addHook('onRequest', async () => {
+    await ready;
   });
 
   // The failure message of a request, for its log line.

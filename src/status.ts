@@ -12,7 +12,7 @@ import { Subnet } from './ipam/allocator';
 import { readJournal } from './ipam/journal';
 import { Links, type LinkInfo } from './link';
 import { MODES, type NetworkRecord } from './network';
-import { driverName, instanceGroup } from './mark';
+import { driverName, stateGroup } from './mark';
 import { MARK_VLAN, internalParentName } from './parent';
 import { planRepairs } from './reconcile';
 
@@ -106,9 +106,10 @@ export interface PoolRow {
 export interface StatusReport {
   version: 1;
   stateDir: string;
-  /** The driver name (the socket's file name) whose device group marks this instance's links. */
+  /** The driver name (the socket's file name) Docker knows the plugin by. */
   driver: string;
-  group: number;
+  /** The device group marking this instance's links (from the state dir's instance id); null before its first start. */
+  group: number | null;
   networks: NetworkRow[];
   endpoints: EndpointRow[];
   pools: PoolRow[];
@@ -129,7 +130,7 @@ export const STATUS_JSON_SCHEMA = {
     version: { const: 1 },
     stateDir: nonEmpty,
     driver: nonEmpty,
-    group: { type: 'integer', minimum: 1, maximum: 4294967295 },
+    group: { type: ['integer', 'null'], minimum: 1, maximum: 2147483647 },
     networks: {
       type: 'array',
       items: {
@@ -333,7 +334,7 @@ export const GC_ADVICE = "restart the plugin, or run 'tsmacvlan gc' while it is 
  * Drift between the records and the host's links (see DRIFT_KINDS). Pure: `hostLinks` is a dump of the host namespace,
  * `group` the device group of the instance the state belongs to.
  */
-export function findDrift(state: Pick<StateSnapshot, 'networks' | 'endpoints'>, hostLinks: LinkInfo[], group: number): Drift[] {
+export function findDrift(state: Pick<StateSnapshot, 'networks' | 'endpoints'>, hostLinks: LinkInfo[], group: number | undefined): Drift[] {
   const drift: Drift[] = [];
   const byName = new Map(hostLinks.map((link) => [link.name, link]));
   const networkIds = new Set(state.networks.map((n) => n.id));
@@ -410,9 +411,9 @@ export function findDrift(state: Pick<StateSnapshot, 'networks' | 'endpoints'>, 
   return drift;
 }
 
-/** The report: records, the host's links, and the drift between them, for the instance serving as driver `driver`. */
+/** The report: records, the host's links, and the drift between them, for the instance whose state is `stateDir`. */
 export async function collectStatus(stateDir: string, driver: string, links: Links): Promise<StatusReport> {
-  const group = instanceGroup(driver);
+  const group = stateGroup(stateDir);
   // Two reads, not one atomic snapshot: an operation in flight between them can show as drift for a moment.
   const hostLinks = await links.list();
   const state = readState(stateDir);
@@ -452,7 +453,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     };
   });
 
-  return { version: 1, stateDir, driver, group, networks, endpoints, pools: state.pools, drift: findDrift(state, hostLinks, group), unreadable: state.unreadable };
+  return { version: 1, stateDir, driver, group: group ?? null, networks, endpoints, pools: state.pools, drift: findDrift(state, hostLinks, group), unreadable: state.unreadable };
 }
 
 function table(header: string[], rows: string[][]): string {

@@ -7,9 +7,9 @@ import pino from 'pino';
 import { NetworkDriver } from '../../src/driver';
 import { IpamService } from '../../src/ipam/service';
 import { Links } from '../../src/link';
-import { instanceGroup } from '../../src/mark';
+import { stateGroup } from '../../src/mark';
 
-/** The driver name in-process test instances serve as (their links carry its group). */
+/** The driver name in-process test instances stand for (the tests' sockets use it too). */
 export const TEST_DRIVER = 'tsmacvlan-test';
 import { buildServer } from '../../src/server';
 
@@ -26,7 +26,7 @@ export interface TestPlugin {
 
 export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-state-'))): Promise<TestPlugin> {
   const log = pino({ level: 'silent' });
-  const links = new Links(instanceGroup(TEST_DRIVER));
+  const links = new Links(stateGroup(stateDir, true));
   const driver = new NetworkDriver(links, stateDir, log);
   const ipam = new IpamService(stateDir, log);
   await driver.reconcile();

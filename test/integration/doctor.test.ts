@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DOCTOR_JSON_SCHEMA, type Check, type DoctorReport } from '../../src/doctor';
-import { instanceGroup } from '../../src/mark';
+import { stateGroup } from '../../src/mark';
 import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 
@@ -161,10 +161,10 @@ describe('tsmacvlan doctor', () => {
     expect(broken.check('drift')).toBeUndefined(); // no drift verdict on a state it could not read
 
     rmSync(join(stateDir, 'networks', 'broken.json'));
-    // One in the device group of the instance the socket names (its start would delete it), one marked by alias only.
+    // One in the device group of this state's instance (its start would delete it), one marked by alias only.
     const leak = uniqueName('drlk');
     ip('link', 'add', leak, 'link', parent, 'type', 'macvlan', 'mode', 'bridge');
-    ip('link', 'set', leak, 'group', String(instanceGroup('tsmacvlan-dr')));
+    ip('link', 'set', leak, 'group', String(stateGroup(stateDir)));
     const stray = uniqueName('dral');
     ip('link', 'add', stray, 'link', parent, 'type', 'macvlan', 'mode', 'bridge');
     ip('link', 'set', stray, 'alias', 'tsmacvlan:endpoint');

@@ -7,8 +7,8 @@ import { endpointLinkName } from '../../src/endpoint';
 import { shimName } from '../../src/host-access';
 import { Links } from '../../src/link';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../helpers/net';
-import { instanceGroup } from '../../src/mark';
-import { TEST_DRIVER, startPlugin, type TestPlugin } from '../helpers/plugin';
+import { stateGroup } from '../../src/mark';
+import { startPlugin, type TestPlugin } from '../helpers/plugin';
 
 const id = () => randomBytes(32).toString('hex');
 
@@ -83,7 +83,7 @@ describe('host_access', () => {
     const shim = shimName(networkId);
 
     // The daemon watches link events; here the same driver is watched directly.
-    const links = new Links(instanceGroup(TEST_DRIVER));
+    const links = new Links(stateGroup(plugin.stateDir));
     const watched = new NetworkDriver(links, plugin.stateDir, pino({ level: 'silent' }));
     const stop = watched.watchLinks();
     try {

@@ -7,14 +7,13 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../src/endpoint';
 import { internalParentName } from '../../src/parent';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../helpers/net';
-import { instanceGroup } from '../../src/mark';
+import { instanceGroup, stateGroup } from '../../src/mark';
 import { TEST_DRIVER, startPlugin } from '../helpers/plugin';
 import { CLI, spawnDaemon, waitForSocket } from '../helpers/serve';
 
 // The same driver name as the in-process plugin that made the state, so gc and the daemon are the same instance.
 const socketOf = (stateDir: string) => join(stateDir, `${TEST_DRIVER}.sock`);
-const OURS = String(instanceGroup(TEST_DRIVER));
-const OTHER_INSTANCE = String(instanceGroup('tsmacvlan'));
+const OTHER_INSTANCE = String(instanceGroup('another instance'));
 
 function gc(stateDir: string, ...args: string[]): string {
   return execFileSync(process.execPath, [CLI, 'gc', '--state-dir', stateDir, '--socket', socketOf(stateDir), ...args], { encoding: 'utf8' });
@@ -43,6 +42,7 @@ describe('reconciliation', () => {
     await plugin.call('NetworkDriver.CreateEndpoint', { NetworkID: kept, EndpointID: kept, Interface: { Address: '10.61.0.2/24' } });
     await plugin.call('NetworkDriver.Join', { NetworkID: kept, EndpointID: kept });
     await plugin.close();
+    const OURS = String(stateGroup(stateDir)); // the device group of this state's instance
 
     // Leftovers a crash or a lost state could leave: an endpoint link (even one a crash left without its alias)
     // and an internal parent, all in this instance's device group.

@@ -11,7 +11,7 @@ import { internalParentName } from '../../src/parent';
 import { STATUS_JSON_SCHEMA, type StatusReport } from '../../src/status';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { TEST_DRIVER, startPlugin, type TestPlugin } from '../helpers/plugin';
-import { instanceGroup } from '../../src/mark';
+import { stateGroup } from '../../src/mark';
 import { CLI } from '../helpers/serve';
 
 const validate = new Ajv({ allErrors: true }).compile(STATUS_JSON_SCHEMA);
@@ -124,7 +124,7 @@ describe('tsmacvlan status', () => {
     });
     expect(report.endpoints.find((e) => e.id === e2)).toMatchObject({ networkId: lan, mac: '02:42:0a:51:00:06', addresses: ['10.81.0.6/24'] });
     expect(report.pools).toEqual([{ poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 3, refs: 1 }]);
-    expect(report).toMatchObject({ driver: TEST_DRIVER, group: instanceGroup(TEST_DRIVER) });
+    expect(report).toMatchObject({ driver: TEST_DRIVER, group: stateGroup(plugin.stateDir) });
     expect(report.drift).toEqual([]);
 
     const { text } = status(plugin.stateDir, false);
@@ -157,7 +157,7 @@ describe('tsmacvlan status', () => {
     // Links of the plugin's that no record owns (one in its device group, one marked by alias only), and a parent that disappears.
     const leak = uniqueName('stlk');
     ip('link', 'add', leak, 'link', parent, 'type', 'macvlan', 'mode', 'bridge');
-    ip('link', 'set', leak, 'group', String(instanceGroup(TEST_DRIVER)));
+    ip('link', 'set', leak, 'group', String(stateGroup(plugin.stateDir)));
     ip('link', 'set', leak, 'alias', 'tsmacvlan:endpoint');
     const stray = uniqueName('stal');
     ip('link', 'add', stray, 'link', parent, 'type', 'macvlan', 'mode', 'bridge');
@@ -204,7 +204,7 @@ describe('tsmacvlan status', () => {
     const absent = join(plugin.stateDir, 'not-there');
     const { code, report } = status(absent);
     expect(code).toBe(0);
-    expect(report).toEqual({ version: 1, stateDir: absent, driver: TEST_DRIVER, group: instanceGroup(TEST_DRIVER), networks: [], endpoints: [], pools: [], drift: [], unreadable: [] });
+    expect(report).toEqual({ version: 1, stateDir: absent, driver: TEST_DRIVER, group: null, networks: [], endpoints: [], pools: [], drift: [], unreadable: [] });
     expect(existsSync(absent)).toBe(false);
 
     mkdirSync(join(plugin.stateDir, 'networks'), { recursive: true });

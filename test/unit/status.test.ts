@@ -32,9 +32,10 @@ const endpoints: EndpointRecord[] = [
   { id: E2, networkId: N2, mac: '02:42:0a:02:00:05', ipv4: '10.2.0.5/24', ipv6: 'fd00::5/64' },
 ];
 
-/** This state's instance: its links carry this device group. */
 const DRIVER = 'tsmacvlan-unit';
-const G = instanceGroup(DRIVER);
+/** This state's instance id: its links carry device group G. */
+const INSTANCE = 'unit-instance';
+const G = instanceGroup(INSTANCE);
 
 let index = 10;
 const l = (name: string, over: Partial<LinkInfo> = {}): LinkInfo => ({ index: index++, name, up: true, loopback: false, mtu: 1500, ...over });
@@ -194,6 +195,7 @@ describe('the report', () => {
   for (const sub of ['networks', 'endpoints']) mkdirSync(join(root, sub));
   for (const n of networks) writeFileSync(join(root, 'networks', `${n.id}.json`), JSON.stringify(n));
   for (const e of endpoints) writeFileSync(join(root, 'endpoints', `${e.id}.json`), JSON.stringify(e));
+  writeFileSync(join(root, 'instance'), `${INSTANCE}\n`); // this state's instance: its links carry group G
   const fake = (host: LinkInfo[]) => ({ list: async () => host }) as unknown as Links;
 
   it('lists networks and endpoints with where each endpoint link is, and validates against its schema', async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../src/doctor';
-import { instanceGroup } from '../../src/mark';
+import { stateGroup } from '../../src/mark';
 import { STATUS_JSON_SCHEMA, type StatusReport } from '../../src/status';
 import { deleteLink, ip, linkNames, vethPair } from '../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
@@ -87,7 +87,7 @@ describe('doctor and status with 802.1q', () => {
   it('an orphan VLAN marked as the plugin\'s and a VLAN parent deleted behind its back are drift, with the way back', async () => {
     await startWithVlanNetwork();
     // A VLAN of this instance's (its device group), as a 'docker network rm' cut short would leave it.
-    ip('link', 'add', 'link', 'dr0', 'name', 'dr0.20', 'group', String(instanceGroup('tsmacvlan-vm')), 'type', 'vlan', 'id', '20');
+    ip('link', 'add', 'link', 'dr0', 'name', 'dr0.20', 'group', String(stateGroup(stateDir)), 'type', 'vlan', 'id', '20');
     ip('link', 'set', 'dr0.20', 'alias', 'tsmacvlan:vlan');
     ip('link', 'del', 'dr0.10');
 
