@@ -1,0 +1,48 @@
+# The root filesystem of the tsmacvlan managed Docker plugin. plugin/create.sh builds it, exports it flattened
+# into plugin/build/rootfs and runs `docker plugin create`. By hand:
+#
+#   bash plugin/base-image.sh                     # once, where no image registry is reachable: tsmacvlan-base:node20
+#   docker build --network host -t tsmacvlan-rootfs .
+#   docker build --network host --build-arg BASE=node:20-bookworm-slim -t tsmacvlan-rootfs .   # with a registry
+#
+# BASE must have node (>= 20) and npm on PATH, /bin/sh, rm and glibc (the netlink package's prebuilt linux
+# N-API binary links against glibc: no Alpine/musl). `--network host` because npm needs the registry and the
+# daemon may have no bridge network.
+ARG BASE=tsmacvlan-base:node20
+
+# ---- build: every dependency, TypeScript compiled to dist/
+FROM ${BASE} AS build
+# The npm registry (plugin/create.sh passes this machine's when it is a mirror); build args are RUN's environment.
+ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_AUDIT=false NPM_CONFIG_FUND=false NPM_CONFIG_CACHE=/tmp/npm-cache
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
+# ---- deps: production dependencies only
+FROM ${BASE} AS deps
+ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_AUDIT=false NPM_CONFIG_FUND=false NPM_CONFIG_CACHE=/tmp/npm-cache
+WORKDIR /opt/tsmacvlan
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev
+
+# ---- runtime: node, the production node_modules and dist/
+FROM ${BASE} AS runtime
+# npm, npx, corepack and yarn are not used at run time; the plugin rootfs is exported flattened, so removing
+# them here does shrink it.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /opt/yarn-* \
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg \
+      /root/.npm /tmp/*
+WORKDIR /opt/tsmacvlan
+COPY --from=deps /opt/tsmacvlan ./
+COPY --from=build /src/dist ./dist
+# Fail here, not at plugin start, when the native netlink addon cannot load on this base (e.g. no glibc).
+RUN ["node", "-e", "require('/opt/tsmacvlan/node_modules/netlink'); console.log('netlink native addon loads')"]
+# plugin/create.sh removes the images this label marks once a newer build replaces them.
+LABEL tsmacvlan.rootfs=true
+ENTRYPOINT ["node", "/opt/tsmacvlan/dist/cli.js"]
+CMD ["serve"]

@@ -1,0 +1,158 @@
+// tsmacvlan as a managed Docker plugin, built from this working tree by plugin/create.sh (Dockerfile -> exported
+// rootfs + config.json -> `docker plugin create`): installed, enabled, used by containers, disabled and enabled
+// again under them, and removed. Prints the rootfs size, build time and start-to-ready time.
+//
+// The plugin is named with the e2e prefix (tsmv-pkg-tsmacvlan:latest, or $TSMV_PLUGIN_NAME) so that a real
+// tsmacvlan:latest on the machine is never touched. swarm.test.ts installs the same plugin: `create.sh --reuse`
+// builds once and only re-creates the plugin from plugin/build when the inputs have not changed.
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { post } from '../helpers/serve';
+import { DOCKER_BIN, dockerOk, docker, ping, removeDockerObjects, run, runSleeper, waitFor } from './docker';
+import { createSwitch, destroyAllSwitches, type Switch } from './topology';
+
+const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
+const PREFIX = 'tsmv-pkg-mp-';
+const REPO = join(__dirname, '../..');
+
+async function removePlugin(name: string): Promise<void> {
+  await docker(['plugin', 'disable', '-f', name], { allowFail: true });
+  await docker(['plugin', 'rm', '-f', name], { allowFail: true });
+}
+
+/** plugin/create.sh --reuse NAME with the test's prefix and state dir; returns its summary line. */
+async function createPlugin(name: string, stateSource: string): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
+  const t0 = Date.now();
+  // stderr into stdout, so that a failure shows docker build's messages in order.
+  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
+    timeoutMs: 900_000,
+    allowFail: true,
+    env: { ...process.env, DOCKER: DOCKER_BIN, TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-', TSMACVLAN_STATE_SOURCE: stateSource },
+  });
+  if (res.code !== 0) throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
+  const summary = res.stdout.trim().split('\n').pop() ?? '';
+  const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
+  if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);
+  return { summary, rootfsBytes: Number(bytes[1]), ms: Date.now() - t0 };
+}
+
+async function pluginLinksOnHost(): Promise<string[]> {
+  const out = (await run('ip', ['-o', 'link', 'show'])).stdout;
+  return [...out.matchAll(/^\d+: (tsmv[ehi][^:@]*)/gm)].map((m) => m[1]);
+}
+
+describe(`the managed plugin ${PLUGIN}`, () => {
+  let stateSource: string;
+  let sw: Switch;
+  let net: string;
+  const a = `${PREFIX}a`;
+  const b = `${PREFIX}b`;
+  const c = `${PREFIX}c`;
+
+  beforeAll(async () => {
+    await removeDockerObjects(PREFIX); // leftovers of a crashed run
+    stateSource = mkdtempSync(join(tmpdir(), 'tsmv-pkg-state-'));
+    const built = await createPlugin(PLUGIN, stateSource);
+    console.log(`[managed-plugin] ${built.summary} (create.sh ${(built.ms / 1000).toFixed(1)} s)`);
+    sw = await createSwitch({ subnetPrefix: '10.232.20' });
+  }, 900_000);
+
+  afterAll(async () => {
+    await removeDockerObjects(PREFIX);
+    await removePlugin(PLUGIN);
+    await destroyAllSwitches();
+    if (stateSource) rmSync(stateSource, { recursive: true, force: true });
+  });
+
+  it('is installed as built: both interfaces, host network, CAP_NET_ADMIN only, state on a host bind mount', async () => {
+    const config = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Config}}', PLUGIN]));
+    expect(config.Interface.Types).toEqual(['docker.networkdriver/1.0', 'docker.ipamdriver/1.0']);
+    expect(config.Interface.Socket).toBe('tsmacvlan.sock');
+    expect(config.Network.Type).toBe('host');
+    expect(config.Linux.Capabilities).toEqual(['CAP_NET_ADMIN']);
+    const settings = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Settings}}', PLUGIN]));
+    const state = settings.Mounts.find((m: { Name: string }) => m.Name === 'state');
+    expect(state).toMatchObject({ Source: stateSource, Destination: '/var/lib/tsmacvlan', Type: 'bind' });
+    expect(settings.Env).toContain('LOG_LEVEL=info');
+    expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('false');
+  });
+
+  it('enables: its socket answers, Docker reports it enabled and a network can be created', async () => {
+    const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
+    const socket = `/run/docker/plugins/${id}/tsmacvlan.sock`;
+    const t0 = Date.now();
+    let socketMs = -1;
+    // Poll the plugin's own socket while `docker plugin enable` runs: when does the process answer?
+    const answered = waitFor(async () => existsSync(socket) && (await post(socket, 'Plugin.Activate')).status === 200, 30_000, { intervalMs: 10, what: 'the plugin socket' }).then(
+      () => (socketMs = Date.now() - t0),
+    );
+    await dockerOk(['plugin', 'enable', PLUGIN]);
+    const enableMs = Date.now() - t0;
+    await answered;
+    expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('true');
+    const activate = await post(socket, 'Plugin.Activate');
+    expect(activate.json.Implements).toEqual(expect.arrayContaining(['NetworkDriver', 'IpamDriver']));
+
+    net = `${PREFIX}net`;
+    await dockerOk(['network', 'create', '-d', PLUGIN, '-o', `parent=${sw.parent}`, '--subnet', sw.subnet, '--gateway', sw.bridgeIp, '--ip-range', '10.232.20.128/25', net]);
+    const readyMs = Date.now() - t0;
+    console.log(`[managed-plugin] start-to-ready: socket answers after ${socketMs} ms, 'docker plugin enable' returns after ${enableMs} ms, first network created after ${readyMs} ms`);
+    expect(await dockerOk(['network', 'inspect', '-f', '{{.Driver}}', net])).toBe(PLUGIN);
+  });
+
+  it('containers on a parent reach each other and the switch; the state is written to the host directory', async () => {
+    await runSleeper(a, { network: net });
+    await runSleeper(b, { network: net, ip: '10.232.20.50' });
+    const ipA = await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, a]);
+    expect(await ping(a, '10.232.20.50')).toBe(true);
+    expect(await ping(b, ipA)).toBe(true);
+    expect(await ping(a, sw.bridgeIp)).toBe(true);
+    expect(readdirSync(join(stateSource, 'networks'))).toHaveLength(1);
+    expect(readdirSync(join(stateSource, 'endpoints'))).toHaveLength(2);
+  });
+
+  it('an internal network (a parent of its own) works under CAP_NET_ADMIN alone', async () => {
+    const internal = `${PREFIX}internal`;
+    await dockerOk(['network', 'create', '-d', PLUGIN, '--subnet', '10.232.21.0/24', internal]);
+    await dockerOk(['network', 'connect', '--ip', '10.232.21.10', internal, a]);
+    await dockerOk(['network', 'connect', '--ip', '10.232.21.11', internal, b]);
+    expect(await ping(a, '10.232.21.11')).toBe(true);
+    await dockerOk(['network', 'disconnect', internal, a]);
+    await dockerOk(['network', 'disconnect', internal, b]);
+    await dockerOk(['network', 'rm', internal]);
+  });
+
+  it('disable -f and enable keep the network: old containers still ping, a new one joins', async () => {
+    await dockerOk(['plugin', 'disable', '-f', PLUGIN]);
+    expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('false');
+    expect(await ping(a, '10.232.20.50')).toBe(true); // the data path is the kernel's: it does not need the plugin
+    const t0 = Date.now();
+    await dockerOk(['plugin', 'enable', PLUGIN]);
+    const enableMs = Date.now() - t0;
+    await runSleeper(c, { network: net });
+    console.log(`[managed-plugin] re-enable: ${enableMs} ms; a new container joined ${Date.now() - t0} ms after the enable began`);
+    const ipC = await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, c]);
+    expect(ipC).toMatch(/^10\.232\.20\.\d+$/);
+    expect(await ping(c, '10.232.20.50')).toBe(true);
+    expect(await ping(a, ipC)).toBe(true);
+    expect(await ping(b, sw.bridgeIp)).toBe(true);
+    expect(readdirSync(join(stateSource, 'endpoints'))).toHaveLength(3);
+  });
+
+  it('removing the containers and the network leaves no link and no state; the plugin then disables and removes', async () => {
+    const endpoints = await Promise.all(
+      [a, b, c].map((x) => dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").EndpointID}}`, x])),
+    );
+    await dockerOk(['rm', '-f', a, b, c]);
+    await dockerOk(['network', 'rm', net]);
+    const left = await pluginLinksOnHost();
+    for (const ep of endpoints) expect(left).not.toContain(`tsmve${ep.slice(0, 10)}`);
+    expect(readdirSync(join(stateSource, 'networks'))).toEqual([]);
+    expect(readdirSync(join(stateSource, 'endpoints'))).toEqual([]);
+    await dockerOk(['plugin', 'disable', PLUGIN]); // no -f: nothing uses it any more
+    await dockerOk(['plugin', 'rm', PLUGIN]);
+    expect((await docker(['plugin', 'inspect', PLUGIN], { allowFail: true })).code).not.toBe(0);
+  });
+});
