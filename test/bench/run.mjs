@@ -1,0 +1,184 @@
+// `npm run bench`: builds, then runs every benchmark of the plugin and prints one table; the figures go to
+// BENCH_OUT (default test-results/bench.json). Needs root (namespaces, links, Docker). Not part of `npm test`.
+//
+//   api       endpoint life through the HTTP API vs the kernel floor; scale (10 / 1,000 / 4,000 endpoints, peak RSS);
+//             burst of 200; CPU profile per life                                          (private network namespaces)
+//   docker    docker network connect+disconnect and docker run --rm: tsmacvlan vs Docker's built-in macvlan
+//   dataplane iperf3 and ping between two containers: tsmacvlan (macvlan bridge mode) vs a Docker bridge network
+//   ipam      test/bench/ipam-fill.mjs (a /16 filled through the API)
+//
+// Every figure is a median over repetitions of the variants interleaved in a fresh random order each round, and every
+// ratio compares figures measured in the same run. Knobs (environment):
+//   BENCH_ONLY=api,docker,dataplane,ipam   sections to run (default all)
+//   BENCH_PAIRS=60          docker rounds (each: every network variant, shuffled)
+//   BENCH_LIVES=200         endpoint-life rounds (each: every cell × api/kernel/kernel+disk, shuffled)
+//   BENCH_SCALES=10,1000,4000   endpoints present in each cell
+//   BENCH_POPULATE_CONCURRENCY=1    how many of them are created at a time (1: as Docker starts containers)
+//   BENCH_BURST=200  BENCH_BURSTS=3      burst size and repetitions
+//   BENCH_PROFILE_LIVES=300 lives profiled with --cpu-prof (0: no profile); BENCH_KEEP_PROFILE=<dir> keeps the file
+//   BENCH_IPERF_ROUNDS=3  BENCH_IPERF_SECONDS=5  BENCH_PING_COUNT=100
+//   BENCH_STATE_DIR=<dir>   where the plugins keep state (default: the OS temp dir, i.e. the real disk)
+//   BENCH_TMPFS=1           also measure the life with the state on /dev/shm (fsync free), interleaved (0: not)
+//   BENCH_OUT=<file>        the JSON (default test-results/bench.json)
+//   BENCH_QUICK=1           small counts everywhere, no ipam section (a smoke run of the bench itself, ~1 min)
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ROOT, cleanupAll, interrupt, log, markdown, round, run, table, tempDir } from './lib.mjs';
+
+if (process.env.BENCH_QUICK) {
+  const quick = {
+    BENCH_PAIRS: '5',
+    BENCH_LIVES: '30',
+    BENCH_WARMUP_LIVES: '5',
+    BENCH_SCALES: '10,200,400',
+    BENCH_BURST: '50',
+    BENCH_BURSTS: '1',
+    BENCH_PROFILE_LIVES: '50',
+    BENCH_IPERF_ROUNDS: '1',
+    BENCH_IPERF_SECONDS: '2',
+    BENCH_PING_COUNT: '20',
+    BENCH_ONLY: 'api,docker,dataplane',
+  };
+  for (const [key, value] of Object.entries(quick)) process.env[key] ??= value;
+}
+
+const only = new Set((process.env.BENCH_ONLY ?? 'api,docker,dataplane,ipam').split(',').map((s) => s.trim()));
+const outPath = process.env.BENCH_OUT || join(ROOT, 'test-results/bench.json');
+
+if (process.getuid?.() !== 0) {
+  console.error('npm run bench needs root: it creates network namespaces and links and drives Docker');
+  process.exit(1);
+}
+
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    interrupt();
+    log(`${signal}: cleaning up`);
+    cleanupAll().finally(() => process.exit(130));
+  });
+}
+
+const results = { startedAt: new Date().toISOString(), node: process.version, kernel: '', sections: [...only] };
+const failures = [];
+
+async function section(name, fn) {
+  if (!only.has(name)) return;
+  log(`== ${name}`);
+  const t0 = performance.now();
+  try {
+    results[name] = await fn();
+  } catch (err) {
+    failures.push(`${name}: ${err.stack ?? err.message}`);
+    results[name] = { error: err.message };
+    log(`${name} FAILED: ${err.stack ?? err.message}`);
+  } finally {
+    await cleanupAll();
+  }
+  results[name] ??= {};
+  results[name].sectionSeconds = round((performance.now() - t0) / 1000, 1);
+}
+
+results.kernel = (await run('uname', ['-r'])).stdout.trim();
+const t0 = performance.now();
+await section('api', async () => (await import('./api.mjs')).benchApi());
+await section('docker', async () => (await import('./docker.mjs')).benchDocker());
+await section('dataplane', async () => (await import('./docker.mjs')).benchDataPlane());
+await section('ipam', async () => {
+  const out = join(tempDir('tsmv-bench-ipam-out-'), 'ipam.json');
+  const { readFileSync } = await import('node:fs');
+  await run(process.execPath, [join(ROOT, 'test/bench/ipam-fill.mjs')], { timeoutMs: 15 * 60_000, env: { ...process.env, BENCH_OUT: out } });
+  return JSON.parse(readFileSync(out, 'utf8'));
+});
+results.totalSeconds = round((performance.now() - t0) / 1000, 1);
+
+const { rows, readme } = report(results);
+results.table = rows.map(([figure, value, target, verdict]) => ({ figure, value, target, verdict }));
+mkdirSync(dirname(outPath), { recursive: true });
+writeFileSync(outPath, `${JSON.stringify(results, null, 2)}\n`);
+
+console.log();
+console.log(table(['figure', 'value', 'target', ''], rows));
+console.log();
+console.log(readme);
+console.log();
+console.log(`figures: ${outPath}; ${Math.round(results.totalSeconds)} s`);
+if (failures.length) {
+  console.log(`\n${failures.length} section(s) failed:\n${failures.join('\n')}`);
+  process.exitCode = 1;
+}
+
+/** The table rows (figure, value, target, met?) and the README's performance table. */
+function report(r) {
+  const rows = [];
+  const readmeRows = [];
+  const ms = (v) => (v === null || v === undefined ? '—' : `${(+v).toFixed(1)} ms`);
+  const x = (v) => (v === null || v === undefined ? '—' : `${(+v).toFixed(2)}×`);
+  const verdict = (value, max) => (value === null || value === undefined ? '' : value <= max ? 'met' : 'MISSED');
+  const add = (figure, value, target = '', met = '') => rows.push([figure, value, target, met]);
+  const readme = (operation, baseline, value, r2) => readmeRows.push([operation, baseline, value, r2 ?? '']);
+
+  const d = r.docker;
+  if (d && !d.error) {
+    const ci = (v) => (v ? ` [${v[0].toFixed(2)}–${v[1].toFixed(2)}]` : '');
+    for (const op of ['connect', 'disconnect', 'connectDisconnect', 'run']) {
+      const label = { connect: 'docker network connect', disconnect: 'docker network disconnect', connectDisconnect: 'docker network connect + disconnect', run: 'docker run --rm (busybox true)' }[op];
+      const f = d[op];
+      const target = op === 'connectDisconnect' || op === 'run';
+      add(`${label}: built-in macvlan / tsmacvlan / + its IPAM`, `${ms(f.builtin.median)} / ${ms(f.tsmacvlan.median)} / ${ms(f.tsmacvlanIpam.median)}`);
+      add(`${label}: tsmacvlan ÷ built-in [95% CI]`, `${x(f.ratio.tsmacvlan)}${ci(f.ratioInterval95?.tsmacvlan)}`, target ? '≤ 1.05' : '', target ? verdict(f.ratio.tsmacvlan, 1.05) : '');
+      add(`${label}: tsmacvlan + its IPAM ÷ built-in [95% CI]`, `${x(f.ratio.tsmacvlanIpam)}${ci(f.ratioInterval95?.tsmacvlanIpam)}`, target ? '≤ 1.05' : '', target ? verdict(f.ratio.tsmacvlanIpam, 1.05) : '');
+      if (!target) continue;
+      readme(label, `built-in macvlan: ${ms(f.builtin.median)}`, ms(f.tsmacvlan.median), x(f.ratio.tsmacvlan));
+      readme(`${label}, with \`--ipam-driver tsmacvlan\``, `built-in macvlan: ${ms(f.builtin.median)}`, ms(f.tsmacvlanIpam.median), x(f.ratio.tsmacvlanIpam));
+    }
+  }
+  const a = r.api;
+  if (a && !a.error) {
+    const small = a.life[`n${a.scales[0]}`];
+    const large = a.life[`n${a.scales[a.scales.length - 1]}`];
+    const tmpfs = a.life[`n${a.scales[0]}-tmpfs`];
+    add('endpoint life over HTTP (median / p99)', `${ms(small.api.median)} / ${ms(small.api.p99)}`);
+    add('kernel floor: same rtnetlink ops (median / p99)', `${ms(small.kernel.median)} / ${ms(small.kernel.p99)}`);
+    const ci2 = (v) => (v ? ` [${v[0].toFixed(2)}–${v[1].toFixed(2)}]` : '');
+    add('life ÷ kernel floor (median) [95% CI]', `${x(small.apiOverKernel.median)}${ci2(small.apiOverKernel.interval95)}`, '≤ 1.2', verdict(small.apiOverKernel.median, 1.2));
+    add('life ÷ kernel floor (p99)', x(small.apiOverKernel.p99));
+    add('kernel + disk floor (median)', ms(small.kernelDisk.median));
+    add('life ÷ kernel+disk floor (median) [95% CI]', `${x(small.apiOverKernelDisk.median)}${ci2(small.apiOverKernelDisk.interval95)}`);
+    if (tmpfs) add('life with the state on tmpfs; ÷ kernel floor', `${ms(tmpfs.api.median)}; ${x(tmpfs.apiOverKernel.median)}`);
+    add('CPU per life: plugin / kernel / kernel+disk floor', `${ms(small.cpuMsPerLife.api)} / ${ms(small.cpuMsPerLife.kernel)} / ${ms(small.cpuMsPerLife.kernelDisk)}`);
+    for (const scale of a.scales) add(`life with ${scale} endpoints present (median / p99)`, `${ms(a.life[`n${scale}`].api.median)} / ${ms(a.life[`n${scale}`].api.p99)}`);
+    add(`life at ${a.scale.endpointsLarge} ÷ at ${a.scale.endpointsSmall} [95% CI]`, `${x(a.scale.apiLargeOverSmall.median)}${ci2(a.scale.apiLargeOverSmall.interval95)}`, '≤ 1.5', verdict(a.scale.apiLargeOverSmall.median, 1.5));
+    add(`kernel floor at ${a.scale.endpointsLarge} ÷ at ${a.scale.endpointsSmall}`, x(a.scale.kernelLargeOverSmall.median));
+    const mb = large.pluginMemory.peakRssMiB * 1.048576;
+    add(`plugin peak RSS at ${a.scale.endpointsLarge} endpoints`, `${large.pluginMemory.peakRssMiB} MiB (${mb.toFixed(1)} MB)`, '< 100 MB', mb < 100 ? 'met' : 'MISSED');
+    const b = a.burst;
+    const clean = b.api.failed === 0 && b.api.distinctAddresses && b.api.endpointLinksLeftAfterTeardown === 0;
+    add(`burst: ${b.endpoints} created+joined at once`, `${ms(b.api.createMs)}, ${b.api.failed} failed`, '0 failed', clean ? 'met' : 'MISSED');
+    add(`burst: kernel creating ${b.endpoints} at once`, ms(b.kernel.createMs));
+    add(`burst: ${b.endpoints} torn down at once (api / kernel)`, `${ms(b.api.teardownMs)} / ${ms(b.kernel.teardownMs)}`);
+    add('burst: plugin peak RSS before / after the bursts', `${b.pluginMemoryBefore.peakRssMiB} / ${b.pluginMemoryAfter.peakRssMiB} MiB`);
+    readme(`endpoint life through the API: RequestAddress … ReleaseAddress, ${a.scales[0]} endpoints present`, `the same rtnetlink calls, no HTTP, no state: ${ms(small.kernel.median)}`, ms(small.api.median), x(small.apiOverKernel.median));
+    if (tmpfs) readme('the same, state on tmpfs (no fsync cost)', `same floor: ${ms(small.kernel.median)}`, ms(tmpfs.api.median), x(tmpfs.apiOverKernel.median));
+    readme(`endpoint life with ${a.scale.endpointsLarge} endpoints present`, `with ${a.scale.endpointsSmall}: ${ms(small.api.median)}`, ms(large.api.median), x(a.scale.apiLargeOverSmall.median));
+    readme(`${b.endpoints} endpoints created + joined at once`, `the kernel alone: ${ms(b.kernel.createMs)}`, `${ms(b.api.createMs)}, ${b.api.failed} failed`, x(b.createApiOverKernel));
+    readme(`plugin memory with ${a.scale.endpointsLarge} endpoints`, '', `peak RSS ${large.pluginMemory.peakRssMiB} MiB`);
+  }
+  const p = r.dataplane;
+  if (p && !p.error) {
+    add('TCP throughput container↔container: bridge', `${p.bridge.gbps} Gbit/s`);
+    add('TCP throughput container↔container: tsmacvlan', `${p.tsmacvlan.gbps} Gbit/s`);
+    add('ping rtt median: bridge / tsmacvlan', `${p.bridge.rttMedianMs} / ${p.tsmacvlan.rttMedianMs} ms`);
+    readme('TCP throughput between two containers on one host (iperf3)', `Docker bridge network: ${p.bridge.gbps} Gbit/s`, `${p.tsmacvlan.gbps} Gbit/s`, x(p.tsmacvlanOverBridge.throughput));
+    readme('ping round trip between them (median)', `Docker bridge network: ${p.bridge.rttMedianMs} ms`, `${p.tsmacvlan.rttMedianMs} ms`, x(p.tsmacvlanOverBridge.rtt));
+  }
+  const i = r.ipam;
+  if (i && !i.error) {
+    add('IPAM fill of a /16: requests/s first 1,000 / last 1,000', `${i.first1000PerSecond} / ${i.last1000PerSecond}`);
+    add('IPAM fill: peak RSS', `${i.peakRssMiB} MiB`);
+    readme('IPAM: filling a /16 (65,534 addresses) one request at a time', `first 1,000: ${i.first1000PerSecond}/s`, `last 1,000: ${i.last1000PerSecond}/s`, x(i.lastOverFirst));
+  }
+  return { rows, readme: markdown(['operation', 'baseline', 'tsmacvlan', 'ratio'], readmeRows) };
+}
