@@ -82,7 +82,6 @@ async function serve(options: ServeOptions): Promise<void> {
   await app.listen({ path: options.socket });
   process.umask(0o077);
   await ready;
-  const stopWatching = driver.watchLinks();
   log.info({ socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length }, 'tsmacvlan ready');
 
   let stopping = false;
@@ -92,7 +91,7 @@ async function serve(options: ServeOptions): Promise<void> {
     log.info({ signal }, 'stopping: finishing requests in flight');
     await app.close(); // waits for requests in flight, removes the socket
     await ipam.close();
-    stopWatching();
+    driver.close();
     links.close();
     process.exit(0);
   };

@@ -44,6 +44,7 @@ export class NetworkDriver {
   private readonly networksOn = new Map<string, Set<string>>();
   private readonly shims = new Map<string, string>(); // shim link name → network id
   private readonly pendingRepairs = new Map<string, NodeJS.Timeout>();
+  private stopWatching: (() => void) | undefined;
   private readonly parentLocks = new KeyedMutex();
   private readonly parents: Parents;
   private readonly hostAccess: HostAccess;
@@ -98,11 +99,26 @@ export class NetworkDriver {
       this.log.info({ link: repair.link, action: repair.action, reason: repair.reason }, 'repaired');
     }
     for (const network of this.networks.values()) if (network.hostAccess) await this.repairHostAccess(network.id);
+    this.updateWatch();
     return repairs;
   }
 
-  /** Keeps host-access shims alive: re-made within moments when their parent comes back or they are removed. */
-  watchLinks(): () => void {
+  /** Stops what runs in the background (the link watch); the state stays. */
+  close(): void {
+    this.stopWatching?.();
+    this.stopWatching = undefined;
+  }
+
+  /**
+   * Keeps host-access shims alive (re-made within moments when their parent comes back or they are removed) by
+   * watching link events, only while a host_access network exists: every link change on the host costs an event.
+   */
+  private updateWatch(): void {
+    if (this.shims.size > 0 && !this.stopWatching) this.stopWatching = this.watchLinks();
+    else if (this.shims.size === 0) this.close();
+  }
+
+  private watchLinks(): () => void {
     const stop = this.links.watch((name) => {
       const affected = [...(this.networksOn.get(name) ?? [])];
       const shimOf = this.shims.get(name);
@@ -208,6 +224,7 @@ export class NetworkDriver {
       this.networks.set(record.id, record);
       this.index(this.networksOn, parentName, record.id);
       if (record.hostAccess) this.shims.set(shimName(record.id), record.id);
+      this.updateWatch();
     });
   }
 
@@ -223,6 +240,7 @@ export class NetworkDriver {
       this.unindex(this.networksOn, network.parent, networkId);
       if (network.hostAccess) {
         this.shims.delete(shimName(networkId));
+        this.updateWatch();
         await this.hostAccess.remove(networkId);
         crashPoint('shim-removed');
       }

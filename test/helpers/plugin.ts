@@ -51,6 +51,7 @@ export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-st
     async close() {
       await app.close();
       await ipam.close();
+      driver.close();
       links.close();
     },
     async destroy() {

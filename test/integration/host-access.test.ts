@@ -61,6 +61,17 @@ describe('host_access', () => {
     expect(routes().filter((r) => r.includes('10.70.0.'))).toEqual([]);
   });
 
+  it('watches link events only while a host_access network exists (each event costs CPU)', async () => {
+    const watching = () => (plugin.driver as unknown as { stopWatching?: unknown }).stopWatching !== undefined;
+    const [plain, withAccess] = [id(), id()];
+    await createNetwork(plugin, plain, { parent });
+    expect(watching()).toBe(false);
+    await createNetwork(plugin, withAccess, { parent, host_access: '10.70.0.250' });
+    expect(watching()).toBe(true);
+    await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: withAccess });
+    expect(watching()).toBe(false);
+  });
+
   it.each([
     [{ host_access: '10.70.0.250', macvlan_mode: 'private' }, undefined, 'host_access needs macvlan_mode=bridge: in private mode the parent\'s macvlans do not talk to each other directly, so the host\'s shim could not reach the containers'],
     [{ host_access: '10.71.0.250' }, undefined, 'host_access=10.71.0.250 is not in the network\'s subnet 10.70.0.0/24; give an address of that subnet'],
@@ -82,10 +93,11 @@ describe('host_access', () => {
     await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId });
     const shim = shimName(networkId);
 
-    // The daemon watches link events; here the same driver is watched directly.
+    // The daemon watches link events while a host_access network exists; here a second driver on the same state does.
+    await plugin.close();
     const links = new Links(stateGroup(plugin.stateDir));
     const watched = new NetworkDriver(links, plugin.stateDir, pino({ level: 'silent' }));
-    const stop = watched.watchLinks();
+    await watched.reconcile();
     try {
       deleteLink(parent); // takes the shim and its routes with it
       expect(link(shim)).toBeUndefined();
@@ -95,11 +107,10 @@ describe('host_access', () => {
       expect(routes()).toContain(`10.70.0.9 dev ${shim} proto static scope link src 10.70.0.250`);
       expect(ip('-4', 'addr', 'show', 'dev', shim)).toContain('inet 10.70.0.250/32');
     } finally {
-      stop();
+      watched.close();
       links.close();
     }
 
-    await plugin.close();
     deleteLink(shim);
     plugin = await startPlugin(plugin.stateDir);
     expect(link(shim)?.operstate).not.toBe('DOWN');
