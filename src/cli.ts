@@ -91,7 +91,7 @@ async function serve(options: ServeOptions): Promise<void> {
     log.info({ signal }, 'stopping: finishing requests in flight');
     await app.close(); // waits for requests in flight, removes the socket
     await ipam.close();
-    driver.close();
+    await driver.close();
     links.close();
     process.exit(0);
   };

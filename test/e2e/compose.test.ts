@@ -4,7 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerOk, ping, removeDockerObjects, run, type RunResult } from './docker';
+import { docker, dockerOk, eventually, ping, removeDockerObjects, run, type RunResult } from './docker';
 import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
@@ -62,8 +62,10 @@ describe('docker-compose with the tsmacvlan driver', () => {
     await compose(['down', '--timeout', '1']);
     expect((await docker(['network', 'inspect', NETWORK], { allowFail: true })).code).not.toBe(0);
     expect((await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${PROJECT}`])).stdout.trim()).toBe('');
-    const hostLinks = (await run('ip', ['-o', 'link', 'show'])).stdout;
-    for (const link of links) expect(hostLinks).not.toContain(`: ${link}`);
+    await eventually(async () => {
+      const hostLinks = (await run('ip', ['-o', 'link', 'show'])).stdout;
+      for (const link of links) expect(hostLinks).not.toContain(`: ${link}`);
+    });
     // Nothing else of ours either: no tsmve* link of this plugin, and its state is empty again.
     expect(readdirSync(join(plugin.stateDir, 'networks'))).toEqual([]);
     expect(readdirSync(join(plugin.stateDir, 'endpoints'))).toEqual([]);

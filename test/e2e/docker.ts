@@ -114,6 +114,20 @@ export async function waitFor<T>(
   }
 }
 
+/** Retries an assertion until it holds or `timeoutMs` passes (the plugin deletes a link just after answering). */
+export async function eventually(check: () => unknown, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 /** `docker exec NAME CMD...`; throws on non-zero exit unless allowFail. */
 export function containerExec(name: string, cmd: string[], opts?: RunOpts): Promise<RunResult> {
   return docker(['exec', name, ...cmd], opts);

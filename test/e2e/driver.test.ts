@@ -1,6 +1,6 @@
 // tsmacvlan under a real Docker Engine: the seed experiment on a test-built switch, mode by mode.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerOk, ping, removeDockerObjects, run, runSleeper, uniqueName } from './docker';
+import { docker, dockerOk, eventually, ping, removeDockerObjects, run, runSleeper, uniqueName } from './docker';
 import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
@@ -100,7 +100,7 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     expect(await ping(a, (await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, b])))).toBe(true);
     await dockerOk(['rm', '-f', a, b]);
     await dockerOk(['network', 'rm', net, other]);
-    expect(await pluginLinksOnHost()).toEqual([]);
+    await eventually(async () => expect(await pluginLinksOnHost()).toEqual([]));
   });
 
   it('an internal network without a parent: containers talk to each other, nothing else', async () => {
@@ -114,7 +114,7 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     expect(routes).not.toMatch(/default/);
     await dockerOk(['rm', '-f', a, b]);
     await dockerOk(['network', 'rm', net]);
-    expect(await pluginLinksOnHost()).toEqual([]);
+    await eventually(async () => expect(await pluginLinksOnHost()).toEqual([]));
   });
 
   it('shows the option error to the user and creates nothing', async () => {

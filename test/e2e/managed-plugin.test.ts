@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
-import { DOCKER_BIN, dockerOk, docker, ping, removeDockerObjects, run, runSleeper, waitFor } from './docker';
+import { DOCKER_BIN, dockerOk, docker, eventually, ping, removeDockerObjects, run, runSleeper, waitFor } from './docker';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
@@ -147,8 +147,10 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     );
     await dockerOk(['rm', '-f', a, b, c]);
     await dockerOk(['network', 'rm', net]);
-    const left = await pluginLinksOnHost();
-    for (const ep of endpoints) expect(left).not.toContain(`tsmve${ep.slice(0, 10)}`);
+    await eventually(async () => {
+      const left = await pluginLinksOnHost();
+      for (const ep of endpoints) expect(left).not.toContain(`tsmve${ep.slice(0, 10)}`);
+    });
     expect(readdirSync(join(stateSource, 'networks'))).toEqual([]);
     expect(readdirSync(join(stateSource, 'endpoints'))).toEqual([]);
     await dockerOk(['plugin', 'disable', PLUGIN]); // no -f: nothing uses it any more

@@ -91,14 +91,16 @@ start_dockerd() {
   # setsid + nohup: the daemon outlives this script and the shell that ran it.
   setsid nohup "$DOCKERD" "$@" >> "$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  wait_docker 60 "$(cat "$PIDFILE")"
+  # Generous: restoring containers after a crash calls their network plugins, which can take a while; a daemon
+  # that dies returns at once instead.
+  wait_docker 180 "$(cat "$PIDFILE")"
 }
 
 step_start "dockerd"
 if docker_up; then
   step_end "already answering"
 else
-  running=$(pgrep -x dockerd || true)
+  running=$(pidof dockerd || true) # pidof skips zombies: a just-killed daemon may linger as one
   if [[ -n $running ]]; then
     # A dockerd exists but does not answer (yet): give it time, never kill it.
     echo "[provision] dockerd (pid $running) is running but not answering; waiting"
@@ -110,26 +112,15 @@ else
     if start_dockerd "${DOCKERD_FLAGS[@]}"; then
       step_end "started, pid $(cat "$PIDFILE")"
     else
-      # Fallback for file systems where overlay2 cannot work (e.g. a root on overlayfs).
       echo "[provision] dockerd did not come up; last log lines:" >&2
-      last_log 20
-      pid=$(cat "$PIDFILE"); kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      rm -f /var/run/docker.pid /var/run/docker.sock
-      echo "[provision] retrying with --storage-driver=vfs" >&2
-      if start_dockerd "${DOCKERD_FLAGS[@]}" --storage-driver=vfs; then
-        step_end "started with vfs, pid $(cat "$PIDFILE")"
-      else
-        last_log 20
-        echo "[provision] dockerd failed to start" >&2
-        exit 1
-      fi
+      last_log 30
+      exit 1
     fi
   fi
 fi
 "$DOCKER" version --format '[provision] client {{.Client.Version}} (API {{.Client.APIVersion}}), server {{.Server.Version}} (API {{.Server.APIVersion}})'
 "$DOCKER" info --format '[provision] storage={{.Driver}} cgroup={{.CgroupDriver}}/v{{.CgroupVersion}} ipv4-forwarding={{.IPv4Forwarding}}'
-if pid=$(pgrep -x dockerd); then
+if pid=$(pidof -s dockerd); then
   args=$(tr '\0' ' ' < "/proc/$pid/cmdline")
   if [[ $args != *--iptables=false* ]]; then
     echo "[provision] WARNING: the running dockerd ($args) was not started by this script and may manage iptables/docker0" >&2

@@ -1,7 +1,7 @@
 // Under load and restarts, with a real Docker Engine: parallel starts, concurrent connect/disconnect, dockerd killed
 // and started again, the plugin restarted while dockerd runs.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerOk, ping, removeDockerObjects, run, runSleeper, uniqueName, waitFor } from './docker';
+import { docker, dockerOk, eventually, ping, removeDockerObjects, run, runSleeper, uniqueName, waitFor } from './docker';
 import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
@@ -25,12 +25,20 @@ async function network(sw: Switch, subnet: string, range?: string): Promise<stri
   return name;
 }
 
-/** Kills dockerd outright (as a crash would) and starts it again the way the suite's provisioning does. */
+/**
+ * Kills dockerd outright, as a crash under systemd would (the unit's whole control group: dockerd and the containerd
+ * it runs; an orphaned containerd would keep the next dockerd from starting its own), and starts it again the way
+ * the suite's provisioning does.
+ */
 async function crashAndRestartDockerd(): Promise<void> {
-  const pid = (await run('pidof', ['dockerd'])).stdout.trim();
-  await run('kill', ['-9', ...pid.split(/\s+/)]);
+  const pids = (await run('pidof', ['dockerd'])).stdout.trim().split(/\s+/);
+  const own = (await run('pgrep', ['-f', '/var/run/docker/containerd/containerd.toml'], { allowFail: true })).stdout.trim().split(/\s+/).filter(Boolean);
+  await run('kill', ['-9', ...pids, ...own]);
   await waitFor(async () => (await run('pidof', ['dockerd'], { allowFail: true })).code !== 0, 15_000, { what: 'dockerd to die' });
-  await run('bash', [`${__dirname}/provision.sh`], { timeoutMs: 120_000 });
+  // A killed process can linger as a zombie until init reaps it; dockerd would take containerd's pid file for a live
+  // containerd and wait for it forever.
+  await run('rm', ['-f', '/var/run/docker/containerd/containerd.pid']);
+  await run('bash', [`${__dirname}/provision.sh`], { timeoutMs: 240_000 });
 }
 
 describe('resilience with Docker', () => {
@@ -60,8 +68,9 @@ describe('resilience with Docker', () => {
     await dockerOk(['rm', '-f', ...names], { timeoutMs: 240_000 });
     const failures = plugin.daemon.output().split('\n').filter((l) => /"status":(4|5)\d\d/.test(l));
     expect(failures).toEqual([]);
-    await dockerOk(['network', 'rm', net]);
-    expect(await endpointLinksOnHost()).toEqual([]);
+    // `docker rm -f` answers before dockerd has torn down every endpoint; the network goes once they are.
+    await eventually(() => dockerOk(['network', 'rm', net]), 60_000);
+    await eventually(async () => expect(await endpointLinksOnHost()).toEqual([]));
   });
 
   it('survives connect/disconnect loops from several shells at once', async () => {
@@ -77,7 +86,7 @@ describe('resilience with Docker', () => {
       }
     };
     await Promise.all(shells.map(loop));
-    expect(await endpointLinksOnHost()).toEqual([]);
+    await eventually(async () => expect(await endpointLinksOnHost()).toEqual([]));
     for (const name of shells) await dockerOk(['network', 'connect', net, name]);
     const addresses = await Promise.all(shells.map((name) => addressOf(name, net)));
     expect(new Set(addresses).size).toBe(4);
@@ -104,6 +113,6 @@ describe('resilience with Docker', () => {
     expect(await ping(a, sw.bridgeIp)).toBe(true);
     await dockerOk(['rm', '-f', a, b, c]);
     await dockerOk(['network', 'rm', net]);
-    expect(await endpointLinksOnHost()).toEqual([]);
+    await eventually(async () => expect(await endpointLinksOnHost()).toEqual([]));
   });
 });

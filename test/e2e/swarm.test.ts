@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DOCKER_BIN, TEST_IMAGE, docker, dockerOk, ping, removeDockerObjects, run, waitFor } from './docker';
+import { DOCKER_BIN, TEST_IMAGE, docker, dockerOk, eventually, ping, removeDockerObjects, run, waitFor } from './docker';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
@@ -126,8 +126,10 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
       tasks.map((t) => dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${SWARM_NET}").EndpointID}}`, t])),
     );
     await removeService();
-    const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
-    for (const ep of endpoints) expect(links).not.toContain(`: tsmve${ep.slice(0, 10)}`);
+    await eventually(async () => {
+      const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
+      for (const ep of endpoints) expect(links).not.toContain(`: tsmve${ep.slice(0, 10)}`);
+    });
     // The node's copy of a swarm network lives only while a task uses it: the plugin's state is empty again.
     await waitFor(() => readdirSync(join(stateSource, 'networks')).length === 0, 10_000, { what: 'DeleteNetwork on the node' });
     expect(readdirSync(join(stateSource, 'endpoints'))).toEqual([]);

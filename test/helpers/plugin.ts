@@ -51,7 +51,7 @@ export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-st
     async close() {
       await app.close();
       await ipam.close();
-      driver.close();
+      await driver.close();
       links.close();
     },
     async destroy() {

@@ -69,6 +69,7 @@ describe('network driver on the real kernel', () => {
 
     expect((await plugin.call('NetworkDriver.Leave', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
     expect((await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
+    await plugin.driver.settled(); // the kernel's delete finishes off the event loop, after the answer
     expect(link(name)).toBeUndefined();
     expect((await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status).toBe(200);
     expect(link(parent)).toBeDefined(); // a parent the plugin did not create is never removed
@@ -142,6 +143,7 @@ describe('network driver on the real kernel', () => {
     expect(link(endpointLinkName(endpointId))?.link).toBe(own);
     await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
     await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
+    await plugin.driver.settled();
     expect(pluginLinks()).toEqual([]);
   });
 
@@ -231,6 +233,7 @@ describe('network driver on the real kernel', () => {
     expect(results.every((r) => r.joined.status === 200)).toBe(true);
     expect(pluginLinks()).toHaveLength(50);
     await Promise.all(results.map((r) => plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: r.endpointId })));
+    await plugin.driver.settled();
     expect(pluginLinks()).toEqual([]);
   });
 });

@@ -120,9 +120,11 @@ describe('hostile input', () => {
     expect(linkNames()).toContain(endpointLinkName(endpointId));
     await ok('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
     await ok('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
+    await plugin.driver.settled();
 
     // Whatever the generated requests legitimately created is recorded; taking it all down leaves no link and no record.
     for (const network of plugin.driver.listNetworks()) await ok('NetworkDriver.DeleteNetwork', { NetworkID: network.id });
+    await plugin.driver.settled();
     expect(plugin.driver.listEndpoints()).toEqual([]);
     expect(linkNames().filter((n) => n.startsWith('tsmv'))).toEqual([]);
     expect(linkNames()).toContain(parent);

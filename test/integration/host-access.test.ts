@@ -54,6 +54,7 @@ describe('host_access', () => {
 
     await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
     expect(routes().filter((r) => r.startsWith('10.70.0.9 '))).toEqual([]);
+    await plugin.driver.settled();
     expect(link(endpointLinkName(endpointId))).toBeUndefined();
 
     await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
@@ -107,7 +108,7 @@ describe('host_access', () => {
       expect(routes()).toContain(`10.70.0.9 dev ${shim} proto static scope link src 10.70.0.250`);
       expect(ip('-4', 'addr', 'show', 'dev', shim)).toContain('inet 10.70.0.250/32');
     } finally {
-      watched.close();
+      await watched.close();
       links.close();
     }
 

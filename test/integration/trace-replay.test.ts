@@ -110,7 +110,8 @@ describe('replay of docker-20.10.24-trace.jsonl', () => {
     }
   });
 
-  it('leaves no link and no record behind once Docker has removed everything', () => {
+  it('leaves no link and no record behind once Docker has removed everything', async () => {
+    await plugin.driver.settled();
     expect(linkNames().filter((n) => n.startsWith('tsmv'))).toEqual([]);
     expect(plugin.driver.listNetworks()).toEqual([]);
     expect(plugin.driver.listEndpoints()).toEqual([]);
