@@ -5,6 +5,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, w
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { syncDir } from '../store';
 import type { JournalRecord } from './allocator';
 
 /** Lines a journal may exceed twice its live state by before it is compacted. */
@@ -22,15 +23,6 @@ interface Entry {
   undo: (() => void) | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export function syncDirSync(dir: string): void {

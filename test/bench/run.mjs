@@ -158,7 +158,7 @@ function report(r) {
     const clean = b.api.failed === 0 && b.api.distinctAddresses && b.api.endpointLinksLeftAfterTeardown === 0;
     add(`burst: ${b.endpoints} created+joined at once`, `${ms(b.api.createMs)}, ${b.api.failed} failed`, '0 failed', clean ? 'met' : 'MISSED');
     add(`burst: kernel creating ${b.endpoints} at once`, ms(b.kernel.createMs));
-    add(`burst: ${b.endpoints} torn down at once (api / kernel)`, `${ms(b.api.teardownMs)} / ${ms(b.kernel.teardownMs)}`);
+    add(`burst: ${b.endpoints} torn down at once: answered / links gone / kernel`, `${ms(b.api.teardownMs)} / ${ms(b.api.linksGoneMs)} / ${ms(b.kernel.teardownMs)}`);
     add('burst: plugin peak RSS before / after the bursts', `${b.pluginMemoryBefore.peakRssMiB} / ${b.pluginMemoryAfter.peakRssMiB} MiB`);
     readme(`endpoint life through the API: RequestAddress … ReleaseAddress, ${a.scales[0]} endpoints present`, `the same rtnetlink calls, no HTTP, no state: ${ms(small.kernel.median)}`, ms(small.api.median), x(small.apiOverKernel.median));
     if (tmpfs) readme('the same, state on tmpfs (no fsync cost)', `same floor: ${ms(small.kernel.median)}`, ms(tmpfs.api.median), x(tmpfs.apiOverKernel.median));

@@ -1,8 +1,8 @@
 // tsmacvlan under a real Docker Engine: the seed experiment on a test-built switch, mode by mode.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerOk, eventually, ping, removeDockerObjects, run, runSleeper, uniqueName } from './docker';
-import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
-import { createSwitch, destroyAllSwitches, type Switch } from './topology';
+import { describe, expect, it } from 'vitest';
+import { docker, dockerOk, eventually, ping, run, runSleeper, uniqueName } from './docker';
+import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-drv-';
 
@@ -18,20 +18,7 @@ async function network(sw: Switch, mode: string, extra: string[] = [], subnet = 
 }
 
 describe(`Docker with the ${DRIVER} driver`, () => {
-  let plugin: PluginDaemon;
-
-  beforeAll(async () => {
-    plugin = await startPluginDaemon();
-  });
-  afterEach(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-  });
-  afterAll(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-    await plugin?.destroy();
-  });
+  withPluginDaemon(PREFIX);
 
   it('bridge mode: containers reach each other and the switch, but not an address on the parent itself', async () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.15' });

@@ -1,8 +1,8 @@
 // host_access under a real Docker Engine: the host reaching its own macvlan containers, and back.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { dockerOk, ping, removeDockerObjects, run, runSleeper, uniqueName } from './docker';
-import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
-import { createSwitch, destroyAllSwitches } from './topology';
+import { describe, expect, it } from 'vitest';
+import { dockerOk, ping, run, runSleeper, uniqueName } from './docker';
+import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { createSwitch } from './topology';
 
 const PREFIX = 'tsmv-ha-';
 
@@ -21,19 +21,7 @@ async function shimsAndRoutes(subnetPrefix: string): Promise<{ shims: string[]; 
 }
 
 describe('host_access with Docker', () => {
-  let plugin: PluginDaemon;
-  beforeAll(async () => {
-    plugin = await startPluginDaemon();
-  });
-  afterEach(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-  });
-  afterAll(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-    await plugin?.destroy();
-  });
+  const plugin = withPluginDaemon(PREFIX);
 
   it('without it the host cannot reach its containers; with it, host ↔ container works through flaps, restarts, and leaves nothing', async () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.40' });
@@ -68,7 +56,7 @@ describe('host_access with Docker', () => {
     expect(await ping(b, '10.231.40.250')).toBe(true);
 
     // The plugin restarts: still working, and new containers get their route.
-    await plugin.restart();
+    await plugin().restart();
     expect(await hostPing('10.231.40.11')).toBe(true);
     const c = uniqueName(PREFIX);
     await runSleeper(c, { network: net, ip: '10.231.40.12' });

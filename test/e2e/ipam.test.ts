@@ -1,8 +1,8 @@
 // The IPAM under a real Docker Engine: `--ipam-driver tsmacvlan` with gateway, range, aux address, IPv6.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerOk, ping, removeDockerObjects, runSleeper, uniqueName } from './docker';
-import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
-import { createSwitch, destroyAllSwitches } from './topology';
+import { describe, expect, it } from 'vitest';
+import { docker, dockerOk, ping, runSleeper, uniqueName } from './docker';
+import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { createSwitch } from './topology';
 
 const PREFIX = 'tsmv-ipam-';
 const IMAGE = 'tsmacvlan-test/busybox:latest';
@@ -18,19 +18,7 @@ function lastOctet(address: string): number {
 }
 
 describe('IPAM with Docker', () => {
-  let plugin: PluginDaemon;
-  beforeAll(async () => {
-    plugin = await startPluginDaemon();
-  });
-  afterEach(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-  });
-  afterAll(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-    await plugin?.destroy();
-  });
+  const plugin = withPluginDaemon(PREFIX);
 
   it('hands 50 parallel containers distinct addresses in the range, a static one outside it, IPv6 to all, and says when the range is exhausted', async () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.60' });
@@ -88,7 +76,7 @@ describe('IPAM with Docker', () => {
     const before = (await addresses(a, first)).v4;
     await dockerOk(['rm', '-f', a]);
     await dockerOk(['network', 'rm', first]);
-    await plugin.restart();
+    await plugin().restart();
 
     const second = await create();
     const b = uniqueName(PREFIX);

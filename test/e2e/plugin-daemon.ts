@@ -2,7 +2,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { removeDockerObjects } from './docker';
+import { destroyAllSwitches } from './topology';
 
 /** The driver name the e2e tests use, so a real `tsmacvlan` on the same machine is never touched. */
 export const DRIVER = 'tsmacvlan-test';
@@ -44,4 +47,28 @@ export async function startPluginDaemon(stateDir = mkdtempSync(join(tmpdir(), 't
     },
   };
   return handle;
+}
+
+/**
+ * The hooks every e2e file with the legacy plugin needs: the plugin up for the file, and after each test (and the
+ * file) its Docker objects (named with `prefix`) and switches gone. Returns the daemon, once started.
+ */
+export function withPluginDaemon(prefix: string): () => PluginDaemon {
+  let plugin: PluginDaemon | undefined;
+  const cleanUp = async () => {
+    await removeDockerObjects(prefix);
+    await destroyAllSwitches();
+  };
+  beforeAll(async () => {
+    plugin = await startPluginDaemon();
+  });
+  afterEach(cleanUp);
+  afterAll(async () => {
+    await cleanUp();
+    await plugin?.destroy();
+  });
+  return () => {
+    if (!plugin) throw new Error('the plugin daemon is not started yet');
+    return plugin;
+  };
 }

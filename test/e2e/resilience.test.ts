@@ -1,9 +1,9 @@
 // Under load and restarts, with a real Docker Engine: parallel starts, concurrent connect/disconnect, dockerd killed
 // and started again, the plugin restarted while dockerd runs.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { docker, dockerOk, eventually, ping, removeDockerObjects, run, runSleeper, uniqueName, waitFor } from './docker';
-import { DRIVER, startPluginDaemon, type PluginDaemon } from './plugin-daemon';
-import { createSwitch, destroyAllSwitches, type Switch } from './topology';
+import { describe, expect, it } from 'vitest';
+import { docker, dockerOk, eventually, ping, run, runSleeper, uniqueName, waitFor } from './docker';
+import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-res-';
 
@@ -42,19 +42,7 @@ async function crashAndRestartDockerd(): Promise<void> {
 }
 
 describe('resilience with Docker', () => {
-  let plugin: PluginDaemon;
-  beforeAll(async () => {
-    plugin = await startPluginDaemon();
-  });
-  afterEach(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-  });
-  afterAll(async () => {
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
-    await plugin?.destroy();
-  });
+  const plugin = withPluginDaemon(PREFIX);
 
   it('starts 100 containers in parallel on one network: all run, all addresses distinct, no link left after', async () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.50' });
@@ -66,7 +54,7 @@ describe('resilience with Docker', () => {
     expect(new Set(addresses).size).toBe(100);
     expect(await ping(names[0], addresses[99])).toBe(true);
     await dockerOk(['rm', '-f', ...names], { timeoutMs: 240_000 });
-    const failures = plugin.daemon.output().split('\n').filter((l) => /"status":(4|5)\d\d/.test(l));
+    const failures = plugin().daemon.output().split('\n').filter((l) => /"status":(4|5)\d\d/.test(l));
     expect(failures).toEqual([]);
     // `docker rm -f` answers before dockerd has torn down every endpoint; the network goes once they are.
     await eventually(() => dockerOk(['network', 'rm', net]), 60_000);
@@ -98,7 +86,7 @@ describe('resilience with Docker', () => {
     const net = await network(sw, '10.231.52.0/24');
     const [a, b] = [uniqueName(PREFIX), uniqueName(PREFIX)];
     await runSleeper(a, { network: net });
-    await plugin.restart();
+    await plugin().restart();
     await runSleeper(b, { network: net });
     expect(await ping(b, await addressOf(a, net))).toBe(true);
 
