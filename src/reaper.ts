@@ -60,7 +60,8 @@ export class LinkReaper {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(WORKER, { eval: true });
+    // Its work is one small message per link: a small heap keeps the thread's own memory to a few MB.
+    const worker = new Worker(WORKER, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
     worker.unref();
     worker.on('message', ({ id, error }: { id: number; error?: string }) => {
       const answer = this.answers.get(id);

@@ -12,6 +12,8 @@ export const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = join(HERE, '../..');
 export const DIST = join(ROOT, 'dist');
 export const CLI = join(DIST, 'cli.js');
+/** The node flags every shipped entrypoint runs the plugin with (config.json, the systemd unit, npm start). */
+export const SHIPPED_NODE_ARGS = ['--max-semi-space-size=1'];
 
 export const envInt = (name, fallback) => {
   const value = process.env[name];
@@ -293,7 +295,7 @@ export async function waitForPlugin(socketPath, child, timeoutMs = 20_000) {
  * `wrap` prefixes the command (e.g. to run it in a private network namespace); `nodeArgs` go to node (e.g. --cpu-prof).
  */
 export async function startPlugin({ socket, stateDir, wrap = [], nodeArgs = [], logLevel = 'info' }) {
-  const argv = [...wrap, process.execPath, ...nodeArgs, CLI, 'serve', '--socket', socket, '--state-dir', join(stateDir, 'state'), '--log-level', logLevel];
+  const argv = [...wrap, process.execPath, ...SHIPPED_NODE_ARGS, ...nodeArgs, CLI, 'serve', '--socket', socket, '--state-dir', join(stateDir, 'state'), '--log-level', logLevel];
   const child = spawnTracked(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   let partial = '';
