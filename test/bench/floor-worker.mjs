@@ -10,13 +10,15 @@
 //                fsync'd for CreateEndpoint, unlink + directory fsync for DeleteEndpoint), and the link lookup
 //                DeleteEndpoint does before deleting. What the plugin must pay before any of its own code runs.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { DIST } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { Links } = require(join(DIST, 'link.js'));
+// The plugin's own record store, so the floor writes records exactly as the plugin does.
+const { RecordStore } = require(join(DIST, 'store.js'));
 
 const MARK = 'tsmacvlan:endpoint'; // the plugin's alias, so the kernel does the same work
 // Marked the way the plugin marks its links (a device group per driver name, where dist/ has mark.js), as a driver of
@@ -30,6 +32,7 @@ try {
 const links = instanceGroup ? new Links(instanceGroup('tsmv-bench-floor')) : new Links();
 let parentName;
 let dir;
+let store;
 let journal;
 let counter = 0;
 
@@ -39,34 +42,6 @@ const cpuNow = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
-
-async function syncDir(path) {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function put(id, record) {
-  const path = join(dir, `${id}.json`);
-  const temp = `${path}.tmp`;
-  const handle = await open(temp, 'w', 0o600);
-  try {
-    await handle.writeFile(JSON.stringify(record));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
-  await syncDir(dir);
-}
-
-async function remove(id) {
-  await unlink(join(dir, `${id}.json`));
-  await syncDir(dir);
-}
 
 async function journalLine(line) {
   const buffer = Buffer.from(`${line}\n`);
@@ -103,7 +78,7 @@ async function life(variant, pauseMs = 0) {
     const id = n.toString(16).padStart(64, '0');
     await journalLine(`{"t":"d","a":"${address}","p":1}`);
     lap('RequestAddress');
-    await put(id, { id, networkId: 'f'.repeat(64), mac: mac(n), ipv4: `${address}/16` });
+    await store.put(id, { id, networkId: 'f'.repeat(64), mac: mac(n), ipv4: `${address}/16` });
     lap('CreateEndpoint');
     await create(n);
     lap('Join');
@@ -116,7 +91,7 @@ async function life(variant, pauseMs = 0) {
     if (link) await links.delete(nameOf(n));
     sub('DeleteEndpoint: delete link', d1);
     const d2 = performance.now();
-    await remove(id);
+    await store.remove(id);
     sub('DeleteEndpoint: unlink + sync dir', d2);
     lap('DeleteEndpoint');
     await journalLine(`{"t":"f","a":"${address}","p":1}`);
@@ -145,6 +120,7 @@ async function handle(msg) {
       parentName = msg.parent;
       dir = msg.dir;
       mkdirSync(dir, { recursive: true, mode: 0o700 });
+      store = new RecordStore(dir);
       journal = await open(join(dir, 'journal.jnl'), 'a', 0o600);
       // As many records as the plugin next door holds, so a directory fsync costs what it costs the plugin.
       for (let i = 0; i < (msg.records ?? 0); i++) writeFileSync(join(dir, `r${i}.json`), '{}');
