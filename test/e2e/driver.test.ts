@@ -1,15 +1,11 @@
 // tsmacvlan under a real Docker Engine: the seed experiment on a test-built switch, mode by mode.
 import { describe, expect, it } from 'vitest';
 import { docker, dockerOk, eventually, ping, run, runSleeper, uniqueName } from './docker';
-import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { DRIVER, pluginLinksOnHost, withPluginDaemon } from './plugin-daemon';
 import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-drv-';
 
-async function pluginLinksOnHost(): Promise<string[]> {
-  const out = (await run('ip', ['-o', 'link', 'show'])).stdout;
-  return [...out.matchAll(/^\d+: (tsmv[ei][^:@]*)/gm)].map((m) => m[1]);
-}
 
 async function network(sw: Switch, mode: string, extra: string[] = [], subnet = sw.subnet): Promise<string> {
   const name = uniqueName(PREFIX);
@@ -87,7 +83,7 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     expect(await ping(a, (await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, b])))).toBe(true);
     await dockerOk(['rm', '-f', a, b]);
     await dockerOk(['network', 'rm', net, other]);
-    await eventually(async () => expect(await pluginLinksOnHost()).toEqual([]));
+    await eventually(async () => expect(await pluginLinksOnHost('ei')).toEqual([]));
   });
 
   it('an internal network without a parent: containers talk to each other, nothing else', async () => {
@@ -101,7 +97,7 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     expect(routes).not.toMatch(/default/);
     await dockerOk(['rm', '-f', a, b]);
     await dockerOk(['network', 'rm', net]);
-    await eventually(async () => expect(await pluginLinksOnHost()).toEqual([]));
+    await eventually(async () => expect(await pluginLinksOnHost('ei')).toEqual([]));
   });
 
   it('shows the option error to the user and creates nothing', async () => {

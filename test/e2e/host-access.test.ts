@@ -1,7 +1,7 @@
 // host_access under a real Docker Engine: the host reaching its own macvlan containers, and back.
 import { describe, expect, it } from 'vitest';
 import { dockerOk, ping, run, runSleeper, uniqueName } from './docker';
-import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { DRIVER, pluginLinksOnHost, withPluginDaemon } from './plugin-daemon';
 import { createSwitch } from './topology';
 
 const PREFIX = 'tsmv-ha-';
@@ -12,10 +12,9 @@ async function hostPing(address: string, timeoutSec = 1): Promise<boolean> {
 }
 
 async function shimsAndRoutes(subnetPrefix: string): Promise<{ shims: string[]; routes: string[] }> {
-  const linksOut = (await run('ip', ['-o', 'link', 'show'])).stdout;
   const routesOut = (await run('ip', ['-4', 'route', 'show'])).stdout;
   return {
-    shims: [...linksOut.matchAll(/^\d+: (tsmvh[^:@]*)/gm)].map((m) => m[1]),
+    shims: await pluginLinksOnHost('h'),
     routes: routesOut.split('\n').filter((r) => r.startsWith(subnetPrefix)),
   };
 }

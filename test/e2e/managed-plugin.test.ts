@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
 import { DOCKER_BIN, dockerOk, docker, eventually, ping, removeDockerObjects, run, runSleeper, waitFor } from './docker';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
+import { pluginLinksOnHost } from './plugin-daemon';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
 const PREFIX = 'tsmv-pkg-mp-';
@@ -38,10 +39,6 @@ async function createPlugin(name: string, stateSource: string): Promise<{ summar
   return { summary, rootfsBytes: Number(bytes[1]), ms: Date.now() - t0 };
 }
 
-async function pluginLinksOnHost(): Promise<string[]> {
-  const out = (await run('ip', ['-o', 'link', 'show'])).stdout;
-  return [...out.matchAll(/^\d+: (tsmv[ehi][^:@]*)/gm)].map((m) => m[1]);
-}
 
 describe(`the managed plugin ${PLUGIN}`, () => {
   let stateSource: string;
@@ -148,7 +145,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     await dockerOk(['rm', '-f', a, b, c]);
     await dockerOk(['network', 'rm', net]);
     await eventually(async () => {
-      const left = await pluginLinksOnHost();
+      const left = await pluginLinksOnHost('ehi');
       for (const ep of endpoints) expect(left).not.toContain(`tsmve${ep.slice(0, 10)}`);
     });
     expect(readdirSync(join(stateSource, 'networks'))).toEqual([]);

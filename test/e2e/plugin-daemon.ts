@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
-import { removeDockerObjects } from './docker';
+import { removeDockerObjects, run } from './docker';
 import { destroyAllSwitches } from './topology';
 
 /** The driver name the e2e tests use, so a real `tsmacvlan` on the same machine is never touched. */
@@ -71,4 +71,13 @@ export function withPluginDaemon(prefix: string): () => PluginDaemon {
     if (!plugin) throw new Error('the plugin daemon is not started yet');
     return plugin;
   };
+}
+
+/**
+ * The plugin's links in the host namespace of the given kinds (e: endpoint, h: host-access shim, i: internal parent),
+ * by their exact names: `tsmv` + kind + 10 characters (a test switch's parent, `tsmv` + 8 hex, never matches).
+ */
+export async function pluginLinksOnHost(kinds = 'ehi'): Promise<string[]> {
+  const out = (await run('ip', ['-o', 'link', 'show'])).stdout;
+  return [...out.matchAll(new RegExp(`^\\d+: (tsmv[${kinds}][0-9a-zA-Z]{10})[:@]`, 'gm'))].map((m) => m[1]);
 }

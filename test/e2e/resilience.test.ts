@@ -2,15 +2,11 @@
 // and started again, the plugin restarted while dockerd runs.
 import { describe, expect, it } from 'vitest';
 import { docker, dockerOk, eventually, ping, run, runSleeper, uniqueName, waitFor } from './docker';
-import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { DRIVER, pluginLinksOnHost, withPluginDaemon } from './plugin-daemon';
 import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-res-';
 
-async function endpointLinksOnHost(): Promise<string[]> {
-  const out = (await run('ip', ['-o', 'link', 'show'])).stdout;
-  return [...out.matchAll(/^\d+: (tsmve[^:@]*)/gm)].map((m) => m[1]);
-}
 
 async function addressOf(container: string, network: string): Promise<string> {
   return dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container]);
@@ -58,7 +54,7 @@ describe('resilience with Docker', () => {
     expect(failures).toEqual([]);
     // `docker rm -f` answers before dockerd has torn down every endpoint; the network goes once they are.
     await eventually(() => dockerOk(['network', 'rm', net]), 60_000);
-    await eventually(async () => expect(await endpointLinksOnHost()).toEqual([]));
+    await eventually(async () => expect(await pluginLinksOnHost('e')).toEqual([]));
   });
 
   it('survives connect/disconnect loops from several shells at once', async () => {
@@ -74,7 +70,7 @@ describe('resilience with Docker', () => {
       }
     };
     await Promise.all(shells.map(loop));
-    await eventually(async () => expect(await endpointLinksOnHost()).toEqual([]));
+    await eventually(async () => expect(await pluginLinksOnHost('e')).toEqual([]));
     for (const name of shells) await dockerOk(['network', 'connect', net, name]);
     const addresses = await Promise.all(shells.map((name) => addressOf(name, net)));
     expect(new Set(addresses).size).toBe(4);
@@ -101,6 +97,6 @@ describe('resilience with Docker', () => {
     expect(await ping(a, sw.bridgeIp)).toBe(true);
     await dockerOk(['rm', '-f', a, b, c]);
     await dockerOk(['network', 'rm', net]);
-    await eventually(async () => expect(await endpointLinksOnHost()).toEqual([]));
+    await eventually(async () => expect(await pluginLinksOnHost('e')).toEqual([]));
   });
 });
