@@ -265,10 +265,6 @@ export class Links {
     }
   }
 
-  async setAlias(index: number, alias: string): Promise<void> {
-    await this.call(`mark link ${index}`, () => this.socket.setLink({ index }, { ifalias: alias }));
-  }
-
   async setUp(index: number): Promise<void> {
     await this.call(`bring up link ${index}`, () => this.socket.setLink({ index, flags: { up: true }, change: { up: true } }));
   }
