@@ -173,6 +173,8 @@ export class ExhaustedError extends PluginError {
 
 export class Pool {
   refs = 0;
+  /** References whose RequestPool was saved but not yet answered: a crash now means Docker never got them. */
+  unanswered = 0;
   /** Addresses this pool holds (a gateway counts once however many times it was requested). */
   allocated = 0;
   readonly holders: { aux: Holder; static: Holder; dynamic: Holder };
@@ -228,7 +230,12 @@ export class Subnet {
   private readonly poolsByNo = new Map<number, Pool>();
   readonly lanes = new Map<string, Lane>();
   readonly taken = new Map<bigint, Holder>();
+  /** Takes saved but not yet answered, keyed by pool number and address: a crash now means Docker never got them. */
+  private readonly unanswered = new Map<string, { value: bigint; pool: Pool; count: number }>();
   private nextNo = 1;
+  /** Replay: lines applied so far, and how many lines the snapshot at the head of the file has (the rest are changes). */
+  private replayed = 0;
+  private snapshotLines = Infinity;
 
   constructor(readonly cidr: Cidr) {
     ({ lo: this.lo, hi: this.hi } = usableBounds(cidr));
@@ -268,6 +275,7 @@ export class Subnet {
       pool = this.createPool(this.nextNo, spec);
     }
     pool.refs++;
+    pool.unanswered++;
     const line = JSON.stringify({ t: 'acquire', p: pool.no, id: pool.id, range: pool.range?.text ?? null, options: pool.options });
     return { pool, line };
   }
@@ -297,6 +305,7 @@ export class Subnet {
   releasePool(pool: Pool): { line: string; dropped: boolean } {
     const line = `{"t":"release","p":${pool.no}}`;
     pool.refs--;
+    if (pool.unanswered > pool.refs) pool.unanswered = pool.refs;
     if (pool.refs > 0) return { line, dropped: false };
     for (const [value, holder] of this.taken) {
       if (holder.kind === 'gateway' ? holder.by.has(pool) : holder.pool === pool) this.release(value, pool, true);
@@ -309,6 +318,7 @@ export class Subnet {
 
   /** Undoes an acquirePool whose journal write failed. */
   undoAcquire(pool: Pool): void {
+    this.answeredAcquire(pool); // no longer waiting for an answer: it is gone
     if (this.pools.get(pool.id) === pool) this.releasePool(pool);
   }
 
@@ -347,6 +357,7 @@ export class Subnet {
       }
     }
     this.mark(value, kind, pool);
+    this.markUnanswered(value, pool, 1);
     return `{"t":"${KIND_CODE[kind]}","a":"${this.text(value)}","p":${pool.no}}`;
   }
 
@@ -364,6 +375,7 @@ export class Subnet {
       );
     }
     this.mark(value, 'dynamic', pool);
+    this.markUnanswered(value, pool, 1);
     return { value, line: `{"t":"d","a":"${this.text(value)}","p":${pool.no}}` };
   }
 
@@ -394,29 +406,83 @@ export class Subnet {
 
   /** Undoes a take whose journal write failed. */
   undoTake(value: bigint, pool: Pool): void {
+    this.answeredTake(value, pool); // no longer waiting for an answer: it is gone
     this.release(value, pool, false);
   }
 
   private release(value: bigint, pool: Pool, all: boolean): boolean {
     const holder = this.taken.get(value);
     if (!holder) return false;
+    const key = `${pool.no}/${value}`;
     if (holder.kind === 'gateway') {
       const count = holder.by.get(pool);
       if (count === undefined) return false;
       if (count > 1 && !all) {
         holder.by.set(pool, count - 1);
+        const unanswered = this.unanswered.get(key);
+        if (unanswered && unanswered.count > count - 1) unanswered.count = count - 1;
         return true;
       }
+      this.unanswered.delete(key);
       holder.by.delete(pool);
       pool.allocated--;
       if (holder.by.size > 0) return true;
     } else {
       if (holder.pool !== pool) return false;
       pool.allocated--;
+      this.unanswered.delete(key);
     }
     this.taken.delete(value);
     for (const lane of this.lanes.values()) lane.freed(value, this.taken);
     return true;
+  }
+
+  private markUnanswered(value: bigint, pool: Pool, count: number): void {
+    const key = `${pool.no}/${value}`;
+    const entry = this.unanswered.get(key);
+    if (entry) entry.count += count;
+    else this.unanswered.set(key, { value, pool, count });
+  }
+
+  // ---- answers ----
+  // A change Docker must be told of (a pool reference, an address) is saved, then marked answered just before the
+  // answer goes out. At start, what is saved but unanswered is rolled back: Docker never got it (it retries a request
+  // cut short with an empty body, which fails), so nothing else would ever release it.
+
+  /** The journal line marking a take answered; `answeredTake` applies it in memory. */
+  answeredTakeLine(value: bigint, pool: Pool): string {
+    return `{"t":"ok","a":"${this.text(value)}","p":${pool.no}}`;
+  }
+
+  answeredTake(value: bigint, pool: Pool): void {
+    const key = `${pool.no}/${value}`;
+    const entry = this.unanswered.get(key);
+    if (entry && --entry.count <= 0) this.unanswered.delete(key);
+  }
+
+  answeredAcquireLine(pool: Pool): string {
+    return `{"t":"ok","p":${pool.no}}`;
+  }
+
+  answeredAcquire(pool: Pool): void {
+    if (pool.unanswered > 0) pool.unanswered--;
+  }
+
+  /** Undoes every change saved but never answered (after a crash); returns what was undone, for the log. */
+  rollBackUnanswered(): string[] {
+    const undone: string[] = [];
+    for (const { value, pool, count } of [...this.unanswered.values()]) {
+      for (let i = 0; i < count; i++) this.release(value, pool, false);
+      this.unanswered.delete(`${pool.no}/${value}`);
+      undone.push(`address ${this.text(value)} of pool ${pool.id}`);
+    }
+    for (const pool of [...this.pools.values()]) {
+      const count = pool.unanswered;
+      pool.unanswered = 0;
+      for (let i = 0; i < count && this.pools.get(pool.id) === pool; i++) this.releasePool(pool);
+      if (count > 0) undone.push(`${count} reference(s) to pool ${pool.id}`);
+    }
+    return undone;
   }
 
   kindOf(value: bigint): TakeKind | undefined {
@@ -425,22 +491,29 @@ export class Subnet {
 
   // ---- journal ----
 
-  header(): string {
-    return JSON.stringify({ t: 'subnet', subnet: this.cidr.text, format: 1 });
+  /** Format 2 says how many lines the snapshot has: later lines are changes, whose takes are unanswered until their 'ok'. */
+  header(lines: number): string {
+    return JSON.stringify({ t: 'subnet', subnet: this.cidr.text, format: 2, lines });
   }
 
   /** The whole state as journal lines; replaying them on an empty Subnet gives this state back. */
   snapshot(): string[] {
-    const lines = [this.header()];
+    const lines = [''];
     for (const pool of this.pools.values()) {
-      lines.push(JSON.stringify({ t: 'pool', p: pool.no, id: pool.id, range: pool.range?.text ?? null, options: pool.options, refs: pool.refs }));
+      lines.push(
+        JSON.stringify({ t: 'pool', p: pool.no, id: pool.id, range: pool.range?.text ?? null, options: pool.options, refs: pool.refs, ...(pool.unanswered > 0 && { u: pool.unanswered }) }),
+      );
     }
     for (const [value, holder] of this.taken) {
       const a = this.text(value);
+      const u = (pool: Pool) => {
+        const count = this.unanswered.get(`${pool.no}/${value}`)?.count;
+        return count ? `,"u":${count}` : '';
+      };
       if (holder.kind === 'gateway') {
-        for (const [pool, count] of holder.by) lines.push(`{"t":"g","a":"${a}","p":${pool.no},"c":${count}}`);
+        for (const [pool, count] of holder.by) lines.push(`{"t":"g","a":"${a}","p":${pool.no},"c":${count}${u(pool)}}`);
       } else {
-        lines.push(`{"t":"${KIND_CODE[holder.kind]}","a":"${a}","p":${holder.pool.no}}`);
+        lines.push(`{"t":"${KIND_CODE[holder.kind]}","a":"${a}","p":${holder.pool.no}${u(holder.pool)}}`);
       }
     }
     // Lanes after the addresses: replaying the address lines moves cursors, the lane lines then set them.
@@ -457,6 +530,7 @@ export class Subnet {
         }),
       );
     }
+    lines[0] = this.header(lines.length);
     return lines;
   }
 
@@ -495,9 +569,12 @@ export class Subnet {
   /** Applies one journal record (a snapshot line or a change). Throws an Error describing a record that does not fit. */
   apply(record: JournalRecord): void {
     const t = record.t;
+    const inSnapshot = this.replayed++ < this.snapshotLines;
     switch (t) {
       case 'subnet':
         if (record.subnet !== this.cidr.text) throw new Error(`header names subnet '${String(record.subnet)}'`);
+        // Format 1 (before answers were marked) holds nothing unanswered: every line counts as a snapshot line.
+        this.snapshotLines = record.format === 2 ? int(record, 'lines') : Infinity;
         return;
       case 'pool':
       case 'acquire': {
@@ -506,6 +583,7 @@ export class Subnet {
         if (existing) {
           if (t === 'pool') throw new Error(`pool number ${no} is defined twice`);
           existing.refs++;
+          existing.unanswered++;
           return;
         }
         const spec = this.spec(record);
@@ -513,6 +591,13 @@ export class Subnet {
         const pool = this.createPool(no, spec);
         pool.refs = t === 'pool' ? int(record, 'refs') : 1;
         if (pool.refs < 1) throw new Error(`pool ${spec.id} has no references`);
+        pool.unanswered = t === 'pool' ? (record.u === undefined ? 0 : Math.min(int(record, 'u'), pool.refs)) : 1;
+        return;
+      }
+      case 'ok': {
+        const pool = this.poolOf(record);
+        if (record.a === undefined) this.answeredAcquire(pool);
+        else this.answeredTake(this.address(record), pool);
         return;
       }
       case 'release':
@@ -552,6 +637,9 @@ export class Subnet {
         const count = kind === 'gateway' && record.c !== undefined ? int(record, 'c') : 1;
         if (count < 1) throw new Error(`gateway count ${count}`);
         this.mark(value, kind, pool, count);
+        // A change line is unanswered until its 'ok' line; a snapshot line says how many of it are ("u").
+        const unanswered = !inSnapshot ? 1 : record.u === undefined ? 0 : int(record, 'u');
+        if (unanswered > 0) this.markUnanswered(value, pool, Math.min(unanswered, count));
       }
     }
   }

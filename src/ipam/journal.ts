@@ -5,6 +5,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, w
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { crashPoint } from '../crash';
 import { syncDir } from '../store';
 import type { JournalRecord } from './allocator';
 
@@ -18,9 +19,22 @@ export interface JournalSource {
   liveLines(): number;
 }
 
-interface Entry {
+/** A change Docker will be answered with: once the change is durable, `line` is written and `apply` run, then the caller answers. */
+export interface AnswerMark {
   line: string;
-  undo: (() => void) | undefined;
+  apply: () => void;
+}
+
+export interface AppendOptions {
+  /** Called when the change could not be saved, before the promise rejects. */
+  undo?: () => void;
+  /** Rewrite the file from memory instead of appending (a subnet became empty: the file goes). */
+  snapshot?: boolean;
+  answered?: AnswerMark;
+}
+
+interface Entry extends AppendOptions {
+  line: string;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -99,14 +113,14 @@ export class Journal {
   ) {}
 
   /**
-   * Queues `line` (a change already applied in memory) and resolves once it is on disk. On failure `undo` (if given)
-   * is called before the promise rejects, and the next write rewrites the file from memory. With `snapshot`, the
-   * file is rewritten from memory instead of appended to (used when a subnet becomes empty: the file goes).
+   * Queues `line` (a change already applied in memory) and resolves once it is on disk, and its answer mark too when
+   * given. On failure `undo` (if given) is called before the promise rejects, and the next write rewrites the file
+   * from memory.
    */
-  append(line: string, undo?: () => void, snapshot = false): Promise<void> {
-    if (snapshot) this.needSnapshot = true;
+  append(line: string, options: AppendOptions = {}): Promise<void> {
+    if (options.snapshot) this.needSnapshot = true;
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ line, undo, resolve, reject });
+      this.pending.push({ line, ...options, resolve, reject });
       this.running ??= this.run();
     });
   }
@@ -130,7 +144,8 @@ export class Journal {
         const batch = this.pending.splice(0);
         let failure: unknown;
         try {
-          const due = this.needSnapshot || !this.exists || this.lines + batch.length > 2 * this.source.liveLines() + SLACK;
+          const adding = batch.length + batch.filter((entry) => entry.answered).length;
+          const due = this.needSnapshot || !this.exists || this.lines + adding > 2 * this.source.liveLines() + SLACK;
           if (due) await this.snapshot(batch);
           else await this.appendLines(batch);
         } catch (err) {
@@ -145,7 +160,8 @@ export class Journal {
           }
         }
         if (failure === undefined) {
-          for (const entry of batch) entry.resolve();
+          crashPoint('ipam-saved');
+          await this.markAnswered(batch);
         } else {
           this.log.error({ path: this.path, err: failure }, 'IPAM state could not be saved');
           for (let i = batch.length - 1; i >= 0; i--) batch[i].undo?.();
@@ -155,6 +171,33 @@ export class Journal {
     } finally {
       this.running = undefined;
     }
+  }
+
+  /**
+   * Marks the batch's changes answered, then resolves it. The marks need not be synced: a process crash keeps what
+   * was written, and after a power cut Docker asks for everything anew. If they cannot be written, the changes stay
+   * held, unanswered, until the next start rolls them back; the callers get an error, so Docker never uses them.
+   */
+  private async markAnswered(batch: Entry[]): Promise<void> {
+    const marks = batch.filter((entry) => entry.answered);
+    if (marks.length > 0) {
+      try {
+        this.handle ??= await open(this.path, 'a', 0o600);
+        const buffer = Buffer.from(marks.map((entry) => `${entry.answered!.line}\n`).join(''));
+        const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
+        if (bytesWritten !== buffer.length) throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
+        this.lines += marks.length;
+        this.written += marks.length;
+      } catch (err) {
+        this.needSnapshot = true;
+        this.log.error({ path: this.path, err }, 'IPAM state saved, but its answer could not be marked; it is rolled back at the next start');
+        for (const entry of batch) (entry.answered ? entry.reject : entry.resolve)(err);
+        return;
+      }
+      for (const entry of marks) entry.answered!.apply();
+      crashPoint('ipam-answered');
+    }
+    for (const entry of batch) entry.resolve();
   }
 
   private async appendLines(batch: Entry[]): Promise<void> {
@@ -196,6 +239,7 @@ export class Journal {
       } finally {
         await handle.close();
       }
+      crashPoint('ipam-snapshot-written');
       await rename(temp, this.path);
       await syncDir(dirname(this.path));
       this.exists = true;

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { PluginError } from '../errors';
 import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
 import { ExhaustedError, type Pool, Subnet, type TakeKind } from './allocator';
-import { Journal, readJournal, syncDirSync, writeSnapshotSync } from './journal';
+import { type AppendOptions, Journal, readJournal, syncDirSync, writeSnapshotSync } from './journal';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -99,6 +99,9 @@ export class IpamService {
           throw new Error(`IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`);
         }
       });
+      for (const what of subnet.rollBackUnanswered()) {
+        this.log.warn({ path, undone: what }, 'rolled back an IPAM change saved but never answered (tsmacvlan stopped before answering; Docker did not get it)');
+      }
       if (journalName(subnet.cidr) !== file) throw new Error(`IPAM state file ${path} holds subnet ${subnet.cidr.text}; it should be named ${journalName(subnet.cidr)}`);
       for (const other of this.subnets.values()) {
         if (overlaps(other.cidr, subnet.cidr)) throw new Error(`IPAM state files for subnets ${other.cidr.text} and ${subnet.cidr.text} overlap; remove one of them`);
@@ -143,13 +146,17 @@ export class IpamService {
     return journal;
   }
 
-  /** Saves a change already applied in memory; a failure becomes an error for people (after `undo`, when given). */
-  private async save(cidr: Cidr, line: string, undo?: () => void, snapshot = false): Promise<void> {
+  /** Saves a change already applied in memory; a failure becomes an error for people. */
+  private async save(cidr: Cidr, line: string, options: AppendOptions = {}): Promise<void> {
     const journal = this.journal(cidr);
     try {
-      await journal.append(line, undo, snapshot);
+      await journal.append(line, options);
     } catch (err) {
-      const outcome = undo ? 'nothing was assigned' : 'the release holds until tsmacvlan restarts; it is saved with the next change that can be';
+      const outcome = options.answered
+        ? options.undo
+          ? 'nothing was assigned'
+          : 'it is held until tsmacvlan restarts, then released'
+        : 'the release holds until tsmacvlan restarts; it is saved with the next change that can be';
       throw new PluginError(`could not save the IPAM state to ${journal.path} (${(err as Error).message}); ${outcome}`);
     }
   }
@@ -212,9 +219,12 @@ export class IpamService {
     const { pool, line } = subnet.acquirePool({ id, ...(range && { range }), options });
     this.subnets.set(cidr.text, subnet);
     this.pools.set(id, pool);
-    await this.save(cidr, line, () => {
-      subnet.undoAcquire(pool);
-      this.tidy(pool);
+    await this.save(cidr, line, {
+      undo: () => {
+        subnet.undoAcquire(pool);
+        this.tidy(pool);
+      },
+      answered: { line: subnet.answeredAcquireLine(pool), apply: () => subnet.answeredAcquire(pool) },
     });
     this.log.info({ poolId: id, refs: pool.refs }, 'pool acquired');
     return { poolId: id, pool: cidr.text };
@@ -227,7 +237,7 @@ export class IpamService {
     const subnet = pool.subnet;
     const { line, dropped } = subnet.releasePool(pool);
     this.tidy(pool);
-    await this.save(subnet.cidr, line, undefined, subnet.empty);
+    await this.save(subnet.cidr, line, { snapshot: subnet.empty });
     this.log.info({ poolId, refs: pool.refs, dropped }, 'pool released');
   }
 
@@ -265,7 +275,10 @@ export class IpamService {
         throw err;
       }
     }
-    await this.save(subnet.cidr, line, () => subnet.undoTake(value, pool));
+    await this.save(subnet.cidr, line, {
+      undo: () => subnet.undoTake(value, pool),
+      answered: { line: subnet.answeredTakeLine(value, pool), apply: () => subnet.answeredTake(value, pool) },
+    });
     return `${subnet.text(value)}/${subnet.cidr.prefix}`;
   }
 

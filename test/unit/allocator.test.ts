@@ -219,7 +219,7 @@ describe('journal replay', () => {
 
   it('replays change lines to the same state as live operations', () => {
     const live = new Subnet(cidr('10.0.0.0/29'));
-    const lines = [live.header()];
+    const lines = [live.header(1)];
     const a = live.acquirePool({ id: 'a', options: {} });
     lines.push(a.line);
     for (let i = 0; i < 6; i++) lines.push(live.takeDynamic(a.pool).line);
@@ -233,9 +233,32 @@ describe('journal replay', () => {
     expect(copy.text(copy.takeDynamic(copy.pools.get('a')!).value)).toBe(live.text(live.takeDynamic(a.pool).value));
   });
 
+  it('says in its snapshot what is not answered yet, so a replay rolls back exactly that', () => {
+    const live = new Subnet(cidr('10.0.0.0/24'));
+    const a = live.acquirePool({ id: 'a', options: {} });
+    live.answeredAcquire(a.pool);
+    live.acquirePool({ id: 'a', options: {} }); // a second reference, never answered
+    live.take(ip('10.0.0.1'), 'gateway', a.pool);
+    live.answeredTake(ip('10.0.0.1'), a.pool);
+    live.take(ip('10.0.0.1'), 'gateway', a.pool);
+    live.undoTake(ip('10.0.0.1'), a.pool); // its write failed: the answered one must stay answered
+    live.take(ip('10.0.0.7'), 'static', a.pool);
+    live.answeredTake(ip('10.0.0.7'), a.pool);
+    const unanswered = live.takeDynamic(a.pool).value; // .2
+    const copy = new Subnet(cidr('10.0.0.0/24'));
+    for (const line of live.snapshot()) copy.apply(JSON.parse(line));
+    expect(copy.snapshot()).toEqual(live.snapshot());
+    expect(copy.rollBackUnanswered()).toEqual([`address 10.0.0.2 of pool a`, '1 reference(s) to pool a']);
+    expect(copy.kindOf(unanswered)).toBeUndefined();
+    expect(copy.kindOf(ip('10.0.0.1'))).toBe('gateway');
+    expect(copy.kindOf(ip('10.0.0.7'))).toBe('static');
+    expect(copy.pools.get('a')!.refs).toBe(1);
+    expect(copy.rollBackUnanswered()).toEqual([]);
+  });
+
   it('journals an exhausted search that moved the cursor, so a replay queues later releases the same way', () => {
     const live = new Subnet(cidr('10.0.0.0/28'));
-    const lines = [live.header()];
+    const lines = [live.header(1)];
     const b = live.acquirePool({ id: 'b', range: cidr('10.0.0.8/30'), options: {} });
     lines.push(b.line);
     lines.push(live.take(ip('10.0.0.10'), 'static', b.pool), live.take(ip('10.0.0.11'), 'static', b.pool));
@@ -284,7 +307,7 @@ describe('random operations against a model', () => {
       fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
         const base = ip('10.0.0.0');
         let subnet = new Subnet(cidr('10.0.0.0/28'));
-        let journal = [subnet.header()];
+        let journal = [subnet.header(1)];
         const acquire = (id: string, range?: string) => {
           const r = subnet.acquirePool({ id, ...(range && { range: cidr(range) }), options: {} });
           journal.push(r.line);
