@@ -52,6 +52,7 @@ export class NetworkDriver {
   private readonly reaper = new LinkReaper();
   private readonly networkStore: RecordStore<NetworkRecord>;
   private readonly endpointStore: RecordStore<EndpointRecord>;
+  private unanswered: (NetworkRecord | EndpointRecord)[] = [];
 
   constructor(
     private readonly links: Links,
@@ -64,6 +65,9 @@ export class NetworkDriver {
     this.endpointStore = new RecordStore(join(stateDir, 'endpoints'));
     this.networks = this.networkStore.loadAll();
     this.endpoints = this.endpointStore.loadAll();
+    // Creates a crash cut short before their answer: kept apart, and rolled back by reconcile.
+    for (const [id, network] of this.networks) if (network.unanswered) this.unanswered.push(network), this.networks.delete(id);
+    for (const [id, endpoint] of this.endpoints) if (endpoint.unanswered) this.unanswered.push(endpoint), this.endpoints.delete(id);
     for (const network of this.networks.values()) {
       this.index(this.networksOn, network.parent, network.id);
       if (network.hostAccess) this.shims.set(shimName(network.id), network.id);
@@ -90,9 +94,16 @@ export class NetworkDriver {
    * shims. One log line per repair. With `dryRun`, only says what it would do.
    */
   async reconcile({ dryRun = false } = {}): Promise<Repair[]> {
-    const repairs = planRepairs(await this.links.list(), this.links.group, this.listNetworks(), this.listEndpoints());
+    const networks = [...this.listNetworks(), ...this.unanswered.filter((r): r is NetworkRecord => 'parent' in r)];
+    const endpoints = [...this.listEndpoints(), ...this.unanswered.filter((r): r is EndpointRecord => 'networkId' in r)];
+    const repairs = planRepairs(await this.links.list(), this.links.group, networks, endpoints);
     if (dryRun) return repairs;
     for (const repair of repairs) {
+      if (repair.action === 'forget') {
+        await (repair.record === 'network' ? this.networkStore : this.endpointStore).remove(repair.id);
+        this.log.warn({ [repair.record]: repair.id, reason: repair.reason }, `rolled back ${repair.record}`);
+        continue;
+      }
       if (repair.action === 'delete') await this.links.delete(repair.link);
       else {
         const networkId = repair.networkId as string;
@@ -100,6 +111,7 @@ export class NetworkDriver {
       }
       this.log.info({ link: repair.link, action: repair.action, reason: repair.reason }, 'repaired');
     }
+    this.unanswered = [];
     for (const network of this.networks.values()) if (network.hostAccess) await this.repairHostAccess(network.id);
     this.updateWatch();
     return repairs;
@@ -219,7 +231,7 @@ export class NetworkDriver {
         ...(options.vlanProtocol && { vlanProtocol: options.vlanProtocol }),
       };
       // The record goes to disk before any link is made, so a crash at any later step is finished or undone at start.
-      await this.networkStore.put(record.id, record);
+      await this.networkStore.put(record.id, { ...record, unanswered: true });
       crashPoint('network-recorded');
       try {
         if (!plan) await this.parents.createInternal(record.id);
@@ -227,6 +239,9 @@ export class NetworkDriver {
         crashPoint('parent-ready');
         if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), []);
         crashPoint('shim-ready');
+        // Just before the answer: from here on Docker may know the network, so a restart keeps it.
+        await this.networkStore.put(record.id, record);
+        crashPoint('network-answered');
       } catch (err) {
         if (record.hostAccess) await this.hostAccess.remove(record.id).catch(() => undefined);
         if (record.ownsParent && !sharing?.size) await this.parents.release(parentName).catch(() => undefined);
@@ -287,8 +302,10 @@ export class NetworkDriver {
     this.endpoints.set(record.id, record);
     this.index(this.endpointsOf, record.networkId, record.id);
     try {
-      await this.endpointStore.put(record.id, record);
+      await this.endpointStore.put(record.id, { ...record, unanswered: true });
       crashPoint('endpoint-recorded');
+      await this.endpointStore.put(record.id, record); // just before the answer: a restart keeps it from here on
+      crashPoint('endpoint-answered');
     } catch (err) {
       this.endpoints.delete(record.id);
       this.unindex(this.endpointsOf, record.networkId, record.id);
@@ -354,17 +371,21 @@ export class NetworkDriver {
   async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
     const endpoint = this.endpoints.get(endpointId);
     if (!endpoint) return;
+    const name = endpointLinkName(endpointId);
+    const link = await this.links.get(name);
+    // Record first: Docker forgets the endpoint even when this fails (it only logs), so a crash after this point must
+    // leave nothing the start would keep. The link is then ours and owned by no record: the start deletes it. A host
+    // route left behind points at an address no container has, until one gets it (Join replaces the route) or the
+    // network goes (with its shim).
+    await this.endpointStore.remove(endpointId);
+    crashPoint('endpoint-forgotten');
+    this.endpoints.delete(endpointId);
+    this.unindex(this.endpointsOf, networkId, endpointId);
     const hostAddress = this.networks.get(networkId)?.hostAccess;
     if (hostAddress && endpoint.ipv4) {
       await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
       crashPoint('route-removed');
     }
-    const name = endpointLinkName(endpointId);
-    const link = await this.links.get(name);
-    await this.endpointStore.remove(endpointId);
-    crashPoint('endpoint-forgotten');
-    this.endpoints.delete(endpointId);
-    this.unindex(this.endpointsOf, networkId, endpointId);
     // Only our own link: a name clash with someone else's link must not cost them their interface. Its deletion
     // (17-20 ms of kernel time) finishes after the answer; if the plugin dies first, the link is ours and owned by
     // no record, so the next start deletes it.

@@ -10,6 +10,8 @@ export interface EndpointRecord {
   mac: string;
   ipv4?: string; // CIDR, as Docker gave it
   ipv6?: string;
+  /** Saved by a CreateEndpoint not answered yet; a record still carrying it at start is rolled back. */
+  unanswered?: true;
 }
 
 /** The host-side link name: a fixed prefix (so the plugin's links are recognisable) and the endpoint id, 15 characters. */

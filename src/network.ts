@@ -32,6 +32,8 @@ export interface NetworkRecord {
   hostAccess?: string;
   /** The tag protocol of a VLAN parent this plugin creates (802.1ad: the outer tag of QinQ). */
   vlanProtocol?: VlanProtocol;
+  /** Saved by a CreateNetwork not answered yet; a record still carrying it at start is rolled back. */
+  unanswered?: true;
 }
 
 export interface NetworkOptions {

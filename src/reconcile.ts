@@ -5,12 +5,10 @@ import type { LinkInfo } from './link';
 import type { NetworkRecord } from './network';
 import { INTERNAL_PREFIX, MARK_INTERNAL, MARK_VLAN, VETH_PEER_PREFIX } from './parent';
 
-export interface Repair {
-  action: 'delete' | 'create';
-  link: string;
-  networkId?: string;
-  reason: string;
-}
+export type Repair =
+  | { action: 'delete' | 'create'; link: string; networkId?: string; reason: string }
+  /** A record saved for a CreateNetwork or CreateEndpoint that was never answered: Docker does not know the object. */
+  | { action: 'forget'; record: 'network' | 'endpoint'; id: string; reason: string };
 
 const ROLES: Record<string, string> = { [MARK_ENDPOINT]: 'endpoint', [MARK_SHIM]: 'host-access shim', [MARK_INTERNAL]: 'internal parent', [MARK_VLAN]: 'VLAN parent' };
 
@@ -24,9 +22,19 @@ function role(link: LinkInfo): string {
 }
 
 /** The repairs that bring `links` (this namespace's, carrying this instance's `group` or not) in line with the state. */
-export function planRepairs(links: LinkInfo[], group: number | undefined, networks: NetworkRecord[], endpoints: EndpointRecord[]): Repair[] {
+export function planRepairs(links: LinkInfo[], group: number | undefined, allNetworks: NetworkRecord[], allEndpoints: EndpointRecord[]): Repair[] {
   const present = new Map(links.map((link) => [link.name, link]));
   const repairs: Repair[] = [];
+  // Records of creates never answered are undone: they go, and so do the links they made (they own nothing).
+  const forget: Repair[] = [];
+  for (const network of allNetworks.filter((n) => n.unanswered)) {
+    forget.push({ action: 'forget', record: 'network', id: network.id, reason: 'its CreateNetwork was saved but never answered (tsmacvlan stopped first), so Docker does not know it' });
+  }
+  for (const endpoint of allEndpoints.filter((e) => e.unanswered)) {
+    forget.push({ action: 'forget', record: 'endpoint', id: endpoint.id, reason: 'its CreateEndpoint was saved but never answered (tsmacvlan stopped first), so Docker does not know it' });
+  }
+  const networks = allNetworks.filter((n) => !n.unanswered);
+  const endpoints = allEndpoints.filter((e) => !e.unanswered);
 
   const parents = new Set<string>();
   for (const network of networks) {
@@ -37,7 +45,7 @@ export function planRepairs(links: LinkInfo[], group: number | undefined, networ
   }
   // Owned parents that several networks share are created once.
   const seen = new Set<string>();
-  const unique = repairs.filter((r) => !seen.has(r.link) && seen.add(r.link));
+  const unique = [...forget, ...repairs.filter((r) => r.action !== 'forget' && !seen.has(r.link) && seen.add(r.link))];
 
   const owned = new Set<string>([
     ...endpoints.map((e) => endpointLinkName(e.id)),
@@ -55,6 +63,7 @@ export function planRepairs(links: LinkInfo[], group: number | undefined, networ
 }
 
 export function describeRepair(repair: Repair): string {
+  if (repair.action === 'forget') return `forget ${repair.record} ${repair.id}: ${repair.reason}`;
   const verb = { delete: 'delete link', create: 're-create link' }[repair.action];
   return `${verb} ${repair.link}: ${repair.reason}`;
 }

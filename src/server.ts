@@ -27,9 +27,14 @@ export function buildServer(services: Services, logger: Logger, ready: Promise<u
 
   // Docker sends JSON without a Content-Type, and calls without arguments with an empty body.
   app.removeAllContentTypeParsers();
+  const emptyBodies = new WeakSet<object>();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
     const text = (body as string).trim();
-    if (text === '') return done(null, {});
+    if (text === '') {
+      const empty = {};
+      emptyBodies.add(empty);
+      return done(null, empty);
+    }
     try {
       done(null, JSON.parse(text));
     } catch (err) {
@@ -39,6 +44,21 @@ export function buildServer(services: Services, logger: Logger, ready: Promise<u
 
   app.addHook('onRequest', async () => {
     await ready;
+  });
+
+  // Docker 20.10 resends a request whose connection broke with an empty body: it cannot be carried out. Only the
+  // calls without arguments (no body schema) come empty otherwise.
+  app.addHook('preValidation', async (request) => {
+    const empty = request.body === undefined || emptyBodies.has(request.body as object);
+    if (!empty || !request.routeOptions.schema?.body) return;
+    const method = request.url.replace(/^\//, '');
+    throw Object.assign(
+      new Error(
+        `${method} arrived with an empty body. Docker sends that when it retries a request that was cut short (tsmacvlan ` +
+          `restarted while answering it); the original request did not complete, and tsmacvlan undid its part at restart. Run the command again`,
+      ),
+      { statusCode: 400, emptyRetry: true },
+    );
   });
 
   // The failure message of a request, for its log line.
@@ -70,6 +90,9 @@ export function buildServer(services: Services, logger: Logger, ready: Promise<u
     } else if (error.validation) {
       status = 400;
       message = `invalid ${method} request: ${error.message.replace(/^body\//, '')}`;
+    } else if ((error as { emptyRetry?: boolean }).emptyRetry) {
+      status = 400;
+      message = error.message;
     } else if (error.statusCode && error.statusCode < 500) {
       status = error.statusCode;
       message = `invalid ${method} request: ${error.message}`;

@@ -374,9 +374,9 @@ export function findDrift(state: Pick<StateSnapshot, 'networks' | 'endpoints'>, 
       : { kind: 'leaked-link', subject: link.name, message: `link '${link.name}'${link.alias ? ` (${link.alias})` : ''} is ${whose}, but no record owns it`, fix };
 
   for (const repair of planRepairs(hostLinks, group, state.networks, state.endpoints)) {
-    const link = byName.get(repair.link);
-    // 'create' is a missing parent the plugin made: reported above.
-    if (repair.action === 'delete' && link) drift.push(orphan(link, `${GC_ADVICE}: it deletes it; or by hand: ip link del ${link.name}`, "the plugin's"));
+    const link = repair.action === 'delete' ? byName.get(repair.link) : undefined;
+    // 'create' is a missing parent the plugin made: reported above; 'forget' is a record the next start rolls back.
+    if (link) drift.push(orphan(link, `${GC_ADVICE}: it deletes it; or by hand: ip link del ${link.name}`, "the plugin's"));
   }
   // Marked by alias but in no instance's group: no start-up of any instance removes it.
   const owned = new Set([

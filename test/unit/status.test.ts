@@ -12,6 +12,7 @@ import type { LinkInfo, Links } from '../../src/link';
 import type { NetworkRecord } from '../../src/network';
 import { instanceGroup } from '../../src/mark';
 import { internalParentName } from '../../src/parent';
+import { describeRepair, planRepairs } from '../../src/reconcile';
 import { STATUS_JSON_SCHEMA, collectStatus, findDrift, formatStatus, parseStatusArgs, readState } from '../../src/status';
 
 const validate = new Ajv({ allErrors: true }).compile(STATUS_JSON_SCHEMA);
@@ -47,6 +48,21 @@ const healthy = (): LinkInfo[] => [
   l(internalParentName(N3), { kind: 'dummy', alias: 'tsmacvlan:internal', group: G }),
   l(endpointLinkName(E2), { kind: 'macvlan', alias: 'tsmacvlan:endpoint', mac: '02:42:0a:02:00:05', group: G }),
 ];
+
+describe('planRepairs', () => {
+  it('rolls back records of creates never answered, and deletes the links they made', () => {
+    const unansweredNetwork = { ...networks[1], unanswered: true as const };
+    const unansweredEndpoint = { ...endpoints[1], unanswered: true as const };
+    const repairs = planRepairs(healthy(), G, [networks[0], unansweredNetwork, networks[2]], [endpoints[0], unansweredEndpoint]);
+    expect(repairs.map(describeRepair)).toEqual([
+      `forget network ${N2}: its CreateNetwork was saved but never answered (tsmacvlan stopped first), so Docker does not know it`,
+      `forget endpoint ${E2}: its CreateEndpoint was saved but never answered (tsmacvlan stopped first), so Docker does not know it`,
+      `delete link ${endpointLinkName(E2)}: endpoint link that no network or endpoint of the state owns`,
+      'delete link eth1.10: VLAN parent link that no network or endpoint of the state owns',
+    ]);
+    expect(planRepairs(healthy(), G, networks, endpoints)).toEqual([]);
+  });
+});
 
 describe('findDrift', () => {
   it('finds none on a healthy host: a recorded endpoint whose link is absent is in its container, which is normal', () => {
