@@ -7,9 +7,7 @@ import pino from 'pino';
 import { location, parseFlags } from './args';
 import { MARK_ENDPOINT, endpointLinkName, type EndpointRecord } from './endpoint';
 import { shimName } from './host-access';
-import { parseCidr } from './ipam/address';
-import { Subnet } from './ipam/allocator';
-import { readJournal } from './ipam/journal';
+import { readSubnet } from './ipam/service';
 import { Links, type LinkInfo } from './link';
 import { MODES, type NetworkRecord } from './network';
 import { driverName, stateGroup } from './mark';
@@ -261,8 +259,8 @@ function readRecords<T>(dir: string, problemOf: (value: unknown) => string | und
 const SILENT = pino({ level: 'silent' });
 
 /**
- * The IPAM pools, replayed from `<stateDir>/ipam/<subnet>.jnl` in memory the way IpamService loads them, but without
- * its start-up writes (compaction, removing empty or temp files). A torn last line is ignored, as the plugin does.
+ * The IPAM pools as saved in `<stateDir>/ipam/<subnet>.jnl`, read with the plugin's own reader but without its
+ * start-up writes (compaction, removing empty or temp files). A torn last line is ignored, as the plugin does.
  */
 function readPools(stateDir: string, unreadable: StateSnapshot['unreadable']): PoolRow[] {
   const dir = join(stateDir, 'ipam');
@@ -278,19 +276,8 @@ function readPools(stateDir: string, unreadable: StateSnapshot['unreadable']): P
     if (!file.endsWith('.jnl')) continue;
     const path = join(dir, file);
     try {
-      const records = readJournal(path, SILENT);
-      if (records.length === 0) continue; // holds nothing (the plugin removes it at start)
-      const header = records[0];
-      const parsed = header.t === 'subnet' && typeof header.subnet === 'string' ? parseCidr(header.subnet) : undefined;
-      if (!parsed?.ok) throw new Error('does not start with a valid subnet header');
-      const subnet = new Subnet(parsed.cidr);
-      records.forEach((record, i) => {
-        try {
-          subnet.apply(record);
-        } catch (err) {
-          throw new Error(`record ${i + 1}: ${(err as Error).message}`);
-        }
-      });
+      const subnet = readSubnet(path, SILENT);
+      if (!subnet) continue; // holds nothing (the plugin removes it at start)
       for (const pool of subnet.pools.values()) {
         rows.push({ poolId: pool.id, pool: subnet.cidr.text, subPool: pool.range?.text ?? null, v6: subnet.v6, allocated: pool.allocated, refs: pool.refs });
       }

@@ -55,6 +55,30 @@ export function poolIdOf(subnet: Cidr, range: Cidr | undefined, options: Record<
   return id;
 }
 
+/**
+ * Replays one subnet's journal into memory, as it was saved (unanswered changes included). Read-only; undefined when
+ * the file holds no complete line. Throws an Error naming the file and the record that does not fit.
+ */
+export function readSubnet(path: string, log: Logger): Subnet | undefined {
+  const records = readJournal(path, log);
+  if (records.length === 0) return undefined;
+  const header = records[0];
+  if (!header || header.t !== 'subnet' || typeof header.subnet !== 'string') {
+    throw new Error(`IPAM state file ${path} does not start with a subnet header; fix or remove it`);
+  }
+  const parsed = parseCidr(header.subnet);
+  if (!parsed.ok) throw new Error(`IPAM state file ${path} names an invalid subnet '${header.subnet}'; fix or remove it`);
+  const subnet = new Subnet(parsed.cidr);
+  records.forEach((record, i) => {
+    try {
+      subnet.apply(record);
+    } catch (err) {
+      throw new Error(`IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`);
+    }
+  });
+  return subnet;
+}
+
 export class IpamService {
   private readonly dir: string;
   private readonly subnets = new Map<string, Subnet>();
@@ -79,26 +103,12 @@ export class IpamService {
     for (const file of files) {
       const path = join(this.dir, file);
       if (!file.endsWith('.jnl')) continue;
-      const records = readJournal(path, this.log);
-      if (records.length === 0) {
+      const subnet = readSubnet(path, this.log);
+      if (!subnet) {
         this.log.warn({ path }, 'removing an IPAM state file with no complete line: it holds nothing');
         writeSnapshotSync(path, undefined);
         continue;
       }
-      const header = records[0];
-      if (!header || header.t !== 'subnet' || typeof header.subnet !== 'string') {
-        throw new Error(`IPAM state file ${path} does not start with a subnet header; fix or remove it`);
-      }
-      const parsed = parseCidr(header.subnet);
-      if (!parsed.ok) throw new Error(`IPAM state file ${path} names an invalid subnet '${header.subnet}'; fix or remove it`);
-      const subnet = new Subnet(parsed.cidr);
-      records.forEach((record, i) => {
-        try {
-          subnet.apply(record);
-        } catch (err) {
-          throw new Error(`IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`);
-        }
-      });
       for (const what of subnet.rollBackUnanswered()) {
         this.log.warn({ path, undone: what }, 'rolled back an IPAM change saved but never answered (tsmacvlan stopped before answering; Docker did not get it)');
       }

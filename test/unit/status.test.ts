@@ -200,7 +200,7 @@ describe('address pools', () => {
     const { unreadable } = readState(root);
     expect(unreadable).toEqual([
       { file: join(root, 'ipam', '10.10.0.0_24.jnl'), error: expect.stringContaining('line 1 is not valid JSON') },
-      { file: join(root, 'ipam', '10.11.0.0_24.jnl'), error: 'does not start with a valid subnet header' },
+      { file: join(root, 'ipam', '10.11.0.0_24.jnl'), error: expect.stringContaining('does not start with a subnet header; fix or remove it') },
     ]);
   });
 });
