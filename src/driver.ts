@@ -171,7 +171,7 @@ export class NetworkDriver {
     if (!network?.hostAccess) return;
     await this.parentLocks.run(network.parent, async () => {
       if (!this.networks.has(networkId)) return; // deleted meanwhile
-      const made = await this.hostAccess.ensure(this.shimSpec(network), this.containerAddresses(networkId));
+      const made = await this.hostAccess.ensure(this.shimSpec(network), () => this.containerAddresses(networkId));
       this.log.debug({ networkId, made }, 'host access checked');
     });
   }
@@ -237,7 +237,7 @@ export class NetworkDriver {
         if (!plan) await this.parents.createInternal(record.id);
         else if ('vlan' in plan) await this.parents.createVlan(parentName, plan.vlan.base, plan.vlan.vid, options.vlanProtocol);
         crashPoint('parent-ready');
-        if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), []);
+        if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), () => []);
         crashPoint('shim-ready');
         // Just before the answer: from here on Docker may know the network, so a restart keeps it.
         await this.networkStore.put(record.id, record);
@@ -374,9 +374,8 @@ export class NetworkDriver {
     const name = endpointLinkName(endpointId);
     const link = await this.links.get(name);
     // Record first: Docker forgets the endpoint even when this fails (it only logs), so a crash after this point must
-    // leave nothing the start would keep. The link is then ours and owned by no record: the start deletes it. A host
-    // route left behind points at an address no container has, until one gets it (Join replaces the route) or the
-    // network goes (with its shim).
+    // leave nothing the start would keep. The link is then ours and owned by no record, and a host route to it has no
+    // owner either: the start deletes both.
     await this.endpointStore.remove(endpointId);
     crashPoint('endpoint-forgotten');
     this.endpoints.delete(endpointId);

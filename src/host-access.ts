@@ -24,7 +24,7 @@ export class HostAccess {
    * Makes the shim and its routes exist, whatever is left of them: called at create, at start and whenever the
    * parent or the shim changes. Idempotent. Returns false when the parent is not there (nothing to hang the shim on).
    */
-  async ensure(spec: ShimSpec, containerAddresses: Iterable<string>): Promise<boolean> {
+  async ensure(spec: ShimSpec, containerAddresses: () => Iterable<string>): Promise<boolean> {
     const name = shimName(spec.networkId);
     let shim = await this.links.get(name);
     if (!shim) {
@@ -41,7 +41,12 @@ export class HostAccess {
     }
     await this.links.addIpv4Address(shim.index, spec.address, 32);
     if (!shim.up) await this.links.setUp(shim.index);
-    for (const address of containerAddresses) await this.links.replaceHostRoute(address, shim.index, spec.address);
+    for (const address of containerAddresses()) await this.links.replaceHostRoute(address, shim.index, spec.address);
+    // A route no endpoint owns is left by a DeleteEndpoint cut short after it forgot the endpoint. The owners are
+    // read after the dump: a route in the dump was added by a Join whose endpoint is already recorded by then.
+    const routes = await this.links.hostRoutes(shim.index);
+    const owned = new Set(containerAddresses());
+    for (const address of routes) if (!owned.has(address)) await this.links.deleteHostRoute(address, shim.index);
     return true;
   }
 

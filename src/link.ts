@@ -287,6 +287,16 @@ export class Links {
     );
   }
 
+  /** The destinations of the IPv4 /32 routes of the main table out of link `index`. */
+  async hostRoutes(index: number): Promise<string[]> {
+    const run = this.dumpQueue.then(() => this.call('list routes', () => this.socket.getRoutes({ family: AF_INET })));
+    this.dumpQueue = run.catch(() => undefined);
+    const routes = await run;
+    return routes
+      .filter((r) => r.data.dstLen === 32 && r.attrs.oif === index && (r.attrs.table ?? r.data.table) === RT_TABLE_MAIN && r.attrs.dst?.length === 4)
+      .map((r) => [...(r.attrs.dst as Buffer)].join('.'));
+  }
+
   /** Deletes the /32 route to `destination` out of link `index`; false when it was not there. */
   async deleteHostRoute(destination: string, index: number): Promise<boolean> {
     try {

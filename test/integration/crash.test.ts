@@ -182,7 +182,10 @@ describe('crash at every step of every operation', () => {
         await eventually(() => expect(linkNames()).not.toContain(endpointLinkName(EP)));
         expect((await post(socket, createEndpoint.method, createEndpoint.body(parent))).status).toBe(200);
       }
-      if (step === deleteEndpoint) expect(hasEndpoint).toBe(false);
+      if (step === deleteEndpoint) {
+        expect(hasEndpoint).toBe(false);
+        expect(ip('-4', 'route', 'show')).not.toContain(`10.60.0.9 dev ${shimName(NET)}`); // the start removed the host route
+      }
       if (step === deleteNetwork) expect(hasNetwork).toBe(false);
 
       // The user's retry (the full request, as a re-run of the command sends it) succeeds where the operation was undone.
