@@ -29,11 +29,16 @@ class CrashableDaemon {
     await waitForSocket(SOCKET, daemon);
   }
 
+  /** SIGTERM and wait; a daemon still up 10 s later is SIGKILLed and the stop fails (it must not hang the suite). */
   async stop(): Promise<void> {
     const d = this.daemon;
-    if (d && d.child.exitCode === null && d.child.signalCode === null) {
-      d.child.kill('SIGTERM');
+    if (!d || d.child.exitCode !== null || d.child.signalCode !== null) return;
+    d.child.kill('SIGTERM');
+    const stopped = await Promise.race([d.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 10_000))]);
+    if (!stopped) {
+      d.child.kill('SIGKILL');
       await d.exited;
+      throw new Error(`the plugin daemon did not exit within 10 s of SIGTERM (SIGKILLed); its last output: ${d.output().split('\n').slice(-5).join(' | ')}`);
     }
   }
 
@@ -107,9 +112,17 @@ describe('crash recovery with Docker: the plugin SIGKILLed mid-request during `d
     const d = plugin.daemon;
     const dead = !d || d.child.exitCode !== null || d.child.signalCode !== null;
     const armed = plugin.crashAt !== undefined;
-    if (dead || armed) await plugin.restart().catch(() => {});
-    await removeDockerObjects(PREFIX);
-    await destroyAllSwitches();
+    let stopFailure: unknown;
+    try {
+      if (dead || armed) {
+        await plugin.stop().catch((err) => (stopFailure = err));
+        await plugin.start();
+      }
+    } finally {
+      await removeDockerObjects(PREFIX);
+      await destroyAllSwitches();
+    }
+    if (stopFailure) throw stopFailure;
   };
   afterEach(cleanUp);
 
