@@ -1,7 +1,7 @@
 // kill -9 in the middle of parallel allocations and releases: every address a child process answered before it died
 // must still be allocated when the state is loaded again, and the state must load.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -16,7 +16,14 @@ const { IpamService } = require(${JSON.stringify(join(root, 'dist/ipam/service.j
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 const [stateDir, subnet, workers] = process.argv.slice(2);
 const ipam = new IpamService(stateDir, quiet);
-const say = (line) => process.stdout.write(line + '\\n');
+// Acknowledgements go straight to the pipe: process.stdout buffers writes to a pipe in memory, and SIGKILL loses them.
+const { writeSync } = require('node:fs');
+const say = (line) => {
+  for (;;) {
+    try { return void writeSync(1, line + '\\n'); }
+    catch (err) { if (err.code !== 'EAGAIN') throw err; Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); }
+  }
+};
 async function main() {
   const { poolId } = await ipam.requestPool({ pool: subnet, options: null, v6: subnet.includes(':') });
   say('pool ' + poolId);
@@ -41,13 +48,19 @@ let work: string;
 let childJs: string;
 
 beforeAll(() => {
+  // The parent checks with src/, the child runs dist/: a build older than the source would compare two different
+  // IPAM implementations.
+  const stale = readdirSync(join(root, 'src/ipam'))
+    .filter((f) => f.endsWith('.ts'))
+    .filter((f) => statSync(join(root, 'src/ipam', f)).mtimeMs > statSync(join(root, 'dist/ipam', f.replace(/\.ts$/, '.js'))).mtimeMs);
+  if (stale.length > 0) throw new Error(`dist/ipam is older than src/ipam (${stale.join(', ')}): run 'npm run build' first`);
   work = mkdtempSync(join(tmpdir(), 'tsmacvlan-ipam-crash-'));
   childJs = join(work, 'child.js');
   writeFileSync(childJs, CHILD);
 });
 
 afterAll(() => {
-  rmSync(work, { recursive: true, force: true });
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 /** Runs the child until it has acknowledged `acks` changes, then SIGKILLs it. Returns the lines it wrote. */
