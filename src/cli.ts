@@ -62,6 +62,9 @@ function socketInUse(path: string): Promise<boolean> {
   });
 }
 
+/** How long a stop (SIGTERM, SIGINT) may take; Docker and systemd wait longer before they SIGKILL. */
+const STOP_DEADLINE_MS = 10_000;
+
 async function serve(options: ServeOptions): Promise<void> {
   const log = pino({ level: options.logLevel, base: { pid: process.pid } });
   process.umask(0o077); // state readable by root only
@@ -89,8 +92,17 @@ async function serve(options: ServeOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping: finishing requests in flight');
+    // A stop must not hang (one was seen once in testing, not reproduced): the state is crash-safe, so after the
+    // deadline the process exits as a crash would and the next start finishes or undoes what was under way.
+    let phase = 'finishing requests';
+    setTimeout(() => {
+      log.error({ phase, seconds: STOP_DEADLINE_MS / 1000 }, 'stop did not finish in time; exiting anyway (the next start repairs)');
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
     await app.close(); // waits for requests in flight, removes the socket
+    phase = 'saving IPAM state';
     await ipam.close();
+    phase = 'deleting endpoint links';
     await driver.close();
     links.close();
     process.exit(0);
