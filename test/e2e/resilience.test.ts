@@ -1,5 +1,7 @@
 // Under load and restarts, with a real Docker Engine: parallel starts, concurrent connect/disconnect, dockerd killed
 // and started again, the plugin restarted while dockerd runs.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { docker, dockerOk, eventually, ping, run, runSleeper, uniqueName, waitFor } from './docker';
 import { DRIVER, pluginLinksOnHost, withPluginDaemon } from './plugin-daemon';
@@ -52,9 +54,23 @@ describe('resilience with Docker', () => {
     await dockerOk(['rm', '-f', ...names], { timeoutMs: 240_000 });
     const failures = plugin().daemon.output().split('\n').filter((l) => /"status":(4|5)\d\d/.test(l));
     expect(failures).toEqual([]);
-    // `docker rm -f` answers before dockerd has torn down every endpoint; the network goes once they are.
-    await eventually(() => dockerOk(['network', 'rm', net]), 60_000);
+    // `docker rm -f` answers before dockerd has torn down every endpoint: wait for Docker's view, then the plugin's.
+    await eventually(async () => expect(await dockerOk(['network', 'inspect', '-f', '{{len .Containers}}', net])).toBe('0'), 60_000);
     await eventually(async () => expect(await pluginLinksOnHost('e')).toEqual([]));
+    const recordsLeft = () => readdirSync(join(plugin().stateDir, 'endpoints')).filter((f) => f.endsWith('.json'));
+    await eventually(() => expect(recordsLeft()).toEqual([]));
+    // Docker 20.10's own count of a network's endpoints can go stale when many are removed at once: the network is
+    // then refused with 'has active endpoints' though no container is on it, until dockerd's next start ("Fixing
+    // inconsistent endpoint_cnt ... Expected=0, Actual=8", seen here once). The plugin is not asked about it; the
+    // next test restarts dockerd, and the suite's clean-up removes the network then.
+    const removed = await eventually(() => dockerOk(['network', 'rm', net]), 30_000).then(
+      () => true,
+      (err: Error) => {
+        if (!/has active endpoints/.test(err.message)) throw err;
+        return false;
+      },
+    );
+    if (!removed) console.warn(`docker network rm ${net}: Docker's endpoint count is stale (no container is on the network); left to the next dockerd start`);
   });
 
   it('survives connect/disconnect loops from several shells at once', async () => {
