@@ -47,6 +47,8 @@ export class NetworkDriver {
   private readonly pendingRepairs = new Map<string, NodeJS.Timeout>();
   private stopWatching: (() => void) | undefined;
   private readonly parentLocks = new KeyedMutex();
+  /** One request at a time per endpoint: Docker sends them in order, a client that does not must not tangle them. */
+  private readonly endpointLocks = new KeyedMutex();
   private readonly parents: Parents;
   private readonly hostAccess: HostAccess;
   private readonly reaper = new LinkReaper();
@@ -285,8 +287,19 @@ export class NetworkDriver {
   }
 
   /** Records the endpoint; answers the MAC when Docker gave none. */
-  async createEndpoint(req: CreateEndpointRequest): Promise<{ mac?: string }> {
+  createEndpoint(req: CreateEndpointRequest): Promise<{ mac?: string }> {
+    return this.endpointLocks.run(req.endpointId, () => this.createEndpointLocked(req));
+  }
+
+  private async createEndpointLocked(req: CreateEndpointRequest): Promise<{ mac?: string }> {
     const network = this.network(req.networkId);
+    const existing = this.endpoints.get(req.endpointId);
+    if (existing) {
+      // The same request again is answered the same way; anything else under that id is refused.
+      const same = existing.networkId === req.networkId && existing.ipv4 === req.ipv4 && existing.ipv6 === req.ipv6 && (!req.mac || req.mac === existing.mac);
+      if (!same) throw new PluginError(`endpoint ${req.endpointId.slice(0, 12)} already exists on network ${existing.networkId.slice(0, 12)} with other settings; endpoint ids are unique`);
+      return req.mac ? {} : { mac: existing.mac };
+    }
     const others = this.endpointsOf.get(req.networkId);
     if (network.mode === 'passthru' && others?.size && !others.has(req.endpointId)) {
       throw new PluginError(`network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`);
@@ -309,13 +322,19 @@ export class NetworkDriver {
     } catch (err) {
       this.endpoints.delete(record.id);
       this.unindex(this.endpointsOf, record.networkId, record.id);
+      // Marked unanswered if it got written: the next start would roll it back anyway.
+      await this.endpointStore.remove(record.id).catch(() => undefined);
       throw err;
     }
     return req.mac ? {} : { mac: record.mac };
   }
 
   /** Creates the host-side macvlan link; Docker moves it into the container. */
-  async join(networkId: string, endpointId: string): Promise<JoinAnswer> {
+  join(networkId: string, endpointId: string): Promise<JoinAnswer> {
+    return this.endpointLocks.run(endpointId, () => this.joinLocked(networkId, endpointId));
+  }
+
+  private async joinLocked(networkId: string, endpointId: string): Promise<JoinAnswer> {
     const network = this.network(networkId);
     const endpoint = this.endpoints.get(endpointId);
     if (!endpoint || endpoint.networkId !== networkId) {
@@ -368,7 +387,11 @@ export class NetworkDriver {
   }
 
   /** Removes the host-side link (Docker has moved it back from the container by now) and forgets the endpoint. */
-  async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
+  deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
+    return this.endpointLocks.run(endpointId, () => this.deleteEndpointLocked(networkId, endpointId));
+  }
+
+  private async deleteEndpointLocked(networkId: string, endpointId: string): Promise<void> {
     const endpoint = this.endpoints.get(endpointId);
     if (!endpoint) return;
     const name = endpointLinkName(endpointId);

@@ -236,6 +236,35 @@ describe('network driver on the real kernel', () => {
     await plugin.driver.settled();
     expect(pluginLinks()).toEqual([]);
   });
+
+  it('takes requests for one endpoint one at a time: duplicates sent together answer alike, and nothing tangles', async () => {
+    const networkId = id();
+    await createNetwork(plugin, networkId, { parent });
+    const endpointId = id();
+    const create = { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '10.80.0.7/24' } };
+    const endpoint = { NetworkID: networkId, EndpointID: endpointId };
+    const thrice = async (method: string, body: object) => Promise.all([1, 2, 3].map(() => plugin.call(method, body)));
+    const created = await thrice('NetworkDriver.CreateEndpoint', create);
+    expect(created.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(new Set(created.map((r) => r.json.Interface?.MacAddress)).size).toBe(1); // one MAC, the same for all
+    expect((await thrice('NetworkDriver.Join', endpoint)).map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(pluginLinks()).toEqual([endpointLinkName(endpointId)]);
+    // The same id with other settings is refused and changes nothing.
+    const other = await plugin.call('NetworkDriver.CreateEndpoint', { ...create, Interface: { Address: '10.80.0.8/24' } });
+    expect(other.status).toBe(500);
+    expect(other.json.Err).toMatch(/already exists on network .* with other settings/);
+    // Join, DeleteEndpoint and CreateEndpoint together run in the order they came.
+    const mixed = await Promise.all([
+      plugin.call('NetworkDriver.Join', endpoint),
+      plugin.call('NetworkDriver.DeleteEndpoint', endpoint),
+      plugin.call('NetworkDriver.CreateEndpoint', create),
+    ]);
+    expect(mixed.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect((await thrice('NetworkDriver.DeleteEndpoint', endpoint)).map((r) => r.status)).toEqual([200, 200, 200]);
+    await plugin.driver.settled();
+    expect(pluginLinks()).toEqual([]);
+    expect(plugin.driver.listEndpoints()).toEqual([]);
+  });
 });
 
 describe('request validation', () => {
