@@ -203,6 +203,7 @@ export class NetworkDriver {
     if (this.networks.has(req.networkId)) return; // a retry of a create that already succeeded
     const parentName = options.parent ?? internalParentName(req.networkId);
     await this.parentLocks.run(parentName, async () => {
+      if (this.networks.has(req.networkId)) return; // the same request, sent again while the first was under way
       const sharing = this.networksOn.get(parentName);
       if (sharing?.size) {
         const passthru = [...sharing].find((id) => this.networks.get(id)?.mode === 'passthru');
@@ -262,6 +263,7 @@ export class NetworkDriver {
     if (!network) return;
     for (const endpointId of [...(this.endpointsOf.get(networkId) ?? [])]) await this.deleteEndpoint(networkId, endpointId);
     await this.parentLocks.run(network.parent, async () => {
+      if (this.networks.get(networkId) !== network) return; // deleted by the same request sent again meanwhile
       // Record first: what a crash leaves after this is marked as the plugin's and owned by nothing, so the start removes it.
       await this.networkStore.remove(networkId);
       crashPoint('network-forgotten');

@@ -265,6 +265,23 @@ describe('network driver on the real kernel', () => {
     expect(pluginLinks()).toEqual([]);
     expect(plugin.driver.listEndpoints()).toEqual([]);
   });
+
+  it('creates and deletes a network once when the same request comes several times together', async () => {
+    for (const generic of [{ parent }, {}]) {
+      const networkId = id();
+      const created = await Promise.all([1, 2, 3].map(() => createNetwork(plugin, networkId, generic)));
+      expect(created.map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(plugin.driver.listNetworks().map((n) => n.id)).toEqual([networkId]);
+      if (!('parent' in generic)) expect(linkNames()).toContain(internalParentName(networkId));
+      const endpointId = (await attach(plugin, networkId)).endpointId;
+      expect(pluginLinks()).toContain(endpointLinkName(endpointId));
+      const deleted = await Promise.all([1, 2, 3].map(() => plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })));
+      expect(deleted.map((r) => r.status)).toEqual([200, 200, 200]);
+      await plugin.driver.settled();
+      expect(pluginLinks()).toEqual([]);
+      expect(plugin.driver.listNetworks()).toEqual([]);
+    }
+  });
 });
 
 describe('request validation', () => {
