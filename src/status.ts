@@ -229,18 +229,20 @@ function endpointProblem(value: unknown): string | undefined {
   return undefined;
 }
 
-/** Reads `<dir>/*.json` as RecordStore writes them (a leftover `.json.tmp` is a write that never happened: ignored). */
-function readRecords<T>(dir: string, problemOf: (value: unknown) => string | undefined, unreadable: StateSnapshot['unreadable']): T[] {
-  let files: string[];
+/** The names in `dir` ending in `suffix`, sorted; none when it does not exist, and an entry in `unreadable` when it cannot be read. */
+function filesEndingIn(dir: string, suffix: string, unreadable: StateSnapshot['unreadable']): string[] {
   try {
-    files = readdirSync(dir).sort();
+    return readdirSync(dir).filter((file) => file.endsWith(suffix)).sort();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') unreadable.push({ file: dir, error: (err as Error).message });
     return [];
   }
+}
+
+/** Reads `<dir>/*.json` as RecordStore writes them (a leftover `.json.tmp` is a write that never happened: ignored). */
+function readRecords<T>(dir: string, problemOf: (value: unknown) => string | undefined, unreadable: StateSnapshot['unreadable']): T[] {
   const records: T[] = [];
-  for (const file of files) {
-    if (!file.endsWith('.json')) continue;
+  for (const file of filesEndingIn(dir, '.json', unreadable)) {
     const path = join(dir, file);
     let value: unknown;
     try {
@@ -264,16 +266,8 @@ const SILENT = pino({ level: 'silent' });
  */
 function readPools(stateDir: string, unreadable: StateSnapshot['unreadable']): PoolRow[] {
   const dir = join(stateDir, 'ipam');
-  let files: string[];
-  try {
-    files = readdirSync(dir).sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') unreadable.push({ file: dir, error: (err as Error).message });
-    return [];
-  }
   const rows: PoolRow[] = [];
-  for (const file of files) {
-    if (!file.endsWith('.jnl')) continue;
+  for (const file of filesEndingIn(dir, '.jnl', unreadable)) {
     const path = join(dir, file);
     try {
       const subnet = readSubnet(path, SILENT);
