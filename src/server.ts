@@ -27,14 +27,9 @@ export function buildServer(services: Services, logger: Logger, ready: Promise<u
 
   // Docker sends JSON without a Content-Type, and calls without arguments with an empty body.
   app.removeAllContentTypeParsers();
-  const emptyBodies = new WeakSet<object>();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
     const text = (body as string).trim();
-    if (text === '') {
-      const empty = {};
-      emptyBodies.add(empty);
-      return done(null, empty);
-    }
+    if (text === '') return done(null, undefined); // as when no body came at all
     try {
       done(null, JSON.parse(text));
     } catch (err) {
@@ -59,8 +54,7 @@ export function buildServer(services: Services, logger: Logger, ready: Promise<u
   // Docker 20.10 resends a request whose connection broke with an empty body: it cannot be carried out. Only the
   // calls without arguments (no body schema) come empty otherwise.
   app.addHook('preValidation', async (request) => {
-    const empty = request.body === undefined || emptyBodies.has(request.body as object);
-    if (!empty || !request.routeOptions.schema?.body) return;
+    if (request.body !== undefined || !request.routeOptions.schema?.body) return;
     const method = request.url.replace(/^\//, '');
     throw Object.assign(
       new Error(
