@@ -54,7 +54,8 @@ export class NetworkDriver {
   private readonly reaper = new LinkReaper();
   private readonly networkStore: RecordStore<NetworkRecord>;
   private readonly endpointStore: RecordStore<EndpointRecord>;
-  private unanswered: (NetworkRecord | EndpointRecord)[] = [];
+  /** Records of creates a crash cut short before their answer: kept apart until reconcile rolls them back. */
+  private unanswered: { networks: NetworkRecord[]; endpoints: EndpointRecord[] } = { networks: [], endpoints: [] };
 
   constructor(
     private readonly links: Links,
@@ -67,9 +68,8 @@ export class NetworkDriver {
     this.endpointStore = new RecordStore(join(stateDir, 'endpoints'));
     this.networks = this.networkStore.loadAll();
     this.endpoints = this.endpointStore.loadAll();
-    // Creates a crash cut short before their answer: kept apart, and rolled back by reconcile.
-    for (const [id, network] of this.networks) if (network.unanswered) this.unanswered.push(network), this.networks.delete(id);
-    for (const [id, endpoint] of this.endpoints) if (endpoint.unanswered) this.unanswered.push(endpoint), this.endpoints.delete(id);
+    for (const [id, network] of this.networks) if (network.unanswered) this.unanswered.networks.push(network), this.networks.delete(id);
+    for (const [id, endpoint] of this.endpoints) if (endpoint.unanswered) this.unanswered.endpoints.push(endpoint), this.endpoints.delete(id);
     for (const network of this.networks.values()) {
       this.index(this.networksOn, network.parent, network.id);
       if (network.hostAccess) this.shims.set(shimName(network.id), network.id);
@@ -96,8 +96,8 @@ export class NetworkDriver {
    * shims. One log line per repair. With `dryRun`, only says what it would do.
    */
   async reconcile({ dryRun = false } = {}): Promise<Repair[]> {
-    const networks = [...this.listNetworks(), ...this.unanswered.filter((r): r is NetworkRecord => 'parent' in r)];
-    const endpoints = [...this.listEndpoints(), ...this.unanswered.filter((r): r is EndpointRecord => 'networkId' in r)];
+    const networks = [...this.listNetworks(), ...this.unanswered.networks];
+    const endpoints = [...this.listEndpoints(), ...this.unanswered.endpoints];
     const repairs = planRepairs(await this.links.list(), this.links.group, networks, endpoints);
     if (dryRun) return repairs;
     for (const repair of repairs) {
@@ -113,7 +113,7 @@ export class NetworkDriver {
       }
       this.log.info({ link: repair.link, action: repair.action, reason: repair.reason }, 'repaired');
     }
-    this.unanswered = [];
+    this.unanswered = { networks: [], endpoints: [] };
     for (const network of this.networks.values()) if (network.hostAccess) await this.repairHostAccess(network.id);
     this.updateWatch();
     return repairs;
