@@ -25,6 +25,9 @@ export interface AnswerMark {
   apply: () => void;
 }
 
+/** The change is on disk but its answer mark is not: it stays held, unanswered, until the next start releases it. */
+export class UnmarkedError extends Error {}
+
 export interface AppendOptions {
   /** Called when the change could not be saved, before the promise rejects. */
   undo?: () => void;
@@ -192,7 +195,8 @@ export class Journal {
       } catch (err) {
         this.needSnapshot = true;
         this.log.error({ path: this.path, err }, 'IPAM state saved, but its answer could not be marked; it is rolled back at the next start');
-        for (const entry of batch) (entry.answered ? entry.reject : entry.resolve)(err);
+        const unmarked = new UnmarkedError((err as Error).message);
+        for (const entry of batch) (entry.answered ? entry.reject(unmarked) : entry.resolve());
         return;
       }
       for (const entry of marks) entry.answered!.apply();

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { PluginError } from '../errors';
 import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
 import { ExhaustedError, type Pool, Subnet, type TakeKind } from './allocator';
-import { type AppendOptions, Journal, readJournal, syncDirSync, writeSnapshotSync } from './journal';
+import { type AppendOptions, Journal, UnmarkedError, readJournal, syncDirSync, writeSnapshotSync } from './journal';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -162,11 +162,12 @@ export class IpamService {
     try {
       await journal.append(line, options);
     } catch (err) {
-      const outcome = options.answered
-        ? options.undo
-          ? 'nothing was assigned'
-          : 'it is held until tsmacvlan restarts, then released'
-        : 'the release holds until tsmacvlan restarts; it is saved with the next change that can be';
+      const outcome =
+        err instanceof UnmarkedError
+          ? 'it is held until tsmacvlan restarts, then released'
+          : options.undo
+            ? 'nothing was assigned'
+            : 'the release holds until tsmacvlan restarts; it is saved with the next change that can be';
       throw new PluginError(`could not save the IPAM state to ${journal.path} (${(err as Error).message}); ${outcome}`);
     }
   }
