@@ -223,6 +223,10 @@ function offset(value: unknown, key: string): bigint {
   return BigInt(value);
 }
 
+function unansweredKey(value: bigint, pool: Pool): string {
+  return `${pool.no}/${value}`;
+}
+
 export class Subnet {
   readonly lo: bigint;
   readonly hi: bigint;
@@ -413,7 +417,7 @@ export class Subnet {
   private release(value: bigint, pool: Pool, all: boolean): boolean {
     const holder = this.taken.get(value);
     if (!holder) return false;
-    const key = `${pool.no}/${value}`;
+    const key = unansweredKey(value, pool);
     if (holder.kind === 'gateway') {
       const count = holder.by.get(pool);
       if (count === undefined) return false;
@@ -438,7 +442,7 @@ export class Subnet {
   }
 
   private markUnanswered(value: bigint, pool: Pool, count: number): void {
-    const key = `${pool.no}/${value}`;
+    const key = unansweredKey(value, pool);
     const entry = this.unanswered.get(key);
     if (entry) entry.count += count;
     else this.unanswered.set(key, { value, pool, count });
@@ -455,7 +459,7 @@ export class Subnet {
   }
 
   answeredTake(value: bigint, pool: Pool): void {
-    const key = `${pool.no}/${value}`;
+    const key = unansweredKey(value, pool);
     const entry = this.unanswered.get(key);
     if (entry && --entry.count <= 0) this.unanswered.delete(key);
   }
@@ -473,7 +477,7 @@ export class Subnet {
     const undone: string[] = [];
     for (const { value, pool, count } of [...this.unanswered.values()]) {
       for (let i = 0; i < count; i++) this.release(value, pool, false);
-      this.unanswered.delete(`${pool.no}/${value}`);
+      this.unanswered.delete(unansweredKey(value, pool));
       undone.push(`address ${this.text(value)} of pool ${pool.id}`);
     }
     for (const pool of [...this.pools.values()]) {
@@ -507,7 +511,7 @@ export class Subnet {
     for (const [value, holder] of this.taken) {
       const a = this.text(value);
       const u = (pool: Pool) => {
-        const count = this.unanswered.get(`${pool.no}/${value}`)?.count;
+        const count = this.unanswered.get(unansweredKey(value, pool))?.count;
         return count ? `,"u":${count}` : '';
       };
       if (holder.kind === 'gateway') {
