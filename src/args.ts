@@ -25,7 +25,8 @@ export function parseFlags(args: string[], spec: FlagSpec, usage: string): Flags
     }
     const value = inline ?? args[i + 1];
     const isValue = spec.values?.includes(flag);
-    if ((!isValue && !spec.lists?.includes(flag)) || value === undefined) throw new Error(`unknown or incomplete argument '${flag}'\n${usage}`);
+    if ((!isValue && !spec.lists?.includes(flag)) || value === undefined)
+      throw new Error(`unknown or incomplete argument '${flag}'\n${usage}`);
     if (inline === undefined) i++;
     if (isValue) flags.values.set(flag, value);
     else flags.lists.set(flag, [...(flags.lists.get(flag) ?? []), value]);

@@ -49,7 +49,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 function parseServeArgs(args: string[]): ServeOptions {
   const flags = parseFlags(args, { values: ['--socket', '--state-dir', '--log-level'] }, USAGE);
   const logLevel = flags.values.get('--log-level') ?? (process.env.LOG_LEVEL || 'info');
-  if (!LOG_LEVELS.includes(logLevel)) throw new Error(`log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`);
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new Error(`log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`);
   return { ...location(flags), logLevel };
 }
 
@@ -85,7 +86,10 @@ async function serve(options: ServeOptions): Promise<void> {
   await app.listen({ path: options.socket });
   process.umask(0o077);
   await ready;
-  log.info({ socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length }, 'tsmacvlan ready');
+  log.info(
+    { socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length },
+    'tsmacvlan ready',
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -96,7 +100,10 @@ async function serve(options: ServeOptions): Promise<void> {
     // deadline the process exits as a crash would and the next start finishes or undoes what was under way.
     let phase = 'finishing requests';
     setTimeout(() => {
-      log.error({ phase, seconds: STOP_DEADLINE_MS / 1000 }, 'stop did not finish in time; exiting anyway (the next start repairs)');
+      log.error(
+        { phase, seconds: STOP_DEADLINE_MS / 1000 },
+        'stop did not finish in time; exiting anyway (the next start repairs)',
+      );
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
     await app.close(); // waits for requests in flight, removes the socket
@@ -114,7 +121,9 @@ async function serve(options: ServeOptions): Promise<void> {
 /** `tsmacvlan gc`: the start-up reconciliation on its own; with --dry-run it changes nothing. */
 async function gc(options: { socket: string; stateDir: string }, dryRun: boolean): Promise<void> {
   if (!dryRun && existsSync(options.socket) && (await socketInUse(options.socket))) {
-    throw new Error(`the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`);
+    throw new Error(
+      `the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`,
+    );
   }
   const links = new Links(stateGroup(options.stateDir));
   try {

@@ -49,7 +49,10 @@ export const DOCTOR_JSON_SCHEMA = {
         required: ['id', 'status', 'message'],
         additionalProperties: false,
         properties: {
-          id: { type: 'string', pattern: '^(privileges|kernel\\.macvlan|kernel\\.8021q|socket|state|drift|parent:\\S+|drift:\\S+)$' },
+          id: {
+            type: 'string',
+            pattern: '^(privileges|kernel\\.macvlan|kernel\\.8021q|socket|state|drift|parent:\\S+|drift:\\S+)$',
+          },
           status: { enum: ['OK', 'WARN', 'FAIL'] },
           message: nonEmpty,
           fix: nonEmpty,
@@ -95,7 +98,11 @@ export function privilegesCheck(procStatus: string): Check {
       fix: 'run doctor as root (sudo tsmacvlan doctor)',
     };
   }
-  return { id, status: 'OK', message: `running as uid ${uid} with CAP_NET_ADMIN (and CAP_SYS_ADMIN, for the kernel test)` };
+  return {
+    id,
+    status: 'OK',
+    message: `running as uid ${uid} with CAP_NET_ADMIN (and CAP_SYS_ADMIN, for the kernel test)`,
+  };
 }
 
 // ---- kernel support ----
@@ -134,7 +141,19 @@ async function attempt(create: () => Promise<void>, remove: () => Promise<unknow
 }
 
 /** Kinds of the fallback devices (tunl0, sit0, gre0...) the kernel puts in every new namespace once their module is loaded. */
-const FALLBACK_TUNNELS = new Set(['ipip', 'sit', 'ip6tnl', 'gre', 'gretap', 'erspan', 'ip6gre', 'ip6gretap', 'ip6erspan', 'vti', 'vti6']);
+const FALLBACK_TUNNELS = new Set([
+  'ipip',
+  'sit',
+  'ip6tnl',
+  'gre',
+  'gretap',
+  'erspan',
+  'ip6gre',
+  'ip6gretap',
+  'ip6erspan',
+  'vti',
+  'vti6',
+]);
 
 /**
  * The kernel test itself, run by `doctor --probe-kernel=<outer netns>` in the throwaway namespace `unshare --net` made.
@@ -149,7 +168,9 @@ export async function probeKernel(outerNetns: string): Promise<KernelProbe> {
   if (here === outerNetns) throw refuse(`this is the namespace doctor runs in (${here})`);
   const links = new Links();
   try {
-    const others = (await links.list()).filter((l) => !l.loopback && !(FALLBACK_TUNNELS.has(l.kind ?? '') && !l.up)).map((l) => l.name);
+    const others = (await links.list())
+      .filter((l) => !l.loopback && !(FALLBACK_TUNNELS.has(l.kind ?? '') && !l.up))
+      .map((l) => l.name);
     if (others.length) throw refuse(`this network namespace is not a fresh one (it has ${others.join(', ')})`);
     // The namespace is new and empty: these names cannot clash with anything, and everything dies with it.
     let lower: KernelProbe['lower'] = null;
@@ -197,7 +218,10 @@ export async function probeKernel(outerNetns: string): Promise<KernelProbe> {
  * util-linux's unshare is on every Debian; the child is this CLI (`doctor --probe-kernel`), never the daemon, which
  * spawns nothing. Creating a macvlan or VLAN link may autoload its kernel module, exactly as the plugin's would.
  */
-export function runKernelProbe(cli = join(__dirname, 'cli.js'), timeoutMs = 60_000): Promise<KernelProbe | { error: string }> {
+export function runKernelProbe(
+  cli = join(__dirname, 'cli.js'),
+  timeoutMs = 60_000,
+): Promise<KernelProbe | { error: string }> {
   const outer = readlinkSync('/proc/self/ns/net');
   return new Promise((resolve) => {
     execFile(
@@ -206,7 +230,10 @@ export function runKernelProbe(cli = join(__dirname, 'cli.js'), timeoutMs = 60_0
       { timeout: timeoutMs, encoding: 'utf8' },
       (err, stdout, stderr) => {
         if (err) {
-          const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `'unshare' (util-linux) is not installed` : (stderr.trim() || err.message).split('\n')[0];
+          const why =
+            (err as NodeJS.ErrnoException).code === 'ENOENT'
+              ? `'unshare' (util-linux) is not installed`
+              : (stderr.trim() || err.message).split('\n')[0];
           resolve({ error: why });
           return;
         }
@@ -225,7 +252,8 @@ const NOT_SUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP']);
 export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
   const where = 'tried in a throwaway network namespace';
   if ('error' in probe) {
-    const fix = 'run doctor as root with util-linux installed, so it can test the kernel in a throwaway network namespace';
+    const fix =
+      'run doctor as root with util-linux installed, so it can test the kernel in a throwaway network namespace';
     return [
       { id: 'kernel.macvlan', status: 'WARN', message: `could not test macvlan support: ${probe.error}`, fix },
       { id: 'kernel.8021q', status: 'WARN', message: `could not test 802.1q VLAN support: ${probe.error}`, fix },
@@ -233,7 +261,8 @@ export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
   }
   if (!probe.lower || !probe.macvlan || !probe.vlan) {
     const message = `could not test: this kernel has neither veth nor dummy links (${probe.lowerErrno ?? 'unknown error'}), so doctor has no link to hang a test link on`;
-    const fix = 'load veth (modprobe veth) and run doctor again, or create a network on a spare interface to see whether it works';
+    const fix =
+      'load veth (modprobe veth) and run doctor again, or create a network on a spare interface to see whether it works';
     return [
       { id: 'kernel.macvlan', status: 'WARN', message, fix },
       { id: 'kernel.8021q', status: 'WARN', message, fix },
@@ -280,19 +309,23 @@ const VM_NICS: Record<string, { vmOnly: boolean; advice: string }> = {
   },
   vmxnet3: {
     vmOnly: true,
-    advice: 'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group (or enable MAC learning on a distributed switch)',
+    advice:
+      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group (or enable MAC learning on a distributed switch)',
   },
   hv_netvsc: {
     vmOnly: true,
-    advice: 'Hyper-V: enable MAC address spoofing on the VM\'s network adapter (Set-VMNetworkAdapter -VMName <vm> -MacAddressSpoofing On); Azure drops such frames',
+    advice:
+      "Hyper-V: enable MAC address spoofing on the VM's network adapter (Set-VMNetworkAdapter -VMName <vm> -MacAddressSpoofing On); Azure drops such frames",
   },
   e1000: {
     vmOnly: false,
-    advice: 'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
+    advice:
+      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
   },
   e1000e: {
     vmOnly: false,
-    advice: 'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
+    advice:
+      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
   },
 };
 
@@ -313,10 +346,20 @@ async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, fac
   const findings: Finding[] = [];
   const name = link.name;
   if (link.loopback) {
-    return [{ status: 'FAIL', text: 'is the loopback interface', fix: 'use an Ethernet interface, such as eth1, as the parent' }];
+    return [
+      {
+        status: 'FAIL',
+        text: 'is the loopback interface',
+        fix: 'use an Ethernet interface, such as eth1, as the parent',
+      },
+    ];
   }
   if (!link.up) {
-    findings.push({ status: 'FAIL', text: 'is down: containers on it are cut off', fix: `bring it up: ip link set ${name} up (and in the host's network configuration, so it stays up)` });
+    findings.push({
+      status: 'FAIL',
+      text: 'is down: containers on it are cut off',
+      fix: `bring it up: ip link set ${name} up (and in the host's network configuration, so it stays up)`,
+    });
   } else if (!link.carrier) {
     findings.push({
       status: 'WARN',
@@ -339,7 +382,11 @@ async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, fac
         fix: `use '${master}' itself as the parent (-o parent=${master})`,
       });
     } else {
-      findings.push({ status: 'WARN', text: `is enslaved to ${kind} '${master}'`, fix: `make sure traffic of '${master}' is meant to carry containers, or use another interface` });
+      findings.push({
+        status: 'WARN',
+        text: `is enslaved to ${kind} '${master}'`,
+        fix: `make sure traffic of '${master}' is meant to carry containers, or use another interface`,
+      });
     }
   }
 
@@ -355,7 +402,8 @@ async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, fac
   }
 
   // The NIC under a VLAN is the one the hypervisor sees.
-  const physical = link.kind === 'vlan' && link.parentIndex !== undefined ? ((await byIndex(link.parentIndex)) ?? link) : link;
+  const physical =
+    link.kind === 'vlan' && link.parentIndex !== undefined ? ((await byIndex(link.parentIndex)) ?? link) : link;
   if (physical !== link) findings.push({ status: 'OK', text: `VLAN ${link.vlanId ?? '?'} on ${physical.name}` });
   const sys = sysfsFacts(physical, facts.sysfs);
   if (sys?.driver) {
@@ -393,10 +441,22 @@ function usedBy(use: ParentUse): string {
 }
 
 /** Findings about a parent that does not exist. */
-async function missingFindings(name: string, use: ParentUse, links: Links, facts: HostFacts, vlanSupport: boolean | undefined): Promise<Finding[]> {
+async function missingFindings(
+  name: string,
+  use: ParentUse,
+  links: Links,
+  facts: HostFacts,
+  vlanSupport: boolean | undefined,
+): Promise<Finding[]> {
   const users = usedBy(use);
   if (use.networks.length && use.networks.every((n) => n.parent === internalParentName(n.id))) {
-    return [{ status: 'WARN', text: `internal parent of ${users} does not exist; the plugin re-creates it at start`, fix: GC_ADVICE }];
+    return [
+      {
+        status: 'WARN',
+        text: `internal parent of ${users} does not exist; the plugin re-creates it at start`,
+        fix: GC_ADVICE,
+      },
+    ];
   }
   const vlan = vlanName(name);
   if (vlan && use.networks.every((n) => n.ownsParent)) {
@@ -411,10 +471,25 @@ async function missingFindings(name: string, use: ParentUse, links: Links, facts
       ];
     }
     const findings: Finding[] = use.networks.length
-      ? [{ status: 'WARN', text: `VLAN parent of ${users} does not exist; the plugin re-creates it on '${vlan.base}' at start`, fix: GC_ADVICE }]
-      : [{ status: 'OK', text: `does not exist yet: the plugin creates it as VLAN ${vlan.vid} on '${vlan.base}' for the first network that names it` }];
+      ? [
+          {
+            status: 'WARN',
+            text: `VLAN parent of ${users} does not exist; the plugin re-creates it on '${vlan.base}' at start`,
+            fix: GC_ADVICE,
+          },
+        ]
+      : [
+          {
+            status: 'OK',
+            text: `does not exist yet: the plugin creates it as VLAN ${vlan.vid} on '${vlan.base}' for the first network that names it`,
+          },
+        ];
     if (vlanSupport === false) {
-      findings.push({ status: 'FAIL', text: 'but this kernel cannot create VLAN links (see kernel.8021q)', fix: 'modprobe 8021q' });
+      findings.push({
+        status: 'FAIL',
+        text: 'but this kernel cannot create VLAN links (see kernel.8021q)',
+        fix: 'modprobe 8021q',
+      });
     }
     const baseFindings = await linkFindings(base, { given: use.given, networks: [] }, links, facts);
     baseFindings[0] = { ...baseFindings[0], text: `${vlan.base} ${baseFindings[0].text}` };
@@ -431,13 +506,26 @@ async function missingFindings(name: string, use: ParentUse, links: Links, facts
   ];
 }
 
-export async function parentCheck(name: string, use: ParentUse, links: Links, facts: HostFacts, vlanSupport?: boolean): Promise<Check> {
+export async function parentCheck(
+  name: string,
+  use: ParentUse,
+  links: Links,
+  facts: HostFacts,
+  vlanSupport?: boolean,
+): Promise<Check> {
   const link = await links.details(name);
-  const findings = link ? await linkFindings(link, use, links, facts) : await missingFindings(name, use, links, facts, vlanSupport);
+  const findings = link
+    ? await linkFindings(link, use, links, facts)
+    : await missingFindings(name, use, links, facts, vlanSupport);
   if (link && use.networks.length) findings.push({ status: 'OK', text: `used by ${usedBy(use)}` });
   const status = findings.reduce<CheckStatus>((worst, f) => (RANK[f.status] > RANK[worst] ? f.status : worst), 'OK');
   const fixes = findings.filter((f) => f.fix && f.status !== 'OK').map((f) => f.fix as string);
-  return { id: `parent:${name}`, status, message: `${name}: ${findings.map((f) => f.text).join('; ')}`, ...(fixes.length && { fix: fixes.join('; ') }) };
+  return {
+    id: `parent:${name}`,
+    status,
+    message: `${name}: ${findings.map((f) => f.text).join('; ')}`,
+    ...(fixes.length && { fix: fixes.join('; ') }),
+  };
 }
 
 // ---- plugin socket ----
@@ -451,13 +539,16 @@ interface Answer {
 
 function activate(socketPath: string, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/Plugin.Activate', method: 'POST', headers: { 'content-length': 0 }, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', (error) => resolve({ error }));
-    });
+    const req = request(
+      { socketPath, path: '/Plugin.Activate', method: 'POST', headers: { 'content-length': 0 }, timeout: timeoutMs },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', (error) => resolve({ error }));
+      },
+    );
     req.on('timeout', () => {
       req.destroy();
       resolve({ timedOut: true });
@@ -471,23 +562,46 @@ export async function socketCheck(path: string, timeoutMs = 2000): Promise<Check
   const id = 'socket';
   const start = `start the plugin: tsmacvlan serve --socket ${path} (or its service); if it runs with another --socket, give doctor that one`;
   try {
-    if (!statSync(path).isSocket()) return { id, status: 'FAIL', message: `${path} exists but is not a socket`, fix: `remove it, then ${start}` };
+    if (!statSync(path).isSocket())
+      return { id, status: 'FAIL', message: `${path} exists but is not a socket`, fix: `remove it, then ${start}` };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { id, status: 'FAIL', message: `no plugin socket at ${path}: the plugin is not running`, fix: start };
+    if (code === 'ENOENT')
+      return { id, status: 'FAIL', message: `no plugin socket at ${path}: the plugin is not running`, fix: start };
     return { id, status: 'FAIL', message: `cannot look at ${path} (${code})`, fix: 'run doctor as root' };
   }
   const answer = await activate(path, timeoutMs);
   if (answer.timedOut) {
-    return { id, status: 'FAIL', message: `${path}: the plugin did not answer Plugin.Activate within ${timeoutMs} ms`, fix: 'it is stuck: look at its log, then restart it' };
+    return {
+      id,
+      status: 'FAIL',
+      message: `${path}: the plugin did not answer Plugin.Activate within ${timeoutMs} ms`,
+      fix: 'it is stuck: look at its log, then restart it',
+    };
   }
   if (answer.error) {
     const code = answer.error.code;
     if (code === 'ECONNREFUSED') {
-      return { id, status: 'FAIL', message: `${path}: nothing listens on it (left by a plugin that stopped without cleaning up)`, fix: `${start}; it replaces the stale socket` };
+      return {
+        id,
+        status: 'FAIL',
+        message: `${path}: nothing listens on it (left by a plugin that stopped without cleaning up)`,
+        fix: `${start}; it replaces the stale socket`,
+      };
     }
-    if (code === 'EACCES') return { id, status: 'FAIL', message: `${path}: permission denied (the socket is root's only)`, fix: 'run doctor as root' };
-    return { id, status: 'FAIL', message: `${path}: Plugin.Activate failed (${code ?? answer.error.message})`, fix: 'look at the plugin\'s log, then restart it' };
+    if (code === 'EACCES')
+      return {
+        id,
+        status: 'FAIL',
+        message: `${path}: permission denied (the socket is root's only)`,
+        fix: 'run doctor as root',
+      };
+    return {
+      id,
+      status: 'FAIL',
+      message: `${path}: Plugin.Activate failed (${code ?? answer.error.message})`,
+      fix: "look at the plugin's log, then restart it",
+    };
   }
   let implemented: unknown;
   try {
@@ -504,8 +618,15 @@ export async function socketCheck(path: string, timeoutMs = 2000): Promise<Check
     };
   }
   const driver = driverName(path);
-  const outside = dirname(path) !== '/run/docker/plugins' ? ` (outside /run/docker/plugins: Docker finds it only through a spec file in /etc/docker/plugins)` : '';
-  return { id, status: 'OK', message: `${path} answers Plugin.Activate (${implemented.join(', ')}); Docker's driver name for it is '${driver}'${outside}` };
+  const outside =
+    dirname(path) !== '/run/docker/plugins'
+      ? ` (outside /run/docker/plugins: Docker finds it only through a spec file in /etc/docker/plugins)`
+      : '';
+  return {
+    id,
+    status: 'OK',
+    message: `${path} answers Plugin.Activate (${implemented.join(', ')}); Docker's driver name for it is '${driver}'${outside}`,
+  };
 }
 
 // ---- state ----
@@ -531,7 +652,11 @@ export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check 
           message: `${state.stateDir} does not exist, yet a plugin answers on the socket: it keeps its state somewhere else`,
           fix: "give doctor the plugin's --state-dir",
         }
-      : { id, status: 'OK', message: `${state.stateDir} does not exist yet: nothing recorded (the plugin creates it at start)` };
+      : {
+          id,
+          status: 'OK',
+          message: `${state.stateDir} does not exist yet: nothing recorded (the plugin creates it at start)`,
+        };
   }
   return {
     id,
@@ -544,9 +669,20 @@ export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check 
 export function driftChecks(state: StateSnapshot, hostLinks: LinkInfo[], group: number | undefined): Check[] {
   const drift = findDrift(state, hostLinks, group).filter((d) => d.kind !== 'parent-missing');
   if (drift.length === 0) {
-    return [{ id: 'drift', status: 'OK', message: "no link of the plugin's without a record, no missing shim, no endpoint without its network" }];
+    return [
+      {
+        id: 'drift',
+        status: 'OK',
+        message: "no link of the plugin's without a record, no missing shim, no endpoint without its network",
+      },
+    ];
   }
-  return drift.map((d) => ({ id: `drift:${d.subject}`, status: 'WARN', message: `${d.kind}: ${d.message}`, fix: `${d.fix} ('tsmacvlan status' shows the whole picture)` }));
+  return drift.map((d) => ({
+    id: `drift:${d.subject}`,
+    status: 'WARN',
+    message: `${d.kind}: ${d.message}`,
+    fix: `${d.fix} ('tsmacvlan status' shows the whole picture)`,
+  }));
 }
 
 // ---- the command ----
@@ -561,9 +697,18 @@ export interface DoctorOptions {
 }
 
 export function parseDoctorArgs(args: string[], usage: string): DoctorOptions {
-  const flags = parseFlags(args, { values: ['--socket', '--state-dir', '--probe-kernel'], lists: ['--parent'], switches: ['--json'] }, usage);
+  const flags = parseFlags(
+    args,
+    { values: ['--socket', '--state-dir', '--probe-kernel'], lists: ['--parent'], switches: ['--json'] },
+    usage,
+  );
   const probeKernel = flags.values.get('--probe-kernel');
-  return { parents: flags.lists.get('--parent') ?? [], ...location(flags), json: flags.switches.has('--json'), ...(probeKernel && { probeKernel }) };
+  return {
+    parents: flags.lists.get('--parent') ?? [],
+    ...location(flags),
+    json: flags.switches.has('--json'),
+    ...(probeKernel && { probeKernel }),
+  };
 }
 
 export function hostFacts(): HostFacts {
@@ -577,7 +722,12 @@ export function hostFacts(): HostFacts {
 }
 
 /** Every check, in order. */
-export async function diagnose(options: DoctorOptions, links: Links, probe: KernelProbe | { error: string }, facts = hostFacts()): Promise<DoctorReport> {
+export async function diagnose(
+  options: DoctorOptions,
+  links: Links,
+  probe: KernelProbe | { error: string },
+  facts = hostFacts(),
+): Promise<DoctorReport> {
   const checks: Check[] = [privilegesCheck(readFileSync('/proc/self/status', 'utf8'))];
   checks.push(...kernelChecks(probe));
   const vlanSupport = 'error' in probe || !probe.vlan ? undefined : probe.vlan.ok;
@@ -596,7 +746,8 @@ export async function diagnose(options: DoctorOptions, links: Links, probe: Kern
   checks.push(socket);
   checks.push(stateCheck(state, socket.status === 'OK'));
   // The instance the socket names: its device group marks its links.
-  if (state.unreadable.length === 0) checks.push(...driftChecks(state, await links.list(), stateGroup(options.stateDir)));
+  if (state.unreadable.length === 0)
+    checks.push(...driftChecks(state, await links.list(), stateGroup(options.stateDir)));
   return { version: 1, ok: !checks.some((c) => c.status === 'FAIL'), checks };
 }
 

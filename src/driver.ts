@@ -68,8 +68,10 @@ export class NetworkDriver {
     this.endpointStore = new RecordStore(join(stateDir, 'endpoints'));
     this.networks = this.networkStore.loadAll();
     this.endpoints = this.endpointStore.loadAll();
-    for (const [id, network] of this.networks) if (network.unanswered) this.unanswered.networks.push(network), this.networks.delete(id);
-    for (const [id, endpoint] of this.endpoints) if (endpoint.unanswered) this.unanswered.endpoints.push(endpoint), this.endpoints.delete(id);
+    for (const [id, network] of this.networks)
+      if (network.unanswered) (this.unanswered.networks.push(network), this.networks.delete(id));
+    for (const [id, endpoint] of this.endpoints)
+      if (endpoint.unanswered) (this.unanswered.endpoints.push(endpoint), this.endpoints.delete(id));
     for (const network of this.networks.values()) {
       this.index(this.networksOn, network.parent, network.id);
       if (network.hostAccess) this.shims.set(shimName(network.id), network.id);
@@ -156,7 +158,9 @@ export class NetworkDriver {
           networkId,
           setTimeout(() => {
             this.pendingRepairs.delete(networkId);
-            this.repairHostAccess(networkId).catch((err) => this.log.error({ err, networkId }, 'could not repair host access'));
+            this.repairHostAccess(networkId).catch((err) =>
+              this.log.error({ err, networkId }, 'could not repair host access'),
+            );
           }, 50),
         );
       }
@@ -179,7 +183,12 @@ export class NetworkDriver {
   }
 
   private shimSpec(network: NetworkRecord) {
-    return { networkId: network.id, parent: network.parent, address: network.hostAccess as string, ...(network.mtu !== undefined && { mtu: network.mtu }) };
+    return {
+      networkId: network.id,
+      parent: network.parent,
+      address: network.hostAccess as string,
+      ...(network.mtu !== undefined && { mtu: network.mtu }),
+    };
   }
 
   private *containerAddresses(networkId: string): Iterable<string> {
@@ -207,17 +216,27 @@ export class NetworkDriver {
       const sharing = this.networksOn.get(parentName);
       if (sharing?.size) {
         const passthru = [...sharing].find((id) => this.networks.get(id)?.mode === 'passthru');
-        if (passthru) throw new PluginError(`parent '${parentName}' is taken by network ${passthru.slice(0, 12)} in passthru mode, which cannot share its parent`);
-        if (options.mode === 'passthru') throw new PluginError(`macvlan_mode=passthru needs a parent of its own, but '${parentName}' is used by ${sharing.size} other network(s)`);
+        if (passthru)
+          throw new PluginError(
+            `parent '${parentName}' is taken by network ${passthru.slice(0, 12)} in passthru mode, which cannot share its parent`,
+          );
+        if (options.mode === 'passthru')
+          throw new PluginError(
+            `macvlan_mode=passthru needs a parent of its own, but '${parentName}' is used by ${sharing.size} other network(s)`,
+          );
       }
       // Everything is checked before anything is made.
       const plan = options.parent ? await this.parents.plan(parentName) : undefined;
       const parentMtu = plan ? ('existing' in plan ? plan.existing.mtu : plan.vlan.base.mtu) : undefined;
       if (options.vlanProtocol && plan && 'existing' in plan && plan.existing.vlanProtocol !== options.vlanProtocol) {
-        throw new PluginError(`parent '${parentName}' exists with protocol ${plan.existing.vlanProtocol ?? 'none (not a VLAN)'}, not vlan_protocol=${options.vlanProtocol}`);
+        throw new PluginError(
+          `parent '${parentName}' exists with protocol ${plan.existing.vlanProtocol ?? 'none (not a VLAN)'}, not vlan_protocol=${options.vlanProtocol}`,
+        );
       }
       if (options.mtu !== undefined && parentMtu !== undefined && options.mtu > parentMtu) {
-        throw new PluginError(`mtu ${options.mtu} is larger than the MTU of parent '${parentName}' (${parentMtu}); use at most ${parentMtu}`);
+        throw new PluginError(
+          `mtu ${options.mtu} is larger than the MTU of parent '${parentName}' (${parentMtu}); use at most ${parentMtu}`,
+        );
       }
       const record: NetworkRecord = {
         id: req.networkId,
@@ -238,7 +257,8 @@ export class NetworkDriver {
       crashPoint('network-recorded');
       try {
         if (!plan) await this.parents.createInternal(record.id);
-        else if ('vlan' in plan) await this.parents.createVlan(parentName, plan.vlan.base, plan.vlan.vid, options.vlanProtocol);
+        else if ('vlan' in plan)
+          await this.parents.createVlan(parentName, plan.vlan.base, plan.vlan.vid, options.vlanProtocol);
         crashPoint('parent-ready');
         if (record.hostAccess) await this.hostAccess.ensure(this.shimSpec(record), () => []);
         crashPoint('shim-ready');
@@ -261,7 +281,8 @@ export class NetworkDriver {
   async deleteNetwork(networkId: string): Promise<void> {
     const network = this.networks.get(networkId);
     if (!network) return;
-    for (const endpointId of [...(this.endpointsOf.get(networkId) ?? [])]) await this.deleteEndpoint(networkId, endpointId);
+    for (const endpointId of [...(this.endpointsOf.get(networkId) ?? [])])
+      await this.deleteEndpoint(networkId, endpointId);
     await this.parentLocks.run(network.parent, async () => {
       if (this.networks.get(networkId) !== network) return; // deleted by the same request sent again meanwhile
       // Record first: what a crash leaves after this is marked as the plugin's and owned by nothing, so the start removes it.
@@ -284,7 +305,10 @@ export class NetworkDriver {
 
   private network(networkId: string): NetworkRecord {
     const network = this.networks.get(networkId);
-    if (!network) throw new PluginError(`network ${networkId} is not known to tsmacvlan; recreate it with 'docker network create -d tsmacvlan ...'`);
+    if (!network)
+      throw new PluginError(
+        `network ${networkId} is not known to tsmacvlan; recreate it with 'docker network create -d tsmacvlan ...'`,
+      );
     return network;
   }
 
@@ -298,13 +322,22 @@ export class NetworkDriver {
     const existing = this.endpoints.get(req.endpointId);
     if (existing) {
       // The same request again is answered the same way; anything else under that id is refused.
-      const same = existing.networkId === req.networkId && existing.ipv4 === req.ipv4 && existing.ipv6 === req.ipv6 && (!req.mac || req.mac === existing.mac);
-      if (!same) throw new PluginError(`endpoint ${req.endpointId.slice(0, 12)} already exists on network ${existing.networkId.slice(0, 12)} with other settings; endpoint ids are unique`);
+      const same =
+        existing.networkId === req.networkId &&
+        existing.ipv4 === req.ipv4 &&
+        existing.ipv6 === req.ipv6 &&
+        (!req.mac || req.mac === existing.mac);
+      if (!same)
+        throw new PluginError(
+          `endpoint ${req.endpointId.slice(0, 12)} already exists on network ${existing.networkId.slice(0, 12)} with other settings; endpoint ids are unique`,
+        );
       return req.mac ? {} : { mac: existing.mac };
     }
     const others = this.endpointsOf.get(req.networkId);
     if (network.mode === 'passthru' && others?.size && !others.has(req.endpointId)) {
-      throw new PluginError(`network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`);
+      throw new PluginError(
+        `network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`,
+      );
     }
     const record: EndpointRecord = {
       id: req.endpointId,
@@ -340,13 +373,17 @@ export class NetworkDriver {
     const network = this.network(networkId);
     const endpoint = this.endpoints.get(endpointId);
     if (!endpoint || endpoint.networkId !== networkId) {
-      throw new PluginError(`endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`);
+      throw new PluginError(
+        `endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`,
+      );
     }
     // passthru admits one macvlan on the parent: a previous endpoint's link must be gone first.
     if (network.mode === 'passthru' && this.reaper.busy) await this.reaper.settled();
     const parent = await this.links.get(network.parent);
     if (!parent) {
-      throw new PluginError(`parent '${network.parent}' of network ${networkId.slice(0, 12)} no longer exists; bring it back or recreate the network`);
+      throw new PluginError(
+        `parent '${network.parent}' of network ${networkId.slice(0, 12)} no longer exists; bring it back or recreate the network`,
+      );
     }
     const name = endpointLinkName(endpointId);
     const spec = {
@@ -365,7 +402,9 @@ export class NetworkDriver {
       // A link by this name of ours is left from an interrupted Join of this endpoint: replace it. Anyone else's stays.
       const existing = await this.links.get(name);
       if (existing && !this.links.owns(existing)) {
-        throw new PluginError(`cannot create link '${name}' for endpoint ${endpointId.slice(0, 12)}: a link by that name exists and is not this plugin's`);
+        throw new PluginError(
+          `cannot create link '${name}' for endpoint ${endpointId.slice(0, 12)}: a link by that name exists and is not this plugin's`,
+        );
       }
       await this.links.delete(name);
       await this.links.createMacvlan(spec, MARK_ENDPOINT).catch((e) => Promise.reject(explain(e, network.parent)));
@@ -421,7 +460,9 @@ export class NetworkDriver {
 
 function explain(err: unknown, parent: string): unknown {
   if (err instanceof KernelError && err.errno === 'EBUSY') {
-    return new PluginError(`the kernel refused a macvlan on parent '${parent}' (EBUSY): another macvlan mode or a passthru link already holds it`);
+    return new PluginError(
+      `the kernel refused a macvlan on parent '${parent}' (EBUSY): another macvlan mode or a passthru link already holds it`,
+    );
   }
   return err;
 }

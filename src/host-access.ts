@@ -31,7 +31,10 @@ export class HostAccess {
       const parent = await this.links.get(spec.parent);
       if (!parent) return false;
       try {
-        await this.links.createMacvlan({ name, parentIndex: parent.index, mode: 'bridge', ...(spec.mtu !== undefined && { mtu: spec.mtu }) }, MARK_SHIM);
+        await this.links.createMacvlan(
+          { name, parentIndex: parent.index, mode: 'bridge', ...(spec.mtu !== undefined && { mtu: spec.mtu }) },
+          MARK_SHIM,
+        );
       } catch (err) {
         // Another event's ensure made it meanwhile.
         if (!(err instanceof KernelError && err.errno === 'EEXIST')) throw err;

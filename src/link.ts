@@ -225,7 +225,13 @@ export class Links {
     });
   }
 
-  async createVlan(name: string, parentIndex: number, vid: number, protocol: VlanProtocol, alias: string): Promise<void> {
+  async createVlan(
+    name: string,
+    parentIndex: number,
+    vid: number,
+    protocol: VlanProtocol,
+    alias: string,
+  ): Promise<void> {
     const vlan: ifla.Vlan = { id: vid, protocol: swap16(VLAN_ETHERTYPES[protocol]) };
     await this.create(`create vlan ${name}`, alias, {
       link: u32(parentIndex),
@@ -235,7 +241,10 @@ export class Links {
   }
 
   async createDummy(name: string, alias: string): Promise<void> {
-    await this.create(`create dummy ${name}`, alias, { ifname: name, linkinfo: flatten(ifla.formatInfo({ kind: 'dummy' })) });
+    await this.create(`create dummy ${name}`, alias, {
+      ifname: name,
+      linkinfo: flatten(ifla.formatInfo({ kind: 'dummy' })),
+    });
   }
 
   async createVethPair(name: string, peerName: string, alias: string): Promise<void> {
@@ -266,13 +275,19 @@ export class Links {
   }
 
   async setUp(index: number): Promise<void> {
-    await this.call(`bring up link ${index}`, () => this.socket.setLink({ index, flags: { up: true }, change: { up: true } }));
+    await this.call(`bring up link ${index}`, () =>
+      this.socket.setLink({ index, flags: { up: true }, change: { up: true } }),
+    );
   }
 
   async addIpv4Address(index: number, address: string, prefixLength: number): Promise<void> {
     const bytes = ipv4ToBuffer(address);
     await this.call(`add address ${address}/${prefixLength} to link ${index}`, () =>
-      this.socket.newAddress({ family: AF_INET, prefixlen: prefixLength, index }, { local: bytes, address: bytes }, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }),
+      this.socket.newAddress(
+        { family: AF_INET, prefixlen: prefixLength, index },
+        { local: bytes, address: bytes },
+        { flags: FlagsNew.CREATE | FlagsNew.REPLACE },
+      ),
     );
   }
 
@@ -280,7 +295,14 @@ export class Links {
   async replaceHostRoute(destination: string, index: number, source: string): Promise<void> {
     await this.call(`route ${destination} via link ${index}`, () =>
       this.socket.newRoute(
-        { family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, protocol: RTPROT_STATIC, scope: RT_SCOPE_LINK, type: RTN_UNICAST },
+        {
+          family: AF_INET,
+          dstLen: 32,
+          table: RT_TABLE_MAIN,
+          protocol: RTPROT_STATIC,
+          scope: RT_SCOPE_LINK,
+          type: RTN_UNICAST,
+        },
         { dst: ipv4ToBuffer(destination), oif: index, prefsrc: ipv4ToBuffer(source) },
         { flags: FlagsNew.CREATE | FlagsNew.REPLACE },
       ),
@@ -293,7 +315,13 @@ export class Links {
     this.dumpQueue = run.catch(() => undefined);
     const routes = await run;
     return routes
-      .filter((r) => r.data.dstLen === 32 && r.attrs.oif === index && (r.attrs.table ?? r.data.table) === RT_TABLE_MAIN && r.attrs.dst?.length === 4)
+      .filter(
+        (r) =>
+          r.data.dstLen === 32 &&
+          r.attrs.oif === index &&
+          (r.attrs.table ?? r.data.table) === RT_TABLE_MAIN &&
+          r.attrs.dst?.length === 4,
+      )
       .map((r) => [...(r.attrs.dst as Buffer)].join('.'));
   }
 
@@ -301,7 +329,10 @@ export class Links {
   async deleteHostRoute(destination: string, index: number): Promise<boolean> {
     try {
       await this.limit(() =>
-        this.socket.delRoute({ family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, scope: RT_SCOPE_NOWHERE }, { dst: ipv4ToBuffer(destination), oif: index }),
+        this.socket.delRoute(
+          { family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, scope: RT_SCOPE_NOWHERE },
+          { dst: ipv4ToBuffer(destination), oif: index },
+        ),
       );
       return true;
     } catch (err) {
@@ -353,7 +384,8 @@ export function sysfsFacts(link: LinkInfo, sysfs = '/sys'): SysfsFacts | undefin
       return undefined;
     }
   };
-  if (read('ifindex') !== String(link.index) || (link.mac !== undefined && read('address') !== link.mac)) return undefined;
+  if (read('ifindex') !== String(link.index) || (link.mac !== undefined && read('address') !== link.mac))
+    return undefined;
   let driver: string | undefined;
   try {
     driver = basename(readlinkSync(join(dir, 'device/driver')));

@@ -58,7 +58,8 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
   const text = (key: string): string | undefined => {
     const value = generic[key];
     if (value === undefined) return undefined;
-    if (typeof value !== 'string') throw new PluginError(`option '${key}' must be a string, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'string')
+      throw new PluginError(`option '${key}' must be a string, got ${JSON.stringify(value)}`);
     return value;
   };
 
@@ -81,20 +82,29 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
 
   const source = text('macvlan_source');
   if (source !== undefined) {
-    if (mode !== 'source') throw new PluginError(`macvlan_source only applies with macvlan_mode=source (got macvlan_mode=${mode})`);
+    if (mode !== 'source')
+      throw new PluginError(`macvlan_source only applies with macvlan_mode=source (got macvlan_mode=${mode})`);
     const macs = source.split(',').map((mac) => mac.trim().toLowerCase());
     const bad = macs.find((mac) => !MAC.test(mac));
-    if (bad !== undefined) throw new PluginError(`macvlan_source: '${bad}' is not a MAC address like 02:42:0a:00:00:01`);
+    if (bad !== undefined)
+      throw new PluginError(`macvlan_source: '${bad}' is not a MAC address like 02:42:0a:00:00:01`);
     options.sourceMacs = macs;
   } else if (mode === 'source') {
-    throw new PluginError('macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts');
+    throw new PluginError(
+      'macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts',
+    );
   }
 
   const hostAccess = text('host_access');
   if (hostAccess !== undefined) {
-    if (!isIPv4(hostAccess)) throw new PluginError(`host_access '${hostAccess}' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250`);
+    if (!isIPv4(hostAccess))
+      throw new PluginError(
+        `host_access '${hostAccess}' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250`,
+      );
     if (mode !== 'bridge') {
-      throw new PluginError(`host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`);
+      throw new PluginError(
+        `host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`,
+      );
     }
     options.hostAccess = hostAccess;
   }
@@ -102,10 +112,14 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
   const vlanProtocol = text('vlan_protocol');
   if (vlanProtocol !== undefined) {
     if (!(VLAN_PROTOCOLS as readonly string[]).includes(vlanProtocol.toLowerCase())) {
-      throw new PluginError(`vlan_protocol '${vlanProtocol}' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)`);
+      throw new PluginError(
+        `vlan_protocol '${vlanProtocol}' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)`,
+      );
     }
     if (!options.parent?.includes('.')) {
-      throw new PluginError('vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10');
+      throw new PluginError(
+        'vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10',
+      );
     }
     options.vlanProtocol = vlanProtocol.toLowerCase() as VlanProtocol;
   }
@@ -117,11 +131,16 @@ export function checkHostAccess(address: string, ipv4: IpData | undefined, reser
   if (!ipv4) throw new PluginError(`host_access=${address} needs an IPv4 subnet on the network (--subnet)`);
   const subnet = new Address4(ipv4.pool);
   if (!new Address4(address).isInSubnet(subnet)) {
-    throw new PluginError(`host_access=${address} is not in the network's subnet ${ipv4.pool}; give an address of that subnet`);
+    throw new PluginError(
+      `host_access=${address} is not in the network's subnet ${ipv4.pool}; give an address of that subnet`,
+    );
   }
-  if (address === ipv4.gateway) throw new PluginError(`host_access=${address} is the network's gateway; give the host an address of its own`);
+  if (address === ipv4.gateway)
+    throw new PluginError(`host_access=${address} is the network's gateway; give the host an address of its own`);
   if (!reserved.includes(address)) {
-    throw new PluginError(`host_access=${address} must be kept from containers: add --aux-address host=${address} to 'docker network create'`);
+    throw new PluginError(
+      `host_access=${address} must be kept from containers: add --aux-address host=${address} to 'docker network create'`,
+    );
   }
 }
 
@@ -129,7 +148,9 @@ export function checkHostAccess(address: string, ipv4: IpData | undefined, reser
 export function checkLinkName(name: string, option: string): string {
   if (name.length === 0) throw new PluginError(`${option} is empty; name an existing interface, e.g. ${option}=eth1`);
   if (Buffer.byteLength(name) > IFNAME_MAX) {
-    throw new PluginError(`${option} '${name}' is longer than Linux's ${IFNAME_MAX}-character limit for interface names`);
+    throw new PluginError(
+      `${option} '${name}' is longer than Linux's ${IFNAME_MAX}-character limit for interface names`,
+    );
   }
   if (name === '.' || name === '..' || /[\s/:\0]/.test(name)) {
     throw new PluginError(

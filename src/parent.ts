@@ -26,19 +26,31 @@ export class Parents {
   async plan(name: string): Promise<ParentPlan> {
     const existing = await this.links.get(name);
     if (existing) {
-      if (existing.loopback) throw new PluginError(`parent '${name}' is the loopback interface; macvlan needs an Ethernet interface such as eth1`);
+      if (existing.loopback)
+        throw new PluginError(
+          `parent '${name}' is the loopback interface; macvlan needs an Ethernet interface such as eth1`,
+        );
       return { existing, owned: this.links.owns(existing) };
     }
     const dot = name.lastIndexOf('.');
-    if (dot <= 0) throw new PluginError(`parent '${name}' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN`);
+    if (dot <= 0)
+      throw new PluginError(
+        `parent '${name}' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN`,
+      );
     const baseName = name.slice(0, dot);
     const vidText = name.slice(dot + 1);
     if (!/^\d+$/.test(vidText) || Number(vidText) < 1 || Number(vidText) > 4094) {
-      throw new PluginError(`parent '${name}' does not exist, and '${vidText}' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10`);
+      throw new PluginError(
+        `parent '${name}' does not exist, and '${vidText}' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10`,
+      );
     }
     const base = await this.links.get(baseName);
-    if (!base) throw new PluginError(`parent '${name}': interface '${baseName}' does not exist, so VLAN ${vidText} cannot be created on it`);
-    if (base.loopback) throw new PluginError(`parent '${name}': '${baseName}' is the loopback interface and cannot carry VLANs`);
+    if (!base)
+      throw new PluginError(
+        `parent '${name}': interface '${baseName}' does not exist, so VLAN ${vidText} cannot be created on it`,
+      );
+    if (base.loopback)
+      throw new PluginError(`parent '${name}': '${baseName}' is the loopback interface and cannot carry VLANs`);
     return { vlan: { base, vid: Number(vidText) } };
   }
 
@@ -57,7 +69,9 @@ export class Parents {
       await this.links.createVlan(name, base.index, vid, protocol, MARK_VLAN);
     } catch (err) {
       if (unsupported(err)) {
-        throw new PluginError(`cannot create VLAN sub-interface '${name}': this kernel has no 802.1q support; load it with 'modprobe 8021q'`);
+        throw new PluginError(
+          `cannot create VLAN sub-interface '${name}': this kernel has no 802.1q support; load it with 'modprobe 8021q'`,
+        );
       }
       throw err;
     }

@@ -30,7 +30,9 @@ export class LinkReaper {
     const id = this.nextId++;
     const done = new Promise<void>((resolve, reject) => {
       // A link already gone is what was wanted.
-      this.answers.set(id, (error) => (error && !/ENODEV/.test(error) ? reject(new Error(`delete link ${name}: ${error}`)) : resolve()));
+      this.answers.set(id, (error) =>
+        error && !/ENODEV/.test(error) ? reject(new Error(`delete link ${name}: ${error}`)) : resolve(),
+      );
     });
     worker.postMessage({ id, name });
     const settled = done.then(
@@ -61,7 +63,10 @@ export class LinkReaper {
   private start(): Worker {
     if (this.worker) return this.worker;
     // Its work is one small message per link: a small heap keeps the thread's own memory to a few MB.
-    const worker = new Worker(WORKER, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
+    const worker = new Worker(WORKER, {
+      eval: true,
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 },
+    });
     worker.unref();
     worker.on('message', ({ id, error }: { id: number; error?: string }) => {
       const answer = this.answers.get(id);

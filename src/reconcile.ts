@@ -10,7 +10,12 @@ export type Repair =
   /** A record saved for a CreateNetwork or CreateEndpoint that was never answered: Docker does not know the object. */
   | { action: 'forget'; record: 'network' | 'endpoint'; id: string; reason: string };
 
-const ROLES: Record<string, string> = { [MARK_ENDPOINT]: 'endpoint', [MARK_SHIM]: 'host-access shim', [MARK_INTERNAL]: 'internal parent', [MARK_VLAN]: 'VLAN parent' };
+const ROLES: Record<string, string> = {
+  [MARK_ENDPOINT]: 'endpoint',
+  [MARK_SHIM]: 'host-access shim',
+  [MARK_INTERNAL]: 'internal parent',
+  [MARK_VLAN]: 'VLAN parent',
+};
 
 /** What one of our links is for, from its alias (or, if a crash came before the alias, its name). */
 function role(link: LinkInfo): string {
@@ -22,16 +27,31 @@ function role(link: LinkInfo): string {
 }
 
 /** The repairs that bring `links` (this namespace's, carrying this instance's `group` or not) in line with the state. */
-export function planRepairs(links: LinkInfo[], group: number | undefined, allNetworks: NetworkRecord[], allEndpoints: EndpointRecord[]): Repair[] {
+export function planRepairs(
+  links: LinkInfo[],
+  group: number | undefined,
+  allNetworks: NetworkRecord[],
+  allEndpoints: EndpointRecord[],
+): Repair[] {
   const present = new Map(links.map((link) => [link.name, link]));
   const repairs: Repair[] = [];
   // Records of creates never answered are undone: they go, and so do the links they made (they own nothing).
   const forget: Repair[] = [];
   for (const network of allNetworks.filter((n) => n.unanswered)) {
-    forget.push({ action: 'forget', record: 'network', id: network.id, reason: 'its CreateNetwork was saved but never answered (tsmacvlan stopped first), so Docker does not know it' });
+    forget.push({
+      action: 'forget',
+      record: 'network',
+      id: network.id,
+      reason: 'its CreateNetwork was saved but never answered (tsmacvlan stopped first), so Docker does not know it',
+    });
   }
   for (const endpoint of allEndpoints.filter((e) => e.unanswered)) {
-    forget.push({ action: 'forget', record: 'endpoint', id: endpoint.id, reason: 'its CreateEndpoint was saved but never answered (tsmacvlan stopped first), so Docker does not know it' });
+    forget.push({
+      action: 'forget',
+      record: 'endpoint',
+      id: endpoint.id,
+      reason: 'its CreateEndpoint was saved but never answered (tsmacvlan stopped first), so Docker does not know it',
+    });
   }
   const networks = allNetworks.filter((n) => !n.unanswered);
   const endpoints = allEndpoints.filter((e) => !e.unanswered);
@@ -41,7 +61,13 @@ export function planRepairs(links: LinkInfo[], group: number | undefined, allNet
     parents.add(network.parent);
     if (!network.ownsParent) continue;
     const link = present.get(network.parent);
-    if (!link) repairs.push({ action: 'create', link: network.parent, networkId: network.id, reason: `parent of network ${network.id.slice(0, 12)} is missing` });
+    if (!link)
+      repairs.push({
+        action: 'create',
+        link: network.parent,
+        networkId: network.id,
+        reason: `parent of network ${network.id.slice(0, 12)} is missing`,
+      });
   }
   // Owned parents that several networks share are created once.
   const seen = new Set<string>();
@@ -57,7 +83,11 @@ export function planRepairs(links: LinkInfo[], group: number | undefined, allNet
   // Children before parents, so no delete races the kernel's own clean-up of a parent's macvlans.
   const rank = (link: LinkInfo) => (link.kind === 'macvlan' ? 0 : 1);
   for (const link of orphans.sort((a, b) => rank(a) - rank(b))) {
-    unique.push({ action: 'delete', link: link.name, reason: `${role(link)} link that no network or endpoint of the state owns` });
+    unique.push({
+      action: 'delete',
+      link: link.name,
+      reason: `${role(link)} link that no network or endpoint of the state owns`,
+    });
   }
   return unique;
 }

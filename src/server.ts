@@ -17,7 +17,11 @@ export interface Services {
 }
 
 /** `ready` holds every request until it settles: the plugin listens at once (Docker dials 500 ms after starting it) but answers only once the kernel agrees with its state. */
-export function buildServer(services: Services, logger: Logger, ready: Promise<unknown> = Promise.resolve()): FastifyInstance {
+export function buildServer(
+  services: Services,
+  logger: Logger,
+  ready: Promise<unknown> = Promise.resolve(),
+): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // our own one line per request below
@@ -33,7 +37,10 @@ export function buildServer(services: Services, logger: Logger, ready: Promise<u
     try {
       done(null, JSON.parse(text));
     } catch (err) {
-      done(Object.assign(new Error(`body is not valid JSON (${(err as Error).message})`), { statusCode: 400 }), undefined);
+      done(
+        Object.assign(new Error(`body is not valid JSON (${(err as Error).message})`), { statusCode: 400 }),
+        undefined,
+      );
     }
   });
 

@@ -217,7 +217,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function networkProblem(value: unknown): string | undefined {
   if (!isObject(value)) return 'not a JSON object';
-  for (const key of ['id', 'parent', 'mode']) if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
+  for (const key of ['id', 'parent', 'mode'])
+    if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
   if (typeof value.ownsParent !== 'boolean') return `no 'ownsParent'`;
   if (!(MODES as readonly unknown[]).includes(value.mode)) return `mode '${String(value.mode)}' is not a macvlan mode`;
   return undefined;
@@ -225,14 +226,17 @@ function networkProblem(value: unknown): string | undefined {
 
 function endpointProblem(value: unknown): string | undefined {
   if (!isObject(value)) return 'not a JSON object';
-  for (const key of ['id', 'networkId', 'mac']) if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
+  for (const key of ['id', 'networkId', 'mac'])
+    if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
   return undefined;
 }
 
 /** The names in `dir` ending in `suffix`, sorted; none when it does not exist, and an entry in `unreadable` when it cannot be read. */
 function filesEndingIn(dir: string, suffix: string, unreadable: StateSnapshot['unreadable']): string[] {
   try {
-    return readdirSync(dir).filter((file) => file.endsWith(suffix)).sort();
+    return readdirSync(dir)
+      .filter((file) => file.endsWith(suffix))
+      .sort();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') unreadable.push({ file: dir, error: (err as Error).message });
     return [];
@@ -240,7 +244,11 @@ function filesEndingIn(dir: string, suffix: string, unreadable: StateSnapshot['u
 }
 
 /** Reads `<dir>/*.json` as RecordStore writes them (a leftover `.json.tmp` is a write that never happened: ignored). */
-function readRecords<T>(dir: string, problemOf: (value: unknown) => string | undefined, unreadable: StateSnapshot['unreadable']): T[] {
+function readRecords<T>(
+  dir: string,
+  problemOf: (value: unknown) => string | undefined,
+  unreadable: StateSnapshot['unreadable'],
+): T[] {
   const records: T[] = [];
   for (const file of filesEndingIn(dir, '.json', unreadable)) {
     const path = join(dir, file);
@@ -248,7 +256,10 @@ function readRecords<T>(dir: string, problemOf: (value: unknown) => string | und
     try {
       value = JSON.parse(readFileSync(path, 'utf8'));
     } catch (err) {
-      unreadable.push({ file: path, error: err instanceof SyntaxError ? `not valid JSON (${err.message})` : (err as Error).message });
+      unreadable.push({
+        file: path,
+        error: err instanceof SyntaxError ? `not valid JSON (${err.message})` : (err as Error).message,
+      });
       continue;
     }
     const problem = problemOf(value);
@@ -273,7 +284,14 @@ function readPools(stateDir: string, unreadable: StateSnapshot['unreadable']): P
       const subnet = readSubnet(path, SILENT);
       if (!subnet) continue; // holds nothing (the plugin removes it at start)
       for (const pool of subnet.pools.values()) {
-        rows.push({ poolId: pool.id, pool: subnet.cidr.text, subPool: pool.range?.text ?? null, v6: subnet.v6, allocated: pool.allocated, refs: pool.refs });
+        rows.push({
+          poolId: pool.id,
+          pool: subnet.cidr.text,
+          subPool: pool.range?.text ?? null,
+          v6: subnet.v6,
+          allocated: pool.allocated,
+          refs: pool.refs,
+        });
       }
     } catch (err) {
       unreadable.push({ file: path, error: (err as Error).message });
@@ -309,13 +327,18 @@ function vlanOf(network: NetworkRecord, link: LinkInfo | undefined): { id: numbe
   return id === undefined ? null : { id, owned: network.ownsParent };
 }
 
-export const GC_ADVICE = "restart the plugin, or run 'tsmacvlan gc' while it is stopped ('tsmacvlan gc --dry-run' shows what it would do)";
+export const GC_ADVICE =
+  "restart the plugin, or run 'tsmacvlan gc' while it is stopped ('tsmacvlan gc --dry-run' shows what it would do)";
 
 /**
  * Drift between the records and the host's links (see DRIFT_KINDS). Pure: `hostLinks` is a dump of the host namespace,
  * `group` the device group of the instance the state belongs to.
  */
-export function findDrift(state: Pick<StateSnapshot, 'networks' | 'endpoints'>, hostLinks: LinkInfo[], group: number | undefined): Drift[] {
+export function findDrift(
+  state: Pick<StateSnapshot, 'networks' | 'endpoints'>,
+  hostLinks: LinkInfo[],
+  group: number | undefined,
+): Drift[] {
   const drift: Drift[] = [];
   const byName = new Map(hostLinks.map((link) => [link.name, link]));
   const networkIds = new Set(state.networks.map((n) => n.id));
@@ -352,12 +375,18 @@ export function findDrift(state: Pick<StateSnapshot, 'networks' | 'endpoints'>, 
           message: `VLAN '${link.name}'${link.vlanId ? ` (id ${link.vlanId})` : ''} is ${whose}, but no network uses it`,
           fix,
         }
-      : { kind: 'leaked-link', subject: link.name, message: `link '${link.name}'${link.alias ? ` (${link.alias})` : ''} is ${whose}, but no record owns it`, fix };
+      : {
+          kind: 'leaked-link',
+          subject: link.name,
+          message: `link '${link.name}'${link.alias ? ` (${link.alias})` : ''} is ${whose}, but no record owns it`,
+          fix,
+        };
 
   for (const repair of planRepairs(hostLinks, group, state.networks, state.endpoints)) {
     const link = repair.action === 'delete' ? byName.get(repair.link) : undefined;
     // 'create' is a missing parent the plugin made: reported above; 'forget' is a record the next start rolls back.
-    if (link) drift.push(orphan(link, `${GC_ADVICE}: it deletes it; or by hand: ip link del ${link.name}`, "the plugin's"));
+    if (link)
+      drift.push(orphan(link, `${GC_ADVICE}: it deletes it; or by hand: ip link del ${link.name}`, "the plugin's"));
   }
   // Marked by alias but in no instance's group: no start-up of any instance removes it.
   const owned = new Set([
@@ -367,7 +396,13 @@ export function findDrift(state: Pick<StateSnapshot, 'networks' | 'endpoints'>, 
   ]);
   for (const link of hostLinks) {
     if (!link.alias?.startsWith(MARK_PREFIX) || link.group || owned.has(link.name)) continue;
-    drift.push(orphan(link, `no tsmacvlan start removes it (it carries no instance's device group): ip link del ${link.name}`, "marked as tsmacvlan's by its alias, in no instance's device group"));
+    drift.push(
+      orphan(
+        link,
+        `no tsmacvlan start removes it (it carries no instance's device group): ip link del ${link.name}`,
+        "marked as tsmacvlan's by its alias, in no instance's device group",
+      ),
+    );
   }
 
   for (const network of state.networks) {
@@ -434,12 +469,29 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     };
   });
 
-  return { version: 1, stateDir, driver, group: group ?? null, networks, endpoints, pools: state.pools, drift: findDrift(state, hostLinks, group), unreadable: state.unreadable };
+  return {
+    version: 1,
+    stateDir,
+    driver,
+    group: group ?? null,
+    networks,
+    endpoints,
+    pools: state.pools,
+    drift: findDrift(state, hostLinks, group),
+    unreadable: state.unreadable,
+  };
 }
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  return [header, ...rows].map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return [header, ...rows]
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** The human-readable report: a table of networks, one of endpoints, one of address pools, then drift. */
@@ -453,7 +505,9 @@ export function formatStatus(report: StatusReport): string {
         ['NETWORK', 'PARENT', 'MODE', 'VLAN', 'SUBNETS', 'ENDPOINTS'],
         report.networks.map((n) => [
           n.id.slice(0, 12),
-          n.parent + (n.parentPresent ? '' : ' (missing)') + (n.parent === internalParentName(n.id) ? ' (internal)' : ''),
+          n.parent +
+            (n.parentPresent ? '' : ' (missing)') +
+            (n.parent === internalParentName(n.id) ? ' (internal)' : ''),
           n.mode,
           n.vlan ? `${n.vlan.id} ${n.vlan.owned ? 'owned' : 'not owned'}` : '-',
           n.subnets.join(',') || '-',
@@ -471,7 +525,11 @@ export function formatStatus(report: StatusReport): string {
         report.endpoints.map((e) => [
           e.id.slice(0, 12),
           e.networkId.slice(0, 12),
-          e.location === 'host' ? (e.hostLink as string) : e.location === 'gone' ? 'gone (parent missing)' : 'in container',
+          e.location === 'host'
+            ? (e.hostLink as string)
+            : e.location === 'gone'
+              ? 'gone (parent missing)'
+              : 'in container',
           e.mac,
           e.addresses.join(',') || '-',
         ]),

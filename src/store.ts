@@ -29,7 +29,9 @@ export class RecordStore<T> {
       try {
         records.set(file.slice(0, -'.json'.length), JSON.parse(text) as T);
       } catch (err) {
-        throw new Error(`state file ${join(this.dir, file)} is not valid JSON (${(err as Error).message}); fix or remove it`);
+        throw new Error(
+          `state file ${join(this.dir, file)} is not valid JSON (${(err as Error).message}); fix or remove it`,
+        );
       }
     }
     return records;

@@ -22,6 +22,8 @@ suite() {
 
 step "provision" && bash test/e2e/provision.sh || echo "provisioning failed" > "$results/provision.failed"
 step "build" && npm run --silent build || echo "build failed" > "$results/build.failed"
+# One print width for every file (prettier); `npm run format` fixes what this reports.
+step "format" && npx prettier --check . || echo "files not formatted: run npm run format" > "$results/format.failed"
 
 suite unit npx vitest run --project unit
 # Integration tests create links freely: a private namespace of their own, gone when they exit.

@@ -188,7 +188,11 @@ export class Pool {
     readonly options: Record<string, string>,
     readonly lane: Lane,
   ) {
-    this.holders = { aux: { kind: 'aux', pool: this }, static: { kind: 'static', pool: this }, dynamic: { kind: 'dynamic', pool: this } };
+    this.holders = {
+      aux: { kind: 'aux', pool: this },
+      static: { kind: 'static', pool: this },
+      dynamic: { kind: 'dynamic', pool: this },
+    };
   }
 }
 
@@ -200,7 +204,10 @@ export interface PoolSpec {
 
 function sameOptions(a: Record<string, string>, b: Record<string, string>): boolean {
   const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k]);
+  return (
+    keys.length === Object.keys(b).length &&
+    keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k])
+  );
 }
 
 /** Journal lines carry JSON objects; this is what one looks like after JSON.parse. */
@@ -214,12 +221,14 @@ function str(record: JournalRecord, key: string): string {
 
 function int(record: JournalRecord, key: string): number {
   const value = record[key];
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new Error(`field '${key}' is not a non-negative integer`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new Error(`field '${key}' is not a non-negative integer`);
   return value;
 }
 
 function offset(value: unknown, key: string): bigint {
-  if (typeof value !== 'string' || !/^[0-9]{1,40}$/.test(value)) throw new Error(`field '${key}' is not a decimal offset`);
+  if (typeof value !== 'string' || !/^[0-9]{1,40}$/.test(value))
+    throw new Error(`field '${key}' is not a decimal offset`);
   return BigInt(value);
 }
 
@@ -273,14 +282,22 @@ export class Subnet {
     let pool = this.pools.get(spec.id);
     if (pool) {
       if (!sameOptions(pool.options, spec.options)) {
-        throw new PluginError(`pool ${spec.id} is in use with other --ipam-opt values (${JSON.stringify(pool.options)}); use the same options or another subnet`);
+        throw new PluginError(
+          `pool ${spec.id} is in use with other --ipam-opt values (${JSON.stringify(pool.options)}); use the same options or another subnet`,
+        );
       }
     } else {
       pool = this.createPool(this.nextNo, spec);
     }
     pool.refs++;
     pool.unanswered++;
-    const line = JSON.stringify({ t: 'acquire', p: pool.no, id: pool.id, range: pool.range?.text ?? null, options: pool.options });
+    const line = JSON.stringify({
+      t: 'acquire',
+      p: pool.no,
+      id: pool.id,
+      range: pool.range?.text ?? null,
+      options: pool.options,
+    });
     return { pool, line };
   }
 
@@ -329,7 +346,8 @@ export class Subnet {
   // ---- addresses ----
 
   describe(holder: Holder): string {
-    if (holder.kind === 'gateway') return `it is the gateway of pool ${[...holder.by.keys()].map((p) => p.id).join(', ')}`;
+    if (holder.kind === 'gateway')
+      return `it is the gateway of pool ${[...holder.by.keys()].map((p) => p.id).join(', ')}`;
     if (holder.kind === 'aux') return `it is reserved (aux address) by pool ${holder.pool.id}`;
     return `it is assigned to a container of pool ${holder.pool.id}`;
   }
@@ -337,13 +355,18 @@ export class Subnet {
   /** Why `value` may not be assigned at all, or undefined. */
   unusable(value: bigint, pool: Pool): string | undefined {
     const { cidr } = this;
-    const allowed = this.lo === this.hi ? `the only usable address is ${this.text(this.lo)}` : `usable addresses are ${this.text(this.lo)} to ${this.text(this.hi)}`;
-    if (!contains(cidr, value)) return `${this.text(value)} is not in subnet ${cidr.text} of pool ${pool.id} (${allowed})`;
+    const allowed =
+      this.lo === this.hi
+        ? `the only usable address is ${this.text(this.lo)}`
+        : `usable addresses are ${this.text(this.lo)} to ${this.text(this.hi)}`;
+    if (!contains(cidr, value))
+      return `${this.text(value)} is not in subnet ${cidr.text} of pool ${pool.id} (${allowed})`;
     if (value < this.lo) {
       const what = cidr.v6 ? 'subnet-router anycast address' : 'network address';
       return `${this.text(value)} is the ${what} of subnet ${cidr.text} and cannot be assigned (${allowed})`;
     }
-    if (value > this.hi) return `${this.text(value)} is the broadcast address of subnet ${cidr.text} and cannot be assigned (${allowed})`;
+    if (value > this.hi)
+      return `${this.text(value)} is the broadcast address of subnet ${cidr.text} and cannot be assigned (${allowed})`;
     return undefined;
   }
 
@@ -356,8 +379,12 @@ export class Subnet {
     if (holder) {
       if (kind !== 'gateway' || holder.kind !== 'gateway') {
         const advice =
-          kind === 'gateway' ? 'choose another --gateway' : 'choose another address (--ip / --aux-address), or leave --ip out to get a free one';
-        throw new PluginError(`${label} ${this.text(value)} is already in use in subnet ${this.cidr.text}: ${this.describe(holder)}; ${advice}`);
+          kind === 'gateway'
+            ? 'choose another --gateway'
+            : 'choose another address (--ip / --aux-address), or leave --ip out to get a free one';
+        throw new PluginError(
+          `${label} ${this.text(value)} is already in use in subnet ${this.cidr.text}: ${this.describe(holder)}; ${advice}`,
+        );
       }
     }
     this.mark(value, kind, pool);
@@ -371,7 +398,9 @@ export class Subnet {
     const moves = lane.searchMoves;
     const value = lane.next(this.taken);
     if (value === undefined) {
-      const advice = pool.range ? 'widen --ip-range or release addresses' : 'use a larger --subnet or release addresses';
+      const advice = pool.range
+        ? 'widen --ip-range or release addresses'
+        : 'use a larger --subnet or release addresses';
       throw new ExhaustedError(
         `no free address left in ${lane.label} (${lane.size} addresses, all in use): the ${pool.range ? 'range' : 'subnet'} is exhausted; ${advice}`,
         // The search moved the cursor past addresses taken otherwise: a replay must know, or it would queue releases differently.
@@ -505,7 +534,15 @@ export class Subnet {
     const lines = [''];
     for (const pool of this.pools.values()) {
       lines.push(
-        JSON.stringify({ t: 'pool', p: pool.no, id: pool.id, range: pool.range?.text ?? null, options: pool.options, refs: pool.refs, ...(pool.unanswered > 0 && { u: pool.unanswered }) }),
+        JSON.stringify({
+          t: 'pool',
+          p: pool.no,
+          id: pool.id,
+          range: pool.range?.text ?? null,
+          options: pool.options,
+          refs: pool.refs,
+          ...(pool.unanswered > 0 && { u: pool.unanswered }),
+        }),
       );
     }
     for (const [value, holder] of this.taken) {
@@ -548,21 +585,32 @@ export class Subnet {
   private address(record: JournalRecord): bigint {
     const text = str(record, 'a');
     const ip = parseIp(text);
-    if (!ip || ip.v6 !== this.v6 || !contains(this.cidr, ip.value)) throw new Error(`address '${text}' is not in subnet ${this.cidr.text}`);
+    if (!ip || ip.v6 !== this.v6 || !contains(this.cidr, ip.value))
+      throw new Error(`address '${text}' is not in subnet ${this.cidr.text}`);
     return ip.value;
   }
 
   private spec(record: JournalRecord): PoolSpec {
     const range = record.range;
     const options = record.options;
-    if (options === null || typeof options !== 'object' || Array.isArray(options) || Object.values(options).some((v) => typeof v !== 'string')) {
+    if (
+      options === null ||
+      typeof options !== 'object' ||
+      Array.isArray(options) ||
+      Object.values(options).some((v) => typeof v !== 'string')
+    ) {
       throw new Error(`field 'options' is not an object of strings`);
     }
     const spec: PoolSpec = { id: str(record, 'id'), options: options as Record<string, string> };
     if (range !== null) {
       if (typeof range !== 'string') throw new Error(`field 'range' is not a string`);
       const parsed = parseCidr(range);
-      if (!parsed.ok || parsed.cidr.v6 !== this.v6 || parsed.cidr.base < this.cidr.base || parsed.cidr.last > this.cidr.last) {
+      if (
+        !parsed.ok ||
+        parsed.cidr.v6 !== this.v6 ||
+        parsed.cidr.base < this.cidr.base ||
+        parsed.cidr.last > this.cidr.last
+      ) {
         throw new Error(`range '${range}' is not a prefix of subnet ${this.cidr.text}`);
       }
       spec.range = parsed.cidr;
@@ -636,7 +684,8 @@ export class Subnet {
         const value = this.address(record);
         const pool = this.poolOf(record);
         const holder = this.taken.get(value);
-        if (holder && !(kind === 'gateway' && holder.kind === 'gateway')) throw new Error(`address ${this.text(value)} is taken twice`);
+        if (holder && !(kind === 'gateway' && holder.kind === 'gateway'))
+          throw new Error(`address ${this.text(value)} is taken twice`);
         if (kind === 'dynamic') pool.lane.replayNext(value, this.taken);
         const count = kind === 'gateway' && record.c !== undefined ? int(record, 'c') : 1;
         if (count < 1) throw new Error(`gateway count ${count}`);

@@ -56,7 +56,11 @@ export function readJournal(path: string, log: Logger): JournalRecord[] {
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
   const torn = lines.pop();
-  if (torn) log.warn({ path, bytes: torn.length }, 'ignoring an incomplete last line of the IPAM journal (a write cut short by a crash)');
+  if (torn)
+    log.warn(
+      { path, bytes: torn.length },
+      'ignoring an incomplete last line of the IPAM journal (a write cut short by a crash)',
+    );
   const records: JournalRecord[] = [];
   lines.forEach((line, i) => {
     if (line === '') return;
@@ -64,7 +68,9 @@ export function readJournal(path: string, log: Logger): JournalRecord[] {
     try {
       record = JSON.parse(line);
     } catch (err) {
-      throw new Error(`IPAM state file ${path} line ${i + 1} is not valid JSON (${(err as Error).message}); fix or remove the line`);
+      throw new Error(
+        `IPAM state file ${path} line ${i + 1} is not valid JSON (${(err as Error).message}); fix or remove the line`,
+      );
     }
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
       throw new Error(`IPAM state file ${path} line ${i + 1} is not a JSON object; fix or remove the line`);
@@ -189,14 +195,18 @@ export class Journal {
         const buffer = Buffer.from(marks.map((entry) => `${entry.answered!.line}\n`).join(''));
         // A few bytes into the page cache: synchronous, which costs less than a trip through the thread pool.
         const bytesWritten = writeSync(this.handle.fd, buffer, 0, buffer.length);
-        if (bytesWritten !== buffer.length) throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
+        if (bytesWritten !== buffer.length)
+          throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
         this.lines += marks.length;
         this.written += marks.length;
       } catch (err) {
         this.needSnapshot = true;
-        this.log.error({ path: this.path, err }, 'IPAM state saved, but its answer could not be marked; it is rolled back at the next start');
+        this.log.error(
+          { path: this.path, err },
+          'IPAM state saved, but its answer could not be marked; it is rolled back at the next start',
+        );
         const unmarked = new UnmarkedError((err as Error).message);
-        for (const entry of batch) (entry.answered ? entry.reject(unmarked) : entry.resolve());
+        for (const entry of batch) entry.answered ? entry.reject(unmarked) : entry.resolve();
         return;
       }
       for (const entry of marks) entry.answered!.apply();
@@ -210,7 +220,8 @@ export class Journal {
     const text = batch.map((entry) => `${entry.line}\n`).join('');
     const buffer = Buffer.from(text);
     const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
-    if (bytesWritten !== buffer.length) throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
+    if (bytesWritten !== buffer.length)
+      throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
     await this.handle.datasync();
     this.syncs++;
     this.written += batch.length;

@@ -49,7 +49,9 @@ export function poolIdOf(subnet: Cidr, range: Cidr | undefined, options: Record<
   if (range) id += `,range=${range.text}`;
   const keys = Object.keys(options).sort();
   if (keys.length > 0) {
-    const digest = createHash('sha256').update(JSON.stringify(keys.map((k) => [k, options[k]]))).digest('hex');
+    const digest = createHash('sha256')
+      .update(JSON.stringify(keys.map((k) => [k, options[k]])))
+      .digest('hex');
     id += `,opts=${digest.slice(0, 8)}`;
   }
   return id;
@@ -67,13 +69,16 @@ export function readSubnet(path: string, log: Logger): Subnet | undefined {
     throw new Error(`IPAM state file ${path} does not start with a subnet header; fix or remove it`);
   }
   const parsed = parseCidr(header.subnet);
-  if (!parsed.ok) throw new Error(`IPAM state file ${path} names an invalid subnet '${header.subnet}'; fix or remove it`);
+  if (!parsed.ok)
+    throw new Error(`IPAM state file ${path} names an invalid subnet '${header.subnet}'; fix or remove it`);
   const subnet = new Subnet(parsed.cidr);
   records.forEach((record, i) => {
     try {
       subnet.apply(record);
     } catch (err) {
-      throw new Error(`IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`);
+      throw new Error(
+        `IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`,
+      );
     }
   });
   return subnet;
@@ -87,7 +92,10 @@ export class IpamService {
   private readonly journals = new Map<string, Journal>();
   private closed = false;
 
-  constructor(stateDir: string, private readonly log: Logger) {
+  constructor(
+    stateDir: string,
+    private readonly log: Logger,
+  ) {
     this.dir = join(stateDir, 'ipam');
     if (!existsSync(this.dir)) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -110,11 +118,20 @@ export class IpamService {
         continue;
       }
       for (const what of subnet.rollBackUnanswered()) {
-        this.log.warn({ path, undone: what }, 'rolled back an IPAM change saved but never answered (tsmacvlan stopped before answering; Docker did not get it)');
+        this.log.warn(
+          { path, undone: what },
+          'rolled back an IPAM change saved but never answered (tsmacvlan stopped before answering; Docker did not get it)',
+        );
       }
-      if (journalName(subnet.cidr) !== file) throw new Error(`IPAM state file ${path} holds subnet ${subnet.cidr.text}; it should be named ${journalName(subnet.cidr)}`);
+      if (journalName(subnet.cidr) !== file)
+        throw new Error(
+          `IPAM state file ${path} holds subnet ${subnet.cidr.text}; it should be named ${journalName(subnet.cidr)}`,
+        );
       for (const other of this.subnets.values()) {
-        if (overlaps(other.cidr, subnet.cidr)) throw new Error(`IPAM state files for subnets ${other.cidr.text} and ${subnet.cidr.text} overlap; remove one of them`);
+        if (overlaps(other.cidr, subnet.cidr))
+          throw new Error(
+            `IPAM state files for subnets ${other.cidr.text} and ${subnet.cidr.text} overlap; remove one of them`,
+          );
       }
       if (subnet.empty) {
         writeSnapshotSync(path, undefined);
@@ -129,7 +146,10 @@ export class IpamService {
       writeSnapshotSync(path, lines);
       this.subnets.set(subnet.cidr.text, subnet);
       this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, true, lines.length));
-      this.log.info({ subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size }, 'loaded IPAM state');
+      this.log.info(
+        { subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size },
+        'loaded IPAM state',
+      );
     }
   }
 
@@ -195,16 +215,23 @@ export class IpamService {
     if (!parsed.ok) throw new PluginError(`--subnet ${args.pool} is not valid: ${parsed.why}`);
     const cidr = parsed.cidr;
     if (cidr.v6 !== v6) {
-      throw new PluginError(`--subnet ${args.pool} is an ${family(cidr.v6)} subnet, but Docker asked for an ${family(v6)} pool${cidr.v6 ? ' (add --ipv6 to use IPv6 subnets)' : ''}`);
+      throw new PluginError(
+        `--subnet ${args.pool} is an ${family(cidr.v6)} subnet, but Docker asked for an ${family(v6)} pool${cidr.v6 ? ' (add --ipv6 to use IPv6 subnets)' : ''}`,
+      );
     }
     let range: Cidr | undefined;
     if (args.subPool) {
       const r = parseCidr(args.subPool);
       if (!r.ok) throw new PluginError(`--ip-range ${args.subPool} is not valid: ${r.why}`);
       range = r.cidr;
-      if (range.v6 !== cidr.v6) throw new PluginError(`--ip-range ${range.text} is ${family(range.v6)} but --subnet ${cidr.text} is ${family(cidr.v6)}`);
+      if (range.v6 !== cidr.v6)
+        throw new PluginError(
+          `--ip-range ${range.text} is ${family(range.v6)} but --subnet ${cidr.text} is ${family(cidr.v6)}`,
+        );
       if (range.prefix < cidr.prefix || !contains(cidr, range.base)) {
-        throw new PluginError(`--ip-range ${range.text} is not inside --subnet ${cidr.text}; give a range within the subnet, e.g. ${cidr.text} itself`);
+        throw new PluginError(
+          `--ip-range ${range.text} is not inside --subnet ${cidr.text}; give a range within the subnet, e.g. ${cidr.text} itself`,
+        );
       }
     }
     const options = args.options ?? {};
@@ -225,7 +252,10 @@ export class IpamService {
     if (range) {
       const lo = range.base > subnet.lo ? range.base : subnet.lo;
       const hi = range.last < subnet.hi ? range.last : subnet.hi;
-      if (lo > hi) throw new PluginError(`--ip-range ${range.text} holds no address of subnet ${cidr.text} that can be assigned (only its network or broadcast address); widen --ip-range`);
+      if (lo > hi)
+        throw new PluginError(
+          `--ip-range ${range.text} holds no address of subnet ${cidr.text} that can be assigned (only its network or broadcast address); widen --ip-range`,
+        );
     }
     const { pool, line } = subnet.acquirePool({ id, ...(range && { range }), options });
     this.subnets.set(cidr.text, subnet);
@@ -253,7 +283,11 @@ export class IpamService {
   }
 
   /** Returns "address/prefixlen". */
-  async requestAddress(poolId: string, address: string | undefined, options: Record<string, unknown> | null | undefined): Promise<string> {
+  async requestAddress(
+    poolId: string,
+    address: string | undefined,
+    options: Record<string, unknown> | null | undefined,
+  ): Promise<string> {
     this.open();
     const pool = this.pool(poolId, true);
     const subnet = pool.subnet;
@@ -281,7 +315,9 @@ export class IpamService {
         if (err instanceof ExhaustedError && err.line) {
           await this.journal(subnet.cidr)
             .append(err.line)
-            .catch((saveErr: unknown) => this.log.warn({ err: saveErr, poolId }, 'could not journal an exhausted search'));
+            .catch((saveErr: unknown) =>
+              this.log.warn({ err: saveErr, poolId }, 'could not journal an exhausted search'),
+            );
         }
         throw err;
       }
@@ -318,7 +354,9 @@ export class IpamService {
     }
     const pool = this.pools.get(poolId);
     if (!pool && required) {
-      throw new PluginError(`pool ${poolId} is not known to tsmacvlan's IPAM (it was released, or its state was removed); recreate the network`);
+      throw new PluginError(
+        `pool ${poolId} is not known to tsmacvlan's IPAM (it was released, or its state was removed); recreate the network`,
+      );
     }
     if (!pool) this.log.warn({ poolId }, 'release for an unknown pool; nothing to do');
     return pool;
@@ -329,11 +367,17 @@ export class IpamService {
     const subnet = pool.subnet;
     const slash = text.indexOf('/');
     const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
-    if (!ip) throw new PluginError(`${label} '${text.slice(0, 100)}' is not an IP address (expected e.g. ${subnet.text(subnet.lo)})`);
+    if (!ip)
+      throw new PluginError(
+        `${label} '${text.slice(0, 100)}' is not an IP address (expected e.g. ${subnet.text(subnet.lo)})`,
+      );
     if (slash >= 0 && text.slice(slash + 1) !== String(subnet.cidr.prefix)) {
-      throw new PluginError(`${label} ${text} does not have the prefix length of subnet ${subnet.cidr.text}; give the address alone`);
+      throw new PluginError(
+        `${label} ${text} does not have the prefix length of subnet ${subnet.cidr.text}; give the address alone`,
+      );
     }
-    if (ip.v6 !== subnet.v6) throw new PluginError(`${label} ${text} is ${family(ip.v6)}, but pool ${pool.id} is ${family(subnet.v6)}`);
+    if (ip.v6 !== subnet.v6)
+      throw new PluginError(`${label} ${text} is ${family(ip.v6)}, but pool ${pool.id} is ${family(subnet.v6)}`);
     if (!contains(subnet.cidr, ip.value)) {
       throw new PluginError(`${label} ${text} is not in subnet ${subnet.cidr.text} of pool ${pool.id}`);
     }

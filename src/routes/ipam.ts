@@ -38,7 +38,11 @@ export const ipamRoutes: FastifyPluginAsync<{ ipam: IpamService }> = async (app,
           Pool: CIDR,
           SubPool: CIDR,
           // --ipam-opt: strings only.
-          Options: { type: ['object', 'null'], additionalProperties: { type: 'string', maxLength: 1024 }, maxProperties: 64 },
+          Options: {
+            type: ['object', 'null'],
+            additionalProperties: { type: 'string', maxLength: 1024 },
+            maxProperties: 64,
+          },
           V6: { type: 'boolean' },
         },
         [],
@@ -56,10 +60,14 @@ export const ipamRoutes: FastifyPluginAsync<{ ipam: IpamService }> = async (app,
     },
   );
 
-  app.post<{ Body: { PoolID: string } }>('/IpamDriver.ReleasePool', { schema: body({ PoolID: POOL_ID }, ['PoolID']) }, async (request) => {
-    await ipam.releasePool(request.body.PoolID);
-    return {};
-  });
+  app.post<{ Body: { PoolID: string } }>(
+    '/IpamDriver.ReleasePool',
+    { schema: body({ PoolID: POOL_ID }, ['PoolID']) },
+    async (request) => {
+      await ipam.releasePool(request.body.PoolID);
+      return {};
+    },
+  );
 
   app.post<{ Body: RequestAddressBody }>(
     '/IpamDriver.RequestAddress',

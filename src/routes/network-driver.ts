@@ -133,7 +133,13 @@ export const networkDriverRoutes: FastifyPluginAsync<{ driver: NetworkDriver }> 
   app.post<{ Body: { Options?: unknown } }>('/NetworkDriver.AllocateNetwork', async (request) => ({
     Options: request.body.Options ?? {},
   }));
-  for (const method of ['FreeNetwork', 'DiscoverNew', 'DiscoverDelete', 'ProgramExternalConnectivity', 'RevokeExternalConnectivity']) {
+  for (const method of [
+    'FreeNetwork',
+    'DiscoverNew',
+    'DiscoverDelete',
+    'ProgramExternalConnectivity',
+    'RevokeExternalConnectivity',
+  ]) {
     app.post(`/NetworkDriver.${method}`, async () => ({}));
   }
 };

@@ -86,7 +86,10 @@ function startWorker(pid) {
 const macOf = (n) => `02:42:${[24, 16, 8, 0].map((s) => ((n >>> s) & 255).toString(16).padStart(2, '0')).join(':')}`;
 
 /** A cell: a plugin in its own namespace, its network (made the way Docker makes one), and a floor worker beside it. */
-export async function makeCell(name, { subnet, nodeArgs = [], records = 0, root, variants = ['api', 'kernel', 'kernel+disk'] }) {
+export async function makeCell(
+  name,
+  { subnet, nodeArgs = [], records = 0, root, variants = ['api', 'kernel', 'kernel+disk'] },
+) {
   const dir = tempDir(`tsmv-bench-${name}-`, root);
   const plugin = await startPlugin({ socket: join(dir, 'plugin.sock'), stateDir: dir, wrap: CELL_WRAP, nodeArgs });
   onCleanup(() => plugin.stop());
@@ -96,8 +99,18 @@ export async function makeCell(name, { subnet, nodeArgs = [], records = 0, root,
   const client = new PluginClient(plugin.socket);
   onCleanup(() => client.close());
 
-  const pool = await client.ok('IpamDriver.RequestPool', { AddressSpace: 'local', Pool: subnet, SubPool: '', Options: {}, V6: false });
-  const gateway = await client.ok('IpamDriver.RequestAddress', { PoolID: pool.PoolID, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+  const pool = await client.ok('IpamDriver.RequestPool', {
+    AddressSpace: 'local',
+    Pool: subnet,
+    SubPool: '',
+    Options: {},
+    V6: false,
+  });
+  const gateway = await client.ok('IpamDriver.RequestAddress', {
+    PoolID: pool.PoolID,
+    Address: '',
+    Options: { RequestAddressType: 'com.docker.network.gateway' },
+  });
   const networkId = hex(32);
   await client.ok('NetworkDriver.CreateNetwork', {
     NetworkID: networkId,
@@ -126,16 +139,30 @@ export async function makeCell(name, { subnet, nodeArgs = [], records = 0, root,
         if (steps) steps[step] = now - t;
         t = now;
       };
-      const { Address } = await client.ok('IpamDriver.RequestAddress', { PoolID: pool.PoolID, Address: '', Options: { 'com.docker.network.endpoint.macaddress': mac } });
+      const { Address } = await client.ok('IpamDriver.RequestAddress', {
+        PoolID: pool.PoolID,
+        Address: '',
+        Options: { 'com.docker.network.endpoint.macaddress': mac },
+      });
       lap('RequestAddress');
       await client.ok('NetworkDriver.CreateEndpoint', {
         NetworkID: networkId,
         EndpointID: endpointId,
         Interface: { Address, AddressIPv6: '', MacAddress: mac },
-        Options: { ...EP_OPTIONS, 'com.docker.network.endpoint.macaddress': Buffer.from(mac.split(':').map((b) => parseInt(b, 16))).toString('base64') },
+        Options: {
+          ...EP_OPTIONS,
+          'com.docker.network.endpoint.macaddress': Buffer.from(mac.split(':').map((b) => parseInt(b, 16))).toString(
+            'base64',
+          ),
+        },
       });
       lap('CreateEndpoint');
-      await client.ok('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: `/var/run/docker/netns/${hex(6)}`, Options: EP_OPTIONS });
+      await client.ok('NetworkDriver.Join', {
+        NetworkID: networkId,
+        EndpointID: endpointId,
+        SandboxKey: `/var/run/docker/netns/${hex(6)}`,
+        Options: EP_OPTIONS,
+      });
       lap('Join');
       return { endpointId, address: Address };
     },
@@ -224,14 +251,21 @@ export async function lives(cells, rounds, warmup) {
       pluginCpuMsPerRound: round((cpuMsOf(cell.plugin.pid) - cpu0.get(cell)) / rounds),
       pluginMeasuredMsPerRequest: requestTimes(cell.plugin.logLines(logFrom.get(cell))),
     };
-    for (const [variant, key] of [['kernel', 'kernel'], ['kernel+disk', 'kernelDisk']]) {
+    for (const [variant, key] of [
+      ['kernel', 'kernel'],
+      ['kernel+disk', 'kernelDisk'],
+    ]) {
       if (!cell.variants.includes(variant)) continue;
       const floor = get(variant);
       entry[key] = summary(floor.ms);
       entry[`${key}StepsMedianMs`] = stepMedians(floor.steps);
       entry.cpuMsPerLife[key] = round(median(floor.cpuMs));
       const name = `apiOver${key[0].toUpperCase()}${key.slice(1)}`;
-      entry[name] = { median: ratio(entry.api.median, entry[key].median), interval95: ratioInterval(api.ms, floor.ms), p99: ratio(entry.api.p99, entry[key].p99) };
+      entry[name] = {
+        median: ratio(entry.api.median, entry[key].median),
+        interval95: ratioInterval(api.ms, floor.ms),
+        p99: ratio(entry.api.p99, entry[key].p99),
+      };
     }
     Object.defineProperty(entry, 'samples', { value: api.ms, enumerable: false }); // for intervals across cells
     out[cell.name] = entry;
@@ -281,8 +315,21 @@ async function bursts(cell, n, reps) {
   return {
     endpoints: n,
     repetitions: reps,
-    api: { createMs: m(api.create), teardownMs: m(api.teardown), linksGoneMs: m(api.linksGone), failed: api.failed, distinctAddresses: api.distinctAddresses, endpointLinksLeftAfterTeardown: api.leftLinks, ...(api.firstError && { firstError: api.firstError }) },
-    kernel: { createMs: m(kernel.create), teardownMs: m(kernel.teardown), failed: kernel.failed, ...(kernel.firstError && { firstError: kernel.firstError }) },
+    api: {
+      createMs: m(api.create),
+      teardownMs: m(api.teardown),
+      linksGoneMs: m(api.linksGone),
+      failed: api.failed,
+      distinctAddresses: api.distinctAddresses,
+      endpointLinksLeftAfterTeardown: api.leftLinks,
+      ...(api.firstError && { firstError: api.firstError }),
+    },
+    kernel: {
+      createMs: m(kernel.create),
+      teardownMs: m(kernel.teardown),
+      failed: kernel.failed,
+      ...(kernel.firstError && { firstError: kernel.firstError }),
+    },
     createApiOverKernel: ratio(m(api.create), m(kernel.create)),
     teardownApiOverKernel: ratio(m(api.teardown), m(kernel.teardown)),
   };
@@ -307,8 +354,15 @@ export async function benchApi() {
     // One at a time by default, as Docker starts containers: the memory is then the state's, not a burst's (see burst).
     const made = await cell.populate(scale, populateConcurrency);
     cell.present = made.endpoints;
-    log(`cell ${cell.name}: ${scale} endpoints created and joined in ${Math.round(made.ms)} ms, ${populateConcurrency} at a time`);
-    result[`populate_${scale}`] = { ms: round(made.ms, 0), perEndpointMs: round(made.ms / Math.max(1, scale)), concurrency: populateConcurrency, pluginMemory: memoryOf(cell.plugin.pid) };
+    log(
+      `cell ${cell.name}: ${scale} endpoints created and joined in ${Math.round(made.ms)} ms, ${populateConcurrency} at a time`,
+    );
+    result[`populate_${scale}`] = {
+      ms: round(made.ms, 0),
+      perEndpointMs: round(made.ms / Math.max(1, scale)),
+      concurrency: populateConcurrency,
+      pluginMemory: memoryOf(cell.plugin.pid),
+    };
     cells.push(cell);
   }
 
@@ -319,12 +373,18 @@ export async function benchApi() {
     await tmpfs.populate(scales[0]);
   }
   const measured = tmpfs ? [...cells, tmpfs] : cells;
-  log(`lives: ${rounds} rounds × ${measured.map((c) => `${c.name} (${c.variants.join(', ')})`).join(', ')}, interleaved`);
+  log(
+    `lives: ${rounds} rounds × ${measured.map((c) => `${c.name} (${c.variants.join(', ')})`).join(', ')}, interleaved`,
+  );
   result.life = await lives(measured, rounds, warmup);
   if (tmpfs) {
     const t = result.life[tmpfs.name];
     const base = result.life[cells[0].name];
-    t.apiOverKernel = { median: ratio(t.api.median, base.kernel.median), p99: ratio(t.api.p99, base.kernel.p99), note: `kernel floor of cell ${cells[0].name}` };
+    t.apiOverKernel = {
+      median: ratio(t.api.median, base.kernel.median),
+      p99: ratio(t.api.p99, base.kernel.p99),
+      note: `kernel floor of cell ${cells[0].name}`,
+    };
     t.pluginMemory = memoryOf(tmpfs.plugin.pid);
     await tmpfs.worker.exit();
     await tmpfs.plugin.stop();
@@ -340,7 +400,9 @@ export async function benchApi() {
       interval95: ratioInterval(result.life[large.name].samples, result.life[small.name].samples),
       p99: ratio(result.life[large.name].api.p99, result.life[small.name].api.p99),
     },
-    kernelLargeOverSmall: { median: ratio(result.life[large.name].kernel.median, result.life[small.name].kernel.median) },
+    kernelLargeOverSmall: {
+      median: ratio(result.life[large.name].kernel.median, result.life[small.name].kernel.median),
+    },
     pluginPeakRssMiB: Object.fromEntries(cells.map((c) => [c.name, memoryOf(c.plugin.pid).peakRssMiB])),
     stateBytesOnDisk: Object.fromEntries(cells.map((c) => [c.name, dirBytes(join(c.dir, 'state'))])),
   };
@@ -360,7 +422,10 @@ export async function benchApi() {
   if (profileLives > 0) {
     log(`profile: ${profileLives} lives in a cell under --cpu-prof`);
     const profDir = tempDir('tsmv-bench-prof-');
-    const cell = await makeCell('prof', { subnet: '10.235.8.0/22', nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] });
+    const cell = await makeCell('prof', {
+      subnet: '10.235.8.0/22',
+      nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+    });
     for (let i = 0; i < 20; i++) await cell.life();
     const times = [];
     const fromUs = Number(process.hrtime.bigint() / 1000n);
@@ -370,7 +435,12 @@ export async function benchApi() {
     await cell.plugin.stop();
     const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (file) {
-      result.profile = { livesProfiled: profileLives, window: { fromUs, toUs }, lifeMsUnderProfiler: summary(times), ...summarizeProfile(join(profDir, file), profileLives, { fromUs, toUs }) };
+      result.profile = {
+        livesProfiled: profileLives,
+        window: { fromUs, toUs },
+        lifeMsUnderProfiler: summary(times),
+        ...summarizeProfile(join(profDir, file), profileLives, { fromUs, toUs }),
+      };
       if (process.env.BENCH_KEEP_PROFILE) {
         result.profile.kept = join(process.env.BENCH_KEEP_PROFILE, `plugin-lives-${Date.now()}.cpuprofile`);
         copyFileSync(join(profDir, file), result.profile.kept);

@@ -71,13 +71,18 @@ async function removeLeftoverLinks() {
     .filter((n) => n?.startsWith(`${LINK_PREFIX}-`));
   for (const ns of namespaces) await run('ip', ['netns', 'del', ns], { allowFail: true });
   const links = JSON.parse((await run('ip', ['-j', 'link', 'show'])).stdout || '[]');
-  for (const { ifname } of links) if (ifname?.startsWith(LINK_PREFIX)) await run('ip', ['link', 'del', ifname], { allowFail: true });
+  for (const { ifname } of links)
+    if (ifname?.startsWith(LINK_PREFIX)) await run('ip', ['link', 'del', ifname], { allowFail: true });
 }
 
 /** Docker up, the test image built (provision.sh is idempotent), the parent, the plugin, the networks. */
 async function setUp({ nodeArgs = [] } = {}) {
-  const provision = await run('bash', [join(ROOT, 'test/e2e/provision.sh')], { allowFail: true, timeoutMs: 15 * 60_000 });
-  if (provision.code !== 0) throw new Error(`test/e2e/provision.sh failed:\n${(provision.stdout + provision.stderr).slice(-3000)}`);
+  const provision = await run('bash', [join(ROOT, 'test/e2e/provision.sh')], {
+    allowFail: true,
+    timeoutMs: 15 * 60_000,
+  });
+  if (provision.code !== 0)
+    throw new Error(`test/e2e/provision.sh failed:\n${(provision.stdout + provision.stderr).slice(-3000)}`);
   await removeLeftoverLinks();
 
   // The parent: one end of a veth pair, its peer up in a namespace of ours. Deleting the namespace deletes both.
@@ -106,9 +111,41 @@ async function setUp({ nodeArgs = [] } = {}) {
     tsmacvlanIpam: `${PREFIX}tsmacvlan-ipam`,
     bridge: `${PREFIX}bridge`,
   };
-  await docker(['network', 'create', '-d', 'macvlan', '-o', `parent=${parent}`, '--subnet', '10.235.1.0/24', networks.builtin]);
-  await docker(['network', 'create', '-d', DRIVER, '-o', `parent=${parent}`, '--subnet', '10.235.2.0/24', networks.tsmacvlan]);
-  await docker(['network', 'create', '-d', DRIVER, '--ipam-driver', DRIVER, '-o', `parent=${parent}`, '--subnet', '10.235.3.0/24', networks.tsmacvlanIpam]);
+  await docker([
+    'network',
+    'create',
+    '-d',
+    'macvlan',
+    '-o',
+    `parent=${parent}`,
+    '--subnet',
+    '10.235.1.0/24',
+    networks.builtin,
+  ]);
+  await docker([
+    'network',
+    'create',
+    '-d',
+    DRIVER,
+    '-o',
+    `parent=${parent}`,
+    '--subnet',
+    '10.235.2.0/24',
+    networks.tsmacvlan,
+  ]);
+  await docker([
+    'network',
+    'create',
+    '-d',
+    DRIVER,
+    '--ipam-driver',
+    DRIVER,
+    '-o',
+    `parent=${parent}`,
+    '--subnet',
+    '10.235.3.0/24',
+    networks.tsmacvlanIpam,
+  ]);
   await docker(['network', 'create', '-d', 'bridge', '--subnet', '10.235.4.0/24', networks.bridge]);
   return { parent, plugin, networks };
 }
@@ -122,12 +159,23 @@ export async function benchDocker() {
   await docker(['run', '-d', '--name', sleeper, '--network', networks.bridge, IMAGE, 'sleep', '3600']);
 
   const variants = ['builtin', 'tsmacvlan', 'tsmacvlanIpam'];
-  const samples = Object.fromEntries(variants.map((v) => [v, { connect: [], disconnect: [], connectDisconnect: [], run: [] }]));
+  const samples = Object.fromEntries(
+    variants.map((v) => [v, { connect: [], disconnect: [], connectDisconnect: [], run: [] }]),
+  );
   const once = async (variant, keep) => {
     const c = await timed(DOCKER, ['network', 'connect', networks[variant], sleeper]);
     const d = await timed(DOCKER, ['network', 'disconnect', networks[variant], sleeper]);
     // Named, so that an interrupted run leaves nothing the clean-up cannot find by the prefix.
-    const r = await timed(DOCKER, ['run', '--rm', '--name', `${PREFIX}run-${hex(4)}`, '--network', networks[variant], IMAGE, 'true']);
+    const r = await timed(DOCKER, [
+      'run',
+      '--rm',
+      '--name',
+      `${PREFIX}run-${hex(4)}`,
+      '--network',
+      networks[variant],
+      IMAGE,
+      'true',
+    ]);
     if (!keep) return;
     const s = samples[variant];
     s.connect.push(c.ms);
@@ -135,7 +183,9 @@ export async function benchDocker() {
     s.connectDisconnect.push(c.ms + d.ms);
     s.run.push(r.ms);
   };
-  log(`docker: ${warmup} warm-up + ${pairs} rounds × (built-in macvlan, tsmacvlan, tsmacvlan + IPAM), shuffled each round`);
+  log(
+    `docker: ${warmup} warm-up + ${pairs} rounds × (built-in macvlan, tsmacvlan, tsmacvlan + IPAM), shuffled each round`,
+  );
   for (let r = 0; r < warmup; r++) for (const v of shuffle(variants)) await once(v, false);
   const logFrom = plugin.logPosition();
   for (let r = 0; r < pairs; r++) {
@@ -143,15 +193,25 @@ export async function benchDocker() {
     if ((r + 1) % 10 === 0) log(`  docker: ${r + 1}/${pairs} rounds`);
   }
 
-  const result = { rounds: pairs, warmupRounds: warmup, docker: (await dockerOut(['version', '--format', '{{.Server.Version}}'])) };
+  const result = {
+    rounds: pairs,
+    warmupRounds: warmup,
+    docker: await dockerOut(['version', '--format', '{{.Server.Version}}']),
+  };
   for (const op of ['connect', 'disconnect', 'connectDisconnect', 'run']) {
     const f = Object.fromEntries(variants.map((v) => [v, summary(samples[v][op])]));
-    f.ratio = { tsmacvlan: ratio(f.tsmacvlan.median, f.builtin.median), tsmacvlanIpam: ratio(f.tsmacvlanIpam.median, f.builtin.median) };
+    f.ratio = {
+      tsmacvlan: ratio(f.tsmacvlan.median, f.builtin.median),
+      tsmacvlanIpam: ratio(f.tsmacvlanIpam.median, f.builtin.median),
+    };
     f.ratioInterval95 = {
       tsmacvlan: ratioInterval(samples.tsmacvlan[op], samples.builtin[op]),
       tsmacvlanIpam: ratioInterval(samples.tsmacvlanIpam[op], samples.builtin[op]),
     };
-    f.extraMs = { tsmacvlan: round(f.tsmacvlan.median - f.builtin.median), tsmacvlanIpam: round(f.tsmacvlanIpam.median - f.builtin.median) };
+    f.extraMs = {
+      tsmacvlan: round(f.tsmacvlan.median - f.builtin.median),
+      tsmacvlanIpam: round(f.tsmacvlanIpam.median - f.builtin.median),
+    };
     // Per round, tsmacvlan's time over the built-in's of the same round: its median is less sensitive to slow spells.
     f.pairedRatioMedian = {
       tsmacvlan: round(median(samples.tsmacvlan[op].map((t, i) => t / samples.builtin[op][i]))),
@@ -166,12 +226,16 @@ export async function benchDocker() {
 }
 
 async function inspect(name) {
-  const [pid, ip] = (await dockerOut(['inspect', '-f', '{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name])).split(' ');
+  const [pid, ip] = (
+    await dockerOut(['inspect', '-f', '{{.State.Pid}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name])
+  ).split(' ');
   return { pid, ip };
 }
 
 async function iperf(server, client, seconds) {
-  const srv = spawnTracked('nsenter', ['-t', server.pid, '-n', 'iperf3', '-s', '-1', '-p', '5201', '--forceflush'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const srv = spawnTracked('nsenter', ['-t', server.pid, '-n', 'iperf3', '-s', '-1', '-p', '5201', '--forceflush'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`iperf3 server did not start: ${out}`)), 10_000);
@@ -182,7 +246,11 @@ async function iperf(server, client, seconds) {
     srv.once('exit', () => (clearTimeout(timer), reject(new Error(`iperf3 server exited: ${out}`))));
   });
   try {
-    const { stdout } = await run('nsenter', ['-t', client.pid, '-n', 'iperf3', '-c', server.ip, '-p', '5201', '-t', String(seconds), '-J'], { timeoutMs: (seconds + 30) * 1000 });
+    const { stdout } = await run(
+      'nsenter',
+      ['-t', client.pid, '-n', 'iperf3', '-c', server.ip, '-p', '5201', '-t', String(seconds), '-J'],
+      { timeoutMs: (seconds + 30) * 1000 },
+    );
     const json = JSON.parse(stdout);
     return { gbps: json.end.sum_received.bits_per_second / 1e9, retransmits: json.end.sum_sent.retransmits ?? 0 };
   } finally {
@@ -193,7 +261,11 @@ async function iperf(server, client, seconds) {
 }
 
 async function ping(server, client, count) {
-  const { stdout } = await run('nsenter', ['-t', client.pid, '-n', 'ping', '-n', '-c', String(count), '-i', '0.01', '-W', '1', server.ip], { timeoutMs: 60_000 });
+  const { stdout } = await run(
+    'nsenter',
+    ['-t', client.pid, '-n', 'ping', '-n', '-c', String(count), '-i', '0.01', '-W', '1', server.ip],
+    { timeoutMs: 60_000 },
+  );
   const rtts = [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   if (rtts.length < count) throw new Error(`ping ${server.ip}: ${rtts.length} of ${count} replies`);
   return rtts.slice(1); // the first one includes ARP
@@ -205,7 +277,10 @@ export async function benchDataPlane() {
   const count = envInt('BENCH_PING_COUNT', 100);
   const { networks } = await setUp();
   const pairs = {};
-  for (const [variant, network] of [['tsmacvlan', networks.tsmacvlan], ['bridge', networks.bridge]]) {
+  for (const [variant, network] of [
+    ['tsmacvlan', networks.tsmacvlan],
+    ['bridge', networks.bridge],
+  ]) {
     const names = [`${PREFIX}dp-${variant}-1`, `${PREFIX}dp-${variant}-2`];
     for (const name of names) await docker(['run', '-d', '--name', name, '--network', network, IMAGE, 'sleep', '3600']);
     pairs[variant] = [await inspect(names[0]), await inspect(names[1])];
@@ -233,6 +308,9 @@ export async function benchDataPlane() {
       rttMeanMs: round(s.rtt.reduce((a, b) => a + b, 0) / s.rtt.length, 3),
     };
   }
-  result.tsmacvlanOverBridge = { throughput: ratio(result.tsmacvlan.gbps, result.bridge.gbps), rtt: ratio(result.tsmacvlan.rttMedianMs, result.bridge.rttMedianMs) };
+  result.tsmacvlanOverBridge = {
+    throughput: ratio(result.tsmacvlan.gbps, result.bridge.gbps),
+    rtt: ratio(result.tsmacvlan.rttMedianMs, result.bridge.rttMedianMs),
+  };
   return result;
 }

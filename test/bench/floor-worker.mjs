@@ -107,7 +107,9 @@ async function burst(phase, n) {
   else if (!burst.last) throw new Error('burst delete without a burst create');
   const numbers = phase === 'create' ? Array.from({ length: n }, (_, i) => first + i) : burst.last;
   const t0 = performance.now();
-  const results = await Promise.allSettled(numbers.map((k) => (phase === 'create' ? create(k) : links.delete(nameOf(k)))));
+  const results = await Promise.allSettled(
+    numbers.map((k) => (phase === 'create' ? create(k) : links.delete(nameOf(k)))),
+  );
   const ms = performance.now() - t0;
   if (phase === 'create') burst.last = numbers;
   const failed = results.filter((r) => r.status === 'rejected');

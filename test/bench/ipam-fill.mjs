@@ -37,7 +37,13 @@ function post(method, body) {
   return new Promise((resolve, reject) => {
     // Like Docker: no Content-Type.
     const req = http.request(
-      { socketPath, agent, method: 'POST', path: `/${method}`, headers: { Accept: 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(payload) } },
+      {
+        socketPath,
+        agent,
+        method: 'POST',
+        path: `/${method}`,
+        headers: { Accept: 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(payload) },
+      },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -58,19 +64,35 @@ function diskBytes(dir) {
 // Warm-up on another subnet (JIT, sockets), released before the measured fill starts.
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2_000);
 if (WARMUP > 0) {
-  const warm = await post('IpamDriver.RequestPool', { AddressSpace: 'local', Pool: '10.201.0.0/16', SubPool: '', Options: {}, V6: false });
-  for (let i = 0; i < WARMUP; i++) await post('IpamDriver.RequestAddress', { PoolID: warm.json.PoolID, Address: '', Options: null });
+  const warm = await post('IpamDriver.RequestPool', {
+    AddressSpace: 'local',
+    Pool: '10.201.0.0/16',
+    SubPool: '',
+    Options: {},
+    V6: false,
+  });
+  for (let i = 0; i < WARMUP; i++)
+    await post('IpamDriver.RequestAddress', { PoolID: warm.json.PoolID, Address: '', Options: null });
   await post('IpamDriver.ReleasePool', { PoolID: warm.json.PoolID });
 }
 
-const pool = await post('IpamDriver.RequestPool', { AddressSpace: 'local', Pool: SUBNET, SubPool: '', Options: {}, V6: false });
+const pool = await post('IpamDriver.RequestPool', {
+  AddressSpace: 'local',
+  Pool: SUBNET,
+  SubPool: '',
+  Options: {},
+  V6: false,
+});
 if (pool.status !== 200) throw new Error(`RequestPool failed: ${JSON.stringify(pool.json)}`);
 const PoolID = pool.json.PoolID;
 
 // done[i] = when request i completed (ms); CPU time (user+system, µs) at the edges of the first and last windows.
 const done = new Float64Array(TOTAL);
 const cpu = {};
-const cpuNow = () => { const u = process.cpuUsage(); return u.user + u.system; };
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
 const seen = new Set();
 let next = 0;
 const t0 = performance.now();
@@ -78,7 +100,11 @@ cpu.start = cpuNow();
 async function worker() {
   while (next < TOTAL) {
     const i = next++;
-    const res = await post('IpamDriver.RequestAddress', { PoolID, Address: '', Options: { 'com.docker.network.endpoint.macaddress': '02:42:00:00:00:00' } });
+    const res = await post('IpamDriver.RequestAddress', {
+      PoolID,
+      Address: '',
+      Options: { 'com.docker.network.endpoint.macaddress': '02:42:00:00:00:00' },
+    });
     if (res.status !== 200) throw new Error(`request ${i} failed: ${JSON.stringify(res.json)}`);
     if (seen.has(res.json.Address)) throw new Error(`${res.json.Address} handed out twice`);
     seen.add(res.json.Address);
@@ -93,7 +119,8 @@ await Promise.all(Array.from({ length: Math.max(1, CONCURRENCY) }, worker));
 const elapsed = performance.now() - t0;
 
 const full = await post('IpamDriver.RequestAddress', { PoolID, Address: '', Options: null });
-if (full.status !== 500 || !full.json.Err.includes('exhausted')) throw new Error(`expected exhaustion, got ${JSON.stringify(full.json)}`);
+if (full.status !== 500 || !full.json.Err.includes('exhausted'))
+  throw new Error(`expected exhaustion, got ${JSON.stringify(full.json)}`);
 
 // Completion times are monotonic per worker; with several workers, sort them.
 const times = Array.from(done).sort((a, b) => a - b);
@@ -101,7 +128,8 @@ const firstRate = (WINDOW / (times[WINDOW - 1] - t0)) * 1000;
 const lastRate = (WINDOW / (times[TOTAL - 1] - times[TOTAL - WINDOW - 1])) * 1000;
 // Requests/s per 4,096 requests over the whole fill: shows whether a trend is the code's or the disk's noise.
 const profile = [];
-for (let k = 4096; k <= TOTAL; k += 4096) profile.push(Math.round((4096 / (times[k - 1] - (k > 4096 ? times[k - 4097] : t0))) * 1000));
+for (let k = 4096; k <= TOTAL; k += 4096)
+  profile.push(Math.round((4096 / (times[k - 1] - (k > 4096 ? times[k - 4097] : t0))) * 1000));
 const cpuFirst = (cpu.firstEnd - cpu.start) / WINDOW;
 const cpuLast = (cpu.lastEnd - cpu.lastStart) / WINDOW;
 const stats = ipam.stats(); // includes the warm-up's

@@ -29,7 +29,6 @@ export function sorted(values) {
   return Float64Array.from(values).sort();
 }
 
-
 /** Nearest-rank percentile (p in 0..100) of a list of numbers. */
 export function percentile(values, p) {
   if (values.length === 0) return NaN;
@@ -152,7 +151,9 @@ process.on('exit', killChildren);
 export function spawnTracked(cmd, args, options = {}) {
   const child = spawn(cmd, args, options);
   children.add(child);
-  child.exited = new Promise((resolve) => child.once('exit', (code, signal) => (children.delete(child), resolve(code ?? signal))));
+  child.exited = new Promise((resolve) =>
+    child.once('exit', (code, signal) => (children.delete(child), resolve(code ?? signal))),
+  );
   return child;
 }
 
@@ -160,7 +161,10 @@ export function spawnTracked(cmd, args, options = {}) {
 export function run(cmd, args, { allowFail = false, timeoutMs = 120_000, input, env } = {}) {
   if (interrupted && !cleaningNow) return Promise.reject(new Error('interrupted'));
   return new Promise((resolve, reject) => {
-    const child = spawnTracked(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], ...(env && { env }) });
+    const child = spawnTracked(cmd, args, {
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      ...(env && { env }),
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
@@ -170,7 +174,10 @@ export function run(cmd, args, { allowFail = false, timeoutMs = 120_000, input, 
     child.on('close', (code) => {
       clearTimeout(timer);
       const result = { stdout, stderr, code: code ?? -1 };
-      if (result.code !== 0 && !allowFail) reject(new Error(`${cmd} ${args.join(' ')} exited ${result.code}: ${(stderr || stdout).trim().slice(0, 2000)}`));
+      if (result.code !== 0 && !allowFail)
+        reject(
+          new Error(`${cmd} ${args.join(' ')} exited ${result.code}: ${(stderr || stdout).trim().slice(0, 2000)}`),
+        );
       else resolve(result);
     });
     if (child.stdin) {
@@ -277,10 +284,14 @@ export async function waitForPlugin(socketPath, child, timeoutMs = 20_000) {
   try {
     for (;;) {
       if (existsSync(socketPath)) {
-        const ok = await client.post('Plugin.Activate').then((r) => r.status === 200, () => false);
+        const ok = await client.post('Plugin.Activate').then(
+          (r) => r.status === 200,
+          () => false,
+        );
         if (ok) return;
       }
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`plugin exited (${child.exitCode ?? child.signalCode}) before answering on ${socketPath}`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`plugin exited (${child.exitCode ?? child.signalCode}) before answering on ${socketPath}`);
       if (Date.now() > deadline) throw new Error(`no plugin on ${socketPath} after ${timeoutMs} ms`);
       await sleep(25);
     }
@@ -295,7 +306,20 @@ export async function waitForPlugin(socketPath, child, timeoutMs = 20_000) {
  * `wrap` prefixes the command (e.g. to run it in a private network namespace); `nodeArgs` go to node (e.g. --cpu-prof).
  */
 export async function startPlugin({ socket, stateDir, wrap = [], nodeArgs = [], logLevel = 'info' }) {
-  const argv = [...wrap, process.execPath, ...SHIPPED_NODE_ARGS, ...nodeArgs, CLI, 'serve', '--socket', socket, '--state-dir', join(stateDir, 'state'), '--log-level', logLevel];
+  const argv = [
+    ...wrap,
+    process.execPath,
+    ...SHIPPED_NODE_ARGS,
+    ...nodeArgs,
+    CLI,
+    'serve',
+    '--socket',
+    socket,
+    '--state-dir',
+    join(stateDir, 'state'),
+    '--log-level',
+    logLevel,
+  ];
   const child = spawnTracked(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   let partial = '';
@@ -342,7 +366,8 @@ export function requestTimes(lines) {
     perMethod.get(method).push(entry.ms);
   }
   const out = {};
-  for (const [method, values] of [...perMethod].sort()) out[method] = { n: values.length, medianMs: round(median(values)), p99Ms: round(percentile(values, 99)) };
+  for (const [method, values] of [...perMethod].sort())
+    out[method] = { n: values.length, medianMs: round(median(values)), p99Ms: round(percentile(values, 99)) };
   return out;
 }
 

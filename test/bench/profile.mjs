@@ -24,21 +24,27 @@ function category(frame) {
 const BUCKETS = [
   [/^(pino|sonic-boom|thread-stream|on-exit-leak-free)$/, 'logging (pino)'],
   [/^netlink$/, 'netlink library (encode/decode)'],
-  [/^(fastify|find-my-way|avvio|light-my-request|fast-json-stringify|ajv|ajv-formats|fast-uri|@fastify\/.*|fast-content-type-parse|toad-cache|secure-json-parse|rfdc|fastq|abstract-logging|process-warning)$/, 'fastify (routing, validation, hooks, reply)'],
+  [
+    /^(fastify|find-my-way|avvio|light-my-request|fast-json-stringify|ajv|ajv-formats|fast-uri|@fastify\/.*|fast-content-type-parse|toad-cache|secure-json-parse|rfdc|fastq|abstract-logging|process-warning)$/,
+    'fastify (routing, validation, hooks, reply)',
+  ],
   [/^tsmacvlan/, 'tsmacvlan (dist/)'],
 ];
 
 /** The package a sample is charged to: the innermost frame of a known package (node core and native code count for their caller). */
 function bucket(stack) {
   const leaf = stack[0];
-  if (leaf.callFrame.functionName === 'send' && /netlink\/dist\/raw\.js$/.test(leaf.callFrame.url)) return 'kernel: netlink sendmsg (the kernel does the request in it)';
+  if (leaf.callFrame.functionName === 'send' && /netlink\/dist\/raw\.js$/.test(leaf.callFrame.url))
+    return 'kernel: netlink sendmsg (the kernel does the request in it)';
   for (const node of stack) {
     const cat = category(node.callFrame);
     if (cat.startsWith('(')) return cat;
     for (const [re, name] of BUCKETS) if (re.test(cat)) return name;
   }
   const leafCat = category(leaf.callFrame);
-  return leafCat === 'node core' || leafCat.startsWith('native') ? 'node core (http server, streams, fs, timers)' : leafCat;
+  return leafCat === 'node core' || leafCat.startsWith('native')
+    ? 'node core (http server, streams, fs, timers)'
+    : leafCat;
 }
 
 /**

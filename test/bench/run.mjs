@@ -89,7 +89,10 @@ await section('dataplane', async () => (await import('./docker.mjs')).benchDataP
 await section('ipam', async () => {
   const out = join(tempDir('tsmv-bench-ipam-out-'), 'ipam.json');
   const { readFileSync } = await import('node:fs');
-  await run(process.execPath, [join(ROOT, 'test/bench/ipam-fill.mjs')], { timeoutMs: 15 * 60_000, env: { ...process.env, BENCH_OUT: out } });
+  await run(process.execPath, [join(ROOT, 'test/bench/ipam-fill.mjs')], {
+    timeoutMs: 15 * 60_000,
+    env: { ...process.env, BENCH_OUT: out },
+  });
   return JSON.parse(readFileSync(out, 'utf8'));
 });
 results.totalSeconds = round((performance.now() - t0) / 1000, 1);
@@ -124,15 +127,38 @@ function report(r) {
   if (d && !d.error) {
     const ci = (v) => (v ? ` [${v[0].toFixed(2)}–${v[1].toFixed(2)}]` : '');
     for (const op of ['connect', 'disconnect', 'connectDisconnect', 'run']) {
-      const label = { connect: 'docker network connect', disconnect: 'docker network disconnect', connectDisconnect: 'docker network connect + disconnect', run: 'docker run --rm (busybox true)' }[op];
+      const label = {
+        connect: 'docker network connect',
+        disconnect: 'docker network disconnect',
+        connectDisconnect: 'docker network connect + disconnect',
+        run: 'docker run --rm (busybox true)',
+      }[op];
       const f = d[op];
       const target = op === 'connectDisconnect' || op === 'run';
-      add(`${label}: built-in macvlan / tsmacvlan / + its IPAM`, `${ms(f.builtin.median)} / ${ms(f.tsmacvlan.median)} / ${ms(f.tsmacvlanIpam.median)}`);
-      add(`${label}: tsmacvlan ÷ built-in [95% CI]`, `${x(f.ratio.tsmacvlan)}${ci(f.ratioInterval95?.tsmacvlan)}`, target ? '≤ 1.05' : '', target ? verdict(f.ratio.tsmacvlan, 1.05) : '');
-      add(`${label}: tsmacvlan + its IPAM ÷ built-in [95% CI]`, `${x(f.ratio.tsmacvlanIpam)}${ci(f.ratioInterval95?.tsmacvlanIpam)}`, target ? '≤ 1.05' : '', target ? verdict(f.ratio.tsmacvlanIpam, 1.05) : '');
+      add(
+        `${label}: built-in macvlan / tsmacvlan / + its IPAM`,
+        `${ms(f.builtin.median)} / ${ms(f.tsmacvlan.median)} / ${ms(f.tsmacvlanIpam.median)}`,
+      );
+      add(
+        `${label}: tsmacvlan ÷ built-in [95% CI]`,
+        `${x(f.ratio.tsmacvlan)}${ci(f.ratioInterval95?.tsmacvlan)}`,
+        target ? '≤ 1.05' : '',
+        target ? verdict(f.ratio.tsmacvlan, 1.05) : '',
+      );
+      add(
+        `${label}: tsmacvlan + its IPAM ÷ built-in [95% CI]`,
+        `${x(f.ratio.tsmacvlanIpam)}${ci(f.ratioInterval95?.tsmacvlanIpam)}`,
+        target ? '≤ 1.05' : '',
+        target ? verdict(f.ratio.tsmacvlanIpam, 1.05) : '',
+      );
       if (!target) continue;
       readme(label, `built-in macvlan: ${ms(f.builtin.median)}`, ms(f.tsmacvlan.median), x(f.ratio.tsmacvlan));
-      readme(`${label}, with \`--ipam-driver tsmacvlan\``, `built-in macvlan: ${ms(f.builtin.median)}`, ms(f.tsmacvlanIpam.median), x(f.ratio.tsmacvlanIpam));
+      readme(
+        `${label}, with \`--ipam-driver tsmacvlan\``,
+        `built-in macvlan: ${ms(f.builtin.median)}`,
+        ms(f.tsmacvlanIpam.median),
+        x(f.ratio.tsmacvlanIpam),
+      );
     }
   }
   const a = r.api;
@@ -143,42 +169,122 @@ function report(r) {
     add('endpoint life over HTTP (median / p99)', `${ms(small.api.median)} / ${ms(small.api.p99)}`);
     add('kernel floor: same rtnetlink ops (median / p99)', `${ms(small.kernel.median)} / ${ms(small.kernel.p99)}`);
     const ci2 = (v) => (v ? ` [${v[0].toFixed(2)}–${v[1].toFixed(2)}]` : '');
-    add('life ÷ kernel floor (median) [95% CI]', `${x(small.apiOverKernel.median)}${ci2(small.apiOverKernel.interval95)}`, '≤ 1.2', verdict(small.apiOverKernel.median, 1.2));
+    add(
+      'life ÷ kernel floor (median) [95% CI]',
+      `${x(small.apiOverKernel.median)}${ci2(small.apiOverKernel.interval95)}`,
+      '≤ 1.2',
+      verdict(small.apiOverKernel.median, 1.2),
+    );
     add('life ÷ kernel floor (p99)', x(small.apiOverKernel.p99));
     add('kernel + disk floor (median)', ms(small.kernelDisk.median));
-    add('life ÷ kernel+disk floor (median) [95% CI]', `${x(small.apiOverKernelDisk.median)}${ci2(small.apiOverKernelDisk.interval95)}`);
-    if (tmpfs) add('life with the state on tmpfs; ÷ kernel floor', `${ms(tmpfs.api.median)}; ${x(tmpfs.apiOverKernel.median)}`);
-    add('CPU per life: plugin / kernel / kernel+disk floor', `${ms(small.cpuMsPerLife.api)} / ${ms(small.cpuMsPerLife.kernel)} / ${ms(small.cpuMsPerLife.kernelDisk)}`);
-    for (const scale of a.scales) add(`life with ${scale} endpoints present (median / p99)`, `${ms(a.life[`n${scale}`].api.median)} / ${ms(a.life[`n${scale}`].api.p99)}`);
-    add(`life at ${a.scale.endpointsLarge} ÷ at ${a.scale.endpointsSmall} [95% CI]`, `${x(a.scale.apiLargeOverSmall.median)}${ci2(a.scale.apiLargeOverSmall.interval95)}`, '≤ 1.5', verdict(a.scale.apiLargeOverSmall.median, 1.5));
-    add(`kernel floor at ${a.scale.endpointsLarge} ÷ at ${a.scale.endpointsSmall}`, x(a.scale.kernelLargeOverSmall.median));
+    add(
+      'life ÷ kernel+disk floor (median) [95% CI]',
+      `${x(small.apiOverKernelDisk.median)}${ci2(small.apiOverKernelDisk.interval95)}`,
+    );
+    if (tmpfs)
+      add('life with the state on tmpfs; ÷ kernel floor', `${ms(tmpfs.api.median)}; ${x(tmpfs.apiOverKernel.median)}`);
+    add(
+      'CPU per life: plugin / kernel / kernel+disk floor',
+      `${ms(small.cpuMsPerLife.api)} / ${ms(small.cpuMsPerLife.kernel)} / ${ms(small.cpuMsPerLife.kernelDisk)}`,
+    );
+    for (const scale of a.scales)
+      add(
+        `life with ${scale} endpoints present (median / p99)`,
+        `${ms(a.life[`n${scale}`].api.median)} / ${ms(a.life[`n${scale}`].api.p99)}`,
+      );
+    add(
+      `life at ${a.scale.endpointsLarge} ÷ at ${a.scale.endpointsSmall} [95% CI]`,
+      `${x(a.scale.apiLargeOverSmall.median)}${ci2(a.scale.apiLargeOverSmall.interval95)}`,
+      '≤ 1.5',
+      verdict(a.scale.apiLargeOverSmall.median, 1.5),
+    );
+    add(
+      `kernel floor at ${a.scale.endpointsLarge} ÷ at ${a.scale.endpointsSmall}`,
+      x(a.scale.kernelLargeOverSmall.median),
+    );
     const mb = large.pluginMemory.peakRssMiB * 1.048576;
-    add(`plugin peak RSS at ${a.scale.endpointsLarge} endpoints`, `${large.pluginMemory.peakRssMiB} MiB (${mb.toFixed(1)} MB)`, '< 100 MB', mb < 100 ? 'met' : 'MISSED');
+    add(
+      `plugin peak RSS at ${a.scale.endpointsLarge} endpoints`,
+      `${large.pluginMemory.peakRssMiB} MiB (${mb.toFixed(1)} MB)`,
+      '< 100 MB',
+      mb < 100 ? 'met' : 'MISSED',
+    );
     const b = a.burst;
     const clean = b.api.failed === 0 && b.api.distinctAddresses && b.api.endpointLinksLeftAfterTeardown === 0;
-    add(`burst: ${b.endpoints} created+joined at once`, `${ms(b.api.createMs)}, ${b.api.failed} failed`, '0 failed', clean ? 'met' : 'MISSED');
+    add(
+      `burst: ${b.endpoints} created+joined at once`,
+      `${ms(b.api.createMs)}, ${b.api.failed} failed`,
+      '0 failed',
+      clean ? 'met' : 'MISSED',
+    );
     add(`burst: kernel creating ${b.endpoints} at once`, ms(b.kernel.createMs));
-    add(`burst: ${b.endpoints} torn down at once: answered / links gone / kernel`, `${ms(b.api.teardownMs)} / ${ms(b.api.linksGoneMs)} / ${ms(b.kernel.teardownMs)}`);
-    add('burst: plugin peak RSS before / after the bursts', `${b.pluginMemoryBefore.peakRssMiB} / ${b.pluginMemoryAfter.peakRssMiB} MiB`);
-    readme(`endpoint life through the API: RequestAddress … ReleaseAddress, ${a.scales[0]} endpoints present`, `the same rtnetlink calls, no HTTP, no state: ${ms(small.kernel.median)}`, ms(small.api.median), x(small.apiOverKernel.median));
-    if (tmpfs) readme('the same, state on tmpfs (no fsync cost)', `same floor: ${ms(small.kernel.median)}`, ms(tmpfs.api.median), x(tmpfs.apiOverKernel.median));
-    readme(`endpoint life with ${a.scale.endpointsLarge} endpoints present`, `with ${a.scale.endpointsSmall}: ${ms(small.api.median)}`, ms(large.api.median), x(a.scale.apiLargeOverSmall.median));
-    readme(`${b.endpoints} endpoints created + joined at once`, `the kernel alone: ${ms(b.kernel.createMs)}`, `${ms(b.api.createMs)}, ${b.api.failed} failed`, x(b.createApiOverKernel));
-    readme(`plugin memory with ${a.scale.endpointsLarge} endpoints`, '', `peak RSS ${large.pluginMemory.peakRssMiB} MiB`);
+    add(
+      `burst: ${b.endpoints} torn down at once: answered / links gone / kernel`,
+      `${ms(b.api.teardownMs)} / ${ms(b.api.linksGoneMs)} / ${ms(b.kernel.teardownMs)}`,
+    );
+    add(
+      'burst: plugin peak RSS before / after the bursts',
+      `${b.pluginMemoryBefore.peakRssMiB} / ${b.pluginMemoryAfter.peakRssMiB} MiB`,
+    );
+    readme(
+      `endpoint life through the API: RequestAddress … ReleaseAddress, ${a.scales[0]} endpoints present`,
+      `the same rtnetlink calls, no HTTP, no state: ${ms(small.kernel.median)}`,
+      ms(small.api.median),
+      x(small.apiOverKernel.median),
+    );
+    if (tmpfs)
+      readme(
+        'the same, state on tmpfs (no fsync cost)',
+        `same floor: ${ms(small.kernel.median)}`,
+        ms(tmpfs.api.median),
+        x(tmpfs.apiOverKernel.median),
+      );
+    readme(
+      `endpoint life with ${a.scale.endpointsLarge} endpoints present`,
+      `with ${a.scale.endpointsSmall}: ${ms(small.api.median)}`,
+      ms(large.api.median),
+      x(a.scale.apiLargeOverSmall.median),
+    );
+    readme(
+      `${b.endpoints} endpoints created + joined at once`,
+      `the kernel alone: ${ms(b.kernel.createMs)}`,
+      `${ms(b.api.createMs)}, ${b.api.failed} failed`,
+      x(b.createApiOverKernel),
+    );
+    readme(
+      `plugin memory with ${a.scale.endpointsLarge} endpoints`,
+      '',
+      `peak RSS ${large.pluginMemory.peakRssMiB} MiB`,
+    );
   }
   const p = r.dataplane;
   if (p && !p.error) {
     add('TCP throughput container↔container: bridge', `${p.bridge.gbps} Gbit/s`);
     add('TCP throughput container↔container: tsmacvlan', `${p.tsmacvlan.gbps} Gbit/s`);
     add('ping rtt median: bridge / tsmacvlan', `${p.bridge.rttMedianMs} / ${p.tsmacvlan.rttMedianMs} ms`);
-    readme('TCP throughput between two containers on one host (iperf3)', `Docker bridge network: ${p.bridge.gbps} Gbit/s`, `${p.tsmacvlan.gbps} Gbit/s`, x(p.tsmacvlanOverBridge.throughput));
-    readme('ping round trip between them (median)', `Docker bridge network: ${p.bridge.rttMedianMs} ms`, `${p.tsmacvlan.rttMedianMs} ms`, x(p.tsmacvlanOverBridge.rtt));
+    readme(
+      'TCP throughput between two containers on one host (iperf3)',
+      `Docker bridge network: ${p.bridge.gbps} Gbit/s`,
+      `${p.tsmacvlan.gbps} Gbit/s`,
+      x(p.tsmacvlanOverBridge.throughput),
+    );
+    readme(
+      'ping round trip between them (median)',
+      `Docker bridge network: ${p.bridge.rttMedianMs} ms`,
+      `${p.tsmacvlan.rttMedianMs} ms`,
+      x(p.tsmacvlanOverBridge.rtt),
+    );
   }
   const i = r.ipam;
   if (i && !i.error) {
     add('IPAM fill of a /16: requests/s first 1,000 / last 1,000', `${i.first1000PerSecond} / ${i.last1000PerSecond}`);
     add('IPAM fill: peak RSS', `${i.peakRssMiB} MiB`);
-    readme('IPAM: filling a /16 (65,534 addresses) one request at a time', `first 1,000: ${i.first1000PerSecond}/s`, `last 1,000: ${i.last1000PerSecond}/s`, x(i.lastOverFirst));
+    readme(
+      'IPAM: filling a /16 (65,534 addresses) one request at a time',
+      `first 1,000: ${i.first1000PerSecond}/s`,
+      `last 1,000: ${i.last1000PerSecond}/s`,
+      x(i.lastOverFirst),
+    );
   }
   return { rows, readme: markdown(['operation', 'baseline', 'tsmacvlan', 'ratio'], readmeRows) };
 }

@@ -43,8 +43,10 @@ describe('docker-compose with the tsmacvlan driver', () => {
     expect(a).toMatch(/^[0-9a-f]{12,}$/);
     expect(b).toMatch(/^[0-9a-f]{12,}$/);
 
-    const ipOf = (c: string) => dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}`, c]);
-    const endpointOf = (c: string) => dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NETWORK}").EndpointID}}`, c]);
+    const ipOf = (c: string) =>
+      dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}`, c]);
+    const endpointOf = (c: string) =>
+      dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NETWORK}").EndpointID}}`, c]);
     expect(await ipOf(a)).toBe(STATIC_IP);
     const ipB = await ipOf(b);
     expect(ipB).toMatch(/^10\.232\.40\.\d+$/);
@@ -61,7 +63,9 @@ describe('docker-compose with the tsmacvlan driver', () => {
 
     await compose(['down', '--timeout', '1']);
     expect((await docker(['network', 'inspect', NETWORK], { allowFail: true })).code).not.toBe(0);
-    expect((await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${PROJECT}`])).stdout.trim()).toBe('');
+    expect((await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${PROJECT}`])).stdout.trim()).toBe(
+      '',
+    );
     await eventually(async () => {
       const hostLinks = (await run('ip', ['-o', 'link', 'show'])).stdout;
       for (const link of links) expect(hostLinks).not.toContain(`: ${link}`);

@@ -9,7 +9,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
-import { docker, dockerOk, eventually, ping, removeDockerObjects, TEST_IMAGE, uniqueName, type RunResult } from './docker';
+import {
+  docker,
+  dockerOk,
+  eventually,
+  ping,
+  removeDockerObjects,
+  TEST_IMAGE,
+  uniqueName,
+  type RunResult,
+} from './docker';
 import { DRIVER, pluginLinksOnHost, SOCKET } from './plugin-daemon';
 import { createSwitch, destroyAllSwitches } from './topology';
 
@@ -24,7 +33,10 @@ class CrashableDaemon {
 
   async start(crashAt?: string): Promise<void> {
     this.crashAt = crashAt;
-    const daemon = spawnDaemon(['serve', '--socket', SOCKET, '--state-dir', this.stateDir], crashAt ? { TSMACVLAN_CRASH_AT: crashAt } : {});
+    const daemon = spawnDaemon(
+      ['serve', '--socket', SOCKET, '--state-dir', this.stateDir],
+      crashAt ? { TSMACVLAN_CRASH_AT: crashAt } : {},
+    );
     this.daemon = daemon;
     await waitForSocket(SOCKET, daemon);
   }
@@ -34,11 +46,16 @@ class CrashableDaemon {
     const d = this.daemon;
     if (!d || d.child.exitCode !== null || d.child.signalCode !== null) return;
     d.child.kill('SIGTERM');
-    const stopped = await Promise.race([d.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 10_000))]);
+    const stopped = await Promise.race([
+      d.exited.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 10_000)),
+    ]);
     if (!stopped) {
       d.child.kill('SIGKILL');
       await d.exited;
-      throw new Error(`the plugin daemon did not exit within 10 s of SIGTERM (SIGKILLed); its last output: ${d.output().split('\n').slice(-5).join(' | ')}`);
+      throw new Error(
+        `the plugin daemon did not exit within 10 s of SIGTERM (SIGKILLed); its last output: ${d.output().split('\n').slice(-5).join(' | ')}`,
+      );
     }
   }
 
@@ -55,7 +72,10 @@ class CrashableDaemon {
 
 /** stderr without the client's warnings (dockerd here runs without IPv4 forwarding, and `docker run` says so). */
 function errors(stderr: string): string {
-  return stderr.split('\n').filter((l) => l.trim() && !l.startsWith('WARNING:')).join('\n');
+  return stderr
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('WARNING:'))
+    .join('\n');
 }
 
 function firstLine(stderr: string): string {
@@ -88,14 +108,21 @@ function records(dir: string, networkId?: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((f) => f.endsWith('.json'))
-    .filter((f) => networkId === undefined || (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { networkId?: string }).networkId === networkId)
+    .filter(
+      (f) =>
+        networkId === undefined ||
+        (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { networkId?: string }).networkId === networkId,
+    )
     .map((f) => f.slice(0, -'.json'.length))
     .sort();
 }
 
 /** The endpoint ids Docker holds on a network. */
 async function dockerEndpoints(network: string): Promise<string[]> {
-  return (await dockerOk(['network', 'inspect', '-f', '{{range .Containers}}{{.EndpointID}} {{end}}', network])).split(/\s+/).filter(Boolean).sort();
+  return (await dockerOk(['network', 'inspect', '-f', '{{range .Containers}}{{.EndpointID}} {{end}}', network]))
+    .split(/\s+/)
+    .filter(Boolean)
+    .sort();
 }
 
 describe('crash recovery with Docker: the plugin SIGKILLed mid-request during `docker run --ip`', () => {
@@ -136,81 +163,113 @@ describe('crash recovery with Docker: the plugin SIGKILLed mid-request during `d
     { point: 'ipam-saved', octet: 70, during: "the container's static RequestAddress" },
     { point: 'endpoint-recorded', octet: 71, during: 'CreateEndpoint' },
     { point: 'endpoint-link-ready', octet: 72, during: 'Join' },
-  ])('$point ($during): the interrupted run ends, the same `docker run --ip` then succeeds, nothing leaks', async ({ point, octet }) => {
-    const subnet = `10.231.${octet}.0/24`;
-    const staticIp = `10.231.${octet}.50`;
-    const sw = await createSwitch({ subnetPrefix: `10.231.${octet}` });
-    const net = uniqueName(PREFIX);
-    await dockerOk(['network', 'create', '-d', DRIVER, '--ipam-driver', DRIVER, '-o', `parent=${sw.parent}`, '--subnet', subnet, net]);
+  ])(
+    '$point ($during): the interrupted run ends, the same `docker run --ip` then succeeds, nothing leaks',
+    async ({ point, octet }) => {
+      const subnet = `10.231.${octet}.0/24`;
+      const staticIp = `10.231.${octet}.50`;
+      const sw = await createSwitch({ subnetPrefix: `10.231.${octet}` });
+      const net = uniqueName(PREFIX);
+      await dockerOk([
+        'network',
+        'create',
+        '-d',
+        DRIVER,
+        '--ipam-driver',
+        DRIVER,
+        '-o',
+        `parent=${sw.parent}`,
+        '--subnet',
+        subnet,
+        net,
+      ]);
 
-    // Only now, with the network's pool and gateway saved, the crash point: the first save is the container's.
-    await plugin.restart(point);
-    const crashing = plugin.daemon!;
-    const first = uniqueName(PREFIX);
-    const started = Date.now();
-    const interrupted: Promise<RunResult> = docker(
-      ['run', '-d', '--name', first, '--network', net, '--ip', staticIp, TEST_IMAGE, 'sleep', '300'],
-      { allowFail: true, timeoutMs: 45_000 },
-    );
+      // Only now, with the network's pool and gateway saved, the crash point: the first save is the container's.
+      await plugin.restart(point);
+      const crashing = plugin.daemon!;
+      const first = uniqueName(PREFIX);
+      const started = Date.now();
+      const interrupted: Promise<RunResult> = docker(
+        ['run', '-d', '--name', first, '--network', net, '--ip', staticIp, TEST_IMAGE, 'sleep', '300'],
+        { allowFail: true, timeoutMs: 45_000 },
+      );
 
-    // The plugin kills itself at the point; it must get there (a run that never reaches it fails here).
-    const killed = await Promise.race([crashing.exited.then(() => true), interrupted.then(() => false)]);
-    if (!killed) {
+      // The plugin kills itself at the point; it must get there (a run that never reaches it fails here).
+      const killed = await Promise.race([crashing.exited.then(() => true), interrupted.then(() => false)]);
+      if (!killed) {
+        const r = await interrupted;
+        throw new Error(
+          `docker run ended (${r.code}: ${firstLine(r.stderr)}) but the plugin did not crash at ${point}: ${crashing.output()}`,
+        );
+      }
+      const killedAt = Date.now();
+      expect(crashing.child.signalCode).toBe('SIGKILL');
+      await plugin.start(); // within Docker's retries
+      const backAt = Date.now();
+
       const r = await interrupted;
-      throw new Error(`docker run ended (${r.code}: ${firstLine(r.stderr)}) but the plugin did not crash at ${point}: ${crashing.output()}`);
-    }
-    const killedAt = Date.now();
-    expect(crashing.child.signalCode).toBe('SIGKILL');
-    await plugin.start(); // within Docker's retries
-    const backAt = Date.now();
+      const endedAt = Date.now();
+      expect(r.stderr, 'the interrupted docker run must end by itself, not by the timeout').not.toContain(
+        '[killed after',
+      );
+      const outcome =
+        r.code === 0 ? `succeeded (${r.stdout.trim().slice(0, 12)})` : `failed, exit ${r.code}: ${firstLine(r.stderr)}`;
 
-    const r = await interrupted;
-    const endedAt = Date.now();
-    expect(r.stderr, 'the interrupted docker run must end by itself, not by the timeout').not.toContain('[killed after');
-    const outcome = r.code === 0 ? `succeeded (${r.stdout.trim().slice(0, 12)})` : `failed, exit ${r.code}: ${firstLine(r.stderr)}`;
+      // The user's own retry: remove what the failed run left, run the same command again.
+      await docker(['rm', '-f', first], { allowFail: true });
+      const second = uniqueName(PREFIX);
+      const rerun = await docker(
+        ['run', '-d', '--name', second, '--network', net, '--ip', staticIp, TEST_IMAGE, 'sleep', '300'],
+        { allowFail: true, timeoutMs: 45_000 },
+      );
+      const rerunAt = Date.now();
+      const between = logSummary(plugin.daemon!.output());
+      figures.push(
+        `[crash e2e] ${point}: interrupted docker run ${outcome} after ${endedAt - started} ms ` +
+          `(plugin killed ${killedAt - started} ms in, back up ${backAt - killedAt} ms later); ` +
+          `re-run ${rerun.code === 0 ? 'succeeded' : `FAILED (exit ${rerun.code}: ${firstLine(rerun.stderr)})`} ${rerunAt - killedAt} ms after the kill ` +
+          `(the re-run itself took ${rerunAt - endedAt} ms incl. the rm); restarted plugin's log up to then: ${between}`,
+      );
+      console.log(figures.at(-1));
+      expect(errors(rerun.stderr), `re-run of docker run --ip ${staticIp} after a crash at ${point}`).toBe('');
+      expect(rerun.code).toBe(0);
+      expect(await addressOf(second, net)).toBe(staticIp);
 
-    // The user's own retry: remove what the failed run left, run the same command again.
-    await docker(['rm', '-f', first], { allowFail: true });
-    const second = uniqueName(PREFIX);
-    const rerun = await docker(['run', '-d', '--name', second, '--network', net, '--ip', staticIp, TEST_IMAGE, 'sleep', '300'], { allowFail: true, timeoutMs: 45_000 });
-    const rerunAt = Date.now();
-    const between = logSummary(plugin.daemon!.output());
-    figures.push(
-      `[crash e2e] ${point}: interrupted docker run ${outcome} after ${endedAt - started} ms ` +
-        `(plugin killed ${killedAt - started} ms in, back up ${backAt - killedAt} ms later); ` +
-        `re-run ${rerun.code === 0 ? 'succeeded' : `FAILED (exit ${rerun.code}: ${firstLine(rerun.stderr)})`} ${rerunAt - killedAt} ms after the kill ` +
-        `(the re-run itself took ${rerunAt - endedAt} ms incl. the rm); restarted plugin's log up to then: ${between}`,
-    );
-    console.log(figures.at(-1));
-    expect(errors(rerun.stderr), `re-run of docker run --ip ${staticIp} after a crash at ${point}`).toBe('');
-    expect(rerun.code).toBe(0);
-    expect(await addressOf(second, net)).toBe(staticIp);
+      // It reaches a second container (dynamic address) on the same network, and back.
+      const peer = uniqueName(PREFIX);
+      await dockerOk(['run', '-d', '--name', peer, '--network', net, TEST_IMAGE, 'sleep', '300']);
+      const peerIp = await addressOf(peer, net);
+      expect(peerIp).toMatch(new RegExp(`^10\\.231\\.${octet}\\.\\d+$`));
+      expect(peerIp).not.toBe(staticIp);
+      expect(await ping(second, peerIp)).toBe(true);
+      expect(await ping(peer, staticIp)).toBe(true);
 
-    // It reaches a second container (dynamic address) on the same network, and back.
-    const peer = uniqueName(PREFIX);
-    await dockerOk(['run', '-d', '--name', peer, '--network', net, TEST_IMAGE, 'sleep', '300']);
-    const peerIp = await addressOf(peer, net);
-    expect(peerIp).toMatch(new RegExp(`^10\\.231\\.${octet}\\.\\d+$`));
-    expect(peerIp).not.toBe(staticIp);
-    expect(await ping(second, peerIp)).toBe(true);
-    expect(await ping(peer, staticIp)).toBe(true);
+      // The plugin holds exactly the endpoints Docker knows on the network (none left from the interrupted run), and no
+      // endpoint link is left in the host namespace (the two are inside the containers).
+      const netId = await dockerOk(['network', 'inspect', '-f', '{{.Id}}', net]);
+      expect(
+        records(join(plugin.stateDir, 'endpoints'), netId),
+        `endpoint records of ${net} vs Docker's endpoints`,
+      ).toEqual(await dockerEndpoints(net));
+      expect(await dockerEndpoints(net)).toHaveLength(2);
+      expect(await pluginLinksOnHost('e')).toEqual([]);
 
-    // The plugin holds exactly the endpoints Docker knows on the network (none left from the interrupted run), and no
-    // endpoint link is left in the host namespace (the two are inside the containers).
-    const netId = await dockerOk(['network', 'inspect', '-f', '{{.Id}}', net]);
-    expect(records(join(plugin.stateDir, 'endpoints'), netId), `endpoint records of ${net} vs Docker's endpoints`).toEqual(await dockerEndpoints(net));
-    expect(await dockerEndpoints(net)).toHaveLength(2);
-    expect(await pluginLinksOnHost('e')).toEqual([]);
-
-    // Everything goes, and nothing of it stays with the plugin or on the host.
-    await dockerOk(['rm', '-f', second, peer]);
-    await eventually(() => dockerOk(['network', 'rm', net]), 15_000);
-    await eventually(async () => expect(await pluginLinksOnHost()).toEqual([]), 10_000);
-    expect(existsSync(join(plugin.stateDir, 'ipam', `${subnet.replace('/', '_')}.jnl`)), `IPAM journal of ${subnet}`).toBe(false);
-    expect(records(join(plugin.stateDir, 'endpoints')), 'endpoint records').toEqual([]);
-    expect(records(join(plugin.stateDir, 'networks')).filter((id) => id === netId), 'network record').toEqual([]);
-    // The plugin stayed up through all of it.
-    expect(plugin.daemon!.child.exitCode).toBeNull();
-    await sw.destroy();
-  });
+      // Everything goes, and nothing of it stays with the plugin or on the host.
+      await dockerOk(['rm', '-f', second, peer]);
+      await eventually(() => dockerOk(['network', 'rm', net]), 15_000);
+      await eventually(async () => expect(await pluginLinksOnHost()).toEqual([]), 10_000);
+      expect(
+        existsSync(join(plugin.stateDir, 'ipam', `${subnet.replace('/', '_')}.jnl`)),
+        `IPAM journal of ${subnet}`,
+      ).toBe(false);
+      expect(records(join(plugin.stateDir, 'endpoints')), 'endpoint records').toEqual([]);
+      expect(
+        records(join(plugin.stateDir, 'networks')).filter((id) => id === netId),
+        'network record',
+      ).toEqual([]);
+      // The plugin stayed up through all of it.
+      expect(plugin.daemon!.child.exitCode).toBeNull();
+      await sw.destroy();
+    },
+  );
 });

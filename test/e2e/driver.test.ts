@@ -6,10 +6,22 @@ import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-drv-';
 
-
 async function network(sw: Switch, mode: string, extra: string[] = [], subnet = sw.subnet): Promise<string> {
   const name = uniqueName(PREFIX);
-  await dockerOk(['network', 'create', '-d', DRIVER, '-o', `parent=${sw.parent}`, '-o', `macvlan_mode=${mode}`, '--subnet', subnet, ...extra, name]);
+  await dockerOk([
+    'network',
+    'create',
+    '-d',
+    DRIVER,
+    '-o',
+    `parent=${sw.parent}`,
+    '-o',
+    `macvlan_mode=${mode}`,
+    '--subnet',
+    subnet,
+    ...extra,
+    name,
+  ]);
   return name;
 }
 
@@ -60,9 +72,26 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     const a = uniqueName(PREFIX);
     await runSleeper(a, { network: net, ip: '10.231.18.10' });
     expect(await ping(a, sw.bridgeIp)).toBe(true);
-    const second = await docker(['run', '-d', '--name', uniqueName(PREFIX), '--network', net, '--ip', '10.231.18.11', 'tsmacvlan-test/busybox:latest', 'sleep', '60'], { allowFail: true });
+    const second = await docker(
+      [
+        'run',
+        '-d',
+        '--name',
+        uniqueName(PREFIX),
+        '--network',
+        net,
+        '--ip',
+        '10.231.18.11',
+        'tsmacvlan-test/busybox:latest',
+        'sleep',
+        '60',
+      ],
+      { allowFail: true },
+    );
     expect(second.code).not.toBe(0);
-    expect(second.stderr).toMatch(/macvlan_mode=passthru, which gives parent '.*' to a single container, and one is attached already/);
+    expect(second.stderr).toMatch(
+      /macvlan_mode=passthru, which gives parent '.*' to a single container, and one is attached already/,
+    );
   });
 
   it('network connect/disconnect on a running container, rm -f and network rm leave no link behind', async () => {
@@ -80,7 +109,9 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     await dockerOk(['network', 'disconnect', net, b]);
     expect(await ping(a, '10.231.19.11', { timeoutSec: 1 })).toBe(false);
     await dockerOk(['network', 'connect', net, b]);
-    expect(await ping(a, (await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, b])))).toBe(true);
+    expect(
+      await ping(a, await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, b])),
+    ).toBe(true);
     await dockerOk(['rm', '-f', a, b]);
     await dockerOk(['network', 'rm', net, other]);
     await eventually(async () => expect(await pluginLinksOnHost('ei')).toEqual([]));
@@ -102,8 +133,25 @@ describe(`Docker with the ${DRIVER} driver`, () => {
 
   it('shows the option error to the user and creates nothing', async () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.21' });
-    const res = await docker(['network', 'create', '-d', DRIVER, '-o', `parent=${sw.parent}`, '-o', 'macvlan_mod=vepa', '--subnet', sw.subnet, uniqueName(PREFIX)], { allowFail: true });
+    const res = await docker(
+      [
+        'network',
+        'create',
+        '-d',
+        DRIVER,
+        '-o',
+        `parent=${sw.parent}`,
+        '-o',
+        'macvlan_mod=vepa',
+        '--subnet',
+        sw.subnet,
+        uniqueName(PREFIX),
+      ],
+      { allowFail: true },
+    );
     expect(res.code).not.toBe(0);
-    expect(res.stderr).toContain("unknown option 'macvlan_mod'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol");
+    expect(res.stderr).toContain(
+      "unknown option 'macvlan_mod'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol",
+    );
   });
 });

@@ -26,7 +26,17 @@ describe('host_access with Docker', () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.40' });
 
     const plain = uniqueName(PREFIX);
-    await dockerOk(['network', 'create', '-d', DRIVER, '-o', `parent=${sw.parent}`, '--subnet', '10.231.40.0/24', plain]);
+    await dockerOk([
+      'network',
+      'create',
+      '-d',
+      DRIVER,
+      '-o',
+      `parent=${sw.parent}`,
+      '--subnet',
+      '10.231.40.0/24',
+      plain,
+    ]);
     const lonely = uniqueName(PREFIX);
     await runSleeper(lonely, { network: plain, ip: '10.231.40.10' });
     expect(await ping(lonely, sw.bridgeIp)).toBe(true); // the container is on the LAN...
@@ -35,8 +45,21 @@ describe('host_access with Docker', () => {
     await dockerOk(['network', 'rm', plain]);
 
     const net = uniqueName(PREFIX);
-    await dockerOk(['network', 'create', '-d', DRIVER, '-o', `parent=${sw.parent}`, '-o', 'host_access=10.231.40.250',
-      '--subnet', '10.231.40.0/24', '--aux-address', 'host=10.231.40.250', net]);
+    await dockerOk([
+      'network',
+      'create',
+      '-d',
+      DRIVER,
+      '-o',
+      `parent=${sw.parent}`,
+      '-o',
+      'host_access=10.231.40.250',
+      '--subnet',
+      '10.231.40.0/24',
+      '--aux-address',
+      'host=10.231.40.250',
+      net,
+    ]);
     const [a, b] = [uniqueName(PREFIX), uniqueName(PREFIX)];
     await runSleeper(a, { network: net, ip: '10.231.40.10' });
     await runSleeper(b, { network: net, ip: '10.231.40.11' });

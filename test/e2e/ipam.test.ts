@@ -8,7 +8,12 @@ const PREFIX = 'tsmv-ipam-';
 const IMAGE = 'tsmacvlan-test/busybox:latest';
 
 async function addresses(container: string, network: string): Promise<{ v4: string; v6: string }> {
-  const out = await dockerOk(['inspect', '-f', `{{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}`, container]);
+  const out = await dockerOk([
+    'inspect',
+    '-f',
+    `{{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}`,
+    container,
+  ]);
   const [v4, v6] = out.split(' ');
   return { v4, v6 };
 }
@@ -24,13 +29,37 @@ describe('IPAM with Docker', () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.60' });
     const net = uniqueName(PREFIX);
     await dockerOk([
-      'network', 'create', '-d', DRIVER, '--ipam-driver', DRIVER,
-      '--subnet', '10.231.60.0/24', '--gateway', '10.231.60.1', '--ip-range', '10.231.60.128/26', '--aux-address', 'host=10.231.60.130',
-      '--ipv6', '--subnet', 'fd00:231:60::/64', '-o', `parent=${sw.parent}`, net,
+      'network',
+      'create',
+      '-d',
+      DRIVER,
+      '--ipam-driver',
+      DRIVER,
+      '--subnet',
+      '10.231.60.0/24',
+      '--gateway',
+      '10.231.60.1',
+      '--ip-range',
+      '10.231.60.128/26',
+      '--aux-address',
+      'host=10.231.60.130',
+      '--ipv6',
+      '--subnet',
+      'fd00:231:60::/64',
+      '-o',
+      `parent=${sw.parent}`,
+      net,
     ]);
 
     const names = Array.from({ length: 50 }, () => uniqueName(PREFIX));
-    const runs = await Promise.all(names.map((name) => docker(['run', '-d', '--name', name, '--network', net, IMAGE, 'sleep', '3600'], { allowFail: true, timeoutMs: 180_000 })));
+    const runs = await Promise.all(
+      names.map((name) =>
+        docker(['run', '-d', '--name', name, '--network', net, IMAGE, 'sleep', '3600'], {
+          allowFail: true,
+          timeoutMs: 180_000,
+        }),
+      ),
+    );
     expect(runs.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
     const given = await Promise.all(names.map((name) => addresses(name, net)));
     const v4 = given.map((a) => a.v4);
@@ -50,14 +79,26 @@ describe('IPAM with Docker', () => {
     expect((await addresses(fixed, net)).v4).toBe('10.231.60.77');
     expect(await ping(fixed, v4[0])).toBe(true);
     expect(await ping(fixed, sw.bridgeIp)).toBe(true);
-    const taken = await docker(['run', '-d', '--name', uniqueName(PREFIX), '--network', net, '--ip', '10.231.60.77', IMAGE, 'sleep', '60'], { allowFail: true });
+    const taken = await docker(
+      ['run', '-d', '--name', uniqueName(PREFIX), '--network', net, '--ip', '10.231.60.77', IMAGE, 'sleep', '60'],
+      { allowFail: true },
+    );
     expect(taken.stderr).toMatch(/10\.231\.60\.77/);
 
     // The range holds 64 addresses, one of them the aux address: 13 more fit, the next is refused in words.
     const rest = Array.from({ length: 13 }, () => uniqueName(PREFIX));
-    const more = await Promise.all(rest.map((name) => docker(['run', '-d', '--name', name, '--network', net, IMAGE, 'sleep', '3600'], { allowFail: true, timeoutMs: 120_000 })));
+    const more = await Promise.all(
+      rest.map((name) =>
+        docker(['run', '-d', '--name', name, '--network', net, IMAGE, 'sleep', '3600'], {
+          allowFail: true,
+          timeoutMs: 120_000,
+        }),
+      ),
+    );
     expect(more.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
-    const over = await docker(['run', '-d', '--name', uniqueName(PREFIX), '--network', net, IMAGE, 'sleep', '60'], { allowFail: true });
+    const over = await docker(['run', '-d', '--name', uniqueName(PREFIX), '--network', net, IMAGE, 'sleep', '60'], {
+      allowFail: true,
+    });
     expect(over.code).not.toBe(0);
     expect(over.stderr).toMatch(/exhausted/);
     expect(over.stderr).toMatch(/10\.231\.60\.128\/26/);
@@ -67,7 +108,19 @@ describe('IPAM with Docker', () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.61' });
     const create = async () => {
       const net = uniqueName(PREFIX);
-      await dockerOk(['network', 'create', '-d', DRIVER, '--ipam-driver', DRIVER, '--subnet', '10.231.61.0/24', '-o', `parent=${sw.parent}`, net]);
+      await dockerOk([
+        'network',
+        'create',
+        '-d',
+        DRIVER,
+        '--ipam-driver',
+        DRIVER,
+        '--subnet',
+        '10.231.61.0/24',
+        '-o',
+        `parent=${sw.parent}`,
+        net,
+      ]);
       return net;
     };
     const first = await create();

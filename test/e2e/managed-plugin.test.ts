@@ -10,7 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
-import { DOCKER_BIN, dockerOk, docker, eventually, ping, removeDockerObjects, run, runSleeper, waitFor } from './docker';
+import {
+  DOCKER_BIN,
+  dockerOk,
+  docker,
+  eventually,
+  ping,
+  removeDockerObjects,
+  run,
+  runSleeper,
+  waitFor,
+} from './docker';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 import { pluginLinksOnHost } from './plugin-daemon';
 
@@ -24,21 +34,29 @@ async function removePlugin(name: string): Promise<void> {
 }
 
 /** plugin/create.sh --reuse NAME with the test's prefix and state dir; returns its summary line. */
-async function createPlugin(name: string, stateSource: string): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
+async function createPlugin(
+  name: string,
+  stateSource: string,
+): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
   const t0 = Date.now();
   // stderr into stdout, so that a failure shows docker build's messages in order.
   const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
     timeoutMs: 900_000,
     allowFail: true,
-    env: { ...process.env, DOCKER: DOCKER_BIN, TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-', TSMACVLAN_STATE_SOURCE: stateSource },
+    env: {
+      ...process.env,
+      DOCKER: DOCKER_BIN,
+      TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
+      TSMACVLAN_STATE_SOURCE: stateSource,
+    },
   });
-  if (res.code !== 0) throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
+  if (res.code !== 0)
+    throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
   const summary = res.stdout.trim().split('\n').pop() ?? '';
   const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
   if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);
   return { summary, rootfsBytes: Number(bytes[1]), ms: Date.now() - t0 };
 }
-
 
 describe(`the managed plugin ${PLUGIN}`, () => {
   let stateSource: string;
@@ -82,9 +100,11 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     const t0 = Date.now();
     let socketMs = -1;
     // Poll the plugin's own socket while `docker plugin enable` runs: when does the process answer?
-    const answered = waitFor(async () => existsSync(socket) && (await post(socket, 'Plugin.Activate')).status === 200, 30_000, { intervalMs: 10, what: 'the plugin socket' }).then(
-      () => (socketMs = Date.now() - t0),
-    );
+    const answered = waitFor(
+      async () => existsSync(socket) && (await post(socket, 'Plugin.Activate')).status === 200,
+      30_000,
+      { intervalMs: 10, what: 'the plugin socket' },
+    ).then(() => (socketMs = Date.now() - t0));
     await dockerOk(['plugin', 'enable', PLUGIN]);
     const enableMs = Date.now() - t0;
     await answered;
@@ -93,9 +113,25 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(activate.json.Implements).toEqual(expect.arrayContaining(['NetworkDriver', 'IpamDriver']));
 
     net = `${PREFIX}net`;
-    await dockerOk(['network', 'create', '-d', PLUGIN, '-o', `parent=${sw.parent}`, '--subnet', sw.subnet, '--gateway', sw.bridgeIp, '--ip-range', '10.232.20.128/25', net]);
+    await dockerOk([
+      'network',
+      'create',
+      '-d',
+      PLUGIN,
+      '-o',
+      `parent=${sw.parent}`,
+      '--subnet',
+      sw.subnet,
+      '--gateway',
+      sw.bridgeIp,
+      '--ip-range',
+      '10.232.20.128/25',
+      net,
+    ]);
     const readyMs = Date.now() - t0;
-    console.log(`[managed-plugin] start-to-ready: socket answers after ${socketMs} ms, 'docker plugin enable' returns after ${enableMs} ms, first network created after ${readyMs} ms`);
+    console.log(
+      `[managed-plugin] start-to-ready: socket answers after ${socketMs} ms, 'docker plugin enable' returns after ${enableMs} ms, first network created after ${readyMs} ms`,
+    );
     expect(await dockerOk(['network', 'inspect', '-f', '{{.Driver}}', net])).toBe(PLUGIN);
   });
 
@@ -129,7 +165,9 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     await dockerOk(['plugin', 'enable', PLUGIN]);
     const enableMs = Date.now() - t0;
     await runSleeper(c, { network: net });
-    console.log(`[managed-plugin] re-enable: ${enableMs} ms; a new container joined ${Date.now() - t0} ms after the enable began`);
+    console.log(
+      `[managed-plugin] re-enable: ${enableMs} ms; a new container joined ${Date.now() - t0} ms after the enable began`,
+    );
     const ipC = await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, c]);
     expect(ipC).toMatch(/^10\.232\.20\.\d+$/);
     expect(await ping(c, '10.232.20.50')).toBe(true);

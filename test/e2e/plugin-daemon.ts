@@ -22,7 +22,9 @@ export interface PluginDaemon {
   destroy(): Promise<void>;
 }
 
-export async function startPluginDaemon(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-e2e-state-'))): Promise<PluginDaemon> {
+export async function startPluginDaemon(
+  stateDir = mkdtempSync(join(tmpdir(), 'tsmv-e2e-state-')),
+): Promise<PluginDaemon> {
   const launch = async () => {
     const daemon = spawnDaemon(['serve', '--socket', SOCKET, '--state-dir', stateDir]);
     await waitForSocket(SOCKET, daemon);

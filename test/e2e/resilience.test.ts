@@ -9,7 +9,6 @@ import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-res-';
 
-
 async function addressOf(container: string, network: string): Promise<string> {
   return dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container]);
 }
@@ -17,8 +16,18 @@ async function addressOf(container: string, network: string): Promise<string> {
 async function network(sw: Switch, subnet: string, range?: string): Promise<string> {
   const name = uniqueName(PREFIX);
   await dockerOk([
-    'network', 'create', '-d', DRIVER, '--ipam-driver', DRIVER, '-o', `parent=${sw.parent}`,
-    '--subnet', subnet, ...(range ? ['--ip-range', range] : []), name,
+    'network',
+    'create',
+    '-d',
+    DRIVER,
+    '--ipam-driver',
+    DRIVER,
+    '-o',
+    `parent=${sw.parent}`,
+    '--subnet',
+    subnet,
+    ...(range ? ['--ip-range', range] : []),
+    name,
   ]);
   return name;
 }
@@ -30,9 +39,14 @@ async function network(sw: Switch, subnet: string, range?: string): Promise<stri
  */
 async function crashAndRestartDockerd(): Promise<void> {
   const pids = (await run('pidof', ['dockerd'])).stdout.trim().split(/\s+/);
-  const own = (await run('pgrep', ['-f', '/var/run/docker/containerd/containerd.toml'], { allowFail: true })).stdout.trim().split(/\s+/).filter(Boolean);
+  const own = (await run('pgrep', ['-f', '/var/run/docker/containerd/containerd.toml'], { allowFail: true })).stdout
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
   await run('kill', ['-9', ...pids, ...own]);
-  await waitFor(async () => (await run('pidof', ['dockerd'], { allowFail: true })).code !== 0, 15_000, { what: 'dockerd to die' });
+  await waitFor(async () => (await run('pidof', ['dockerd'], { allowFail: true })).code !== 0, 15_000, {
+    what: 'dockerd to die',
+  });
   // A killed process can linger as a zombie until init reaps it; dockerd would take containerd's pid file for a live
   // containerd and wait for it forever.
   await run('rm', ['-f', '/var/run/docker/containerd/containerd.pid']);
@@ -46,16 +60,29 @@ describe('resilience with Docker', () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.50' });
     const net = await network(sw, '10.231.50.0/24');
     const names = Array.from({ length: 100 }, () => uniqueName(PREFIX));
-    const started = await Promise.all(names.map((name) => docker(['run', '-d', '--name', name, '--network', net, 'tsmacvlan-test/busybox:latest', 'sleep', '3600'], { allowFail: true, timeoutMs: 240_000 })));
+    const started = await Promise.all(
+      names.map((name) =>
+        docker(['run', '-d', '--name', name, '--network', net, 'tsmacvlan-test/busybox:latest', 'sleep', '3600'], {
+          allowFail: true,
+          timeoutMs: 240_000,
+        }),
+      ),
+    );
     expect(started.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
     const addresses = await Promise.all(names.map((name) => addressOf(name, net)));
     expect(new Set(addresses).size).toBe(100);
     expect(await ping(names[0], addresses[99])).toBe(true);
     await dockerOk(['rm', '-f', ...names], { timeoutMs: 240_000 });
-    const failures = plugin().daemon.output().split('\n').filter((l) => /"status":(4|5)\d\d/.test(l));
+    const failures = plugin()
+      .daemon.output()
+      .split('\n')
+      .filter((l) => /"status":(4|5)\d\d/.test(l));
     expect(failures).toEqual([]);
     // `docker rm -f` answers before dockerd has torn down every endpoint: wait for Docker's view, then the plugin's.
-    await eventually(async () => expect(await dockerOk(['network', 'inspect', '-f', '{{len .Containers}}', net])).toBe('0'), 60_000);
+    await eventually(
+      async () => expect(await dockerOk(['network', 'inspect', '-f', '{{len .Containers}}', net])).toBe('0'),
+      60_000,
+    );
     await eventually(async () => expect(await pluginLinksOnHost('e')).toEqual([]));
     const recordsLeft = () => readdirSync(join(plugin().stateDir, 'endpoints')).filter((f) => f.endsWith('.json'));
     await eventually(() => expect(recordsLeft()).toEqual([]));
@@ -71,7 +98,10 @@ describe('resilience with Docker', () => {
         return false;
       },
     );
-    if (!removed) console.warn(`docker network rm ${net}: Docker's endpoint count is stale (no container is on the network); left to the next dockerd start`);
+    if (!removed)
+      console.warn(
+        `docker network rm ${net}: Docker's endpoint count is stale (no container is on the network); left to the next dockerd start`,
+      );
   });
 
   it('survives connect/disconnect loops from several shells at once', async () => {

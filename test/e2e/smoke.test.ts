@@ -9,7 +9,19 @@ const PREFIX = 'tsmv-smoke-';
 
 async function macvlanNet(parent: string, subnet: string, mode: 'bridge' | 'private' | 'vepa'): Promise<string> {
   const name = uniqueName(PREFIX);
-  await dockerOk(['network', 'create', '-d', 'macvlan', '-o', `parent=${parent}`, '-o', `macvlan_mode=${mode}`, '--subnet', subnet, name]);
+  await dockerOk([
+    'network',
+    'create',
+    '-d',
+    'macvlan',
+    '-o',
+    `parent=${parent}`,
+    '-o',
+    `macvlan_mode=${mode}`,
+    '--subnet',
+    subnet,
+    name,
+  ]);
   return name;
 }
 

@@ -6,7 +6,17 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DOCKER_BIN, TEST_IMAGE, docker, dockerOk, eventually, ping, removeDockerObjects, run, waitFor } from './docker';
+import {
+  DOCKER_BIN,
+  TEST_IMAGE,
+  docker,
+  dockerOk,
+  eventually,
+  ping,
+  removeDockerObjects,
+  run,
+  waitFor,
+} from './docker';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
@@ -27,21 +37,32 @@ async function createPlugin(name: string, stateSource: string): Promise<string> 
   const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
     timeoutMs: 900_000,
     allowFail: true,
-    env: { ...process.env, DOCKER: DOCKER_BIN, TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-', TSMACVLAN_STATE_SOURCE: stateSource },
+    env: {
+      ...process.env,
+      DOCKER: DOCKER_BIN,
+      TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
+      TSMACVLAN_STATE_SOURCE: stateSource,
+    },
   });
-  if (res.code !== 0) throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
+  if (res.code !== 0)
+    throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
   return res.stdout.trim().split('\n').pop() ?? '';
 }
 
 const swarmState = () => dockerOk(['info', '-f', '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}']);
 const serviceContainers = async () =>
-  (await dockerOk(['ps', '-aq', '--filter', `label=com.docker.swarm.service.name=${SERVICE}`])).split('\n').filter(Boolean);
+  (await dockerOk(['ps', '-aq', '--filter', `label=com.docker.swarm.service.name=${SERVICE}`]))
+    .split('\n')
+    .filter(Boolean);
 const ipOn = (container: string, network: string) =>
   dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, container]);
 
 async function removeService(): Promise<void> {
   await docker(['service', 'rm', SERVICE], { allowFail: true });
-  await waitFor(async () => (await serviceContainers()).length === 0, 60_000, { intervalMs: 250, what: `the tasks of ${SERVICE} to be removed` });
+  await waitFor(async () => (await serviceContainers()).length === 0, 60_000, {
+    intervalMs: 250,
+    what: `the tasks of ${SERVICE} to be removed`,
+  });
 }
 
 describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
@@ -55,18 +76,31 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
     hadGwBridge = (await docker(['network', 'inspect', 'docker_gwbridge'], { allowFail: true })).code === 0;
     if (state === 'inactive') {
       // Address pools of swarm networks (ingress) inside the tests' 10.232.0.0/16 as well.
-      await dockerOk(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377',
-        '--default-addr-pool', '10.232.128.0/20', '--default-addr-pool-mask-length', '24']);
+      await dockerOk([
+        'swarm',
+        'init',
+        '--advertise-addr',
+        '127.0.0.1',
+        '--listen-addr',
+        '127.0.0.1:2377',
+        '--default-addr-pool',
+        '10.232.128.0/20',
+        '--default-addr-pool-mask-length',
+        '24',
+      ]);
       createdSwarm = true;
       // No ports are published: without the routing mesh, dockerd creates no ingress sandbox and no docker_gwbridge.
       await docker(['network', 'rm', 'ingress'], { input: 'y\n', allowFail: true });
     } else if (state !== 'active' || manager !== 'true') {
-      throw new Error(`this node is in swarm state '${state}' (manager: ${manager}); the test needs no swarm or a manager`);
+      throw new Error(
+        `this node is in swarm state '${state}' (manager: ${manager}); the test needs no swarm or a manager`,
+      );
     } else {
       await docker(['service', 'rm', SERVICE], { allowFail: true }); // leftover of a crashed run on a swarm we did not make
     }
     await removeDockerObjects(PREFIX + 'sw-');
-    for (const n of [SWARM_NET, `${SWARM_NET}-att`, CONFIG_NET]) await docker(['network', 'rm', n], { allowFail: true });
+    for (const n of [SWARM_NET, `${SWARM_NET}-att`, CONFIG_NET])
+      await docker(['network', 'rm', n], { allowFail: true });
 
     stateSource = mkdtempSync(join(tmpdir(), 'tsmv-pkg-state-'));
     console.log(`[swarm] ${await createPlugin(PLUGIN, stateSource)}`);
@@ -77,7 +111,8 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
   afterAll(async () => {
     await removeService().catch(() => {});
     await removeDockerObjects(PREFIX + 'sw-');
-    for (const n of [SWARM_NET, `${SWARM_NET}-att`, CONFIG_NET]) await docker(['network', 'rm', n], { allowFail: true });
+    for (const n of [SWARM_NET, `${SWARM_NET}-att`, CONFIG_NET])
+      await docker(['network', 'rm', n], { allowFail: true });
     await removePlugin(PLUGIN);
     if (createdSwarm) {
       // Slow (~15 s per remote driver dockerd knows whose socket is gone: it retries DiscoverDelete on each).
@@ -89,20 +124,63 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
   });
 
   it('a swarm network needs the plugin name with its tag', async () => {
-    await dockerOk(['network', 'create', '--config-only', '--subnet', sw.subnet, '--gateway', sw.bridgeIp, '--ip-range', IP_RANGE, '-o', `parent=${sw.parent}`, CONFIG_NET]);
+    await dockerOk([
+      'network',
+      'create',
+      '--config-only',
+      '--subnet',
+      sw.subnet,
+      '--gateway',
+      sw.bridgeIp,
+      '--ip-range',
+      IP_RANGE,
+      '-o',
+      `parent=${sw.parent}`,
+      CONFIG_NET,
+    ]);
     const untagged = PLUGIN.replace(/:[^:/]+$/, '');
-    const res = await docker(['network', 'create', '-d', untagged, '--scope', 'swarm', '--config-from', CONFIG_NET, `${PREFIX}sw-untagged`], { allowFail: true });
+    const res = await docker(
+      ['network', 'create', '-d', untagged, '--scope', 'swarm', '--config-from', CONFIG_NET, `${PREFIX}sw-untagged`],
+      { allowFail: true },
+    );
     expect(res.code).not.toBe(0);
     expect(res.stderr).toContain(`could not resolve driver ${untagged}`);
   });
 
   it('a 2-replica service on a swarm network from a config-only network: distinct addresses, reachable from each other', async () => {
     await dockerOk(['network', 'create', '-d', PLUGIN, '--scope', 'swarm', '--config-from', CONFIG_NET, SWARM_NET]);
-    await dockerOk(['service', 'create', '--detach', '--quiet', '--name', SERVICE, '--network', SWARM_NET, '--endpoint-mode', 'dnsrr',
-      '--replicas', '2', '--stop-grace-period', '1s', TEST_IMAGE, 'sleep', '3600']);
+    await dockerOk([
+      'service',
+      'create',
+      '--detach',
+      '--quiet',
+      '--name',
+      SERVICE,
+      '--network',
+      SWARM_NET,
+      '--endpoint-mode',
+      'dnsrr',
+      '--replicas',
+      '2',
+      '--stop-grace-period',
+      '1s',
+      TEST_IMAGE,
+      'sleep',
+      '3600',
+    ]);
     await waitFor(
       async () => {
-        const states = (await dockerOk(['service', 'ps', '--filter', 'desired-state=running', '--format', '{{.CurrentState}}|{{.Error}}', SERVICE])).split('\n');
+        const states = (
+          await dockerOk([
+            'service',
+            'ps',
+            '--filter',
+            'desired-state=running',
+            '--format',
+            '{{.CurrentState}}|{{.Error}}',
+            SERVICE,
+          ])
+        ).split('\n');
         const failed = states.find((s) => /\|./.test(s));
         if (failed) throw new Error(`task error: ${failed}`);
         return states.length === 2 && states.every((s) => s.startsWith('Running'));
@@ -120,10 +198,14 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
     expect(await ping(tasks[1], ips[0])).toBe(true);
     expect(await ping(tasks[0], sw.bridgeIp)).toBe(true);
     // The task has just this one interface (no docker_gwbridge leg): the plugin gave it the gateway.
-    expect((await dockerOk(['exec', tasks[0], 'ip', '-o', '-4', 'addr'])).split('\n').filter((l) => !/ lo /.test(l))).toHaveLength(1);
+    expect(
+      (await dockerOk(['exec', tasks[0], 'ip', '-o', '-4', 'addr'])).split('\n').filter((l) => !/ lo /.test(l)),
+    ).toHaveLength(1);
 
     const endpoints = await Promise.all(
-      tasks.map((t) => dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${SWARM_NET}").EndpointID}}`, t])),
+      tasks.map((t) =>
+        dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${SWARM_NET}").EndpointID}}`, t]),
+      ),
     );
     await removeService();
     await eventually(async () => {
@@ -131,20 +213,36 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
       for (const ep of endpoints) expect(links).not.toContain(`: tsmve${ep.slice(0, 10)}`);
     });
     // The node's copy of a swarm network lives only while a task uses it: the plugin's state is empty again.
-    await waitFor(() => readdirSync(join(stateSource, 'networks')).length === 0, 10_000, { what: 'DeleteNetwork on the node' });
+    await waitFor(() => readdirSync(join(stateSource, 'networks')).length === 0, 10_000, {
+      what: 'DeleteNetwork on the node',
+    });
     expect(readdirSync(join(stateSource, 'endpoints'))).toEqual([]);
     await dockerOk(['network', 'rm', SWARM_NET]);
   });
 
   it('standalone containers need --attachable on the swarm network', async () => {
     await dockerOk(['network', 'create', '-d', PLUGIN, '--scope', 'swarm', '--config-from', CONFIG_NET, SWARM_NET]);
-    const refused = await docker(['run', '-d', '--name', `${PREFIX}sw-refused`, '--network', SWARM_NET, TEST_IMAGE, 'sleep', '60'], { allowFail: true });
+    const refused = await docker(
+      ['run', '-d', '--name', `${PREFIX}sw-refused`, '--network', SWARM_NET, TEST_IMAGE, 'sleep', '60'],
+      { allowFail: true },
+    );
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('not manually attachable');
     await dockerOk(['network', 'rm', SWARM_NET]);
 
     const attachable = `${SWARM_NET}-att`;
-    await dockerOk(['network', 'create', '-d', PLUGIN, '--scope', 'swarm', '--attachable', '--config-from', CONFIG_NET, attachable]);
+    await dockerOk([
+      'network',
+      'create',
+      '-d',
+      PLUGIN,
+      '--scope',
+      'swarm',
+      '--attachable',
+      '--config-from',
+      CONFIG_NET,
+      attachable,
+    ]);
     const [x, y] = [`${PREFIX}sw-x`, `${PREFIX}sw-y`];
     await dockerOk(['run', '-d', '--name', x, '--network', attachable, TEST_IMAGE, 'sleep', '3600']);
     // (Docker 20.10 ignores --ip here: the swarm manager allocates attachments from the range.)
@@ -155,6 +253,8 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
     expect(await ping(y, ipX)).toBe(true);
     await dockerOk(['rm', '-f', x, y]);
     await dockerOk(['network', 'rm', attachable]);
-    await waitFor(() => readdirSync(join(stateSource, 'networks')).length === 0, 10_000, { what: 'DeleteNetwork on the node' });
+    await waitFor(() => readdirSync(join(stateSource, 'networks')).length === 0, 10_000, {
+      what: 'DeleteNetwork on the node',
+    });
   });
 });

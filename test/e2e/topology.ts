@@ -103,7 +103,22 @@ export async function createSwitch({ subnetPrefix, ipv6Prefix, mtu = 1500 }: Swi
   try {
     await ip(['netns', 'add', nsName]);
     await nsExec(['link', 'set', 'dev', 'lo', 'up']);
-    await ip(['link', 'add', parent, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', port, 'mtu', String(mtu), 'netns', nsName]);
+    await ip([
+      'link',
+      'add',
+      parent,
+      'mtu',
+      String(mtu),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      port,
+      'mtu',
+      String(mtu),
+      'netns',
+      nsName,
+    ]);
     await nsExec(['link', 'add', bridge, 'mtu', String(mtu), 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
     await nsExec(['link', 'set', 'dev', port, 'master', bridge]);
     await nsExec(['addr', 'add', `${bridgeIp}/24`, 'dev', bridge]);

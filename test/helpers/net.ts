@@ -52,6 +52,8 @@ export function linkNames(): string[] {
 export function assertPrivateNetns(): void {
   const outer = process.env.TSMV_OUTER_NETNS;
   if (!outer || outer === readlinkSync('/proc/self/ns/net')) {
-    throw new Error('integration tests must run in a private network namespace: bash test/in-netns.sh npx vitest run --project integration');
+    throw new Error(
+      'integration tests must run in a private network namespace: bash test/in-netns.sh npx vitest run --project integration',
+    );
   }
 }

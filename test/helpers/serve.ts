@@ -13,7 +13,10 @@ export interface Daemon {
 }
 
 export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -24,7 +27,13 @@ export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon
 /** Waits until the daemon answers on its socket (a stale socket file from a killed daemon does not count). */
 export async function waitForSocket(path: string, daemon: Daemon, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!existsSync(path) || !(await post(path, 'Plugin.Activate').then(() => true, () => false))) {
+  while (
+    !existsSync(path) ||
+    !(await post(path, 'Plugin.Activate').then(
+      () => true,
+      () => false,
+    ))
+  ) {
     if (daemon.child.exitCode !== null) throw new Error(`daemon exited: ${daemon.output()}`);
     if (Date.now() > deadline) throw new Error(`no socket at ${path} after ${timeoutMs} ms: ${daemon.output()}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -35,11 +44,14 @@ export async function waitForSocket(path: string, daemon: Daemon, timeoutMs = 10
 export function post(socketPath: string, method: string, body?: unknown): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? '' : JSON.stringify(body);
-    const req = request({ socketPath, path: `/${method}`, method: 'POST', headers: { 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }));
-    });
+    const req = request(
+      { socketPath, path: `/${method}`, method: 'POST', headers: { 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        let text = '';
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }));
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });

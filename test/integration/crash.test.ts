@@ -29,9 +29,16 @@ const onParentWithHostAccess = createNetwork((parent) => ({ parent, host_access:
 const internalWithHostAccess = createNetwork(() => ({ host_access: '10.60.0.250' }));
 const createEndpoint: Step = {
   method: 'NetworkDriver.CreateEndpoint',
-  body: () => ({ NetworkID: NET, EndpointID: EP, Interface: { Address: '10.60.0.9/24', MacAddress: '02:42:0a:3c:00:09' } }),
+  body: () => ({
+    NetworkID: NET,
+    EndpointID: EP,
+    Interface: { Address: '10.60.0.9/24', MacAddress: '02:42:0a:3c:00:09' },
+  }),
 };
-const endpointCall = (method: string): Step => ({ method: `NetworkDriver.${method}`, body: () => ({ NetworkID: NET, EndpointID: EP }) });
+const endpointCall = (method: string): Step => ({
+  method: `NetworkDriver.${method}`,
+  body: () => ({ NetworkID: NET, EndpointID: EP }),
+});
 const join_ = endpointCall('Join');
 const deleteEndpoint = endpointCall('DeleteEndpoint');
 const deleteNetwork: Step = { method: 'NetworkDriver.DeleteNetwork', body: () => ({ NetworkID: NET }) };
@@ -55,26 +62,83 @@ const WALK: Op[] = [
     name: 'CreateNetwork (internal parent)',
     setup: [],
     step: internalWithHostAccess,
-    points: [['network-recorded', 'undone'], ['link-created', 'undone'], ['parent-ready', 'undone'], ['shim-ready', 'undone'], ['network-answered', 'done']],
+    points: [
+      ['network-recorded', 'undone'],
+      ['link-created', 'undone'],
+      ['parent-ready', 'undone'],
+      ['shim-ready', 'undone'],
+      ['network-answered', 'done'],
+    ],
   },
   {
     name: 'CreateNetwork (host_access shim)',
     setup: [],
     step: onParentWithHostAccess,
-    points: [['network-recorded', 'undone'], ['link-created', 'undone'], ['shim-ready', 'undone'], ['network-answered', 'done']],
+    points: [
+      ['network-recorded', 'undone'],
+      ['link-created', 'undone'],
+      ['shim-ready', 'undone'],
+      ['network-answered', 'done'],
+    ],
   },
-  { name: 'CreateEndpoint', setup: [onParentWithHostAccess], step: createEndpoint, points: [['endpoint-recorded', 'undone'], ['endpoint-answered', 'done']] },
+  {
+    name: 'CreateEndpoint',
+    setup: [onParentWithHostAccess],
+    step: createEndpoint,
+    points: [
+      ['endpoint-recorded', 'undone'],
+      ['endpoint-answered', 'done'],
+    ],
+  },
   // A failed Join is followed by Docker's DeleteEndpoint: the endpoint stays until then.
-  { name: 'Join', setup: [onParentWithHostAccess, createEndpoint], step: join_, points: [['link-created', 'undone'], ['endpoint-link-ready', 'undone'], ['route-added', 'undone']] },
-  { name: 'DeleteEndpoint', setup: [onParentWithHostAccess, createEndpoint, join_], step: deleteEndpoint, points: [['endpoint-forgotten', 'done'], ['route-removed', 'done']] },
-  { name: 'DeleteNetwork', setup: [internalWithHostAccess, createEndpoint, join_, deleteEndpoint], step: deleteNetwork, points: [['network-forgotten', 'done'], ['shim-removed', 'done']] },
+  {
+    name: 'Join',
+    setup: [onParentWithHostAccess, createEndpoint],
+    step: join_,
+    points: [
+      ['link-created', 'undone'],
+      ['endpoint-link-ready', 'undone'],
+      ['route-added', 'undone'],
+    ],
+  },
+  {
+    name: 'DeleteEndpoint',
+    setup: [onParentWithHostAccess, createEndpoint, join_],
+    step: deleteEndpoint,
+    points: [
+      ['endpoint-forgotten', 'done'],
+      ['route-removed', 'done'],
+    ],
+  },
+  {
+    name: 'DeleteNetwork',
+    setup: [internalWithHostAccess, createEndpoint, join_, deleteEndpoint],
+    step: deleteNetwork,
+    points: [
+      ['network-forgotten', 'done'],
+      ['shim-removed', 'done'],
+    ],
+  },
 ];
 
 const SUBNET = '10.61.0.0/24';
 const POOL = `tsmacvlan:${SUBNET}`;
-const ipamCall = (method: string, body: Record<string, unknown>): Step => ({ method: `IpamDriver.${method}`, body: () => body });
-const requestPool = ipamCall('RequestPool', { AddressSpace: 'local', Pool: SUBNET, SubPool: '', Options: {}, V6: false });
-const requestGateway = ipamCall('RequestAddress', { PoolID: POOL, Address: '10.61.0.1', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+const ipamCall = (method: string, body: Record<string, unknown>): Step => ({
+  method: `IpamDriver.${method}`,
+  body: () => body,
+});
+const requestPool = ipamCall('RequestPool', {
+  AddressSpace: 'local',
+  Pool: SUBNET,
+  SubPool: '',
+  Options: {},
+  V6: false,
+});
+const requestGateway = ipamCall('RequestAddress', {
+  PoolID: POOL,
+  Address: '10.61.0.1',
+  Options: { RequestAddressType: 'com.docker.network.gateway' },
+});
 const requestStatic = ipamCall('RequestAddress', { PoolID: POOL, Address: '10.61.0.77', Options: {} });
 const requestDynamic = ipamCall('RequestAddress', { PoolID: POOL, Address: '', Options: {} });
 const releaseStatic = ipamCall('ReleaseAddress', { PoolID: POOL, Address: '10.61.0.77' });
@@ -82,12 +146,59 @@ const releasePool = ipamCall('ReleasePool', { PoolID: POOL });
 
 /** IPAM operations; `held` says which address the operation decides (checked by asking for it again). */
 const IPAM_WALK: (Op & { held?: string })[] = [
-  { name: 'RequestPool (new subnet)', setup: [], step: requestPool, points: [['ipam-snapshot-written', 'undone'], ['ipam-saved', 'undone'], ['ipam-answered', 'done']] },
-  { name: 'RequestAddress (gateway)', setup: [requestPool], step: requestGateway, held: '10.61.0.1', points: [['ipam-saved', 'undone'], ['ipam-answered', 'done']] },
-  { name: 'RequestAddress (static)', setup: [requestPool, requestGateway], step: requestStatic, held: '10.61.0.77', points: [['ipam-saved', 'undone'], ['ipam-answered', 'done']] },
-  { name: 'RequestAddress (dynamic)', setup: [requestPool, requestGateway], step: requestDynamic, held: '10.61.0.2', points: [['ipam-saved', 'undone'], ['ipam-answered', 'done']] },
-  { name: 'ReleaseAddress', setup: [requestPool, requestGateway, requestStatic], step: releaseStatic, held: '10.61.0.77', points: [['ipam-saved', 'done']] },
-  { name: 'ReleasePool (the last reference)', setup: [requestPool], step: releasePool, points: [['ipam-saved', 'done']] },
+  {
+    name: 'RequestPool (new subnet)',
+    setup: [],
+    step: requestPool,
+    points: [
+      ['ipam-snapshot-written', 'undone'],
+      ['ipam-saved', 'undone'],
+      ['ipam-answered', 'done'],
+    ],
+  },
+  {
+    name: 'RequestAddress (gateway)',
+    setup: [requestPool],
+    step: requestGateway,
+    held: '10.61.0.1',
+    points: [
+      ['ipam-saved', 'undone'],
+      ['ipam-answered', 'done'],
+    ],
+  },
+  {
+    name: 'RequestAddress (static)',
+    setup: [requestPool, requestGateway],
+    step: requestStatic,
+    held: '10.61.0.77',
+    points: [
+      ['ipam-saved', 'undone'],
+      ['ipam-answered', 'done'],
+    ],
+  },
+  {
+    name: 'RequestAddress (dynamic)',
+    setup: [requestPool, requestGateway],
+    step: requestDynamic,
+    held: '10.61.0.2',
+    points: [
+      ['ipam-saved', 'undone'],
+      ['ipam-answered', 'done'],
+    ],
+  },
+  {
+    name: 'ReleaseAddress',
+    setup: [requestPool, requestGateway, requestStatic],
+    step: releaseStatic,
+    held: '10.61.0.77',
+    points: [['ipam-saved', 'done']],
+  },
+  {
+    name: 'ReleasePool (the last reference)',
+    setup: [requestPool],
+    step: releasePool,
+    points: [['ipam-saved', 'done']],
+  },
 ];
 
 /** The daemon deletes endpoint links just after answering: a check that must hold within 2 s. */
@@ -103,10 +214,15 @@ async function eventually(check: () => void): Promise<void> {
   }
 }
 
-function readRecords(dir: string): { networks: { id: string; parent: string; hostAccess?: string }[]; endpoints: { id: string }[] } {
+function readRecords(dir: string): {
+  networks: { id: string; parent: string; hostAccess?: string }[];
+  endpoints: { id: string }[];
+} {
   const read = (sub: string) => {
     try {
-      return readdirSync(join(dir, sub)).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(dir, sub, f), 'utf8')));
+      return readdirSync(join(dir, sub))
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => JSON.parse(readFileSync(join(dir, sub, f), 'utf8')));
     } catch {
       return [];
     }
@@ -134,7 +250,10 @@ describe('crash at every step of every operation', () => {
   async function crashAt(dir: string, setup: Step[], step: Step, point: string) {
     const socket = join(dir, 'p.sock');
     const start = async (env: NodeJS.ProcessEnv = {}) => {
-      daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', join(dir, 'state'), '--log-level', 'warn'], env);
+      daemon = spawnDaemon(
+        ['serve', '--socket', socket, '--state-dir', join(dir, 'state'), '--log-level', 'warn'],
+        env,
+      );
       await waitForSocket(socket, daemon);
       return daemon;
     };
@@ -158,86 +277,100 @@ describe('crash at every step of every operation', () => {
   }
 
   const cases = WALK.flatMap((op) => op.points.map(([point, outcome]) => ({ ...op, point, outcome })));
-  it.each(cases)('$name, killed at $point: $outcome after the restart, and the user\'s retry succeeds', async ({ setup, step, point, outcome }) => {
-    const dir = mkdtempSync(join(tmpdir(), 'tsmv-crash-'));
-    try {
-      const socket = await crashAt(dir, setup, step, point);
-      // Every link of the plugin's is one the state owns.
-      const { networks, endpoints } = readRecords(join(dir, 'state'));
-      const owned = new Set([
-        ...endpoints.map((e) => endpointLinkName(e.id)),
-        ...networks.flatMap((n) => [n.parent, 'tsmvp' + n.id.slice(0, 10), ...(n.hostAccess ? [shimName(n.id)] : [])]),
-      ]);
-      await eventually(() => expect(linkNames().filter((n) => n.startsWith('tsmv') && !owned.has(n))).toEqual([]));
-      expect([...networks, ...endpoints].filter((r) => 'unanswered' in r)).toEqual([]);
+  it.each(cases)(
+    "$name, killed at $point: $outcome after the restart, and the user's retry succeeds",
+    async ({ setup, step, point, outcome }) => {
+      const dir = mkdtempSync(join(tmpdir(), 'tsmv-crash-'));
+      try {
+        const socket = await crashAt(dir, setup, step, point);
+        // Every link of the plugin's is one the state owns.
+        const { networks, endpoints } = readRecords(join(dir, 'state'));
+        const owned = new Set([
+          ...endpoints.map((e) => endpointLinkName(e.id)),
+          ...networks.flatMap((n) => [
+            n.parent,
+            'tsmvp' + n.id.slice(0, 10),
+            ...(n.hostAccess ? [shimName(n.id)] : []),
+          ]),
+        ]);
+        await eventually(() => expect(linkNames().filter((n) => n.startsWith('tsmv') && !owned.has(n))).toEqual([]));
+        expect([...networks, ...endpoints].filter((r) => 'unanswered' in r)).toEqual([]);
 
-      // The operation is undone or done, as promised.
-      const hasNetwork = networks.some((n) => n.id === NET);
-      const hasEndpoint = endpoints.some((e) => e.id === EP);
-      if (step.method.endsWith('CreateNetwork')) expect(hasNetwork).toBe(outcome === 'done');
-      if (step.method.endsWith('CreateEndpoint')) expect(hasEndpoint).toBe(outcome === 'done');
-      if (step === join_) {
-        // Docker follows a failed Join with DeleteEndpoint, then the user's retry makes a new endpoint and joins it.
-        expect((await post(socket, deleteEndpoint.method, deleteEndpoint.body(parent))).status).toBe(200);
-        await eventually(() => expect(linkNames()).not.toContain(endpointLinkName(EP)));
-        expect((await post(socket, createEndpoint.method, createEndpoint.body(parent))).status).toBe(200);
+        // The operation is undone or done, as promised.
+        const hasNetwork = networks.some((n) => n.id === NET);
+        const hasEndpoint = endpoints.some((e) => e.id === EP);
+        if (step.method.endsWith('CreateNetwork')) expect(hasNetwork).toBe(outcome === 'done');
+        if (step.method.endsWith('CreateEndpoint')) expect(hasEndpoint).toBe(outcome === 'done');
+        if (step === join_) {
+          // Docker follows a failed Join with DeleteEndpoint, then the user's retry makes a new endpoint and joins it.
+          expect((await post(socket, deleteEndpoint.method, deleteEndpoint.body(parent))).status).toBe(200);
+          await eventually(() => expect(linkNames()).not.toContain(endpointLinkName(EP)));
+          expect((await post(socket, createEndpoint.method, createEndpoint.body(parent))).status).toBe(200);
+        }
+        if (step === deleteEndpoint) {
+          expect(hasEndpoint).toBe(false);
+          expect(ip('-4', 'route', 'show')).not.toContain(`10.60.0.9 dev ${shimName(NET)}`); // the start removed the host route
+        }
+        if (step === deleteNetwork) expect(hasNetwork).toBe(false);
+
+        // The user's retry (the full request, as a re-run of the command sends it) succeeds where the operation was undone.
+        if (outcome === 'undone') expect((await post(socket, step.method, step.body(parent))).status).toBe(200);
+        if (step === join_) expect(ip('-4', 'route', 'show')).toContain(`10.60.0.9 dev ${shimName(NET)}`);
+        if (step === deleteEndpoint || step === deleteNetwork)
+          await eventually(() => expect(linkNames()).not.toContain(endpointLinkName(EP)));
+        if (step === deleteNetwork)
+          await eventually(() => expect(linkNames().filter((n) => n.startsWith('tsmv'))).toEqual([]));
+
+        // And everything can still be taken down to nothing.
+        await post(socket, deleteEndpoint.method, deleteEndpoint.body(parent));
+        await post(socket, deleteNetwork.method, deleteNetwork.body(parent));
+        await eventually(() => expect(linkNames().filter((n) => n.startsWith('tsmv'))).toEqual([]));
+        expect(readRecords(join(dir, 'state'))).toEqual({ networks: [], endpoints: [] });
+      } finally {
+        daemon?.child.kill('SIGKILL');
+        for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+        rmSync(dir, { recursive: true, force: true });
       }
-      if (step === deleteEndpoint) {
-        expect(hasEndpoint).toBe(false);
-        expect(ip('-4', 'route', 'show')).not.toContain(`10.60.0.9 dev ${shimName(NET)}`); // the start removed the host route
-      }
-      if (step === deleteNetwork) expect(hasNetwork).toBe(false);
-
-      // The user's retry (the full request, as a re-run of the command sends it) succeeds where the operation was undone.
-      if (outcome === 'undone') expect((await post(socket, step.method, step.body(parent))).status).toBe(200);
-      if (step === join_) expect(ip('-4', 'route', 'show')).toContain(`10.60.0.9 dev ${shimName(NET)}`);
-      if (step === deleteEndpoint || step === deleteNetwork) await eventually(() => expect(linkNames()).not.toContain(endpointLinkName(EP)));
-      if (step === deleteNetwork) await eventually(() => expect(linkNames().filter((n) => n.startsWith('tsmv'))).toEqual([]));
-
-      // And everything can still be taken down to nothing.
-      await post(socket, deleteEndpoint.method, deleteEndpoint.body(parent));
-      await post(socket, deleteNetwork.method, deleteNetwork.body(parent));
-      await eventually(() => expect(linkNames().filter((n) => n.startsWith('tsmv'))).toEqual([]));
-      expect(readRecords(join(dir, 'state'))).toEqual({ networks: [], endpoints: [] });
-    } finally {
-      daemon?.child.kill('SIGKILL');
-      for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 
   const ipamCases = IPAM_WALK.flatMap((op) => op.points.map(([point, outcome]) => ({ ...op, point, outcome })));
-  it.each(ipamCases)('$name, killed at $point: $outcome after the restart, no address held twice', async ({ setup, step, point, outcome, held }) => {
-    const dir = mkdtempSync(join(tmpdir(), 'tsmv-crash-'));
-    const journal = () => existsSync(join(dir, 'state', 'ipam', '10.61.0.0_24.jnl'));
-    try {
-      const socket = await crashAt(dir, setup, step, point);
-      const ask = (address: string) => post(socket, 'IpamDriver.RequestAddress', { PoolID: POOL, Address: address, Options: {} });
-      const released = step === releaseStatic || step === releasePool;
-      if (step === requestPool) {
-        expect(journal()).toBe(outcome === 'done');
-      } else if (step === releasePool) {
-        expect(journal()).toBe(false);
-      } else if (held) {
-        // The address is held exactly when the operation took effect: asking for it again tells.
-        const takenNow = outcome === 'done' ? !released : released;
-        const again = await ask(held);
-        expect(again.status, JSON.stringify(again.json)).toBe(takenNow ? 500 : 200);
-        if (takenNow) expect(again.json.Err).toMatch(/already in use/);
-        else expect((await post(socket, releaseStatic.method, { PoolID: POOL, Address: held })).status).toBe(200);
+  it.each(ipamCases)(
+    '$name, killed at $point: $outcome after the restart, no address held twice',
+    async ({ setup, step, point, outcome, held }) => {
+      const dir = mkdtempSync(join(tmpdir(), 'tsmv-crash-'));
+      const journal = () => existsSync(join(dir, 'state', 'ipam', '10.61.0.0_24.jnl'));
+      try {
+        const socket = await crashAt(dir, setup, step, point);
+        const ask = (address: string) =>
+          post(socket, 'IpamDriver.RequestAddress', { PoolID: POOL, Address: address, Options: {} });
+        const released = step === releaseStatic || step === releasePool;
+        if (step === requestPool) {
+          expect(journal()).toBe(outcome === 'done');
+        } else if (step === releasePool) {
+          expect(journal()).toBe(false);
+        } else if (held) {
+          // The address is held exactly when the operation took effect: asking for it again tells.
+          const takenNow = outcome === 'done' ? !released : released;
+          const again = await ask(held);
+          expect(again.status, JSON.stringify(again.json)).toBe(takenNow ? 500 : 200);
+          if (takenNow) expect(again.json.Err).toMatch(/already in use/);
+          else expect((await post(socket, releaseStatic.method, { PoolID: POOL, Address: held })).status).toBe(200);
+        }
+        // The user's retry succeeds where the operation was undone; then everything goes, and so does the state file.
+        if (outcome === 'undone') expect((await post(socket, step.method, step.body(parent))).status).toBe(200);
+        if (step !== releasePool) {
+          for (const address of ['10.61.0.1', '10.61.0.2', '10.61.0.77'])
+            await post(socket, 'IpamDriver.ReleaseAddress', { PoolID: POOL, Address: address });
+          expect((await post(socket, releasePool.method, releasePool.body(parent))).status).toBe(200);
+        }
+        expect(journal()).toBe(false); // exactly one reference was held: one ReleasePool dropped the pool
+      } finally {
+        daemon?.child.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
       }
-      // The user's retry succeeds where the operation was undone; then everything goes, and so does the state file.
-      if (outcome === 'undone') expect((await post(socket, step.method, step.body(parent))).status).toBe(200);
-      if (step !== releasePool) {
-        for (const address of ['10.61.0.1', '10.61.0.2', '10.61.0.77']) await post(socket, 'IpamDriver.ReleaseAddress', { PoolID: POOL, Address: address });
-        expect((await post(socket, releasePool.method, releasePool.body(parent))).status).toBe(200);
-      }
-      expect(journal()).toBe(false); // exactly one reference was held: one ReleasePool dropped the pool
-    } finally {
-      daemon?.child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 
   it('walks every crash point the source declares', () => {
     const declared = new Set<string>();

@@ -8,7 +8,12 @@ import { startPlugin, type TestPlugin } from '../helpers/plugin';
 
 const id = () => randomBytes(32).toString('hex');
 
-function createNetwork(plugin: TestPlugin, networkId: string, generic: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+function createNetwork(
+  plugin: TestPlugin,
+  networkId: string,
+  generic: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+) {
   return plugin.call('NetworkDriver.CreateNetwork', {
     NetworkID: networkId,
     Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': generic, ...extra },
@@ -17,14 +22,25 @@ function createNetwork(plugin: TestPlugin, networkId: string, generic: Record<st
   });
 }
 
-async function attach(plugin: TestPlugin, networkId: string, endpointId = id(), address = '10.80.0.5/24', mac = '02:42:0a:50:00:05') {
+async function attach(
+  plugin: TestPlugin,
+  networkId: string,
+  endpointId = id(),
+  address = '10.80.0.5/24',
+  mac = '02:42:0a:50:00:05',
+) {
   const created = await plugin.call('NetworkDriver.CreateEndpoint', {
     NetworkID: networkId,
     EndpointID: endpointId,
     Interface: { Address: address, AddressIPv6: '', MacAddress: mac },
     Options: {},
   });
-  const joined = await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '/var/run/docker/netns/x', Options: {} });
+  const joined = await plugin.call('NetworkDriver.Join', {
+    NetworkID: networkId,
+    EndpointID: endpointId,
+    SandboxKey: '/var/run/docker/netns/x',
+    Options: {},
+  });
   return { endpointId, created, joined };
 }
 
@@ -67,8 +83,12 @@ describe('network driver on the real kernel', () => {
     expect(made).toMatchObject({ link: parent, address: '02:42:0a:50:00:05', ifalias: 'tsmacvlan:endpoint' });
     expect(made?.linkinfo).toMatchObject({ info_kind: 'macvlan', info_data: { mode: 'bridge' } });
 
-    expect((await plugin.call('NetworkDriver.Leave', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
-    expect((await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
+    expect((await plugin.call('NetworkDriver.Leave', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(
+      200,
+    );
+    expect(
+      (await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId })).status,
+    ).toBe(200);
     await plugin.driver.settled(); // the kernel's delete finishes off the event loop, after the answer
     expect(link(name)).toBeUndefined();
     expect((await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status).toBe(200);
@@ -85,15 +105,23 @@ describe('network driver on the real kernel', () => {
 
   it('creates source-mode links that accept only the listed MACs', async () => {
     const networkId = id();
-    const res = await createNetwork(plugin, networkId, { parent, macvlan_mode: 'source', macvlan_source: '02:00:00:00:00:01,02:00:00:00:00:02' });
+    const res = await createNetwork(plugin, networkId, {
+      parent,
+      macvlan_mode: 'source',
+      macvlan_source: '02:00:00:00:00:01,02:00:00:00:00:02',
+    });
     expect(res.status).toBe(200);
     const { endpointId } = await attach(plugin, networkId);
-    const data = link(endpointLinkName(endpointId))?.linkinfo?.info_data as { mode: string; macaddr_count?: number; macaddr_data?: string[] };
+    const data = link(endpointLinkName(endpointId))?.linkinfo?.info_data as {
+      mode: string;
+      macaddr_count?: number;
+      macaddr_data?: string[];
+    };
     expect(data.mode).toBe('source');
     expect(data.macaddr_count ?? data.macaddr_data?.length).toBe(2);
   });
 
-  it('gives endpoints the network MTU, and refuses an MTU above the parent\'s', async () => {
+  it("gives endpoints the network MTU, and refuses an MTU above the parent's", async () => {
     ip('link', 'set', parent, 'mtu', '1400');
     const networkId = id();
     const tooBig = await createNetwork(plugin, id(), { parent, mtu: '1500' });
@@ -115,18 +143,24 @@ describe('network driver on the real kernel', () => {
     expect((await createNetwork(plugin, id(), { parent })).status).toBe(200);
     expect((await createNetwork(plugin, id(), { parent, macvlan_mode: 'private' })).status).toBe(200);
     const refused = await createNetwork(plugin, id(), { parent, macvlan_mode: 'passthru' });
-    expect(refused.json.Err).toBe(`macvlan_mode=passthru needs a parent of its own, but '${parent}' is used by 2 other network(s)`);
+    expect(refused.json.Err).toBe(
+      `macvlan_mode=passthru needs a parent of its own, but '${parent}' is used by 2 other network(s)`,
+    );
 
     const other = uniqueName('par');
     vethPair(other);
     try {
       const passthru = id();
       expect((await createNetwork(plugin, passthru, { parent: other, macvlan_mode: 'passthru' })).status).toBe(200);
-      expect((await createNetwork(plugin, id(), { parent: other })).json.Err).toMatch(/in passthru mode, which cannot share its parent/);
+      expect((await createNetwork(plugin, id(), { parent: other })).json.Err).toMatch(
+        /in passthru mode, which cannot share its parent/,
+      );
       expect((await attach(plugin, passthru)).joined.status).toBe(200);
       const second = await attach(plugin, passthru, id(), '10.80.0.6/24', '02:42:0a:50:00:06');
       expect(second.created.status).toBe(500);
-      expect(second.created.json.Err).toMatch(/passthru, which gives parent '.*' to a single container, and one is attached already/);
+      expect(second.created.json.Err).toMatch(
+        /passthru, which gives parent '.*' to a single container, and one is attached already/,
+      );
     } finally {
       ip('link', 'del', other);
     }
@@ -139,7 +173,11 @@ describe('network driver on the real kernel', () => {
     const own = internalParentName(networkId);
     expect(link(own)).toMatchObject({ ifalias: 'tsmacvlan:internal' });
     const { joined, endpointId } = await attach(plugin, networkId);
-    expect(joined.json).toEqual({ InterfaceName: { SrcName: endpointLinkName(endpointId), DstPrefix: 'eth' }, StaticRoutes: [], DisableGatewayService: true });
+    expect(joined.json).toEqual({
+      InterfaceName: { SrcName: endpointLinkName(endpointId), DstPrefix: 'eth' },
+      StaticRoutes: [],
+      DisableGatewayService: true,
+    });
     expect(link(endpointLinkName(endpointId))?.link).toBe(own);
     await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
     await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
@@ -148,16 +186,40 @@ describe('network driver on the real kernel', () => {
   });
 
   it.each([
-    [{ parnet: 'eth1' }, "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol"],
+    [
+      { parnet: 'eth1' },
+      "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol",
+    ],
     [{ parent: 'lo' }, "parent 'lo' is the loopback interface; macvlan needs an Ethernet interface such as eth1"],
-    [{ parent: 'nosuch0' }, "parent 'nosuch0' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN"],
-    [{ parent: 'averyveryverylongname' }, "parent 'averyveryverylongname' is longer than Linux's 15-character limit for interface names"],
-    [{ parent: 'eth0:10' }, "parent 'eth0:10' is not a valid interface name (no spaces, '/', ':' or NUL); a VLAN sub-interface is written <interface>.<vlan id>, e.g. eth0.10"],
-    [{ parent: '$(reboot)' }, "parent '$(reboot)' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN"],
-    [{ parent: 'x', macvlan_mode: 'bridged' }, "macvlan_mode 'bridged' is not a macvlan mode; use one of: bridge, private, vepa, passthru, source"],
+    [
+      { parent: 'nosuch0' },
+      "parent 'nosuch0' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN",
+    ],
+    [
+      { parent: 'averyveryverylongname' },
+      "parent 'averyveryverylongname' is longer than Linux's 15-character limit for interface names",
+    ],
+    [
+      { parent: 'eth0:10' },
+      "parent 'eth0:10' is not a valid interface name (no spaces, '/', ':' or NUL); a VLAN sub-interface is written <interface>.<vlan id>, e.g. eth0.10",
+    ],
+    [
+      { parent: '$(reboot)' },
+      "parent '$(reboot)' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN",
+    ],
+    [
+      { parent: 'x', macvlan_mode: 'bridged' },
+      "macvlan_mode 'bridged' is not a macvlan mode; use one of: bridge, private, vepa, passthru, source",
+    ],
     [{ parent: 'x', mtu: 'big' }, "mtu 'big' is not valid; give a whole number from 68 up to the parent's MTU"],
-    [{ parent: 'x', macvlan_mode: 'source' }, 'macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts'],
-    [{ parent: 'x', macvlan_source: '02:00:00:00:00:01' }, 'macvlan_source only applies with macvlan_mode=source (got macvlan_mode=bridge)'],
+    [
+      { parent: 'x', macvlan_mode: 'source' },
+      'macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts',
+    ],
+    [
+      { parent: 'x', macvlan_source: '02:00:00:00:00:01' },
+      'macvlan_source only applies with macvlan_mode=source (got macvlan_mode=bridge)',
+    ],
   ])('refuses %j with a clear error and creates nothing', async (generic, message) => {
     const before = linkNames();
     const res = await createNetwork(plugin, id(), generic);
@@ -166,7 +228,7 @@ describe('network driver on the real kernel', () => {
     expect(plugin.driver.listNetworks()).toEqual([]);
   });
 
-  it('tolerates Docker\'s own com.docker.network.* keys among the driver options', async () => {
+  it("tolerates Docker's own com.docker.network.* keys among the driver options", async () => {
     expect((await createNetwork(plugin, id(), { parent, 'com.docker.network.driver.mtu': '1500' })).status).toBe(200);
   });
 
@@ -174,7 +236,9 @@ describe('network driver on the real kernel', () => {
     const res = await createNetwork(plugin, id(), { parent: `${parent}.10` });
     expect(res.status).toBe(500);
     // On this machine's kernel VLANs are unsupported; under the VM kernel this test is not run (see test/vm).
-    expect(res.json.Err).toBe(`cannot create VLAN sub-interface '${parent}.10': this kernel has no 802.1q support; load it with 'modprobe 8021q'`);
+    expect(res.json.Err).toBe(
+      `cannot create VLAN sub-interface '${parent}.10': this kernel has no 802.1q support; load it with 'modprobe 8021q'`,
+    );
     expect(pluginLinks()).toEqual([]);
   });
 
@@ -182,11 +246,18 @@ describe('network driver on the real kernel', () => {
     const networkId = id();
     await createNetwork(plugin, networkId, { parent, macvlan_mode: 'private' });
     const endpointId = id();
-    await plugin.call('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '10.80.0.7/24', MacAddress: '02:42:0a:50:00:07' } });
+    await plugin.call('NetworkDriver.CreateEndpoint', {
+      NetworkID: networkId,
+      EndpointID: endpointId,
+      Interface: { Address: '10.80.0.7/24', MacAddress: '02:42:0a:50:00:07' },
+    });
     plugin = await plugin.restart();
     const joined = await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId });
     expect(joined.status).toBe(200);
-    expect(link(endpointLinkName(endpointId))).toMatchObject({ address: '02:42:0a:50:00:07', linkinfo: { info_data: { mode: 'private' } } });
+    expect(link(endpointLinkName(endpointId))).toMatchObject({
+      address: '02:42:0a:50:00:07',
+      linkinfo: { info_data: { mode: 'private' } },
+    });
   });
 
   it('re-creates its own internal parent at start when it is gone (as after a reboot)', async () => {
@@ -210,7 +281,9 @@ describe('network driver on the real kernel', () => {
     await createNetwork(plugin, networkId, { parent });
     ip('link', 'del', parent);
     const { joined } = await attach(plugin, networkId);
-    expect(joined.json.Err).toBe(`parent '${parent}' of network ${networkId.slice(0, 12)} no longer exists; bring it back or recreate the network`);
+    expect(joined.json.Err).toBe(
+      `parent '${parent}' of network ${networkId.slice(0, 12)} no longer exists; bring it back or recreate the network`,
+    );
     expect(pluginLinks()).toEqual([]);
     vethPair(parent); // for afterEach
   });
@@ -228,11 +301,23 @@ describe('network driver on the real kernel', () => {
     const networkId = id();
     await createNetwork(plugin, networkId, { parent });
     const results = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => attach(plugin, networkId, id(), `10.80.0.${i + 10}/24`, `02:42:0a:50:00:${(i + 10).toString(16).padStart(2, '0')}`)),
+      Array.from({ length: 50 }, (_, i) =>
+        attach(
+          plugin,
+          networkId,
+          id(),
+          `10.80.0.${i + 10}/24`,
+          `02:42:0a:50:00:${(i + 10).toString(16).padStart(2, '0')}`,
+        ),
+      ),
     );
     expect(results.every((r) => r.joined.status === 200)).toBe(true);
     expect(pluginLinks()).toHaveLength(50);
-    await Promise.all(results.map((r) => plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: r.endpointId })));
+    await Promise.all(
+      results.map((r) =>
+        plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: r.endpointId }),
+      ),
+    );
     await plugin.driver.settled();
     expect(pluginLinks()).toEqual([]);
   });
@@ -250,7 +335,10 @@ describe('network driver on the real kernel', () => {
     expect((await thrice('NetworkDriver.Join', endpoint)).map((r) => r.status)).toEqual([200, 200, 200]);
     expect(pluginLinks()).toEqual([endpointLinkName(endpointId)]);
     // The same id with other settings is refused and changes nothing.
-    const other = await plugin.call('NetworkDriver.CreateEndpoint', { ...create, Interface: { Address: '10.80.0.8/24' } });
+    const other = await plugin.call('NetworkDriver.CreateEndpoint', {
+      ...create,
+      Interface: { Address: '10.80.0.8/24' },
+    });
     expect(other.status).toBe(500);
     expect(other.json.Err).toMatch(/already exists on network .* with other settings/);
     // Join, DeleteEndpoint and CreateEndpoint together run in the order they came.
@@ -275,7 +363,9 @@ describe('network driver on the real kernel', () => {
       if (!('parent' in generic)) expect(linkNames()).toContain(internalParentName(networkId));
       const endpointId = (await attach(plugin, networkId)).endpointId;
       expect(pluginLinks()).toContain(endpointLinkName(endpointId));
-      const deleted = await Promise.all([1, 2, 3].map(() => plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })));
+      const deleted = await Promise.all(
+        [1, 2, 3].map(() => plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })),
+      );
       expect(deleted.map((r) => r.status)).toEqual([200, 200, 200]);
       await plugin.driver.settled();
       expect(pluginLinks()).toEqual([]);

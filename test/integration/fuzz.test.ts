@@ -9,9 +9,30 @@ import { startPlugin, type TestPlugin } from '../helpers/plugin';
 
 const METHODS = [
   'Plugin.Activate',
-  ...['GetCapabilities', 'CreateNetwork', 'DeleteNetwork', 'CreateEndpoint', 'Join', 'Leave', 'DeleteEndpoint', 'EndpointOperInfo',
-    'AllocateNetwork', 'FreeNetwork', 'DiscoverNew', 'DiscoverDelete', 'ProgramExternalConnectivity', 'RevokeExternalConnectivity'].map((m) => `NetworkDriver.${m}`),
-  ...['GetCapabilities', 'GetDefaultAddressSpaces', 'RequestPool', 'ReleasePool', 'RequestAddress', 'ReleaseAddress'].map((m) => `IpamDriver.${m}`),
+  ...[
+    'GetCapabilities',
+    'CreateNetwork',
+    'DeleteNetwork',
+    'CreateEndpoint',
+    'Join',
+    'Leave',
+    'DeleteEndpoint',
+    'EndpointOperInfo',
+    'AllocateNetwork',
+    'FreeNetwork',
+    'DiscoverNew',
+    'DiscoverDelete',
+    'ProgramExternalConnectivity',
+    'RevokeExternalConnectivity',
+  ].map((m) => `NetworkDriver.${m}`),
+  ...[
+    'GetCapabilities',
+    'GetDefaultAddressSpaces',
+    'RequestPool',
+    'ReleasePool',
+    'RequestAddress',
+    'ReleaseAddress',
+  ].map((m) => `IpamDriver.${m}`),
   'NetworkDriver.Nope',
   '../../etc/passwd',
 ];
@@ -34,21 +55,58 @@ describe('hostile input', () => {
     console.log(`fuzz requests sent: ${sent}`);
   });
 
-  it('answers 10,000 generated requests in Docker\'s error shape, never crashing or hanging', async () => {
+  it("answers 10,000 generated requests in Docker's error shape, never crashing or hanging", async () => {
     // A small id space, so generated requests meet each other's networks and endpoints.
     const id = fc.oneof(
       fc.constantFrom('a'.repeat(64), 'b'.repeat(64), 'c1', 'd2', 'e3', 'r1h5l6sb2s6hzi2t4ol1exg6u'),
-      fc.constantFrom('', '..', '../x', 'a/b', 'a b', 'a\u0000b', 'x'.repeat(65), '$(reboot)', '`id`', ';rm -rf /', 'ÿ'),
+      fc.constantFrom(
+        '',
+        '..',
+        '../x',
+        'a/b',
+        'a b',
+        'a\u0000b',
+        'x'.repeat(65),
+        '$(reboot)',
+        '`id`',
+        ';rm -rf /',
+        'ÿ',
+      ),
       fc.string({ maxLength: 80 }),
       fc.integer(),
       fc.constant(null),
     );
     const linkName = fc.oneof(
-      fc.constantFrom(parent, `${parent}.10`, 'lo', 'eth0:1', 'nosuch.10', 'x'.repeat(16), '..', 'a/b', '$(reboot)', '|sh', 'a b', ''),
+      fc.constantFrom(
+        parent,
+        `${parent}.10`,
+        'lo',
+        'eth0:1',
+        'nosuch.10',
+        'x'.repeat(16),
+        '..',
+        'a/b',
+        '$(reboot)',
+        '|sh',
+        'a b',
+        '',
+      ),
       fc.string({ maxLength: 20 }),
     );
     const address = fc.oneof(
-      fc.constantFrom('10.62.0.5', '10.62.0.5/24', '10.62.0.0/24', '10.62.0.128/25', 'fd00:62::5', 'fd00:62::/64', '10.62.0.256', '::', '0.0.0.0/0', '1.2.3.4/33', ''),
+      fc.constantFrom(
+        '10.62.0.5',
+        '10.62.0.5/24',
+        '10.62.0.0/24',
+        '10.62.0.128/25',
+        'fd00:62::5',
+        'fd00:62::/64',
+        '10.62.0.256',
+        '::',
+        '0.0.0.0/0',
+        '1.2.3.4/33',
+        '',
+      ),
       fc.ipV4(),
       fc.ipV6(),
       fc.string({ maxLength: 40 }),
@@ -57,8 +115,26 @@ describe('hostile input', () => {
       fc.record(
         {
           'com.docker.network.generic': fc.dictionary(
-            fc.oneof(fc.constantFrom('parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access', 'com.docker.network.x'), fc.string({ maxLength: 12 })),
-            fc.oneof(linkName, address, fc.constantFrom('bridge', 'private', 'vepa', 'passthru', 'source', '1400', '0', '99999', '02:00:00:00:00:01'), fc.anything()),
+            fc.oneof(
+              fc.constantFrom('parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access', 'com.docker.network.x'),
+              fc.string({ maxLength: 12 }),
+            ),
+            fc.oneof(
+              linkName,
+              address,
+              fc.constantFrom(
+                'bridge',
+                'private',
+                'vepa',
+                'passthru',
+                'source',
+                '1400',
+                '0',
+                '99999',
+                '02:00:00:00:00:01',
+              ),
+              fc.anything(),
+            ),
             { maxKeys: 4 },
           ),
           'com.docker.network.internal': fc.oneof(fc.boolean(), fc.anything()),
@@ -68,14 +144,43 @@ describe('hostile input', () => {
       ),
       fc.anything(),
     );
-    const ipamData = fc.array(fc.record({ AddressSpace: fc.string(), Pool: address, Gateway: address, AuxAddresses: fc.dictionary(fc.string(), address) }, { requiredKeys: [] }), { maxLength: 3 });
+    const ipamData = fc.array(
+      fc.record(
+        {
+          AddressSpace: fc.string(),
+          Pool: address,
+          Gateway: address,
+          AuxAddresses: fc.dictionary(fc.string(), address),
+        },
+        { requiredKeys: [] },
+      ),
+      { maxLength: 3 },
+    );
     const structured = fc.record(
       {
         NetworkID: id,
         EndpointID: id,
-        PoolID: fc.oneof(id, fc.constantFrom('tsmacvlan:10.62.0.0/24', 'tsmacvlan:fd00:62::/64', 'tsmacvlan:10.62.0.0/24,range=10.62.0.128/25', 'tsmacvlan:10.62.0.0/33')),
+        PoolID: fc.oneof(
+          id,
+          fc.constantFrom(
+            'tsmacvlan:10.62.0.0/24',
+            'tsmacvlan:fd00:62::/64',
+            'tsmacvlan:10.62.0.0/24,range=10.62.0.128/25',
+            'tsmacvlan:10.62.0.0/33',
+          ),
+        ),
         Options: options,
-        Interface: fc.oneof(fc.record({ Address: address, AddressIPv6: address, MacAddress: fc.oneof(fc.constantFrom('02:42:0a:3e:00:05', ''), fc.string()) }, { requiredKeys: [] }), fc.anything()),
+        Interface: fc.oneof(
+          fc.record(
+            {
+              Address: address,
+              AddressIPv6: address,
+              MacAddress: fc.oneof(fc.constantFrom('02:42:0a:3e:00:05', ''), fc.string()),
+            },
+            { requiredKeys: [] },
+          ),
+          fc.anything(),
+        ),
         IPv4Data: fc.oneof(ipamData, fc.anything()),
         IPv6Data: fc.oneof(ipamData, fc.anything()),
         Pool: address,
@@ -90,7 +195,10 @@ describe('hostile input', () => {
       { weight: 6, arbitrary: structured.map((b) => JSON.stringify(b)) },
       { weight: 1, arbitrary: fc.json() },
       { weight: 1, arbitrary: fc.string({ maxLength: 200 }) },
-      { weight: 1, arbitrary: fc.constantFrom('', '{', '[]', 'null', '"x"', '{"NetworkID":', '\u0000', '{}'.repeat(1000)) },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom('', '{', '[]', 'null', '"x"', '{"NetworkID":', '\u0000', '{}'.repeat(1000)),
+      },
       { weight: 1, arbitrary: fc.constant(`{"NetworkID":"${'a'.repeat(BODY_LIMIT)}"}`) },
     );
 
@@ -114,8 +222,16 @@ describe('hostile input', () => {
     const networkId = 'f'.repeat(64);
     const endpointId = '9'.repeat(64);
     const ok = async (method: string, body: unknown) => expect((await plugin.call(method, body)).status).toBe(200);
-    await ok('NetworkDriver.CreateNetwork', { NetworkID: networkId, Options: { 'com.docker.network.generic': { parent } }, IPv4Data: [{ Pool: '10.63.0.0/24', Gateway: '10.63.0.1/24' }] });
-    await ok('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '10.63.0.5/24' } });
+    await ok('NetworkDriver.CreateNetwork', {
+      NetworkID: networkId,
+      Options: { 'com.docker.network.generic': { parent } },
+      IPv4Data: [{ Pool: '10.63.0.0/24', Gateway: '10.63.0.1/24' }],
+    });
+    await ok('NetworkDriver.CreateEndpoint', {
+      NetworkID: networkId,
+      EndpointID: endpointId,
+      Interface: { Address: '10.63.0.5/24' },
+    });
     await ok('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId });
     expect(linkNames()).toContain(endpointLinkName(endpointId));
     await ok('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
@@ -123,7 +239,8 @@ describe('hostile input', () => {
     await plugin.driver.settled();
 
     // Whatever the generated requests legitimately created is recorded; taking it all down leaves no link and no record.
-    for (const network of plugin.driver.listNetworks()) await ok('NetworkDriver.DeleteNetwork', { NetworkID: network.id });
+    for (const network of plugin.driver.listNetworks())
+      await ok('NetworkDriver.DeleteNetwork', { NetworkID: network.id });
     await plugin.driver.settled();
     expect(plugin.driver.listEndpoints()).toEqual([]);
     expect(linkNames().filter((n) => n.startsWith('tsmv'))).toEqual([]);

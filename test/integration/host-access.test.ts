@@ -16,7 +16,12 @@ function routes(): string[] {
   return ip('-4', 'route', 'show').trim().split('\n').filter(Boolean);
 }
 
-function createNetwork(plugin: TestPlugin, networkId: string, generic: Record<string, string>, aux: Record<string, string> = { host: '10.70.0.250/24' }) {
+function createNetwork(
+  plugin: TestPlugin,
+  networkId: string,
+  generic: Record<string, string>,
+  aux: Record<string, string> = { host: '10.70.0.250/24' },
+) {
   return plugin.call('NetworkDriver.CreateNetwork', {
     NetworkID: networkId,
     Options: { 'com.docker.network.generic': generic },
@@ -44,11 +49,19 @@ describe('host_access', () => {
     const networkId = id();
     expect((await createNetwork(plugin, networkId, { parent, host_access: '10.70.0.250' })).status).toBe(200);
     const shim = shimName(networkId);
-    expect(link(shim)).toMatchObject({ link: parent, ifalias: 'tsmacvlan:shim', linkinfo: { info_data: { mode: 'bridge' } } });
+    expect(link(shim)).toMatchObject({
+      link: parent,
+      ifalias: 'tsmacvlan:shim',
+      linkinfo: { info_data: { mode: 'bridge' } },
+    });
     expect(ip('-4', 'addr', 'show', 'dev', shim)).toContain('inet 10.70.0.250/32');
 
     const endpointId = id();
-    await plugin.call('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '10.70.0.9/24', MacAddress: '02:42:0a:46:00:09' } });
+    await plugin.call('NetworkDriver.CreateEndpoint', {
+      NetworkID: networkId,
+      EndpointID: endpointId,
+      Interface: { Address: '10.70.0.9/24', MacAddress: '02:42:0a:46:00:09' },
+    });
     await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId });
     expect(routes()).toContain(`10.70.0.9 dev ${shim} proto static scope link src 10.70.0.250 `.trim());
 
@@ -74,11 +87,31 @@ describe('host_access', () => {
   });
 
   it.each([
-    [{ host_access: '10.70.0.250', macvlan_mode: 'private' }, undefined, 'host_access needs macvlan_mode=bridge: in private mode the parent\'s macvlans do not talk to each other directly, so the host\'s shim could not reach the containers'],
-    [{ host_access: '10.71.0.250' }, undefined, 'host_access=10.71.0.250 is not in the network\'s subnet 10.70.0.0/24; give an address of that subnet'],
-    [{ host_access: '10.70.0.1' }, { gw: '10.70.0.1/24' }, 'host_access=10.70.0.1 is the network\'s gateway; give the host an address of its own'],
-    [{ host_access: '10.70.0.251' }, undefined, "host_access=10.70.0.251 must be kept from containers: add --aux-address host=10.70.0.251 to 'docker network create'"],
-    [{ host_access: 'fd00::1' }, undefined, "host_access 'fd00::1' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250"],
+    [
+      { host_access: '10.70.0.250', macvlan_mode: 'private' },
+      undefined,
+      "host_access needs macvlan_mode=bridge: in private mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers",
+    ],
+    [
+      { host_access: '10.71.0.250' },
+      undefined,
+      "host_access=10.71.0.250 is not in the network's subnet 10.70.0.0/24; give an address of that subnet",
+    ],
+    [
+      { host_access: '10.70.0.1' },
+      { gw: '10.70.0.1/24' },
+      "host_access=10.70.0.1 is the network's gateway; give the host an address of its own",
+    ],
+    [
+      { host_access: '10.70.0.251' },
+      undefined,
+      "host_access=10.70.0.251 must be kept from containers: add --aux-address host=10.70.0.251 to 'docker network create'",
+    ],
+    [
+      { host_access: 'fd00::1' },
+      undefined,
+      "host_access 'fd00::1' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250",
+    ],
   ])('refuses %j with a clear error and makes no shim', async (generic, aux, message) => {
     const before = linkNames();
     const res = await createNetwork(plugin, id(), { parent, ...generic }, aux);
@@ -90,7 +123,11 @@ describe('host_access', () => {
     const networkId = id();
     await createNetwork(plugin, networkId, { parent, host_access: '10.70.0.250' });
     const endpointId = id();
-    await plugin.call('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '10.70.0.9/24', MacAddress: '02:42:0a:46:00:09' } });
+    await plugin.call('NetworkDriver.CreateEndpoint', {
+      NetworkID: networkId,
+      EndpointID: endpointId,
+      Interface: { Address: '10.70.0.9/24', MacAddress: '02:42:0a:46:00:09' },
+    });
     await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId });
     const shim = shimName(networkId);
 
@@ -104,7 +141,8 @@ describe('host_access', () => {
       expect(link(shim)).toBeUndefined();
       vethPair(parent);
       const deadline = Date.now() + 1000;
-      while (!routes().some((r) => r.startsWith(`10.70.0.9 dev ${shim}`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (!routes().some((r) => r.startsWith(`10.70.0.9 dev ${shim}`)) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       expect(routes()).toContain(`10.70.0.9 dev ${shim} proto static scope link src 10.70.0.250`);
       expect(ip('-4', 'addr', 'show', 'dev', shim)).toContain('inet 10.70.0.250/32');
     } finally {

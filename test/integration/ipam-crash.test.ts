@@ -52,8 +52,13 @@ beforeAll(() => {
   // IPAM implementations.
   const stale = readdirSync(join(root, 'src/ipam'))
     .filter((f) => f.endsWith('.ts'))
-    .filter((f) => statSync(join(root, 'src/ipam', f)).mtimeMs > statSync(join(root, 'dist/ipam', f.replace(/\.ts$/, '.js'))).mtimeMs);
-  if (stale.length > 0) throw new Error(`dist/ipam is older than src/ipam (${stale.join(', ')}): run 'npm run build' first`);
+    .filter(
+      (f) =>
+        statSync(join(root, 'src/ipam', f)).mtimeMs >
+        statSync(join(root, 'dist/ipam', f.replace(/\.ts$/, '.js'))).mtimeMs,
+    );
+  if (stale.length > 0)
+    throw new Error(`dist/ipam is older than src/ipam (${stale.join(', ')}): run 'npm run build' first`);
   work = mkdtempSync(join(tmpdir(), 'tsmacvlan-ipam-crash-'));
   childJs = join(work, 'child.js');
   writeFileSync(childJs, CHILD);
@@ -66,7 +71,9 @@ afterAll(() => {
 /** Runs the child until it has acknowledged `acks` changes, then SIGKILLs it. Returns the lines it wrote. */
 function runAndKill(stateDir: string, subnet: string, acks: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, [childJs, stateDir, subnet, '8'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child: ChildProcess = spawn(process.execPath, [childJs, stateDir, subnet, '8'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const lines: string[] = [];
     let buffer = '';
     let killed = false;

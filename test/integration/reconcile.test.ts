@@ -16,7 +16,9 @@ const socketOf = (stateDir: string) => join(stateDir, `${TEST_DRIVER}.sock`);
 const OTHER_INSTANCE = String(instanceGroup('another instance'));
 
 function gc(stateDir: string, ...args: string[]): string {
-  return execFileSync(process.execPath, [CLI, 'gc', '--state-dir', stateDir, '--socket', socketOf(stateDir), ...args], { encoding: 'utf8' });
+  return execFileSync(process.execPath, [CLI, 'gc', '--state-dir', stateDir, '--socket', socketOf(stateDir), ...args], {
+    encoding: 'utf8',
+  });
 }
 
 describe('reconciliation', () => {
@@ -38,8 +40,15 @@ describe('reconciliation', () => {
   it('deletes marked links nothing owns, keeps owned ones, unmarked strangers and links inside other namespaces', async () => {
     const plugin = await startPlugin(stateDir);
     const kept = 'a'.repeat(64);
-    await plugin.call('NetworkDriver.CreateNetwork', { NetworkID: kept, Options: { 'com.docker.network.generic': {} } });
-    await plugin.call('NetworkDriver.CreateEndpoint', { NetworkID: kept, EndpointID: kept, Interface: { Address: '10.61.0.2/24' } });
+    await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: kept,
+      Options: { 'com.docker.network.generic': {} },
+    });
+    await plugin.call('NetworkDriver.CreateEndpoint', {
+      NetworkID: kept,
+      EndpointID: kept,
+      Interface: { Address: '10.61.0.2/24' },
+    });
     await plugin.call('NetworkDriver.Join', { NetworkID: kept, EndpointID: kept });
     await plugin.close();
     const OURS = String(stateGroup(stateDir)); // the device group of this state's instance
@@ -49,7 +58,20 @@ describe('reconciliation', () => {
     ip('link', 'add', 'tsmveorphan0001', 'link', parent, 'group', OURS, 'type', 'macvlan', 'mode', 'bridge');
     ip('link', 'set', 'tsmveorphan0001', 'alias', 'tsmacvlan:endpoint');
     ip('link', 'add', 'tsmveorphan0002', 'link', parent, 'group', OURS, 'type', 'macvlan', 'mode', 'bridge');
-    ip('link', 'add', 'tsmviorphan0001', 'group', OURS, 'type', 'veth', 'peer', 'name', 'tsmvporphan0001', 'group', OURS);
+    ip(
+      'link',
+      'add',
+      'tsmviorphan0001',
+      'group',
+      OURS,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'tsmvporphan0001',
+      'group',
+      OURS,
+    );
     // Not ours: a stranger's macvlan, another tsmacvlan instance's in-flight endpoint link (same name prefix and
     // alias, another group), and one of our links inside a container namespace.
     ip('link', 'add', 'othmacvlan', 'link', parent, 'type', 'macvlan');
@@ -65,8 +87,12 @@ describe('reconciliation', () => {
 
       const before = linkNames();
       const dry = gc(stateDir, '--dry-run');
-      expect(dry).toContain('would delete link tsmveorphan0001: endpoint link that no network or endpoint of the state owns');
-      expect(dry).toContain('would delete link tsmveorphan0002: endpoint link that no network or endpoint of the state owns');
+      expect(dry).toContain(
+        'would delete link tsmveorphan0001: endpoint link that no network or endpoint of the state owns',
+      );
+      expect(dry).toContain(
+        'would delete link tsmveorphan0002: endpoint link that no network or endpoint of the state owns',
+      );
       expect(dry).toMatch(/would delete link tsmv[ip]orphan0001: internal parent link/);
       expect(dry).not.toContain('tsmveotherinst1');
       expect(dry).not.toContain(endpointLinkName(kept));
@@ -87,7 +113,9 @@ describe('reconciliation', () => {
       expect(after).toContain(endpointLinkName(kept));
       expect(after).toContain(internalParentName(kept));
       expect(after).toContain('othmacvlan');
-      expect(execFileSync('nsenter', ['-t', String(container.pid), '-n', 'ip', '-o', 'link'], { encoding: 'utf8' })).toContain('tsmveincontaine');
+      expect(
+        execFileSync('nsenter', ['-t', String(container.pid), '-n', 'ip', '-o', 'link'], { encoding: 'utf8' }),
+      ).toContain('tsmveincontaine');
       expect(gc(stateDir, '--dry-run')).toBe('nothing to repair\n');
     } finally {
       container.kill('SIGKILL');
@@ -100,9 +128,12 @@ describe('reconciliation', () => {
     const daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
     try {
       await waitForSocket(socket, daemon);
-      expect(() => execFileSync(process.execPath, [CLI, 'gc', '--state-dir', stateDir, '--socket', socket], { encoding: 'utf8', stdio: 'pipe' })).toThrow(
-        /the plugin is running on .* and repairs at its own start; stop it first, or use --dry-run/,
-      );
+      expect(() =>
+        execFileSync(process.execPath, [CLI, 'gc', '--state-dir', stateDir, '--socket', socket], {
+          encoding: 'utf8',
+          stdio: 'pipe',
+        }),
+      ).toThrow(/the plugin is running on .* and repairs at its own start; stop it first, or use --dry-run/);
     } finally {
       daemon.child.kill('SIGKILL');
     }

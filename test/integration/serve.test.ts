@@ -35,7 +35,10 @@ describe('tsmacvlan serve', () => {
     await waitForSocket(socket, daemon);
     expect(statSync(socket).mode & 0o777).toBe(0o600);
     expect(basename(socket, '.sock')).toBe('tsmacvlan-test');
-    expect(await post(socket, 'Plugin.Activate')).toEqual({ status: 200, json: { Implements: ['NetworkDriver', 'IpamDriver'] } });
+    expect(await post(socket, 'Plugin.Activate')).toEqual({
+      status: 200,
+      json: { Implements: ['NetworkDriver', 'IpamDriver'] },
+    });
     const created = await post(socket, 'NetworkDriver.CreateNetwork', {
       NetworkID: 'n1',
       Options: { 'com.docker.network.generic': { parent } },
@@ -50,7 +53,11 @@ describe('tsmacvlan serve', () => {
 
     const again = start(socket);
     await waitForSocket(socket, again);
-    await post(socket, 'NetworkDriver.CreateEndpoint', { NetworkID: 'n1', EndpointID: 'e1', Interface: { Address: '10.9.0.2/24', MacAddress: '02:42:0a:09:00:02' } });
+    await post(socket, 'NetworkDriver.CreateEndpoint', {
+      NetworkID: 'n1',
+      EndpointID: 'e1',
+      Interface: { Address: '10.9.0.2/24', MacAddress: '02:42:0a:09:00:02' },
+    });
     const joined = await post(socket, 'NetworkDriver.Join', { NetworkID: 'n1', EndpointID: 'e1' });
     expect(joined.json).toMatchObject({ Gateway: '10.9.0.1' });
     await post(socket, 'NetworkDriver.DeleteEndpoint', { NetworkID: 'n1', EndpointID: 'e1' });
@@ -58,10 +65,17 @@ describe('tsmacvlan serve', () => {
 
   it('takes its settings from TSMACVLAN_SOCKET, TSMACVLAN_STATE_DIR and LOG_LEVEL', async () => {
     const socket = join(dir, 'env.sock');
-    const daemon = spawnDaemon(['serve'], { TSMACVLAN_SOCKET: socket, TSMACVLAN_STATE_DIR: join(dir, 'envstate'), LOG_LEVEL: 'warn' });
+    const daemon = spawnDaemon(['serve'], {
+      TSMACVLAN_SOCKET: socket,
+      TSMACVLAN_STATE_DIR: join(dir, 'envstate'),
+      LOG_LEVEL: 'warn',
+    });
     daemons.push(daemon);
     await waitForSocket(socket, daemon);
-    await post(socket, 'NetworkDriver.CreateNetwork', { NetworkID: 'nenv', Options: { 'com.docker.network.generic': { parent } } });
+    await post(socket, 'NetworkDriver.CreateNetwork', {
+      NetworkID: 'nenv',
+      Options: { 'com.docker.network.generic': { parent } },
+    });
     expect(existsSync(join(dir, 'envstate', 'networks', 'nenv.json'))).toBe(true);
     expect(daemon.output()).not.toMatch(/"msg":"request"/); // info lines are off at warn
   });

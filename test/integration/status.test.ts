@@ -20,7 +20,11 @@ const id = () => randomBytes(32).toString('hex');
 function status(stateDir: string, json = true): { code: number | null; report: StatusReport; text: string } {
   // The in-process plugin serves as TEST_DRIVER: status finds its links by that name's device group.
   const socket = `/run/docker/plugins/${TEST_DRIVER}.sock`;
-  const run = spawnSync(process.execPath, [CLI, 'status', '--socket', socket, '--state-dir', stateDir, ...(json ? ['--json'] : [])], { encoding: 'utf8' });
+  const run = spawnSync(
+    process.execPath,
+    [CLI, 'status', '--socket', socket, '--state-dir', stateDir, ...(json ? ['--json'] : [])],
+    { encoding: 'utf8' },
+  );
   if (!json) return { code: run.status, report: undefined as unknown as StatusReport, text: run.stdout };
   const report = JSON.parse(run.stdout) as StatusReport;
   expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
@@ -72,9 +76,15 @@ describe('tsmacvlan status', () => {
 
   async function attach(networkId: string, address: string, mac: string): Promise<string> {
     const endpointId = id();
-    const created = await plugin.call('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: address, MacAddress: mac } });
+    const created = await plugin.call('NetworkDriver.CreateEndpoint', {
+      NetworkID: networkId,
+      EndpointID: endpointId,
+      Interface: { Address: address, MacAddress: mac },
+    });
     expect(created.status).toBe(200);
-    expect((await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(200);
+    expect((await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId })).status).toBe(
+      200,
+    );
     return endpointId;
   }
 
@@ -101,10 +111,19 @@ describe('tsmacvlan status', () => {
     const e3 = await attach(internal, '10.82.0.5/24', '02:42:0a:52:00:05');
     await moveIntoContainer(endpointLinkName(e1));
     // Docker's IPAM calls for the first network's subnet, as with --ipam-driver tsmacvlan.
-    const pool = await plugin.call('IpamDriver.RequestPool', { AddressSpace: 'local', Pool: '10.81.0.0/24', SubPool: '10.81.0.128/25', Options: {}, V6: false });
+    const pool = await plugin.call('IpamDriver.RequestPool', {
+      AddressSpace: 'local',
+      Pool: '10.81.0.0/24',
+      SubPool: '10.81.0.128/25',
+      Options: {},
+      V6: false,
+    });
     expect(pool.status).toBe(200);
     for (const address of ['10.81.0.1', '10.81.0.5', '10.81.0.6']) {
-      expect((await plugin.call('IpamDriver.RequestAddress', { PoolID: pool.json.PoolID, Address: address, Options: {} })).status).toBe(200);
+      expect(
+        (await plugin.call('IpamDriver.RequestAddress', { PoolID: pool.json.PoolID, Address: address, Options: {} }))
+          .status,
+      ).toBe(200);
     }
     const before = fingerprint(plugin.stateDir);
 
@@ -113,31 +132,67 @@ describe('tsmacvlan status', () => {
     expect(report.stateDir).toBe(plugin.stateDir);
     expect(report.networks).toHaveLength(2);
     expect(report.networks.find((n) => n.id === lan)).toEqual({
-      id: lan, parent, parentPresent: true, mode: 'bridge', internal: false, vlan: null, subnets: ['10.81.0.0/24'], hostAccess: null, endpoints: 2,
+      id: lan,
+      parent,
+      parentPresent: true,
+      mode: 'bridge',
+      internal: false,
+      vlan: null,
+      subnets: ['10.81.0.0/24'],
+      hostAccess: null,
+      endpoints: 2,
     });
-    expect(report.networks.find((n) => n.id === internal)).toMatchObject({ parent: internalParentName(internal), parentPresent: true, internal: true, endpoints: 1 });
+    expect(report.networks.find((n) => n.id === internal)).toMatchObject({
+      parent: internalParentName(internal),
+      parentPresent: true,
+      internal: true,
+      endpoints: 1,
+    });
     const where = Object.fromEntries(report.endpoints.map((e) => [e.id, [e.location, e.hostLink]]));
     expect(where).toEqual({
       [e1]: ['container', null],
       [e2]: ['host', endpointLinkName(e2)],
       [e3]: ['host', endpointLinkName(e3)],
     });
-    expect(report.endpoints.find((e) => e.id === e2)).toMatchObject({ networkId: lan, mac: '02:42:0a:51:00:06', addresses: ['10.81.0.6/24'] });
-    expect(report.pools).toEqual([{ poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 3, refs: 1 }]);
+    expect(report.endpoints.find((e) => e.id === e2)).toMatchObject({
+      networkId: lan,
+      mac: '02:42:0a:51:00:06',
+      addresses: ['10.81.0.6/24'],
+    });
+    expect(report.pools).toEqual([
+      { poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 3, refs: 1 },
+    ]);
     expect(report).toMatchObject({ driver: TEST_DRIVER, group: stateGroup(plugin.stateDir) });
     expect(report.drift).toEqual([]);
 
     const { text } = status(plugin.stateDir, false);
-    expect(text).toMatch(new RegExp(`^${pool.json.PoolID.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} +10\\.81\\.0\\.0/24 +10\\.81\\.0\\.128/25 +3 +1$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(
+        `^${pool.json.PoolID.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} +10\\.81\\.0\\.0/24 +10\\.81\\.0\\.128/25 +3 +1$`,
+        'm',
+      ),
+    );
     expect(text).toMatch(new RegExp(`^${lan.slice(0, 12)} +${parent} +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'));
-    expect(text).toMatch(new RegExp(`^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +bridge +- +10\\.82\\.0\\.0/24 +1$`, 'm'));
-    expect(text).toMatch(new RegExp(`^${e1.slice(0, 12)} +${lan.slice(0, 12)} +in container +02:42:0a:51:00:05 +10\\.81\\.0\\.5/24$`, 'm'));
-    expect(text).toMatch(new RegExp(`^${e3.slice(0, 12)} +${internal.slice(0, 12)} +${endpointLinkName(e3)} +02:42:0a:52:00:05 +10\\.82\\.0\\.5/24$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(
+        `^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +bridge +- +10\\.82\\.0\\.0/24 +1$`,
+        'm',
+      ),
+    );
+    expect(text).toMatch(
+      new RegExp(`^${e1.slice(0, 12)} +${lan.slice(0, 12)} +in container +02:42:0a:51:00:05 +10\\.81\\.0\\.5/24$`, 'm'),
+    );
+    expect(text).toMatch(
+      new RegExp(
+        `^${e3.slice(0, 12)} +${internal.slice(0, 12)} +${endpointLinkName(e3)} +02:42:0a:52:00:05 +10\\.82\\.0\\.5/24$`,
+        'm',
+      ),
+    );
     expect(text.trim().split('\n').pop()).toBe('drift: none');
     expect(fingerprint(plugin.stateDir)).toBe(before);
   });
 
-  it('reports drift: a missing parent and a leaked marked link; an endpoint link deleted behind the plugin\'s back is not drift', async () => {
+  it("reports drift: a missing parent and a leaked marked link; an endpoint link deleted behind the plugin's back is not drift", async () => {
     const lan = id();
     const other = id();
     const otherParent = uniqueName('st');
@@ -180,7 +235,9 @@ describe('tsmacvlan status', () => {
         kind: 'leaked-link',
         subject: leak,
         message: `link '${leak}' (tsmacvlan:endpoint) is the plugin's, but no record owns it`,
-        fix: expect.stringMatching(new RegExp(`^restart the plugin, or run 'tsmacvlan gc' .*: it deletes it; or by hand: ip link del ${leak}$`)),
+        fix: expect.stringMatching(
+          new RegExp(`^restart the plugin, or run 'tsmacvlan gc' .*: it deletes it; or by hand: ip link del ${leak}$`),
+        ),
       },
       {
         kind: 'leaked-link',
@@ -204,13 +261,25 @@ describe('tsmacvlan status', () => {
     const absent = join(plugin.stateDir, 'not-there');
     const { code, report } = status(absent);
     expect(code).toBe(0);
-    expect(report).toEqual({ version: 1, stateDir: absent, driver: TEST_DRIVER, group: null, networks: [], endpoints: [], pools: [], drift: [], unreadable: [] });
+    expect(report).toEqual({
+      version: 1,
+      stateDir: absent,
+      driver: TEST_DRIVER,
+      group: null,
+      networks: [],
+      endpoints: [],
+      pools: [],
+      drift: [],
+      unreadable: [],
+    });
     expect(existsSync(absent)).toBe(false);
 
     mkdirSync(join(plugin.stateDir, 'networks'), { recursive: true });
     writeFileSync(join(plugin.stateDir, 'networks', 'bad.json'), '{');
     const broken = status(plugin.stateDir);
     expect(broken.code).toBe(1);
-    expect(broken.report.unreadable).toEqual([{ file: join(plugin.stateDir, 'networks', 'bad.json'), error: expect.stringMatching(/^not valid JSON/) }]);
+    expect(broken.report.unreadable).toEqual([
+      { file: join(plugin.stateDir, 'networks', 'bad.json'), error: expect.stringMatching(/^not valid JSON/) },
+    ]);
   });
 });

@@ -38,7 +38,8 @@ describe('replay of docker-20.10.24-trace.jsonl', () => {
     const ours = new Map<string, string>();
     const substitute = (body: string) => {
       let text = body;
-      for (const [theirs, mine] of ours) text = text.replace(new RegExp(`"${theirs.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?=[/"])`, 'g'), `"${mine}`);
+      for (const [theirs, mine] of ours)
+        text = text.replace(new RegExp(`"${theirs.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?=[/"])`, 'g'), `"${mine}`);
       return text;
     };
     const pending: { v6: boolean; ours: string }[] = [];
@@ -55,16 +56,26 @@ describe('replay of docker-20.10.24-trace.jsonl', () => {
         chosen(true, original.IPv6Data?.[0]?.Gateway ?? original.Interface?.AddressIPv6);
       }
       const payload = substitute(line.body);
-      const res = await plugin.app.inject({ method: 'POST', url: line.path, payload, headers: { accept: line.headers.accept ?? '' } });
+      const res = await plugin.app.inject({
+        method: 'POST',
+        url: line.path,
+        payload,
+        headers: { accept: line.headers.accept ?? '' },
+      });
       const sent = payload ? JSON.parse(payload) : {};
-      if (line.path === '/IpamDriver.RequestPool' && res.statusCode === 200) ours.set(`p-${sent.Pool}`, JSON.parse(res.body).PoolID);
+      if (line.path === '/IpamDriver.RequestPool' && res.statusCode === 200)
+        ours.set(`p-${sent.Pool}`, JSON.parse(res.body).PoolID);
       if (line.path === '/IpamDriver.RequestAddress' && !sent.Address && res.statusCode === 200) {
         const address: string = JSON.parse(res.body).Address.split('/')[0];
         pending.push({ v6: address.includes(':'), ours: address });
       }
       const json = JSON.parse(res.body);
       answers.push({ line: { ...line, body: payload }, status: res.statusCode, json });
-      expect({ path: line.path, payload, status: res.statusCode, body: json }).toMatchObject({ path: line.path, payload, status: 200 });
+      expect({ path: line.path, payload, status: res.statusCode, body: json }).toMatchObject({
+        path: line.path,
+        payload,
+        status: 200,
+      });
       if (line.path === '/NetworkDriver.Join') {
         const req = JSON.parse(line.body);
         // The host-side link exists on sw0 with the MAC Docker chose, until Docker takes it.
@@ -90,7 +101,9 @@ describe('replay of docker-20.10.24-trace.jsonl', () => {
     expect(addresses).toContain('10.79.0.1/24');
     expect(addresses).toContain('10.79.0.250/24');
     expect(addresses).toContain('10.79.0.77/24');
-    const dynamic = addresses.filter((a: string) => a.startsWith('10.79.0.') && !['10.79.0.1/24', '10.79.0.250/24', '10.79.0.77/24'].includes(a));
+    const dynamic = addresses.filter(
+      (a: string) => a.startsWith('10.79.0.') && !['10.79.0.1/24', '10.79.0.250/24', '10.79.0.77/24'].includes(a),
+    );
     expect(dynamic).toHaveLength(1);
     expect(Number(dynamic[0].split('/')[0].split('.')[3])).toBeGreaterThanOrEqual(128); // inside --ip-range 10.79.0.128/25
     expect(addresses.filter((a: string) => a.startsWith('fd00:79::'))).toHaveLength(3);

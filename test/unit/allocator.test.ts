@@ -18,7 +18,11 @@ function ip(text: string): bigint {
 
 function setup(subnetText: string, range?: string): { subnet: Subnet; pool: Pool } {
   const subnet = new Subnet(cidr(subnetText));
-  const { pool } = subnet.acquirePool({ id: `p-${subnetText}-${range ?? ''}`, ...(range && { range: cidr(range) }), options: {} });
+  const { pool } = subnet.acquirePool({
+    id: `p-${subnetText}-${range ?? ''}`,
+    ...(range && { range: cidr(range) }),
+    options: {},
+  });
   return { subnet, pool };
 }
 
@@ -61,7 +65,9 @@ describe('dynamic allocation', () => {
     );
     const whole = setup('10.80.0.0/30');
     expect(drain(whole.subnet, whole.pool)).toEqual(['10.80.0.1', '10.80.0.2']);
-    expect(() => whole.subnet.takeDynamic(whole.pool)).toThrow(/subnet 10\.80\.0\.0\/30 \(2 addresses, all in use\): the subnet is exhausted; use a larger --subnet/);
+    expect(() => whole.subnet.takeDynamic(whole.pool)).toThrow(
+      /subnet 10\.80\.0\.0\/30 \(2 addresses, all in use\): the subnet is exhausted; use a larger --subnet/,
+    );
   });
 
   it.each([
@@ -299,8 +305,16 @@ describe('random operations against a model', () => {
     // /28: .1 to .14; pool a has the whole subnet, pool b the range .8/30 (.8 to .11).
     const op = fc.oneof(
       { weight: 3, arbitrary: fc.record({ t: fc.constant('dyn' as const), pool: fc.constantFrom('a', 'b') }) },
-      fc.record({ t: fc.constantFrom('static' as const, 'aux' as const, 'gateway' as const), pool: fc.constantFrom('a', 'b'), host: fc.integer({ min: 0, max: 15 }) }),
-      fc.record({ t: fc.constant('free' as const), pool: fc.constantFrom('a', 'b'), host: fc.integer({ min: 0, max: 15 }) }),
+      fc.record({
+        t: fc.constantFrom('static' as const, 'aux' as const, 'gateway' as const),
+        pool: fc.constantFrom('a', 'b'),
+        host: fc.integer({ min: 0, max: 15 }),
+      }),
+      fc.record({
+        t: fc.constant('free' as const),
+        pool: fc.constantFrom('a', 'b'),
+        host: fc.integer({ min: 0, max: 15 }),
+      }),
       fc.record({ t: fc.constant('restart' as const), fromSnapshot: fc.boolean() }),
     );
     fc.assert(
@@ -316,7 +330,8 @@ describe('random operations against a model', () => {
         acquire('b', '10.0.0.8/30');
         // The model: host number -> holders ('a:static', 'b:gateway', ...).
         const model = new Map<number, string[]>();
-        const inLane = (pool: string, host: number) => host >= 1 && host <= 14 && (pool === 'a' || (host >= 8 && host <= 11));
+        const inLane = (pool: string, host: number) =>
+          host >= 1 && host <= 14 && (pool === 'a' || (host >= 8 && host <= 11));
         for (const o of ops) {
           const pool = subnet.pools.get(o.t === 'restart' ? 'a' : o.pool)!;
           if (o.t === 'restart') {
@@ -357,7 +372,10 @@ describe('random operations against a model', () => {
             }
           } else {
             const holders = model.get(o.host) ?? [];
-            const allowed = o.host >= 1 && o.host <= 14 && (holders.length === 0 || (o.t === 'gateway' && holders.every((h) => h.endsWith(':gateway'))));
+            const allowed =
+              o.host >= 1 &&
+              o.host <= 14 &&
+              (holders.length === 0 || (o.t === 'gateway' && holders.every((h) => h.endsWith(':gateway'))));
             if (!allowed) {
               expect(() => subnet.take(base + BigInt(o.host), o.t, pool)).toThrow(PluginError);
             } else {
@@ -365,7 +383,9 @@ describe('random operations against a model', () => {
               model.set(o.host, [...holders, `${o.pool}:${o.t}`]);
             }
           }
-          expect([...subnet.taken.keys()].map((v) => Number(v - base)).sort((x, y) => x - y)).toEqual([...model.keys()].sort((x, y) => x - y));
+          expect([...subnet.taken.keys()].map((v) => Number(v - base)).sort((x, y) => x - y)).toEqual(
+            [...model.keys()].sort((x, y) => x - y),
+          );
         }
         const replayed = new Subnet(subnet.cidr);
         for (const line of journal) replayed.apply(JSON.parse(line));

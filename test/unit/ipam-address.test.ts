@@ -12,7 +12,18 @@ describe('parseIp', () => {
     expect(parseIp('10.79.0.77')).toEqual({ v6: false, value: 0x0a4f004dn });
     expect(parseIp('0.0.0.0')).toEqual({ v6: false, value: 0n });
     expect(parseIp('255.255.255.255')).toEqual({ v6: false, value: 0xffffffffn });
-    for (const bad of ['', '10.79.0', '10.79.0.256', '010.79.0.1', '10.79.0.1 ', ' 10.79.0.1', '10.79.0.-1', '10.79.0.1/24', '1e1.0.0.1', '10..0.1']) {
+    for (const bad of [
+      '',
+      '10.79.0',
+      '10.79.0.256',
+      '010.79.0.1',
+      '10.79.0.1 ',
+      ' 10.79.0.1',
+      '10.79.0.-1',
+      '10.79.0.1/24',
+      '1e1.0.0.1',
+      '10..0.1',
+    ]) {
       expect(parseIp(bad), bad).toBeUndefined();
     }
   });
@@ -25,7 +36,20 @@ describe('parseIp', () => {
     expect(parseIp('FD00:0079:0000:0000:0000:0000:0000:0001')?.value).toBe(parseIp('fd00:79::1')?.value);
     expect(parseIp('::ffff:10.79.0.1')?.value).toBe((0xffffn << 32n) | 0x0a4f0001n);
     expect(parseIp('1:2:3:4:5:6:7::')?.value).toBe(parseIp('1:2:3:4:5:6:7:0')?.value);
-    for (const bad of ['fd00::1::2', ':::', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', '12345::', 'fd00::1%eth0', 'fd00::g', '1.2.3.4::', '::1.2.3', 'fd00::/64', ':1::', '1:2:3:4:5:6:7:8::']) {
+    for (const bad of [
+      'fd00::1::2',
+      ':::',
+      '1:2:3:4:5:6:7:8:9',
+      '1:2:3:4:5:6:7',
+      '12345::',
+      'fd00::1%eth0',
+      'fd00::g',
+      '1.2.3.4::',
+      '::1.2.3',
+      'fd00::/64',
+      ':1::',
+      '1:2:3:4:5:6:7:8::',
+    ]) {
       expect(parseIp(bad), bad).toBeUndefined();
     }
   });

@@ -68,7 +68,10 @@ describe('IPAM over HTTP', () => {
   it('answers the activation calls as recorded (empty body, no Content-Type)', async () => {
     const calls = trace.filter((l) => l.scenario === 'activation' && l.path.startsWith('/IpamDriver.'));
     expect(calls.map((l) => l.path)).toEqual(['/IpamDriver.GetCapabilities', '/IpamDriver.GetDefaultAddressSpaces']);
-    expect(await post(calls[0].path, calls[0].body)).toEqual({ status: 200, json: { RequiresMACAddress: false, RequiresRequestReplay: false } });
+    expect(await post(calls[0].path, calls[0].body)).toEqual({
+      status: 200,
+      json: { RequiresMACAddress: false, RequiresRequestReplay: false },
+    });
     expect(await post(calls[1].path, calls[1].body)).toEqual({
       status: 200,
       json: { LocalDefaultAddressSpace: 'local', GlobalDefaultAddressSpace: 'global' },
@@ -105,16 +108,24 @@ describe('IPAM over HTTP', () => {
       const theirPool = request.PoolID as string;
       const v6 = theirPool.includes(':');
       const mapped = { ...request, PoolID: poolIds.get(theirPool) };
-      if (line.path === '/IpamDriver.ReleaseAddress') mapped.Address = addresses.get(request.Address) ?? request.Address;
+      if (line.path === '/IpamDriver.ReleaseAddress')
+        mapped.Address = addresses.get(request.Address) ?? request.Address;
       const res = await post(line.path, mapped);
-      expect({ path: line.path, status: res.status, json: res.json }).toEqual({ path: line.path, status: 200, json: expect.anything() });
+      expect({ path: line.path, status: res.status, json: res.json }).toEqual({
+        path: line.path,
+        status: 200,
+        json: expect.anything(),
+      });
       if (line.path === '/IpamDriver.RequestAddress' && request.Address === '') {
         addresses.set((v6 ? theirs.v6 : theirs.v4).shift()!, res.json.Address.split('/')[0]);
       }
       answers.push({ path: line.path, request: mapped, json: res.json });
     }
 
-    const summary = answers.map((a) => `${a.path.slice('/IpamDriver.'.length)} ${a.request.PoolID ?? a.request.Pool} ${a.request.Address ?? ''} -> ${JSON.stringify(a.json)}`);
+    const summary = answers.map(
+      (a) =>
+        `${a.path.slice('/IpamDriver.'.length)} ${a.request.PoolID ?? a.request.Pool} ${a.request.Address ?? ''} -> ${JSON.stringify(a.json)}`,
+    );
     const v4 = 'tsmacvlan:10.79.0.0/24,range=10.79.0.128/25';
     const v6 = 'tsmacvlan:fd00:79::/64';
     expect(summary).toEqual([
@@ -142,11 +153,27 @@ describe('IPAM over HTTP', () => {
   });
 
   it('keeps the trace network across a restart, mid-scenario', async () => {
-    const pool = await post('/IpamDriver.RequestPool', { AddressSpace: 'local', Pool: '10.79.0.0/24', SubPool: '10.79.0.128/25', Options: {}, V6: false });
+    const pool = await post('/IpamDriver.RequestPool', {
+      AddressSpace: 'local',
+      Pool: '10.79.0.0/24',
+      SubPool: '10.79.0.128/25',
+      Options: {},
+      V6: false,
+    });
     const PoolID = pool.json.PoolID;
-    await post('/IpamDriver.RequestAddress', { PoolID, Address: '10.79.0.1', Options: { RequestAddressType: 'com.docker.network.gateway' } });
-    await post('/IpamDriver.RequestAddress', { PoolID, Address: '10.79.0.77', Options: { 'com.docker.network.endpoint.macaddress': '02:aa:bb:cc:dd:ee' } });
-    expect((await post('/IpamDriver.RequestAddress', { PoolID, Address: '', Options: null })).json.Address).toBe('10.79.0.128/24');
+    await post('/IpamDriver.RequestAddress', {
+      PoolID,
+      Address: '10.79.0.1',
+      Options: { RequestAddressType: 'com.docker.network.gateway' },
+    });
+    await post('/IpamDriver.RequestAddress', {
+      PoolID,
+      Address: '10.79.0.77',
+      Options: { 'com.docker.network.endpoint.macaddress': '02:aa:bb:cc:dd:ee' },
+    });
+    expect((await post('/IpamDriver.RequestAddress', { PoolID, Address: '', Options: null })).json.Address).toBe(
+      '10.79.0.128/24',
+    );
     await stop();
     start();
     const again = await post('/IpamDriver.RequestAddress', { PoolID, Address: '10.79.0.77', Options: {} });
@@ -157,11 +184,19 @@ describe('IPAM over HTTP', () => {
         Error: expect.stringContaining('already in use'),
       },
     });
-    expect((await post('/IpamDriver.RequestAddress', { PoolID, Address: '', Options: null })).json.Address).toBe('10.79.0.129/24');
+    expect((await post('/IpamDriver.RequestAddress', { PoolID, Address: '', Options: null })).json.Address).toBe(
+      '10.79.0.129/24',
+    );
   });
 
   it('answers errors with Err and Error, for people', async () => {
-    const empty = await post('/IpamDriver.RequestPool', { AddressSpace: 'local', Pool: '', SubPool: '', Options: null, V6: false });
+    const empty = await post('/IpamDriver.RequestPool', {
+      AddressSpace: 'local',
+      Pool: '',
+      SubPool: '',
+      Options: null,
+      V6: false,
+    });
     expect(empty.status).toBe(500);
     expect(empty.json.Err).toBe(empty.json.Error);
     expect(empty.json.Err).toMatch(/does not choose subnets.*Pass --subnet/);
@@ -174,7 +209,9 @@ describe('IPAM over HTTP', () => {
     }
     const none = await post('/IpamDriver.RequestAddress', { PoolID, Address: '' });
     expect(none.status).toBe(500);
-    expect(none.json.Error).toBe('no free address left in subnet 10.9.0.0/30 (2 addresses, all in use): the subnet is exhausted; use a larger --subnet or release addresses');
+    expect(none.json.Error).toBe(
+      'no free address left in subnet 10.9.0.0/30 (2 addresses, all in use): the subnet is exhausted; use a larger --subnet or release addresses',
+    );
 
     const v6InV4 = await post('/IpamDriver.RequestAddress', { PoolID, Address: 'fd00::1' });
     expect(v6InV4.json.Err).toBe(`address fd00::1 is IPv6, but pool ${PoolID} is IPv4`);
@@ -182,7 +219,9 @@ describe('IPAM over HTTP', () => {
 
   it('refuses bodies that are not what Docker sends, and changes nothing', async () => {
     expect((await post('/IpamDriver.RequestAddress', '{"PoolID":')).status).toBe(400);
-    expect((await post('/IpamDriver.RequestAddress', { Address: '10.0.0.1' })).json.Err).toMatch(/must have required property 'PoolID'/);
+    expect((await post('/IpamDriver.RequestAddress', { Address: '10.0.0.1' })).json.Err).toMatch(
+      /must have required property 'PoolID'/,
+    );
     expect((await post('/IpamDriver.RequestPool', { Pool: 42 })).status).toBe(400);
     expect((await post('/IpamDriver.RequestPool', { Pool: '10.0.0.0/24', Options: { a: 1 } })).status).toBe(400);
     expect((await post('/IpamDriver.RequestPool', { Pool: '10.0.0.0/24', V6: 'yes' })).status).toBe(400);

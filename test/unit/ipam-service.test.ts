@@ -1,4 +1,14 @@
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -42,15 +52,25 @@ describe('pools', () => {
   it('needs --subnet, a valid one of the right family', async () => {
     const ipam = open();
     await expect(ipam.requestPool({ pool: '' })).rejects.toThrow(/does not choose subnets.*Pass --subnet/);
-    await expect(ipam.requestPool({ pool: '10.79.0.5/24' })).rejects.toThrow('--subnet 10.79.0.5/24 is not valid: it has host bits set; did you mean 10.79.0.0/24?');
-    await expect(ipam.requestPool({ pool: 'fd00::/64', v6: false })).rejects.toThrow(/is an IPv6 subnet, but Docker asked for an IPv4 pool/);
-    await expect(ipam.requestPool({ pool: '10.79.0.0/24', v6: true })).rejects.toThrow(/is an IPv4 subnet, but Docker asked for an IPv6 pool/);
+    await expect(ipam.requestPool({ pool: '10.79.0.5/24' })).rejects.toThrow(
+      '--subnet 10.79.0.5/24 is not valid: it has host bits set; did you mean 10.79.0.0/24?',
+    );
+    await expect(ipam.requestPool({ pool: 'fd00::/64', v6: false })).rejects.toThrow(
+      /is an IPv6 subnet, but Docker asked for an IPv4 pool/,
+    );
+    await expect(ipam.requestPool({ pool: '10.79.0.0/24', v6: true })).rejects.toThrow(
+      /is an IPv4 subnet, but Docker asked for an IPv6 pool/,
+    );
     await expect(ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.80.0.0/25' })).rejects.toThrow(
       '--ip-range 10.80.0.0/25 is not inside --subnet 10.79.0.0/24; give a range within the subnet, e.g. 10.79.0.0/24 itself',
     );
     await expect(ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.0/23' })).rejects.toThrow(/is not inside/);
-    await expect(ipam.requestPool({ pool: '10.79.0.0/24', subPool: 'fd00::/120' })).rejects.toThrow(/is IPv6 but --subnet 10\.79\.0\.0\/24 is IPv4/);
-    await expect(ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.255/32' })).rejects.toThrow(/holds no address .* that can be assigned/);
+    await expect(ipam.requestPool({ pool: '10.79.0.0/24', subPool: 'fd00::/120' })).rejects.toThrow(
+      /is IPv6 but --subnet 10\.79\.0\.0\/24 is IPv4/,
+    );
+    await expect(ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.255/32' })).rejects.toThrow(
+      /holds no address .* that can be assigned/,
+    );
     expect(ipam.listPools()).toEqual([]);
     expect(journalFiles()).toEqual([]);
   });
@@ -64,7 +84,15 @@ describe('pools', () => {
     const withOpts = await ipam.requestPool({ pool: '10.79.0.0/24', options: { foo: 'bar' } });
     expect(withOpts.poolId).toMatch(/^tsmacvlan:10\.79\.0\.0\/24,opts=[0-9a-f]{8}$/);
     expect(ipam.listPools()).toEqual([
-      { poolId: a.poolId, pool: '10.79.0.0/24', subPool: '10.79.0.128/25', v6: false, options: {}, allocated: 0, refs: 2 },
+      {
+        poolId: a.poolId,
+        pool: '10.79.0.0/24',
+        subPool: '10.79.0.128/25',
+        v6: false,
+        options: {},
+        allocated: 0,
+        refs: 2,
+      },
       { poolId: withOpts.poolId, pool: '10.79.0.0/24', v6: false, options: { foo: 'bar' }, allocated: 0, refs: 1 },
     ]);
     await ipam.releasePool(a.poolId);
@@ -101,8 +129,12 @@ describe('addresses', () => {
     expect(await ipam.requestAddress(v4, '10.79.0.77', MAC)).toBe('10.79.0.77/24');
     expect(await ipam.requestAddress(v6, '', MAC)).toBe('fd00:79::2/64');
     expect(await ipam.requestAddress(v4, '', MAC)).toBe('10.79.0.128/24');
-    await expect(ipam.requestAddress(v4, '10.79.0.77', MAC)).rejects.toThrow(/10\.79\.0\.77 is already in use.*assigned to a container/);
-    await expect(ipam.requestAddress(v4, '10.79.1.77', MAC)).rejects.toThrow(`address 10.79.1.77 is not in subnet 10.79.0.0/24 of pool ${v4}`);
+    await expect(ipam.requestAddress(v4, '10.79.0.77', MAC)).rejects.toThrow(
+      /10\.79\.0\.77 is already in use.*assigned to a container/,
+    );
+    await expect(ipam.requestAddress(v4, '10.79.1.77', MAC)).rejects.toThrow(
+      `address 10.79.1.77 is not in subnet 10.79.0.0/24 of pool ${v4}`,
+    );
     const pools = Object.fromEntries(ipam.listPools().map((p) => [p.poolId, p.allocated]));
     expect(pools).toEqual({ [v4]: 4, [v6]: 2 });
   });
@@ -128,9 +160,13 @@ describe('addresses', () => {
     const dynamic = [];
     for (let i = 0; i < 4; i++) dynamic.push(await ipam.requestAddress(whole, '', MAC));
     expect(dynamic).toEqual(['10.0.0.2/29', '10.0.0.3/29', '10.0.0.4/29', '10.0.0.6/29']);
-    await expect(ipam.requestAddress(upper, '', MAC)).rejects.toThrow(/range 10\.0\.0\.4\/30 of subnet 10\.0\.0\.0\/29 \(3 addresses, all in use\): the range is exhausted/);
+    await expect(ipam.requestAddress(upper, '', MAC)).rejects.toThrow(
+      /range 10\.0\.0\.4\/30 of subnet 10\.0\.0\.0\/29 \(3 addresses, all in use\): the range is exhausted/,
+    );
     await expect(ipam.requestAddress(upper, '10.0.0.3', MAC)).rejects.toThrow(/already in use/);
-    await expect(ipam.requestAddress(whole, '10.0.0.5', GW)).rejects.toThrow(/reserved \(aux address\).*choose another --gateway/);
+    await expect(ipam.requestAddress(whole, '10.0.0.5', GW)).rejects.toThrow(
+      /reserved \(aux address\).*choose another --gateway/,
+    );
   });
 
   it('refuses hostile input with a clear message and changes nothing', async () => {
@@ -201,7 +237,8 @@ describe('addresses', () => {
 describe('persistence', () => {
   it('finds every pool and address after a restart, with the same next addresses', async () => {
     let ipam = open();
-    const v4 = (await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { a: 'b' } })).poolId;
+    const v4 = (await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { a: 'b' } }))
+      .poolId;
     await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { a: 'b' } });
     const v6 = (await ipam.requestPool({ pool: 'fd00:79::/64', v6: true })).poolId;
     await ipam.requestAddress(v4, '10.79.0.1', GW);
@@ -262,7 +299,9 @@ describe('persistence', () => {
     expect(await ipam.requestAddress(pool, '', MAC)).toBe('10.0.0.4/24');
     await ipam.close();
     appendFileSync(file, 'garbage\n{"t":"d","a":"10.0.0.9","p":1}\n');
-    expect(() => new IpamService(dir, log)).toThrow(/IPAM state file .*10\.0\.0\.0_24\.jnl line \d+ is not valid JSON.*fix or remove the line/);
+    expect(() => new IpamService(dir, log)).toThrow(
+      /IPAM state file .*10\.0\.0\.0_24\.jnl line \d+ is not valid JSON.*fix or remove the line/,
+    );
   });
 
   it('rolls back at start what was saved but never answered (a crash came between the two), and keeps what was', async () => {
@@ -371,7 +410,9 @@ describe('persistence', () => {
     renameSync(file, `${file}.saved`);
     mkdirSync(file); // appending fails (EISDIR), and so does the rewrite:
     mkdirSync(`${file}.tmp`);
-    await expect(ipam.requestAddress(pool, '', MAC)).rejects.toThrow(/could not save the IPAM state to .*10\.0\.0\.0_24\.jnl \(EISDIR.*\); nothing was assigned/);
+    await expect(ipam.requestAddress(pool, '', MAC)).rejects.toThrow(
+      /could not save the IPAM state to .*10\.0\.0\.0_24\.jnl \(EISDIR.*\); nothing was assigned/,
+    );
     expect(ipam.listPools()[0].allocated).toBe(1);
     rmSync(file, { recursive: true });
     rmSync(`${file}.tmp`, { recursive: true });
@@ -386,7 +427,9 @@ describe('persistence', () => {
   it('a pool whose write failed does not exist', async () => {
     const ipam = open();
     mkdirSync(join(dir, 'ipam', '10.0.0.0_24.jnl.tmp'));
-    await expect(ipam.requestPool({ pool: '10.0.0.0/24' })).rejects.toThrow(/could not save .*EISDIR.*nothing was assigned/);
+    await expect(ipam.requestPool({ pool: '10.0.0.0/24' })).rejects.toThrow(
+      /could not save .*EISDIR.*nothing was assigned/,
+    );
     expect(ipam.listPools()).toEqual([]);
     await expect(ipam.requestAddress('tsmacvlan:10.0.0.0/24', '', MAC)).rejects.toThrow(/not known/);
   });

@@ -9,7 +9,7 @@ describe('instance marks', () => {
     const ids = ['a', 'b', '0123456789abcdef0123456789abcdef', 'tsmacvlan'];
     const groups = ids.map(instanceGroup);
     expect(new Set(groups).size).toBe(ids.length);
-    for (const g of groups) expect(g).toBeGreaterThan(0), expect(g).toBeLessThanOrEqual(0x7fffffff);
+    for (const g of groups) (expect(g).toBeGreaterThan(0), expect(g).toBeLessThanOrEqual(0x7fffffff));
     expect(instanceGroup('a')).toBe(instanceGroup('a'));
   });
 

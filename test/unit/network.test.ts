@@ -5,8 +5,14 @@ import { checkLinkName, ipData, parseNetworkOptions } from '../../src/network';
 describe('parseNetworkOptions', () => {
   it('defaults to bridge mode and takes parent, mtu and source MACs', () => {
     expect(parseNetworkOptions({ parent: 'eth1' })).toEqual({ parent: 'eth1', mode: 'bridge' });
-    expect(parseNetworkOptions({ parent: 'eth1', mtu: '1400', macvlan_mode: 'vepa' })).toEqual({ parent: 'eth1', mode: 'vepa', mtu: 1400 });
-    expect(parseNetworkOptions({ macvlan_mode: 'source', macvlan_source: '02:00:00:00:00:0A, 02:00:00:00:00:0b' })).toEqual({
+    expect(parseNetworkOptions({ parent: 'eth1', mtu: '1400', macvlan_mode: 'vepa' })).toEqual({
+      parent: 'eth1',
+      mode: 'vepa',
+      mtu: 1400,
+    });
+    expect(
+      parseNetworkOptions({ macvlan_mode: 'source', macvlan_source: '02:00:00:00:00:0A, 02:00:00:00:00:0b' }),
+    ).toEqual({
       mode: 'source',
       sourceMacs: ['02:00:00:00:00:0a', '02:00:00:00:00:0b'],
     });
@@ -22,7 +28,10 @@ describe('parseNetworkOptions', () => {
     [{ mtu: '1e3' }, "mtu '1e3' is not valid"],
     [{ mtu: '-1' }, "mtu '-1' is not valid"],
     [{ parent: 7 }, "option 'parent' must be a string, got 7"],
-    [{ macvlan_mode: 'source', macvlan_source: '02:00:00:00:00' }, "macvlan_source: '02:00:00:00:00' is not a MAC address"],
+    [
+      { macvlan_mode: 'source', macvlan_source: '02:00:00:00:00' },
+      "macvlan_source: '02:00:00:00:00' is not a MAC address",
+    ],
   ])('refuses %j', (generic, message) => {
     expect(() => parseNetworkOptions(generic)).toThrow(PluginError);
     expect(() => parseNetworkOptions(generic)).toThrow(message);
@@ -30,14 +39,22 @@ describe('parseNetworkOptions', () => {
 });
 
 describe('checkLinkName', () => {
-  it.each(['eth0', 'ens33.10', 'a', 'x'.repeat(15), 'br-lan_1'])('accepts %s', (name) => expect(checkLinkName(name, 'parent')).toBe(name));
-  it.each(['', 'x'.repeat(16), 'a b', 'a/b', '..', '.', 'eth0:1', 'a\0b'])('refuses %j', (name) => expect(() => checkLinkName(name, 'parent')).toThrow(PluginError));
-  it('counts bytes, as the kernel does', () => expect(() => checkLinkName('é'.repeat(8), 'parent')).toThrow('15-character limit'));
+  it.each(['eth0', 'ens33.10', 'a', 'x'.repeat(15), 'br-lan_1'])('accepts %s', (name) =>
+    expect(checkLinkName(name, 'parent')).toBe(name),
+  );
+  it.each(['', 'x'.repeat(16), 'a b', 'a/b', '..', '.', 'eth0:1', 'a\0b'])('refuses %j', (name) =>
+    expect(() => checkLinkName(name, 'parent')).toThrow(PluginError),
+  );
+  it('counts bytes, as the kernel does', () =>
+    expect(() => checkLinkName('é'.repeat(8), 'parent')).toThrow('15-character limit'));
 });
 
 describe('ipData', () => {
   it('turns the CIDR gateway Docker sends into a bare address', () => {
-    expect(ipData({ Pool: '10.0.0.0/24', Gateway: '10.0.0.1/24' })).toEqual({ pool: '10.0.0.0/24', gateway: '10.0.0.1' });
+    expect(ipData({ Pool: '10.0.0.0/24', Gateway: '10.0.0.1/24' })).toEqual({
+      pool: '10.0.0.0/24',
+      gateway: '10.0.0.1',
+    });
     expect(ipData({ Pool: 'fd00::/64' })).toEqual({ pool: 'fd00::/64' });
     expect(ipData(undefined)).toBeUndefined();
   });
@@ -45,10 +62,20 @@ describe('ipData', () => {
 
 describe('vlan_protocol', () => {
   it('takes 802.1q or 802.1ad for a VLAN parent', () => {
-    expect(parseNetworkOptions({ parent: 'eth0.10', vlan_protocol: '802.1AD' })).toEqual({ parent: 'eth0.10', mode: 'bridge', vlanProtocol: '802.1ad' });
+    expect(parseNetworkOptions({ parent: 'eth0.10', vlan_protocol: '802.1AD' })).toEqual({
+      parent: 'eth0.10',
+      mode: 'bridge',
+      vlanProtocol: '802.1ad',
+    });
   });
   it.each([
-    [{ parent: 'eth0.10', vlan_protocol: 'qinq' }, "vlan_protocol 'qinq' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)"],
-    [{ parent: 'eth0', vlan_protocol: '802.1ad' }, 'vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10'],
+    [
+      { parent: 'eth0.10', vlan_protocol: 'qinq' },
+      "vlan_protocol 'qinq' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)",
+    ],
+    [
+      { parent: 'eth0', vlan_protocol: '802.1ad' },
+      'vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10',
+    ],
   ])('refuses %j', (generic, message) => expect(() => parseNetworkOptions(generic)).toThrow(message));
 });

@@ -32,7 +32,8 @@ describe('doctor and status with 802.1q', () => {
   let daemon: Daemon | undefined;
 
   beforeAll(() => {
-    if (!existsSync('/sys/module/8021q')) throw new Error('this kernel has no 802.1q: run the vm suite with test/vm/vmrun.sh');
+    if (!existsSync('/sys/module/8021q'))
+      throw new Error('this kernel has no 802.1q: run the vm suite with test/vm/vmrun.sh');
   });
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'dr-vm-'));
@@ -43,7 +44,8 @@ describe('doctor and status with 802.1q', () => {
   afterEach(() => {
     daemon?.child.kill('SIGKILL');
     daemon = undefined;
-    for (const name of ['dr0', 'dr0.20', ...linkNames().filter((n) => n.startsWith('tsmv') || n.startsWith('dr0.'))]) deleteLink(name);
+    for (const name of ['dr0', 'dr0.20', ...linkNames().filter((n) => n.startsWith('tsmv') || n.startsWith('dr0.'))])
+      deleteLink(name);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -58,50 +60,125 @@ describe('doctor and status with 802.1q', () => {
     expect(created.status).toBe(200);
   }
 
-  it("doctor's kernel probe sees macvlan and 802.1q OK, and a VLAN parent to be created is OK", () => {
-    const before = linkNames();
-    const { out } = cli<DoctorReport>(validDoctor, 'doctor', '--parent', 'dr0.10', '--socket', socket, '--state-dir', stateDir);
-    const check = (id: string) => out.checks.find((c) => c.id === id);
-    expect(check('kernel.macvlan')).toMatchObject({ status: 'OK' });
-    expect(check('kernel.8021q')).toEqual({ id: 'kernel.8021q', status: 'OK', message: 'the kernel creates and deletes 802.1q VLAN links (tried in a throwaway network namespace)' });
-    expect(check('parent:dr0.10')).toMatchObject({ status: 'OK', message: expect.stringContaining("creates it as VLAN 10 on 'dr0'") });
-    expect(linkNames()).toEqual(before); // the probe's links never appeared here
-  }, SLOW);
+  it(
+    "doctor's kernel probe sees macvlan and 802.1q OK, and a VLAN parent to be created is OK",
+    () => {
+      const before = linkNames();
+      const { out } = cli<DoctorReport>(
+        validDoctor,
+        'doctor',
+        '--parent',
+        'dr0.10',
+        '--socket',
+        socket,
+        '--state-dir',
+        stateDir,
+      );
+      const check = (id: string) => out.checks.find((c) => c.id === id);
+      expect(check('kernel.macvlan')).toMatchObject({ status: 'OK' });
+      expect(check('kernel.8021q')).toEqual({
+        id: 'kernel.8021q',
+        status: 'OK',
+        message: 'the kernel creates and deletes 802.1q VLAN links (tried in a throwaway network namespace)',
+      });
+      expect(check('parent:dr0.10')).toMatchObject({
+        status: 'OK',
+        message: expect.stringContaining("creates it as VLAN 10 on 'dr0'"),
+      });
+      expect(linkNames()).toEqual(before); // the probe's links never appeared here
+    },
+    SLOW,
+  );
 
-  it('with the plugin running and a network on a VLAN it created, every check is OK and doctor exits 0', async () => {
-    await startWithVlanNetwork();
-    const { code, out } = cli<DoctorReport>(validDoctor, 'doctor', '--socket', socket, '--state-dir', stateDir);
-    for (const c of out.checks) expect(c.status, `${c.id}: ${c.message}`).toBe('OK');
-    expect(out.checks.map((c) => c.id)).toEqual(['privileges', 'kernel.macvlan', 'kernel.8021q', 'parent:dr0.10', 'socket', 'state', 'drift']);
-    expect(out.checks.find((c) => c.id === 'parent:dr0.10')?.message).toContain('VLAN 10 on dr0');
-    expect(out.ok).toBe(true);
-    expect(code).toBe(0);
+  it(
+    'with the plugin running and a network on a VLAN it created, every check is OK and doctor exits 0',
+    async () => {
+      await startWithVlanNetwork();
+      const { code, out } = cli<DoctorReport>(validDoctor, 'doctor', '--socket', socket, '--state-dir', stateDir);
+      for (const c of out.checks) expect(c.status, `${c.id}: ${c.message}`).toBe('OK');
+      expect(out.checks.map((c) => c.id)).toEqual([
+        'privileges',
+        'kernel.macvlan',
+        'kernel.8021q',
+        'parent:dr0.10',
+        'socket',
+        'state',
+        'drift',
+      ]);
+      expect(out.checks.find((c) => c.id === 'parent:dr0.10')?.message).toContain('VLAN 10 on dr0');
+      expect(out.ok).toBe(true);
+      expect(code).toBe(0);
 
-    const status = cli<StatusReport>(validStatus, 'status', '--socket', socket, '--state-dir', stateDir).out;
-    expect(status.networks).toEqual([
-      { id: 'vlan10net', parent: 'dr0.10', parentPresent: true, mode: 'bridge', internal: false, vlan: { id: 10, owned: true }, subnets: ['10.91.0.0/24'], hostAccess: null, endpoints: 0 },
-    ]);
-    expect(status.drift).toEqual([]);
-  }, SLOW);
+      const status = cli<StatusReport>(validStatus, 'status', '--socket', socket, '--state-dir', stateDir).out;
+      expect(status.networks).toEqual([
+        {
+          id: 'vlan10net',
+          parent: 'dr0.10',
+          parentPresent: true,
+          mode: 'bridge',
+          internal: false,
+          vlan: { id: 10, owned: true },
+          subnets: ['10.91.0.0/24'],
+          hostAccess: null,
+          endpoints: 0,
+        },
+      ]);
+      expect(status.drift).toEqual([]);
+    },
+    SLOW,
+  );
 
-  it('an orphan VLAN marked as the plugin\'s and a VLAN parent deleted behind its back are drift, with the way back', async () => {
-    await startWithVlanNetwork();
-    // A VLAN of this instance's (its device group), as a 'docker network rm' cut short would leave it.
-    ip('link', 'add', 'link', 'dr0', 'name', 'dr0.20', 'group', String(stateGroup(stateDir)), 'type', 'vlan', 'id', '20');
-    ip('link', 'set', 'dr0.20', 'alias', 'tsmacvlan:vlan');
-    ip('link', 'del', 'dr0.10');
+  it(
+    "an orphan VLAN marked as the plugin's and a VLAN parent deleted behind its back are drift, with the way back",
+    async () => {
+      await startWithVlanNetwork();
+      // A VLAN of this instance's (its device group), as a 'docker network rm' cut short would leave it.
+      ip(
+        'link',
+        'add',
+        'link',
+        'dr0',
+        'name',
+        'dr0.20',
+        'group',
+        String(stateGroup(stateDir)),
+        'type',
+        'vlan',
+        'id',
+        '20',
+      );
+      ip('link', 'set', 'dr0.20', 'alias', 'tsmacvlan:vlan');
+      ip('link', 'del', 'dr0.10');
 
-    const status = cli<StatusReport>(validStatus, 'status', '--socket', socket, '--state-dir', stateDir);
-    expect(status.code).toBe(0);
-    expect(status.out.drift).toEqual([
-      expect.objectContaining({ kind: 'parent-missing', subject: 'dr0.10', message: expect.stringContaining('VLAN parent'), fix: expect.stringContaining("it re-creates 'dr0.10'") }),
-      expect.objectContaining({ kind: 'orphan-vlan', subject: 'dr0.20', message: "VLAN 'dr0.20' (id 20) is the plugin's, but no network uses it", fix: expect.stringContaining('tsmacvlan gc') }),
-    ]);
-    expect(status.out.networks[0]).toMatchObject({ parentPresent: false, vlan: { id: 10, owned: true } });
+      const status = cli<StatusReport>(validStatus, 'status', '--socket', socket, '--state-dir', stateDir);
+      expect(status.code).toBe(0);
+      expect(status.out.drift).toEqual([
+        expect.objectContaining({
+          kind: 'parent-missing',
+          subject: 'dr0.10',
+          message: expect.stringContaining('VLAN parent'),
+          fix: expect.stringContaining("it re-creates 'dr0.10'"),
+        }),
+        expect.objectContaining({
+          kind: 'orphan-vlan',
+          subject: 'dr0.20',
+          message: "VLAN 'dr0.20' (id 20) is the plugin's, but no network uses it",
+          fix: expect.stringContaining('tsmacvlan gc'),
+        }),
+      ]);
+      expect(status.out.networks[0]).toMatchObject({ parentPresent: false, vlan: { id: 10, owned: true } });
 
-    const { out } = cli<DoctorReport>(validDoctor, 'doctor', '--socket', socket, '--state-dir', stateDir);
-    expect(out.checks.find((c) => c.id === 'parent:dr0.10')).toMatchObject({ status: 'WARN', message: expect.stringContaining("re-creates it on 'dr0' at start") });
-    expect(out.checks.find((c) => c.id === 'drift:dr0.20')).toMatchObject({ status: 'WARN', fix: expect.stringContaining('ip link del dr0.20') });
-    expect(out.ok).toBe(true); // WARNs only
-  }, SLOW);
+      const { out } = cli<DoctorReport>(validDoctor, 'doctor', '--socket', socket, '--state-dir', stateDir);
+      expect(out.checks.find((c) => c.id === 'parent:dr0.10')).toMatchObject({
+        status: 'WARN',
+        message: expect.stringContaining("re-creates it on 'dr0' at start"),
+      });
+      expect(out.checks.find((c) => c.id === 'drift:dr0.20')).toMatchObject({
+        status: 'WARN',
+        fix: expect.stringContaining('ip link del dr0.20'),
+      });
+      expect(out.ok).toBe(true); // WARNs only
+    },
+    SLOW,
+  );
 });

@@ -14,7 +14,10 @@ describe('internal networks under a kernel with dummy', () => {
   it('get a dummy parent of their own, removed with the network', async () => {
     const networkId = 'c'.repeat(64);
     expect((await plugin.call('NetworkDriver.CreateNetwork', { NetworkID: networkId, Options: {} })).status).toBe(200);
-    expect(link(internalParentName(networkId))).toMatchObject({ linkinfo: { info_kind: 'dummy' }, ifalias: 'tsmacvlan:internal' });
+    expect(link(internalParentName(networkId))).toMatchObject({
+      linkinfo: { info_kind: 'dummy' },
+      ifalias: 'tsmacvlan:internal',
+    });
     await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
     expect(link(internalParentName(networkId))).toBeUndefined();
   });

@@ -18,7 +18,11 @@ function createNetwork(plugin: TestPlugin, networkId: string, parent: string) {
 
 async function attach(plugin: TestPlugin, networkId: string) {
   const endpointId = id();
-  await plugin.call('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '10.90.0.5/24' } });
+  await plugin.call('NetworkDriver.CreateEndpoint', {
+    NetworkID: networkId,
+    EndpointID: endpointId,
+    Interface: { Address: '10.90.0.5/24' },
+  });
   const joined = await plugin.call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId });
   expect(joined.status).toBe(200);
   return endpointId;
@@ -26,14 +30,22 @@ async function attach(plugin: TestPlugin, networkId: string) {
 
 function vlan(name: string) {
   const l = link(name);
-  return l && { parent: l.link, id: (l.linkinfo?.info_data as { id?: number } | undefined)?.id, up: l.operstate !== 'DOWN', alias: l.ifalias };
+  return (
+    l && {
+      parent: l.link,
+      id: (l.linkinfo?.info_data as { id?: number } | undefined)?.id,
+      up: l.operstate !== 'DOWN',
+      alias: l.ifalias,
+    }
+  );
 }
 
 describe('VLAN parents (802.1q)', () => {
   let plugin: TestPlugin;
 
   beforeAll(() => {
-    if (!existsSync('/sys/module/8021q')) throw new Error('this kernel has no 802.1q: run the vm suite with test/vm/vmrun.sh');
+    if (!existsSync('/sys/module/8021q'))
+      throw new Error('this kernel has no 802.1q: run the vm suite with test/vm/vmrun.sh');
   });
   beforeEach(async () => {
     vethPair('d0');
@@ -50,7 +62,8 @@ describe('VLAN parents (802.1q)', () => {
     expect(vlan('d0.10')).toEqual({ parent: 'd0', id: 10, up: true, alias: 'tsmacvlan:vlan' });
     const endpoints = [await attach(plugin, networkId), await attach(plugin, networkId)];
     for (const endpointId of endpoints) expect(link(endpointLinkName(endpointId))?.link).toBe('d0.10');
-    for (const endpointId of endpoints) await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
+    for (const endpointId of endpoints)
+      await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
     await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
     expect(link('d0.10')).toBeUndefined();
     expect(link('d0')).toBeDefined();
@@ -87,10 +100,22 @@ describe('VLAN parents (802.1q)', () => {
   });
 
   it.each([
-    ['d0:10', "parent 'd0:10' is not a valid interface name (no spaces, '/', ':' or NUL); a VLAN sub-interface is written <interface>.<vlan id>, e.g. eth0.10"],
-    ['d0.x', "parent 'd0.x' does not exist, and 'x' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10"],
-    ['d0.0', "parent 'd0.0' does not exist, and '0' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10"],
-    ['d0.4095', "parent 'd0.4095' does not exist, and '4095' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10"],
+    [
+      'd0:10',
+      "parent 'd0:10' is not a valid interface name (no spaces, '/', ':' or NUL); a VLAN sub-interface is written <interface>.<vlan id>, e.g. eth0.10",
+    ],
+    [
+      'd0.x',
+      "parent 'd0.x' does not exist, and 'x' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10",
+    ],
+    [
+      'd0.0',
+      "parent 'd0.0' does not exist, and '0' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10",
+    ],
+    [
+      'd0.4095',
+      "parent 'd0.4095' does not exist, and '4095' is not a VLAN id: write <interface>.<vlan id> with an id from 1 to 4094, e.g. eth0.10",
+    ],
     ['nosuch.10', "parent 'nosuch.10': interface 'nosuch' does not exist, so VLAN 10 cannot be created on it"],
     ['abcdefghijklm.10', "parent 'abcdefghijklm.10' is longer than Linux's 15-character limit for interface names"],
   ])('refuses parent %s with a clear error and creates no link', async (parent, message) => {
@@ -128,7 +153,10 @@ describe('vlan_protocol', () => {
 
   it('refuses a protocol that does not match an existing VLAN', async () => {
     ip('link', 'add', 'link', 'd1', 'name', 'd1.50', 'type', 'vlan', 'id', '50');
-    const res = await plugin.call('NetworkDriver.CreateNetwork', { NetworkID: id(), Options: { 'com.docker.network.generic': { parent: 'd1.50', vlan_protocol: '802.1ad' } } });
+    const res = await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: id(),
+      Options: { 'com.docker.network.generic': { parent: 'd1.50', vlan_protocol: '802.1ad' } },
+    });
     expect(res.json.Err).toBe("parent 'd1.50' exists with protocol 802.1q, not vlan_protocol=802.1ad");
   });
 });
