@@ -44,5 +44,5 @@ COPY --from=build /src/dist ./dist
 RUN ["node", "-e", "require('/opt/tsmacvlan/node_modules/netlink'); console.log('netlink native addon loads')"]
 # plugin/create.sh removes the images this label marks once a newer build replaces them.
 LABEL tsmacvlan.rootfs=true
-ENTRYPOINT ["node", "--max-semi-space-size=1", "/opt/tsmacvlan/dist/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "/opt/tsmacvlan/dist/cli/main.js"]
 CMD ["serve"]

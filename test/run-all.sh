@@ -22,6 +22,8 @@ suite() {
 
 step "provision" && bash test/e2e/provision.sh || echo "provisioning failed" > "$results/provision.failed"
 step "build" && npm run --silent build || echo "build failed" > "$results/build.failed"
+# Tests are not compiled by the build: this checks that every suite (e2e and vm too) still resolves its imports.
+step "typecheck" && npm run --silent typecheck || echo "test type-check failed" > "$results/typecheck.failed"
 # One print width for every file (prettier); `npm run format` fixes what this reports.
 step "format" && npx prettier --check . || echo "files not formatted: run npm run format" > "$results/format.failed"
 

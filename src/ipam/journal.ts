@@ -5,8 +5,8 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, w
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { crashPoint } from '../crash';
-import { syncDir } from '../store';
+import { crashPoint } from '../state/crash';
+import { syncDir } from '../state/record-store';
 import type { JournalRecord } from './allocator';
 
 /** Lines a journal may exceed twice its live state by before it is compacted. */

@@ -3,7 +3,7 @@
 // next to the plugin it is compared with) and takes commands over the IPC channel; it times itself, so the channel
 // costs nothing in the figures.
 //
-//   kernel       the rtnetlink operations of a life, with dist/link.js (whatever it does to create and mark a link):
+//   kernel       the rtnetlink operations of a life, with dist/kernel/links.js (whatever it does to create and mark a link):
 //                look up the parent, create the macvlan with its mark, delete it. What any macvlan driver must pay.
 //   kernel+disk  the same plus the file operations the plugin's durability contract needs, done the plugin's way
 //                (journal line + fdatasync for each IPAM change, record written, fsync'd, renamed and the directory
@@ -16,16 +16,16 @@ import { join } from 'node:path';
 import { DIST } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
-const { Links } = require(join(DIST, 'link.js'));
+const { Links } = require(join(DIST, 'kernel/links.js'));
 // The plugin's own record store, so the floor writes records exactly as the plugin does.
-const { RecordStore } = require(join(DIST, 'store.js'));
+const { RecordStore } = require(join(DIST, 'state/record-store.js'));
 
 const MARK = 'tsmacvlan:endpoint'; // the plugin's alias, so the kernel does the same work
-// Marked the way the plugin marks its links (a device group per driver name, where dist/ has mark.js), as a driver of
+// Marked the way the plugin marks its links (a device group per driver name, where dist/ has kernel/marks.js), as a driver of
 // its own: the plugin beside it never takes these links for its own.
 let instanceGroup;
 try {
-  ({ instanceGroup } = require(join(DIST, 'mark.js')));
+  ({ instanceGroup } = require(join(DIST, 'kernel/marks.js')));
 } catch {
   instanceGroup = undefined;
 }

@@ -12,9 +12,9 @@ import { performance } from 'node:perf_hooks';
 
 const require = createRequire(import.meta.url);
 const dist = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '../../dist');
-const { buildServer } = require(join(dist, 'server.js'));
-const { NetworkDriver } = require(join(dist, 'driver.js'));
-const { Links } = require(join(dist, 'link.js'));
+const { buildServer } = require(join(dist, 'api/server.js'));
+const { NetworkDriver } = require(join(dist, 'driver/driver.js'));
+const { Links } = require(join(dist, 'kernel/links.js'));
 const { IpamService } = require(join(dist, 'ipam/service.js'));
 const pino = require('pino');
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 export const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = join(HERE, '../..');
 export const DIST = join(ROOT, 'dist');
-export const CLI = join(DIST, 'cli.js');
+export const CLI = join(DIST, 'cli/main.js');
 /** The node flags every shipped entrypoint runs the plugin with (config.json, the systemd unit, npm start). */
 export const SHIPPED_NODE_ARGS = ['--max-semi-space-size=1'];
 

@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { NetworkDriver } from '../../src/driver';
+import { NetworkDriver } from '../../src/driver/driver';
 import { IpamService } from '../../src/ipam/service';
-import { Links } from '../../src/link';
-import { stateGroup } from '../../src/mark';
+import { Links } from '../../src/kernel/links';
+import { stateGroup } from '../../src/kernel/marks';
 
 /** The driver name in-process test instances stand for (the tests' sockets use it too). */
 export const TEST_DRIVER = 'tsmacvlan-test';
-import { buildServer } from '../../src/server';
+import { buildServer } from '../../src/api/server';
 
 export interface TestPlugin {
   app: FastifyInstance;

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 
-export const CLI = join(__dirname, '../../dist/cli.js');
+export const CLI = join(__dirname, '../../dist/cli/main.js');
 
 export interface Daemon {
   child: ChildProcess;

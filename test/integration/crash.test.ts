@@ -4,8 +4,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endpointLinkName } from '../../src/endpoint';
-import { shimName } from '../../src/host-access';
+import { endpointLinkName } from '../../src/driver/endpoint-naming';
+import { shimName } from '../../src/driver/host-access';
 import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 

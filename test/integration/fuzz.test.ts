@@ -2,8 +2,8 @@
 // shape, none crashes or hangs the plugin, and afterwards it still serves a clean cycle with nothing leaked.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endpointLinkName } from '../../src/endpoint';
-import { BODY_LIMIT } from '../../src/server';
+import { endpointLinkName } from '../../src/driver/endpoint-naming';
+import { BODY_LIMIT } from '../../src/api/server';
 import { assertPrivateNetns, deleteLink, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { startPlugin, type TestPlugin } from '../helpers/plugin';
 

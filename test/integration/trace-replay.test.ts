@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endpointLinkName } from '../../src/endpoint';
+import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { assertPrivateNetns, ip, link, linkNames, vethPair } from '../helpers/net';
 import { startPlugin, type TestPlugin } from '../helpers/plugin';
 

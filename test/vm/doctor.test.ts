@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../src/doctor';
-import { stateGroup } from '../../src/mark';
-import { STATUS_JSON_SCHEMA, type StatusReport } from '../../src/status';
+import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../src/inspect/doctor';
+import { stateGroup } from '../../src/kernel/marks';
+import { STATUS_JSON_SCHEMA, type StatusReport } from '../../src/inspect/status';
 import { deleteLink, ip, linkNames, vethPair } from '../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 

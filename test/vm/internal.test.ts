@@ -1,6 +1,6 @@
 // Internal networks on a kernel that has the dummy module (this machine's has none, so there they use a veth pair).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { internalParentName } from '../../src/parent';
+import { internalParentName } from '../../src/driver/parents';
 import { link } from '../helpers/net';
 import { startPlugin, type TestPlugin } from '../helpers/plugin';
 

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { endpointLinkName } from '../../src/endpoint';
+import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { deleteLink, ip, link, linkNames, vethPair } from '../helpers/net';
 import { startPlugin, type TestPlugin } from '../helpers/plugin';
 

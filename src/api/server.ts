@@ -1,0 +1,127 @@
+// The HTTP face of the plugin: Docker's wire conventions (no Content-Type, {"Err"} failures) and one log line per request.
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { NetworkDriver } from '../driver/driver';
+import { PluginError } from '../errors';
+import type { IpamService } from '../ipam/service';
+import { activateRoutes } from './activate-routes';
+import { ipamRoutes } from './ipam-routes';
+import { networkDriverRoutes } from './network-driver-routes';
+
+/** Docker's bodies are small; anything near this is not Docker. */
+export const BODY_LIMIT = 256 * 1024;
+
+export interface Services {
+  driver: NetworkDriver;
+  ipam: IpamService;
+}
+
+/** `ready` holds every request until it settles: the plugin listens at once (Docker dials 500 ms after starting it) but answers only once the kernel agrees with its state. */
+export function buildServer(
+  services: Services,
+  logger: Logger,
+  ready: Promise<unknown> = Promise.resolve(),
+): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }), // our own one line per request below
+    bodyLimit: BODY_LIMIT,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  });
+
+  // Docker sends JSON without a Content-Type, and calls without arguments with an empty body.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, undefined); // as when no body came at all
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(
+        Object.assign(new Error(`body is not valid JSON (${(err as Error).message})`), { statusCode: 400 }),
+        undefined,
+      );
+    }
+  });
+
+  app.addHook('onRequest', async () => {
+    await ready;
+  });
+
+  // Docker keeps its connections open between requests. Once the server is closing, answers in flight close theirs,
+  // so a stop takes as long as the slowest request, not the 5 s an idle connection is kept.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
+  // Docker 20.10 resends a request whose connection broke with an empty body: it cannot be carried out. Only the
+  // calls without arguments (no body schema) come empty otherwise.
+  app.addHook('preValidation', async (request) => {
+    if (request.body !== undefined || !request.routeOptions.schema?.body) return;
+    const method = request.url.replace(/^\//, '');
+    throw Object.assign(
+      new Error(
+        `${method} arrived with an empty body. Docker sends that when it retries a request that was cut short (tsmacvlan ` +
+          `restarted while answering it); the original request did not complete, and tsmacvlan undid its part at restart. Run the command again`,
+      ),
+      { statusCode: 400, emptyRetry: true },
+    );
+  });
+
+  // The failure message of a request, for its log line.
+  const failures = new WeakMap<object, string>();
+
+  app.addHook('onResponse', (request, reply, done) => {
+    const body = request.body as Record<string, unknown> | undefined;
+    request.log.info(
+      {
+        method: request.url,
+        networkId: body?.NetworkID,
+        endpointId: body?.EndpointID,
+        poolId: body?.PoolID,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 1000) / 1000,
+        error: failures.get(request),
+      },
+      'request',
+    );
+    done();
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const method = request.url.replace(/^\//, '');
+    let status = 500;
+    let message: string;
+    if (error instanceof PluginError) {
+      message = error.message;
+    } else if (error.validation) {
+      status = 400;
+      message = `invalid ${method} request: ${error.message.replace(/^body\//, '')}`;
+    } else if ((error as { emptyRetry?: boolean }).emptyRetry) {
+      status = 400;
+      message = error.message;
+    } else if (error.statusCode && error.statusCode < 500) {
+      status = error.statusCode;
+      message = `invalid ${method} request: ${error.message}`;
+    } else {
+      request.log.error({ err: error, method }, 'request failed');
+      message = `${method} failed: ${error.message}`;
+    }
+    failures.set(request, message);
+    void reply.code(status).send({ Err: message, Error: message });
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const message = `tsmacvlan does not implement ${request.method} ${request.url}`;
+    void reply.code(404).send({ Err: message, Error: message });
+  });
+
+  app.register(activateRoutes);
+  app.register(networkDriverRoutes, { driver: services.driver });
+  app.register(ipamRoutes, { ipam: services.ipam });
+  return app;
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+// Command line: `tsmacvlan serve` runs the plugin; `doctor` checks the host, `status` shows records against the kernel.
+import { connect } from 'node:net';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pino from 'pino';
+import { location, parseFlags } from './flags';
+import { doctor, parseDoctorArgs } from '../inspect/doctor';
+import { NetworkDriver } from '../driver/driver';
+import { IpamService } from '../ipam/service';
+import { Links } from '../kernel/links';
+import { stateGroup } from '../kernel/marks';
+import { describeRepair } from '../driver/reconcile';
+import { buildServer } from '../api/server';
+import { parseStatusArgs, status } from '../inspect/status';
+
+const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
+       tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
+       tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json]
+       tsmacvlan status [--socket PATH] [--state-dir DIR] [--json]
+
+  --socket PATH     unix socket Docker finds the plugin by; its file name is the driver name
+                    (default $TSMACVLAN_SOCKET or /run/docker/plugins/tsmacvlan.sock)
+  --state-dir DIR   where networks, endpoints and addresses are kept
+                    (default $TSMACVLAN_STATE_DIR or /var/lib/tsmacvlan)
+  --log-level LEVEL fatal, error, warn, info, debug or trace (default $LOG_LEVEL or info)
+
+  gc                repairs the kernel from the state, as the plugin does at every start: re-creates
+                    parents it made, deletes its links that nothing owns (run it while the plugin is stopped)
+  --dry-run         only prints what gc would repair
+
+  doctor            checks this host, one line per check, OK/WARN/FAIL and what to do: privileges, kernel
+                    support (tried in a throwaway network namespace), parents, the plugin's socket, the
+                    state; exits 1 when a check FAILs. Changes nothing
+  --parent IF       also check IF as a parent (repeatable); the parents of recorded networks are always checked
+  status            the recorded networks, endpoints and address pools next to the host's links, and where
+                    they drift (--socket names the instance: its links carry its driver name's device group).
+                    Changes nothing
+  --json            (doctor, status) machine-readable output`;
+
+interface ServeOptions {
+  socket: string;
+  stateDir: string;
+  logLevel: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function parseServeArgs(args: string[]): ServeOptions {
+  const flags = parseFlags(args, { values: ['--socket', '--state-dir', '--log-level'] }, USAGE);
+  const logLevel = flags.values.get('--log-level') ?? (process.env.LOG_LEVEL || 'info');
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new Error(`log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`);
+  return { ...location(flags), logLevel };
+}
+
+/** True when a live server answers on the socket (a second instance must not steal it). */
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => (probe.destroy(), resolve(true)));
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/** How long a stop (SIGTERM, SIGINT) may take; Docker and systemd wait longer before they SIGKILL. */
+const STOP_DEADLINE_MS = 10_000;
+
+async function serve(options: ServeOptions): Promise<void> {
+  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  process.umask(0o077); // state readable by root only
+  if (existsSync(options.socket)) {
+    if (await socketInUse(options.socket)) throw new Error(`another server is already listening on ${options.socket}`);
+    unlinkSync(options.socket);
+  }
+  mkdirSync(dirname(options.socket), { recursive: true });
+
+  const links = new Links(stateGroup(options.stateDir, true));
+  const driver = new NetworkDriver(links, options.stateDir, log);
+  const ipam = new IpamService(options.stateDir, log);
+  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
+  const ready = driver.reconcile();
+  const app = buildServer({ driver, ipam }, log, ready);
+  // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
+  process.umask(0o177);
+  await app.listen({ path: options.socket });
+  process.umask(0o077);
+  await ready;
+  log.info(
+    { socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length },
+    'tsmacvlan ready',
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: finishing requests in flight');
+    // A stop must not hang (one was seen once in testing, not reproduced): the state is crash-safe, so after the
+    // deadline the process exits as a crash would and the next start finishes or undoes what was under way.
+    let phase = 'finishing requests';
+    setTimeout(() => {
+      log.error(
+        { phase, seconds: STOP_DEADLINE_MS / 1000 },
+        'stop did not finish in time; exiting anyway (the next start repairs)',
+      );
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
+    await app.close(); // waits for requests in flight, removes the socket
+    phase = 'saving IPAM state';
+    await ipam.close();
+    phase = 'deleting endpoint links';
+    await driver.close();
+    links.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** `tsmacvlan gc`: the start-up reconciliation on its own; with --dry-run it changes nothing. */
+async function gc(options: { socket: string; stateDir: string }, dryRun: boolean): Promise<void> {
+  if (!dryRun && existsSync(options.socket) && (await socketInUse(options.socket))) {
+    throw new Error(
+      `the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`,
+    );
+  }
+  const links = new Links(stateGroup(options.stateDir));
+  try {
+    const driver = new NetworkDriver(links, options.stateDir, pino({ level: 'silent' }));
+    const repairs = await driver.reconcile({ dryRun });
+    for (const repair of repairs) console.log(`${dryRun ? 'would ' : ''}${describeRepair(repair)}`);
+    if (repairs.length === 0) console.log('nothing to repair');
+  } finally {
+    links.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(parseServeArgs(args));
+    case 'doctor':
+      process.exitCode = await doctor(parseDoctorArgs(args, USAGE));
+      return;
+    case 'status':
+      process.exitCode = await status(parseStatusArgs(args, USAGE));
+      return;
+    case 'gc': {
+      const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--dry-run'] }, USAGE);
+      return gc(location(flags), flags.switches.has('--dry-run'));
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return;
+    default:
+      throw new Error(`unknown command '${command}'\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: Error) => {
+  console.error(`tsmacvlan: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,175 @@
+// A network: the options a user gave with `docker network create -o`, checked and turned into a record.
+import { isIPv4 } from 'node:net';
+import { Address4 } from 'ip-address';
+import { PluginError } from '../errors';
+import type { MacvlanMode, VlanProtocol } from '../kernel/links';
+
+export const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
+export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access', 'vlan_protocol'] as const;
+export const VLAN_PROTOCOLS: readonly VlanProtocol[] = ['802.1q', '802.1ad'];
+
+/** Linux caps interface names at 15 bytes (IFNAMSIZ - 1). */
+export const IFNAME_MAX = 15;
+
+export interface IpData {
+  pool: string; // CIDR
+  gateway?: string; // bare address
+}
+
+export interface NetworkRecord {
+  id: string;
+  /** Link the endpoints hang off; for internal networks without a parent, one this plugin made. */
+  parent: string;
+  /** The parent was created by this plugin (VLAN sub-interface or internal parent) and goes with the last network on it. */
+  ownsParent: boolean;
+  mode: MacvlanMode;
+  mtu?: number;
+  sourceMacs?: string[];
+  internal: boolean;
+  ipv4?: IpData;
+  ipv6?: IpData;
+  /** The host's own address on the network, held by a shim link (see host-access.ts). */
+  hostAccess?: string;
+  /** The tag protocol of a VLAN parent this plugin creates (802.1ad: the outer tag of QinQ). */
+  vlanProtocol?: VlanProtocol;
+  /** Saved by a CreateNetwork not answered yet; a record still carrying it at start is rolled back. */
+  unanswered?: true;
+}
+
+export interface NetworkOptions {
+  parent?: string;
+  mode: MacvlanMode;
+  mtu?: number;
+  sourceMacs?: string[];
+  hostAccess?: string;
+  vlanProtocol?: VlanProtocol;
+}
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+/** Parses the driver options (`-o key=value`). Throws a PluginError naming the option, the value and what is allowed. */
+export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOptions {
+  for (const key of Object.keys(generic)) {
+    if (key.startsWith('com.docker.network.')) continue; // Docker's own keys (e.g. driver.mtu) ride along here
+    if (!(OPTIONS as readonly string[]).includes(key)) {
+      throw new PluginError(`unknown option '${key}'; tsmacvlan accepts: ${OPTIONS.join(', ')}`);
+    }
+  }
+  const text = (key: string): string | undefined => {
+    const value = generic[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string')
+      throw new PluginError(`option '${key}' must be a string, got ${JSON.stringify(value)}`);
+    return value;
+  };
+
+  const mode = (text('macvlan_mode') ?? 'bridge') as MacvlanMode;
+  if (!MODES.includes(mode)) {
+    throw new PluginError(`macvlan_mode '${mode}' is not a macvlan mode; use one of: ${MODES.join(', ')}`);
+  }
+  const options: NetworkOptions = { mode };
+
+  const parent = text('parent');
+  if (parent !== undefined) options.parent = checkLinkName(parent, 'parent');
+
+  const mtu = text('mtu');
+  if (mtu !== undefined) {
+    if (!/^\d{1,5}$/.test(mtu) || Number(mtu) < 68) {
+      throw new PluginError(`mtu '${mtu}' is not valid; give a whole number from 68 up to the parent's MTU`);
+    }
+    options.mtu = Number(mtu);
+  }
+
+  const source = text('macvlan_source');
+  if (source !== undefined) {
+    if (mode !== 'source')
+      throw new PluginError(`macvlan_source only applies with macvlan_mode=source (got macvlan_mode=${mode})`);
+    const macs = source.split(',').map((mac) => mac.trim().toLowerCase());
+    const bad = macs.find((mac) => !MAC.test(mac));
+    if (bad !== undefined)
+      throw new PluginError(`macvlan_source: '${bad}' is not a MAC address like 02:42:0a:00:00:01`);
+    options.sourceMacs = macs;
+  } else if (mode === 'source') {
+    throw new PluginError(
+      'macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts',
+    );
+  }
+
+  const hostAccess = text('host_access');
+  if (hostAccess !== undefined) {
+    if (!isIPv4(hostAccess))
+      throw new PluginError(
+        `host_access '${hostAccess}' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250`,
+      );
+    if (mode !== 'bridge') {
+      throw new PluginError(
+        `host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`,
+      );
+    }
+    options.hostAccess = hostAccess;
+  }
+
+  const vlanProtocol = text('vlan_protocol');
+  if (vlanProtocol !== undefined) {
+    if (!(VLAN_PROTOCOLS as readonly string[]).includes(vlanProtocol.toLowerCase())) {
+      throw new PluginError(
+        `vlan_protocol '${vlanProtocol}' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)`,
+      );
+    }
+    if (!options.parent?.includes('.')) {
+      throw new PluginError(
+        'vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10',
+      );
+    }
+    options.vlanProtocol = vlanProtocol.toLowerCase() as VlanProtocol;
+  }
+  return options;
+}
+
+/** Checks that the host_access address lies in the network's IPv4 subnet and is kept from containers. */
+export function checkHostAccess(address: string, ipv4: IpData | undefined, reserved: string[]): void {
+  if (!ipv4) throw new PluginError(`host_access=${address} needs an IPv4 subnet on the network (--subnet)`);
+  const subnet = new Address4(ipv4.pool);
+  if (!new Address4(address).isInSubnet(subnet)) {
+    throw new PluginError(
+      `host_access=${address} is not in the network's subnet ${ipv4.pool}; give an address of that subnet`,
+    );
+  }
+  if (address === ipv4.gateway)
+    throw new PluginError(`host_access=${address} is the network's gateway; give the host an address of its own`);
+  if (!reserved.includes(address)) {
+    throw new PluginError(
+      `host_access=${address} must be kept from containers: add --aux-address host=${address} to 'docker network create'`,
+    );
+  }
+}
+
+/** Checks a user-given interface name before it goes near the kernel. */
+export function checkLinkName(name: string, option: string): string {
+  if (name.length === 0) throw new PluginError(`${option} is empty; name an existing interface, e.g. ${option}=eth1`);
+  if (Buffer.byteLength(name) > IFNAME_MAX) {
+    throw new PluginError(
+      `${option} '${name}' is longer than Linux's ${IFNAME_MAX}-character limit for interface names`,
+    );
+  }
+  if (name === '.' || name === '..' || /[\s/:\0]/.test(name)) {
+    throw new PluginError(
+      `${option} '${name}' is not a valid interface name (no spaces, '/', ':' or NUL)` +
+        (name.includes(':') ? `; a VLAN sub-interface is written <interface>.<vlan id>, e.g. eth0.10` : ''),
+    );
+  }
+  return name;
+}
+
+/** The aux addresses of an IPAM entry, bare ("10.0.0.250/24" arrives in CIDR form). */
+export function auxAddresses(entry: { AuxAddresses?: Record<string, unknown> | null } | undefined): string[] {
+  return Object.values(entry?.AuxAddresses ?? {}).map((value) => String(value).split('/')[0]);
+}
+
+/** Parses an IPAM entry of CreateNetwork ("10.0.0.1/24" gateways arrive in CIDR form). */
+export function ipData(entry: { Pool: string; Gateway?: string } | undefined): IpData | undefined {
+  if (!entry) return undefined;
+  const data: IpData = { pool: entry.Pool };
+  if (entry.Gateway) data.gateway = entry.Gateway.split('/')[0];
+  return data;
+}
