@@ -9,10 +9,11 @@ import { doctor, parseDoctorArgs } from '../inspect/doctor';
 import { NetworkDriver } from '../driver/driver';
 import { IpamService } from '../ipam/service';
 import { Links } from '../kernel/links';
-import { stateGroup } from '../kernel/marks';
 import { describeRepair } from '../driver/reconcile';
 import { buildServer } from '../api/server';
 import { parseStatusArgs, status } from '../inspect/status';
+import { stateGroup } from '../state/instance';
+import { crashPoint } from '../state/crash';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
@@ -75,7 +76,7 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   mkdirSync(dirname(options.socket), { recursive: true });
 
-  const links = new Links(stateGroup(options.stateDir, true));
+  const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
   const driver = new NetworkDriver(links, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
@@ -125,7 +126,7 @@ async function gc(options: { socket: string; stateDir: string }, dryRun: boolean
       `the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`,
     );
   }
-  const links = new Links(stateGroup(options.stateDir));
+  const links = new Links(stateGroup(options.stateDir), () => crashPoint('link-created'));
   try {
     const driver = new NetworkDriver(links, options.stateDir, pino({ level: 'silent' }));
     const repairs = await driver.reconcile({ dryRun });

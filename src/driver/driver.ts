@@ -1,17 +1,18 @@
 // The network driver: Docker's network and endpoint lifecycle, decided here, carried out by the kernel layer and the store.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { MARK_ENDPOINT, endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
+import { endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
 import { crashPoint } from '../state/crash';
 import { PluginError } from '../errors';
 import { HostAccess, shimName } from './host-access';
-import { KernelError, type Links } from '../kernel/links';
+import { type Links } from '../kernel/links';
 import { KeyedMutex } from '../state/keyed-mutex';
 import { checkHostAccess, parseNetworkOptions, type IpData, type NetworkRecord } from './network-options';
 import { Parents, internalParentName } from './parents';
 import { planRepairs, type Repair } from './reconcile';
 import { LinkReaper } from '../kernel/reaper';
 import { RecordStore } from '../state/record-store';
+import { MARK_ENDPOINT } from '../kernel/marks';
 
 export interface CreateNetworkRequest {
   networkId: string;
@@ -395,20 +396,16 @@ export class NetworkDriver {
       ...(network.mtu !== undefined && { mtu: network.mtu }),
       ...(network.sourceMacs && { sourceMacs: network.sourceMacs }),
     };
-    try {
-      await this.links.createMacvlan(spec, MARK_ENDPOINT);
-    } catch (err) {
-      if (!(err instanceof KernelError && err.errno === 'EEXIST')) throw explain(err, network.parent);
-      // A link by this name of ours is left from an interrupted Join of this endpoint: replace it. Anyone else's stays.
-      const existing = await this.links.get(name);
-      if (existing && !this.links.owns(existing)) {
-        throw new PluginError(
-          `cannot create link '${name}' for endpoint ${endpointId.slice(0, 12)}: a link by that name exists and is not this plugin's`,
-        );
-      }
-      await this.links.delete(name);
-      await this.links.createMacvlan(spec, MARK_ENDPOINT).catch((e) => Promise.reject(explain(e, network.parent)));
-    }
+    // A link by this name of ours is left from an interrupted Join of this endpoint: it is replaced. Anyone else's stays.
+    const outcome = await this.links.replaceOwnMacvlan(spec, MARK_ENDPOINT);
+    if (outcome === 'name-taken')
+      throw new PluginError(
+        `cannot create link '${name}' for endpoint ${endpointId.slice(0, 12)}: a link by that name exists and is not this plugin's`,
+      );
+    if (outcome === 'parent-busy')
+      throw new PluginError(
+        `the kernel refused a macvlan on parent '${network.parent}' (EBUSY): another macvlan mode or a passthru link already holds it`,
+      );
     crashPoint('endpoint-link-ready');
     if (network.hostAccess && endpoint.ipv4) {
       try {
@@ -456,13 +453,4 @@ export class NetworkDriver {
       this.reaper.delete(name).catch((err) => this.log.warn({ err, link: name }, 'could not delete endpoint link'));
     }
   }
-}
-
-function explain(err: unknown, parent: string): unknown {
-  if (err instanceof KernelError && err.errno === 'EBUSY') {
-    return new PluginError(
-      `the kernel refused a macvlan on parent '${parent}' (EBUSY): another macvlan mode or a passthru link already holds it`,
-    );
-  }
-  return err;
 }

@@ -2,7 +2,6 @@
 import { createHash } from 'node:crypto';
 
 export const ENDPOINT_PREFIX = 'tsmve';
-export const MARK_ENDPOINT = 'tsmacvlan:endpoint';
 
 export interface EndpointRecord {
   id: string;

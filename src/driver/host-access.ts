@@ -1,10 +1,11 @@
 // Host access: a macvlan parent never passes traffic between itself and its own macvlans, so the host cannot reach
 // its containers. The fix is a macvlan of the host's own on the same parent (the "shim"), in bridge mode like the
 // containers, holding one address of the network, with a /32 route to each container through it.
-import { KernelError, type Links } from '../kernel/links';
+import { type Links } from '../kernel/links';
+import { KernelError } from '../kernel/errors';
+import { MARK_SHIM } from '../kernel/marks';
 
 export const SHIM_PREFIX = 'tsmvh';
-export const MARK_SHIM = 'tsmacvlan:shim';
 
 export function shimName(networkId: string): string {
   return SHIM_PREFIX + networkId.slice(0, 10);
@@ -37,7 +38,7 @@ export class HostAccess {
         );
       } catch (err) {
         // Another event's ensure made it meanwhile.
-        if (!(err instanceof KernelError && err.errno === 'EEXIST')) throw err;
+        if (!(err instanceof KernelError && err.nameTaken)) throw err;
       }
       shim = await this.links.get(name);
       if (!shim) return false;

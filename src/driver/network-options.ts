@@ -2,7 +2,7 @@
 import { isIPv4 } from 'node:net';
 import { Address4 } from 'ip-address';
 import { PluginError } from '../errors';
-import type { MacvlanMode, VlanProtocol } from '../kernel/links';
+import { type MacvlanMode, type VlanProtocol } from '../kernel/link-info';
 
 export const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
 export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access', 'vlan_protocol'] as const;

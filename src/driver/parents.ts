@@ -1,10 +1,11 @@
 // Parents: the link a network's macvlans hang off. Existing links are used as they are and never changed;
 // VLAN sub-interfaces (`eth0.10`) and internal parents are created here, marked, and removed with their last network.
 import { PluginError } from '../errors';
-import { KernelError, type LinkInfo, type Links, type VlanProtocol } from '../kernel/links';
+import { type Links } from '../kernel/links';
+import { KernelError } from '../kernel/errors';
+import { MARK_INTERNAL, MARK_VLAN } from '../kernel/marks';
+import { type LinkInfo, type VlanProtocol } from '../kernel/link-info';
 
-export const MARK_VLAN = 'tsmacvlan:vlan';
-export const MARK_INTERNAL = 'tsmacvlan:internal';
 export const INTERNAL_PREFIX = 'tsmvi';
 export const VETH_PEER_PREFIX = 'tsmvp';
 
@@ -12,7 +13,7 @@ export const VETH_PEER_PREFIX = 'tsmvp';
 export type ParentPlan = { existing: LinkInfo; owned: boolean } | { vlan: { base: LinkInfo; vid: number } };
 
 function unsupported(err: unknown): boolean {
-  return err instanceof KernelError && (err.errno === 'EOPNOTSUPP' || err.errno === 'ENOTSUP');
+  return err instanceof KernelError && err.unsupported;
 }
 
 export function internalParentName(networkId: string): string {

@@ -1,9 +1,10 @@
 // Reconciliation: what the kernel must look like for the state on disk, and the repairs that get it there.
-import { ENDPOINT_PREFIX, MARK_ENDPOINT, endpointLinkName, type EndpointRecord } from './endpoint-naming';
-import { MARK_SHIM, SHIM_PREFIX, shimName } from './host-access';
-import type { LinkInfo } from '../kernel/links';
+import { ENDPOINT_PREFIX, endpointLinkName, type EndpointRecord } from './endpoint-naming';
+import { SHIM_PREFIX, shimName } from './host-access';
 import type { NetworkRecord } from './network-options';
-import { INTERNAL_PREFIX, MARK_INTERNAL, MARK_VLAN, VETH_PEER_PREFIX } from './parents';
+import { INTERNAL_PREFIX, VETH_PEER_PREFIX } from './parents';
+import { MARK_ENDPOINT, MARK_SHIM, MARK_VLAN, MARK_INTERNAL } from '../kernel/marks';
+import { type LinkInfo } from '../kernel/link-info';
 
 export type Repair =
   | { action: 'delete' | 'create'; link: string; networkId?: string; reason: string }

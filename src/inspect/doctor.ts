@@ -5,11 +5,16 @@ import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { location, parseFlags } from '../cli/flags';
-import { KernelError, Links, sysfsFacts, type LinkDetails, type LinkInfo } from '../kernel/links';
+import { Links } from '../kernel/links';
 import type { NetworkRecord } from '../driver/network-options';
-import { driverName, stateGroup } from '../kernel/marks';
 import { internalParentName } from '../driver/parents';
-import { GC_ADVICE, MARK_PREFIX, findDrift, readState, type StateSnapshot } from './status';
+import { findDrift, readState, type StateSnapshot, GC_ADVICE } from './status';
+import { stateGroup } from '../state/instance';
+import { driverName } from './driver-name';
+import { KernelError } from '../kernel/errors';
+import { sysfsFacts } from '../kernel/sysfs';
+import { type LinkInfo, type LinkDetails } from '../kernel/link-info';
+import { MARK_PROBE } from '../kernel/marks';
 
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL';
 
@@ -120,8 +125,6 @@ export interface KernelProbe {
   vlan: ProbeResult | null;
 }
 
-const PROBE_MARK = `${MARK_PREFIX}probe`;
-
 function errnoName(err: unknown): string {
   return err instanceof KernelError ? err.errno : err instanceof Error ? err.message : String(err);
 }
@@ -176,12 +179,12 @@ export async function probeKernel(outerNetns: string): Promise<KernelProbe> {
     let lower: KernelProbe['lower'] = null;
     let lowerErrno: string | undefined;
     try {
-      await links.createVethPair('probe0', 'probe1', PROBE_MARK);
+      await links.createVethPair('probe0', 'probe1', MARK_PROBE);
       lower = 'veth';
     } catch (err) {
       lowerErrno = errnoName(err);
       try {
-        await links.createDummy('probe0', PROBE_MARK);
+        await links.createDummy('probe0', MARK_PROBE);
         lower = 'dummy';
       } catch {
         // neither: nothing to hang a macvlan or a VLAN on
@@ -191,11 +194,11 @@ export async function probeKernel(outerNetns: string): Promise<KernelProbe> {
     if (!base) return { lower: null, ...(lowerErrno && { lowerErrno }), macvlan: null, vlan: null };
     try {
       const macvlan = await attempt(
-        () => links.createMacvlan({ name: 'probemv', parentIndex: base.index, mode: 'bridge' }, PROBE_MARK),
+        () => links.createMacvlan({ name: 'probemv', parentIndex: base.index, mode: 'bridge' }, MARK_PROBE),
         () => links.delete('probemv'),
       );
       const vlan = await attempt(
-        () => links.createVlan('probe0.10', base.index, 10, '802.1q', PROBE_MARK),
+        () => links.createVlan('probe0.10', base.index, 10, '802.1q', MARK_PROBE),
         () => links.delete('probe0.10'),
       );
       return { lower, macvlan, vlan };

@@ -5,17 +5,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { location, parseFlags } from '../cli/flags';
-import { MARK_ENDPOINT, endpointLinkName, type EndpointRecord } from '../driver/endpoint-naming';
+import { endpointLinkName, type EndpointRecord } from '../driver/endpoint-naming';
 import { shimName } from '../driver/host-access';
 import { readSubnet } from '../ipam/service';
-import { Links, type LinkInfo } from '../kernel/links';
+import { Links } from '../kernel/links';
 import { MODES, type NetworkRecord } from '../driver/network-options';
-import { driverName, stateGroup } from '../kernel/marks';
-import { MARK_VLAN, internalParentName } from '../driver/parents';
+import { MARK_ENDPOINT, MARK_PREFIX, MARK_VLAN } from '../kernel/marks';
+import { internalParentName } from '../driver/parents';
 import { planRepairs } from '../driver/reconcile';
-
-/** Every link the plugin makes carries an ifalias starting with this (see parent.ts, endpoint.ts, host-access.ts). */
-export const MARK_PREFIX = 'tsmacvlan:';
+import { stateGroup } from '../state/instance';
+import { driverName } from './driver-name';
+import { type LinkInfo } from '../kernel/link-info';
 
 export interface StateSnapshot {
   stateDir: string;

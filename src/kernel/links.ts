@@ -1,57 +1,18 @@
 // Kernel layer: the links this plugin needs, through rtnetlink. It knows nothing of Docker.
-import { isIPv4 } from 'node:net';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { AttrStream, FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket, type StreamData } from 'netlink';
-import type { LinkMessage } from 'netlink/dist/rt/structs';
-import { crashPoint } from '../state/crash';
-
-export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru' | 'source';
-export type VlanProtocol = '802.1q' | '802.1ad';
-
-const VLAN_ETHERTYPES: Record<VlanProtocol, number> = { '802.1q': 0x8100, '802.1ad': 0x88a8 };
-
-/** IFLA_VLAN_PROTOCOL is big-endian; the library writes u16s little-endian. */
-function swap16(value: number): number {
-  return ((value & 0xff) << 8) | (value >> 8);
-}
-
-export interface LinkInfo {
-  index: number;
-  name: string;
-  kind?: string;
-  up: boolean;
-  loopback: boolean;
-  mtu: number;
-  mac?: string;
-  parentIndex?: number;
-  alias?: string;
-  vlanId?: number;
-  vlanProtocol?: VlanProtocol;
-  macvlanMode?: MacvlanMode;
-  /** Device group (IFLA_GROUP): the creating instance's mark, see mark.ts. */
-  group?: number;
-}
-
-/** What a diagnosis needs beyond LinkInfo (read-only; `doctor` and `status`). */
-export interface LinkDetails extends LinkInfo {
-  /** The driver signals a carrier (IFLA_CARRIER, else IFF_LOWER_UP). */
-  carrier: boolean;
-  /** RFC 2863 state: up, down, lowerlayerdown, dormant, ... */
-  operstate: string;
-  /** The bridge, bond, team... this link is enslaved to (IFLA_MASTER), and its kind (IFLA_INFO_SLAVE_KIND). */
-  masterIndex?: number;
-  slaveKind?: string;
-}
-
-/** Facts about a link that only sysfs has. */
-export interface SysfsFacts {
-  /** The kernel driver bound to the device (virtio_net, e1000e...); none for virtual links. */
-  driver?: string;
-  wireless: boolean;
-}
-
-const OPERSTATES = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'];
+import { FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket } from 'netlink';
+import { attr, flatten, ipv4ToBuffer, macToBuffer, u32 } from './attributes';
+import { errnoOf, KernelError } from './errors';
+import {
+  MODE_FLAGS,
+  VLAN_ETHERTYPES,
+  swap16,
+  toLinkDetails,
+  toLinkInfo,
+  type LinkInfo,
+  type LinkDetails,
+  type MacvlanMode,
+  type VlanProtocol,
+} from './link-info';
 
 export interface MacvlanSpec {
   name: string;
@@ -62,55 +23,8 @@ export interface MacvlanSpec {
   sourceMacs?: string[];
 }
 
-/** A kernel refusal, with the errno name the kernel gave ("EEXIST", "ENODEV", ...). */
-export class KernelError extends Error {
-  constructor(
-    readonly operation: string,
-    readonly errno: string,
-  ) {
-    super(`${operation}: ${errno}`);
-  }
-}
-
-const MODE_FLAGS: Record<MacvlanMode, ifla.MacvlanMode> = {
-  bridge: { bridge: true },
-  private: { private: true },
-  vepa: { vepa: true },
-  passthru: { passthru: true },
-  source: { source: true },
-};
-
 const IFLA_MACVLAN_MACADDR = 4;
 const VETH_INFO_PEER = 1;
-
-function flatten(data: StreamData): Buffer {
-  const stream = new AttrStream();
-  stream.emit(data);
-  return Buffer.concat(stream.bufs);
-}
-
-function u32(value: number): Buffer {
-  const buf = Buffer.alloc(4);
-  buf.writeUInt32LE(value);
-  return buf;
-}
-
-export function macToBuffer(mac: string): Buffer {
-  return Buffer.from(mac.split(':').map((byte) => parseInt(byte, 16)));
-}
-
-function bufferToMac(buf: Buffer): string {
-  return [...buf].map((byte) => byte.toString(16).padStart(2, '0')).join(':');
-}
-
-/** A netlink attribute header + payload, padded to 4 bytes (for nests the library has no encoder for). */
-function attr(type: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(4);
-  header.writeUInt16LE(4 + payload.length, 0);
-  header.writeUInt16LE(type, 2);
-  const pad = Buffer.alloc((4 - (payload.length % 4)) % 4);
-  return Buffer.concat([header, payload, pad]);
-}
 
 const AF_INET = 2;
 const RT_TABLE_MAIN = 254;
@@ -119,11 +33,6 @@ const RT_SCOPE_LINK = 253;
 const RT_SCOPE_NOWHERE = 255; // in a delete: match a route of any scope
 const RTN_UNICAST = 1;
 
-function ipv4ToBuffer(address: string): Buffer {
-  if (!isIPv4(address)) throw new Error(`not an IPv4 address: ${address}`);
-  return Buffer.from(address.split('.').map(Number));
-}
-
 /**
  * Requests on the socket at once, at most. Their replies wait in its receive buffer (208 KiB by default) until the event
  * loop reads them; a burst (200 Joins at once) overran it, the kernel flagged the socket (ENOBUFS), and netlink 0.3.0's
@@ -131,11 +40,6 @@ function ipv4ToBuffer(address: string): Buffer {
  * stay far below the buffer, and a request takes the kernel well under a millisecond, so bursts lose nothing.
  */
 const MAX_IN_FLIGHT = 8;
-
-function errnoOf(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  return /\b(E[A-Z0-9]+)\b/.exec(message)?.[1] ?? message;
-}
 
 export class Links {
   private readonly socket: RtNetlinkSocket;
@@ -146,7 +50,14 @@ export class Links {
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
 
-  constructor(group?: number) {
+  /**
+   * `afterCreate` runs between creating a link and giving it its alias, the one moment a link exists half-made: the
+   * daemon passes its crash point there.
+   */
+  constructor(
+    group?: number,
+    private readonly afterCreate: () => void = () => undefined,
+  ) {
     this.group = group;
     this.socket = createRtNetlink();
   }
@@ -161,11 +72,11 @@ export class Links {
   }
 
   /** Runs one request on the socket once fewer than MAX_IN_FLIGHT are under way; a finished one hands its slot on. */
-  private async limit<T>(request: () => Promise<T>): Promise<T> {
+  private async inTurn<T>(send: () => Promise<T>): Promise<T> {
     if (this.inFlight < MAX_IN_FLIGHT) this.inFlight++;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
     try {
-      return await request();
+      return await send();
     } finally {
       const next = this.waiting.shift();
       if (next) next();
@@ -173,41 +84,79 @@ export class Links {
     }
   }
 
-  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+  /** One request in turn; a refusal becomes a KernelError naming `operation`. */
+  private async request<T>(operation: string, send: () => Promise<T>): Promise<T> {
     try {
-      return await this.limit(fn);
+      return await this.inTurn(send);
     } catch (err) {
       throw new KernelError(operation, errnoOf(err));
     }
   }
 
-  async list(): Promise<LinkInfo[]> {
-    const run = this.dumpQueue.then(() => this.call('list links', () => this.socket.getLinks()));
+  /** A request whose refusal with one of the `absent` errnos means "not there": that answers undefined. */
+  private async requestUnlessAbsent<T>(operation: string, absent: string[], send: () => Promise<T>) {
+    try {
+      return await this.inTurn(send);
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (absent.includes(errno)) return undefined;
+      throw new KernelError(operation, errno);
+    }
+  }
+
+  /** A dump request, after the previous one has finished. */
+  private dump<T>(operation: string, send: () => Promise<T>): Promise<T> {
+    const run = this.dumpQueue.then(() => this.request(operation, send));
     this.dumpQueue = run.catch(() => undefined);
-    return (await run).map(toLinkInfo);
+    return run;
+  }
+
+  async list(): Promise<LinkInfo[]> {
+    return (await this.dump('list links', () => this.socket.getLinks())).map(toLinkInfo);
+  }
+
+  private async message(name: string) {
+    const [msg] =
+      (await this.requestUnlessAbsent(`get link ${name}`, ['ENODEV'], () =>
+        this.socket.getLink({}, { ifname: name }),
+      )) ?? [];
+    return msg;
   }
 
   async get(name: string): Promise<LinkInfo | undefined> {
-    try {
-      const [msg] = await this.limit(() => this.socket.getLink({}, { ifname: name }));
-      return msg ? toLinkInfo(msg) : undefined;
-    } catch (err) {
-      const errno = errnoOf(err);
-      if (errno === 'ENODEV') return undefined;
-      throw new KernelError(`get link ${name}`, errno);
-    }
+    const msg = await this.message(name);
+    return msg && toLinkInfo(msg);
   }
 
   /** One link with the attributes a diagnosis reads (carrier, master, slave kind); undefined when absent. */
   async details(name: string): Promise<LinkDetails | undefined> {
+    const msg = await this.message(name);
+    return msg && toLinkDetails(msg);
+  }
+
+  /**
+   * Creates a macvlan of this instance's. A link of ours already by that name (left by an interrupted create) is
+   * replaced; anyone else's is never touched. Answers what became of it rather than the kernel's errno.
+   */
+  async replaceOwnMacvlan(spec: MacvlanSpec, alias: string): Promise<'created' | 'name-taken' | 'parent-busy'> {
+    const create = async () => {
+      try {
+        await this.createMacvlan(spec, alias);
+        return 'created' as const;
+      } catch (err) {
+        if (err instanceof KernelError && err.errno === 'EBUSY') return 'parent-busy' as const;
+        throw err;
+      }
+    };
     try {
-      const [msg] = await this.limit(() => this.socket.getLink({}, { ifname: name }));
-      return msg ? toLinkDetails(msg) : undefined;
+      return await create();
     } catch (err) {
-      const errno = errnoOf(err);
-      if (errno === 'ENODEV') return undefined;
-      throw new KernelError(`get link ${name}`, errno);
+      if (!(err instanceof KernelError && err.nameTaken)) throw err;
     }
+    const existing = await this.get(spec.name);
+    if (existing && !this.owns(existing)) return 'name-taken';
+    await this.delete(spec.name);
+    return create();
   }
 
   async createMacvlan(spec: MacvlanSpec, alias: string): Promise<void> {
@@ -264,10 +213,10 @@ export class Links {
   private async create(operation: string, alias: string, attrs: ifla.LinkAttrs): Promise<void> {
     const name = attrs.ifname as string;
     const marked = this.group === undefined ? attrs : { ...attrs, group: this.group };
-    await this.call(operation, () => this.socket.newLink({}, marked, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
-    crashPoint('link-created');
+    await this.request(operation, () => this.socket.newLink({}, marked, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+    this.afterCreate();
     try {
-      await this.call(`mark ${name}`, () => this.socket.setLink({}, { ifname: name, ifalias: alias }));
+      await this.request(`mark ${name}`, () => this.socket.setLink({}, { ifname: name, ifalias: alias }));
     } catch (err) {
       await this.delete(name).catch(() => undefined);
       throw err;
@@ -275,14 +224,14 @@ export class Links {
   }
 
   async setUp(index: number): Promise<void> {
-    await this.call(`bring up link ${index}`, () =>
+    await this.request(`bring up link ${index}`, () =>
       this.socket.setLink({ index, flags: { up: true }, change: { up: true } }),
     );
   }
 
   async addIpv4Address(index: number, address: string, prefixLength: number): Promise<void> {
     const bytes = ipv4ToBuffer(address);
-    await this.call(`add address ${address}/${prefixLength} to link ${index}`, () =>
+    await this.request(`add address ${address}/${prefixLength} to link ${index}`, () =>
       this.socket.newAddress(
         { family: AF_INET, prefixlen: prefixLength, index },
         { local: bytes, address: bytes },
@@ -293,7 +242,7 @@ export class Links {
 
   /** A /32 route to `destination` out of link `index`, with `source` as the host's address for it; replaces any existing one. */
   async replaceHostRoute(destination: string, index: number, source: string): Promise<void> {
-    await this.call(`route ${destination} via link ${index}`, () =>
+    await this.request(`route ${destination} via link ${index}`, () =>
       this.socket.newRoute(
         {
           family: AF_INET,
@@ -311,9 +260,7 @@ export class Links {
 
   /** The destinations of the IPv4 /32 routes of the main table out of link `index`. */
   async hostRoutes(index: number): Promise<string[]> {
-    const run = this.dumpQueue.then(() => this.call('list routes', () => this.socket.getRoutes({ family: AF_INET })));
-    this.dumpQueue = run.catch(() => undefined);
-    const routes = await run;
+    const routes = await this.dump('list routes', () => this.socket.getRoutes({ family: AF_INET }));
     return routes
       .filter(
         (r) =>
@@ -327,19 +274,14 @@ export class Links {
 
   /** Deletes the /32 route to `destination` out of link `index`; false when it was not there. */
   async deleteHostRoute(destination: string, index: number): Promise<boolean> {
-    try {
-      await this.limit(() =>
-        this.socket.delRoute(
-          { family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, scope: RT_SCOPE_NOWHERE },
-          { dst: ipv4ToBuffer(destination), oif: index },
-        ),
+    const deleted = await this.requestUnlessAbsent(`delete route ${destination}`, ['ESRCH', 'ENODEV'], async () => {
+      await this.socket.delRoute(
+        { family: AF_INET, dstLen: 32, table: RT_TABLE_MAIN, scope: RT_SCOPE_NOWHERE },
+        { dst: ipv4ToBuffer(destination), oif: index },
       );
       return true;
-    } catch (err) {
-      const errno = errnoOf(err);
-      if (errno === 'ESRCH' || errno === 'ENODEV') return false;
-      throw new KernelError(`delete route ${destination}`, errno);
-    }
+    });
+    return deleted ?? false;
   }
 
   /** Calls `onChange` with the name of every link that appears, changes or goes; returns a function that stops watching. */
@@ -359,80 +301,10 @@ export class Links {
 
   /** Deletes a link by name; false when it was not there. */
   async delete(name: string): Promise<boolean> {
-    try {
-      await this.limit(() => this.socket.delLink({}, { ifname: name }));
+    const deleted = await this.requestUnlessAbsent(`delete link ${name}`, ['ENODEV'], async () => {
+      await this.socket.delLink({}, { ifname: name });
       return true;
-    } catch (err) {
-      const errno = errnoOf(err);
-      if (errno === 'ENODEV') return false;
-      throw new KernelError(`delete link ${name}`, errno);
-    }
+    });
+    return deleted ?? false;
   }
-}
-
-/**
- * The driver of a link and whether it is wireless, from /sys/class/net. sysfs shows the network namespace of whoever
- * mounted it, which need not be ours (`unshare --net` without a new /sys): the facts count only when the directory
- * is this very link (same ifindex and MAC), else undefined.
- */
-export function sysfsFacts(link: LinkInfo, sysfs = '/sys'): SysfsFacts | undefined {
-  const dir = join(sysfs, 'class/net', link.name);
-  const read = (file: string) => {
-    try {
-      return readFileSync(join(dir, file), 'utf8').trim();
-    } catch {
-      return undefined;
-    }
-  };
-  if (read('ifindex') !== String(link.index) || (link.mac !== undefined && read('address') !== link.mac))
-    return undefined;
-  let driver: string | undefined;
-  try {
-    driver = basename(readlinkSync(join(dir, 'device/driver')));
-  } catch {
-    driver = undefined; // a virtual link has no device
-  }
-  const wireless = existsSync(join(dir, 'wireless')) || existsSync(join(dir, 'phy80211'));
-  return { ...(driver && { driver }), wireless };
-}
-
-function toLinkDetails(msg: LinkMessage): LinkDetails {
-  const { attrs, data } = msg;
-  const info = attrs.linkinfo ? ifla.parseInfo(attrs.linkinfo) : undefined;
-  const details: LinkDetails = {
-    ...toLinkInfo(msg),
-    carrier: attrs.carrier !== undefined ? attrs.carrier !== 0 : Boolean(data.flags?.lowerUp),
-    operstate: OPERSTATES[attrs.operstate ?? 0] ?? 'unknown',
-  };
-  if (attrs.master) details.masterIndex = attrs.master;
-  if (info?.slaveKind) details.slaveKind = info.slaveKind;
-  return details;
-}
-
-function toLinkInfo(msg: LinkMessage): LinkInfo {
-  const { attrs, data } = msg;
-  const info = attrs.linkinfo ? ifla.parseInfo(attrs.linkinfo) : undefined;
-  const link: LinkInfo = {
-    index: data.index ?? 0,
-    name: attrs.ifname ?? '',
-    up: Boolean(data.flags?.up),
-    loopback: Boolean(data.flags?.loopback),
-    mtu: attrs.mtu ?? 0,
-  };
-  if (info?.kind) link.kind = info.kind;
-  if (attrs.address) link.mac = bufferToMac(attrs.address);
-  if (attrs.link) link.parentIndex = attrs.link.readUInt32LE(0);
-  if (attrs.ifalias) link.alias = attrs.ifalias;
-  if (attrs.group) link.group = attrs.group;
-  if (info?.kind === 'vlan' && info.data) {
-    const vlan = ifla.parseVlan(info.data);
-    link.vlanId = vlan.id;
-    const ethertype = vlan.protocol === undefined ? undefined : swap16(vlan.protocol);
-    link.vlanProtocol = (Object.keys(VLAN_ETHERTYPES) as VlanProtocol[]).find((p) => VLAN_ETHERTYPES[p] === ethertype);
-  }
-  if (info?.kind === 'macvlan' && info.data) {
-    const mode = ifla.parseMacvlanMode(ifla.parseMacvlan(info.data).mode ?? 0);
-    link.macvlanMode = (Object.keys(MODE_FLAGS) as MacvlanMode[]).find((m) => mode[m]);
-  }
-  return link;
 }

@@ -7,11 +7,11 @@ import pino from 'pino';
 import { NetworkDriver } from '../../src/driver/driver';
 import { IpamService } from '../../src/ipam/service';
 import { Links } from '../../src/kernel/links';
-import { stateGroup } from '../../src/kernel/marks';
 
 /** The driver name in-process test instances stand for (the tests' sockets use it too). */
 export const TEST_DRIVER = 'tsmacvlan-test';
 import { buildServer } from '../../src/api/server';
+import { stateGroup } from '../../src/state/instance';
 
 export interface TestPlugin {
   app: FastifyInstance;

@@ -7,8 +7,8 @@ import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { shimName } from '../../../src/driver/host-access';
 import { Links } from '../../../src/kernel/links';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
-import { stateGroup } from '../../../src/kernel/marks';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
+import { stateGroup } from '../../../src/state/instance';
 
 const id = () => randomBytes(32).toString('hex');
 

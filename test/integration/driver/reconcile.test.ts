@@ -7,9 +7,10 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { internalParentName } from '../../../src/driver/parents';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
-import { instanceGroup, stateGroup } from '../../../src/kernel/marks';
+import { instanceGroup } from '../../../src/kernel/marks';
 import { TEST_DRIVER, startPlugin } from '../../helpers/plugin';
 import { CLI, spawnDaemon, waitForSocket } from '../../helpers/serve';
+import { stateGroup } from '../../../src/state/instance';
 
 // The same driver name as the in-process plugin that made the state, so gc and the daemon are the same instance.
 const socketOf = (stateDir: string) => join(stateDir, `${TEST_DRIVER}.sock`);

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DOCTOR_JSON_SCHEMA, type Check, type DoctorReport } from '../../../src/inspect/doctor';
-import { stateGroup } from '../../../src/kernel/marks';
 import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../../helpers/serve';
+import { stateGroup } from '../../../src/state/instance';
 
 const validate = new Ajv({ allErrors: true }).compile(DOCTOR_JSON_SCHEMA);
 

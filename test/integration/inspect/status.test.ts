@@ -11,8 +11,8 @@ import { internalParentName } from '../../../src/driver/parents';
 import { STATUS_JSON_SCHEMA, type StatusReport } from '../../../src/inspect/status';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
 import { TEST_DRIVER, startPlugin, type TestPlugin } from '../../helpers/plugin';
-import { stateGroup } from '../../../src/kernel/marks';
 import { CLI } from '../../helpers/serve';
+import { stateGroup } from '../../../src/state/instance';
 
 const validate = new Ajv({ allErrors: true }).compile(STATUS_JSON_SCHEMA);
 const id = () => randomBytes(32).toString('hex');

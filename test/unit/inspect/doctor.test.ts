@@ -18,9 +18,10 @@ import {
   type DoctorReport,
   type HostFacts,
 } from '../../../src/inspect/doctor';
-import type { LinkDetails, LinkInfo, Links } from '../../../src/kernel/links';
+import type { Links } from '../../../src/kernel/links';
 import type { NetworkRecord } from '../../../src/driver/network-options';
-import { sysfsFacts } from '../../../src/kernel/links';
+import { sysfsFacts } from '../../../src/kernel/sysfs';
+import { type LinkInfo, type LinkDetails } from '../../../src/kernel/link-info';
 
 const validate = new Ajv({ allErrors: true }).compile(DOCTOR_JSON_SCHEMA);
 

@@ -17,7 +17,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { endpointLinkName, type EndpointRecord } from '../../../src/driver/endpoint-naming';
 import { shimName } from '../../../src/driver/host-access';
 import { IpamService } from '../../../src/ipam/service';
-import type { LinkInfo, Links } from '../../../src/kernel/links';
+import type { Links } from '../../../src/kernel/links';
 import type { NetworkRecord } from '../../../src/driver/network-options';
 import { instanceGroup } from '../../../src/kernel/marks';
 import { internalParentName } from '../../../src/driver/parents';
@@ -30,6 +30,7 @@ import {
   parseStatusArgs,
   readState,
 } from '../../../src/inspect/status';
+import { type LinkInfo } from '../../../src/kernel/link-info';
 
 const validate = new Ajv({ allErrors: true }).compile(STATUS_JSON_SCHEMA);
 

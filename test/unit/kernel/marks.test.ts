@@ -2,7 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { driverName, instanceGroup, stateGroup } from '../../../src/kernel/marks';
+import { instanceGroup } from '../../../src/kernel/marks';
+import { stateGroup } from '../../../src/state/instance';
+import { driverName } from '../../../src/inspect/driver-name';
 
 describe('instance marks', () => {
   it('give each instance id its own device group, stable, non-zero, in the range ip(8) accepts', () => {

@@ -1,0 +1,28 @@
+// The instance a state dir belongs to: a random id kept in it, whose device group (kernel/marks.ts) marks its links.
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { instanceGroup } from '../kernel/marks';
+
+/**
+ * The device group of the instance whose state is `stateDir`. The plugin creates the id on its first start;
+ * readers (gc, status, doctor) never do, and get undefined for a state that has none: nothing there is theirs.
+ */
+export function stateGroup(stateDir: string, create = false): number | undefined {
+  const path = join(stateDir, 'instance');
+  try {
+    return instanceGroup(readFileSync(path, 'utf8').trim());
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !create) return undefined;
+  }
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const id = randomBytes(16).toString('hex');
+  const fd = openSync(path, 'wx', 0o600); // never two ids: a racing second start fails here instead
+  try {
+    writeSync(fd, `${id}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return instanceGroup(id);
+}
