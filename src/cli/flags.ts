@@ -1,4 +1,6 @@
-// Command-line flags, shared by every command: `--flag value` or `--flag=value`, repeatable flags, and switches.
+// Command-line flags: `--flag value` or `--flag=value`, repeatable flags, and switches; each command's flags.
+import type { DoctorOptions } from '../inspect/doctor';
+import type { StatusOptions } from '../inspect/status';
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsmacvlan.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/tsmacvlan';
@@ -39,5 +41,25 @@ export function location(flags: Flags): { socket: string; stateDir: string } {
   return {
     socket: flags.values.get('--socket') ?? (process.env.TSMACVLAN_SOCKET || DEFAULT_SOCKET),
     stateDir: flags.values.get('--state-dir') ?? (process.env.TSMACVLAN_STATE_DIR || DEFAULT_STATE_DIR),
+  };
+}
+
+export function parseStatusArgs(args: string[], usage: string): StatusOptions {
+  const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--json'] }, usage);
+  return { ...location(flags), json: flags.switches.has('--json') };
+}
+
+export function parseDoctorArgs(args: string[], usage: string): DoctorOptions {
+  const flags = parseFlags(
+    args,
+    { values: ['--socket', '--state-dir', '--probe-kernel'], lists: ['--parent'], switches: ['--json'] },
+    usage,
+  );
+  const probeKernel = flags.values.get('--probe-kernel');
+  return {
+    parents: flags.lists.get('--parent') ?? [],
+    ...location(flags),
+    json: flags.switches.has('--json'),
+    ...(probeKernel && { probeKernel }),
   };
 }

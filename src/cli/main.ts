@@ -4,14 +4,14 @@ import { connect } from 'node:net';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import { location, parseFlags } from './flags';
-import { doctor, parseDoctorArgs } from '../inspect/doctor';
+import { location, parseDoctorArgs, parseFlags, parseStatusArgs } from './flags';
+import { doctor } from '../inspect/doctor';
 import { NetworkDriver } from '../driver/driver';
 import { IpamService } from '../ipam/service';
 import { Links } from '../kernel/links';
 import { describeRepair } from '../driver/reconcile';
 import { buildServer } from '../api/server';
-import { parseStatusArgs, status } from '../inspect/status';
+import { status } from '../inspect/status';
 import { stateGroup } from '../state/instance';
 import { crashPoint } from '../state/crash';
 

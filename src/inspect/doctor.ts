@@ -4,7 +4,6 @@ import { execFile } from 'node:child_process';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
-import { location, parseFlags } from '../cli/flags';
 import { Links } from '../kernel/links';
 import type { NetworkRecord } from '../driver/network-options';
 import { internalParentName } from '../driver/parents';
@@ -697,21 +696,6 @@ export interface DoctorOptions {
   json: boolean;
   /** Internal: run the kernel probe (in the namespace `unshare` made) and print its JSON; the value is doctor's own namespace. */
   probeKernel?: string;
-}
-
-export function parseDoctorArgs(args: string[], usage: string): DoctorOptions {
-  const flags = parseFlags(
-    args,
-    { values: ['--socket', '--state-dir', '--probe-kernel'], lists: ['--parent'], switches: ['--json'] },
-    usage,
-  );
-  const probeKernel = flags.values.get('--probe-kernel');
-  return {
-    parents: flags.lists.get('--parent') ?? [],
-    ...location(flags),
-    json: flags.switches.has('--json'),
-    ...(probeKernel && { probeKernel }),
-  };
 }
 
 export function hostFacts(): HostFacts {

@@ -4,7 +4,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { location, parseFlags } from '../cli/flags';
 import { endpointLinkName, type EndpointRecord } from '../driver/endpoint-naming';
 import { shimName } from '../driver/host-access';
 import { readSubnet } from '../ipam/service';
@@ -561,11 +560,6 @@ export interface StatusOptions {
   socket: string;
   stateDir: string;
   json: boolean;
-}
-
-export function parseStatusArgs(args: string[], usage: string): StatusOptions {
-  const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--json'] }, usage);
-  return { ...location(flags), json: flags.switches.has('--json') };
 }
 
 /** Prints the report; the exit code is 1 only when some state could not be read (drift is reported, not failed on: see doctor). */

@@ -11,7 +11,6 @@ import {
   kernelChecks,
   parentCheck,
   parseCapEff,
-  parseDoctorArgs,
   privilegesCheck,
   probeKernel,
   stateCheck,
@@ -407,28 +406,5 @@ describe('JSON output', () => {
     expect(text).toContain('FAIL  kernel.8021q');
     expect(text).toMatch(/\n {10,}fix: modprobe 8021q\n/);
     expect(text.trim().split('\n').pop()).toBe('1 FAIL, 2 WARN, 1 OK');
-  });
-});
-
-describe('parseDoctorArgs', () => {
-  it('takes repeated --parent, --socket, --state-dir (also as --flag=value) and --json', () => {
-    expect(
-      parseDoctorArgs(
-        ['--parent', 'eth1', '--parent=eth2.10', '--socket', '/s.sock', '--state-dir=/d', '--json'],
-        'USAGE',
-      ),
-    ).toEqual({
-      parents: ['eth1', 'eth2.10'],
-      socket: '/s.sock',
-      stateDir: '/d',
-      json: true,
-    });
-  });
-  it('refuses unknown and incomplete arguments with the usage', () => {
-    expect(() => parseDoctorArgs(['--parnet', 'eth1'], 'USAGE')).toThrow(
-      /unknown or incomplete argument '--parnet'\nUSAGE/,
-    );
-    expect(() => parseDoctorArgs(['--parent'], 'USAGE')).toThrow(/'--parent'/);
-    expect(() => parseDoctorArgs(['--json=yes'], 'USAGE')).toThrow(/'--json'/);
   });
 });

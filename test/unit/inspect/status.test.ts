@@ -22,14 +22,7 @@ import type { NetworkRecord } from '../../../src/driver/network-options';
 import { instanceGroup } from '../../../src/kernel/marks';
 import { internalParentName } from '../../../src/driver/parents';
 import { describeRepair, planRepairs } from '../../../src/driver/reconcile';
-import {
-  STATUS_JSON_SCHEMA,
-  collectStatus,
-  findDrift,
-  formatStatus,
-  parseStatusArgs,
-  readState,
-} from '../../../src/inspect/status';
+import { STATUS_JSON_SCHEMA, collectStatus, findDrift, formatStatus, readState } from '../../../src/inspect/status';
 import { type LinkInfo } from '../../../src/kernel/link-info';
 
 const validate = new Ajv({ allErrors: true }).compile(STATUS_JSON_SCHEMA);
@@ -432,17 +425,5 @@ describe('the report', () => {
       }),
     ).toBe(false);
     expect(validate({ ...ok, extra: true })).toBe(false);
-  });
-});
-
-describe('parseStatusArgs', () => {
-  it('takes --socket (for the driver name), --state-dir and --json', () => {
-    expect(parseStatusArgs(['--state-dir', '/d', '--socket=/p/x.sock', '--json'], 'U')).toEqual({
-      socket: '/p/x.sock',
-      stateDir: '/d',
-      json: true,
-    });
-    expect(parseStatusArgs(['--state-dir=/e'], 'U')).toMatchObject({ stateDir: '/e', json: false });
-    expect(() => parseStatusArgs(['--parent', 'eth1'], 'U')).toThrow(/unknown or incomplete argument '--parent'\nU/);
   });
 });
