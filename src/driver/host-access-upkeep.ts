@@ -1,0 +1,77 @@
+// Keeps host-access shims alive while the plugin runs: re-made within moments when their parent comes back or they
+// are removed, by watching link events.
+import type { Logger } from 'pino';
+import type { Links } from '../kernel/links';
+import type { KeyedMutex } from '../state/keyed-mutex';
+import type { DriverState } from './driver-state';
+import type { HostAccess, ShimSpec } from './host-access';
+import type { NetworkRecord } from './network-options';
+
+/** What a host-access shim of the network looks like. */
+export function shimSpec(network: NetworkRecord): ShimSpec {
+  return {
+    networkId: network.id,
+    parent: network.parent,
+    address: network.hostAccess as string,
+    ...(network.mtu !== undefined && { mtu: network.mtu }),
+  };
+}
+
+export class HostAccessUpkeep {
+  private readonly pendingRepairs = new Map<string, NodeJS.Timeout>();
+  private stopWatching: (() => void) | undefined;
+
+  constructor(
+    private readonly links: Links,
+    private readonly state: DriverState,
+    private readonly hostAccess: HostAccess,
+    private readonly parentLocks: KeyedMutex,
+    private readonly log: Logger,
+  ) {}
+
+  /** Watches link events only while a host_access network exists: every link change on the host costs an event. */
+  update(): void {
+    if (this.state.shims.size > 0 && !this.stopWatching) this.stopWatching = this.watchLinks();
+    else if (this.state.shims.size === 0) this.stop();
+  }
+
+  stop(): void {
+    this.stopWatching?.();
+    this.stopWatching = undefined;
+  }
+
+  private watchLinks(): () => void {
+    const stop = this.links.watch((name) => {
+      const affected = [...(this.state.networksOn.get(name) ?? [])];
+      const shimOf = this.state.shims.get(name);
+      if (shimOf) affected.push(shimOf);
+      for (const networkId of affected) {
+        if (!this.state.networks.get(networkId)?.hostAccess || this.pendingRepairs.has(networkId)) continue;
+        // One repair per burst of events (a create, its mark and bringing it up are three events).
+        this.pendingRepairs.set(
+          networkId,
+          setTimeout(() => {
+            this.pendingRepairs.delete(networkId);
+            this.repair(networkId).catch((err) => this.log.error({ err, networkId }, 'could not repair host access'));
+          }, 50),
+        );
+      }
+    });
+    return () => {
+      stop();
+      for (const timer of this.pendingRepairs.values()) clearTimeout(timer);
+      this.pendingRepairs.clear();
+    };
+  }
+
+  /** Makes the network's shim and its routes whole again. */
+  async repair(networkId: string): Promise<void> {
+    const network = this.state.networks.get(networkId);
+    if (!network?.hostAccess) return;
+    await this.parentLocks.run(network.parent, async () => {
+      if (!this.state.networks.has(networkId)) return; // deleted meanwhile
+      const made = await this.hostAccess.ensure(shimSpec(network), () => this.state.containerAddresses(networkId));
+      this.log.debug({ networkId, made }, 'host access checked');
+    });
+  }
+}
