@@ -2,9 +2,9 @@
 import { join } from 'node:path';
 import { PluginError } from '../errors';
 import { RecordStore } from '../state/record-store';
-import type { EndpointRecord } from './endpoint-naming';
+import { endpointRecordProblem, type EndpointRecord } from './endpoint-naming';
 import { shimName } from './host-access';
-import type { NetworkRecord } from './network-options';
+import { networkRecordProblem, type NetworkRecord } from './network-options';
 
 function index(map: Map<string, Set<string>>, key: string, id: string): void {
   let ids = map.get(key);
@@ -31,8 +31,8 @@ export class DriverState {
   unanswered: { networks: NetworkRecord[]; endpoints: EndpointRecord[] } = { networks: [], endpoints: [] };
 
   constructor(stateDir: string) {
-    this.networkStore = new RecordStore(join(stateDir, 'networks'));
-    this.endpointStore = new RecordStore(join(stateDir, 'endpoints'));
+    this.networkStore = new RecordStore(join(stateDir, 'networks'), networkRecordProblem);
+    this.endpointStore = new RecordStore(join(stateDir, 'endpoints'), endpointRecordProblem);
     this.networks = this.networkStore.loadAll();
     this.endpoints = this.endpointStore.loadAll();
     for (const [id, network] of this.networks)

@@ -1,5 +1,6 @@
 // An endpoint: one container's attachment to a network, and the host-side macvlan link that carries it.
 import { createHash } from 'node:crypto';
+import { isJsonObject } from '../state/record-store';
 
 export const ENDPOINT_PREFIX = 'tsmve';
 
@@ -28,4 +29,12 @@ export function endpointMac(ipv4Cidr: string | undefined, endpointId: string): s
     ? [0x02, 0x42, ...ipv4Cidr.split('/')[0].split('.').map(Number)]
     : [0x02, ...createHash('sha256').update(endpointId).digest().subarray(0, 5)];
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** What is wrong with a parsed value as an endpoint record (the check of every reader of endpoints/). */
+export function endpointRecordProblem(value: unknown): string | undefined {
+  if (!isJsonObject(value)) return 'not a JSON object';
+  for (const key of ['id', 'networkId', 'mac'])
+    if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
+  return undefined;
 }

@@ -3,6 +3,7 @@ import { isIPv4 } from 'node:net';
 import { Address4 } from 'ip-address';
 import { PluginError } from '../errors';
 import { type MacvlanMode, type VlanProtocol } from '../kernel/link-info';
+import { isJsonObject } from '../state/record-store';
 
 export const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
 export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access', 'vlan_protocol'] as const;
@@ -172,4 +173,14 @@ export function ipData(entry: { Pool: string; Gateway?: string } | undefined): I
   const data: IpData = { pool: entry.Pool };
   if (entry.Gateway) data.gateway = entry.Gateway.split('/')[0];
   return data;
+}
+
+/** What is wrong with a parsed value as a network record (the check of every reader of networks/). */
+export function networkRecordProblem(value: unknown): string | undefined {
+  if (!isJsonObject(value)) return 'not a JSON object';
+  for (const key of ['id', 'parent', 'mode'])
+    if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
+  if (typeof value.ownsParent !== 'boolean') return `no 'ownsParent'`;
+  if (!(MODES as readonly unknown[]).includes(value.mode)) return `mode '${String(value.mode)}' is not a macvlan mode`;
+  return undefined;
 }

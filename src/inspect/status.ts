@@ -1,66 +1,16 @@
 // `tsmacvlan status`: what the state dir records and what the host's kernel has, side by side, and where they drift.
 // Read-only: the state files are read directly, never through NetworkDriver or IpamService (their start-up repairs
 // and compacts the state), and nothing is written.
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import pino from 'pino';
-import { endpointLinkName, type EndpointRecord } from '../driver/endpoint-naming';
-import { shimName } from '../driver/host-access';
-import { readSubnet } from '../ipam/service';
-import { Links } from '../kernel/links';
+import { endpointLinkName } from '../driver/endpoint-naming';
 import { MODES, type NetworkRecord } from '../driver/network-options';
-import { MARK_ENDPOINT, MARK_PREFIX, MARK_VLAN } from '../kernel/marks';
 import { internalParentName } from '../driver/parents';
-import { planRepairs } from '../driver/reconcile';
+import type { LinkInfo } from '../kernel/link-info';
+import { Links } from '../kernel/links';
+import { MARK_ENDPOINT } from '../kernel/marks';
 import { stateGroup } from '../state/instance';
+import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
-import { type LinkInfo } from '../kernel/link-info';
-
-export interface StateSnapshot {
-  stateDir: string;
-  /** False when the state dir does not exist (no network was ever created with it). */
-  exists: boolean;
-  networks: NetworkRecord[];
-  endpoints: EndpointRecord[];
-  pools: PoolRow[];
-  /** Files (or directories) that could not be read or are not records: the plugin refuses to start with them. */
-  unreadable: { file: string; error: string }[];
-}
-
-/**
- * What counts as drift between the records and the host's network namespace (the only one visible from here).
- * A link is this instance's when it carries its device group (mark.ts: derived from the driver name, i.e. the socket's
- * file name); its alias (`tsmacvlan:endpoint`...) only says to a person what it is. The part the plugin repairs itself
- * is exactly what its start-up reconciliation (and `tsmacvlan gc`) would do, `planRepairs` in reconcile.ts, so status
- * and gc never disagree:
- * - `parent-missing`: a network's parent link is gone. A parent the plugin made (VLAN, internal) is re-created at its
- *   next start; any other must come back by hand. Until then containers cannot join.
- * - `leaked-link`: a link of this instance that no record owns; the next start of the plugin deletes it. Also a link
- *   with a `tsmacvlan:*` alias in no instance's group (group 0: made by hand, or by a version before groups) that no
- *   record owns: nobody will delete it.
- * - `orphan-vlan`: the same for a VLAN sub-interface the plugin created: no network uses it any more.
- * Beyond what gc repairs:
- * - `shim-missing`: a host_access network's shim is gone while its parent is there (the running plugin re-makes it
- *   within moments; if it stays missing the plugin is not running or failed).
- * - `orphan-endpoint`: an endpoint record whose network record is missing.
- * NOT drift: a recorded endpoint whose link is absent from the host. That is the normal state of a running
- * container's endpoint (Docker moved the link into the container's namespace, which we cannot see), and also of an
- * endpoint created but not joined yet. A recorded endpoint whose link is on the host is normal between Join and the
- * container's start, and between the container's stop and DeleteEndpoint. Links in another instance's group are that
- * instance's business (another driver name, another state dir). Links named like the plugin's without its group or
- * alias are not its own.
- * A snapshot races the plugin: during a `docker network create/rm` a link can briefly exist without its record; rerun.
- */
-export const DRIFT_KINDS = ['parent-missing', 'leaked-link', 'orphan-vlan', 'shim-missing', 'orphan-endpoint'] as const;
-export type DriftKind = (typeof DRIFT_KINDS)[number];
-
-export interface Drift {
-  kind: DriftKind;
-  /** The link name or the record id it is about. */
-  subject: string;
-  message: string;
-  fix: string;
-}
+import { readState, type PoolRow } from './state-snapshot';
 
 export interface NetworkRow {
   id: string;
@@ -84,20 +34,6 @@ export interface EndpointRow {
   location: 'host' | 'container' | 'gone';
   mac: string;
   addresses: string[];
-}
-
-/** An IPAM pool, as the plugin would load it from its journal (see IpamService.listPools). */
-export interface PoolRow {
-  poolId: string;
-  /** The subnet. */
-  pool: string;
-  /** The --ip-range, when there is one. */
-  subPool: string | null;
-  v6: boolean;
-  /** Addresses the pool holds: gateway, aux addresses, containers. */
-  allocated: number;
-  /** Networks using the pool (identical RequestPool calls share it). */
-  refs: number;
 }
 
 export interface StatusReport {
@@ -210,111 +146,6 @@ export const STATUS_JSON_SCHEMA = {
   },
 } as const;
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function networkProblem(value: unknown): string | undefined {
-  if (!isObject(value)) return 'not a JSON object';
-  for (const key of ['id', 'parent', 'mode'])
-    if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
-  if (typeof value.ownsParent !== 'boolean') return `no 'ownsParent'`;
-  if (!(MODES as readonly unknown[]).includes(value.mode)) return `mode '${String(value.mode)}' is not a macvlan mode`;
-  return undefined;
-}
-
-function endpointProblem(value: unknown): string | undefined {
-  if (!isObject(value)) return 'not a JSON object';
-  for (const key of ['id', 'networkId', 'mac'])
-    if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
-  return undefined;
-}
-
-/** The names in `dir` ending in `suffix`, sorted; none when it does not exist, and an entry in `unreadable` when it cannot be read. */
-function filesEndingIn(dir: string, suffix: string, unreadable: StateSnapshot['unreadable']): string[] {
-  try {
-    return readdirSync(dir)
-      .filter((file) => file.endsWith(suffix))
-      .sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') unreadable.push({ file: dir, error: (err as Error).message });
-    return [];
-  }
-}
-
-/** Reads `<dir>/*.json` as RecordStore writes them (a leftover `.json.tmp` is a write that never happened: ignored). */
-function readRecords<T>(
-  dir: string,
-  problemOf: (value: unknown) => string | undefined,
-  unreadable: StateSnapshot['unreadable'],
-): T[] {
-  const records: T[] = [];
-  for (const file of filesEndingIn(dir, '.json', unreadable)) {
-    const path = join(dir, file);
-    let value: unknown;
-    try {
-      value = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (err) {
-      unreadable.push({
-        file: path,
-        error: err instanceof SyntaxError ? `not valid JSON (${err.message})` : (err as Error).message,
-      });
-      continue;
-    }
-    const problem = problemOf(value);
-    if (problem) unreadable.push({ file: path, error: `not a record: ${problem}` });
-    else records.push(value as T);
-  }
-  return records;
-}
-
-const SILENT = pino({ level: 'silent' });
-
-/**
- * The IPAM pools as saved in `<stateDir>/ipam/<subnet>.jnl`, read with the plugin's own reader but without its
- * start-up writes (compaction, removing empty or temp files). A torn last line is ignored, as the plugin does.
- */
-function readPools(stateDir: string, unreadable: StateSnapshot['unreadable']): PoolRow[] {
-  const dir = join(stateDir, 'ipam');
-  const rows: PoolRow[] = [];
-  for (const file of filesEndingIn(dir, '.jnl', unreadable)) {
-    const path = join(dir, file);
-    try {
-      const subnet = readSubnet(path, SILENT);
-      if (!subnet) continue; // holds nothing (the plugin removes it at start)
-      for (const pool of subnet.pools.values()) {
-        rows.push({
-          poolId: pool.id,
-          pool: subnet.cidr.text,
-          subPool: pool.range?.text ?? null,
-          v6: subnet.v6,
-          allocated: pool.allocated,
-          refs: pool.refs,
-        });
-      }
-    } catch (err) {
-      unreadable.push({ file: path, error: (err as Error).message });
-    }
-  }
-  return rows;
-}
-
-/** The records of a state dir, read without writing anything. */
-export function readState(stateDir: string): StateSnapshot {
-  const unreadable: StateSnapshot['unreadable'] = [];
-  let exists = true;
-  try {
-    readdirSync(stateDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') exists = false;
-    else unreadable.push({ file: stateDir, error: (err as Error).message });
-  }
-  const networks = exists ? readRecords<NetworkRecord>(join(stateDir, 'networks'), networkProblem, unreadable) : [];
-  const endpoints = exists ? readRecords<EndpointRecord>(join(stateDir, 'endpoints'), endpointProblem, unreadable) : [];
-  const pools = exists ? readPools(stateDir, unreadable) : [];
-  return { stateDir, exists, networks, endpoints, pools, unreadable };
-}
-
 /** The VLAN id of a parent: from the kernel when the link is there, else from its `<interface>.<id>` name. */
 function vlanOf(network: NetworkRecord, link: LinkInfo | undefined): { id: number; owned: boolean } | null {
   if (network.parent === internalParentName(network.id)) return null;
@@ -324,106 +155,6 @@ function vlanOf(network: NetworkRecord, link: LinkInfo | undefined): { id: numbe
     if (match && Number(match[1]) >= 1 && Number(match[1]) <= 4094) id = Number(match[1]);
   }
   return id === undefined ? null : { id, owned: network.ownsParent };
-}
-
-export const GC_ADVICE =
-  "restart the plugin, or run 'tsmacvlan gc' while it is stopped ('tsmacvlan gc --dry-run' shows what it would do)";
-
-/**
- * Drift between the records and the host's links (see DRIFT_KINDS). Pure: `hostLinks` is a dump of the host namespace,
- * `group` the device group of the instance the state belongs to.
- */
-export function findDrift(
-  state: Pick<StateSnapshot, 'networks' | 'endpoints'>,
-  hostLinks: LinkInfo[],
-  group: number | undefined,
-): Drift[] {
-  const drift: Drift[] = [];
-  const byName = new Map(hostLinks.map((link) => [link.name, link]));
-  const networkIds = new Set(state.networks.map((n) => n.id));
-  const short = (id: string) => id.slice(0, 12);
-
-  // One entry per missing parent, naming every network on it.
-  const missing = new Map<string, NetworkRecord[]>();
-  for (const network of state.networks) {
-    if (byName.has(network.parent)) continue;
-    missing.set(network.parent, [...(missing.get(network.parent) ?? []), network]);
-  }
-  for (const [parent, networks] of missing) {
-    const owned = networks.some((n) => n.ownsParent);
-    const internal = networks.every((n) => n.parent === internalParentName(n.id));
-    const ids = networks.map((n) => short(n.id)).join(', ');
-    const lost = state.endpoints.filter((e) => networks.some((n) => n.id === e.networkId)).length;
-    drift.push({
-      kind: 'parent-missing',
-      subject: parent,
-      message:
-        `the ${internal ? 'internal parent' : owned ? 'VLAN parent' : 'parent'} '${parent}' of network(s) ${ids} does not exist: containers cannot join` +
-        (lost ? `; the links of its ${lost} endpoint(s) went with it` : ''),
-      fix: owned
-        ? `${GC_ADVICE}: it re-creates '${parent}'` + (internal ? '' : ` (its base interface must exist)`)
-        : `bring '${parent}' back under the same name, or remove the network(s) ('docker network rm') and create them again with an existing parent`,
-    });
-  }
-
-  const orphan = (link: LinkInfo, fix: string, whose: string): Drift =>
-    link.alias === MARK_VLAN || link.kind === 'vlan'
-      ? {
-          kind: 'orphan-vlan',
-          subject: link.name,
-          message: `VLAN '${link.name}'${link.vlanId ? ` (id ${link.vlanId})` : ''} is ${whose}, but no network uses it`,
-          fix,
-        }
-      : {
-          kind: 'leaked-link',
-          subject: link.name,
-          message: `link '${link.name}'${link.alias ? ` (${link.alias})` : ''} is ${whose}, but no record owns it`,
-          fix,
-        };
-
-  for (const repair of planRepairs(hostLinks, group, state.networks, state.endpoints)) {
-    const link = repair.action === 'delete' ? byName.get(repair.link) : undefined;
-    // 'create' is a missing parent the plugin made: reported above; 'forget' is a record the next start rolls back.
-    if (link)
-      drift.push(orphan(link, `${GC_ADVICE}: it deletes it; or by hand: ip link del ${link.name}`, "the plugin's"));
-  }
-  // Marked by alias but in no instance's group: no start-up of any instance removes it.
-  const owned = new Set([
-    ...state.endpoints.map((e) => endpointLinkName(e.id)),
-    ...state.networks.map((n) => n.parent),
-    ...state.networks.filter((n) => n.hostAccess).map((n) => shimName(n.id)),
-  ]);
-  for (const link of hostLinks) {
-    if (!link.alias?.startsWith(MARK_PREFIX) || link.group || owned.has(link.name)) continue;
-    drift.push(
-      orphan(
-        link,
-        `no tsmacvlan start removes it (it carries no instance's device group): ip link del ${link.name}`,
-        "marked as tsmacvlan's by its alias, in no instance's device group",
-      ),
-    );
-  }
-
-  for (const network of state.networks) {
-    if (!network.hostAccess || !byName.has(network.parent) || byName.has(shimName(network.id))) continue;
-    drift.push({
-      kind: 'shim-missing',
-      subject: shimName(network.id),
-      message: `network ${short(network.id)} has host_access=${network.hostAccess} but its shim '${shimName(network.id)}' does not exist: the host cannot reach its containers`,
-      fix: 'start (or restart) the plugin: it re-makes the shim at start and whenever it disappears',
-    });
-  }
-
-  for (const endpoint of state.endpoints) {
-    if (networkIds.has(endpoint.networkId)) continue;
-    drift.push({
-      kind: 'orphan-endpoint',
-      subject: endpoint.id,
-      message: `endpoint ${short(endpoint.id)} belongs to network ${short(endpoint.networkId)}, which has no record`,
-      fix: `with the plugin stopped, remove endpoints/${endpoint.id}.json from the state dir`,
-    });
-  }
-  return drift;
 }
 
 /** The report: records, the host's links, and the drift between them, for the instance whose state is `stateDir`. */

@@ -7,7 +7,8 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { syncDir } from '../state/record-store';
-import type { JournalRecord } from './allocator';
+import { parseCidr } from './address';
+import { Subnet, type JournalRecord } from './allocator';
 
 /** Lines a journal may exceed twice its live state by before it is compacted. */
 const SLACK = 64;
@@ -264,4 +265,31 @@ export class Journal {
     this.syncs++;
     this.snapshots++;
   }
+}
+
+/**
+ * Replays one subnet's journal into memory, as it was saved (unanswered changes included). Read-only; undefined when
+ * the file holds no complete line. Throws an Error naming the file and the record that does not fit.
+ */
+export function readSubnet(path: string, log: Logger): Subnet | undefined {
+  const records = readJournal(path, log);
+  if (records.length === 0) return undefined;
+  const header = records[0];
+  if (!header || header.t !== 'subnet' || typeof header.subnet !== 'string') {
+    throw new Error(`IPAM state file ${path} does not start with a subnet header; fix or remove it`);
+  }
+  const parsed = parseCidr(header.subnet);
+  if (!parsed.ok)
+    throw new Error(`IPAM state file ${path} names an invalid subnet '${header.subnet}'; fix or remove it`);
+  const subnet = new Subnet(parsed.cidr);
+  records.forEach((record, i) => {
+    try {
+      subnet.apply(record);
+    } catch (err) {
+      throw new Error(
+        `IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`,
+      );
+    }
+  });
+  return subnet;
 }

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { PluginError } from '../errors';
 import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
 import { ExhaustedError, type Pool, Subnet, type TakeKind } from './allocator';
-import { type AppendOptions, Journal, UnmarkedError, readJournal, syncDirSync, writeSnapshotSync } from './journal';
+import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -55,33 +55,6 @@ export function poolIdOf(subnet: Cidr, range: Cidr | undefined, options: Record<
     id += `,opts=${digest.slice(0, 8)}`;
   }
   return id;
-}
-
-/**
- * Replays one subnet's journal into memory, as it was saved (unanswered changes included). Read-only; undefined when
- * the file holds no complete line. Throws an Error naming the file and the record that does not fit.
- */
-export function readSubnet(path: string, log: Logger): Subnet | undefined {
-  const records = readJournal(path, log);
-  if (records.length === 0) return undefined;
-  const header = records[0];
-  if (!header || header.t !== 'subnet' || typeof header.subnet !== 'string') {
-    throw new Error(`IPAM state file ${path} does not start with a subnet header; fix or remove it`);
-  }
-  const parsed = parseCidr(header.subnet);
-  if (!parsed.ok)
-    throw new Error(`IPAM state file ${path} names an invalid subnet '${header.subnet}'; fix or remove it`);
-  const subnet = new Subnet(parsed.cidr);
-  records.forEach((record, i) => {
-    try {
-      subnet.apply(record);
-    } catch (err) {
-      throw new Error(
-        `IPAM state file ${path}, record ${i + 1} (${JSON.stringify(record).slice(0, 200)}): ${(err as Error).message}; fix or remove it`,
-      );
-    }
-  });
-  return subnet;
 }
 
 export class IpamService {

@@ -1,5 +1,5 @@
 // Disk layer: one JSON file per object, replaced atomically and synced before the caller answers Docker.
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -13,27 +13,72 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** A state file that could not be read, or is not a record, and why. */
+export interface Unreadable {
+  file: string;
+  error: string;
+}
+
+/** What is wrong with a parsed value as a record of some kind; undefined when it is one. */
+export type RecordCheck = (value: unknown) => string | undefined;
+
+/** A JSON value that is an object (not null, not an array): what a record must be. */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The names in `dir` ending in `suffix`, sorted; none when it does not exist, and an entry in `unreadable` when it cannot be read. */
+export function filesEndingIn(dir: string, suffix: string, unreadable: Unreadable[]): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((file) => file.endsWith(suffix))
+      .sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') unreadable.push({ file: dir, error: (err as Error).message });
+    return [];
+  }
+}
+
+/**
+ * Reads `<dir>/*.json` as RecordStore writes them, for the daemon and the operator commands alike. A file that is not
+ * JSON, or that `problemOf` says is not a record, goes to `unreadable`. A leftover `.json.tmp` is a write that never happened: ignored.
+ */
+export function readRecords<T>(dir: string, problemOf: RecordCheck, unreadable: Unreadable[]): Map<string, T> {
+  const records = new Map<string, T>();
+  for (const file of filesEndingIn(dir, '.json', unreadable)) {
+    const path = join(dir, file);
+    let value: unknown;
+    try {
+      value = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      unreadable.push({
+        file: path,
+        error: err instanceof SyntaxError ? `not valid JSON (${err.message})` : (err as Error).message,
+      });
+      continue;
+    }
+    const problem = problemOf(value);
+    if (problem) unreadable.push({ file: path, error: `not a record: ${problem}` });
+    else records.set(file.slice(0, -'.json'.length), value as T);
+  }
+  return records;
+}
+
 /** A directory of records keyed by a file-name-safe id. */
 export class RecordStore<T> {
   private made = false;
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    private readonly check: RecordCheck,
+  ) {}
 
-  /** Reads every record; a leftover temp file from a crash mid-write is ignored (its rename never happened). */
+  /** Reads every record (see readRecords); the first file that is not a record stops the plugin, saying which. */
   loadAll(): Map<string, T> {
-    const records = new Map<string, T>();
-    if (!existsSync(this.dir)) return records;
-    for (const file of readdirSync(this.dir)) {
-      if (!file.endsWith('.json')) continue;
-      const text = readFileSync(join(this.dir, file), 'utf8');
-      try {
-        records.set(file.slice(0, -'.json'.length), JSON.parse(text) as T);
-      } catch (err) {
-        throw new Error(
-          `state file ${join(this.dir, file)} is not valid JSON (${(err as Error).message}); fix or remove it`,
-        );
-      }
-    }
+    const unreadable: Unreadable[] = [];
+    const records = readRecords<T>(this.dir, this.check, unreadable);
+    if (unreadable.length)
+      throw new Error(`state file ${unreadable[0].file}: ${unreadable[0].error}; fix or remove it`);
     return records;
   }
 

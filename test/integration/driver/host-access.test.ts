@@ -76,7 +76,8 @@ describe('host_access', () => {
   });
 
   it('watches link events only while a host_access network exists (each event costs CPU)', async () => {
-    const watching = () => (plugin.driver as unknown as { stopWatching?: unknown }).stopWatching !== undefined;
+    const watching = () =>
+      (plugin.driver as unknown as { upkeep: { stopWatching?: unknown } }).upkeep.stopWatching !== undefined;
     const [plain, withAccess] = [id(), id()];
     await createNetwork(plugin, plain, { parent });
     expect(watching()).toBe(false);

@@ -22,8 +22,10 @@ import type { NetworkRecord } from '../../../src/driver/network-options';
 import { instanceGroup } from '../../../src/kernel/marks';
 import { internalParentName } from '../../../src/driver/parents';
 import { describeRepair, planRepairs } from '../../../src/driver/reconcile';
-import { STATUS_JSON_SCHEMA, collectStatus, findDrift, formatStatus, readState } from '../../../src/inspect/status';
+import { STATUS_JSON_SCHEMA, collectStatus, formatStatus } from '../../../src/inspect/status';
 import { type LinkInfo } from '../../../src/kernel/link-info';
+import { findDrift } from '../../../src/inspect/drift';
+import { readState } from '../../../src/inspect/state-snapshot';
 
 const validate = new Ajv({ allErrors: true }).compile(STATUS_JSON_SCHEMA);
 

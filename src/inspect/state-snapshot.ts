@@ -1,0 +1,85 @@
+// The state dir as the operator commands see it: its records and IPAM pools, read with the plugin's own readers but
+// without its start-up writes (compaction, removing empty or temp files).
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { endpointRecordProblem, type EndpointRecord } from '../driver/endpoint-naming';
+import { networkRecordProblem, type NetworkRecord } from '../driver/network-options';
+import { readSubnet } from '../ipam/journal';
+import { filesEndingIn, readRecords, type Unreadable } from '../state/record-store';
+
+export interface StateSnapshot {
+  stateDir: string;
+  /** False when the state dir does not exist (no network was ever created with it). */
+  exists: boolean;
+  networks: NetworkRecord[];
+  endpoints: EndpointRecord[];
+  pools: PoolRow[];
+  /** Files (or directories) that could not be read or are not records: the plugin refuses to start with them. */
+  unreadable: Unreadable[];
+}
+
+/** An IPAM pool, as the plugin would load it from its journal (see IpamService.listPools). */
+export interface PoolRow {
+  poolId: string;
+  /** The subnet. */
+  pool: string;
+  /** The --ip-range, when there is one. */
+  subPool: string | null;
+  v6: boolean;
+  /** Addresses the pool holds: gateway, aux addresses, containers. */
+  allocated: number;
+  /** Networks using the pool (identical RequestPool calls share it). */
+  refs: number;
+}
+
+const SILENT = pino({ level: 'silent' });
+
+/**
+ * The IPAM pools as saved in `<stateDir>/ipam/<subnet>.jnl`, read with the plugin's own reader but without its
+ * start-up writes (compaction, removing empty or temp files). A torn last line is ignored, as the plugin does.
+ */
+function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
+  const dir = join(stateDir, 'ipam');
+  const rows: PoolRow[] = [];
+  for (const file of filesEndingIn(dir, '.jnl', unreadable)) {
+    const path = join(dir, file);
+    try {
+      const subnet = readSubnet(path, SILENT);
+      if (!subnet) continue; // holds nothing (the plugin removes it at start)
+      for (const pool of subnet.pools.values()) {
+        rows.push({
+          poolId: pool.id,
+          pool: subnet.cidr.text,
+          subPool: pool.range?.text ?? null,
+          v6: subnet.v6,
+          allocated: pool.allocated,
+          refs: pool.refs,
+        });
+      }
+    } catch (err) {
+      unreadable.push({ file: path, error: (err as Error).message });
+    }
+  }
+  return rows;
+}
+
+/** The records of a state dir, read without writing anything. */
+export function readState(stateDir: string): StateSnapshot {
+  const unreadable: Unreadable[] = [];
+  let exists = true;
+  try {
+    readdirSync(stateDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') exists = false;
+    else unreadable.push({ file: stateDir, error: (err as Error).message });
+  }
+  const networks = exists
+    ? [...readRecords<NetworkRecord>(join(stateDir, 'networks'), networkRecordProblem, unreadable).values()]
+    : [];
+  const endpoints = exists
+    ? [...readRecords<EndpointRecord>(join(stateDir, 'endpoints'), endpointRecordProblem, unreadable).values()]
+    : [];
+  const pools = exists ? readPools(stateDir, unreadable) : [];
+  return { stateDir, exists, networks, endpoints, pools, unreadable };
+}
