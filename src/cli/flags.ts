@@ -1,5 +1,5 @@
 // Command-line flags: `--flag value` or `--flag=value`, repeatable flags, and switches; each command's flags.
-import type { DoctorOptions } from '../inspect/doctor';
+import type { DoctorOptions } from '../inspect/doctor/doctor';
 import type { StatusOptions } from '../inspect/status';
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/tsmacvlan.sock';

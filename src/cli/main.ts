@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import { location, parseDoctorArgs, parseFlags, parseStatusArgs } from './flags';
-import { doctor } from '../inspect/doctor';
+import { doctor } from '../inspect/doctor/doctor';
 import { NetworkDriver } from '../driver/driver';
 import { IpamService } from '../ipam/service';
 import { Links } from '../kernel/links';

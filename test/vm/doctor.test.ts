@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../src/inspect/doctor';
 import { STATUS_JSON_SCHEMA, type StatusReport } from '../../src/inspect/status';
 import { deleteLink, ip, linkNames, vethPair } from '../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 import { stateGroup } from '../../src/state/instance';
+import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../src/inspect/doctor/check';
 
 const ajv = new Ajv({ allErrors: true });
 const validDoctor = ajv.compile(DOCTOR_JSON_SCHEMA);

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DOCTOR_JSON_SCHEMA, type Check, type DoctorReport } from '../../../src/inspect/doctor';
 import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../../helpers/serve';
 import { stateGroup } from '../../../src/state/instance';
+import { DOCTOR_JSON_SCHEMA, type DoctorReport, type Check } from '../../../src/inspect/doctor/check';
 
 const validate = new Ajv({ allErrors: true }).compile(DOCTOR_JSON_SCHEMA);
 

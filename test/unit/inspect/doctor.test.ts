@@ -4,23 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  DOCTOR_JSON_SCHEMA,
-  driftChecks,
-  formatDoctor,
-  kernelChecks,
-  parentCheck,
-  parseCapEff,
-  privilegesCheck,
-  probeKernel,
-  stateCheck,
-  type DoctorReport,
-  type HostFacts,
-} from '../../../src/inspect/doctor';
 import type { Links } from '../../../src/kernel/links';
 import type { NetworkRecord } from '../../../src/driver/network-options';
 import { sysfsFacts } from '../../../src/kernel/sysfs';
 import { type LinkInfo, type LinkDetails } from '../../../src/kernel/link-info';
+import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../../src/inspect/doctor/check';
+import { driftChecks, stateCheck } from '../../../src/inspect/doctor/state';
+import { formatDoctor } from '../../../src/inspect/doctor/doctor';
+import { kernelChecks, probeKernel } from '../../../src/inspect/doctor/kernel-probe';
+import { parentCheck, type HostFacts } from '../../../src/inspect/doctor/parents';
+import { parseCapEff, privilegesCheck } from '../../../src/inspect/doctor/privileges';
 
 const validate = new Ajv({ allErrors: true }).compile(DOCTOR_JSON_SCHEMA);
 

@@ -1,0 +1,189 @@
+// Doctor: can this kernel make macvlan and 802.1q links? Tried in a throwaway network namespace.
+import { execFile } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { Links } from '../../kernel/links';
+import { KernelError } from '../../kernel/errors';
+import { MARK_PROBE } from '../../kernel/marks';
+import type { Check } from './check';
+export interface ProbeResult {
+  ok: boolean;
+  errno?: string;
+}
+
+/** What `doctor --probe-kernel` prints: the link it made to hang things on, and whether macvlan and VLAN links could be made (null: not tried). */
+export interface KernelProbe {
+  lower: 'veth' | 'dummy' | null;
+  lowerErrno?: string;
+  macvlan: ProbeResult | null;
+  vlan: ProbeResult | null;
+}
+
+function errnoName(err: unknown): string {
+  return err instanceof KernelError ? err.errno : err instanceof Error ? err.message : String(err);
+}
+
+async function attempt(create: () => Promise<void>, remove: () => Promise<unknown>): Promise<ProbeResult> {
+  try {
+    await create();
+  } catch (err) {
+    return { ok: false, errno: errnoName(err) };
+  }
+  try {
+    await remove();
+  } catch (err) {
+    return { ok: false, errno: `created, but could not delete it: ${errnoName(err)}` };
+  }
+  return { ok: true };
+}
+
+/** Kinds of the fallback devices (tunl0, sit0, gre0...) the kernel puts in every new namespace once their module is loaded. */
+const FALLBACK_TUNNELS = new Set([
+  'ipip',
+  'sit',
+  'ip6tnl',
+  'gre',
+  'gretap',
+  'erspan',
+  'ip6gre',
+  'ip6gretap',
+  'ip6erspan',
+  'vti',
+  'vti6',
+]);
+
+/**
+ * The kernel test itself, run by `doctor --probe-kernel=<outer netns>` in the throwaway namespace `unshare --net` made.
+ * It refuses to run anywhere but a fresh namespace (not doctor's own, and holding nothing but `lo` and the kernel's
+ * fallback tunnels, all down), so it can never create links on the host; and it deletes what it made, although the
+ * namespace's end would.
+ */
+export async function probeKernel(outerNetns: string): Promise<KernelProbe> {
+  const here = readlinkSync('/proc/self/ns/net');
+  const refuse = (why: string) =>
+    new Error(`refusing to probe the kernel: ${why}; 'tsmacvlan doctor' runs the probe itself, under 'unshare --net'`);
+  if (here === outerNetns) throw refuse(`this is the namespace doctor runs in (${here})`);
+  const links = new Links();
+  try {
+    const others = (await links.list())
+      .filter((l) => !l.loopback && !(FALLBACK_TUNNELS.has(l.kind ?? '') && !l.up))
+      .map((l) => l.name);
+    if (others.length) throw refuse(`this network namespace is not a fresh one (it has ${others.join(', ')})`);
+    // The namespace is new and empty: these names cannot clash with anything, and everything dies with it.
+    let lower: KernelProbe['lower'] = null;
+    let lowerErrno: string | undefined;
+    try {
+      await links.createVethPair('probe0', 'probe1', MARK_PROBE);
+      lower = 'veth';
+    } catch (err) {
+      lowerErrno = errnoName(err);
+      try {
+        await links.createDummy('probe0', MARK_PROBE);
+        lower = 'dummy';
+      } catch {
+        // neither: nothing to hang a macvlan or a VLAN on
+      }
+    }
+    const base = lower ? await links.get('probe0') : undefined;
+    if (!base) return { lower: null, ...(lowerErrno && { lowerErrno }), macvlan: null, vlan: null };
+    try {
+      const macvlan = await attempt(
+        () => links.createMacvlan({ name: 'probemv', parentIndex: base.index, mode: 'bridge' }, MARK_PROBE),
+        () => links.delete('probemv'),
+      );
+      const vlan = await attempt(
+        () => links.createVlan('probe0.10', base.index, 10, '802.1q', MARK_PROBE),
+        () => links.delete('probe0.10'),
+      );
+      return { lower, macvlan, vlan };
+    } finally {
+      await links.delete('probe0').catch(() => undefined); // a veth's peer goes with it
+    }
+  } finally {
+    links.close();
+  }
+}
+
+/**
+ * Runs the probe in a throwaway network namespace and returns what it found.
+ * Why a child process under `unshare --net`: Node cannot unshare(2) or setns(2) itself, and the probe must not touch
+ * the host's namespace (creating test links there, even briefly, is a change on the host, and one a crash could
+ * leave behind). A namespace made by `unshare --net` lives exactly as long as the child: the kernel destroys it, and
+ * every link in it, when the child exits, even if it is killed, so nothing is ever left to clean up. The alternatives
+ * are worse: `ip netns add` leaves a named namespace behind on a crash; creating links into another namespace by
+ * IFLA_NET_NS_PID still needs a child process to hold that namespace, plus netnsid bookkeeping for every later call.
+ * util-linux's unshare is on every Debian; the child is this CLI (`doctor --probe-kernel`), never the daemon, which
+ * spawns nothing. Creating a macvlan or VLAN link may autoload its kernel module, exactly as the plugin's would.
+ */
+export function runKernelProbe(
+  cli = join(__dirname, '../../cli/main.js'),
+  timeoutMs = 60_000,
+): Promise<KernelProbe | { error: string }> {
+  const outer = readlinkSync('/proc/self/ns/net');
+  return new Promise((resolve) => {
+    execFile(
+      'unshare',
+      ['--net', '--', process.execPath, cli, 'doctor', `--probe-kernel=${outer}`],
+      { timeout: timeoutMs, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (err) {
+          const why =
+            (err as NodeJS.ErrnoException).code === 'ENOENT'
+              ? `'unshare' (util-linux) is not installed`
+              : (stderr.trim() || err.message).split('\n')[0];
+          resolve({ error: why });
+          return;
+        }
+        try {
+          resolve(JSON.parse(stdout.trim().split('\n').pop() ?? '') as KernelProbe);
+        } catch {
+          resolve({ error: `the probe printed no result: ${(stdout + stderr).trim().slice(0, 200)}` });
+        }
+      },
+    );
+  });
+}
+
+const NOT_SUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP']);
+
+export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
+  const where = 'tried in a throwaway network namespace';
+  if ('error' in probe) {
+    const fix =
+      'run doctor as root with util-linux installed, so it can test the kernel in a throwaway network namespace';
+    return [
+      { id: 'kernel.macvlan', status: 'WARN', message: `could not test macvlan support: ${probe.error}`, fix },
+      { id: 'kernel.8021q', status: 'WARN', message: `could not test 802.1q VLAN support: ${probe.error}`, fix },
+    ];
+  }
+  if (!probe.lower || !probe.macvlan || !probe.vlan) {
+    const message = `could not test: this kernel has neither veth nor dummy links (${probe.lowerErrno ?? 'unknown error'}), so doctor has no link to hang a test link on`;
+    const fix =
+      'load veth (modprobe veth) and run doctor again, or create a network on a spare interface to see whether it works';
+    return [
+      { id: 'kernel.macvlan', status: 'WARN', message, fix },
+      { id: 'kernel.8021q', status: 'WARN', message, fix },
+    ];
+  }
+  const macvlan: Check = probe.macvlan.ok
+    ? { id: 'kernel.macvlan', status: 'OK', message: `the kernel creates and deletes macvlan links (${where})` }
+    : {
+        id: 'kernel.macvlan',
+        status: 'FAIL',
+        message: `the kernel cannot create macvlan links (${probe.macvlan.errno}, ${where}): the plugin cannot work on this kernel`,
+        fix: NOT_SUPPORTED.has(probe.macvlan.errno ?? '')
+          ? `load the module: modprobe macvlan; if it is not found, install your kernel's full module package (e.g. linux-modules-extra-$(uname -r) on Ubuntu) or use a kernel built with CONFIG_MACVLAN`
+          : `the kernel refused for another reason (${probe.macvlan.errno}); check 'dmesg'`,
+      };
+  const vlan: Check = probe.vlan.ok
+    ? { id: 'kernel.8021q', status: 'OK', message: `the kernel creates and deletes 802.1q VLAN links (${where})` }
+    : {
+        id: 'kernel.8021q',
+        status: 'FAIL',
+        message: `the kernel cannot create 802.1q VLAN links (${probe.vlan.errno}, ${where}): networks with -o parent=<interface>.<vlan id> cannot be created`,
+        fix: NOT_SUPPORTED.has(probe.vlan.errno ?? '')
+          ? `load 802.1q support: modprobe 8021q (at every boot: echo 8021q > /etc/modules-load.d/8021q.conf); if the module is not found, this kernel was built without CONFIG_VLAN_8021Q: install one with it. Networks on plain interfaces do not need it`
+          : `the kernel refused for another reason (${probe.vlan.errno}); check 'dmesg'`,
+      };
+  return [macvlan, vlan];
+}

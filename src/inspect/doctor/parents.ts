@@ -1,0 +1,242 @@
+// Doctor: each parent, named or recorded: present, up, not enslaved, and what its NIC driver needs on a hypervisor.
+import { Links } from '../../kernel/links';
+import type { NetworkRecord } from '../../driver/network-options';
+import { internalParentName } from '../../driver/parents';
+import { GC_ADVICE } from '../drift';
+import { sysfsFacts } from '../../kernel/sysfs';
+import { type LinkInfo, type LinkDetails } from '../../kernel/link-info';
+import { RANK, type Check, type CheckStatus } from './check';
+export interface HostFacts {
+  /** Root of sysfs, for the driver of a link. */
+  sysfs: string;
+  /** The CPU reports a hypervisor (the `hypervisor` flag in /proc/cpuinfo): we are a VM. */
+  hypervisor: boolean;
+}
+
+/** NIC drivers of virtual machines, and what to allow on the hypervisor so frames from the containers' MACs pass. */
+const VM_NICS: Record<string, { vmOnly: boolean; advice: string }> = {
+  virtio_net: {
+    vmOnly: true,
+    advice:
+      'KVM/QEMU (Proxmox, libvirt, clouds): on a Linux bridge on the host this usually works; with Open vSwitch, OpenStack port security or a public cloud (AWS, GCP, Azure) frames from MACs the VM was not given are dropped: allow them (e.g. disable port security, or add allowed address pairs) or use a network the provider routes',
+  },
+  vmxnet3: {
+    vmOnly: true,
+    advice:
+      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group (or enable MAC learning on a distributed switch)',
+  },
+  hv_netvsc: {
+    vmOnly: true,
+    advice:
+      "Hyper-V: enable MAC address spoofing on the VM's network adapter (Set-VMNetworkAdapter -VMName <vm> -MacAddressSpoofing On); Azure drops such frames",
+  },
+  e1000: {
+    vmOnly: false,
+    advice:
+      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
+  },
+  e1000e: {
+    vmOnly: false,
+    advice:
+      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
+  },
+};
+
+interface Finding {
+  status: CheckStatus;
+  text: string;
+  fix?: string;
+}
+
+/** What a parent is for: named with --parent, and/or the parent of recorded networks. */
+export interface ParentUse {
+  given: boolean;
+  networks: NetworkRecord[];
+}
+
+/** Findings about an existing link as a macvlan parent. */
+async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, facts: HostFacts): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  const name = link.name;
+  if (link.loopback) {
+    return [
+      {
+        status: 'FAIL',
+        text: 'is the loopback interface',
+        fix: 'use an Ethernet interface, such as eth1, as the parent',
+      },
+    ];
+  }
+  if (!link.up) {
+    findings.push({
+      status: 'FAIL',
+      text: 'is down: containers on it are cut off',
+      fix: `bring it up: ip link set ${name} up (and in the host's network configuration, so it stays up)`,
+    });
+  } else if (!link.carrier) {
+    findings.push({
+      status: 'WARN',
+      text: `is up but has no carrier (${link.operstate}): nothing passes through it`,
+      fix: `connect it: cable plugged in, switch port enabled, or the VM's virtual NIC connected`,
+    });
+  } else {
+    findings.push({ status: 'OK', text: 'is up, with carrier' });
+  }
+
+  let all: LinkInfo[] | undefined;
+  const byIndex = async (index: number) => (all ??= await links.list()).find((l) => l.index === index);
+  if (link.masterIndex !== undefined) {
+    const master = (await byIndex(link.masterIndex))?.name ?? `link ${link.masterIndex}`;
+    const kind = link.slaveKind ?? 'master';
+    if (['bridge', 'bond', 'team', 'openvswitch'].includes(kind)) {
+      findings.push({
+        status: 'FAIL',
+        text: `is a port of ${kind} '${master}': the ${kind} takes its traffic, and the kernel refuses macvlans on it (EBUSY)`,
+        fix: `use '${master}' itself as the parent (-o parent=${master})`,
+      });
+    } else {
+      findings.push({
+        status: 'WARN',
+        text: `is enslaved to ${kind} '${master}'`,
+        fix: `make sure traffic of '${master}' is meant to carry containers, or use another interface`,
+      });
+    }
+  }
+
+  findings.push({ status: 'OK', text: `MTU ${link.mtu}` });
+  for (const network of use.networks) {
+    if (network.mtu !== undefined && network.mtu > link.mtu) {
+      findings.push({
+        status: 'FAIL',
+        text: `network ${network.id.slice(0, 12)} asks for MTU ${network.mtu}, more than its ${link.mtu}: containers cannot join it`,
+        fix: `raise the MTU (ip link set ${name} mtu ${network.mtu}) or recreate the network with -o mtu=${link.mtu} or less`,
+      });
+    }
+  }
+
+  // The NIC under a VLAN is the one the hypervisor sees.
+  const physical =
+    link.kind === 'vlan' && link.parentIndex !== undefined ? ((await byIndex(link.parentIndex)) ?? link) : link;
+  if (physical !== link) findings.push({ status: 'OK', text: `VLAN ${link.vlanId ?? '?'} on ${physical.name}` });
+  const sys = sysfsFacts(physical, facts.sysfs);
+  if (sys?.driver) {
+    const vm = VM_NICS[sys.driver];
+    if (vm && (vm.vmOnly || facts.hypervisor)) {
+      findings.push({
+        status: 'WARN',
+        text: `${physical === link ? 'is' : `its NIC ${physical.name} is`} a virtual machine's NIC (driver ${sys.driver}): the hypervisor may drop frames to and from the containers' own MACs`,
+        fix: `allow promiscuous mode, MAC address changes / MAC spoofing and forged transmits for this NIC on the hypervisor. ${vm.advice}`,
+      });
+    } else {
+      findings.push({ status: 'OK', text: `driver ${sys.driver}` });
+    }
+  }
+  if (sys?.wireless) {
+    findings.push({
+      status: 'WARN',
+      text: `${physical === link ? 'is' : `its NIC ${physical.name} is`} a wireless interface: access points drop frames from MACs that did not associate`,
+      fix: 'use a wired interface as the parent',
+    });
+  }
+  return findings;
+}
+
+function vlanName(name: string): { base: string; vid: number } | undefined {
+  const dot = name.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  const vid = name.slice(dot + 1);
+  if (!/^\d+$/.test(vid) || Number(vid) < 1 || Number(vid) > 4094) return undefined;
+  return { base: name.slice(0, dot), vid: Number(vid) };
+}
+
+function usedBy(use: ParentUse): string {
+  return use.networks.length ? `network(s) ${use.networks.map((n) => n.id.slice(0, 12)).join(', ')}` : '';
+}
+
+/** Findings about a parent that does not exist. */
+async function missingFindings(
+  name: string,
+  use: ParentUse,
+  links: Links,
+  facts: HostFacts,
+  vlanSupport: boolean | undefined,
+): Promise<Finding[]> {
+  const users = usedBy(use);
+  if (use.networks.length && use.networks.every((n) => n.parent === internalParentName(n.id))) {
+    return [
+      {
+        status: 'WARN',
+        text: `internal parent of ${users} does not exist; the plugin re-creates it at start`,
+        fix: GC_ADVICE,
+      },
+    ];
+  }
+  const vlan = vlanName(name);
+  if (vlan && use.networks.every((n) => n.ownsParent)) {
+    const base = await links.details(vlan.base);
+    if (!base) {
+      return [
+        {
+          status: 'FAIL',
+          text: `does not exist, nor does '${vlan.base}', the interface VLAN ${vlan.vid} would be created on`,
+          fix: `name an existing interface: -o parent=<interface>.${vlan.vid}`,
+        },
+      ];
+    }
+    const findings: Finding[] = use.networks.length
+      ? [
+          {
+            status: 'WARN',
+            text: `VLAN parent of ${users} does not exist; the plugin re-creates it on '${vlan.base}' at start`,
+            fix: GC_ADVICE,
+          },
+        ]
+      : [
+          {
+            status: 'OK',
+            text: `does not exist yet: the plugin creates it as VLAN ${vlan.vid} on '${vlan.base}' for the first network that names it`,
+          },
+        ];
+    if (vlanSupport === false) {
+      findings.push({
+        status: 'FAIL',
+        text: 'but this kernel cannot create VLAN links (see kernel.8021q)',
+        fix: 'modprobe 8021q',
+      });
+    }
+    const baseFindings = await linkFindings(base, { given: use.given, networks: [] }, links, facts);
+    baseFindings[0] = { ...baseFindings[0], text: `${vlan.base} ${baseFindings[0].text}` };
+    return [...findings, ...baseFindings];
+  }
+  return [
+    {
+      status: 'FAIL',
+      text: `does not exist${users ? `, yet ${users} use it: containers cannot join them` : ''}`,
+      fix: users
+        ? `bring '${name}' back under that name, or remove the network(s) (docker network rm) and create them again on an existing interface`
+        : `name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN the plugin creates`,
+    },
+  ];
+}
+
+export async function parentCheck(
+  name: string,
+  use: ParentUse,
+  links: Links,
+  facts: HostFacts,
+  vlanSupport?: boolean,
+): Promise<Check> {
+  const link = await links.details(name);
+  const findings = link
+    ? await linkFindings(link, use, links, facts)
+    : await missingFindings(name, use, links, facts, vlanSupport);
+  if (link && use.networks.length) findings.push({ status: 'OK', text: `used by ${usedBy(use)}` });
+  const status = findings.reduce<CheckStatus>((worst, f) => (RANK[f.status] > RANK[worst] ? f.status : worst), 'OK');
+  const fixes = findings.filter((f) => f.fix && f.status !== 'OK').map((f) => f.fix as string);
+  return {
+    id: `parent:${name}`,
+    status,
+    message: `${name}: ${findings.map((f) => f.text).join('; ')}`,
+    ...(fixes.length && { fix: fixes.join('; ') }),
+  };
+}

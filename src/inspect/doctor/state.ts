@@ -1,0 +1,58 @@
+// Doctor: can the state be read, and does it drift from the host?
+import { findDrift } from '../drift';
+import { type StateSnapshot } from '../state-snapshot';
+import { type LinkInfo } from '../../kernel/link-info';
+import type { Check } from './check';
+export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check {
+  const id = 'state';
+  if (state.unreadable.length) {
+    const denied = state.unreadable.some((u) => /EACCES|EPERM/.test(u.error));
+    return {
+      id,
+      status: 'FAIL',
+      message: `${state.stateDir}: ${state.unreadable.map((u) => `${u.file}: ${u.error}`).join('; ')}`,
+      fix: denied
+        ? 'run doctor as root (the state is root-only)'
+        : 'the plugin does not start with a broken record: repair the file, or, with the plugin stopped, move it out of the state dir if Docker no longer has that network (docker network ls --no-trunc)',
+    };
+  }
+  if (!state.exists) {
+    return pluginAnswers
+      ? {
+          id,
+          status: 'WARN',
+          message: `${state.stateDir} does not exist, yet a plugin answers on the socket: it keeps its state somewhere else`,
+          fix: "give doctor the plugin's --state-dir",
+        }
+      : {
+          id,
+          status: 'OK',
+          message: `${state.stateDir} does not exist yet: nothing recorded (the plugin creates it at start)`,
+        };
+  }
+  return {
+    id,
+    status: 'OK',
+    message: `${state.stateDir}: ${state.networks.length} network(s), ${state.endpoints.length} endpoint(s), ${state.pools.length} address pool(s) recorded, all readable`,
+  };
+}
+
+/** Drift between the records and the host's links; a missing parent is left to its parent:<name> check. */
+export function driftChecks(state: StateSnapshot, hostLinks: LinkInfo[], group: number | undefined): Check[] {
+  const drift = findDrift(state, hostLinks, group).filter((d) => d.kind !== 'parent-missing');
+  if (drift.length === 0) {
+    return [
+      {
+        id: 'drift',
+        status: 'OK',
+        message: "no link of the plugin's without a record, no missing shim, no endpoint without its network",
+      },
+    ];
+  }
+  return drift.map((d) => ({
+    id: `drift:${d.subject}`,
+    status: 'WARN',
+    message: `${d.kind}: ${d.message}`,
+    fix: `${d.fix} ('tsmacvlan status' shows the whole picture)`,
+  }));
+}
