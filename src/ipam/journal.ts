@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { syncDir } from '../state/record-store';
 import { parseCidr } from './address';
-import { Subnet, type JournalRecord } from './allocator';
+import { Subnet } from './allocator';
+import { type JournalRecord } from './journal-records';
 
 /** Lines a journal may exceed twice its live state by before it is compacted. */
 const SLACK = 64;

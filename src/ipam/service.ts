@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
 import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
-import { ExhaustedError, type Pool, Subnet, type TakeKind } from './allocator';
+import { Subnet } from './allocator';
 import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
+import { ExhaustedError, type Pool } from './pool';
+import { type TakeKind } from './journal-records';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';

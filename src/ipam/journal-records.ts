@@ -1,0 +1,115 @@
+// The journal's record types: one JSON object per line, its type in `t`. The lines written per request (takes, frees,
+// answers) are built as template strings, the cheapest way to write them; every line is read back with JSON.parse.
+import { contains, parseCidr, parseIp, type Cidr } from './address';
+import type { PoolSpec } from './pool';
+
+export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
+
+/** The value of `t` of each record type. */
+export const RECORD = {
+  /** The first line: the subnet, and (format 2) how many lines the snapshot after it has. */
+  header: 'subnet',
+  /** A pool in a snapshot, with its reference count. */
+  pool: 'pool',
+  /** A RequestPool: a new pool, or one more reference to one. */
+  acquire: 'acquire',
+  /** The change before was answered (an address with `a`, else a pool reference). */
+  answered: 'ok',
+  /** A ReleasePool: one reference fewer. */
+  release: 'release',
+  /** A dynamic range's position (cursor, released addresses queued, sweep) in a snapshot. */
+  range: 'lane',
+  /** A ReleaseAddress. */
+  freed: 'f',
+  /** A dynamic take that found nothing but moved the range's position. */
+  exhausted: 'exhausted',
+} as const;
+
+/** The value of `t` of a take, per kind of address. */
+export const TAKE_RECORD: Record<TakeKind, string> = { gateway: 'g', aux: 'x', static: 's', dynamic: 'd' };
+const KIND_OF_TAKE_RECORD: Record<string, TakeKind> = { g: 'gateway', x: 'aux', s: 'static', d: 'dynamic' };
+
+/** The kind of address a record takes, when it is a take. */
+export function takeKindOf(type: unknown): TakeKind | undefined {
+  return typeof type === 'string' ? KIND_OF_TAKE_RECORD[type] : undefined;
+}
+
+/** The lines, by record type. `a` is an address as text, `p` a pool's journal number, `u` how many are unanswered. */
+export const journalLine = {
+  header: (subnet: string, lines: number) => JSON.stringify({ t: RECORD.header, subnet, format: 2, lines }),
+  acquire: (p: number, id: string, range: Cidr | undefined, options: Record<string, string>) =>
+    JSON.stringify({ t: RECORD.acquire, p, id, range: range?.text ?? null, options }),
+  pool: (p: number, id: string, range: Cidr | undefined, options: Record<string, string>, refs: number, u: number) =>
+    JSON.stringify({ t: RECORD.pool, p, id, range: range?.text ?? null, options, refs, ...(u > 0 && { u }) }),
+  take: (kind: TakeKind, a: string, p: number) => `{"t":"${TAKE_RECORD[kind]}","a":"${a}","p":${p}}`,
+  /** A take in a snapshot: a gateway with how many requests hold it (`c`), and how many are unanswered. */
+  heldTake: (kind: TakeKind, a: string, p: number, c: number | undefined, u: number | undefined) =>
+    `{"t":"${TAKE_RECORD[kind]}","a":"${a}","p":${p}${c === undefined ? '' : `,"c":${c}`}${u ? `,"u":${u}` : ''}}`,
+  freed: (a: string, p: number) => `{"t":"${RECORD.freed}","a":"${a}","p":${p}}`,
+  answeredTake: (a: string, p: number) => `{"t":"${RECORD.answered}","a":"${a}","p":${p}}`,
+  answeredAcquire: (p: number) => `{"t":"${RECORD.answered}","p":${p}}`,
+  release: (p: number) => `{"t":"${RECORD.release}","p":${p}}`,
+  exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
+  range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
+    JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),
+};
+
+/** Journal lines carry JSON objects; this is what one looks like after JSON.parse. */
+export type JournalRecord = Record<string, unknown>;
+
+export function str(record: JournalRecord, key: string): string {
+  const value = record[key];
+  if (typeof value !== 'string') throw new Error(`field '${key}' is not a string`);
+  return value;
+}
+
+export function int(record: JournalRecord, key: string): number {
+  const value = record[key];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new Error(`field '${key}' is not a non-negative integer`);
+  return value;
+}
+
+export function offset(value: unknown, key: string): bigint {
+  if (typeof value !== 'string' || !/^[0-9]{1,40}$/.test(value))
+    throw new Error(`field '${key}' is not a decimal offset`);
+  return BigInt(value);
+}
+
+/** The address in `a`, which must be in `subnet`. */
+export function addressField(record: JournalRecord, subnet: Cidr): bigint {
+  const text = str(record, 'a');
+  const ip = parseIp(text);
+  if (!ip || ip.v6 !== subnet.v6 || !contains(subnet, ip.value))
+    throw new Error(`address '${text}' is not in subnet ${subnet.text}`);
+  return ip.value;
+}
+
+/** A pool's id, options and range (a prefix of `subnet`, or null). */
+export function poolSpecFields(record: JournalRecord, subnet: Cidr): PoolSpec {
+  const range = record.range;
+  const options = record.options;
+  if (
+    options === null ||
+    typeof options !== 'object' ||
+    Array.isArray(options) ||
+    Object.values(options).some((v) => typeof v !== 'string')
+  ) {
+    throw new Error(`field 'options' is not an object of strings`);
+  }
+  const spec: PoolSpec = { id: str(record, 'id'), options: options as Record<string, string> };
+  if (range !== null) {
+    if (typeof range !== 'string') throw new Error(`field 'range' is not a string`);
+    const parsed = parseCidr(range);
+    if (
+      !parsed.ok ||
+      parsed.cidr.v6 !== subnet.v6 ||
+      parsed.cidr.base < subnet.base ||
+      parsed.cidr.last > subnet.last
+    ) {
+      throw new Error(`range '${range}' is not a prefix of subnet ${subnet.text}`);
+    }
+    spec.range = parsed.cidr;
+  }
+  return spec;
+}
