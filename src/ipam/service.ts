@@ -59,6 +59,16 @@ export function poolIdOf(subnet: Cidr, range: Cidr | undefined, options: Record<
   return id;
 }
 
+/** A PoolID of this IPAM's making, or an error saying what was given instead. */
+function checkPoolId(poolId: string): string {
+  if (!POOL_ID.test(poolId)) {
+    throw new PluginError(
+      `PoolID '${poolId.slice(0, 100)}' was not made by tsmacvlan's IPAM (expected ${POOL_ID_PREFIX}<subnet>[,range=<ip-range>]); was the network created with --ipam-driver tsmacvlan?`,
+    );
+  }
+  return poolId;
+}
+
 export class IpamService {
   private readonly dir: string;
   private readonly subnets = new Map<string, Subnet>();
@@ -167,7 +177,8 @@ export class IpamService {
     }
   }
 
-  private open(): void {
+  /** Refuses every request once close() has begun. */
+  private refuseWhenClosing(): void {
     if (this.closed) throw new PluginError('tsmacvlan is shutting down; retry in a moment');
   }
 
@@ -179,7 +190,7 @@ export class IpamService {
   }
 
   async requestPool(args: RequestPoolArgs): Promise<{ poolId: string; pool: string }> {
-    this.open();
+    this.refuseWhenClosing();
     const v6 = args.v6 === true;
     if (!args.pool) {
       throw new PluginError(
@@ -247,8 +258,8 @@ export class IpamService {
   }
 
   async releasePool(poolId: string): Promise<void> {
-    this.open();
-    const pool = this.pool(poolId, false);
+    this.refuseWhenClosing();
+    const pool = this.poolToRelease(poolId);
     if (!pool) return;
     const subnet = pool.subnet;
     const { line, dropped } = subnet.releasePool(pool);
@@ -263,8 +274,8 @@ export class IpamService {
     address: string | undefined,
     options: Record<string, unknown> | null | undefined,
   ): Promise<string> {
-    this.open();
-    const pool = this.pool(poolId, true);
+    this.refuseWhenClosing();
+    const pool = this.knownPool(poolId);
     const subnet = pool.subnet;
     const gateway = options?.RequestAddressType === GATEWAY_REQUEST;
     let value: bigint;
@@ -305,8 +316,8 @@ export class IpamService {
   }
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
-    this.open();
-    const pool = this.pool(poolId, false);
+    this.refuseWhenClosing();
+    const pool = this.poolToRelease(poolId);
     if (!pool) return;
     const subnet = pool.subnet;
     const value = this.address(address, pool, 'address');
@@ -318,21 +329,20 @@ export class IpamService {
     await this.save(subnet.cidr, line);
   }
 
-  /** The pool named by `poolId`. Unknown pools throw when `required`, else give undefined (releases are idempotent). */
-  private pool(poolId: string, required: true): Pool;
-  private pool(poolId: string, required: boolean): Pool | undefined;
-  private pool(poolId: string, required: boolean): Pool | undefined {
-    if (!POOL_ID.test(poolId)) {
-      throw new PluginError(
-        `PoolID '${poolId.slice(0, 100)}' was not made by tsmacvlan's IPAM (expected ${POOL_ID_PREFIX}<subnet>[,range=<ip-range>]); was the network created with --ipam-driver tsmacvlan?`,
-      );
-    }
-    const pool = this.pools.get(poolId);
-    if (!pool && required) {
+  /** The pool named by `poolId`; an unknown one is refused. */
+  private knownPool(poolId: string): Pool {
+    const pool = this.pools.get(checkPoolId(poolId));
+    if (!pool) {
       throw new PluginError(
         `pool ${poolId} is not known to tsmacvlan's IPAM (it was released, or its state was removed); recreate the network`,
       );
     }
+    return pool;
+  }
+
+  /** The pool named by `poolId` for a release; undefined when it is unknown (releases are idempotent). */
+  private poolToRelease(poolId: string): Pool | undefined {
+    const pool = this.pools.get(checkPoolId(poolId));
     if (!pool) this.log.warn({ poolId }, 'release for an unknown pool; nothing to do');
     return pool;
   }
