@@ -144,6 +144,10 @@ export function runKernelProbe(
   });
 }
 
+const LOAD_MACVLAN =
+  "load the module: modprobe macvlan; if it is not found, install your kernel's full module package (e.g. linux-modules-extra-$(uname -r) on Ubuntu) or use a kernel built with CONFIG_MACVLAN";
+const LOAD_8021Q =
+  'load 802.1q support: modprobe 8021q (at every boot: echo 8021q > /etc/modules-load.d/8021q.conf); if the module is not found, this kernel was built without CONFIG_VLAN_8021Q: install one with it. Networks on plain interfaces do not need it';
 const NOT_SUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP']);
 
 export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
@@ -172,7 +176,7 @@ export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
         status: 'FAIL',
         message: `the kernel cannot create macvlan links (${probe.macvlan.errno}, ${where}): the plugin cannot work on this kernel`,
         fix: NOT_SUPPORTED.has(probe.macvlan.errno ?? '')
-          ? `load the module: modprobe macvlan; if it is not found, install your kernel's full module package (e.g. linux-modules-extra-$(uname -r) on Ubuntu) or use a kernel built with CONFIG_MACVLAN`
+          ? LOAD_MACVLAN
           : `the kernel refused for another reason (${probe.macvlan.errno}); check 'dmesg'`,
       };
   const vlan: Check = probe.vlan.ok
@@ -182,7 +186,7 @@ export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
         status: 'FAIL',
         message: `the kernel cannot create 802.1q VLAN links (${probe.vlan.errno}, ${where}): networks with -o parent=<interface>.<vlan id> cannot be created`,
         fix: NOT_SUPPORTED.has(probe.vlan.errno ?? '')
-          ? `load 802.1q support: modprobe 8021q (at every boot: echo 8021q > /etc/modules-load.d/8021q.conf); if the module is not found, this kernel was built without CONFIG_VLAN_8021Q: install one with it. Networks on plain interfaces do not need it`
+          ? LOAD_8021Q
           : `the kernel refused for another reason (${probe.vlan.errno}); check 'dmesg'`,
       };
   return [macvlan, vlan];

@@ -13,32 +13,37 @@ export interface HostFacts {
   hypervisor: boolean;
 }
 
+const KVM_ADVICE =
+  'KVM/QEMU (Proxmox, libvirt, clouds): on a Linux bridge on the host this usually works; with Open vSwitch, OpenStack port security or a public cloud (AWS, GCP, Azure) frames from MACs the VM was not given are dropped: allow them (e.g. disable port security, or add allowed address pairs) or use a network the provider routes';
+const VMWARE_ADVICE =
+  'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group (or enable MAC learning on a distributed switch)';
+const HYPERV_ADVICE =
+  "Hyper-V: enable MAC address spoofing on the VM's network adapter (Set-VMNetworkAdapter -VMName <vm> -MacAddressSpoofing On); Azure drops such frames";
+/** NICs that VMware and VirtualBox emulate, also found on real hardware. */
+const EMULATED_NIC_ADVICE =
+  'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter';
+
 /** NIC drivers of virtual machines, and what to allow on the hypervisor so frames from the containers' MACs pass. */
 const VM_NICS: Record<string, { vmOnly: boolean; advice: string }> = {
   virtio_net: {
     vmOnly: true,
-    advice:
-      'KVM/QEMU (Proxmox, libvirt, clouds): on a Linux bridge on the host this usually works; with Open vSwitch, OpenStack port security or a public cloud (AWS, GCP, Azure) frames from MACs the VM was not given are dropped: allow them (e.g. disable port security, or add allowed address pairs) or use a network the provider routes',
+    advice: KVM_ADVICE,
   },
   vmxnet3: {
     vmOnly: true,
-    advice:
-      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group (or enable MAC learning on a distributed switch)',
+    advice: VMWARE_ADVICE,
   },
   hv_netvsc: {
     vmOnly: true,
-    advice:
-      "Hyper-V: enable MAC address spoofing on the VM's network adapter (Set-VMNetworkAdapter -VMName <vm> -MacAddressSpoofing On); Azure drops such frames",
+    advice: HYPERV_ADVICE,
   },
   e1000: {
     vmOnly: false,
-    advice:
-      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
+    advice: EMULATED_NIC_ADVICE,
   },
   e1000e: {
     vmOnly: false,
-    advice:
-      'VMware: set Promiscuous mode, MAC address changes and Forged transmits to Accept on the port group; VirtualBox: set Promiscuous Mode to Allow All on the adapter',
+    advice: EMULATED_NIC_ADVICE,
   },
 };
 
@@ -55,9 +60,10 @@ export interface ParentUse {
 }
 
 /** Findings about an existing link as a macvlan parent. */
+/** Looks links up by index, with one dump at most. */
+type ByIndex = (index: number) => Promise<LinkInfo | undefined>;
+
 async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, facts: HostFacts): Promise<Finding[]> {
-  const findings: Finding[] = [];
-  const name = link.name;
   if (link.loopback) {
     return [
       {
@@ -67,64 +73,82 @@ async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, fac
       },
     ];
   }
-  if (!link.up) {
-    findings.push({
+  let all: LinkInfo[] | undefined;
+  const byIndex: ByIndex = async (index) => (all ??= await links.list()).find((l) => l.index === index);
+  return [
+    stateFinding(link),
+    ...(await masterFindings(link, byIndex)),
+    ...mtuFindings(link, use),
+    ...(await nicFindings(link, byIndex, facts)),
+  ];
+}
+
+function stateFinding(link: LinkDetails): Finding {
+  if (!link.up)
+    return {
       status: 'FAIL',
       text: 'is down: containers on it are cut off',
-      fix: `bring it up: ip link set ${name} up (and in the host's network configuration, so it stays up)`,
-    });
-  } else if (!link.carrier) {
-    findings.push({
+      fix: `bring it up: ip link set ${link.name} up (and in the host's network configuration, so it stays up)`,
+    };
+  if (!link.carrier)
+    return {
       status: 'WARN',
       text: `is up but has no carrier (${link.operstate}): nothing passes through it`,
       fix: `connect it: cable plugged in, switch port enabled, or the VM's virtual NIC connected`,
-    });
-  } else {
-    findings.push({ status: 'OK', text: 'is up, with carrier' });
-  }
+    };
+  return { status: 'OK', text: 'is up, with carrier' };
+}
 
-  let all: LinkInfo[] | undefined;
-  const byIndex = async (index: number) => (all ??= await links.list()).find((l) => l.index === index);
-  if (link.masterIndex !== undefined) {
-    const master = (await byIndex(link.masterIndex))?.name ?? `link ${link.masterIndex}`;
-    const kind = link.slaveKind ?? 'master';
-    if (['bridge', 'bond', 'team', 'openvswitch'].includes(kind)) {
-      findings.push({
+async function masterFindings(link: LinkDetails, byIndex: ByIndex): Promise<Finding[]> {
+  if (link.masterIndex === undefined) return [];
+  const master = (await byIndex(link.masterIndex))?.name ?? `link ${link.masterIndex}`;
+  const kind = link.slaveKind ?? 'master';
+  if (['bridge', 'bond', 'team', 'openvswitch'].includes(kind)) {
+    return [
+      {
         status: 'FAIL',
         text: `is a port of ${kind} '${master}': the ${kind} takes its traffic, and the kernel refuses macvlans on it (EBUSY)`,
         fix: `use '${master}' itself as the parent (-o parent=${master})`,
-      });
-    } else {
-      findings.push({
-        status: 'WARN',
-        text: `is enslaved to ${kind} '${master}'`,
-        fix: `make sure traffic of '${master}' is meant to carry containers, or use another interface`,
-      });
-    }
+      },
+    ];
   }
+  return [
+    {
+      status: 'WARN',
+      text: `is enslaved to ${kind} '${master}'`,
+      fix: `make sure traffic of '${master}' is meant to carry containers, or use another interface`,
+    },
+  ];
+}
 
-  findings.push({ status: 'OK', text: `MTU ${link.mtu}` });
+function mtuFindings(link: LinkDetails, use: ParentUse): Finding[] {
+  const findings: Finding[] = [{ status: 'OK', text: `MTU ${link.mtu}` }];
   for (const network of use.networks) {
     if (network.mtu !== undefined && network.mtu > link.mtu) {
       findings.push({
         status: 'FAIL',
         text: `network ${network.id.slice(0, 12)} asks for MTU ${network.mtu}, more than its ${link.mtu}: containers cannot join it`,
-        fix: `raise the MTU (ip link set ${name} mtu ${network.mtu}) or recreate the network with -o mtu=${link.mtu} or less`,
+        fix: `raise the MTU (ip link set ${link.name} mtu ${network.mtu}) or recreate the network with -o mtu=${link.mtu} or less`,
       });
     }
   }
+  return findings;
+}
 
-  // The NIC under a VLAN is the one the hypervisor sees.
+/** What the NIC under the link (under a VLAN: the one the hypervisor sees) needs. */
+async function nicFindings(link: LinkDetails, byIndex: ByIndex, facts: HostFacts): Promise<Finding[]> {
+  const findings: Finding[] = [];
   const physical =
     link.kind === 'vlan' && link.parentIndex !== undefined ? ((await byIndex(link.parentIndex)) ?? link) : link;
   if (physical !== link) findings.push({ status: 'OK', text: `VLAN ${link.vlanId ?? '?'} on ${physical.name}` });
   const sys = sysfsFacts(physical, facts.sysfs);
+  const it = physical === link ? 'is' : `its NIC ${physical.name} is`;
   if (sys?.driver) {
     const vm = VM_NICS[sys.driver];
     if (vm && (vm.vmOnly || facts.hypervisor)) {
       findings.push({
         status: 'WARN',
-        text: `${physical === link ? 'is' : `its NIC ${physical.name} is`} a virtual machine's NIC (driver ${sys.driver}): the hypervisor may drop frames to and from the containers' own MACs`,
+        text: `${it} a virtual machine's NIC (driver ${sys.driver}): the hypervisor may drop frames to and from the containers' own MACs`,
         fix: `allow promiscuous mode, MAC address changes / MAC spoofing and forged transmits for this NIC on the hypervisor. ${vm.advice}`,
       });
     } else {
@@ -134,7 +158,7 @@ async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, fac
   if (sys?.wireless) {
     findings.push({
       status: 'WARN',
-      text: `${physical === link ? 'is' : `its NIC ${physical.name} is`} a wireless interface: access points drop frames from MACs that did not associate`,
+      text: `${it} a wireless interface: access points drop frames from MACs that did not associate`,
       fix: 'use a wired interface as the parent',
     });
   }

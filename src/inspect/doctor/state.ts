@@ -3,6 +3,9 @@ import { findDrift } from '../drift';
 import { type StateSnapshot } from '../state-snapshot';
 import { type LinkInfo } from '../../kernel/link-info';
 import type { Check } from './check';
+const BROKEN_RECORD_ADVICE =
+  'the plugin does not start with a broken record: repair the file, or, with the plugin stopped, move it out of the state dir if Docker no longer has that network (docker network ls --no-trunc)';
+
 export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check {
   const id = 'state';
   if (state.unreadable.length) {
@@ -11,9 +14,7 @@ export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check 
       id,
       status: 'FAIL',
       message: `${state.stateDir}: ${state.unreadable.map((u) => `${u.file}: ${u.error}`).join('; ')}`,
-      fix: denied
-        ? 'run doctor as root (the state is root-only)'
-        : 'the plugin does not start with a broken record: repair the file, or, with the plugin stopped, move it out of the state dir if Docker no longer has that network (docker network ls --no-trunc)',
+      fix: denied ? 'run doctor as root (the state is root-only)' : BROKEN_RECORD_ADVICE,
     };
   }
   if (!state.exists) {
