@@ -26,7 +26,7 @@ export interface LinkInfo {
   vlanId?: number;
   vlanProtocol?: VlanProtocol;
   macvlanMode?: MacvlanMode;
-  /** Device group (IFLA_GROUP): the creating instance's mark, see mark.ts. */
+  /** Device group (IFLA_GROUP): the creating instance's mark, see marks.ts. */
   group?: number;
 }
 
