@@ -74,57 +74,63 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
   if (parent !== undefined) options.parent = checkLinkName(parent, 'parent');
 
   const mtu = text('mtu');
-  if (mtu !== undefined) {
-    if (!/^\d{1,5}$/.test(mtu) || Number(mtu) < 68) {
-      throw new PluginError(`mtu '${mtu}' is not valid; give a whole number from 68 up to the parent's MTU`);
-    }
-    options.mtu = Number(mtu);
-  }
+  if (mtu !== undefined) options.mtu = parseMtu(mtu);
+  const sourceMacs = parseSourceMacs(text('macvlan_source'), mode);
+  if (sourceMacs) options.sourceMacs = sourceMacs;
+  const hostAccess = text('host_access');
+  if (hostAccess !== undefined) options.hostAccess = parseHostAccess(hostAccess, mode);
+  const vlanProtocol = text('vlan_protocol');
+  if (vlanProtocol !== undefined) options.vlanProtocol = parseVlanProtocol(vlanProtocol, options.parent);
+  return options;
+}
 
-  const source = text('macvlan_source');
-  if (source !== undefined) {
-    if (mode !== 'source')
-      throw new PluginError(`macvlan_source only applies with macvlan_mode=source (got macvlan_mode=${mode})`);
-    const macs = source.split(',').map((mac) => mac.trim().toLowerCase());
-    const bad = macs.find((mac) => !MAC.test(mac));
-    if (bad !== undefined)
-      throw new PluginError(`macvlan_source: '${bad}' is not a MAC address like 02:42:0a:00:00:01`);
-    options.sourceMacs = macs;
-  } else if (mode === 'source') {
+function parseMtu(mtu: string): number {
+  if (!/^\d{1,5}$/.test(mtu) || Number(mtu) < 68) {
+    throw new PluginError(`mtu '${mtu}' is not valid; give a whole number from 68 up to the parent's MTU`);
+  }
+  return Number(mtu);
+}
+
+/** The MACs of macvlan_source, which goes with macvlan_mode=source and only with it. */
+function parseSourceMacs(source: string | undefined, mode: MacvlanMode): string[] | undefined {
+  if (source === undefined) {
+    if (mode === 'source')
+      throw new PluginError(
+        'macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts',
+      );
+    return undefined;
+  }
+  if (mode !== 'source')
+    throw new PluginError(`macvlan_source only applies with macvlan_mode=source (got macvlan_mode=${mode})`);
+  const macs = source.split(',').map((mac) => mac.trim().toLowerCase());
+  const bad = macs.find((mac) => !MAC.test(mac));
+  if (bad !== undefined) throw new PluginError(`macvlan_source: '${bad}' is not a MAC address like 02:42:0a:00:00:01`);
+  return macs;
+}
+
+function parseHostAccess(hostAccess: string, mode: MacvlanMode): string {
+  if (!isIPv4(hostAccess))
     throw new PluginError(
-      'macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts',
+      `host_access '${hostAccess}' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250`,
+    );
+  if (mode !== 'bridge') {
+    throw new PluginError(
+      `host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`,
     );
   }
+  return hostAccess;
+}
 
-  const hostAccess = text('host_access');
-  if (hostAccess !== undefined) {
-    if (!isIPv4(hostAccess))
-      throw new PluginError(
-        `host_access '${hostAccess}' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250`,
-      );
-    if (mode !== 'bridge') {
-      throw new PluginError(
-        `host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`,
-      );
-    }
-    options.hostAccess = hostAccess;
+function parseVlanProtocol(vlanProtocol: string, parent: string | undefined): VlanProtocol {
+  if (!(VLAN_PROTOCOLS as readonly string[]).includes(vlanProtocol.toLowerCase())) {
+    throw new PluginError(
+      `vlan_protocol '${vlanProtocol}' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)`,
+    );
   }
-
-  const vlanProtocol = text('vlan_protocol');
-  if (vlanProtocol !== undefined) {
-    if (!(VLAN_PROTOCOLS as readonly string[]).includes(vlanProtocol.toLowerCase())) {
-      throw new PluginError(
-        `vlan_protocol '${vlanProtocol}' is not a VLAN protocol; use 802.1q (the default) or 802.1ad (QinQ outer tag)`,
-      );
-    }
-    if (!options.parent?.includes('.')) {
-      throw new PluginError(
-        'vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10',
-      );
-    }
-    options.vlanProtocol = vlanProtocol.toLowerCase() as VlanProtocol;
+  if (!parent?.includes('.')) {
+    throw new PluginError('vlan_protocol applies to a VLAN parent written <interface>.<vlan id>, e.g. parent=eth0.10');
   }
-  return options;
+  return vlanProtocol.toLowerCase() as VlanProtocol;
 }
 
 /** Checks that the host_access address lies in the network's IPv4 subnet and is kept from containers. */
