@@ -24,11 +24,27 @@ export function buildServer(
 ): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }), // our own one line per request below
+    logController: new LogController({ disableRequestLogging: true }), // our own one line per request: mapErrorsAndLog
     bodyLimit: BODY_LIMIT,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
 
+  parseDockerBodies(app);
+  app.addHook('onRequest', async () => {
+    await ready;
+  });
+
+  closeConnectionsWhenClosing(app);
+  refuseEmptyRetries(app);
+  mapErrorsAndLog(app);
+  app.register(activateRoutes);
+  app.register(networkDriverRoutes, { driver: services.driver });
+  app.register(ipamRoutes, { ipam: services.ipam });
+  return app;
+}
+
+/** Bodies as Docker sends them: JSON, or nothing. */
+function parseDockerBodies(app: FastifyInstance): void {
   // Docker sends JSON without a Content-Type, and calls without arguments with an empty body.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
@@ -43,11 +59,10 @@ export function buildServer(
       );
     }
   });
+}
 
-  app.addHook('onRequest', async () => {
-    await ready;
-  });
-
+/** Lets a stop wait only for the requests in flight. */
+function closeConnectionsWhenClosing(app: FastifyInstance): void {
   // Docker keeps its connections open between requests. Once the server is closing, answers in flight close theirs,
   // so a stop takes as long as the slowest request, not the 5 s an idle connection is kept.
   let closing = false;
@@ -57,7 +72,10 @@ export function buildServer(
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close');
   });
+}
 
+/** Refuses the empty resend of a request cut short. */
+function refuseEmptyRetries(app: FastifyInstance): void {
   // Docker 20.10 resends a request whose connection broke with an empty body: it cannot be carried out. Only the
   // calls without arguments (no body schema) come empty otherwise.
   app.addHook('preValidation', async (request) => {
@@ -71,7 +89,10 @@ export function buildServer(
       { statusCode: 400, emptyRetry: true },
     );
   });
+}
 
+/** The one error mapping (to Docker's `Err` and `Error`), and one log line per request. */
+function mapErrorsAndLog(app: FastifyInstance): void {
   // The failure message of a request, for its log line.
   const failures = new WeakMap<object, string>();
 
@@ -119,9 +140,4 @@ export function buildServer(
     const message = `tsmacvlan does not implement ${request.method} ${request.url}`;
     void reply.code(404).send({ Err: message, Error: message });
   });
-
-  app.register(activateRoutes);
-  app.register(networkDriverRoutes, { driver: services.driver });
-  app.register(ipamRoutes, { ipam: services.ipam });
-  return app;
 }
