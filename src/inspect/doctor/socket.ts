@@ -33,50 +33,12 @@ function activate(socketPath: string, timeoutMs: number): Promise<Answer> {
 }
 
 export async function socketCheck(path: string, timeoutMs = 2000): Promise<Check> {
-  const id = 'socket';
   const start = `start the plugin: tsmacvlan serve --socket ${path} (or its service); if it runs with another --socket, give doctor that one`;
-  try {
-    if (!statSync(path).isSocket())
-      return { id, status: 'FAIL', message: `${path} exists but is not a socket`, fix: `remove it, then ${start}` };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT')
-      return { id, status: 'FAIL', message: `no plugin socket at ${path}: the plugin is not running`, fix: start };
-    return { id, status: 'FAIL', message: `cannot look at ${path} (${code})`, fix: 'run doctor as root' };
-  }
+  const fileProblem = socketFileProblem(path, start);
+  if (fileProblem) return fileProblem;
   const answer = await activate(path, timeoutMs);
-  if (answer.timedOut) {
-    return {
-      id,
-      status: 'FAIL',
-      message: `${path}: the plugin did not answer Plugin.Activate within ${timeoutMs} ms`,
-      fix: 'it is stuck: look at its log, then restart it',
-    };
-  }
-  if (answer.error) {
-    const code = answer.error.code;
-    if (code === 'ECONNREFUSED') {
-      return {
-        id,
-        status: 'FAIL',
-        message: `${path}: nothing listens on it (left by a plugin that stopped without cleaning up)`,
-        fix: `${start}; it replaces the stale socket`,
-      };
-    }
-    if (code === 'EACCES')
-      return {
-        id,
-        status: 'FAIL',
-        message: `${path}: permission denied (the socket is root's only)`,
-        fix: 'run doctor as root',
-      };
-    return {
-      id,
-      status: 'FAIL',
-      message: `${path}: Plugin.Activate failed (${code ?? answer.error.message})`,
-      fix: "look at the plugin's log, then restart it",
-    };
-  }
+  const failed = activateFailure(path, answer, start, timeoutMs);
+  if (failed) return failed;
   let implemented: unknown;
   try {
     implemented = (JSON.parse(answer.body ?? '') as { Implements?: unknown }).Implements;
@@ -85,7 +47,7 @@ export async function socketCheck(path: string, timeoutMs = 2000): Promise<Check
   }
   if (answer.status !== 200 || !Array.isArray(implemented) || !implemented.includes('NetworkDriver')) {
     return {
-      id,
+      id: 'socket',
       status: 'FAIL',
       message: `${path} answered Plugin.Activate with ${answer.status} ${JSON.stringify(answer.body ?? '').slice(0, 120)}, not as a network driver`,
       fix: `another program owns ${path}: stop it or give tsmacvlan another --socket`,
@@ -97,8 +59,59 @@ export async function socketCheck(path: string, timeoutMs = 2000): Promise<Check
       ? ` (outside /run/docker/plugins: Docker finds it only through a spec file in /etc/docker/plugins)`
       : '';
   return {
-    id,
+    id: 'socket',
     status: 'OK',
     message: `${path} answers Plugin.Activate (${implemented.join(', ')}); Docker's driver name for it is '${driver}'${outside}`,
+  };
+}
+
+/** The check's FAIL when there is no socket at `path` to ask. */
+function socketFileProblem(path: string, start: string): Check | undefined {
+  const id = 'socket';
+  try {
+    if (!statSync(path).isSocket())
+      return { id, status: 'FAIL', message: `${path} exists but is not a socket`, fix: `remove it, then ${start}` };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT')
+      return { id, status: 'FAIL', message: `no plugin socket at ${path}: the plugin is not running`, fix: start };
+    return { id, status: 'FAIL', message: `cannot look at ${path} (${code})`, fix: 'run doctor as root' };
+  }
+  return undefined;
+}
+
+/** The check's FAIL when Plugin.Activate got no answer at all. */
+function activateFailure(path: string, answer: Answer, start: string, timeoutMs: number): Check | undefined {
+  const id = 'socket';
+  if (answer.timedOut) {
+    return {
+      id,
+      status: 'FAIL',
+      message: `${path}: the plugin did not answer Plugin.Activate within ${timeoutMs} ms`,
+      fix: 'it is stuck: look at its log, then restart it',
+    };
+  }
+  if (!answer.error) return undefined;
+  const code = answer.error.code;
+  if (code === 'ECONNREFUSED') {
+    return {
+      id,
+      status: 'FAIL',
+      message: `${path}: nothing listens on it (left by a plugin that stopped without cleaning up)`,
+      fix: `${start}; it replaces the stale socket`,
+    };
+  }
+  if (code === 'EACCES')
+    return {
+      id,
+      status: 'FAIL',
+      message: `${path}: permission denied (the socket is root's only)`,
+      fix: 'run doctor as root',
+    };
+  return {
+    id,
+    status: 'FAIL',
+    message: `${path}: Plugin.Activate failed (${code ?? answer.error.message})`,
+    fix: "look at the plugin's log, then restart it",
   };
 }
