@@ -178,3 +178,19 @@ export function usableBounds(subnet: Cidr): { lo: bigint; hi: bigint } {
   if (hostBits <= 1) return { lo: subnet.base, hi: subnet.last };
   return { lo: subnet.base + 1n, hi: subnet.v6 ? subnet.last : subnet.last - 1n };
 }
+
+/** Why `value` may not be assigned at all in `cidr` (a pool of id `poolId`), or undefined. */
+export function unusableReason(cidr: Cidr, value: bigint, poolId: string): string | undefined {
+  const { lo, hi } = usableBounds(cidr);
+  const text = (v: bigint) => formatIp(cidr.v6, v);
+  const allowed =
+    lo === hi ? `the only usable address is ${text(lo)}` : `usable addresses are ${text(lo)} to ${text(hi)}`;
+  if (!contains(cidr, value)) return `${text(value)} is not in subnet ${cidr.text} of pool ${poolId} (${allowed})`;
+  if (value < lo) {
+    const what = cidr.v6 ? 'subnet-router anycast address' : 'network address';
+    return `${text(value)} is the ${what} of subnet ${cidr.text} and cannot be assigned (${allowed})`;
+  }
+  if (value > hi)
+    return `${text(value)} is the broadcast address of subnet ${cidr.text} and cannot be assigned (${allowed})`;
+  return undefined;
+}

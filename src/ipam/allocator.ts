@@ -1,8 +1,8 @@
 // The in-memory model of one subnet: its pools, its dynamic ranges and every address in use. No I/O here: each
 // change returns the journal line that records it, and replaying those lines rebuilds the same state.
 import { PluginError } from '../errors';
-import { type Cidr, contains, formatIp, usableBounds } from './address';
-import { DynamicRange } from './dynamic-range';
+import { type Cidr, formatIp, unusableReason, usableBounds } from './address';
+import { DynamicRange, ExhaustedError } from './dynamic-range';
 import {
   RECORD,
   addressField,
@@ -14,8 +14,45 @@ import {
   takeKindOf,
   type JournalRecord,
   type TakeKind,
+  type PoolSpec,
 } from './journal-records';
-import { sameOptions, type Holder, type PoolSpec, ExhaustedError, Pool } from './pool';
+
+/** Who holds an address. Gateways may be shared by several pools (networks on one LAN share its router); nothing else is shared. */
+export type Holder = { kind: 'aux' | 'static' | 'dynamic'; pool: Pool } | { kind: 'gateway'; by: Map<Pool, number> };
+
+/** An address pool of a subnet: one RequestPool of Docker's, or several identical ones. */
+export class Pool {
+  refs = 0;
+  /** References whose RequestPool was saved but not yet answered: a crash now means Docker never got them. */
+  unanswered = 0;
+  /** Addresses this pool holds (a gateway counts once however many times it was requested). */
+  allocated = 0;
+  readonly holders: { aux: Holder; static: Holder; dynamic: Holder };
+
+  constructor(
+    readonly subnet: Subnet,
+    /** The pool's number in its subnet's journal, shorter than its id. */
+    readonly journalNumber: number,
+    readonly id: string,
+    readonly range: Cidr | undefined,
+    readonly options: Record<string, string>,
+    readonly lane: DynamicRange,
+  ) {
+    this.holders = {
+      aux: { kind: 'aux', pool: this },
+      static: { kind: 'static', pool: this },
+      dynamic: { kind: 'dynamic', pool: this },
+    };
+  }
+}
+
+function sameOptions(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return (
+    keys.length === Object.keys(b).length &&
+    keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k])
+  );
+}
 
 function unansweredKey(value: bigint, pool: Pool): string {
   return `${pool.journalNumber}/${value}`;
@@ -131,28 +168,10 @@ export class Subnet {
     return `it is assigned to a container of pool ${holder.pool.id}`;
   }
 
-  /** Why `value` may not be assigned at all, or undefined. */
-  unusable(value: bigint, pool: Pool): string | undefined {
-    const { cidr } = this;
-    const allowed =
-      this.lo === this.hi
-        ? `the only usable address is ${this.text(this.lo)}`
-        : `usable addresses are ${this.text(this.lo)} to ${this.text(this.hi)}`;
-    if (!contains(cidr, value))
-      return `${this.text(value)} is not in subnet ${cidr.text} of pool ${pool.id} (${allowed})`;
-    if (value < this.lo) {
-      const what = cidr.v6 ? 'subnet-router anycast address' : 'network address';
-      return `${this.text(value)} is the ${what} of subnet ${cidr.text} and cannot be assigned (${allowed})`;
-    }
-    if (value > this.hi)
-      return `${this.text(value)} is the broadcast address of subnet ${cidr.text} and cannot be assigned (${allowed})`;
-    return undefined;
-  }
-
   /** Takes a given address for `kind`; throws a PluginError when it cannot be. Returns the journal line. */
   take(value: bigint, kind: Exclude<TakeKind, 'dynamic'>, pool: Pool): string {
     const label = kind === 'gateway' ? 'gateway' : 'address';
-    const unusable = this.unusable(value, pool);
+    const unusable = unusableReason(this.cidr, value, pool.id);
     if (unusable) throw new PluginError(`${label} ${unusable}`);
     const holder = this.taken.get(value);
     if (holder) {

@@ -1,4 +1,5 @@
 // The order in which the pools sharing one --ip-range (or the whole subnet) hand out dynamic addresses.
+import { PluginError } from '../errors';
 
 /** The addresses in use, as far as the order needs to know. */
 type Taken = { has(value: bigint): boolean };
@@ -150,5 +151,15 @@ export class DynamicRange {
   compactFifo(taken: Taken): void {
     this.fifo.compact((value) => !taken.has(value));
     this.fifoLimit = 2 * this.fifo.length + 1024;
+  }
+}
+
+/** No free address left in a pool's dynamic range. `line`, when set, records how the search moved the range (to be journaled). */
+export class ExhaustedError extends PluginError {
+  constructor(
+    message: string,
+    readonly line: string | undefined,
+  ) {
+    super(message);
   }
 }

@@ -1,7 +1,6 @@
 // The journal's record types: one JSON object per line, its type in `t`. The lines written per request (takes, frees,
 // answers) are built as template strings, the cheapest way to write them; every line is read back with JSON.parse.
 import { contains, parseCidr, parseIp, type Cidr } from './address';
-import type { PoolSpec } from './pool';
 
 export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
 
@@ -53,6 +52,13 @@ export const journalLine = {
   range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
     JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),
 };
+
+/** What a pool is made of: its id, its --ip-range, its --ipam-opt values. */
+export interface PoolSpec {
+  id: string;
+  range?: Cidr;
+  options: Record<string, string>;
+}
 
 /** Journal lines carry JSON objects; this is what one looks like after JSON.parse. */
 export type JournalRecord = Record<string, unknown>;

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
 import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
-import { Subnet } from './allocator';
+import { Subnet, type Pool } from './allocator';
 import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
-import { ExhaustedError, type Pool } from './pool';
 import { type TakeKind } from './journal-records';
+import { ExhaustedError } from './dynamic-range';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseCidr, parseIp } from '../../../src/ipam/address';
-import { Subnet } from '../../../src/ipam/allocator';
+import { Subnet, type Pool } from '../../../src/ipam/allocator';
 import { PluginError } from '../../../src/errors';
-import { ExhaustedError, type Pool } from '../../../src/ipam/pool';
+import { ExhaustedError } from '../../../src/ipam/dynamic-range';
 
 function cidr(text: string) {
   const r = parseCidr(text);
