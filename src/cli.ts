@@ -11,6 +11,7 @@ import { IpamService } from './ipam/service';
 import { Links } from './link';
 import { stateGroup } from './mark';
 import { describeRepair } from './reconcile';
+import { checkPatchedNetlink } from './kernel/netlink-binding';
 import { buildServer } from './server';
 import { parseStatusArgs, status } from './status';
 
@@ -68,6 +69,7 @@ const STOP_DEADLINE_MS = 10_000;
 
 async function serve(options: ServeOptions): Promise<void> {
   const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  const netlinkBinding = checkPatchedNetlink();
   process.umask(0o077); // state readable by root only
   if (existsSync(options.socket)) {
     if (await socketInUse(options.socket)) throw new Error(`another server is already listening on ${options.socket}`);
@@ -87,7 +89,7 @@ async function serve(options: ServeOptions): Promise<void> {
   process.umask(0o077);
   await ready;
   log.info(
-    { socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length },
+    { socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length, netlinkBinding },
     'tsmacvlan ready',
   );
 

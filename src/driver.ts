@@ -147,7 +147,7 @@ export class NetworkDriver {
   }
 
   private watchLinks(): () => void {
-    const stop = this.links.watch((name) => {
+    const onChange = (name: string) => {
       const affected = [...(this.networksOn.get(name) ?? [])];
       const shimOf = this.shims.get(name);
       if (shimOf) affected.push(shimOf);
@@ -164,7 +164,13 @@ export class NetworkDriver {
           }, 50),
         );
       }
-    });
+    };
+    // Dropped events may have been any link's: every shim and every parent is checked, as its own event would have.
+    const onLost = (err: Error) => {
+      this.log.warn({ err }, 'link events were lost; checking every shim and parent again');
+      for (const name of [...this.shims.keys(), ...this.networksOn.keys()]) onChange(name);
+    };
+    const stop = this.links.watch(onChange, onLost);
     return () => {
       stop();
       for (const timer of this.pendingRepairs.values()) clearTimeout(timer);
