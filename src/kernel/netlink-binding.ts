@@ -12,10 +12,12 @@ interface NodeGypBuild {
 /** Bumped with patches/netlink+0.3.0.patch whenever the patch changes what the plugin relies on. */
 export const NETLINK_PATCH_LEVEL = 1;
 
-/** The path of the binding netlink loads (the same module instance: `require` caches it); throws unless it is ours. */
-export function checkPatchedNetlink(): string {
+/**
+ * The path of the binding the netlink package in `dir` loads (the same module instance: `require` caches it); throws
+ * unless it is ours.
+ */
+export function checkPatchedNetlink(dir = dirname(require.resolve('netlink/package.json'))): string {
   const nodeGypBuild = require('node-gyp-build') as NodeGypBuild;
-  const dir = dirname(require.resolve('netlink/package.json'));
   const path = nodeGypBuild.resolve(dir);
   if (nodeGypBuild(dir).tsmacvlanPatch !== NETLINK_PATCH_LEVEL) {
     throw new Error(
