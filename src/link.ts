@@ -218,6 +218,7 @@ export class Links {
     }
   }
 
+  /** Dumps are never sent twice (not `idempotent`): the first may still be running, and two on a socket mix replies. */
   async list(): Promise<LinkInfo[]> {
     const run = this.dumpQueue.then(() => this.call('list links', () => this.socket.getLinks(), false));
     this.dumpQueue = run.catch(() => undefined);
