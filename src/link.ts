@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { AttrStream, FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket, type StreamData } from 'netlink';
 import type { LinkMessage } from 'netlink/dist/rt/structs';
 import { crashPoint } from './crash';
+import { withTimeout } from './kernel/request-timeout';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru' | 'source';
 export type VlanProtocol = '802.1q' | '802.1ad';
@@ -138,18 +139,6 @@ const MAX_IN_FLIGHT = 32;
  * a reply without an ENOBUFS): it fails, or is sent once more when sending it twice does no harm.
  */
 const REQUEST_TIMEOUT_MS = 10_000;
-
-/**
- * Rejects with ETIMEDOUT after `ms`, but only after the event loop has polled once more: a reply already waiting in the
- * socket (the loop was stalled: a freeze, a long GC) is read before the timer's verdict counts.
- */
-function withTimeout<T>(request: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => setImmediate(() => reject(new Error(`no reply within ${ms} ms: ETIMEDOUT`))), ms);
-  });
-  return Promise.race([request, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Makes sure a socket has a listener for 'error' (an 'error' without one is thrown) and the buffer sized above. */
 function prepare(socket: RtNetlinkSocket, onError: (err: Error & { code?: string }) => void): RtNetlinkSocket {
