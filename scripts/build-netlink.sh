@@ -21,7 +21,10 @@ for tool in g++ make python3 patch; do
 done
 # Applied once: installing over an already patched tree leaves it as it is.
 if ! patch -d "$package" -p1 -R --dry-run -f -s <"$patch_file" >/dev/null 2>&1; then
-  patch -d "$package" -p1 -N -f -s <"$patch_file"
+  patch -d "$package" -p1 -N -f -s <"$patch_file" || {
+    echo "$package/src/binding.cc is neither netlink 0.3.0's nor patched with $patch_file: run npm ci" >&2
+    exit 1
+  }
 fi
 
 # The headers of the Node that runs us (NodeSource's and Debian's packages ship them): node-gyp downloads nothing.
