@@ -74,4 +74,22 @@ describe('the netlink binding', () => {
     expect({ status: unhandled.status, signal: unhandled.signal }).toEqual({ status: 1, signal: null });
     expect(unhandled.stderr).toContain('Error: thrown in a send callback');
   });
+
+  it('turns an exception thrown by a message listener (read in the poll handler) into an uncaught JS exception', () => {
+    cleanups.push(() => deleteLink('tmvNe0'));
+    const script = `
+      process.on('uncaughtException', (e) => { console.log('caught: ' + e.message); process.exit(0); });
+      const socket = require('netlink').createRtNetlink();
+      socket.addMembership('LINK');
+      // The raw socket's listener: RtNetlinkSocket turns its own listeners' exceptions into 'invalid' events.
+      socket.socket.socket.on('message', () => { throw new Error('thrown in a message listener'); });
+      require('node:child_process').execFileSync('ip', ['link', 'add', 'tmvNe0', 'type', 'veth', 'peer', 'name', 'tmvNe1']);
+      setTimeout(() => process.exit(2), 10_000);`;
+    const run = spawnSync(process.execPath, ['-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    expect({ status: run.status, signal: run.signal, stdout: run.stdout }).toEqual({
+      status: 0,
+      signal: null,
+      stdout: 'caught: thrown in a message listener\n',
+    });
+  });
 });
