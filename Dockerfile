@@ -19,16 +19,14 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 COPY scripts/build-netlink.sh ./scripts/
 COPY patches ./patches
-# netlink's native binding must be our patched one (the prebuilt binary aborts the plugin on a netlink overflow):
-# compiled here when the base has a C++ toolchain, else the one `npm ci` compiled on the building machine (the local
-# base carries that machine's node and glibc; N-API binaries do not depend on the Node version).
-COPY node_modules/netlink/build/Release/netlink_binding.node /tmp/host-netlink-binding.node
-RUN npm ci --ignore-scripts \
- && if command -v g++ && command -v make && command -v python3 && command -v patch; then \
+RUN npm ci --ignore-scripts
+# netlink's native binding must be our patched one (the prebuilt binary aborts the plugin on a netlink overflow): the
+# one `npm ci` compiled on the building machine (the local base carries that machine's node and glibc, and an N-API
+# binary does not depend on the Node version), replaced by one compiled here when the base can. Only shell builtins
+# before that: the local base has no mkdir, cp or bash.
+COPY node_modules/netlink/build/Release/netlink_binding.node ./node_modules/netlink/build/Release/
+RUN if command -v g++ && command -v make && command -v python3 && command -v patch && command -v bash; then \
       bash scripts/build-netlink.sh; \
-    else \
-      mkdir -p node_modules/netlink/build/Release \
-      && cp /tmp/host-netlink-binding.node node_modules/netlink/build/Release/netlink_binding.node; \
     fi >/dev/null
 COPY tsconfig.json ./
 COPY src ./src
