@@ -5,8 +5,8 @@
 #   docker build --network host -t tsmacvlan-rootfs .
 #   docker build --network host --build-arg BASE=node:20-bookworm-slim -t tsmacvlan-rootfs .   # with a registry
 #
-# BASE must have node (>= 20) and npm on PATH, /bin/sh, rm and glibc (the netlink package's prebuilt linux
-# N-API binary links against glibc: no Alpine/musl). `--network host` because npm needs the registry and the
+# BASE must have node (>= 20) and npm on PATH, /bin/sh, rm and glibc (the netlink binding links against glibc: no
+# Alpine/musl). `--network host` because npm needs the registry and the
 # daemon may have no bridge network.
 ARG BASE=tsmacvlan-base:node20
 
@@ -17,10 +17,20 @@ ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_AUDIT=false NPM_CONFIG_FUND=false NPM_CONFIG_CACHE=/tmp/npm-cache
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci
+COPY scripts/build-netlink.sh ./scripts/
+COPY patches ./patches
+RUN npm ci --ignore-scripts
+# netlink's native binding must be our patched one (the prebuilt binary aborts the plugin on a netlink overflow): the
+# one `npm ci` compiled on the building machine (the local base carries that machine's node and glibc, and an N-API
+# binary does not depend on the Node version), replaced by one compiled here when the base can. Only shell builtins
+# before that: the local base has no mkdir, cp or bash.
+COPY node_modules/netlink/build/Release/netlink_binding.node ./node_modules/netlink/build/Release/
+RUN if command -v g++ && command -v make && command -v python3 && command -v patch && command -v bash; then \
+      bash scripts/build-netlink.sh; \
+    fi >/dev/null
 COPY tsconfig.json ./
 COPY src ./src
-RUN npm run build
+RUN npm run build && node -e "console.log(require('./dist/kernel/netlink-binding.js').checkPatchedNetlink())"
 
 # ---- deps: production dependencies only
 FROM ${BASE} AS deps
@@ -28,7 +38,9 @@ ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_AUDIT=false NPM_CONFIG_FUND=false NPM_CONFIG_CACHE=/tmp/npm-cache
 WORKDIR /opt/tsmacvlan
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev
+# Scripts off: the patched netlink binding comes from the build stage.
+RUN npm ci --omit=dev --ignore-scripts
+COPY --from=build /src/node_modules/netlink/build/Release/netlink_binding.node ./node_modules/netlink/build/Release/
 
 # ---- runtime: node, the production node_modules and dist/
 FROM ${BASE} AS runtime
@@ -40,8 +52,8 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
 WORKDIR /opt/tsmacvlan
 COPY --from=deps /opt/tsmacvlan ./
 COPY --from=build /src/dist ./dist
-# Fail here, not at plugin start, when the native netlink addon cannot load on this base (e.g. no glibc).
-RUN ["node", "-e", "require('/opt/tsmacvlan/node_modules/netlink'); console.log('netlink native addon loads')"]
+# Fail here, not at plugin start, when the patched netlink binding cannot load on this base (e.g. no glibc).
+RUN ["node", "-e", "require('/opt/tsmacvlan/dist/kernel/netlink-binding.js').checkPatchedNetlink(); console.log('patched netlink binding loads')"]
 # plugin/create.sh removes the images this label marks once a newer build replaces them.
 LABEL tsmacvlan.rootfs=true
 ENTRYPOINT ["node", "--max-semi-space-size=1", "/opt/tsmacvlan/dist/cli/main.js"]

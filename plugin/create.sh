@@ -126,8 +126,8 @@ export_rootfs() {
 inputs_hash() {
   {
     printf '%s\n' "BASE=$BASE" "node=$(node --version 2>/dev/null || true)"
-    find Dockerfile .dockerignore config.json package.json package-lock.json tsconfig.json src \
-      plugin/base-image.sh plugin/create.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    find Dockerfile .dockerignore config.json package.json package-lock.json tsconfig.json src scripts patches \
+      node_modules/netlink/build/Release/netlink_binding.node plugin/base-image.sh plugin/create.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16
 }
 

@@ -14,6 +14,7 @@ import { buildServer } from '../api/server';
 import { status } from '../inspect/status';
 import { stateGroup } from '../state/instance';
 import { crashPoint } from '../state/crash';
+import { checkPatchedNetlink } from '../kernel/netlink-binding';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
@@ -69,6 +70,7 @@ const STOP_DEADLINE_MS = 10_000;
 
 async function serve(options: ServeOptions): Promise<void> {
   const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  const netlinkBinding = checkPatchedNetlink();
   process.umask(0o077); // state readable by root only
   if (existsSync(options.socket)) {
     if (await socketInUse(options.socket)) throw new Error(`another server is already listening on ${options.socket}`);
@@ -88,7 +90,7 @@ async function serve(options: ServeOptions): Promise<void> {
   process.umask(0o077);
   await ready;
   log.info(
-    { socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length },
+    { socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length, netlinkBinding },
     'tsmacvlan ready',
   );
 

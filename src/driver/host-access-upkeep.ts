@@ -41,7 +41,7 @@ export class HostAccessUpkeep {
   }
 
   private watchLinks(): () => void {
-    const stop = this.links.watch((name) => {
+    const onChange = (name: string) => {
       const affected = [...(this.state.networksOn.get(name) ?? [])];
       const shimOf = this.state.shims.get(name);
       if (shimOf) affected.push(shimOf);
@@ -56,7 +56,13 @@ export class HostAccessUpkeep {
           }, 50),
         );
       }
-    });
+    };
+    // Dropped events may have been any link's: every shim and every parent is checked, as its own event would have.
+    const onLost = (err: Error) => {
+      this.log.warn({ err }, 'link events were lost; checking every shim and parent again');
+      for (const name of [...this.state.shims.keys(), ...this.state.networksOn.keys()]) onChange(name);
+    };
+    const stop = this.links.watch(onChange, onLost);
     return () => {
       stop();
       for (const timer of this.pendingRepairs.values()) clearTimeout(timer);

@@ -2,6 +2,7 @@
 import { FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket } from 'netlink';
 import { attr, flatten, ipv4ToBuffer, macToBuffer, u32 } from './attributes';
 import { errnoOf, KernelError } from './errors';
+import { withTimeout } from './request-timeout';
 import {
   MODE_FLAGS,
   VLAN_ETHERTYPES,
@@ -34,12 +35,27 @@ const RT_SCOPE_NOWHERE = 255; // in a delete: match a route of any scope
 const RTN_UNICAST = 1;
 
 /**
- * Requests on the socket at once, at most. Their replies wait in its receive buffer (208 KiB by default) until the event
- * loop reads them; a burst (200 Joins at once) overran it, the kernel flagged the socket (ENOBUFS), and netlink 0.3.0's
- * native poll handler then aborted the whole process (SIGABRT, "Error in native callback"). 8 replies of a few KiB each
- * stay far below the buffer, and a request takes the kernel well under a millisecond, so bursts lose nothing.
+ * The receive buffer asked of every socket (the kernel doubles it, and caps the request at net.core.rmem_max, whose
+ * Debian default is this very size): 416 KiB. The kernel queues a request's reply while the request is sent, before the
+ * event loop reads any, and drops replies that do not fit (ENOBUFS). Measured with test/bench/netlink-overflow.mjs:
+ * 136 replies of a macvlan's getLink fit in 416 KiB (68 in the default 208 KiB), 512 acks do.
  */
-const MAX_IN_FLIGHT = 8;
+const RECV_BUFFER_BYTES = 212992;
+/** Requests on a socket at once, at most: 32 getLink replies fill a quarter of its buffer (see above). */
+const MAX_IN_FLIGHT = 32;
+/**
+ * A request unanswered this long had its reply dropped (the kernel answers in well under a millisecond, and never drops
+ * a reply without an ENOBUFS): it fails, or is sent once more when sending it twice does no harm.
+ */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** Makes sure a socket has a listener for 'error' (an 'error' without one is thrown) and the buffer sized above. */
+function prepare(socket: RtNetlinkSocket, onError: (err: Error & { code?: string }) => void): RtNetlinkSocket {
+  socket.socket.setRecvBufferSize(RECV_BUFFER_BYTES);
+  // RtNetlinkSocket does not re-emit its NetlinkSocket's 'error' (which re-emits the raw socket's): listen there.
+  socket.socket.on('error', onError);
+  return socket;
+}
 
 export class Links {
   private readonly socket: RtNetlinkSocket;
@@ -59,7 +75,9 @@ export class Links {
     private readonly afterCreate: () => void = () => undefined,
   ) {
     this.group = group;
-    this.socket = createRtNetlink();
+    // ENOBUFS here means replies were dropped: their requests time out (see `inTurn`). Any other error closes the
+    // socket in the binding, and every later request fails with "Netlink socket is closed".
+    this.socket = prepare(createRtNetlink(), () => undefined);
   }
 
   /** True for a link this instance created (its device group is ours). */
@@ -71,12 +89,20 @@ export class Links {
     this.socket.socket.close();
   }
 
-  /** Runs one request on the socket once fewer than MAX_IN_FLIGHT are under way; a finished one hands its slot on. */
-  private async inTurn<T>(send: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one request on the socket once fewer than MAX_IN_FLIGHT are under way; a finished one hands its slot on. A
+   * request whose reply the kernel dropped times out, and is sent once more when it is `idempotent`.
+   */
+  private async inTurn<T>(send: () => Promise<T>, idempotent = true): Promise<T> {
     if (this.inFlight < MAX_IN_FLIGHT) this.inFlight++;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
     try {
-      return await send();
+      try {
+        return await withTimeout(send(), REQUEST_TIMEOUT_MS);
+      } catch (err) {
+        if (!idempotent || errnoOf(err) !== 'ETIMEDOUT') throw err;
+        return await withTimeout(send(), REQUEST_TIMEOUT_MS);
+      }
     } finally {
       const next = this.waiting.shift();
       if (next) next();
@@ -85,9 +111,9 @@ export class Links {
   }
 
   /** One request in turn; a refusal becomes a KernelError naming `operation`. */
-  private async request<T>(operation: string, send: () => Promise<T>): Promise<T> {
+  private async request<T>(operation: string, send: () => Promise<T>, idempotent = true): Promise<T> {
     try {
-      return await this.inTurn(send);
+      return await this.inTurn(send, idempotent);
     } catch (err) {
       throw new KernelError(operation, errnoOf(err));
     }
@@ -104,9 +130,12 @@ export class Links {
     }
   }
 
-  /** A dump request, after the previous one has finished. */
+  /**
+   * A dump request, after the previous one has finished. Never sent twice (not idempotent): the first may still be
+   * running, and two on a socket mix their replies.
+   */
   private dump<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    const run = this.dumpQueue.then(() => this.request(operation, send));
+    const run = this.dumpQueue.then(() => this.request(operation, send, false));
     this.dumpQueue = run.catch(() => undefined);
     return run;
   }
@@ -213,7 +242,12 @@ export class Links {
   private async create(operation: string, alias: string, attrs: ifla.LinkAttrs): Promise<void> {
     const name = attrs.ifname as string;
     const marked = this.group === undefined ? attrs : { ...attrs, group: this.group };
-    await this.request(operation, () => this.socket.newLink({}, marked, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+    // Not sent twice: after a dropped reply the first may have made the link, and the second would say EEXIST.
+    await this.request(
+      operation,
+      () => this.socket.newLink({}, marked, { flags: FlagsNew.CREATE | FlagsNew.EXCL }),
+      false,
+    );
     this.afterCreate();
     try {
       await this.request(`mark ${name}`, () => this.socket.setLink({}, { ifname: name, ifalias: alias }));
@@ -284,12 +318,13 @@ export class Links {
     return deleted ?? false;
   }
 
-  /** Calls `onChange` with the name of every link that appears, changes or goes; returns a function that stops watching. */
-  watch(onChange: (name: string) => void): () => void {
-    // netlink@0.3.0 aborts the process when this socket overflows (ENOBUFS reaches its poll-error path, which builds
-    // an error with a null syscall name). That takes thousands of link events queued while the event loop is blocked;
-    // the daemon never blocks it for long, and survives 4,000 veth pairs made and deleted by `ip -batch` while it watches.
-    const events = createRtNetlink();
+  /**
+   * Calls `onChange` with the name of every link that appears, changes or goes, and `onLost` when events may have been
+   * lost: the socket reported an error, ENOBUFS when the kernel dropped events that did not fit its receive buffer
+   * (thousands of link changes while the event loop was stalled). The watch goes on. Returns a function that stops it.
+   */
+  watch(onChange: (name: string) => void, onLost: (err: Error) => void): () => void {
+    const events = prepare(createRtNetlink(), onLost);
     events.addMembership('LINK');
     events.on('message', (messages) => {
       for (const msg of messages) {

@@ -7,6 +7,8 @@ const WORKER = `
 const { parentPort } = require('node:worker_threads');
 const { createRtNetlink } = require(${JSON.stringify(require.resolve('netlink'))});
 const socket = createRtNetlink();
+// One request at a time, so its reply always fits the buffer; yet an 'error' event without a listener is thrown.
+socket.socket.on('error', () => undefined);
 parentPort.on('message', async ({ id, name }) => {
   try {
     await socket.delLink({}, { ifname: name });

@@ -1,5 +1,5 @@
-// The real daemon as a child process (it inherits the test's network namespace).
-import { spawn, type ChildProcess } from 'node:child_process';
+// The real daemon as a child process, in the test's network namespace or in one of its own.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -13,7 +13,11 @@ export interface Daemon {
 }
 
 export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  return spawnProcess(process.execPath, [CLI, ...args], env);
+}
+
+function spawnProcess(command: string, args: string[], env: NodeJS.ProcessEnv): Daemon {
+  const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -22,6 +26,21 @@ export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon
   child.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, output: () => out, exited };
+}
+
+/**
+ * The daemon in a network namespace of its own (`unshare --net` execs node: the child's pid is the daemon's), gone with
+ * every link in it when the daemon exits. `inNetns` runs a command there.
+ */
+export function spawnDaemonInOwnNetns(args: string[]): Daemon & { inNetns: (cmd: string, ...a: string[]) => string } {
+  const daemon = spawnProcess('unshare', ['--net', '--', process.execPath, CLI, ...args], {});
+  const inNetns = (cmd: string, ...a: string[]) =>
+    execFileSync('nsenter', [`--net=/proc/${daemon.child.pid}/ns/net`, '--', cmd, ...a], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 300_000,
+    });
+  return { ...daemon, inNetns };
 }
 
 /** Waits until the daemon answers on its socket (a stale socket file from a killed daemon does not count). */
