@@ -94,10 +94,7 @@ export class DhcpClient {
   /** Takes over a lease kept from before a restart, in the state its times say now. */
   resume(lease: Lease, now: number): Step {
     this.leased = lease;
-    if (now >= lease.expiresAt) this.expire(now);
-    else if (now >= lease.rebindAt) this.enter('rebinding', now);
-    else if (now >= lease.renewAt) this.enter('renewing', now);
-    else this.bind(now);
+    this.bind(now);
     return this.finish();
   }
 
@@ -158,8 +155,6 @@ export class DhcpClient {
         this.probe(now);
         break;
       case 'bound':
-        this.enter('renewing', now);
-        break;
       case 'renewing':
       case 'rebinding':
         this.retransmitRenewal(now);
@@ -276,10 +271,11 @@ export class DhcpClient {
     this.discover(now);
   }
 
+  /** BOUND until T1; a lease whose T1, T2 or expiry has already passed goes straight to where its times say. */
   private bind(now: number): void {
     this.current = 'bound';
     this.wakeAt = this.leased!.renewAt;
-    if (now >= this.wakeAt) this.enter('renewing', now);
+    if (now >= this.wakeAt) this.retransmitRenewal(now);
   }
 
   private enter(state: 'renewing' | 'rebinding', now: number): void {
@@ -291,7 +287,8 @@ export class DhcpClient {
   private retransmitRenewal(now: number): void {
     const lease = this.leased!;
     if (now >= lease.expiresAt) this.expire(now);
-    else if (this.current === 'renewing' && now >= lease.rebindAt) this.enter('rebinding', now);
+    else if (this.current !== 'rebinding' && now >= lease.rebindAt) this.enter('rebinding', now);
+    else if (this.current === 'bound') this.enter('renewing', now);
     else this.sendRenewal(now);
   }
 
