@@ -164,23 +164,25 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 
   private send(ifindex: number, mac: string, packet: Outgoing): void {
-    const frame =
-      packet.kind === 'arp'
-        ? buildArpFrame(packet.arp)
-        : buildUdpFrame({
-            sourceMac: mac,
-            destinationMac: packet.destinationMac,
-            sourceIp: packet.sourceIp,
-            destinationIp: packet.destinationIp,
-            sourcePort: CLIENT_PORT,
-            destinationPort: SERVER_PORT,
-            payload: encodeMessage(packet.message),
-          });
     try {
-      this.options.link.send(ifindex, frame);
+      this.options.link.send(ifindex, frameFor(mac, packet));
     } catch (error) {
       // A lost frame is like one lost on the wire: the client retransmits.
       this.options.log.warn({ mac, ifindex, error: (error as Error).message }, 'could not send a DHCP/ARP frame');
     }
   }
+}
+
+/** The whole Ethernet frame for what the client of `mac` sends. */
+export function frameFor(mac: string, packet: Outgoing): Buffer {
+  if (packet.kind === 'arp') return buildArpFrame(packet.arp);
+  return buildUdpFrame({
+    sourceMac: mac,
+    destinationMac: packet.destinationMac,
+    sourceIp: packet.sourceIp,
+    destinationIp: packet.destinationIp,
+    sourcePort: CLIENT_PORT,
+    destinationPort: SERVER_PORT,
+    payload: encodeMessage(packet.message),
+  });
 }

@@ -2,9 +2,10 @@
 // sent and received on the parent (what test/fixtures/dhcp/ holds).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { DhcpClient, type LeaseEvent, type Outgoing, type Step } from '../../src/dhcp/client';
-import { buildArpFrame, buildUdpFrame, parseFrame } from '../../src/dhcp/frame';
-import { CLIENT_PORT, decodeMessage, encodeMessage, SERVER_PORT } from '../../src/dhcp/message';
+import { DhcpClient, type LeaseEvent, type Step } from '../../src/dhcp/client';
+import { frameFor } from '../../src/dhcp/clients';
+import { parseFrame } from '../../src/dhcp/frame';
+import { decodeMessage, SERVER_PORT } from '../../src/dhcp/message';
 import type { PacketSocket, ReceivedFrame } from '../../src/kernel/packet-socket';
 import { sleep } from './dhcp-lab';
 
@@ -17,19 +18,6 @@ export interface Recording {
   scenario: string;
   mac: string;
   frames: RecordedFrame[];
-}
-
-export function frameToServer(mac: string, packet: Outgoing): Buffer {
-  if (packet.kind === 'arp') return buildArpFrame(packet.arp);
-  return buildUdpFrame({
-    sourceMac: mac,
-    destinationMac: packet.destinationMac,
-    sourceIp: packet.sourceIp,
-    destinationIp: packet.destinationIp,
-    sourcePort: CLIENT_PORT,
-    destinationPort: SERVER_PORT,
-    payload: encodeMessage(packet.message),
-  });
 }
 
 export class ClientHarness {
@@ -53,7 +41,7 @@ export class ClientHarness {
 
   carry(step: Step): void {
     for (const packet of step.send) {
-      const frame = frameToServer(this.mac, packet);
+      const frame = frameFor(this.mac, packet);
       this.frames.push({ from: 'client', hex: frame.toString('hex') });
       this.socket.send(this.ifindex, frame);
     }
