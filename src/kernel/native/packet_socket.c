@@ -1,6 +1,7 @@
 // One AF_PACKET socket for the whole host, watched by libuv (uv_poll): readable frames are delivered on the event
 // loop, never by a thread of its own and never by a blocking call. A classic BPF filter keeps only ARP and IPv4
 // UDP to ports 67/68 (DHCP), so the socket costs nothing for other traffic. Needs CAP_NET_RAW only.
+#define _GNU_SOURCE // strerrorname_np
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/filter.h>
@@ -46,9 +47,8 @@ static struct sock_filter dhcp_and_arp[] = {
 static napi_value throw_errno(napi_env env, const char *what, int err) {
   char message[160];
   snprintf(message, sizeof message, "%s: %s", what, strerror(err));
-  char code[16];
-  snprintf(code, sizeof code, "%d", err);
-  napi_throw_error(env, code, message);
+  const char *code = strerrorname_np(err); // "EPERM": what a caller can test for
+  napi_throw_error(env, code ? code : "EUNKNOWN", message);
   return NULL;
 }
 
