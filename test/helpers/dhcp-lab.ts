@@ -35,9 +35,22 @@ export class DhcpLab {
   private readonly namespaces: string[] = [];
   private dnsmasq: ChildProcess | undefined;
 
-  /** Builds the switch and the parent; starts no server yet. */
-  constructor() {
+  /** Builds the switch and the parent (starts no server yet); what was made is removed if a step fails. */
+  static async create(): Promise<DhcpLab> {
     requireTool(DNSMASQ, 'dnsmasq-base');
+    const lab = new DhcpLab();
+    try {
+      lab.build();
+      return lab;
+    } catch (error) {
+      await lab.close();
+      throw error;
+    }
+  }
+
+  private constructor() {}
+
+  private build(): void {
     this.addNs(this.switchNs);
     inNs(this.switchNs, 'ip', 'link', 'set', 'lo', 'up');
     inNs(this.switchNs, 'ip', 'link', 'add', 'br0', 'type', 'bridge');

@@ -22,10 +22,11 @@ describe('DhcpClients with dnsmasq', () => {
   const firstDiscover = new Map<string, number>();
   const ackAt = new Map<string, number>();
   let lonely: string;
+  let acquired: Lease[] = [];
 
   beforeAll(async () => {
     assertPrivateNetns();
-    lab = new DhcpLab();
+    lab = await DhcpLab.create();
     await lab.startServer();
     // The socket does not see its own frames: DISCOVERs are timed as they are sent, ACKs as they arrive.
     const note = (frame: Buffer) => {
@@ -86,6 +87,7 @@ describe('DhcpClients with dnsmasq', () => {
     );
     const elapsed = performance.now() - started;
     expect(new Set(leases.map((l) => l.address)).size).toBe(PARALLEL);
+    acquired = leases;
     const onServer = lab.serverLeases();
     for (const lease of leases) {
       expect(lease.routers).toEqual([SUBNET.router]);
@@ -113,6 +115,24 @@ describe('DhcpClients with dnsmasq', () => {
     expect(after.address).toBe(lease.address);
     expect(after.obtainedAt).toBeGreaterThan(lease.obtainedAt);
     expect(acks()).toBe(before + 1);
+  });
+
+  it('after a restart (a new service, the lease kept): renewals resume and the server sees them', async () => {
+    const kept = clients.lease(mac(0))!;
+    clients.stop();
+    clients = new DhcpClients({ link: { send: (i, f) => socket.send(i, f) }, log: pino({ level: 'silent' }) });
+    clients.on('lease', (change) => changes.push(change));
+    clients.resume(lab.parentIndex, kept);
+    const acks = () => lab.serverLog().split(`DHCPACK(br0) ${kept.address} ${kept.mac}`).length;
+    const before = acks();
+    const renewed = new Promise<Lease>((resolve) =>
+      clients.on('lease', (c) => c.mac === kept.mac && c.event.kind === 'renewed' && resolve(c.event.lease)),
+    );
+    clients.renew(kept.mac);
+    expect((await renewed).address).toBe(kept.address);
+    expect(acks()).toBe(before + 1);
+    // The other leases are resumed too, so that release below finds them.
+    for (const lease of acquired.slice(1)) clients.resume(lab.parentIndex, lease);
   });
 
   it("a squatter's address is declined (the server logs the DECLINE) and another one is leased", async () => {

@@ -31,7 +31,7 @@ describe('DHCP exchanges with dnsmasq', () => {
 
   beforeAll(async () => {
     assertPrivateNetns();
-    lab = new DhcpLab();
+    lab = await DhcpLab.create();
     await lab.startServer();
     containerNs = lab.container('c1', MAC1);
     socket = new PacketSocket(
