@@ -13,7 +13,7 @@ import {
 import { type DhcpMessage, decodeMessage, encodeMessage, MalformedMessage } from '../../../src/dhcp/message';
 import { loadRecording } from '../../helpers/dhcp-replay';
 
-const scenarios = ['acquire', 'renew', 'rebind', 'renew-new-address', 'nak', 'decline', 'release'];
+const scenarios = ['acquire', 'renew', 'rebind', 'renew-new-address', 'nak', 'decline', 'release', 'udhcpc'];
 const allFrames = scenarios.flatMap((s) => loadRecording(s).frames.map((f) => Buffer.from(f.hex, 'hex')));
 
 function dhcpOf(frame: Buffer): { datagram: UdpDatagram; message: DhcpMessage } {
@@ -65,6 +65,19 @@ describe('decoding dnsmasq frames', () => {
       senderIp: '10.77.0.116',
       targetIp: '0.0.0.0',
     });
+  });
+
+  it("another client's frames: busybox udhcpc's DISCOVER and REQUEST, and dnsmasq's unicast answers to its MAC", () => {
+    const udhcpc = loadRecording('udhcpc').frames.map((f) => dhcpOf(Buffer.from(f.hex, 'hex')));
+    expect(udhcpc.map(({ message }) => message.type)).toEqual(['discover', 'offer', 'request', 'ack']);
+    const [discover, offer, request] = udhcpc;
+    expect(discover!.message).toMatchObject({ op: 'request', clientId: '02:7d:00:00:00:b1', broadcast: false });
+    expect(discover!.message.parameterRequestList).toEqual([1, 3, 6, 12, 15, 28, 42]);
+    expect(offer!.datagram).toMatchObject({
+      destinationIp: offer!.message.yiaddr,
+      destinationMac: '02:7d:00:00:00:b1',
+    });
+    expect(request!.message).toMatchObject({ requestedAddress: offer!.message.yiaddr, serverId: '10.77.0.1' });
   });
 
   it('every recorded frame parses', () => {
