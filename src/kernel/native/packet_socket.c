@@ -116,29 +116,35 @@ static void on_closed(uv_handle_t *handle) {
   free(s);
 }
 
+// Stops watching and closes the fd once libuv has let go of the handle. Touches no JS: also used at env teardown.
 static void close_socket(packet_socket *s) {
   if (s->closed) return;
   s->closed = 1;
   uv_poll_stop(&s->poll);
-  napi_delete_reference(s->env, s->on_frame);
-  napi_delete_reference(s->env, s->self);
-  napi_async_destroy(s->env, s->async);
   uv_close((uv_handle_t *)&s->poll, on_closed);
 }
 
 static void on_env_cleanup(void *data) { close_socket(data); }
 
+// The JS side of close(): the object no longer points at the (soon freed) native state, so any later call on it
+// finds no socket instead of freed memory.
+static void detach(napi_env env, napi_value self, packet_socket *s) {
+  napi_remove_wrap(env, self, NULL);
+  napi_remove_env_cleanup_hook(env, on_env_cleanup, s);
+  napi_delete_reference(env, s->on_frame);
+  napi_delete_reference(env, s->self);
+  napi_async_destroy(env, s->async);
+}
+
 static packet_socket *unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
   napi_value self;
   void *data;
   napi_get_cb_info(env, info, argc, argv, &self, NULL);
-  if (napi_unwrap(env, self, &data) != napi_ok) return NULL;
-  packet_socket *s = data;
-  if (s->closed) {
+  if (napi_unwrap(env, self, &data) != napi_ok) {
     napi_throw_error(env, "EBADF", "the packet socket is closed");
     return NULL;
   }
-  return s;
+  return data;
 }
 
 static int open_filtered(void) {
@@ -222,10 +228,9 @@ static napi_value close_method(napi_env env, napi_callback_info info) {
   napi_value self;
   void *data;
   napi_get_cb_info(env, info, NULL, NULL, &self, NULL);
-  if (napi_unwrap(env, self, &data) == napi_ok && !((packet_socket *)data)->closed) {
-    napi_remove_env_cleanup_hook(env, on_env_cleanup, data);
-    close_socket(data);
-  }
+  if (napi_unwrap(env, self, &data) != napi_ok) return NULL; // closed already
+  detach(env, self, data);
+  close_socket(data);
   return NULL;
 }
 
