@@ -73,7 +73,8 @@ export class DhcpClient {
   private probesSent = 0;
   private leased: Lease | undefined;
   private wakeAt: number | undefined;
-  private out: Step = { send: [], events: [], wakeAt: undefined };
+  /** What the current call returns, collected as it goes. */
+  private out: Pick<Step, 'send' | 'events'> = { send: [], events: [] };
 
   constructor(private readonly options: ClientOptions) {}
 
@@ -165,7 +166,7 @@ export class DhcpClient {
 
   private finish(): Step {
     const step = { ...this.out, wakeAt: this.wakeAt };
-    this.out = { send: [], events: [], wakeAt: undefined };
+    this.out = { send: [], events: [] };
     return step;
   }
 
@@ -243,8 +244,14 @@ export class DhcpClient {
     const candidate = this.candidate!;
     if (this.probesSent < Timing.probes) {
       this.probesSent++;
-      const arp = { operation: 'request', senderMac: this.options.mac, senderIp: ANY_IPV4, targetMac: ZERO_MAC };
-      this.out.send.push({ kind: 'arp', arp: { ...arp, targetIp: candidate.address } as ArpPacket });
+      const probe: ArpPacket = {
+        operation: 'request',
+        senderMac: this.options.mac,
+        senderIp: ANY_IPV4, // RFC 5227 §2.1.1: a probe claims nothing yet
+        targetMac: ZERO_MAC,
+        targetIp: candidate.address,
+      };
+      this.out.send.push({ kind: 'arp', arp: probe });
       this.wakeAt = now + (this.probesSent < Timing.probes ? Timing.probeIntervalMs : Timing.probeFinalWaitMs);
       return;
     }

@@ -1,5 +1,6 @@
 // The client state machine's timers and edge cases on a fake clock, with server answers built from a recorded
 // dnsmasq ACK: retransmission backoff, T1 unicast, T2 broadcast, expiry, an ACK for another address, conflicts.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DhcpClient, type Outgoing, type Step, Timing } from '../../../src/dhcp/client';
 import { parseFrame } from '../../../src/dhcp/frame';
@@ -189,5 +190,50 @@ describe('DhcpClient edge cases', () => {
     expect(dhcp(released)[0]!.message).toMatchObject({ type: 'release', ciaddr: ACK.yiaddr, serverId: '10.77.0.1' });
     expect(released.wakeAt).toBeUndefined();
     expect(client.timer(T0 + 10_000).send).toEqual([]);
+  });
+});
+
+describe('DhcpClient under arbitrary input', () => {
+  it('never throws and, until released, always has a wake-up (it cannot get stuck)', () => {
+    const serverFrames = ['acquire', 'renew', 'nak', 'decline', 'renew-new-address'].flatMap((s) =>
+      loadRecording(s)
+        .frames.filter((f) => f.from === 'lan')
+        .map((f) => parseFrame(Buffer.from(f.hex, 'hex'))),
+    );
+    const action = fc.oneof(
+      fc.record({ kind: fc.constant('timer' as const), advance: fc.nat(200_000) }),
+      fc.record({ kind: fc.constant('frame' as const), index: fc.nat(serverFrames.length - 1), sameXid: fc.boolean() }),
+      fc.record({ kind: fc.constant('renew' as const) }),
+      fc.record({ kind: fc.constant('release' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(action, { maxLength: 60 }), fc.boolean(), (actions, resumeFirst) => {
+        const client = new DhcpClient({ mac: MAC, random: () => 0.5 });
+        let now = T0;
+        let step = resumeFirst ? client.resume(boundClient().client.lease!, now) : client.start(now);
+        let xid = dhcp(step).at(-1)?.message.xid ?? 0;
+        for (const a of actions) {
+          if (a.kind === 'timer') step = client.timer((now = Math.max(now, step.wakeAt ?? now) + a.advance));
+          else if (a.kind === 'renew') step = client.renew(now);
+          else if (a.kind === 'release') step = client.release(now);
+          else {
+            const parsed = serverFrames[a.index]!;
+            if (parsed.kind === 'arp') step = client.arp(parsed.arp, now);
+            else {
+              const message = decodeMessage(parsed.datagram.payload);
+              step = client.receive(
+                { ...message, chaddr: MAC, xid: a.sameXid ? xid : xid + 1 } as DhcpMessage,
+                SERVER_MAC,
+                now,
+              );
+            }
+          }
+          xid = dhcp(step).at(-1)?.message.xid ?? xid;
+          if (client.state !== 'released') expect(step.wakeAt).toBeGreaterThanOrEqual(0);
+          else expect(step.wakeAt).toBeUndefined();
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
