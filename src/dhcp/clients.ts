@@ -3,7 +3,7 @@
 // timers, and lease changes are emitted. The driver's whole view of DHCP.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { ReceivedFrame } from '../kernel/packet-socket';
+import { PacketSocket, type ReceivedFrame } from '../kernel/packet-socket';
 import { DhcpClient, type LeaseEvent, type Outgoing, type Step } from './client';
 import { buildArpFrame, buildUdpFrame, MalformedFrame, parseFrame } from './frame';
 import type { Lease } from './lease';
@@ -171,6 +171,24 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
       this.options.log.warn({ mac, ifindex, error: (error as Error).message }, 'could not send a DHCP/ARP frame');
     }
   }
+}
+
+/** The service over a packet socket of its own; close() stops every client (no release) and closes the socket. */
+export function openDhcpClients(log: Logger): { clients: DhcpClients; close: () => void } {
+  let clients: DhcpClients | undefined;
+  const socket = new PacketSocket(
+    (received) => clients?.receive(received),
+    (error) => log.error({ error: error.message }, 'DHCP packet socket error'),
+  );
+  clients = new DhcpClients({ link: socket, log });
+  const opened = clients;
+  return {
+    clients: opened,
+    close: () => {
+      opened.stop();
+      socket.close();
+    },
+  };
 }
 
 /** The whole Ethernet frame for what the client of `mac` sends. */

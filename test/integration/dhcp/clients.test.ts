@@ -2,7 +2,7 @@
 // many leases at once, an explicit renewal the server sees, a squatter's address declined, release, no server.
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DhcpClients, type LeaseChange, NoDhcpAnswer } from '../../../src/dhcp/clients';
+import { DhcpClients, type LeaseChange, NoDhcpAnswer, openDhcpClients } from '../../../src/dhcp/clients';
 import { parseFrame } from '../../../src/dhcp/frame';
 import type { Lease } from '../../../src/dhcp/lease';
 import { decodeMessage } from '../../../src/dhcp/message';
@@ -23,6 +23,7 @@ describe('DhcpClients with dnsmasq', () => {
   const ackAt = new Map<string, number>();
   let lonely: string;
   let acquired: Lease[] = [];
+  let closeReopened = () => undefined as void;
 
   beforeAll(async () => {
     assertPrivateNetns();
@@ -61,6 +62,7 @@ describe('DhcpClients with dnsmasq', () => {
   });
   afterAll(async () => {
     clients?.stop();
+    closeReopened();
     socket?.close();
     try {
       ip('link', 'del', lonely);
@@ -120,7 +122,9 @@ describe('DhcpClients with dnsmasq', () => {
   it('after a restart (a new service, the lease kept): renewals resume and the server sees them', async () => {
     const kept = clients.lease(mac(0))!;
     clients.stop();
-    clients = new DhcpClients({ link: { send: (i, f) => socket.send(i, f) }, log: pino({ level: 'silent' }) });
+    const reopened = openDhcpClients(pino({ level: 'silent' }));
+    closeReopened = reopened.close;
+    clients = reopened.clients;
     clients.on('lease', (change) => changes.push(change));
     clients.resume(lab.parentIndex, kept);
     const acks = () => lab.serverLog().split(`DHCPACK(br0) ${kept.address} ${kept.mac}`).length;
