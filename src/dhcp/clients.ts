@@ -35,6 +35,7 @@ interface Running {
   ifindex: number;
   client: DhcpClient;
   timer: NodeJS.Timeout | undefined;
+  armedFor: number | undefined;
   waiter: { resolve: (lease: Lease) => void; reject: (error: Error) => void; timeout: NodeJS.Timeout } | undefined;
 }
 
@@ -133,7 +134,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
 
   private add(ifindex: number, mac: string, hostname: string | undefined): Running {
     const client = new DhcpClient({ mac, random: this.random, ...(hostname === undefined ? {} : { hostname }) });
-    const entry: Running = { ifindex, client, timer: undefined, waiter: undefined };
+    const entry: Running = { ifindex, client, timer: undefined, armedFor: undefined, waiter: undefined };
     this.running.set(mac, entry);
     return entry;
   }
@@ -141,15 +142,21 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   private carryOut(mac: string, step: Step): void {
     const entry = this.running.get(mac)!;
     for (const packet of step.send) this.send(entry.ifindex, mac, packet);
+    // Most steps (an ARP frame on the LAN, say) leave the wake-up as it was: keep the timer then.
+    if (step.wakeAt !== entry.armedFor || entry.timer === undefined) this.arm(mac, entry, step.wakeAt);
+    for (const event of step.events) this.report(entry, mac, event);
+  }
+
+  private arm(mac: string, entry: Running, wakeAt: number | undefined): void {
     clearTimeout(entry.timer);
     entry.timer = undefined;
-    if (step.wakeAt !== undefined) {
-      const delay = Math.min(Math.max(step.wakeAt - this.clock(), 0), MAX_TIMER_MS);
-      entry.timer = setTimeout(() => {
-        if (this.running.get(mac) === entry) this.carryOut(mac, entry.client.timer(this.clock()));
-      }, delay);
-    }
-    for (const event of step.events) this.report(entry, mac, event);
+    entry.armedFor = wakeAt;
+    if (wakeAt === undefined) return;
+    const delay = Math.min(Math.max(wakeAt - this.clock(), 0), MAX_TIMER_MS);
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (this.running.get(mac) === entry) this.carryOut(mac, entry.client.timer(this.clock()));
+    }, delay);
   }
 
   private report(entry: Running, mac: string, event: LeaseEvent): void {
