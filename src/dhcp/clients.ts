@@ -9,10 +9,8 @@ import { buildArpFrame, buildUdpFrame, MalformedFrame, parseFrame } from './fram
 import type { Lease } from './lease';
 import { CLIENT_PORT, decodeMessage, encodeMessage, MalformedMessage, SERVER_PORT } from './message';
 
-/** Where frames go out: the packet socket, or a recorder around it in tests. */
-export interface FrameLink {
-  send(ifindex: number, frame: Buffer): void;
-}
+/** Where frames go out, and which MACs the NIC must let in: the packet socket, or a recorder around it in tests. */
+export type FrameLink = Pick<PacketSocket, 'send' | 'addUnicast' | 'dropUnicast'>;
 
 export interface DhcpClientsOptions {
   link: FrameLink;
@@ -56,7 +54,13 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
    */
   acquire(ifindex: number, mac: string, timeoutMs: number, hostname?: string): Promise<Lease> {
     if (this.running.has(mac)) return Promise.reject(new Error(`a DHCP client for ${mac} is already running`));
-    const entry = this.add(ifindex, mac, hostname);
+    let entry: Running;
+    try {
+      entry = this.add(ifindex, mac, hostname);
+    } catch (error) {
+      const reason = (error as Error).message;
+      return Promise.reject(new Error(`cannot listen for DHCP answers to ${mac} on interface ${ifindex}: ${reason}`));
+    }
     return new Promise<Lease>((resolve, reject) => {
       const timeout = setTimeout(() => {
         entry.waiter = undefined;
@@ -92,6 +96,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
       entry.waiter.reject(new Error(`the DHCP client for ${mac} was released before it got a lease`));
     }
     this.running.delete(mac);
+    this.dropUnicast(entry.ifindex, mac);
   }
 
   lease(mac: string): Lease | undefined {
@@ -106,6 +111,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
         clearTimeout(entry.waiter.timeout);
         entry.waiter.reject(new Error(`the DHCP clients stopped before ${mac} got a lease`));
       }
+      this.dropUnicast(entry.ifindex, mac);
     }
     this.running.clear();
   }
@@ -133,6 +139,8 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 
   private add(ifindex: number, mac: string, hostname: string | undefined): Running {
+    // Replies to the endpoint's MAC must get in before its link exists (a NIC filters unicast in hardware).
+    this.options.link.addUnicast(ifindex, mac);
     const client = new DhcpClient({ mac, random: this.random, ...(hostname === undefined ? {} : { hostname }) });
     const entry: Running = { ifindex, client, timer: undefined, armedFor: undefined, waiter: undefined };
     this.running.set(mac, entry);
@@ -168,6 +176,15 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
       entry.waiter = undefined;
     }
     this.emit('lease', { ifindex: entry.ifindex, mac, event });
+  }
+
+  private dropUnicast(ifindex: number, mac: string): void {
+    try {
+      this.options.link.dropUnicast(ifindex, mac);
+    } catch (error) {
+      // The interface is gone, and the MAC with it.
+      this.options.log.debug({ mac, ifindex, error: (error as Error).message }, 'could not drop a unicast MAC');
+    }
   }
 
   private send(ifindex: number, mac: string, packet: Outgoing): void {

@@ -15,6 +15,7 @@ interface NativeSocket {
   send(ifindex: number, frame: Buffer): void;
   close(): void;
   setRef(keepAlive: boolean): void;
+  membership(ifindex: number, mac: Buffer, add: boolean): void;
 }
 type NativeCallback = (error: Error | null, frame?: Buffer, ifindex?: number, outgoing?: boolean) => void;
 interface NativeModule {
@@ -22,6 +23,12 @@ interface NativeModule {
 }
 
 const addonName = 'build/packet_socket.node';
+
+function macBuffer(mac: string): Buffer {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac))
+    throw new RangeError(`${mac} is not a MAC address (aa:bb:cc:dd:ee:ff)`);
+  return Buffer.from(mac.replace(/:/g, ''), 'hex');
+}
 
 function loadAddon(): NativeModule {
   // The addon sits in build/ at the package root, wherever this file is compiled to.
@@ -52,6 +59,19 @@ export class PacketSocket {
   /** Sends a whole Ethernet frame as it is on interface `ifindex`; throws when the kernel refuses it. */
   send(ifindex: number, frame: Buffer): void {
     this.native.send(ifindex, frame);
+  }
+
+  /**
+   * Lets frames to `mac` in on interface `ifindex` while this socket is open (the kernel adds it to the NIC's
+   * unicast filter, as a macvlan does for its own MAC): replies to an address no link owns yet are not dropped by
+   * the hardware. Each call needs one dropUnicast; close() drops them all.
+   */
+  addUnicast(ifindex: number, mac: string): void {
+    this.native.membership(ifindex, macBuffer(mac), true);
+  }
+
+  dropUnicast(ifindex: number, mac: string): void {
+    this.native.membership(ifindex, macBuffer(mac), false);
   }
 
   /** Whether an open socket keeps the process alive (it does by default). */

@@ -224,6 +224,33 @@ static napi_value send_frame(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// membership(ifindex, mac, add): adds (or drops) a unicast MAC to the interface's receive filter for as long as
+// this socket holds it (PACKET_MR_UNICAST, refcounted, dropped with the socket), so that frames to a MAC that no
+// link owns yet still reach us on a NIC that filters unicast in hardware.
+static napi_value membership(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  packet_socket *s = unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  int32_t ifindex;
+  void *mac;
+  size_t mac_length = 0;
+  bool is_buffer = false, add = false;
+  if (argc == 3) napi_is_buffer(env, argv[1], &is_buffer);
+  if (!is_buffer || napi_get_value_int32(env, argv[0], &ifindex) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &mac, &mac_length) != napi_ok || mac_length != ETH_ALEN ||
+      napi_get_value_bool(env, argv[2], &add) != napi_ok) {
+    napi_throw_type_error(env, NULL, "membership needs (ifindex, a 6-byte MAC Buffer, add)");
+    return NULL;
+  }
+  struct packet_mreq request = {.mr_ifindex = ifindex, .mr_type = PACKET_MR_UNICAST, .mr_alen = ETH_ALEN};
+  memcpy(request.mr_address, mac, ETH_ALEN);
+  int option = add ? PACKET_ADD_MEMBERSHIP : PACKET_DROP_MEMBERSHIP;
+  if (setsockopt(s->fd, SOL_PACKET, option, &request, sizeof request) < 0)
+    return throw_errno(env, add ? "adding a unicast MAC to an interface" : "dropping a unicast MAC", errno);
+  return NULL;
+}
+
 static napi_value close_method(napi_env env, napi_callback_info info) {
   napi_value self;
   void *data;
@@ -253,9 +280,10 @@ NAPI_MODULE_INIT() {
       {"send", NULL, send_frame, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, close_method, NULL, NULL, NULL, napi_default, NULL},
       {"setRef", NULL, set_ref, NULL, NULL, NULL, napi_default, NULL},
+      {"membership", NULL, membership, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value cls;
-  napi_define_class(env, "PacketSocket", NAPI_AUTO_LENGTH, construct, NULL, 3, methods, &cls);
+  napi_define_class(env, "PacketSocket", NAPI_AUTO_LENGTH, construct, NULL, sizeof methods / sizeof methods[0], methods, &cls);
   napi_set_named_property(env, exports, "PacketSocket", cls);
   return exports;
 }

@@ -1,5 +1,6 @@
 // DhcpClients, the service the driver will use, over the host's one packet socket against Debian's dnsmasq:
 // many leases at once, an explicit renewal the server sees, a squatter's address declined, release, no server.
+import { execFileSync } from 'node:child_process';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DhcpClients, type LeaseChange, NoDhcpAnswer, openDhcpClients } from '../../../src/dhcp/clients';
@@ -12,6 +13,7 @@ import { assertPrivateNetns, ip } from '../../helpers/net';
 
 const mac = (i: number) => `02:7e:00:00:01:${i.toString(16).padStart(2, '0')}`;
 const PARALLEL = 20;
+const fdb = (link: string) => execFileSync('bridge', ['fdb', 'show', 'dev', link], { encoding: 'utf8' });
 
 describe('DhcpClients with dnsmasq', () => {
   let lab: DhcpLab;
@@ -56,6 +58,8 @@ describe('DhcpClients with dnsmasq', () => {
         note(frame);
         socket.send(ifindex, frame);
       },
+      addUnicast: (ifindex: number, mac: string) => socket.addUnicast(ifindex, mac),
+      dropUnicast: (ifindex: number, mac: string) => socket.dropUnicast(ifindex, mac),
     };
     clients = new DhcpClients({ link, log: pino({ level: 'silent' }) });
     clients.on('lease', (change) => changes.push(change));
@@ -79,11 +83,14 @@ describe('DhcpClients with dnsmasq', () => {
   it('one lease alone: bound, DISCOVER to ACK timed', async () => {
     const started = performance.now();
     const lease = await clients.acquire(lab.parentIndex, mac(70), 10_000);
+    // While its client runs, the kernel lets the endpoint's MAC in on the parent (its unicast filter).
+    expect(fdb(lab.parent)).toContain(mac(70));
     const elapsed = performance.now() - started;
     expect(lab.serverLeases()).toContainEqual(expect.objectContaining({ mac: mac(70), address: lease.address }));
     const discoverToAck = ackAt.get(mac(70))! - firstDiscover.get(mac(70))!;
     console.log(`1 lease: DISCOVER→ACK ${discoverToAck.toFixed(1)} ms, bound after ${elapsed.toFixed(0)} ms`);
     clients.release(mac(70));
+    expect(fdb(lab.parent)).not.toContain(mac(70));
   });
 
   it(`${PARALLEL} leases at once: distinct addresses from the range, each on the server for its MAC`, async () => {

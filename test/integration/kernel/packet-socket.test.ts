@@ -108,6 +108,24 @@ describe('PacketSocket', () => {
     expect(turns).toBeGreaterThan(0);
   });
 
+  it('addUnicast puts a MAC in the interface unicast filter until dropped, or until the socket closes', async () => {
+    const fdb = () => spawnSync('bridge', ['fdb', 'show', 'dev', a], { encoding: 'utf8' }).stdout;
+    const other = new PacketSocket(
+      () => undefined,
+      () => undefined,
+    );
+    socket.addUnicast(indexA, '02:7f:00:00:00:aa');
+    other.addUnicast(indexA, '02:7f:00:00:00:bb');
+    expect(fdb()).toContain('02:7f:00:00:00:aa self permanent');
+    expect(fdb()).toContain('02:7f:00:00:00:bb');
+    socket.dropUnicast(indexA, '02:7f:00:00:00:aa');
+    other.close(); // the fd itself closes on the next turn of the loop
+    for (let i = 0; i < 100 && fdb().includes('02:7f:00:00:00:bb'); i++) await sleep(10);
+    expect(fdb()).not.toContain('02:7f:00:00:00:aa');
+    expect(fdb()).not.toContain('02:7f:00:00:00:bb');
+    expect(() => socket.addUnicast(999_999, '02:7f:00:00:00:aa')).toThrow(/ENODEV|No such device/);
+  });
+
   it('refuses a send with a clear error once closed, and closes twice without harm', () => {
     const other = new PacketSocket(
       () => undefined,

@@ -28,6 +28,7 @@ function withXid(frame: Buffer, xid: number, leaseSeconds?: number): Buffer {
 
 describe('DhcpClients', () => {
   let sent: Buffer[];
+  let memberships: string[];
   let clients: DhcpClients;
   const lastXid = () => {
     const parsed = parseFrame(sent.filter((f) => parseFrame(f).kind === 'udp').at(-1)!);
@@ -42,7 +43,13 @@ describe('DhcpClients', () => {
   beforeEach(() => {
     vi.useFakeTimers({ now: 1_800_000_000_000 });
     sent = [];
-    clients = new DhcpClients({ link: { send: (_i, f) => sent.push(f) }, log: pino({ level: 'silent' }) });
+    memberships = [];
+    const link = {
+      send: (_i: number, f: Buffer) => void sent.push(f),
+      addUnicast: (i: number, mac: string) => void memberships.push(`+${i} ${mac}`),
+      dropUnicast: (i: number, mac: string) => void memberships.push(`-${i} ${mac}`),
+    };
+    clients = new DhcpClients({ link, log: pino({ level: 'silent' }) });
   });
   afterEach(() => {
     clients.stop();
@@ -115,5 +122,6 @@ describe('DhcpClients', () => {
     await expect(clients.acquire(PARENT, MAC, 10_000)).rejects.toThrow(/already running/);
     clients.release(MAC);
     await expect(pending).rejects.toThrow(/released before it got a lease/);
+    expect(memberships).toEqual([`+${PARENT} ${MAC}`, `-${PARENT} ${MAC}`]);
   });
 });
