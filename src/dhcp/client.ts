@@ -321,7 +321,8 @@ export class DhcpClient {
       type,
       xid: this.exchange.xid,
       secs: Math.min(Math.floor((now - this.exchange.startedAt) / 1000), 0xffff),
-      // Replies are broadcast: before the endpoint's link exists, a NIC would drop frames to its MAC.
+      // Until it holds an address, replies are asked for by broadcast: they reach the host's socket even where the
+      // NIC's unicast filter does not hold the endpoint's MAC yet.
       broadcast: fields.ciaddr === undefined,
       ciaddr: ANY_IPV4,
       yiaddr: ANY_IPV4,
