@@ -1,0 +1,186 @@
+// A LAN for DHCP tests: a switch namespace with a bridge and Debian's dnsmasq as the LAN's server, a veth parent in
+// the test's own namespace (with an address of the subnet, so nothing routes out), and namespaces standing for
+// a container and a squatter host. Everything is named with one random prefix and removed by close().
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ip } from './net';
+
+export const SUBNET = { router: '10.77.0.1', parent: '10.77.0.2', first: '10.77.0.100', last: '10.77.0.120' };
+export const CLASSLESS_ROUTE = { destination: '10.99.0.0/16', gateway: SUBNET.router };
+const DNSMASQ = '/usr/sbin/dnsmasq';
+
+export function requireTool(file: string, debianPackage: string): void {
+  if (!existsSync(file))
+    throw new Error(`${file} is missing: apt-get install ${debianPackage} (the DHCP tests need it)`);
+}
+
+export function inNs(ns: string, ...args: string[]): string {
+  return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export interface LeaseLine {
+  expires: number;
+  mac: string;
+  address: string;
+}
+
+export class DhcpLab {
+  readonly prefix = 'tmvD' + randomBytes(3).toString('hex');
+  readonly switchNs = `${this.prefix}sw`;
+  readonly parent = `${this.prefix}p`;
+  readonly dir = mkdtempSync(path.join(tmpdir(), `${this.prefix}-`));
+  private readonly namespaces: string[] = [];
+  private dnsmasq: ChildProcess | undefined;
+
+  /** Builds the switch and the parent (starts no server yet); what was made is removed if a step fails. */
+  static async create(): Promise<DhcpLab> {
+    requireTool(DNSMASQ, 'dnsmasq-base');
+    const lab = new DhcpLab();
+    try {
+      lab.build();
+      return lab;
+    } catch (error) {
+      await lab.close();
+      throw error;
+    }
+  }
+
+  private constructor() {}
+
+  private build(): void {
+    this.addNs(this.switchNs);
+    inNs(this.switchNs, 'ip', 'link', 'set', 'lo', 'up');
+    inNs(this.switchNs, 'ip', 'link', 'add', 'br0', 'type', 'bridge');
+    inNs(this.switchNs, 'ip', 'addr', 'add', `${SUBNET.router}/24`, 'dev', 'br0');
+    inNs(this.switchNs, 'ip', 'link', 'set', 'br0', 'up');
+    this.plug(this.parent, null);
+    ip('addr', 'add', `${SUBNET.parent}/24`, 'dev', this.parent);
+    writeFileSync(this.hostsFile, '');
+  }
+
+  get parentIndex(): number {
+    // Not /sys/class/net: sysfs shows the namespace it was mounted in, not ours.
+    return (JSON.parse(ip('-j', 'link', 'show', this.parent)) as { ifindex: number }[])[0]!.ifindex;
+  }
+
+  get hostsFile(): string {
+    return path.join(this.dir, 'hosts');
+  }
+
+  get logFile(): string {
+    return path.join(this.dir, 'dnsmasq.log');
+  }
+
+  /** Starts dnsmasq (DHCP only, no ping of its own, 2-minute leases) and waits until it listens. */
+  async startServer(): Promise<void> {
+    const args = [
+      '--keep-in-foreground',
+      '--conf-file=/dev/null',
+      '--port=0',
+      '--no-ping',
+      '--user=root',
+      '--interface=br0',
+      '--bind-interfaces',
+      '--dhcp-authoritative',
+      `--dhcp-range=${SUBNET.first},${SUBNET.last},255.255.255.0,2m`,
+      `--dhcp-option=option:router,${SUBNET.router}`,
+      `--dhcp-option=121,${CLASSLESS_ROUTE.destination},${CLASSLESS_ROUTE.gateway}`,
+      `--dhcp-leasefile=${path.join(this.dir, 'leases')}`,
+      `--dhcp-hostsfile=${this.hostsFile}`,
+      `--pid-file=${path.join(this.dir, 'pid')}`,
+      '--log-dhcp',
+      `--log-facility=${this.logFile}`,
+    ];
+    this.dnsmasq = spawn('ip', ['netns', 'exec', this.switchNs, DNSMASQ, ...args], { stdio: 'ignore' });
+    for (let i = 0; i < 100 && !this.serverLog().includes('DHCP, IP range'); i++) await sleep(50);
+    if (!this.serverLog().includes('DHCP, IP range')) throw new Error(`dnsmasq did not start: ${this.serverLog()}`);
+  }
+
+  /** Reserves an address for a MAC on the server, and waits until the server has re-read its hosts file. */
+  async reserve(mac: string, address: string): Promise<void> {
+    const reads = () => this.serverLog().split(`read ${this.hostsFile}`).length;
+    const before = reads();
+    writeFileSync(this.hostsFile, `${mac},${address}\n`, { flag: 'a' });
+    process.kill(this.dnsmasq!.pid!, 'SIGHUP');
+    for (let i = 0; i < 100 && reads() === before; i++) await sleep(20);
+    if (reads() === before) throw new Error(`dnsmasq did not re-read ${this.hostsFile} after SIGHUP`);
+  }
+
+  serverLog(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  /** The server's lease file; dnsmasq writes it before it answers. */
+  serverLeases(): LeaseLine[] {
+    const file = path.join(this.dir, 'leases');
+    if (!existsSync(file)) return [];
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [expires, mac, address] = line.split(' ');
+        return { expires: Number(expires), mac: mac!, address: address! };
+      });
+  }
+
+  /** A namespace holding `address` on a port of the switch, answering ARP for it. */
+  squatter(address: string): void {
+    const ns = `${this.prefix}sq`;
+    this.addNs(ns);
+    this.plug(`${this.prefix}q`, ns);
+    inNs(ns, 'ip', 'addr', 'add', `${address}/24`, 'dev', `${this.prefix}q`);
+  }
+
+  /** A macvlan with `mac` on the parent, moved into a namespace of its own, standing for a container. */
+  container(name: string, mac: string): string {
+    const ns = `${this.prefix}${name}`;
+    const link = `${this.prefix}m${name}`;
+    this.addNs(ns);
+    ip('link', 'add', 'link', this.parent, 'name', link, 'address', mac, 'type', 'macvlan', 'mode', 'bridge');
+    ip('link', 'set', link, 'netns', ns);
+    inNs(ns, 'ip', 'link', 'set', link, 'up');
+    return ns;
+  }
+
+  async close(): Promise<void> {
+    if (this.dnsmasq?.pid && this.dnsmasq.exitCode === null) {
+      const exited = new Promise((resolve) => this.dnsmasq!.once('exit', resolve));
+      this.dnsmasq.kill('SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+    }
+    for (const ns of this.namespaces.reverse()) {
+      try {
+        ip('netns', 'del', ns);
+      } catch {
+        // already gone
+      }
+    }
+    try {
+      ip('link', 'del', this.parent);
+    } catch {
+      // went with the switch namespace
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private addNs(ns: string): void {
+    ip('netns', 'add', ns);
+    this.namespaces.push(ns);
+  }
+
+  /** A veth from the switch's bridge to `ns` (null: the test's own namespace). */
+  private plug(name: string, ns: string | null): void {
+    const peer = `${name}s`;
+    ip('link', 'add', name, 'type', 'veth', 'peer', 'name', peer, 'netns', this.switchNs);
+    inNs(this.switchNs, 'ip', 'link', 'set', peer, 'master', 'br0', 'up');
+    if (ns) {
+      ip('link', 'set', name, 'netns', ns);
+      inNs(ns, 'ip', 'link', 'set', name, 'up');
+    } else ip('link', 'set', name, 'up');
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,127 @@
+// DhcpClients on fake timers with a link that keeps what is sent: the recorded server answers bind a lease; the
+// timer follows the client's wake-ups (also past setTimeout's 24.8-day limit); a timeout rejects and goes quiet.
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DhcpClients, NoDhcpAnswer } from '../../../src/dhcp/clients';
+import { buildArpFrame, parseFrame } from '../../../src/dhcp/frame';
+import { decodeMessage } from '../../../src/dhcp/message';
+import { loadRecording } from '../../helpers/dhcp-replay';
+
+const acquire = loadRecording('acquire');
+const MAC = acquire.mac;
+const PARENT = 7;
+const lanFrames = acquire.frames.filter((f) => f.from === 'lan').map((f) => Buffer.from(f.hex, 'hex'));
+
+function withXid(frame: Buffer, xid: number, leaseSeconds?: number): Buffer {
+  const copy = Buffer.from(frame);
+  copy.writeUInt32BE(xid, 46);
+  if (leaseSeconds !== undefined) {
+    // Options start at 14 + 20 + 8 + 240; rewrite 51, 58 and 59 in place.
+    for (let i = 282; copy[i] !== 255; i += 2 + copy[i + 1]!) {
+      if (copy[i] === 51) copy.writeUInt32BE(leaseSeconds, i + 2);
+      if (copy[i] === 58 || copy[i] === 59)
+        copy.writeUInt32BE(Math.floor(leaseSeconds * (copy[i] === 58 ? 0.5 : 0.875)), i + 2);
+    }
+  }
+  return copy;
+}
+
+describe('DhcpClients', () => {
+  let sent: Buffer[];
+  let memberships: string[];
+  let clients: DhcpClients;
+  const lastXid = () => {
+    const parsed = parseFrame(sent.filter((f) => parseFrame(f).kind === 'udp').at(-1)!);
+    return parsed.kind === 'udp' ? decodeMessage(parsed.datagram.payload).xid : 0;
+  };
+  const types = () =>
+    sent.map((f) => {
+      const parsed = parseFrame(f);
+      return parsed.kind === 'udp' ? decodeMessage(parsed.datagram.payload).type : 'arp';
+    });
+
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 1_800_000_000_000 });
+    sent = [];
+    memberships = [];
+    const link = {
+      send: (_i: number, f: Buffer) => void sent.push(f),
+      addUnicast: (i: number, mac: string) => void memberships.push(`+${i} ${mac}`),
+      dropUnicast: (i: number, mac: string) => void memberships.push(`-${i} ${mac}`),
+    };
+    clients = new DhcpClients({ link, log: pino({ level: 'silent' }) });
+  });
+  afterEach(() => {
+    clients.stop();
+    vi.useRealTimers();
+  });
+
+  async function bind(leaseSeconds?: number) {
+    const lease = clients.acquire(PARENT, MAC, 10_000);
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[0]!, lastXid(), leaseSeconds) });
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[1]!, lastXid(), leaseSeconds) });
+    await vi.advanceTimersByTimeAsync(1000);
+    return lease;
+  }
+
+  it('binds from the recorded answers; frames on another interface are not ours', async () => {
+    const pending = clients.acquire(PARENT, MAC, 10_000);
+    clients.receive({ ifindex: PARENT + 1, outgoing: false, frame: withXid(lanFrames[0]!, lastXid()) });
+    expect(types()).toEqual(['discover']);
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[0]!, lastXid()) });
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[1]!, lastXid()) });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect((await pending).address).toBe(
+      decodeMessage((parseFrame(lanFrames[1]!) as { datagram: { payload: Buffer } }).datagram.payload).yiaddr,
+    );
+    expect(types()).toEqual(['discover', 'request', 'arp', 'arp', 'arp']);
+  });
+
+  it('renews at T1 even while ARP traffic on the LAN keeps arriving', async () => {
+    const lease = await bind();
+    const chatter = buildArpFrame({
+      operation: 'request',
+      senderMac: '02:00:00:00:00:09',
+      senderIp: '10.77.0.9',
+      targetMac: '00:00:00:00:00:00',
+      targetIp: '10.77.0.1',
+    });
+    sent = [];
+    for (let t = 0; t < 60; t++) {
+      clients.receive({ ifindex: PARENT, outgoing: false, frame: chatter });
+      await vi.advanceTimersByTimeAsync(1000);
+    }
+    expect(Date.now()).toBeGreaterThanOrEqual(lease.renewAt);
+    expect(types()).toEqual(['request']);
+  });
+
+  it('a wait longer than setTimeout allows is re-armed, not fired early', async () => {
+    const lease = await bind(0xfffffff0); // ~136 years: T1 is ~68 years away
+    sent = [];
+    await vi.advanceTimersByTimeAsync(2 ** 31 + 1000);
+    expect(sent).toEqual([]);
+    expect(clients.lease(MAC)).toEqual(lease);
+    expect(vi.getTimerCount()).toBe(1);
+  });
+
+  it('no answer: rejects with NoDhcpAnswer at the timeout, then sends nothing more', async () => {
+    const pending = clients.acquire(PARENT, MAC, 3000);
+    const failed = expect(pending).rejects.toThrow(NoDhcpAnswer);
+    await vi.advanceTimersByTimeAsync(3000);
+    await failed;
+    const count = sent.length;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(sent.length).toBe(count);
+    expect(types().length).toBeGreaterThanOrEqual(2); // retransmitted after 1 s and 2 s more
+    expect(new Set(types())).toEqual(new Set(['discover']));
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('release while acquiring rejects the acquire; a second acquire for one MAC is refused', async () => {
+    const pending = clients.acquire(PARENT, MAC, 10_000);
+    await expect(clients.acquire(PARENT, MAC, 10_000)).rejects.toThrow(/already running/);
+    clients.release(MAC);
+    await expect(pending).rejects.toThrow(/released before it got a lease/);
+    expect(memberships).toEqual([`+${PARENT} ${MAC}`, `-${PARENT} ${MAC}`]);
+  });
+});
