@@ -31,6 +31,8 @@ interface EndpointBody {
   NetworkID: string;
   EndpointID: string;
   Interface?: { Address?: string; AddressIPv6?: string; MacAddress?: string } | null;
+  /** Join: the container's network namespace file. */
+  SandboxKey?: string;
 }
 
 export const networkDriverRoutes: FastifyPluginAsync<{ driver: NetworkDriver }> = async (app, { driver }) => {
@@ -90,6 +92,7 @@ export const networkDriverRoutes: FastifyPluginAsync<{ driver: NetworkDriver }> 
           MacAddress: { type: 'string', pattern: '^$|^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$' },
         },
       },
+      SandboxKey: { type: 'string', maxLength: 4096 },
       Options: OPTIONS,
     },
     ['NetworkID', 'EndpointID'],
@@ -105,16 +108,20 @@ export const networkDriverRoutes: FastifyPluginAsync<{ driver: NetworkDriver }> 
       ...(Interface?.AddressIPv6 && { ipv6: Interface.AddressIPv6 }),
     });
     // Only fields Docker left empty: echoing one it set makes Docker roll the endpoint back.
-    return filled.mac ? { Interface: { MacAddress: filled.mac } } : {};
+    if (!filled.mac && !filled.ipv4) return {};
+    return {
+      Interface: { ...(filled.ipv4 && { Address: filled.ipv4 }), ...(filled.mac && { MacAddress: filled.mac }) },
+    };
   });
 
   app.post<{ Body: EndpointBody }>('/NetworkDriver.Join', { schema: endpointSchema }, async (request) => {
-    const answer = await driver.join(request.body.NetworkID, request.body.EndpointID);
+    const { NetworkID, EndpointID, SandboxKey } = request.body;
+    const answer = await driver.join(NetworkID, EndpointID, SandboxKey);
     return {
       InterfaceName: { SrcName: answer.linkName, DstPrefix: 'eth' },
       ...(answer.gateway && { Gateway: answer.gateway }),
       ...(answer.gatewayIpv6 && { GatewayIPv6: answer.gatewayIpv6 }),
-      StaticRoutes: [],
+      StaticRoutes: answer.staticRoutes,
       // Without this Docker silently adds the container to docker_gwbridge.
       DisableGatewayService: !answer.gateway && !answer.gatewayIpv6,
     };

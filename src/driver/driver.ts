@@ -4,8 +4,14 @@
 import type { Logger } from 'pino';
 import type { Links } from '../kernel/links';
 import { KeyedMutex } from '../state/keyed-mutex';
+import { DhcpLeases, type OpenClients } from './dhcp-leases';
 import { DriverState } from './driver-state';
-import { EndpointLifecycle, type CreateEndpointRequest, type JoinAnswer } from './endpoint-lifecycle';
+import {
+  EndpointLifecycle,
+  type CreateEndpointRequest,
+  type CreatedEndpoint,
+  type JoinAnswer,
+} from './endpoint-lifecycle';
 import type { EndpointRecord } from './endpoint-naming';
 import { HostAccess } from './host-access';
 import { HostAccessUpkeep } from './host-access-upkeep';
@@ -23,11 +29,13 @@ export class NetworkDriver {
   private readonly upkeep: HostAccessUpkeep;
   private readonly networkLife: NetworkLifecycle;
   private readonly endpointLife: EndpointLifecycle;
+  private readonly dhcp: DhcpLeases;
 
   constructor(
     private readonly links: Links,
     stateDir: string,
     private readonly log: Logger,
+    openDhcp?: OpenClients,
   ) {
     this.state = new DriverState(stateDir);
     this.parents = new Parents(links);
@@ -35,13 +43,21 @@ export class NetworkDriver {
     const parentLocks = new KeyedMutex();
     this.upkeep = new HostAccessUpkeep(links, this.state, hostAccess, parentLocks, log);
     this.networkLife = new NetworkLifecycle(this.state, this.parents, hostAccess, this.upkeep, parentLocks, log);
-    this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, log);
+    const endpointLocks = new KeyedMutex();
+    this.dhcp = new DhcpLeases(links, this.state, endpointLocks, log, openDhcp);
+    this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, this.dhcp, endpointLocks, log);
   }
 
-  /** Brings the kernel in line with the state, before any request is answered (see repairAtStart). */
-  reconcile({ dryRun = false } = {}): Promise<Repair[]> {
+  /**
+   * Brings the kernel in line with the state, before any request is answered (see repairAtStart); then DHCP leases
+   * renew again, and those of endpoints never answered are released.
+   */
+  async reconcile({ dryRun = false } = {}): Promise<Repair[]> {
     const { links, state, parents, upkeep, log } = this;
-    return repairAtStart({ links, state, parents, upkeep, log }, dryRun);
+    const unanswered = state.unanswered.endpoints;
+    const repairs = await repairAtStart({ links, state, parents, upkeep, log }, dryRun);
+    if (!dryRun) await this.dhcp.resumeAtStart([...state.endpoints.values()], unanswered);
+    return repairs;
   }
 
   /** Resolves once the endpoint links asked to be deleted so far are gone. */
@@ -51,6 +67,7 @@ export class NetworkDriver {
 
   /** Finishes pending link deletions and stops the link watch; the state stays. */
   async close(): Promise<void> {
+    this.dhcp.close();
     this.upkeep.stop();
     await this.endpointLife.reaper.close();
   }
@@ -75,14 +92,14 @@ export class NetworkDriver {
     await this.networkLife.delete(network);
   }
 
-  /** Records the endpoint; answers the MAC when Docker gave none. */
-  createEndpoint(req: CreateEndpointRequest): Promise<{ mac?: string }> {
+  /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
+  createEndpoint(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
     return this.endpointLife.create(req);
   }
 
-  /** Creates the host-side macvlan link; Docker moves it into the container. */
-  join(networkId: string, endpointId: string): Promise<JoinAnswer> {
-    return this.endpointLife.join(networkId, endpointId);
+  /** Creates the host-side macvlan link; Docker moves it into the container (whose namespace is `sandbox`). */
+  join(networkId: string, endpointId: string, sandbox?: string): Promise<JoinAnswer> {
+    return this.endpointLife.join(networkId, endpointId, sandbox);
   }
 
   /** Removes the host-side link (Docker has moved it back from the container by now) and forgets the endpoint. */

@@ -6,7 +6,9 @@ import type { Links } from '../kernel/links';
 import { MARK_ENDPOINT } from '../kernel/marks';
 import { LinkReaper } from '../kernel/reaper';
 import { crashPoint } from '../state/crash';
-import { KeyedMutex } from '../state/keyed-mutex';
+import type { KeyedMutex } from '../state/keyed-mutex';
+import type { DhcpLeases } from './dhcp-leases';
+import { joinRoutes, type StaticRoute } from './dhcp-network';
 import type { DriverState } from './driver-state';
 import { endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
 import type { HostAccess } from './host-access';
@@ -24,26 +26,35 @@ export interface JoinAnswer {
   linkName: string;
   gateway?: string;
   gatewayIpv6?: string;
+  staticRoutes: StaticRoute[];
+}
+
+/** What CreateEndpoint fills in that Docker left empty. */
+export interface CreatedEndpoint {
+  mac?: string;
+  /** CIDR: the address leased on a DHCP network. */
+  ipv4?: string;
 }
 
 export class EndpointLifecycle {
-  /** One request at a time per endpoint: Docker sends them in order, a client that does not must not tangle them. */
-  private readonly endpointLocks = new KeyedMutex();
   readonly reaper = new LinkReaper();
 
   constructor(
     private readonly links: Links,
     private readonly state: DriverState,
     private readonly hostAccess: HostAccess,
+    private readonly dhcp: DhcpLeases,
+    /** One request at a time per endpoint: Docker sends them in order, a client that does not must not tangle them. */
+    private readonly endpointLocks: KeyedMutex,
     private readonly log: Logger,
   ) {}
 
-  /** Records the endpoint; answers the MAC when Docker gave none. */
-  create(req: CreateEndpointRequest): Promise<{ mac?: string }> {
+  /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
+  create(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
     return this.endpointLocks.run(req.endpointId, () => this.createLocked(req));
   }
 
-  private async createLocked(req: CreateEndpointRequest): Promise<{ mac?: string }> {
+  private async createLocked(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
     const network = this.state.network(req.networkId);
     const existing = this.state.endpoints.get(req.endpointId);
     if (existing) return sameAnswer(existing, req);
@@ -53,6 +64,11 @@ export class EndpointLifecycle {
         `network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`,
       );
     }
+    if (network.dhcp && req.ipv4)
+      throw new PluginError(
+        `network ${req.networkId.slice(0, 12)} leases its addresses from the LAN's DHCP server, so Docker must give none (got ${req.ipv4}); ` +
+          `leave out --ip, and pin an address with a reservation for the container's --mac-address on the server instead`,
+      );
     const record: EndpointRecord = {
       id: req.endpointId,
       networkId: req.networkId,
@@ -62,33 +78,47 @@ export class EndpointLifecycle {
     };
     // Claim the slot before the first await, so parallel requests see it.
     this.state.addEndpoint(record);
+    let leased = false;
     try {
       await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
       crashPoint('endpoint-recorded');
-      await this.state.endpointStore.put(record.id, record); // just before the answer: a restart keeps it from here on
+      let answered = record;
+      if (network.dhcp) {
+        const lease = await this.dhcp.acquire(network, record.mac);
+        leased = true;
+        crashPoint('dhcp-leased');
+        answered = { ...record, ipv4: `${lease.address}/${lease.prefixLength}`, lease };
+        // Recorded before it is answered: a start that finds it unanswered still knows what to release.
+        await this.state.endpointStore.put(record.id, { ...answered, unanswered: true });
+        crashPoint('lease-recorded');
+      }
+      await this.state.endpointStore.put(record.id, answered); // just before the answer: a restart keeps it from here on
+      this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
+      return { ...(!req.mac && { mac: record.mac }), ...(answered.lease && { ipv4: answered.ipv4 }) };
     } catch (err) {
       this.state.forgetEndpoint(record);
+      if (leased) this.dhcp.release(record.mac);
       // Marked unanswered if it got written: the next start would roll it back anyway.
       await this.state.endpointStore.remove(record.id).catch(() => undefined);
       throw err;
     }
-    return req.mac ? {} : { mac: record.mac };
   }
 
   /** Creates the host-side macvlan link; Docker moves it into the container. */
-  join(networkId: string, endpointId: string): Promise<JoinAnswer> {
-    return this.endpointLocks.run(endpointId, () => this.joinLocked(networkId, endpointId));
+  join(networkId: string, endpointId: string, sandbox?: string): Promise<JoinAnswer> {
+    return this.endpointLocks.run(endpointId, () => this.joinLocked(networkId, endpointId, sandbox));
   }
 
-  private async joinLocked(networkId: string, endpointId: string): Promise<JoinAnswer> {
+  private async joinLocked(networkId: string, endpointId: string, sandbox?: string): Promise<JoinAnswer> {
     const network = this.state.network(networkId);
-    const endpoint = this.state.endpoints.get(endpointId);
+    let endpoint = this.state.endpoints.get(endpointId);
     if (!endpoint || endpoint.networkId !== networkId) {
       throw new PluginError(
         `endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`,
       );
     }
+    if (network.dhcp) endpoint = await this.recordSandbox(endpoint, sandbox);
     const name = await this.makeLink(network, endpoint);
     crashPoint('endpoint-link-ready');
     if (network.hostAccess && endpoint.ipv4) {
@@ -100,12 +130,30 @@ export class EndpointLifecycle {
         throw err;
       }
     }
-    const answer: JoinAnswer = { linkName: name };
+    const answer: JoinAnswer = { linkName: name, staticRoutes: [] };
+    if (endpoint.lease) {
+      const routes = joinRoutes(endpoint.lease);
+      answer.staticRoutes = routes.staticRoutes;
+      if (routes.gateway && !network.internal) answer.gateway = routes.gateway;
+    }
     if (!network.internal) {
       if (network.ipv4?.gateway) answer.gateway = network.ipv4.gateway;
       if (network.ipv6?.gateway) answer.gatewayIpv6 = network.ipv6.gateway;
     }
     return answer;
+  }
+
+  /** A DHCP endpoint's container namespace, kept so that a lost lease can take its interface down. */
+  private async recordSandbox(endpoint: EndpointRecord, sandbox: string | undefined): Promise<EndpointRecord> {
+    if (!endpoint.lease)
+      throw new PluginError(
+        `endpoint ${endpoint.id.slice(0, 12)} lost its DHCP lease of ${endpoint.leaseLost?.address ?? 'its address'}; disconnect and connect the container again for a new one`,
+      );
+    if (!sandbox || sandbox === endpoint.sandbox) return endpoint;
+    const record = { ...endpoint, sandbox };
+    await this.state.endpointStore.put(record.id, record);
+    this.state.endpoints.set(record.id, record);
+    return record;
   }
 
   /** The endpoint's host-side macvlan on the network's parent; answers its name. */
@@ -157,6 +205,8 @@ export class EndpointLifecycle {
     await this.state.endpointStore.remove(endpointId);
     crashPoint('endpoint-forgotten');
     this.state.forgetEndpoint({ id: endpointId, networkId });
+    // After the record: a crash between the two leaves the lease to expire on the server, never a record to renew it.
+    if (endpoint.lease) this.dhcp.release(endpoint.mac);
     const hostAddress = this.state.networks.get(networkId)?.hostAccess;
     if (hostAddress && endpoint.ipv4) {
       await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
@@ -172,15 +222,15 @@ export class EndpointLifecycle {
 }
 
 /** The same request again is answered the same way; anything else under that id is refused. */
-function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest): { mac?: string } {
+function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest): CreatedEndpoint {
   const same =
     existing.networkId === req.networkId &&
-    existing.ipv4 === req.ipv4 &&
+    (existing.lease ? req.ipv4 === undefined : existing.ipv4 === req.ipv4) &&
     existing.ipv6 === req.ipv6 &&
     (!req.mac || req.mac === existing.mac);
   if (!same)
     throw new PluginError(
       `endpoint ${req.endpointId.slice(0, 12)} already exists on network ${existing.networkId.slice(0, 12)} with other settings; endpoint ids are unique`,
     );
-  return req.mac ? {} : { mac: existing.mac };
+  return { ...(!req.mac && { mac: existing.mac }), ...(existing.lease && { ipv4: existing.ipv4 }) };
 }

@@ -1,5 +1,6 @@
 // An endpoint: one container's attachment to a network, and the host-side macvlan link that carries it.
 import { createHash } from 'node:crypto';
+import type { Lease } from '../dhcp/lease';
 import { isJsonObject } from '../state/record-store';
 
 export const ENDPOINT_PREFIX = 'tsmve';
@@ -10,6 +11,12 @@ export interface EndpointRecord {
   mac: string;
   ipv4?: string; // CIDR, as Docker gave it
   ipv6?: string;
+  /** On a DHCP network: the lease behind ipv4, kept current by renewals. */
+  lease?: Lease;
+  /** On a DHCP network: the lease the server took back (or moved), after which the container was cut off. */
+  leaseLost?: { address: string; reason: string; at: number };
+  /** The container's network namespace (Join's SandboxKey), where a lost lease takes its interface down. */
+  sandbox?: string;
   /** Saved by a CreateEndpoint not answered yet; a record still carrying it at start is rolled back. */
   unanswered?: true;
 }

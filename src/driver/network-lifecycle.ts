@@ -14,6 +14,7 @@ import {
   type NetworkOptions,
   type NetworkRecord,
 } from './network-options';
+import { checkDhcpNetwork } from './dhcp-network';
 import { internalParentName, type ParentPlan, type Parents } from './parents';
 
 export interface CreateNetworkRequest {
@@ -38,7 +39,8 @@ export class NetworkLifecycle {
 
   async create(req: CreateNetworkRequest): Promise<void> {
     const options = parseNetworkOptions(req.generic);
-    if (options.hostAccess) checkHostAccess(options.hostAccess, req.ipv4, req.reserved);
+    if (options.dhcp) checkDhcpNetwork(options, req.ipv4);
+    else if (options.hostAccess) checkHostAccess(options.hostAccess, req.ipv4, req.reserved);
     if (this.state.networks.has(req.networkId)) return; // a retry of a create that already succeeded
     const parentName = options.parent ?? internalParentName(req.networkId);
     await this.parentLocks.run(parentName, async () => {
@@ -144,9 +146,11 @@ function networkRecord(
     internal: req.internal || !options.parent,
     ...(options.mtu !== undefined && { mtu: options.mtu }),
     ...(options.sourceMacs && { sourceMacs: options.sourceMacs }),
-    ...(req.ipv4 && { ipv4: req.ipv4 }),
+    // A DHCP network's null IPAM sends 0.0.0.0/0: its subnet is whatever the server leases.
+    ...(req.ipv4 && !options.dhcp && { ipv4: req.ipv4 }),
     ...(req.ipv6 && { ipv6: req.ipv6 }),
     ...(options.hostAccess && { hostAccess: options.hostAccess }),
     ...(options.vlanProtocol && { vlanProtocol: options.vlanProtocol }),
+    ...(options.dhcp && { dhcp: options.dhcp }),
   };
 }

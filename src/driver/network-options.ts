@@ -4,9 +4,19 @@ import { Address4 } from 'ip-address';
 import { PluginError } from '../errors';
 import { type MacvlanMode, type VlanProtocol } from '../kernel/link-info';
 import { isJsonObject } from '../state/record-store';
+import { parseDhcpOptions, type DhcpSettings } from './dhcp-network';
 
 export const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
-export const OPTIONS = ['parent', 'macvlan_mode', 'mtu', 'macvlan_source', 'host_access', 'vlan_protocol'] as const;
+export const OPTIONS = [
+  'parent',
+  'macvlan_mode',
+  'mtu',
+  'macvlan_source',
+  'host_access',
+  'vlan_protocol',
+  'dhcp',
+  'dhcp_timeout',
+] as const;
 export const VLAN_PROTOCOLS: readonly VlanProtocol[] = ['802.1q', '802.1ad'];
 
 /** Linux caps interface names at 15 bytes (IFNAMSIZ - 1). */
@@ -33,6 +43,8 @@ export interface NetworkRecord {
   hostAccess?: string;
   /** The tag protocol of a VLAN parent this plugin creates (802.1ad: the outer tag of QinQ). */
   vlanProtocol?: VlanProtocol;
+  /** Endpoints lease their addresses from the LAN's DHCP server (see dhcp-network.ts). */
+  dhcp?: DhcpSettings;
   /** Saved by a CreateNetwork not answered yet; a record still carrying it at start is rolled back. */
   unanswered?: true;
 }
@@ -44,6 +56,7 @@ export interface NetworkOptions {
   sourceMacs?: string[];
   hostAccess?: string;
   vlanProtocol?: VlanProtocol;
+  dhcp?: DhcpSettings;
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
@@ -81,6 +94,8 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
   if (hostAccess !== undefined) options.hostAccess = parseHostAccess(hostAccess, mode);
   const vlanProtocol = text('vlan_protocol');
   if (vlanProtocol !== undefined) options.vlanProtocol = parseVlanProtocol(vlanProtocol, options.parent);
+  const dhcp = parseDhcpOptions(text('dhcp'), text('dhcp_timeout'));
+  if (dhcp) options.dhcp = dhcp;
   return options;
 }
 

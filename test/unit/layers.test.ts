@@ -8,9 +8,10 @@ const LAYERS: Record<string, number> = {
   kernel: 0,
   state: 1,
   'errors.ts': 1,
+  // The DHCP client is a protocol engine over the kernel's packet socket, used by the driver: below it.
+  dhcp: 1,
   ipam: 2,
   driver: 2,
-  dhcp: 2,
   cluster: 2,
   api: 3,
   inspect: 3,

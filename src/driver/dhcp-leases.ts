@@ -1,0 +1,151 @@
+// The leases of DHCP endpoints: obtained at CreateEndpoint, renewed for the endpoint's life, kept in its record,
+// resumed after a restart, released at DeleteEndpoint. One DhcpClients for the daemon, opened at the first need.
+import type { Logger } from 'pino';
+import { type DhcpClients, type LeaseChange, NoDhcpAnswer, openDhcpClients } from '../dhcp/clients';
+import type { Lease } from '../dhcp/lease';
+import { PluginError } from '../errors';
+import { setDownByMac } from '../kernel/foreign-links';
+import type { Links } from '../kernel/links';
+import type { KeyedMutex } from '../state/keyed-mutex';
+import type { DriverState } from './driver-state';
+import type { EndpointRecord } from './endpoint-naming';
+import type { NetworkRecord } from './network-options';
+
+export type OpenClients = (log: Logger) => { clients: DhcpClients; close: () => void };
+
+export class DhcpLeases {
+  private opened: { clients: DhcpClients; close: () => void } | undefined;
+
+  constructor(
+    private readonly links: Links,
+    private readonly state: DriverState,
+    private readonly endpointLocks: KeyedMutex,
+    private readonly log: Logger,
+    private readonly open: OpenClients = openDhcpClients,
+  ) {}
+
+  private get clients(): DhcpClients {
+    if (!this.opened) {
+      this.opened = this.open(this.log);
+      this.opened.clients.on('lease', (change) => void this.changed(change));
+    }
+    return this.opened.clients;
+  }
+
+  /** A lease for `mac` on the network's parent, or an error saying no server answered within the network's timeout. */
+  async acquire(network: NetworkRecord, mac: string): Promise<Lease> {
+    const seconds = network.dhcp!.timeoutSeconds;
+    const ifindex = await this.parentIndex(network);
+    try {
+      return await this.clients.acquire(ifindex, mac, seconds * 1000);
+    } catch (error) {
+      if (!(error instanceof NoDhcpAnswer)) throw error;
+      throw new PluginError(
+        `no DHCP server answered on ${network.parent} within ${seconds} s (for MAC ${mac}); check that a DHCP server ` +
+          `serves the LAN of ${network.parent} and has free addresses, or give it longer with -o dhcp_timeout=<seconds>`,
+      );
+    }
+  }
+
+  /** Sends DHCPRELEASE for the endpoint's lease and stops renewing it. */
+  release(mac: string): void {
+    this.opened?.clients.release(mac);
+  }
+
+  /**
+   * At start: leases of answered endpoints renew on their schedule again; leases of endpoints whose CreateEndpoint
+   * was never answered (Docker does not know them) are released.
+   */
+  async resumeAtStart(answered: EndpointRecord[], unanswered: EndpointRecord[]): Promise<void> {
+    for (const endpoint of [...answered, ...unanswered]) {
+      const network = this.state.networks.get(endpoint.networkId);
+      if (!endpoint.lease || !network) continue;
+      let ifindex: number;
+      try {
+        ifindex = await this.parentIndex(network);
+      } catch (error) {
+        this.log.error({ endpoint: endpoint.id, error: (error as Error).message }, 'cannot resume a DHCP lease');
+        continue;
+      }
+      this.clients.resume(ifindex, endpoint.lease);
+      if (endpoint.unanswered) {
+        this.clients.release(endpoint.lease.mac);
+        this.log.warn(
+          { endpoint: endpoint.id, address: endpoint.lease.address },
+          'released the lease of an unanswered endpoint',
+        );
+      }
+    }
+  }
+
+  /** Stops renewing without releasing: the leases stay valid for the next start to resume. */
+  close(): void {
+    this.opened?.close();
+    this.opened = undefined;
+  }
+
+  private async parentIndex(network: NetworkRecord): Promise<number> {
+    const parent = await this.links.get(network.parent);
+    if (!parent)
+      throw new PluginError(
+        `parent '${network.parent}' of network ${network.id.slice(0, 12)} no longer exists; bring it back or recreate the network`,
+      );
+    return parent.index;
+  }
+
+  /** A renewal's new times go to the record; a lease lost or moved to another address cuts the container off. */
+  private async changed({ mac, event }: LeaseChange): Promise<void> {
+    if (event.kind !== 'renewed' && event.kind !== 'changed' && event.kind !== 'lost') return;
+    const owner = [...this.state.endpoints.values()].find((endpoint) => endpoint.lease?.mac === mac);
+    if (!owner) return;
+    await this.endpointLocks.run(owner.id, async () => {
+      const endpoint = this.state.endpoints.get(owner.id);
+      if (!endpoint?.lease) return; // deleted (or cut off) meanwhile
+      try {
+        if (event.kind === 'renewed') await this.keep(endpoint, event.lease);
+        else await this.lostLease(endpoint, event.kind === 'changed' ? 'changed' : event.reason);
+      } catch (error) {
+        this.log.error({ endpoint: endpoint.id, error: (error as Error).message }, 'could not record a lease change');
+      }
+    });
+  }
+
+  private async keep(endpoint: EndpointRecord, lease: Lease): Promise<void> {
+    const record = { ...endpoint, lease };
+    await this.state.endpointStore.put(endpoint.id, record);
+    this.state.endpoints.set(endpoint.id, record);
+  }
+
+  /**
+   * The server took the address back (NAK), let it expire, or renewed to another one. The container must not keep
+   * using it, and the plugin cannot give it a new one (Docker sets addresses only at Join): the DHCP client stops
+   * (a new address would be released), the record keeps the endpoint without a lease, and the container's interface
+   * is taken down. `docker network disconnect` + `connect` (or a restart of the container) leases anew.
+   */
+  private async lostLease(endpoint: EndpointRecord, reason: 'changed' | 'nak' | 'expired' | 'declined'): Promise<void> {
+    const lease = endpoint.lease!;
+    this.clients.release(lease.mac);
+    const { lease: _dropped, ...rest } = endpoint;
+    const record: EndpointRecord = { ...rest, leaseLost: { address: lease.address, reason, at: Date.now() } };
+    await this.state.endpointStore.put(endpoint.id, record);
+    this.state.endpoints.set(endpoint.id, record);
+    this.log.error(
+      { endpoint: endpoint.id, mac: lease.mac, address: lease.address, reason },
+      `DHCP lease of ${lease.address} lost (${reason}): the container's interface is taken down; disconnect and reconnect it (or restart the container) for a new lease`,
+    );
+    await this.cutOff(record);
+  }
+
+  /** Takes the container's interface down, from the host side (see foreign-links.ts). */
+  private async cutOff(endpoint: EndpointRecord): Promise<void> {
+    const context = { endpoint: endpoint.id, mac: endpoint.mac, sandbox: endpoint.sandbox };
+    try {
+      if (!endpoint.sandbox) this.log.warn(context, 'the endpoint never joined a container: nothing to take down');
+      else if (!(await setDownByMac(endpoint.sandbox, endpoint.mac)))
+        this.log.warn(context, "the container's interface is not in its namespace any more: nothing to take down");
+      else this.log.warn(context, "took the container's interface down");
+    } catch (error) {
+      this.log.error({ ...context, error: (error as Error).message }, "could not take the container's interface down");
+    }
+  }
+}

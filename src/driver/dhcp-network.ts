@@ -1,0 +1,90 @@
+// A DHCP network (`--ipam-driver null -o dhcp=true`): its options, what it refuses, and what a lease means to Docker.
+import type { ClasslessRoute } from '../dhcp/message';
+import type { Lease } from '../dhcp/lease';
+import { PluginError } from '../errors';
+import type { MacvlanMode } from '../kernel/link-info';
+import type { IpData } from './network-options';
+
+export interface DhcpSettings {
+  /** How long a CreateEndpoint waits for a lease before it fails. */
+  timeoutSeconds: number;
+}
+
+export const DEFAULT_DHCP_TIMEOUT_SECONDS = 10;
+const MAX_DHCP_TIMEOUT_SECONDS = 25; // Docker gives up on a plugin request after 30 s
+
+/** What Docker's null IPAM sends as the IPv4 pool: the network has no subnet of its own. */
+const NULL_IPAM_POOL = '0.0.0.0/0';
+
+/** Parses `dhcp` and `dhcp_timeout`; undefined when the network does not use DHCP. */
+export function parseDhcpOptions(dhcp: string | undefined, timeout: string | undefined): DhcpSettings | undefined {
+  if (dhcp !== undefined && dhcp !== 'true' && dhcp !== 'false')
+    throw new PluginError(`dhcp '${dhcp}' is not a switch; give dhcp=true (or leave it out)`);
+  if (dhcp !== 'true') {
+    if (timeout !== undefined) throw new PluginError('dhcp_timeout only applies with dhcp=true');
+    return undefined;
+  }
+  if (timeout === undefined) return { timeoutSeconds: DEFAULT_DHCP_TIMEOUT_SECONDS };
+  const seconds = Number(timeout);
+  if (!/^\d{1,2}$/.test(timeout) || seconds < 1 || seconds > MAX_DHCP_TIMEOUT_SECONDS)
+    throw new PluginError(
+      `dhcp_timeout '${timeout}' is not valid; give whole seconds from 1 to ${MAX_DHCP_TIMEOUT_SECONDS} (Docker gives up on a request after 30 s)`,
+    );
+  return { timeoutSeconds: seconds };
+}
+
+/**
+ * Refuses a DHCP network that cannot work: addresses must come from the LAN's server alone (so Docker's IPAM must
+ * give none), over a parent on that LAN, in a mode where the endpoint's MAC receives the LAN's unicast.
+ */
+export function checkDhcpNetwork(
+  options: { parent?: string; mode: MacvlanMode; hostAccess?: string },
+  ipv4: IpData | undefined,
+): void {
+  if (!options.parent)
+    throw new PluginError(
+      "dhcp=true needs -o parent=<interface on the DHCP server's LAN>, e.g. -o parent=eth1: a network without a parent is internal and no server can reach it",
+    );
+  if (ipv4 && ipv4.pool !== NULL_IPAM_POOL)
+    throw new PluginError(
+      `dhcp=true takes addresses from the LAN's DHCP server, but this network got the subnet ${ipv4.pool} from its IPAM driver; ` +
+        `create it with --ipam-driver null and without --subnet, --gateway or --ip-range`,
+    );
+  if (options.mode === 'source')
+    throw new PluginError(
+      'dhcp=true does not work with macvlan_mode=source: such a link receives by sender MAC (macvlan_source) rather than by its own, ' +
+        'so the server and the LAN could not reach the leased address; use bridge, private, vepa or passthru',
+    );
+  if (options.hostAccess)
+    throw new PluginError(
+      'host_access needs a --subnet to route, which a DHCP network does not have; leave host_access out with dhcp=true',
+    );
+}
+
+/** Docker's static route types (libnetwork types.NEXTHOP and types.CONNECTED). */
+const NEXTHOP = 0;
+const CONNECTED = 1;
+
+export interface StaticRoute {
+  Destination: string;
+  RouteType: number;
+  NextHop?: string;
+}
+
+/**
+ * The gateway and static routes a lease gives the container. A default route in option 121 is the gateway; otherwise
+ * the router option is, even beside option 121. RFC 3442 says to ignore the router option then, but servers (dnsmasq
+ * among them) send both and mean both, and a container without a default route loses Docker's DNS forwarding too.
+ */
+export function joinRoutes(lease: Lease): { gateway?: string; staticRoutes: StaticRoute[] } {
+  const isDefault = (route: ClasslessRoute) => route.destination === '0.0.0.0/0';
+  const gateway = lease.classlessRoutes.find(isDefault)?.gateway ?? lease.routers[0];
+  const staticRoutes = lease.classlessRoutes
+    .filter((route) => !isDefault(route))
+    .map((route) =>
+      route.gateway === '0.0.0.0'
+        ? { Destination: route.destination, RouteType: CONNECTED }
+        : { Destination: route.destination, RouteType: NEXTHOP, NextHop: route.gateway },
+    );
+  return { ...(gateway && { gateway }), staticRoutes };
+}

@@ -1,0 +1,74 @@
+// Links inside another network namespace, changed without entering it (setns would need CAP_SYS_ADMIN): the
+// namespace file gets an id in ours (RTM_NEWNSID), and link requests name that id (IFLA_TARGET_NETNSID).
+import { closeSync, openSync } from 'node:fs';
+import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
+import { attr, bufferToMac, u32 } from './attributes';
+import { errnoOf, KernelError } from './errors';
+import { withTimeout } from './request-timeout';
+
+const RTM_NEWNSID = 88;
+const RTM_GETNSID = 90;
+const NETNSA_NSID = 1;
+const NETNSA_FD = 3;
+const NETNSA_NSID_NOT_ASSIGNED = -1; // in RTM_NEWNSID: let the kernel choose
+const REQUEST_TIMEOUT_MS = 5000;
+
+/** Takes down the interface with `mac` in the namespace at `namespacePath`; false when no such interface is there. */
+export async function setDownByMac(namespacePath: string, mac: string): Promise<boolean> {
+  const socket = createRtNetlink();
+  socket.socket.on('error', () => undefined); // an error without a listener would be thrown; requests fail instead
+  const fd = openSync(namespacePath, 'r');
+  try {
+    const nsid = await namespaceId(socket, fd);
+    const links = await withTimeout(socket.getLinks({}, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
+    const link = links.find((l) => l.attrs.address && bufferToMac(l.attrs.address) === mac);
+    if (!link) return false;
+    await withTimeout(
+      socket.setLink({ index: link.data.index, flags: {}, change: { up: true } }, { targetNetnsid: nsid }),
+      REQUEST_TIMEOUT_MS,
+    );
+    return true;
+  } catch (err) {
+    throw new KernelError(`take down ${mac} in ${namespacePath}`, errnoOf(err));
+  } finally {
+    closeSync(fd);
+    socket.socket.close();
+  }
+}
+
+/** The id our namespace knows `fd`'s namespace by, assigned now if it has none. */
+async function namespaceId(socket: RtNetlinkSocket, fd: number): Promise<number> {
+  const nsidRequest = (nsid?: number) =>
+    Buffer.concat([
+      Buffer.alloc(4), // struct rtgenmsg (family AF_UNSPEC), padded
+      ...(nsid === undefined ? [] : [attr(NETNSA_NSID, i32(nsid))]),
+      attr(NETNSA_FD, u32(fd)),
+    ]);
+  try {
+    await withTimeout(socket.socket.request(RTM_NEWNSID, nsidRequest(NETNSA_NSID_NOT_ASSIGNED)), REQUEST_TIMEOUT_MS);
+  } catch (err) {
+    if (errnoOf(err) !== 'EEXIST') throw err; // it has one already
+  }
+  const [replies] = await withTimeout(socket.socket.request(RTM_GETNSID, nsidRequest()), REQUEST_TIMEOUT_MS);
+  const reply = replies.find((message) => message.type === RTM_NEWNSID);
+  const nsid = reply && readAttribute(Buffer.from(reply.data), 4, NETNSA_NSID)?.readInt32LE(0);
+  if (nsid === undefined || nsid < 0) throw new Error('the kernel gave the namespace no id');
+  return nsid;
+}
+
+function i32(value: number): Buffer {
+  const buf = Buffer.alloc(4);
+  buf.writeInt32LE(value);
+  return buf;
+}
+
+/** The payload of the first attribute of `type` after `offset` bytes of fixed header. */
+function readAttribute(message: Buffer, offset: number, type: number): Buffer | undefined {
+  for (let at = offset; at + 4 <= message.length;) {
+    const length = message.readUInt16LE(at);
+    if (length < 4) return undefined;
+    if ((message.readUInt16LE(at + 2) & 0x3fff) === type) return message.subarray(at + 4, at + length);
+    at += (length + 3) & ~3;
+  }
+  return undefined;
+}
