@@ -28,17 +28,17 @@ export interface LeaseLine {
 }
 
 export class DhcpLab {
-  readonly prefix = 'tmvD' + randomBytes(3).toString('hex');
-  readonly switchNs = `${this.prefix}sw`;
-  readonly parent = `${this.prefix}p`;
-  readonly dir = mkdtempSync(path.join(tmpdir(), `${this.prefix}-`));
+  readonly prefix: string;
+  readonly switchNs: string;
+  readonly parent: string;
+  readonly dir: string;
   private readonly namespaces: string[] = [];
   private dnsmasq: ChildProcess | undefined;
 
   /** Builds the switch and the parent (starts no server yet); what was made is removed if a step fails. */
-  static async create(): Promise<DhcpLab> {
+  static async create(namePrefix = 'tmvD'): Promise<DhcpLab> {
     requireTool(DNSMASQ, 'dnsmasq-base');
-    const lab = new DhcpLab();
+    const lab = new DhcpLab(namePrefix + randomBytes(3).toString('hex'));
     try {
       lab.build();
       return lab;
@@ -48,7 +48,12 @@ export class DhcpLab {
     }
   }
 
-  private constructor() {}
+  private constructor(prefix: string) {
+    this.prefix = prefix;
+    this.switchNs = `${prefix}sw`;
+    this.parent = `${prefix}p`;
+    this.dir = mkdtempSync(path.join(tmpdir(), `${prefix}-`));
+  }
 
   private build(): void {
     this.addNs(this.switchNs);
