@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { type DhcpClients, type LeaseChange, NoDhcpAnswer, openDhcpClients } from '../dhcp/clients';
 import type { Lease } from '../dhcp/lease';
 import { PluginError } from '../errors';
-import { setDownByMac } from '../kernel/foreign-links';
+import { deleteByMac } from '../kernel/foreign-links';
 import type { Links } from '../kernel/links';
 import type { KeyedMutex } from '../state/keyed-mutex';
 import type { DriverState } from './driver-state';
@@ -98,6 +98,9 @@ export class DhcpLeases {
     if (event.kind !== 'renewed' && event.kind !== 'changed' && event.kind !== 'lost') return;
     const owner = [...this.state.endpoints.values()].find((endpoint) => endpoint.lease?.mac === mac);
     if (!owner) return;
+    // At once, before any await: the client has started over (DISCOVER) and must not bind an address the container
+    // would never get; a changed address goes back to the server.
+    if (event.kind !== 'renewed') this.clients.release(mac);
     await this.endpointLocks.run(owner.id, async () => {
       const endpoint = this.state.endpoints.get(owner.id);
       if (!endpoint?.lease) return; // deleted (or cut off) meanwhile
@@ -120,32 +123,31 @@ export class DhcpLeases {
    * The server took the address back (NAK), let it expire, or renewed to another one. The container must not keep
    * using it, and the plugin cannot give it a new one (Docker sets addresses only at Join): the DHCP client stops
    * (a new address would be released), the record keeps the endpoint without a lease, and the container's interface
-   * is taken down. `docker network disconnect` + `connect` (or a restart of the container) leases anew.
+   * is deleted. `docker network disconnect` + `connect` (or a restart of the container) leases anew.
    */
   private async lostLease(endpoint: EndpointRecord, reason: 'changed' | 'nak' | 'expired' | 'declined'): Promise<void> {
     const lease = endpoint.lease!;
-    this.clients.release(lease.mac);
     const { lease: _dropped, ...rest } = endpoint;
     const record: EndpointRecord = { ...rest, leaseLost: { address: lease.address, reason, at: Date.now() } };
     await this.state.endpointStore.put(endpoint.id, record);
     this.state.endpoints.set(endpoint.id, record);
     this.log.error(
       { endpoint: endpoint.id, mac: lease.mac, address: lease.address, reason },
-      `DHCP lease of ${lease.address} lost (${reason}): the container's interface is taken down; disconnect and reconnect it (or restart the container) for a new lease`,
+      `DHCP lease of ${lease.address} lost (${reason}): the container's interface on this network is removed; disconnect and reconnect it (or restart the container) for a new lease`,
     );
     await this.cutOff(record);
   }
 
-  /** Takes the container's interface down, from the host side (see foreign-links.ts). */
+  /** Deletes the container's interface, from the host side (see foreign-links.ts: the kernel cannot take it down so). */
   private async cutOff(endpoint: EndpointRecord): Promise<void> {
     const context = { endpoint: endpoint.id, mac: endpoint.mac, sandbox: endpoint.sandbox };
     try {
-      if (!endpoint.sandbox) this.log.warn(context, 'the endpoint never joined a container: nothing to take down');
-      else if (!(await setDownByMac(endpoint.sandbox, endpoint.mac)))
-        this.log.warn(context, "the container's interface is not in its namespace any more: nothing to take down");
-      else this.log.warn(context, "took the container's interface down");
+      if (!endpoint.sandbox) this.log.warn(context, 'the endpoint never joined a container: nothing to remove');
+      else if (!(await deleteByMac(endpoint.sandbox, endpoint.mac)))
+        this.log.warn(context, "the container's interface is not in its namespace any more: nothing to remove");
+      else this.log.warn(context, "removed the container's interface");
     } catch (error) {
-      this.log.error({ ...context, error: (error as Error).message }, "could not take the container's interface down");
+      this.log.error({ ...context, error: (error as Error).message }, "could not remove the container's interface");
     }
   }
 }

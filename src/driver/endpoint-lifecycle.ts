@@ -143,7 +143,7 @@ export class EndpointLifecycle {
     return answer;
   }
 
-  /** A DHCP endpoint's container namespace, kept so that a lost lease can take its interface down. */
+  /** A DHCP endpoint's container namespace, kept so that a lost lease can remove its interface. */
   private async recordSandbox(endpoint: EndpointRecord, sandbox: string | undefined): Promise<EndpointRecord> {
     if (!endpoint.lease)
       throw new PluginError(

@@ -15,7 +15,7 @@ export interface EndpointRecord {
   lease?: Lease;
   /** On a DHCP network: the lease the server took back (or moved), after which the container was cut off. */
   leaseLost?: { address: string; reason: string; at: number };
-  /** The container's network namespace (Join's SandboxKey), where a lost lease takes its interface down. */
+  /** The container's network namespace (Join's SandboxKey), where a lost lease removes its interface. */
   sandbox?: string;
   /** Saved by a CreateEndpoint not answered yet; a record still carrying it at start is rolled back. */
   unanswered?: true;

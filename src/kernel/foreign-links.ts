@@ -1,5 +1,7 @@
-// Links inside another network namespace, changed without entering it (setns would need CAP_SYS_ADMIN): the
-// namespace file gets an id in ours (RTM_NEWNSID), and link requests name that id (IFLA_TARGET_NETNSID).
+// Links inside another network namespace, reached without entering it (setns would need CAP_SYS_ADMIN): the
+// namespace file gets an id in ours (RTM_NEWNSID), and requests name that id (IFLA_TARGET_NETNSID). The kernel honours
+// it for RTM_GETLINK and RTM_DELLINK only: RTM_SETLINK and RTM_NEWLINK look the link up in the socket's own namespace
+// (ENODEV here, kernel 6.18) and read the attribute as "move the link there", so a link cannot be taken down, only deleted.
 import { closeSync, openSync } from 'node:fs';
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
 import { attr, bufferToMac, u32 } from './attributes';
@@ -13,8 +15,8 @@ const NETNSA_FD = 3;
 const NETNSA_NSID_NOT_ASSIGNED = -1; // in RTM_NEWNSID: let the kernel choose
 const REQUEST_TIMEOUT_MS = 5000;
 
-/** Takes down the interface with `mac` in the namespace at `namespacePath`; false when no such interface is there. */
-export async function setDownByMac(namespacePath: string, mac: string): Promise<boolean> {
+/** Deletes the interface with `mac` in the namespace at `namespacePath`; false when no such interface is there. */
+export async function deleteByMac(namespacePath: string, mac: string): Promise<boolean> {
   const socket = createRtNetlink();
   socket.socket.on('error', () => undefined); // an error without a listener would be thrown; requests fail instead
   const fd = openSync(namespacePath, 'r');
@@ -23,13 +25,10 @@ export async function setDownByMac(namespacePath: string, mac: string): Promise<
     const links = await withTimeout(socket.getLinks({}, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
     const link = links.find((l) => l.attrs.address && bufferToMac(l.attrs.address) === mac);
     if (!link) return false;
-    await withTimeout(
-      socket.setLink({ index: link.data.index, flags: {}, change: { up: true } }, { targetNetnsid: nsid }),
-      REQUEST_TIMEOUT_MS,
-    );
+    await withTimeout(socket.delLink({ index: link.data.index }, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
     return true;
   } catch (err) {
-    throw new KernelError(`take down ${mac} in ${namespacePath}`, errnoOf(err));
+    throw new KernelError(`delete ${mac} in ${namespacePath}`, errnoOf(err));
   } finally {
     closeSync(fd);
     socket.socket.close();

@@ -1,0 +1,162 @@
+// DHCP leases across a kill -9 of the real daemon: renewals resume on the recorded schedule (the server sees them),
+// and a renewal the server refuses (NAK) removes the container's interface from the host side.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { endpointLinkName, type EndpointRecord } from '../../../src/driver/endpoint-naming';
+import { DhcpLab, inNs } from '../../helpers/dhcp-lab';
+import { assertPrivateNetns, ip } from '../../helpers/net';
+import { post, spawnDaemon, waitForSocket, type Daemon } from '../../helpers/serve';
+
+const id = () => randomBytes(32).toString('hex');
+const NETWORK = id();
+
+describe('DHCP leases across a kill -9 of the daemon', () => {
+  let lab: DhcpLab;
+  let dir: string;
+  let daemon: Daemon | undefined;
+  const namespaces: string[] = [];
+  const socket = () => join(dir, 'p.sock');
+  const recordFile = (endpointId: string) => join(dir, 'state', 'endpoints', `${endpointId}.json`);
+  const record = (endpointId: string) => JSON.parse(readFileSync(recordFile(endpointId), 'utf8')) as EndpointRecord;
+
+  async function start(): Promise<Daemon> {
+    daemon = spawnDaemon(['serve', '--socket', socket(), '--state-dir', join(dir, 'state'), '--log-level', 'info']);
+    await waitForSocket(socket(), daemon);
+    return daemon;
+  }
+
+  /** CreateEndpoint and Join as Docker does them: the link moves into a namespace of the test's, with the lease's address. */
+  async function container(name: string): Promise<{ endpointId: string; ns: string; address: string; mac: string }> {
+    const endpointId = id();
+    const ns = `${lab.prefix}${name}`;
+    ip('netns', 'add', ns);
+    namespaces.push(ns);
+    const created = await post(socket(), 'NetworkDriver.CreateEndpoint', {
+      NetworkID: NETWORK,
+      EndpointID: endpointId,
+      Interface: {},
+    });
+    expect(created.status, JSON.stringify(created.json)).toBe(200);
+    const { Address, MacAddress } = created.json.Interface as { Address: string; MacAddress: string };
+    const joined = await post(socket(), 'NetworkDriver.Join', {
+      NetworkID: NETWORK,
+      EndpointID: endpointId,
+      SandboxKey: `/run/netns/${ns}`,
+    });
+    expect(joined.status, JSON.stringify(joined.json)).toBe(200);
+    const link = endpointLinkName(endpointId);
+    ip('link', 'set', link, 'netns', ns);
+    inNs(ns, 'ip', 'link', 'set', link, 'name', 'eth0');
+    inNs(ns, 'ip', 'addr', 'add', Address, 'dev', 'eth0');
+    inNs(ns, 'ip', 'link', 'set', 'eth0', 'up');
+    return { endpointId, ns, address: Address.split('/')[0]!, mac: MacAddress };
+  }
+
+  /** As if T1 passed while the plugin was down. */
+  function renewalDue(endpointId: string): void {
+    const r = record(endpointId);
+    writeFileSync(recordFile(endpointId), JSON.stringify({ ...r, lease: { ...r.lease, renewAt: Date.now() - 1000 } }));
+  }
+
+  async function eventually(check: () => void, ms = 15_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      try {
+        return check();
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  beforeAll(async () => {
+    assertPrivateNetns();
+    lab = await DhcpLab.create('tmvH');
+    await lab.startServer();
+    dir = mkdtempSync(join(tmpdir(), 'tmvH-restart-'));
+  });
+  afterAll(async () => {
+    daemon?.child.kill('SIGKILL');
+    for (const ns of namespaces) ip('netns', 'del', ns);
+    await lab?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("renewals resume on schedule after kill -9; a NAK removes the container's interface", async () => {
+    await start();
+    const network = await post(socket(), 'NetworkDriver.CreateNetwork', {
+      NetworkID: NETWORK,
+      Options: { 'com.docker.network.generic': { parent: lab.parent, dhcp: 'true' } },
+      IPv4Data: [{ AddressSpace: 'null', Pool: '0.0.0.0/0' }],
+    });
+    expect(network.status, JSON.stringify(network.json)).toBe(200);
+    const kept = await container('c1');
+    const refused = await container('c2');
+    const before = record(kept.endpointId).lease!;
+
+    daemon!.child.kill('SIGKILL');
+    await daemon!.exited;
+    renewalDue(kept.endpointId);
+    renewalDue(refused.endpointId);
+    // The server now gives c2's MAC another address: its renewal gets a NAK.
+    const other = refused.address === '10.77.0.119' ? '10.77.0.120' : '10.77.0.119';
+    await lab.reserve(refused.mac, other);
+    const acks = (c: { address: string; mac: string }) =>
+      lab.serverLog().split(`DHCPACK(br0) ${c.address} ${c.mac}`).length;
+    const acksBefore = acks(kept);
+
+    const restarted = await start();
+    // The kept lease renews at once (its T1 is past), by unicast: the server ACKs and the record takes the new times.
+    await eventually(() => expect(acks(kept)).toBe(acksBefore + 1));
+    await eventually(() => expect(record(kept.endpointId).lease!.obtainedAt).toBeGreaterThan(before.obtainedAt));
+    expect(record(kept.endpointId).lease!.address).toBe(kept.address);
+    expect(inNs(kept.ns, 'ip', '-br', 'link', 'show', 'eth0')).toMatch(/\bUP\b/);
+
+    // The refused one: NAK, the record loses its lease, the container's interface is deleted, no new lease is kept.
+    await eventually(() => expect(lab.serverLog()).toContain(`DHCPNAK(br0) ${refused.address} ${refused.mac}`));
+    await eventually(() =>
+      expect(record(refused.endpointId).leaseLost).toMatchObject({ address: refused.address, reason: 'nak' }),
+    );
+    expect(record(refused.endpointId).lease).toBeUndefined();
+    await eventually(() => expect(inNs(refused.ns, 'ip', '-br', 'link', 'show')).not.toContain('eth0'));
+    expect(restarted.output()).toMatch(
+      /DHCP lease of [\d.]+ lost \(nak\): the container's interface on this network is removed/,
+    );
+    // The client stopped at the NAK: the address the server now offers that MAC is never taken (the NAK'd one stays
+    // in the server's file until it expires: a NAK does not end a lease there, and a RELEASE would name an address
+    // the server has disowned).
+    await eventually(() => expect(lab.serverLog()).toContain(`DHCPOFFER(br0) ${other} ${refused.mac}`));
+    expect(lab.serverLog()).not.toContain(`DHCPREQUEST(br0) ${other} ${refused.mac}`);
+    expect(lab.serverLeases()).not.toContainEqual(expect.objectContaining({ mac: refused.mac, address: other }));
+
+    // Join refuses an endpoint whose lease is gone, saying what to do.
+    const rejoin = await post(socket(), 'NetworkDriver.Join', { NetworkID: NETWORK, EndpointID: refused.endpointId });
+    expect(rejoin.json.Err).toMatch(/lost its DHCP lease.*disconnect and connect the container again/);
+
+    // Docker's removal: the links come back to the host, DeleteEndpoint releases what is leased.
+    for (const c of [kept, refused]) {
+      if (c === refused) {
+        expect(
+          (await post(socket(), 'NetworkDriver.DeleteEndpoint', { NetworkID: NETWORK, EndpointID: c.endpointId }))
+            .status,
+        ).toBe(200);
+        continue;
+      }
+      inNs(c.ns, 'ip', 'link', 'set', 'eth0', 'down');
+      inNs(c.ns, 'ip', 'link', 'set', 'eth0', 'name', endpointLinkName(c.endpointId));
+      inNs(c.ns, 'ip', 'link', 'set', endpointLinkName(c.endpointId), 'netns', String(process.pid)); // back to the test's own namespace
+      const deleted = await post(socket(), 'NetworkDriver.DeleteEndpoint', {
+        NetworkID: NETWORK,
+        EndpointID: c.endpointId,
+      });
+      expect(deleted.status).toBe(200);
+    }
+    await eventually(() => expect(lab.serverLeases().filter((l) => l.mac === kept.mac)).toEqual([]));
+    expect(lab.serverLog()).toContain(`DHCPRELEASE(br0) ${kept.address} ${kept.mac}`);
+    expect((await post(socket(), 'NetworkDriver.DeleteNetwork', { NetworkID: NETWORK })).status).toBe(200);
+  });
+});
