@@ -10,6 +10,7 @@ import { MARK_ENDPOINT } from '../kernel/marks';
 import { stateGroup } from '../state/instance';
 import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
+import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
 import { readState, type PoolRow } from './state-snapshot';
 
 export interface NetworkRow {
@@ -46,6 +47,8 @@ export interface StatusReport {
   networks: NetworkRow[];
   endpoints: EndpointRow[];
   pools: PoolRow[];
+  /** DHCP leases of endpoints on DHCP networks. */
+  leases: LeaseRow[];
   drift: Drift[];
   unreadable: { file: string; error: string }[];
 }
@@ -57,7 +60,18 @@ export const STATUS_JSON_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   title: 'tsmacvlan status',
   type: 'object',
-  required: ['version', 'stateDir', 'driver', 'group', 'networks', 'endpoints', 'pools', 'drift', 'unreadable'],
+  required: [
+    'version',
+    'stateDir',
+    'driver',
+    'group',
+    'networks',
+    'endpoints',
+    'pools',
+    'leases',
+    'drift',
+    'unreadable',
+  ],
   additionalProperties: false,
   properties: {
     version: { const: 1 },
@@ -125,6 +139,7 @@ export const STATUS_JSON_SCHEMA = {
         },
       },
     },
+    leases: { type: 'array', items: LEASE_ROW_SCHEMA },
     drift: {
       type: 'array',
       items: {
@@ -207,6 +222,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     networks,
     endpoints,
     pools: state.pools,
+    leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
   };
@@ -224,7 +240,7 @@ function table(header: string[], rows: string[][]): string {
     .join('\n');
 }
 
-/** The human-readable report: a table of networks, one of endpoints, one of address pools, then drift. */
+/** The human-readable report: a table of networks, one of endpoints, one of address pools, DHCP leases, then drift. */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
   out.push(`state: ${report.stateDir}  driver: ${report.driver} (device group ${report.group})`, '');
@@ -277,6 +293,7 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   out.push('');
+  if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
   if (report.drift.length === 0) out.push('drift: none');
   else {

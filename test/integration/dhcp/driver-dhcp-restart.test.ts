@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointLinkName, type EndpointRecord } from '../../../src/driver/endpoint-naming';
 import { DhcpLab, inNs } from '../../helpers/dhcp-lab';
 import { assertPrivateNetns, ip } from '../../helpers/net';
-import { post, spawnDaemon, waitForSocket, type Daemon } from '../../helpers/serve';
+import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../../helpers/serve';
+import { execFileSync } from 'node:child_process';
 
 const id = () => randomBytes(32).toString('hex');
 const NETWORK = id();
@@ -132,6 +133,31 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     await eventually(() => expect(lab.serverLog()).toContain(`DHCPOFFER(br0) ${other} ${refused.mac}`));
     expect(lab.serverLog()).not.toContain(`DHCPREQUEST(br0) ${other} ${refused.mac}`);
     expect(lab.serverLeases()).not.toContainEqual(expect.objectContaining({ mac: refused.mac, address: other }));
+
+    // `tsmacvlan status` lists both: the kept lease with its server and times, the lost one with its reason.
+    const statusJson = execFileSync(
+      process.execPath,
+      [CLI, 'status', '--json', '--socket', socket(), '--state-dir', join(dir, 'state')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    const leases = (JSON.parse(statusJson) as { leases: { endpointId: string }[] }).leases;
+    const renewed = record(kept.endpointId).lease!;
+    expect(leases).toEqual(
+      expect.arrayContaining([
+        {
+          endpointId: kept.endpointId,
+          mac: kept.mac,
+          address: `${kept.address}/24`,
+          server: '10.77.0.1',
+          expires: new Date(renewed.expiresAt).toISOString(),
+          nextRenewal: new Date(renewed.renewAt).toISOString(),
+          lost: null,
+        },
+        expect.objectContaining({ endpointId: refused.endpointId, address: refused.address, lost: 'nak' }),
+      ]),
+    );
 
     // Join refuses an endpoint whose lease is gone, saying what to do.
     const rejoin = await post(socket(), 'NetworkDriver.Join', { NetworkID: NETWORK, EndpointID: refused.endpointId });

@@ -269,6 +269,7 @@ describe('tsmacvlan status', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      leases: [],
       drift: [],
       unreadable: [],
     });

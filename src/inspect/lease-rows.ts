@@ -1,0 +1,69 @@
+// The DHCP leases of `tsmacvlan status`: one row per endpoint of a DHCP network, from its record.
+import type { EndpointRecord } from '../driver/endpoint-naming';
+
+export interface LeaseRow {
+  endpointId: string;
+  mac: string;
+  /** CIDR; for a lost lease, the address it had. */
+  address: string;
+  /** The server's identifier (option 54); null for a lost lease. */
+  server: string | null;
+  /** ISO times; null for a lost lease. */
+  expires: string | null;
+  nextRenewal: string | null;
+  /** Why the lease is gone (nak, expired, declined, changed); null while it holds. */
+  lost: string | null;
+}
+
+const isoOrNull = { type: ['string', 'null'] } as const;
+
+export const LEASE_ROW_SCHEMA = {
+  type: 'object',
+  required: ['endpointId', 'mac', 'address', 'server', 'expires', 'nextRenewal', 'lost'],
+  additionalProperties: false,
+  properties: {
+    endpointId: { type: 'string', minLength: 1 },
+    mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+    address: { type: 'string', minLength: 1 },
+    server: isoOrNull,
+    expires: isoOrNull,
+    nextRenewal: isoOrNull,
+    lost: isoOrNull,
+  },
+} as const;
+
+export function leaseRows(endpoints: EndpointRecord[]): LeaseRow[] {
+  const rows: LeaseRow[] = [];
+  for (const { id, mac, lease, leaseLost } of endpoints) {
+    if (lease) {
+      rows.push({
+        endpointId: id,
+        mac,
+        address: `${lease.address}/${lease.prefixLength}`,
+        server: lease.serverId,
+        expires: new Date(lease.expiresAt).toISOString(),
+        // The client renews at T1, then rebinds at T2: whichever is still ahead is the next attempt.
+        nextRenewal: new Date(lease.renewAt > Date.now() ? lease.renewAt : lease.rebindAt).toISOString(),
+        lost: null,
+      });
+    } else if (leaseLost) {
+      const none = { server: null, expires: null, nextRenewal: null };
+      rows.push({ endpointId: id, mac, address: leaseLost.address, ...none, lost: leaseLost.reason });
+    }
+  }
+  return rows;
+}
+
+/** Table rows for the human-readable report. */
+export function leaseCells(rows: LeaseRow[]): string[][] {
+  return rows.map((l) => [
+    l.endpointId.slice(0, 12),
+    l.address,
+    l.mac,
+    l.server ?? '-',
+    l.expires ?? `lost (${l.lost})`,
+    l.nextRenewal ?? '-',
+  ]);
+}
+
+export const LEASE_HEADER = ['ENDPOINT', 'LEASED', 'MAC', 'SERVER', 'EXPIRES', 'NEXT RENEWAL'];
