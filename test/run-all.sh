@@ -13,11 +13,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step() { echo; echo "== $*"; }
-# vitest with a JSON report per suite; the summary counts them (a suite without a report counts as failed).
+# vitest with a JSON report, its output (also in <suite>.log) and its exit status (<suite>.exit) per suite: the summary
+# counts a suite as passed only when both say so.
 suite() {
   local name=$1; shift
   step "$name"
-  "$@" --reporter=default --reporter=json --outputFile.json="$PWD/$results/$name.json"
+  "$@" --reporter=default --reporter=json --outputFile.json="$PWD/$results/$name.json" 2>&1 | tee "$results/$name.log"
+  echo "${PIPESTATUS[0]}" > "$results/$name.exit"
 }
 
 step "provision" && bash test/e2e/provision.sh || echo "provisioning failed" > "$results/provision.failed"
@@ -30,7 +32,6 @@ suite unit npx vitest run --project unit
 suite integration bash test/in-netns.sh npx vitest run --project integration
 suite e2e npx vitest run --project e2e
 # 802.1q exists only under the VM kernel; the guest writes its report into a directory of ours.
-step "vm"
-VMRUN_OUT="$PWD/$results" bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm --reporter=default --reporter=json --outputFile.json="$PWD/$results/vm.json"
+VMRUN_OUT="$PWD/$results" suite vm bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm
 
 node test/summarize.mjs "$results" unit integration e2e vm
