@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm test`: the whole suite. Provisions what it needs (Docker Engine, test image, qemu kernel), builds, runs each
+# `npm test`: the whole suite. Provisions what it needs (Docker Engine packages, plugin rootfs, qemu kernel), builds, runs each
 # suite where it must run, and ends with one line "N passed, N failed". Needs root (it creates links and namespaces).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,8 @@ step "format" && npx prettier --check . || echo "files not formatted: run npm ru
 suite unit npx vitest run --project unit
 # Integration tests create links freely: a private namespace of their own, gone when they exit.
 suite integration bash test/in-netns.sh npx vitest run --project integration
-suite e2e npx vitest run --project e2e
+# e2e tests drive Docker and make links: a lab of their own (a namespace and an engine the lab starts, see test/lab).
+suite e2e bash test/lab/in-lab.sh npx vitest run --project e2e
 # 802.1q exists only under the VM kernel; the guest writes its report into a directory of ours.
 VMRUN_OUT="$PWD/$results" suite vm bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm
 

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
+import { Engine } from '../lab/engine';
 import {
   DOCKER_BIN,
   dockerOk,
@@ -96,7 +97,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
 
   it('enables: its socket answers, Docker reports it enabled and a network can be created', async () => {
     const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
-    const socket = `/run/docker/plugins/${id}/tsmacvlan.sock`;
+    const socket = join(Engine.ofLab().execRoot, 'plugins', id, 'tsmacvlan.sock');
     const t0 = Date.now();
     let socketMs = -1;
     // Poll the plugin's own socket while `docker plugin enable` runs: when does the process answer?
@@ -183,7 +184,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     await dockerOk(['rm', '-f', a, b, c]);
     await dockerOk(['network', 'rm', net]);
     await eventually(async () => {
-      const left = await pluginLinksOnHost('ehi');
+      const left = await pluginLinksOnHost(stateSource);
       for (const ep of endpoints) expect(left).not.toContain(`tsmve${ep.slice(0, 10)}`);
     });
     expect(readdirSync(join(stateSource, 'networks'))).toEqual([]);
