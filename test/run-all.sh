@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm test`: the whole suite. Provisions what it needs (Docker Engine packages, plugin rootfs, qemu kernel), builds, runs each
-# suite where it must run, and ends with one line "N passed, N failed". Needs root (it creates links and namespaces).
+# `npm test`: the whole suite. Provisions what it needs (Docker Engine packages, plugin rootfs, qemu kernel), builds,
+# runs each suite where it must run, and ends with one line "N passed, N failed". Needs root (it creates links and
+# namespaces).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=test-results

@@ -97,12 +97,12 @@ describe(`the managed plugin ${PLUGIN}`, () => {
 
   it('enables: its socket answers, Docker reports it enabled and a network can be created', async () => {
     const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
-    const socket = join(Engine.ofLab().execRoot, 'plugins', id, 'tsmacvlan.sock');
+    const socketOf = () => Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock'); // where is known once it runs
     const t0 = Date.now();
     let socketMs = -1;
     // Poll the plugin's own socket while `docker plugin enable` runs: when does the process answer?
     const answered = waitFor(
-      async () => existsSync(socket) && (await post(socket, 'Plugin.Activate')).status === 200,
+      async () => existsSync(socketOf()) && (await post(socketOf(), 'Plugin.Activate')).status === 200,
       30_000,
       { intervalMs: 10, what: 'the plugin socket' },
     ).then(() => (socketMs = Date.now() - t0));
@@ -110,7 +110,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     const enableMs = Date.now() - t0;
     await answered;
     expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('true');
-    const activate = await post(socket, 'Plugin.Activate');
+    const activate = await post(socketOf(), 'Plugin.Activate');
     expect(activate.json.Implements).toEqual(expect.arrayContaining(['NetworkDriver', 'IpamDriver']));
 
     net = `${PREFIX}net`;

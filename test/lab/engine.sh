@@ -24,7 +24,7 @@ say() { echo "[engine $root] $*" >&2; }
 engine_pid() {
   local pid
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--pidfile $pidfile " || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && tr "\\0" " " 2>/dev/null < "/proc/$pid/cmdline" | grep -qF -- "--pidfile $pidfile " || return 1
   [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
   echo "$pid"
 }
@@ -33,7 +33,7 @@ engine_pid() {
 containerd_pids() {
   local address=$root/exec/containerd/containerd.sock p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF -- "$address" && echo "${p#/proc/}"
+    tr "\\0" " " 2>/dev/null < "$p/cmdline" | grep -qF -- "$address" && echo "${p#/proc/}"
   done
   return 0
 }
@@ -110,8 +110,16 @@ remove() {
     [[ -z $ids ]] || timeout 120 "$DOCKER" -H "unix://$sock" rm -f -v $ids > /dev/null 2>&1 || true
   fi
   stop
-  # Mounts dockerd left under ROOT (overlay layers, netns files, plugin rootfs), deepest first.
-  findmnt -rn -o TARGET | { grep -F "$root/" || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
+  # Docker 20.10 keeps a managed plugin's runtime dir in the shared /run/docker/plugins/<plugin id> (ids are unique).
+  local dirs=() id
+  for id in "$root"/data/plugins/*/; do
+    id=$(basename "$id")
+    [[ $id =~ ^[0-9a-f]{64}$ && -d /run/docker/plugins/$id ]] && dirs+=("/run/docker/plugins/$id")
+  done
+  # Mounts dockerd left under ROOT (overlay layers, netns files, plugin rootfs) and in those dirs, deepest first.
+  findmnt -rn -o TARGET | { grep -F -e "$root/" "${dirs[@]/#/-e}" || true; } | sort -r |
+    while read -r m; do umount -l "$m" || true; done
+  (( ${#dirs[@]} == 0 )) || rm -rf --one-file-system "${dirs[@]}"
   rm -rf --one-file-system "$root"
 }
 

@@ -2,6 +2,7 @@
 // suite starts and removes them the same way). An engine is its root directory: data root, exec root, socket and pid
 // file live under it, so a handle can be made again from the root alone (e.g. from TSMV_ENGINE_ROOT in a test).
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -40,9 +41,19 @@ export class Engine {
     return `unix://${this.socket}`;
   }
 
-  /** Where managed plugins' sockets are: `<execRoot>/plugins/<plugin id>/<socket>`. */
   get execRoot(): string {
     return join(this.root, 'exec');
+  }
+
+  /**
+   * A managed plugin's socket. Docker 20.10 keeps them in /run/docker/plugins/<plugin id>/ whatever the exec root
+   * (the id is unique, so engines do not collide there); later engines under `<exec root>/plugins/<plugin id>/`.
+   */
+  managedPluginSocket(pluginId: string, socket: string): string {
+    const underExecRoot = join(this.execRoot, 'plugins', pluginId, socket);
+    return existsSync(join(this.execRoot, 'plugins', pluginId))
+      ? underExecRoot
+      : join('/run/docker/plugins', pluginId, socket);
   }
 
   /** SIGKILLs its dockerd and the containerd that dockerd started, as a crash would. */
