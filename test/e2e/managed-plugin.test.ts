@@ -52,7 +52,10 @@ async function createPlugin(
     },
   });
   if (res.code !== 0)
-    throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
+    throw new Error(
+      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
+        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
+    );
   const summary = res.stdout.trim().split('\n').pop() ?? '';
   const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
   if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);

@@ -45,7 +45,10 @@ async function createPlugin(name: string, stateSource: string): Promise<string> 
     },
   });
   if (res.code !== 0)
-    throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
+    throw new Error(
+      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
+        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
+    );
   return res.stdout.trim().split('\n').pop() ?? '';
 }
 
