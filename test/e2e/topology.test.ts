@@ -11,7 +11,7 @@ describe('the lab and its test switches', () => {
     expect((await run('ip', ['-4', 'route', 'show', 'default'])).stdout.trim()).toBe('');
     expect((await run('ip', ['-6', 'route', 'show', 'default'])).stdout.trim()).toBe('');
     expect((await run('ip', ['-o', 'link', 'show', 'eth0'], { allowFail: true })).code).not.toBe(0);
-    expect(await localRouteDev('192.0.2.1')).toBeUndefined(); // unrouted: a send fails here
+    expect(await localRouteDev('198.51.100.1')).toBeUndefined(); // unrouted: a send fails here
   });
 
   it('a switch routes its IPv4 and IPv6 subnets locally through its parent, which holds an address in each', async () => {

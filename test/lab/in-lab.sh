@@ -24,6 +24,13 @@ cleanup() {
   for root in "$TSMV_LAB_DIR"/*/; do
     [[ -f $root/engine.env ]] && bash test/lab/engine.sh remove "$root"
   done
+  # Whatever still runs in the lab's namespace was started by this run (a plugin daemon a crashed test left): only
+  # this run's processes can be in it, and they would keep the namespace alive.
+  local labns p
+  labns="net:[$(stat -L -c %i "/run/netns/$TSMV_LAB_NETNS" 2>/dev/null)]"
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/ns/net" 2>/dev/null) == "$labns" ]] && kill -9 "${p#/proc/}" 2>/dev/null && echo "[lab] killed ${p#/proc/}"
+  done
   for ns in $(ip netns list | awk '{print $1}'); do
     if [[ $ns == "$TSMV_LAB_NETNS" || $ns == "$TSMV_RUN_ID"-* ]]; then ip netns del "$ns"; fi
   done
