@@ -19,6 +19,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          setupFiles: ['test/lab/require-lab.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,
           fileParallelism: false,
@@ -28,6 +29,7 @@ export default defineConfig({
         test: {
           name: 'vm',
           include: ['test/vm/**/*.test.ts'],
+          setupFiles: ['test/vm/require-vm.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
           fileParallelism: false,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm test`: the whole suite. Provisions what it needs (Docker Engine, test image, qemu kernel), builds, runs each
-# suite where it must run, and ends with one line "N passed, N failed". Needs root (it creates links and namespaces).
+# `npm test`: the whole suite. Provisions what it needs (Docker Engine packages, plugin rootfs, qemu kernel), builds,
+# runs each suite where it must run, and ends with one line "N passed, N failed". Needs root (it creates links and
+# namespaces).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=test-results
@@ -13,11 +14,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 step() { echo; echo "== $*"; }
-# vitest with a JSON report per suite; the summary counts them (a suite without a report counts as failed).
+# vitest with a JSON report, its output (also in <suite>.log) and its exit status (<suite>.exit) per suite: the summary
+# counts a suite as passed only when both say so.
 suite() {
   local name=$1; shift
   step "$name"
-  "$@" --reporter=default --reporter=json --outputFile.json="$PWD/$results/$name.json"
+  "$@" --reporter=default --reporter=json --outputFile.json="$PWD/$results/$name.json" 2>&1 | tee "$results/$name.log"
+  echo "${PIPESTATUS[0]}" > "$results/$name.exit"
 }
 
 step "provision" && bash test/e2e/provision.sh || echo "provisioning failed" > "$results/provision.failed"
@@ -30,9 +33,9 @@ step "format" && npx prettier --check . || echo "files not formatted: run npm ru
 suite unit npx vitest run --project unit
 # Integration tests create links freely: a private namespace of their own, gone when they exit.
 suite integration bash test/in-netns.sh npx vitest run --project integration
-suite e2e npx vitest run --project e2e
+# e2e tests drive Docker and make links: a lab of their own (a namespace and an engine the lab starts, see test/lab).
+suite e2e bash test/lab/in-lab.sh npx vitest run --project e2e
 # 802.1q exists only under the VM kernel; the guest writes its report into a directory of ours.
-step "vm"
-VMRUN_OUT="$PWD/$results" bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm --reporter=default --reporter=json --outputFile.json="$PWD/$results/vm.json"
+VMRUN_OUT="$PWD/$results" suite vm bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm
 
 node test/summarize.mjs "$results" unit integration e2e vm

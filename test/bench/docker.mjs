@@ -1,4 +1,4 @@
-// tsmacvlan under a real Docker Engine (Debian's 20.10, started by test/e2e/provision.sh), side by side with Docker's
+// tsmacvlan under a real Docker Engine (Debian's 20.10, the lab's own: test/lab/in-lab.sh), side by side with Docker's
 // own drivers, in the host namespace:
 //   benchDocker     `docker network connect` + `disconnect` of a running container, and `docker run --rm` of a trivial
 //                   container, on Docker's built-in macvlan, on tsmacvlan (Docker's default IPAM), and on tsmacvlan with
@@ -11,9 +11,7 @@
 // avoid the e2e tests' "tsmv" prefix, whose clean-up removes such links. Docker objects are all named tsmv-bench-*,
 // subnets are inside 10.235.0.0/16, and the plugin runs as the driver tsmv-bench-plugin (not tsmacvlan-test, which
 // the e2e tests may be using at the same time).
-import { join } from 'node:path';
 import {
-  ROOT,
   hex,
   log,
   median,
@@ -75,14 +73,10 @@ async function removeLeftoverLinks() {
     if (ifname?.startsWith(LINK_PREFIX)) await run('ip', ['link', 'del', ifname], { allowFail: true });
 }
 
-/** Docker up, the test image built (provision.sh is idempotent), the parent, the plugin, the networks. */
+/** The lab's Docker (npm run bench runs this in test/lab/in-lab.sh, which imports the image), the parent, the plugin, the networks. */
 async function setUp({ nodeArgs = [] } = {}) {
-  const provision = await run('bash', [join(ROOT, 'test/e2e/provision.sh')], {
-    allowFail: true,
-    timeoutMs: 15 * 60_000,
-  });
-  if (provision.code !== 0)
-    throw new Error(`test/e2e/provision.sh failed:\n${(provision.stdout + provision.stderr).slice(-3000)}`);
+  if (!process.env.TSMV_ENGINE_ROOT)
+    throw new Error('the docker bench drives only a lab engine of its own: run it with npm run bench');
   await removeLeftoverLinks();
 
   // The parent: one end of a veth pair, its peer up in a namespace of ours. Deleting the namespace deletes both.

@@ -252,12 +252,12 @@ describe('crash recovery with Docker: the plugin SIGKILLed mid-request during `d
         `endpoint records of ${net} vs Docker's endpoints`,
       ).toEqual(await dockerEndpoints(net));
       expect(await dockerEndpoints(net)).toHaveLength(2);
-      expect(await pluginLinksOnHost('e')).toEqual([]);
+      expect(await pluginLinksOnHost(plugin.stateDir, 'e')).toEqual([]);
 
       // Everything goes, and nothing of it stays with the plugin or on the host.
       await dockerOk(['rm', '-f', second, peer]);
       await eventually(() => dockerOk(['network', 'rm', net]), 15_000);
-      await eventually(async () => expect(await pluginLinksOnHost()).toEqual([]), 10_000);
+      await eventually(async () => expect(await pluginLinksOnHost(plugin.stateDir)).toEqual([]), 10_000);
       expect(
         existsSync(join(plugin.stateDir, 'ipam', `${subnet.replace('/', '_')}.jnl`)),
         `IPAM journal of ${subnet}`,

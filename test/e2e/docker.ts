@@ -7,13 +7,13 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 /**
- * Debian's docker.io client, the same version as the daemon provision.sh
- * starts. /usr/local/bin/docker (a Docker 28 CLI on this machine kind) comes
+ * Debian's docker.io client, the same version as the lab's daemon
+ * (test/lab/engine.sh); DOCKER_HOST, set by test/lab/in-lab.sh, names it. /usr/local/bin/docker (a Docker 28 CLI on this machine kind) comes
  * first in PATH and does negotiate down to API 1.41, but it is not installed by
  * anything we control, so tests name the client explicitly.
  */
 export const DOCKER_BIN = process.env.TSMV_DOCKER ?? '/usr/bin/docker';
-/** Built by test/e2e/provision.sh from busybox-static (no registry needed). */
+/** Imported into the lab's engine by test/lab/test-image.sh from busybox-static (no registry needed). */
 export const TEST_IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
 
 export interface RunResult {

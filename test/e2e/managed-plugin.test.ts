@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
+import { Engine } from '../lab/engine';
 import {
   DOCKER_BIN,
   dockerOk,
@@ -51,7 +52,10 @@ async function createPlugin(
     },
   });
   if (res.code !== 0)
-    throw new Error(`plugin/create.sh failed (${res.code}):\n${res.stdout.split('\n').slice(-40).join('\n')}`);
+    throw new Error(
+      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
+        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
+    );
   const summary = res.stdout.trim().split('\n').pop() ?? '';
   const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
   if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);
@@ -96,12 +100,12 @@ describe(`the managed plugin ${PLUGIN}`, () => {
 
   it('enables: its socket answers, Docker reports it enabled and a network can be created', async () => {
     const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
-    const socket = `/run/docker/plugins/${id}/tsmacvlan.sock`;
+    const socketOf = () => Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock'); // where is known once it runs
     const t0 = Date.now();
     let socketMs = -1;
     // Poll the plugin's own socket while `docker plugin enable` runs: when does the process answer?
     const answered = waitFor(
-      async () => existsSync(socket) && (await post(socket, 'Plugin.Activate')).status === 200,
+      async () => existsSync(socketOf()) && (await post(socketOf(), 'Plugin.Activate')).status === 200,
       30_000,
       { intervalMs: 10, what: 'the plugin socket' },
     ).then(() => (socketMs = Date.now() - t0));
@@ -109,7 +113,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     const enableMs = Date.now() - t0;
     await answered;
     expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('true');
-    const activate = await post(socket, 'Plugin.Activate');
+    const activate = await post(socketOf(), 'Plugin.Activate');
     expect(activate.json.Implements).toEqual(expect.arrayContaining(['NetworkDriver', 'IpamDriver']));
 
     net = `${PREFIX}net`;
@@ -183,7 +187,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     await dockerOk(['rm', '-f', a, b, c]);
     await dockerOk(['network', 'rm', net]);
     await eventually(async () => {
-      const left = await pluginLinksOnHost('ehi');
+      const left = await pluginLinksOnHost(stateSource);
       for (const ep of endpoints) expect(left).not.toContain(`tsmve${ep.slice(0, 10)}`);
     });
     expect(readdirSync(join(stateSource, 'networks'))).toEqual([]);

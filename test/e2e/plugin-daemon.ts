@@ -1,14 +1,19 @@
-// The plugin as Docker meets it: `tsmacvlan serve` in the host namespace on /run/docker/plugins/<driver>.sock.
+// The plugin as Docker meets it: `tsmacvlan serve` in the lab's namespace on /run/docker/plugins/<driver>.sock.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { runId } from '../lab/lab';
+import { stateGroup } from '../../src/state/instance';
 import { removeDockerObjects, run } from './docker';
 import { destroyAllSwitches } from './topology';
 
-/** The driver name the e2e tests use, so a real `tsmacvlan` on the same machine is never touched. */
-export const DRIVER = 'tsmacvlan-test';
+/**
+ * This run's driver name: every dockerd finds legacy plugins in the one /run/docker/plugins, so a name of its own keeps
+ * a real `tsmacvlan`, and the instances of other runs on the same machine, apart from this one.
+ */
+export const DRIVER = `tsmacvlan-${runId()}`;
 export const SOCKET = `/run/docker/plugins/${DRIVER}.sock`;
 
 export interface PluginDaemon {
@@ -76,10 +81,12 @@ export function withPluginDaemon(prefix: string): () => PluginDaemon {
 }
 
 /**
- * The plugin's links in the host namespace of the given kinds (e: endpoint, h: host-access shim, i: internal parent),
- * by their exact names: `tsmv` + kind + 10 characters (a test switch's parent, `tsmv` + 8 hex, never matches).
+ * The links of the plugin instance whose state is stateDir (its device group) of the given kinds (e: endpoint,
+ * h: host-access shim, i: internal parent), by their names: `tsmv` + kind + 10 characters.
  */
-export async function pluginLinksOnHost(kinds = 'ehi'): Promise<string[]> {
-  const out = (await run('ip', ['-o', 'link', 'show'])).stdout;
+export async function pluginLinksOnHost(stateDir: string, kinds = 'ehi'): Promise<string[]> {
+  const group = stateGroup(stateDir);
+  if (group === undefined) throw new Error(`${stateDir} holds no plugin instance id: the plugin never started there`);
+  const out = (await run('ip', ['-o', 'link', 'show', 'group', String(group)])).stdout;
   return [...out.matchAll(new RegExp(`^\\d+: (tsmv[${kinds}][0-9a-zA-Z]{10})[:@]`, 'gm'))].map((m) => m[1]);
 }

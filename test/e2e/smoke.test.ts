@@ -1,6 +1,6 @@
 // Canary for the e2e harness itself, using Docker's BUILT-IN macvlan driver:
 // if this fails, the environment (dockerd, image, switch topology) is broken,
-// not the plugin. Needs root and test/e2e/provision.sh to have run.
+// not the plugin. Needs root and a lab (test/lab/in-lab.sh).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_IMAGE, dockerOk, ping, removeDockerObjects, runSleeper, uniqueName } from './docker';
 import { cleanupLeftovers, createSwitch, destroyAllSwitches } from './topology';
@@ -28,7 +28,7 @@ async function macvlanNet(parent: string, subnet: string, mode: 'bridge' | 'priv
 describe('e2e harness with the built-in macvlan driver', () => {
   beforeAll(async () => {
     await dockerOk(['image', 'inspect', '-f', '{{.Id}}', TEST_IMAGE]).catch((err: Error) => {
-      throw new Error(`e2e environment not ready (run test/e2e/provision.sh as root): ${err.message}`);
+      throw new Error(`the lab's engine has no test image (test/lab/in-lab.sh imports it): ${err.message}`);
     });
   });
   afterEach(async () => {

@@ -1,20 +1,21 @@
 // A test "switch" for macvlan end-to-end tests, built with ip(8):
 //
-//   host netns                      | netns tsmv-XXXXXXXX (owned by the test)
-//   tsmvXXXXXXXX (veth, macvlan     |   tsmvXXXXXXXXp (veth) -- br0 (10.231.N.1/24)
-//   parent, no address) <-----------+-->
+//   the lab's netns (the "host")       | netns <run id>-XXXXXXXX (owned by the test)
+//   tsmvXXXXXXXX (veth, macvlan        |   tsmvXXXXXXXXp (veth) -- br0 (10.231.N.1/24)
+//   parent, 10.231.N.254/24) <---------+-->
 //
-// Containers get macvlan links on the host-side veth end (the "parent"); their
-// frames leave through the veth into br0, where the switch's own address lives.
-// Deleting the netns destroys br0 and the veth pair (hence the parent) too.
+// Containers get macvlan links on the host-side veth end (the "parent"); their frames leave through the veth into
+// br0, where the switch's own address lives. The parent holds an address in the subnet, as a host on a LAN does, so
+// the host's route to every test subnet is local: a ping that gets no answer fails here, by macvlan's isolation, and
+// never leaves through a default route. Deleting the netns destroys br0 and the veth pair (hence the parent) too.
 //
-// Only ever touches links and namespaces it created (prefix tsmv). Names are
-// at most 15 characters (IFNAMSIZ - 1).
+// Only ever touches links and namespaces it created, by their exact names, and namespaces named after this run.
+// Names are at most 15 characters (IFNAMSIZ - 1).
 import { randomBytes } from 'node:crypto';
+import { runId } from '../lab/lab';
 import { run, type RunOpts, type RunResult } from './docker';
 
 export const LINK_PREFIX = 'tsmv';
-export const NETNS_PREFIX = 'tsmv-';
 
 export interface SwitchOpts {
   /** First three octets of the switch's /24, e.g. '10.231.5'. The bridge gets .1. */
@@ -35,6 +36,8 @@ export interface Switch {
   bridge: string;
   /** e.g. '10.231.5.1' */
   bridgeIp: string;
+  /** The host's own address in the subnet, on the parent: e.g. '10.231.5.254'. */
+  hostIp: string;
   /** e.g. '10.231.5.0/24' */
   subnet: string;
   /** e.g. 'fd31:231:5::1' when ipv6Prefix was given. */
@@ -70,7 +73,7 @@ export async function createSwitch({ subnetPrefix, ipv6Prefix, mtu = 1500 }: Swi
   const id = randomBytes(4).toString('hex'); // tsmv + 8 hex = 12 chars, + 'p' = 13
   const parent = `${LINK_PREFIX}${id}`;
   const port = `${parent}p`;
-  const nsName = `${NETNS_PREFIX}${id}`;
+  const nsName = `${runId()}-${id}`;
   const bridge = 'br0';
   const bridgeIp = `${subnetPrefix}.1`;
   const nsExec = (args: string[], opts?: RunOpts) => ip(['-n', nsName, ...args], opts);
@@ -82,6 +85,7 @@ export async function createSwitch({ subnetPrefix, ipv6Prefix, mtu = 1500 }: Swi
     nsName,
     bridge,
     bridgeIp,
+    hostIp: `${subnetPrefix}.254`,
     subnet: `${subnetPrefix}.0/24`,
     ...(ipv6Prefix ? { bridgeIp6: `${ipv6Prefix}1`, subnet6: `${ipv6Prefix}/64` } : {}),
     async setHairpin(on) {
@@ -125,8 +129,11 @@ export async function createSwitch({ subnetPrefix, ipv6Prefix, mtu = 1500 }: Swi
     if (ipv6Prefix) await nsExec(['addr', 'add', `${ipv6Prefix}1/64`, 'dev', bridge, 'nodad']);
     await nsExec(['link', 'set', 'dev', bridge, 'up']);
     await nsExec(['link', 'set', 'dev', port, 'up']);
-    // The parent stays without an address; up, like a cabled NIC.
+    await ip(['addr', 'add', `${sw.hostIp}/24`, 'dev', parent]);
+    if (ipv6Prefix) await ip(['addr', 'add', `${ipv6Prefix}fe/64`, 'dev', parent, 'nodad']);
     await ip(['link', 'set', 'dev', parent, 'up']);
+    await assertLocalRoute(`${subnetPrefix}.10`, parent);
+    if (ipv6Prefix) await assertLocalRoute(`${ipv6Prefix}10`, parent);
   } catch (err) {
     await sw.destroy();
     throw err;
@@ -150,25 +157,34 @@ export async function destroyAllSwitches(): Promise<void> {
 }
 
 /**
- * Removes leftovers of crashed runs: network namespaces named tsmv-* and links
- * in the host namespace named tsmv* (veth parents, VLAN sub-interfaces on them,
- * macvlans a plugin left behind). Touches nothing else. Returns what it removed.
+ * Removes what this run's switches left (a test process that died before destroying them): the namespaces named after
+ * this run's id, and the parents this process recorded. Touches nothing else. Returns what it removed.
  */
-export async function cleanupLeftovers(): Promise<{ netns: string[]; links: string[] }> {
+export async function cleanupLeftovers(): Promise<{ netns: string[] }> {
   const netns = (await ip(['netns', 'list'], { allowFail: true })).stdout
     .split('\n')
     .map((l) => l.trim().split(/\s+/)[0] ?? '')
-    .filter((n) => n.startsWith(NETNS_PREFIX));
+    .filter((n) => n.startsWith(`${runId()}-`));
   for (const n of netns) await ip(['netns', 'del', n], { allowFail: true });
+  await destroyAllSwitches();
+  return { netns };
+}
 
-  const links: string[] = [];
-  const out = (await ip(['-j', 'link', 'show'], { allowFail: true })).stdout;
-  const parsed = out.trim() ? (JSON.parse(out) as Array<{ ifname?: string }>) : [];
-  for (const { ifname } of parsed) {
-    if (ifname?.startsWith(LINK_PREFIX)) links.push(ifname);
-  }
-  // Deleting a veth removes its peer, and a parent its VLAN/macvlan children:
-  // later deletes of those may fail, which is fine.
-  for (const l of links) await ip(['link', 'del', 'dev', l], { allowFail: true });
-  return { netns, links };
+/**
+ * The link packets to address go out of, when the route to it is a local one (a link here, no gateway); undefined
+ * when there is no route at all (a send then fails here). Throws for a route through a gateway: that leaves the lab.
+ */
+export async function localRouteDev(address: string): Promise<string | undefined> {
+  const res = await ip(['-j', 'route', 'get', address], { allowFail: true });
+  if (res.code !== 0) return undefined;
+  const routes = JSON.parse(res.stdout) as Array<{ dev?: string; gateway?: string }>;
+  if (routes.length !== 1 || !routes[0].dev || routes[0].gateway !== undefined)
+    throw new Error(`the route to ${address} is not local (it would leave through a gateway): ${res.stdout.trim()}`);
+  return routes[0].dev;
+}
+
+/** Throws unless packets to address go straight out of link dev (no gateway): none of them leaves the lab. */
+export async function assertLocalRoute(address: string, dev: string): Promise<void> {
+  const via = await localRouteDev(address);
+  if (via !== dev) throw new Error(`the route to ${address} is ${via ? `on ${via}` : 'missing'}, not local on ${dev}`);
 }

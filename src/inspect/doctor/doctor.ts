@@ -6,7 +6,7 @@ import { readState } from '../state-snapshot';
 import { stateGroup } from '../../state/instance';
 import { Check, CheckStatus, DoctorReport } from './check';
 import { KernelProbe, kernelChecks, probeKernel, runKernelProbe } from './kernel-probe';
-import { HostFacts, ParentUse, parentCheck } from './parents';
+import { HostFacts, ParentUse, parentCheck, vlanUsers } from './parents';
 import { privilegesCheck } from './privileges';
 import { socketCheck } from './socket';
 import { driftChecks, stateCheck } from './state';
@@ -36,10 +36,6 @@ export async function diagnose(
   probe: KernelProbe | { error: string },
   facts = hostFacts(),
 ): Promise<DoctorReport> {
-  const checks: Check[] = [privilegesCheck(readFileSync('/proc/self/status', 'utf8'))];
-  checks.push(...kernelChecks(probe));
-  const vlanSupport = 'error' in probe || !probe.vlan ? undefined : probe.vlan.ok;
-
   const state = readState(options.stateDir);
   const uses = new Map<string, ParentUse>();
   for (const name of options.parents) uses.set(name, { given: true, networks: [] });
@@ -48,6 +44,9 @@ export async function diagnose(
     use.networks.push(network);
     uses.set(network.parent, use);
   }
+  const checks: Check[] = [privilegesCheck(readFileSync('/proc/self/status', 'utf8'))];
+  checks.push(...kernelChecks(probe, await vlanUsers(uses, links)));
+  const vlanSupport = 'error' in probe || !probe.vlan ? undefined : probe.vlan.ok;
   for (const [name, use] of uses) checks.push(await parentCheck(name, use, links, facts, vlanSupport));
 
   const socket = await socketCheck(options.socket);

@@ -150,7 +150,11 @@ const LOAD_8021Q =
   'load 802.1q support: modprobe 8021q (at every boot: echo 8021q > /etc/modules-load.d/8021q.conf); if the module is not found, this kernel was built without CONFIG_VLAN_8021Q: install one with it. Networks on plain interfaces do not need it';
 const NOT_SUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP']);
 
-export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
+/**
+ * The kernel's verdicts. Without 802.1q only networks on `<interface>.<vlan id>` parents fail, so its absence FAILs
+ * only when `vlanUsers` (recorded networks, `--parent`s) has one; otherwise it is a WARN for the future.
+ */
+export function kernelChecks(probe: KernelProbe | { error: string }, vlanUsers: string[] = []): Check[] {
   const where = 'tried in a throwaway network namespace';
   if ('error' in probe) {
     const fix =
@@ -183,8 +187,12 @@ export function kernelChecks(probe: KernelProbe | { error: string }): Check[] {
     ? { id: 'kernel.8021q', status: 'OK', message: `the kernel creates and deletes 802.1q VLAN links (${where})` }
     : {
         id: 'kernel.8021q',
-        status: 'FAIL',
-        message: `the kernel cannot create 802.1q VLAN links (${probe.vlan.errno}, ${where}): networks with -o parent=<interface>.<vlan id> cannot be created`,
+        status: vlanUsers.length ? 'FAIL' : 'WARN',
+        message: `the kernel cannot create 802.1q VLAN links (${probe.vlan.errno}, ${where}): ${
+          vlanUsers.length
+            ? `needed by ${vlanUsers.join(', ')}, whose VLAN parent cannot be created`
+            : 'no recorded network and no --parent needs one, only a future -o parent=<interface>.<vlan id> would'
+        }`,
         fix: NOT_SUPPORTED.has(probe.vlan.errno ?? '')
           ? LOAD_8021Q
           : `the kernel refused for another reason (${probe.vlan.errno}); check 'dmesg'`,

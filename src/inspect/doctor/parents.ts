@@ -173,6 +173,22 @@ function vlanName(name: string): { base: string; vid: number } | undefined {
   return { base: name.slice(0, dot), vid: Number(vid) };
 }
 
+/**
+ * Who needs 802.1q: every `--parent` and recorded network whose parent is `<interface>.<vlan id>`, unless a link of
+ * another kind already has that name (then it is used as it is, and no VLAN is made).
+ */
+export async function vlanUsers(uses: Map<string, ParentUse>, links: Links): Promise<string[]> {
+  const users: string[] = [];
+  for (const [name, use] of uses) {
+    if (!vlanName(name)) continue;
+    const existing = await links.details(name);
+    if (existing && existing.kind !== 'vlan') continue;
+    if (use.given) users.push(`--parent ${name}`);
+    for (const network of use.networks) users.push(`network ${network.id.slice(0, 12)} (parent ${name})`);
+  }
+  return users;
+}
+
 function usedBy(use: ParentUse): string {
   return use.networks.length ? `network(s) ${use.networks.map((n) => n.id.slice(0, 12)).join(', ')}` : '';
 }

@@ -5,6 +5,8 @@ import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { internalParentName } from '../../../src/driver/parents';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
+import { CLI } from '../../helpers/serve';
+import { runKernelProbe } from '../../../src/inspect/doctor/kernel-probe';
 
 const id = () => randomBytes(32).toString('hex');
 
@@ -232,13 +234,23 @@ describe('network driver on the real kernel', () => {
     expect((await createNetwork(plugin, id(), { parent, 'com.docker.network.driver.mtu': '1500' })).status).toBe(200);
   });
 
-  it('explains a VLAN parent on a kernel without 802.1q (modprobe 8021q) and leaves nothing behind', async () => {
-    const res = await createNetwork(plugin, id(), { parent: `${parent}.10` });
-    expect(res.status).toBe(500);
-    // On this machine's kernel VLANs are unsupported; under the VM kernel this test is not run (see test/vm).
-    expect(res.json.Err).toBe(
-      `cannot create VLAN sub-interface '${parent}.10': this kernel has no 802.1q support; load it with 'modprobe 8021q'`,
-    );
+  it('a VLAN parent: made where the kernel has 802.1q (as the doctor probes it), explained where not; nothing left', async () => {
+    const probe = await runKernelProbe(CLI);
+    if ('error' in probe) throw new Error(`the doctor's kernel probe failed: ${probe.error}`);
+    const networkId = id();
+    const res = await createNetwork(plugin, networkId, { parent: `${parent}.10` });
+    if (probe.vlan?.ok) {
+      expect(res.status).toBe(200);
+      expect(link(`${parent}.10`)?.linkinfo).toMatchObject({ info_kind: 'vlan', info_data: { id: 10 } });
+      await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
+      await plugin.driver.settled();
+      expect(link(`${parent}.10`)).toBeUndefined();
+    } else {
+      expect(res.status).toBe(500);
+      expect(res.json.Err).toBe(
+        `cannot create VLAN sub-interface '${parent}.10': this kernel has no 802.1q support; load it with 'modprobe 8021q'`,
+      );
+    }
     expect(pluginLinks()).toEqual([]);
   });
 

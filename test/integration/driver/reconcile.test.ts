@@ -1,6 +1,6 @@
 // Reconciliation at start and `tsmacvlan gc`: the plugin's leftovers go, everything else stays.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -11,6 +11,14 @@ import { instanceGroup } from '../../../src/kernel/marks';
 import { TEST_DRIVER, startPlugin } from '../../helpers/plugin';
 import { CLI, spawnDaemon, waitForSocket } from '../../helpers/serve';
 import { stateGroup } from '../../../src/state/instance';
+
+/** Polls a condition every 10 ms, for at most 10 s. */
+async function waitFor(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; !condition(); i++) {
+    if (i === 1000) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 // The same driver name as the in-process plugin that made the state, so gc and the daemon are the same instance.
 const socketOf = (stateDir: string) => join(stateDir, `${TEST_DRIVER}.sock`);
@@ -81,7 +89,15 @@ describe('reconciliation', () => {
     ip('link', 'set', 'tsmveotherinst1', 'alias', 'tsmacvlan:endpoint');
     const container = spawn('unshare', ['--net', 'sleep', '30']);
     try {
-      await new Promise((r) => setTimeout(r, 200));
+      // The namespace exists once unshare has made it (its /proc entry then names another one than ours).
+      const ours = readlinkSync('/proc/self/ns/net');
+      await waitFor(() => {
+        try {
+          return readlinkSync(`/proc/${container.pid}/ns/net`) !== ours;
+        } catch {
+          return false;
+        }
+      }, 'the container namespace');
       ip('link', 'add', 'tsmveincontaine', 'link', parent, 'group', OURS, 'type', 'macvlan');
       ip('link', 'set', 'tsmveincontaine', 'alias', 'tsmacvlan:endpoint');
       ip('link', 'set', 'tsmveincontaine', 'netns', String(container.pid));

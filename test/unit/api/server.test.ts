@@ -10,10 +10,26 @@ import { buildServer, type Services } from '../../../src/api/server';
 const dir = mkdtempSync(join(tmpdir(), 'tsmv-server-'));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Polls a condition every few ms, for at most 5 s. */
+async function until(what: string, condition: () => boolean): Promise<void> {
+  for (let i = 0; !condition(); i++) {
+    if (i === 1000) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 it('answers a request in flight when the stop begins with Connection: close, so a kept-alive connection does not hold the stop', async () => {
   let release!: () => void;
-  const ready = new Promise<void>((resolve) => (release = resolve));
-  // Plugin.Activate touches no service; `ready` holds the request until the stop has begun.
+  const released = new Promise<void>((resolve) => (release = resolve));
+  // Plugin.Activate touches no service; `ready` holds the request until the stop has begun, and says when the
+  // server awaits it (the request has then reached the server).
+  let reached = false;
+  const ready = {
+    then: (resolve: () => void, reject: (err: unknown) => void) => {
+      reached = true;
+      return released.then(resolve, reject);
+    },
+  } as Promise<void>;
   const app = buildServer({} as Services, pino({ level: 'silent' }), ready);
   const socketPath = join(dir, 'p.sock');
   await app.listen({ path: socketPath });
@@ -26,9 +42,10 @@ it('answers a request in flight when the stop begins with Connection: close, so 
     req.on('error', reject);
     req.end();
   });
-  await new Promise((r) => setTimeout(r, 50)); // the request has reached the server and waits on `ready`
+  await until('the request reached the server and waits on `ready`', () => reached);
   const closed = app.close();
-  await new Promise((r) => setTimeout(r, 50)); // the stop has begun (its preClose hooks have run)
+  // Fastify stops listening once the preClose hooks have run.
+  await until('the stop has begun', () => !app.server.listening);
   release();
   const res = await answered;
   expect(res.statusCode).toBe(200);

@@ -1,0 +1,82 @@
+// The suite's own Docker Engines, from TypeScript (test/lab/engine.sh does the work, so that the shell side of the
+// suite starts and removes them the same way). An engine is its root directory: data root, exec root, socket and pid
+// file live under it, so a handle can be made again from the root alone (e.g. from TSMV_ENGINE_ROOT in a test).
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const ENGINE_SH = join(__dirname, 'engine.sh');
+const execFileP = promisify(execFile);
+
+/** Debian's docker.io (dockerd in /usr/sbin, containerd in /usr/bin); unpacked newer engines give their own dirs. */
+export const DEFAULT_BIN_DIR = '/usr/sbin:/usr/bin';
+
+export class Engine {
+  constructor(readonly root: string) {}
+
+  /** The engine the lab of this run started for the suite (test/lab/in-lab.sh). */
+  static ofLab(): Engine {
+    const root = process.env.TSMV_ENGINE_ROOT;
+    if (!root)
+      throw new Error('no lab engine: run the e2e suite with bash test/lab/in-lab.sh npx vitest run --project e2e');
+    return new Engine(root);
+  }
+
+  /**
+   * Starts an engine under root inside the network namespace netns (a name under /run/netns), from the binaries in
+   * binDir (a directory or a PATH-like list).
+   */
+  static async start(root: string, netns: string, binDir = DEFAULT_BIN_DIR): Promise<Engine> {
+    await engineSh(['start', root, netns, binDir]);
+    return new Engine(root);
+  }
+
+  get socket(): string {
+    return join(this.root, 'docker.sock');
+  }
+
+  /** DOCKER_HOST for a client of this engine. */
+  get host(): string {
+    return `unix://${this.socket}`;
+  }
+
+  get execRoot(): string {
+    return join(this.root, 'exec');
+  }
+
+  /**
+   * A managed plugin's socket. Docker 20.10 keeps them in /run/docker/plugins/<plugin id>/ whatever the exec root
+   * (the id is unique, so engines do not collide there); later engines under `<exec root>/plugins/<plugin id>/`.
+   */
+  managedPluginSocket(pluginId: string, socket: string): string {
+    const underExecRoot = join(this.execRoot, 'plugins', pluginId, socket);
+    return existsSync(join(this.execRoot, 'plugins', pluginId))
+      ? underExecRoot
+      : join('/run/docker/plugins', pluginId, socket);
+  }
+
+  /** SIGKILLs its dockerd and the containerd that dockerd started, as a crash would. */
+  async kill(): Promise<void> {
+    await engineSh(['kill', this.root]);
+  }
+
+  /** Starts it again as it was started (same namespace, binaries and state). */
+  async restart(): Promise<void> {
+    await engineSh(['restart', this.root]);
+  }
+
+  /** Removes its containers, stops it and deletes its root. */
+  async remove(): Promise<void> {
+    await engineSh(['remove', this.root]);
+  }
+}
+
+async function engineSh(args: string[]): Promise<void> {
+  try {
+    await execFileP('bash', [ENGINE_SH, ...args], { timeout: 300_000 });
+  } catch (err) {
+    const e = err as Error & { stderr?: string };
+    throw new Error(`test/lab/engine.sh ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
+  }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs a command in a lab of its own: a fresh network namespace, and inside it a Docker Engine this lab starts (own
+# data root, exec root, socket; the test image imported into it). The command runs inside that namespace too, so
+# every link, address and route the tests make is there, and the host's namespace, Docker and any tsmacvlan on it are
+# never touched. At exit (whatever happens) the lab removes its engines, the namespaces named after its run id (the
+# tests' switches) and its directory.
+#
+#   bash test/lab/in-lab.sh CMD...
+#
+# Environment: TSMV_RUN_ID (default: a fresh random one; names the namespace, the lab dir and the plugin instance),
+#              TSMV_ENGINE_BIN (engine binaries, default Debian's). The command gets DOCKER_HOST, TSMV_RUN_ID,
+#              TSMV_LAB_NETNS, TSMV_LAB_DIR and TSMV_ENGINE_ROOT.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export TSMV_RUN_ID=${TSMV_RUN_ID:-tsmv$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}
+[[ $TSMV_RUN_ID =~ ^[a-zA-Z][a-zA-Z0-9]{1,11}$ ]] || { echo "TSMV_RUN_ID must be 2-12 letters and digits" >&2; exit 2; }
+export TSMV_LAB_NETNS=$TSMV_RUN_ID TSMV_LAB_DIR=/var/tmp/$TSMV_RUN_ID
+export TSMV_ENGINE_ROOT=$TSMV_LAB_DIR/e0 DOCKER_HOST=unix://$TSMV_LAB_DIR/e0/docker.sock
+[[ ! -e /run/netns/$TSMV_LAB_NETNS && ! -e $TSMV_LAB_DIR ]] || { echo "a lab $TSMV_RUN_ID exists already" >&2; exit 2; }
+
+cleanup() {
+  set +e # remove all that can be removed, whatever fails
+  local root ns
+  for root in "$TSMV_LAB_DIR"/*/; do
+    [[ -f $root/engine.env ]] && bash test/lab/engine.sh remove "$root"
+  done
+  # Whatever still runs in the lab's namespace was started by this run (a plugin daemon a crashed test left): only
+  # this run's processes can be in it, and they would keep the namespace alive.
+  local labns p
+  labns="net:[$(stat -L -c %i "/run/netns/$TSMV_LAB_NETNS" 2>/dev/null)]"
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/ns/net" 2>/dev/null) == "$labns" ]] && kill -9 "${p#/proc/}" 2>/dev/null && echo "[lab] killed ${p#/proc/}"
+  done
+  for ns in $(ip netns list | awk '{print $1}'); do
+    if [[ $ns == "$TSMV_LAB_NETNS" || $ns == "$TSMV_RUN_ID"-* ]]; then ip netns del "$ns"; fi
+  done
+  rm -rf --one-file-system "$TSMV_LAB_DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$TSMV_LAB_DIR"
+ip netns add "$TSMV_LAB_NETNS"
+ip -n "$TSMV_LAB_NETNS" link set lo up
+bash test/lab/engine.sh start "$TSMV_ENGINE_ROOT" "$TSMV_LAB_NETNS" "${TSMV_ENGINE_BIN:-/usr/sbin:/usr/bin}"
+bash test/lab/test-image.sh
+rc=0
+nsenter "--net=/run/netns/$TSMV_LAB_NETNS" -- "$@" || rc=$?
+exit "$rc"
