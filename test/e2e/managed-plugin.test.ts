@@ -85,12 +85,12 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     if (stateSource) rmSync(stateSource, { recursive: true, force: true });
   });
 
-  it('is installed as built: both interfaces, host network, CAP_NET_ADMIN only, state on a host bind mount', async () => {
+  it('is installed as built: both interfaces, host network, CAP_NET_ADMIN and CAP_NET_RAW only, state on a host bind mount', async () => {
     const config = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Config}}', PLUGIN]));
     expect(config.Interface.Types).toEqual(['docker.networkdriver/1.0', 'docker.ipamdriver/1.0']);
     expect(config.Interface.Socket).toBe('tsmacvlan.sock');
     expect(config.Network.Type).toBe('host');
-    expect(config.Linux.Capabilities).toEqual(['CAP_NET_ADMIN']);
+    expect(config.Linux.Capabilities).toEqual(['CAP_NET_ADMIN', 'CAP_NET_RAW']); // NET_RAW: DHCP's packet socket
     const settings = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Settings}}', PLUGIN]));
     const state = settings.Mounts.find((m: { Name: string }) => m.Name === 'state');
     expect(state).toMatchObject({ Source: stateSource, Destination: '/var/lib/tsmacvlan', Type: 'bind' });
