@@ -17,21 +17,24 @@ const REQUEST_TIMEOUT_MS = 5000;
 
 /** Deletes the interface with `mac` in the namespace at `namespacePath`; false when no such interface is there. */
 export async function deleteByMac(namespacePath: string, mac: string): Promise<boolean> {
-  const socket = createRtNetlink();
-  socket.socket.on('error', () => undefined); // an error without a listener would be thrown; requests fail instead
   const fd = openSync(namespacePath, 'r');
   try {
-    const nsid = await namespaceId(socket, fd);
-    const links = await withTimeout(socket.getLinks({}, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
-    const link = links.find((l) => l.attrs.address && bufferToMac(l.attrs.address) === mac);
-    if (!link) return false;
-    await withTimeout(socket.delLink({ index: link.data.index }, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
-    return true;
-  } catch (err) {
-    throw new KernelError(`delete ${mac} in ${namespacePath}`, errnoOf(err));
+    const socket = createRtNetlink();
+    socket.socket.on('error', () => undefined); // an error without a listener would be thrown; requests fail instead
+    try {
+      const nsid = await namespaceId(socket, fd);
+      const links = await withTimeout(socket.getLinks({}, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
+      const link = links.find((l) => l.attrs.address && bufferToMac(l.attrs.address) === mac);
+      if (!link) return false;
+      await withTimeout(socket.delLink({ index: link.data.index }, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
+      return true;
+    } catch (err) {
+      throw new KernelError(`delete ${mac} in ${namespacePath}`, errnoOf(err));
+    } finally {
+      socket.socket.close();
+    }
   } finally {
     closeSync(fd);
-    socket.socket.close();
   }
 }
 

@@ -124,8 +124,11 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     );
     expect(record(refused.endpointId).lease).toBeUndefined();
     await eventually(() => expect(inNs(refused.ns, 'ip', '-br', 'link', 'show')).not.toContain('eth0'));
-    expect(restarted.output()).toMatch(
-      /DHCP lease of [\d.]+ lost \(nak\): the container's interface on this network is removed/,
+    // The log line goes out through the daemon's stdout pipe, which may lag the state the test can see.
+    await eventually(() =>
+      expect(restarted.output()).toMatch(
+        /DHCP lease of [\d.]+ lost \(nak\): the container's interface on this network is removed/,
+      ),
     );
     // The client stopped at the NAK: the address the server now offers that MAC is never taken (the NAK'd one stays
     // in the server's file until it expires: a NAK does not end a lease there, and a RELEASE would name an address
