@@ -8,7 +8,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-PACKAGES=(docker.io docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux)
+PACKAGES=(docker.io docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux dnsmasq-base)
 
 now_ms() { date +%s%3N; }
 T0=$(now_ms)
