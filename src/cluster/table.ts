@@ -13,7 +13,8 @@ import { type ClusterKv, ClusterUnavailableError, type TxnResult } from './etcd'
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared } from './keys';
 import { ReleaseQueue, type Release } from './releases';
-import { SubnetView } from './view';
+import { SubnetView, type SubnetSummary } from './view';
+import { type Forgotten, forgetInstance } from './admin';
 
 export interface TableOptions {
   kv: ClusterKv;
@@ -263,6 +264,16 @@ export class ClusterTable {
   async release(subnet: Cidr, address: bigint, ref: string): Promise<boolean> {
     if (this.closed) throw new PluginError('tsmacvlan is shutting down; retry in a moment');
     return this.releases.release(subnet.text, formatIp(subnet.v6, address), ref);
+  }
+
+  /** Who holds what in [lo, hi] of `subnet`, from the watched view (status). */
+  async summary(subnet: Cidr, lo: bigint, hi: bigint): Promise<SubnetSummary> {
+    return (await this.view(subnet.text)).summary(lo, hi);
+  }
+
+  /** Lists (dryRun) or frees what instance `id`, gone for good, held (gc --cluster --forget-instance). */
+  forgetInstance(id: string, dryRun: boolean): Promise<Forgotten[]> {
+    return forgetInstance(this.kv, this.instance, id, dryRun);
   }
 
   /** Releases queued and not yet applied to etcd (etcd down, or being applied). */
