@@ -3,7 +3,15 @@
 // a partitioned host may still use its addresses, so only a person decides that one is gone.
 import { formatIp, parseCidr } from '../ipam/address';
 import type { ClusterKv, KvEntry } from './etcd';
-import { type Claim, addressOfKey, addressesPrefix, decodeClaims, encodeClaims, subnetOfKey, subnetsPrefix } from './keys';
+import {
+  type Claim,
+  addressOfKey,
+  addressesPrefix,
+  decodeClaims,
+  encodeClaims,
+  subnetOfKey,
+  subnetsPrefix,
+} from './keys';
 import { SubnetView, type SubnetSummary } from './view';
 
 export interface Forgotten {

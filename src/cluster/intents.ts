@@ -149,7 +149,8 @@ export class IntentLog {
           this.handle ??= await open(this.path, 'a', 0o600);
           const buffer = Buffer.from(batch.map((w) => w.text).join(''));
           const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
-          if (bytesWritten !== buffer.length) throw new Error(`short write (${bytesWritten} of ${buffer.length} bytes)`);
+          if (bytesWritten !== buffer.length)
+            throw new Error(`short write (${bytesWritten} of ${buffer.length} bytes)`);
           await this.handle.datasync();
           this.syncs++;
           this.lines += batch.length;

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { crashPoint } from '../crash';
 import { PluginError } from '../errors';
 import { type Cidr, formatIp, parseCidr } from '../ipam/address';
+import { Picker, spreadStart } from './candidates';
 import { type ClusterKv, ClusterUnavailableError, type TxnResult } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared } from './keys';
@@ -50,8 +51,7 @@ export class ClusterTable {
   private readonly inflight = new Map<string, string>();
   /** Addresses a take of this instance is trying right now, per subnet: never two takes on one. */
   private readonly busy = new Map<string, Set<bigint>>();
-  /** Where the next dynamic candidate of each range is looked for. */
-  private readonly cursors = new Map<string, bigint>();
+  private readonly picker = new Picker();
   private readonly releases: ReleaseQueue;
   private readonly intents: IntentLog;
   private closed = false;
@@ -77,7 +77,10 @@ export class ClusterTable {
     const { takes, releases } = replay(readIntents(path, options.log));
     const unfinished: Release[] = [];
     for (const [at, subnet] of takes) {
-      options.log.warn({ subnet, at }, 'rolling back a cluster take never answered (tsmacvlan stopped before answering)');
+      options.log.warn(
+        { subnet, at },
+        'rolling back a cluster take never answered (tsmacvlan stopped before answering)',
+      );
       unfinished.push({ id: at, subnet, at });
     }
     for (const [id, release] of releases) unfinished.push({ ...release, id });
@@ -191,11 +194,10 @@ export class ClusterTable {
     const size = request.hi - request.lo + 1n;
     const busy = this.busyOf(view.subnet.text);
     const value = encodeClaims([claim]);
+    const start = () => spreadStart(view.owners(), this.instance, request.lo, size);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const from = this.cursors.get(lane) ?? request.lo + (hashOf(`${this.instance} ${lane}`) % size);
-      const candidate = view.nextFree(request.lo, request.hi, from, busy);
+      const candidate = this.picker.pick(lane, request.lo, request.hi, start, view.occupancy(busy));
       if (candidate === undefined) throw this.exhausted(view, request);
-      this.cursors.set(lane, candidate === request.hi ? request.lo : candidate + 1n);
       busy.add(candidate);
       let result: TxnResult;
       try {
@@ -205,7 +207,7 @@ export class ClusterTable {
       }
       if (this.settle(view, candidate, value, claim, result)) return candidate;
       // Another host is taking addresses here right now: go somewhere else rather than chase it.
-      this.cursors.set(lane, request.lo + (BigInt(`0x${newToken()}`) % size));
+      this.picker.lost(lane);
     }
     throw new PluginError(
       `could not take an address in ${describeRange(view.subnet, request)}: other hosts took each of ${MAX_ATTEMPTS} candidates first; retry (the range is nearly full or very busy)`,
@@ -298,11 +300,4 @@ function describeRange(subnet: Cidr, request: TakeRequest): string {
   const lo = formatIp(subnet.v6, request.lo);
   const hi = formatIp(subnet.v6, request.hi);
   return `subnet ${subnet.text} (addresses ${lo} to ${hi})`;
-}
-
-/** A stable spread of starting points, so hosts sharing a range start in different places. */
-export function hashOf(text: string): bigint {
-  let h = 0xcbf29ce484222325n;
-  for (const byte of Buffer.from(text)) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  return h;
 }

@@ -2,6 +2,7 @@
 // no read, and a full range is known without scanning etcd. Only a hint: etcd's transactions decide; a stale view
 // costs a lost race, never a duplicate.
 import type { Cidr } from '../ipam/address';
+import type { Occupancy } from './candidates';
 import type { KvEntry } from './etcd';
 import { type Claim, type ClaimKind, addressOfKey, addressesPrefix, decodeClaims } from './keys';
 
@@ -99,20 +100,24 @@ export class SubnetView {
     return undefined;
   }
 
-  /**
-   * The first address of [lo, hi] from `from` on (wrapping) that the view holds free and `busy` does not have. A run
-   * of taken addresses is at most as long as what the view and `busy` hold, which bounds the scan.
-   */
-  nextFree(lo: bigint, hi: bigint, from: bigint, busy: Set<bigint>): bigint | undefined {
-    const size = hi - lo + 1n;
-    const bound = BigInt(this.held.size + busy.size + 1);
-    const steps = size < bound ? size : bound;
-    let value = from < lo || from > hi ? lo : from;
-    for (let i = 0n; i < steps; i++) {
-      if (!this.held.has(value) && !busy.has(value)) return value;
-      value = value === hi ? lo : value + 1n;
-    }
-    return undefined;
+  /** The instances with a claim in the subnet. */
+  owners(): Set<string> {
+    const owners = new Set<string>();
+    for (const held of this.held.values()) for (const claim of held.claims ?? []) owners.add(claim.owner);
+    return owners;
+  }
+
+  /** What candidate choice sees: held addresses, and those a take of this host is trying right now. */
+  occupancy(busy: Set<bigint>): Occupancy {
+    return {
+      taken: (value) => this.held.has(value) || busy.has(value),
+      sorted: (lo, hi) => {
+        const all = new Set<bigint>();
+        for (const value of this.held.keys()) if (value >= lo && value <= hi) all.add(value);
+        for (const value of busy) if (value >= lo && value <= hi) all.add(value);
+        return [...all].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+      },
+    };
   }
 
   /** Who holds what in [lo, hi]. */

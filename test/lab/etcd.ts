@@ -118,15 +118,21 @@ export class EtcdCluster {
   async waitHealthy(endpoints: string[], timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const r = spawnSync(ETCDCTL, [`--endpoints=${endpoints.join(',')}`, '--command-timeout=2s', 'endpoint', 'health'], {
-        encoding: 'utf8',
-        env: { ...process.env, ETCDCTL_API: '3' },
-        timeout: 5_000,
-      });
+      const r = spawnSync(
+        ETCDCTL,
+        [`--endpoints=${endpoints.join(',')}`, '--command-timeout=2s', 'endpoint', 'health'],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, ETCDCTL_API: '3' },
+          timeout: 5_000,
+        },
+      );
       if (r.status === 0) return;
       if (Date.now() > deadline) {
         const logs = this.members.map((m) => `--- ${m.name}\n${m.output.slice(-3000)}`).join('\n');
-        throw new Error(`etcd at ${endpoints.join(',')} not healthy after ${timeoutMs} ms: ${r.stderr}${r.stdout}\n${logs}`);
+        throw new Error(
+          `etcd at ${endpoints.join(',')} not healthy after ${timeoutMs} ms: ${r.stderr}${r.stdout}\n${logs}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }

@@ -61,7 +61,11 @@ export class Tables {
 
   constructor(private readonly settings: () => EtcdSettings) {}
 
-  open(instance: string, dir?: string, extra: Partial<EtcdSettings> = {}): { table: ClusterTable; kv: CountingKv; dir: string } {
+  open(
+    instance: string,
+    dir?: string,
+    extra: Partial<EtcdSettings> = {},
+  ): { table: ClusterTable; kv: CountingKv; dir: string } {
     const stateDir = dir ?? mkdtempSync(join(tmpdir(), `${PREFIX}-state-`));
     const kv = new CountingKv(new EtcdKv({ ...this.settings(), ...extra }));
     const table = ClusterTable.open({ kv, instance, stateDir, log: silent });

@@ -49,7 +49,9 @@ describe('cluster table', () => {
     const a = tables.open('hostA');
     const b = tables.open('hostB');
     await a.table.take({ subnet, lo, hi, address: subnet.base + 77n, kind: 'container', ref: 'web' });
-    await expect(b.table.take({ subnet, lo, hi, address: subnet.base + 77n, kind: 'container', ref: 'db' })).rejects.toThrow(
+    await expect(
+      b.table.take({ subnet, lo, hi, address: subnet.base + 77n, kind: 'container', ref: 'db' }),
+    ).rejects.toThrow(
       /10\.70\.1\.77 of subnet 10\.70\.1\.0\/24 is in use across the cluster \(held by web on instance hostA\)/,
     );
   });
@@ -114,7 +116,9 @@ describe('cluster table', () => {
       wins[won[0] ? 'hostA' : 'hostB']++;
       expect(await winner.table.release(subnet, last, won[0] ? `a${round}` : `b${round}`)).toBe(true);
     }
-    console.log(`last-address race: ${ROUNDS} rounds, both sent a transaction in ${raced}, wins ${JSON.stringify(wins)}`);
+    console.log(
+      `last-address race: ${ROUNDS} rounds, both sent a transaction in ${raced}, wins ${JSON.stringify(wins)}`,
+    );
     // In the other rounds the loser's view had already seen the winner's commit: it refused without asking etcd.
     expect(raced).toBeGreaterThan(ROUNDS * 0.9);
     expect(wins.hostA + wins.hostB).toBe(ROUNDS);
