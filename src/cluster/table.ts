@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { crashPoint } from '../crash';
 import { PluginError } from '../errors';
 import { type Cidr, formatIp, parseCidr } from '../ipam/address';
-import { Picker, spreadStart } from './candidates';
+import { Picker } from './candidates';
+import { Gate } from './gate';
 import { type ClusterKv, ClusterUnavailableError, type TxnResult } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared } from './keys';
@@ -39,7 +40,12 @@ export interface TakeRequest {
 }
 
 /** Candidates tried before a take gives up: each loss means another host took that address meanwhile. */
-const MAX_ATTEMPTS = 8;
+const MAX_ATTEMPTS = 32;
+/**
+ * Dynamic takes of one range in flight at once on this host. Picks made together cannot see each other's losses:
+ * a burst of hundreds would all land where another host works before the first loss is known.
+ */
+const IN_FLIGHT = 16;
 
 export function newToken(): string {
   return randomBytes(8).toString('hex');
@@ -52,6 +58,7 @@ export class ClusterTable {
   /** Addresses a take of this instance is trying right now, per subnet: never two takes on one. */
   private readonly busy = new Map<string, Set<bigint>>();
   private readonly picker = new Picker();
+  private readonly gates = new Map<string, Gate>();
   private readonly releases: ReleaseQueue;
   private readonly intents: IntentLog;
   private closed = false;
@@ -191,12 +198,28 @@ export class ClusterTable {
 
   private async takeDynamic(view: SubnetView, request: TakeRequest, claim: Claim): Promise<bigint> {
     const lane = `${view.subnet.text} ${request.lo}-${request.hi}`;
-    const size = request.hi - request.lo + 1n;
-    const busy = this.busyOf(view.subnet.text);
     const value = encodeClaims([claim]);
-    const start = () => spreadStart(view.owners(), this.instance, request.lo, size);
+    let gate = this.gates.get(lane);
+    if (!gate) this.gates.set(lane, (gate = new Gate(IN_FLIGHT)));
+    await gate.enter();
+    try {
+      return await this.walk(view, request, claim, lane, value);
+    } finally {
+      gate.leave();
+    }
+  }
+
+  private async walk(
+    view: SubnetView,
+    request: TakeRequest,
+    claim: Claim,
+    lane: string,
+    value: string,
+  ): Promise<bigint> {
+    const busy = this.busyOf(view.subnet.text);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const candidate = this.picker.pick(lane, request.lo, request.hi, start, view.occupancy(busy));
+      const owners = () => view.owners();
+      const candidate = this.picker.pick(lane, request.lo, request.hi, owners, this.instance, view.occupancy(busy));
       if (candidate === undefined) throw this.exhausted(view, request);
       busy.add(candidate);
       let result: TxnResult;
@@ -207,7 +230,7 @@ export class ClusterTable {
       }
       if (this.settle(view, candidate, value, claim, result)) return candidate;
       // Another host is taking addresses here right now: go somewhere else rather than chase it.
-      this.picker.lost(lane);
+      this.picker.lost(lane, request.lo, request.hi, view.occupancy(busy));
     }
     throw new PluginError(
       `could not take an address in ${describeRange(view.subnet, request)}: other hosts took each of ${MAX_ATTEMPTS} candidates first; retry (the range is nearly full or very busy)`,

@@ -111,6 +111,7 @@ export class SubnetView {
   occupancy(busy: Set<bigint>): Occupancy {
     return {
       taken: (value) => this.held.has(value) || busy.has(value),
+      count: () => this.held.size + busy.size,
       sorted: (lo, hi) => {
         const all = new Set<bigint>();
         for (const value of this.held.keys()) if (value >= lo && value <= hi) all.add(value);
