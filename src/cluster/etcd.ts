@@ -2,7 +2,8 @@
 // can be counted, and tried against a fake in unit tests. Every call has a deadline; every failure becomes an error
 // that names etcd, its endpoints and what to check.
 import { readFileSync } from 'node:fs';
-import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
+import { Etcd3, type IKeyValue, type IOptions, type Watcher, isRecoverableError } from 'etcd3';
 import { PluginError } from '../errors';
 import { normalPrefix } from './keys';
 
@@ -14,7 +15,7 @@ export interface EtcdSettings {
   ca?: string;
   cert?: string;
   key?: string;
-  /** Deadline of each call; default 3000 ms. */
+  /** Deadline of each call, retries included; default 5000 ms. */
   timeoutMs?: number;
 }
 
@@ -49,14 +50,27 @@ export interface ClusterKv {
 }
 
 export const DEFAULT_PREFIX = '/tsmacvlan';
-const DEFAULT_TIMEOUT_MS = 3000;
+const DEFAULT_TIMEOUT_MS = 5000;
+/** Longest single attempt within a call's deadline: a little more than an election takes with etcd's defaults. */
+const ATTEMPT_MS = 1000;
+const RETRY_PAUSE_MS = 50;
+const FAIL_FAST_MS = 1000;
+const HOST_PAUSE_MS = 500;
+
+/** TLS and permission failures do not go away by asking again. */
+function retryable(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return !/ssl|tls|certificate|handshake|unauthenticated|permission denied|authentication/i.test(message);
+}
 
 /** Etcd could not do what was asked: unreachable, quorum lost, TLS or permission trouble. */
 export class ClusterUnavailableError extends PluginError {}
 
 /** Turns any failure of a call into a message for people: what failed, where, and what to check. */
 export function describeEtcdFailure(err: unknown, endpoints: string[], timeoutMs: number, what: string): string {
-  const message = err instanceof Error ? err.message : String(err);
+  const raw = err instanceof Error ? err.message : String(err);
+  // The client stops calling members that failed several times in a row, for a few seconds.
+  const message = /circuit breaker is open/.test(raw) ? 'no member answered its last calls' : raw;
   const where = `etcd at ${endpoints.join(',')}`;
   const health = `etcdctl --endpoints=${endpoints.join(',')} endpoint health`;
   if (/ssl|tls|certificate|handshake|wrong version number/i.test(message)) {
@@ -68,8 +82,8 @@ export function describeEtcdFailure(err: unknown, endpoints: string[], timeoutMs
   if (/deadline|timed out|no leader|leader changed|too many requests/i.test(message)) {
     return `${what} failed: ${where} did not answer within ${timeoutMs} ms (${message}); a majority of its members may be down (quorum lost) or unreachable: check '${health}'. No address is handed out without etcd`;
   }
-  if (/unavailable|connect|refused|no connection|circuit|ECONN|EHOSTUNREACH|ENOTFOUND/i.test(message)) {
-    return `${what} failed: could not reach ${where} (${message}); check that its members run and that the endpoints are right: '${health}'. No address is handed out without etcd`;
+  if (/unavailable|connect|refused|no connection|no member answered|ECONN|EHOSTUNREACH|ENOTFOUND/i.test(message)) {
+    return `${what} failed: could not reach ${where} (${message}); check that its members run (a majority must, or quorum is lost) and that the endpoints are right: '${health}'. No address is handed out without etcd`;
   }
   return `${what} failed: ${where} answered with an error (${message}); check '${health}'`;
 }
@@ -107,6 +121,7 @@ export class EtcdKv implements ClusterKv {
   readonly prefix: string;
   readonly timeoutMs: number;
   private readonly client: Etcd3;
+  private failed: { at: number; err: unknown } | undefined;
   /** Calls made (each one round trip unless the client retried on another member), for tests, status and bench. */
   calls = 0;
 
@@ -115,7 +130,19 @@ export class EtcdKv implements ClusterKv {
     this.endpoints = settings.endpoints;
     this.prefix = normalPrefix(settings.prefix ?? DEFAULT_PREFIX);
     this.timeoutMs = settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const options: IOptions = { hosts: settings.endpoints, dialTimeout: this.timeoutMs };
+    const options: IOptions = {
+      hosts: settings.endpoints,
+      dialTimeout: this.timeoutMs,
+      // The client skips a member after 3 failures in a row; by default for 5 s, which, after an election that
+      // failed calls on every member, would refuse everything for longer than a call's whole deadline.
+      faultHandling: {
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: HOST_PAUSE_MS,
+            breaker: new ConsecutiveBreaker(3),
+          }),
+      },
+    };
     const ca = readPem(settings.ca, '--etcd-ca');
     if (ca) {
       options.credentials = {
@@ -127,13 +154,31 @@ export class EtcdKv implements ClusterKv {
     this.client = new Etcd3(options);
   }
 
-  /** Runs one call with a deadline shared by the client's own retries; failures become people's errors. */
+  /**
+   * Runs one call within the deadline, in attempts of at most ATTEMPT_MS: a request sent to a member just as the
+   * leader died is never answered, and a new attempt after the election succeeds. Attempts are safe to repeat: a
+   * take or release that did commit is recognised by its token on the next attempt. Failures become people's errors.
+   */
   private async call<T>(what: string, run: (deadline: Date) => Promise<T>): Promise<T> {
-    this.calls++;
-    try {
-      return await run(new Date(Date.now() + this.timeoutMs));
-    } catch (err) {
-      throw new ClusterUnavailableError(describeEtcdFailure(err, this.endpoints, this.timeoutMs, what));
+    // Just after a call failed for its whole deadline, others fail at once: requests waiting their turn must not
+    // each wait a deadline of their own. One call per FAIL_FAST_MS tries etcd again.
+    if (this.failed && Date.now() - this.failed.at < FAIL_FAST_MS) {
+      throw new ClusterUnavailableError(describeEtcdFailure(this.failed.err, this.endpoints, this.timeoutMs, what));
+    }
+    const end = Date.now() + this.timeoutMs;
+    for (;;) {
+      this.calls++;
+      try {
+        const result = await run(new Date(Math.min(end, Date.now() + ATTEMPT_MS)));
+        this.failed = undefined;
+        return result;
+      } catch (err) {
+        if (Date.now() + RETRY_PAUSE_MS >= end || !retryable(err)) {
+          this.failed = { at: Date.now(), err };
+          throw new ClusterUnavailableError(describeEtcdFailure(err, this.endpoints, this.timeoutMs, what));
+        }
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      }
     }
   }
 

@@ -109,6 +109,11 @@ export class ReleaseQueue {
     const release = this.queue.get(id);
     if (!release) return;
     const view = await this.viewOf(release.subnet);
+    if (release.at !== undefined && !this.target(view, release)) {
+      // A rollback of a take whose commit the watch may not have delivered yet: ask etcd itself.
+      const { entries } = await this.kv.range(view.prefix);
+      for (const entry of entries) view.put(entry);
+    }
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const target = this.target(view, release);
       if (!target) {

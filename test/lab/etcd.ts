@@ -110,6 +110,26 @@ export class EtcdCluster {
     await gone;
   }
 
+  /** The index of the member that leads now, by asking the running members. */
+  leader(): number {
+    const up = this.members.map((m, i) => ({ m, i })).filter(({ m }) => m.child);
+    const r = spawnSync(
+      ETCDCTL,
+      [
+        `--endpoints=${up.map(({ m }) => `http://${m.host}:${m.clientPort}`).join(',')}`,
+        'endpoint',
+        'status',
+        '-w',
+        'json',
+      ],
+      { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 5_000 },
+    );
+    const statuses = JSON.parse(r.stdout || '[]') as { Status: { header: { member_id: number }; leader: number } }[];
+    const at = statuses.findIndex((s) => s.Status.header.member_id === s.Status.leader);
+    if (at < 0) throw new Error(`no etcd member says it leads: ${r.stderr}${r.stdout}`);
+    return up[at].i;
+  }
+
   running(i: number): boolean {
     return this.members[i].child !== undefined;
   }
