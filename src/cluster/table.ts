@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { crashPoint } from '../crash';
 import { PluginError } from '../errors';
-import { type Cidr, formatIp, parseCidr } from '../ipam/address';
+import { type Cidr, contains, formatIp, parseCidr } from '../ipam/address';
 import { Picker } from './candidates';
 import { Gate } from './gate';
 import { type ClusterKv, ClusterUnavailableError, type TxnResult } from './etcd';
@@ -122,6 +122,7 @@ export class ClusterTable {
     const view = new SubnetView(parsed.cidr, this.kv.prefix);
     const { entries, revision } = await this.kv.range(view.prefix);
     view.load(entries, revision);
+    for (const address of view.held.keys()) this.releases.noticed(view, address);
     const watch = await this.kv.watch(view.prefix, revision + 1n, {
       put: (entry) => {
         const address = view.put(entry);
@@ -145,6 +146,7 @@ export class ClusterTable {
   /** Takes an address for `request`; resolves just before the caller answers with it (the answered mark is written). */
   async take(request: TakeRequest): Promise<bigint> {
     if (this.closed) throw new PluginError('tsmacvlan is shutting down; retry in a moment');
+    checkRequest(request);
     const subnet = request.subnet.text;
     const view = await this.view(subnet);
     const at = newToken();
@@ -168,14 +170,32 @@ export class ClusterTable {
       this.inflight.delete(at);
       // An etcd failure leaves the outcome unknown: the take may have committed, so it is released by its token.
       if (err instanceof ClusterUnavailableError) this.releases.enqueueKnown({ id: at, subnet, at });
-      else this.intents.mark({ t: 'dropped', at });
+      else this.markDropped(at);
       throw err;
     }
     crashPoint('cluster-committed');
-    this.intents.mark({ t: 'answered', at });
+    try {
+      this.intents.mark({ t: 'answered', at });
+    } catch (err) {
+      // Unmarked, the next start would roll it back under a container using it: roll it back now instead.
+      this.inflight.delete(at);
+      this.releases.enqueueKnown({ id: at, subnet, at });
+      throw new PluginError(
+        `could not write to the cluster intent log ${this.intents.path} (${(err as Error).message}); the address is released again, nothing was assigned`,
+      );
+    }
     this.inflight.delete(at);
     crashPoint('cluster-answered');
     return address;
+  }
+
+  /** A take that did not commit: the mark only spares the next start a lookup, so failing to write it is harmless. */
+  private markDropped(at: string): void {
+    try {
+      this.intents.mark({ t: 'dropped', at });
+    } catch (err) {
+      this.log.warn({ err, at }, 'could not mark a failed cluster take in the intent log; the next start looks it up');
+    }
   }
 
   private busyOf(subnet: string): Set<bigint> {
@@ -317,6 +337,20 @@ export class ClusterTable {
     await Promise.all([...this.watches].map((w) => w.cancel().catch(() => undefined)));
     await this.intents.close();
   }
+}
+
+/** The service validates what Docker sent; this guards the table's keys against a caller's mistake. */
+function checkRequest(request: TakeRequest): void {
+  const { subnet, lo, hi, address } = request;
+  if (
+    lo > hi ||
+    !contains(subnet, lo) ||
+    !contains(subnet, hi) ||
+    (address !== undefined && !contains(subnet, address))
+  )
+    throw new Error(
+      `cluster take outside subnet ${subnet.text}: ${lo}-${hi}${address === undefined ? '' : ` at ${address}`}`,
+    );
 }
 
 function describeRange(subnet: Cidr, request: TakeRequest): string {

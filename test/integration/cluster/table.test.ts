@@ -1,6 +1,8 @@
 // The cluster table against a real 3-member etcd on the loopback of the suite's private namespace: sharing, owners,
 // races and round trips.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { clusterSummary } from '../../../src/cluster/admin';
+import { formatIp } from '../../../src/ipam/address';
 import { EtcdCluster } from '../../lab/etcd';
 import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
 
@@ -87,6 +89,45 @@ describe('cluster table', () => {
     expect(await a.table.release(subnet, gw, 'pool')).toBe(false);
     expect((await heldIn(a.kv, subnet)).has('10.70.2.1')).toBe(false);
     expect((await heldIn(a.kv, subnet)).get('10.70.2.2')!.length).toBe(2);
+  });
+
+  it('forgets a gone instance on request only: dry run lists, the real run frees, shared claims of others stay', async () => {
+    const subnet = cidr('10.70.4.0/24');
+    const { lo, hi } = bounds(subnet);
+    const a = tables.open('hostA');
+    const b = tables.open('hostB');
+    for (const t of [a, b]) await t.table.take({ subnet, lo, hi, address: lo, kind: 'gateway', ref: 'pool' });
+    const mine = [];
+    for (let i = 0; i < 3; i++) mine.push(await a.table.take({ subnet, lo, hi, kind: 'container', ref: `ep${i}` }));
+    await b.table.take({ subnet, lo, hi, kind: 'container', ref: 'epB' });
+
+    const summary = (await clusterSummary(b.kv)).find((s) => s.subnet === subnet.text)!;
+    expect(summary).toMatchObject({ size: 254n, used: 5, free: 249n });
+    expect(summary.owners).toEqual({
+      hostA: { container: 3, gateway: 1, aux: 0 },
+      hostB: { container: 1, gateway: 1, aux: 0 },
+    });
+
+    const listed = await b.table.forgetInstance('hostA', true);
+    expect(listed.map((f) => `${f.kind}:${f.ref}`).sort()).toEqual([
+      'container:ep0',
+      'container:ep1',
+      'container:ep2',
+      'gateway:pool',
+    ]);
+    expect((await heldIn(b.kv, subnet)).size).toBe(5);
+    expect(await b.table.forgetInstance('hostA', false)).toEqual(listed);
+    const held = await heldIn(b.kv, subnet);
+    expect([...held.values()].flat().map((c) => `${c.owner}:${c.ref}`)).toEqual(
+      expect.arrayContaining(['hostB:pool', 'hostB:epB']),
+    );
+    expect(held.size).toBe(2);
+    expect(held.get('10.70.4.1')!.map((c) => c.owner)).toEqual(['hostB']);
+    for (const address of mine) expect(held.has(formatIp(false, address))).toBe(false);
+    expect(await b.table.forgetInstance('hostA', false)).toEqual([]);
+    await expect(b.table.forgetInstance('hostB', true)).rejects.toThrow(/instance hostB is this host/);
+    // The freed addresses are free for everyone again (B's view saw the deletes).
+    await until('B sees the freed addresses', async () => (await b.table.summary(subnet, lo, hi)).used === 2);
   });
 
   it('two hosts racing for the last address: exactly one wins, every round', async () => {
