@@ -68,7 +68,11 @@ export class ClusterUnavailableError extends PluginError {}
 
 /** Turns any failure of a call into a message for people: what failed, where, and what to check. */
 export function describeEtcdFailure(err: unknown, endpoints: string[], timeoutMs: number, what: string): string {
-  const raw = err instanceof Error ? err.message : String(err);
+  // gRPC's messages may span lines (OpenSSL's) and end in an empty "Resolution note:".
+  const raw = (err instanceof Error ? err.message : String(err))
+    .replace(/\s+/g, ' ')
+    .replace(/\.? Resolution note: ?$/, '')
+    .trim();
   // The client stops calling members that failed several times in a row, for a few seconds.
   const message = /circuit breaker is open/.test(raw) ? 'no member answered its last calls' : raw;
   const where = `etcd at ${endpoints.join(',')}`;

@@ -30,6 +30,13 @@ export function requireEtcd(): void {
   }
 }
 
+/** Server side of TLS on the client port: members require client certificates signed by `ca`. */
+export interface ServerTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
 export class EtcdCluster {
   readonly dir: string;
   private readonly members: Member[];
@@ -38,6 +45,7 @@ export class EtcdCluster {
   constructor(
     readonly prefix: string,
     specs: MemberSpec[],
+    private readonly tls?: ServerTls,
   ) {
     requireEtcd();
     this.dir = mkdtempSync(join(tmpdir(), `${prefix}-etcd-`));
@@ -45,18 +53,18 @@ export class EtcdCluster {
   }
 
   /** `count` members on `host`, client ports from `basePort`, peer ports right after them. */
-  static onHost(prefix: string, host: string, basePort: number, count = 3): EtcdCluster {
+  static onHost(prefix: string, host: string, basePort: number, count = 3, tls?: ServerTls): EtcdCluster {
     const specs = Array.from({ length: count }, (_, i) => ({
       name: `${prefix}m${i}`,
       host,
       clientPort: basePort + i,
       peerPort: basePort + count + i,
     }));
-    return new EtcdCluster(prefix, specs);
+    return new EtcdCluster(prefix, specs, tls);
   }
 
   get endpoints(): string[] {
-    return this.members.map((m) => `http://${m.host}:${m.clientPort}`);
+    return this.members.map((m) => `${this.tls ? 'https' : 'http'}://${m.host}:${m.clientPort}`);
   }
 
   endpoint(i: number): string {
@@ -73,7 +81,7 @@ export class EtcdCluster {
     const m = this.members[i];
     if (m.child) throw new Error(`etcd member ${m.name} is already running (pid ${m.child.pid})`);
     const cluster = this.members.map((o) => `${o.name}=http://${o.host}:${o.peerPort}`).join(',');
-    const client = `http://${m.host}:${m.clientPort}`;
+    const client = `${this.tls ? 'https' : 'http'}://${m.host}:${m.clientPort}`;
     const peer = `http://${m.host}:${m.peerPort}`;
     const child = spawn(
       ETCD,
@@ -88,6 +96,14 @@ export class EtcdCluster {
         `--initial-cluster-state=new`,
         `--initial-cluster-token=${this.prefix}`,
         '--log-level=warn',
+        ...(this.tls
+          ? [
+              `--cert-file=${this.tls.cert}`,
+              `--key-file=${this.tls.key}`,
+              `--trusted-ca-file=${this.tls.ca}`,
+              '--client-cert-auth',
+            ]
+          : []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -116,7 +132,8 @@ export class EtcdCluster {
     const r = spawnSync(
       ETCDCTL,
       [
-        `--endpoints=${up.map(({ m }) => `http://${m.host}:${m.clientPort}`).join(',')}`,
+        `--endpoints=${up.map(({ i }) => this.endpoint(i)).join(',')}`,
+        ...this.ctlTls(),
         'endpoint',
         'status',
         '-w',
@@ -140,7 +157,7 @@ export class EtcdCluster {
     for (;;) {
       const r = spawnSync(
         ETCDCTL,
-        [`--endpoints=${endpoints.join(',')}`, '--command-timeout=2s', 'endpoint', 'health'],
+        [`--endpoints=${endpoints.join(',')}`, ...this.ctlTls(), '--command-timeout=2s', 'endpoint', 'health'],
         {
           encoding: 'utf8',
           env: { ...process.env, ETCDCTL_API: '3' },
@@ -156,6 +173,11 @@ export class EtcdCluster {
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
+  }
+
+  /** etcdctl's TLS flags: the server's own certificate also serves as a client one (it allows clientAuth). */
+  private ctlTls(): string[] {
+    return this.tls ? [`--cacert=${this.tls.ca}`, `--cert=${this.tls.cert}`, `--key=${this.tls.key}`] : [];
   }
 
   /** Stops every member and removes the data dirs; safe to call twice, and after a failed start. */
