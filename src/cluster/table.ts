@@ -43,9 +43,11 @@ export interface TakeRequest {
 const MAX_ATTEMPTS = 32;
 /**
  * Dynamic takes of one range in flight at once on this host. Picks made together cannot see each other's losses:
- * a burst of hundreds would all land where another host works before the first loss is known.
+ * a burst of hundreds would all land where another host works before the first loss is known. Measured on a /22
+ * with 10 hosts of uneven demand: 16 → 1.13-1.19 etcd calls per allocation, 8 → 1.05-1.12, 4 → 1.01-1.03, at
+ * similar allocations/s (the 3 members' disk syncs bound them, not this).
  */
-const IN_FLIGHT = 16;
+const IN_FLIGHT = 4;
 
 export function newToken(): string {
   return randomBytes(8).toString('hex');
