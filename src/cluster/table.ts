@@ -318,6 +318,11 @@ export class ClusterTable {
     return (await this.view(subnet.text)).summary(lo, hi);
   }
 
+  /** Every held address of [lo, hi] of `subnet` with its claims: which instance holds what (status). */
+  async holdings(subnet: Cidr, lo: bigint, hi: bigint): Promise<{ address: string; claims: Claim[] | undefined }[]> {
+    return (await this.view(subnet.text)).holdings(lo, hi);
+  }
+
   /** Lists (dryRun) or frees what instance `id`, gone for good, held (gc --cluster --forget-instance). */
   forgetInstance(id: string, dryRun: boolean): Promise<Forgotten[]> {
     return forgetInstance(this.kv, this.instance, id, dryRun);

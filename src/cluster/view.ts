@@ -1,7 +1,7 @@
 // A local view of one subnet's keys in etcd, kept current by a watch: where candidates come from, so a take needs
 // no read, and a full range is known without scanning etcd. Only a hint: etcd's transactions decide; a stale view
 // costs a lost race, never a duplicate.
-import type { Cidr } from '../ipam/address';
+import { type Cidr, formatIp } from '../ipam/address';
 import type { Occupancy } from './candidates';
 import type { KvEntry } from './etcd';
 import { type Claim, type ClaimKind, addressOfKey, addressesPrefix, decodeClaims } from './keys';
@@ -119,6 +119,14 @@ export class SubnetView {
         return [...all].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
       },
     };
+  }
+
+  /** Every held address of [lo, hi] in order, with its claims (undefined: unreadable), for a detailed status. */
+  holdings(lo: bigint, hi: bigint): { address: string; claims: Claim[] | undefined }[] {
+    return [...this.held]
+      .filter(([address]) => address >= lo && address <= hi)
+      .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+      .map(([address, held]) => ({ address: formatIp(this.subnet.v6, address), claims: held.claims }));
   }
 
   /** Who holds what in [lo, hi]. */

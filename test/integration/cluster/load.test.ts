@@ -112,6 +112,40 @@ describe('cluster table under load', () => {
     expect(calls / all.length).toBeLessThanOrEqual(1.1);
   }, 300_000);
 
+  it('20 hosts x 50 parallel allocations over a /22: 0 duplicates, <= 1.1 round trips each', async () => {
+    const subnet = cidr('10.71.12.0/22');
+    const { lo, hi } = bounds(subnet);
+    const HOSTS = 20;
+    const EACH = 50;
+    const hosts = Array.from({ length: HOSTS }, (_, i) => tables.open(`many${String(i).padStart(2, '0')}`));
+    for (const h of hosts) await h.table.take({ subnet, lo, hi, address: lo, kind: 'gateway', ref: 'pool' });
+    for (const h of hosts)
+      await until(
+        'the gateway reservation seen by every host',
+        async () => (await h.table.view(subnet.text)).owners().size === HOSTS,
+      );
+    const callsBefore = hosts.reduce((sum, h) => sum + h.kv.total, 0);
+    const started = process.hrtime.bigint();
+    const results = await Promise.all(
+      hosts.map((h, i) =>
+        Promise.all(
+          Array.from({ length: EACH }, (_, j) =>
+            h.table.take({ subnet, lo, hi, kind: 'container', ref: `m${i}-${j}` }),
+          ),
+        ),
+      ),
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const all = results.flat();
+    const calls = hosts.reduce((sum, h) => sum + h.kv.total, 0) - callsBefore;
+    console.log(
+      `20-host burst: ${all.length} allocations in ${seconds.toFixed(2)} s (${Math.round(all.length / seconds)}/s), ${(calls / all.length).toFixed(3)} etcd calls per allocation`,
+    );
+    expect(new Set(all).size).toBe(HOSTS * EACH);
+    expect((await heldIn(hosts[0].kv, subnet)).size).toBe(HOSTS * EACH + 1);
+    expect(calls / all.length).toBeLessThanOrEqual(1.1);
+  }, 300_000);
+
   it('one allocation at a time against the 3-member cluster: p50/p99 (figures)', async () => {
     const subnet = cidr('10.71.8.0/22');
     const { lo, hi } = bounds(subnet);

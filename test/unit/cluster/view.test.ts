@@ -62,6 +62,10 @@ describe('subnet view', () => {
       free: 7n,
       owners: { a: { container: 1, gateway: 1, aux: 0 }, b: { container: 1, gateway: 1, aux: 0 } },
     });
+    expect(view.holdings(subnet.base + 2n, subnet.base + 3n)).toEqual([
+      { address: '10.9.0.2', claims: [{ owner: 'a', kind: 'container', ref: 'r', at: 't1' }] },
+      { address: '10.9.0.3', claims: [{ owner: 'b', kind: 'container', ref: 'r', at: 't2' }] },
+    ]);
     const busy = new Set([subnet.base + 4n]);
     expect(view.occupancy(busy).sorted(subnet.base, subnet.base + 9n)).toEqual(
       [1n, 2n, 3n, 4n].map((n) => subnet.base + n),
