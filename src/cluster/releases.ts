@@ -74,9 +74,15 @@ export class ReleaseQueue {
       );
     }
     crashPoint('cluster-release-saved');
-    if (!this.down) await this.apply(release.id).catch((err: unknown) => this.unavailable(err));
+    // Durable now: whatever stops it reaching etcd, it stays queued and the answer is yes.
+    if (!this.down) await this.apply(release.id).catch((err: unknown) => this.deferred(err));
     if (this.queue.has(release.id)) this.kick();
     return true;
+  }
+
+  private deferred(err: unknown): void {
+    if (err instanceof ClusterUnavailableError) this.unavailable(err);
+    else this.log.warn({ err }, 'a release could not be applied to etcd yet; it stays queued');
   }
 
   private unavailable(err: unknown): undefined {
