@@ -2,7 +2,7 @@
 // step of every operation, restarted, and etcd is checked: creates rolled back, deletes rolled forward, nothing
 // doubled, nothing leaked; the user's retry succeeds, and everything can be released down to nothing.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -192,6 +192,16 @@ describe('cluster table: crash at every step', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('walks every crash point the cluster source declares', () => {
+    const declared = new Set<string>();
+    const dir = join(__dirname, '../../../src/cluster');
+    for (const file of readdirSync(dir)) {
+      for (const m of readFileSync(join(dir, file), 'utf8').matchAll(/crashPoint\('([^']+)'\)/g)) declared.add(m[1]);
+    }
+    expect(declared.size).toBeGreaterThan(0);
+    expect([...declared].filter((p) => !cases.some((c) => c.point === p))).toEqual([]);
   });
 
   afterAll(() => console.log(`cluster crash points walked: ${walked}`));
