@@ -104,6 +104,8 @@ export class IntentLog {
   private waiting: Waiting[] = [];
   private running: Promise<void> | undefined;
   private lines: number;
+  /** A write failed part-way: the file is rewritten from memory before anything is appended to it again. */
+  private dirty = false;
   syncs = 0;
 
   constructor(
@@ -129,14 +131,20 @@ export class IntentLog {
    */
   mark(line: IntentLine): void {
     const text = `${JSON.stringify(line)}\n`;
-    if (this.handle) writeSync(this.handle.fd, text);
-    else {
-      const fd = openSync(this.path, 'a', 0o600);
-      try {
-        writeSync(fd, text);
-      } finally {
-        closeSync(fd);
+    try {
+      if (this.dirty) this.rewrite();
+      if (this.handle) writeSync(this.handle.fd, text);
+      else {
+        const fd = openSync(this.path, 'a', 0o600);
+        try {
+          writeSync(fd, text);
+        } finally {
+          closeSync(fd);
+        }
       }
+    } catch (err) {
+      this.dirty = true;
+      throw err;
     }
     this.lines++;
   }
@@ -146,6 +154,7 @@ export class IntentLog {
       while (this.waiting.length > 0) {
         const batch = this.waiting.splice(0);
         try {
+          if (this.dirty) this.rewrite();
           this.handle ??= await open(this.path, 'a', 0o600);
           const buffer = Buffer.from(batch.map((w) => w.text).join(''));
           const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
@@ -157,7 +166,8 @@ export class IntentLog {
           this.compactIfDue();
           for (const w of batch) w.resolve();
         } catch (err) {
-          // A partial append may be on disk: the rewrite replaces it with exactly what memory holds.
+          // A partial append may be on disk: the next write first replaces the file with what memory holds.
+          this.dirty = true;
           await this.reopen();
           for (const w of batch) w.reject(err);
         }
@@ -168,10 +178,15 @@ export class IntentLog {
   }
 
   private compactIfDue(): void {
+    if (this.lines > 2 * this.live().length + SLACK) this.rewrite();
+  }
+
+  /** Replaces the file with the live lines (synchronously: nothing is appended meanwhile). */
+  private rewrite(): void {
     const live = this.live();
-    if (this.lines <= 2 * live.length + SLACK) return;
     rewriteIntents(this.path, live);
     this.lines = live.length;
+    this.dirty = false;
     void this.reopen();
   }
 

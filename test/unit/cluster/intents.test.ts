@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -64,5 +64,21 @@ describe('intent log file', () => {
     await log.close();
     // 600 lines > 2 x 2 live + 64: rewritten from memory at that sync.
     expect(readIntents(path, pino({ level: 'silent' }))).toEqual(live);
+  });
+
+  it('after a failed write, rewrites the file from memory before appending again', async () => {
+    const path = temp();
+    mkdirSync(path); // the log's path is a directory: every write fails
+    let live: IntentLine[] = [];
+    const log = new IntentLog(path, () => live, 0);
+    const lost: IntentLine = { t: 'take', at: 'lost', subnet: 's' };
+    await expect(log.durable(lost)).rejects.toThrow(/EISDIR/);
+    rmdirSync(path);
+    const kept: IntentLine = { t: 'release', id: 'r', subnet: 's', address: '10.0.0.9', ref: 'x' };
+    live = [kept];
+    await log.durable({ t: 'take', at: 'next', subnet: 's' });
+    await log.close();
+    // The rewrite wrote what memory holds, then the new line was appended.
+    expect(readIntents(path, pino({ level: 'silent' }))).toEqual([kept, { t: 'take', at: 'next', subnet: 's' }]);
   });
 });
