@@ -1,7 +1,7 @@
 // Operator actions on the whole cluster table, with one read of every subnet: what each instance holds (status) and
 // freeing what a host that is gone for good held (gc --cluster --forget-instance). Nothing here runs on its own:
 // a partitioned host may still use its addresses, so only a person decides that one is gone.
-import { formatIp, parseCidr, usableBounds } from '../ipam/address';
+import { formatIp, parseCidr, usableBounds } from '../ip/address';
 import type { ClusterKv, KvEntry } from './etcd';
 import {
   type Claim,

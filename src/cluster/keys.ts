@@ -3,7 +3,7 @@
 // A container's address has exactly one claim; a gateway or aux address is shared: one claim per instance and
 // request, and the last claim released deletes the key. `at` is unique per request, so a claim is found and
 // released exactly, whoever else holds the same address.
-import { type Cidr, formatIp, parseIp } from '../ipam/address';
+import { type Cidr, formatIp, parseIp } from '../ip/address';
 
 export type ClaimKind = 'container' | 'gateway' | 'aux';
 

@@ -2,9 +2,9 @@
 // answers, else by a retry loop once it does. A release removes exactly one claim of this instance, in a
 // transaction that fails if the key changed since it was read (so another host's claim is never touched).
 import type { Logger } from 'pino';
-import { crashPoint } from '../crash';
+import { crashPoint } from '../state/crash';
 import { PluginError } from '../errors';
-import { parseIp } from '../ipam/address';
+import { parseIp } from '../ip/address';
 import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import type { IntentLine, IntentLog, Release } from './intents';
 import { type Claim, addressKey, encodeClaims } from './keys';

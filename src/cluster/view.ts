@@ -1,7 +1,7 @@
 // A local view of one subnet's keys in etcd, kept current by a watch: where candidates come from, so a take needs
 // no read, and a full range is known without scanning etcd. Only a hint: etcd's transactions decide; a stale view
 // costs a lost race, never a duplicate.
-import { type Cidr, formatIp } from '../ipam/address';
+import { type Cidr, formatIp } from '../ip/address';
 import type { Occupancy } from './candidates';
 import type { KvEntry } from './etcd';
 import { type Claim, type ClaimKind, addressOfKey, addressesPrefix, decodeClaims } from './keys';

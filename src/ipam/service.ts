@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
-import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
+import { type Cidr, contains, overlaps, parseCidr, parseIp } from '../ip/address';
 import { Subnet, type Pool } from './allocator';
 import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
 import { type TakeKind } from './journal-records';

@@ -2,7 +2,7 @@
 // error and queues releases, and everything recovers when the members return; etcd killed mid-transaction leaves
 // nothing doubled and nothing leaked.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { formatIp } from '../../../src/ipam/address';
+import { formatIp } from '../../../src/ip/address';
 import { EtcdCluster } from '../../lab/etcd';
 import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
 

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { type ClusterKv, EtcdKv, type EtcdSettings } from '../../../src/cluster/etcd';
 import { decodeClaims, type Claim } from '../../../src/cluster/keys';
 import { ClusterTable } from '../../../src/cluster/table';
-import { type Cidr, parseCidr, usableBounds } from '../../../src/ipam/address';
+import { type Cidr, parseCidr, usableBounds } from '../../../src/ip/address';
 
 export const PREFIX = 'tmvE';
 

@@ -3,7 +3,7 @@
 const pino = require('pino');
 const { EtcdKv } = require('../../../dist/cluster/etcd');
 const { ClusterTable } = require('../../../dist/cluster/table');
-const { parseCidr, parseIp, formatIp, usableBounds } = require('../../../dist/ipam/address');
+const { parseCidr, parseIp, formatIp, usableBounds } = require('../../../dist/ip/address');
 
 async function main() {
   const args = JSON.parse(process.argv[2]);

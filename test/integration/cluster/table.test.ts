@@ -2,7 +2,7 @@
 // races and round trips.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { clusterSummary } from '../../../src/cluster/admin';
-import { formatIp } from '../../../src/ipam/address';
+import { formatIp } from '../../../src/ip/address';
 import { EtcdCluster } from '../../lab/etcd';
 import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
 

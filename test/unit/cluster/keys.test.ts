@@ -9,7 +9,7 @@ import {
   normalPrefix,
   subnetOfKey,
 } from '../../../src/cluster/keys';
-import { parseCidr, parseIp } from '../../../src/ipam/address';
+import { parseCidr, parseIp } from '../../../src/ip/address';
 
 const v4 = (() => {
   const r = parseCidr('10.0.4.0/22');

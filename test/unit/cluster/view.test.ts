@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { addressKey, encodeClaims } from '../../../src/cluster/keys';
 import { SubnetView } from '../../../src/cluster/view';
-import { parseCidr } from '../../../src/ipam/address';
+import { parseCidr } from '../../../src/ip/address';
 
 const subnet = (() => {
   const r = parseCidr('10.9.0.0/24');
