@@ -157,6 +157,9 @@ if [[ $STATE_SOURCE != "$DEFAULT_STATE" ]]; then
 fi
 # Docker does not create a bind mount's source: without it `docker plugin enable` fails.
 mkdir -p -m 700 "$STATE_SOURCE"
+# The etcd TLS files' directory (mount `tls`, read-only), empty unless the cluster IPAM is used with TLS.
+TLS_SOURCE=$("$DOCKER" plugin inspect -f '{{range .Settings.Mounts}}{{if eq .Name "tls"}}{{.Source}}{{end}}{{end}}' "$NAME")
+mkdir -p -m 700 "${TLS_SOURCE:-/etc/tsmacvlan}"
 done_step "state in $STATE_SOURCE"
 
 if (( ENABLE )); then
