@@ -46,22 +46,25 @@ export function location(flags: Flags): { socket: string; stateDir: string } {
 }
 
 export function parseStatusArgs(args: string[], usage: string): StatusOptions {
-  const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--json'] }, usage);
-  return { ...location(flags), json: flags.switches.has('--json') };
+  const flags = parseFlags(args, { values: ['--socket', '--state-dir', ...ETCD_FLAGS], switches: ['--json'] }, usage);
+  const etcd = etcdSettings(flags);
+  return { ...location(flags), json: flags.switches.has('--json'), ...(etcd && { etcd }) };
 }
 
 export function parseDoctorArgs(args: string[], usage: string): DoctorOptions {
   const flags = parseFlags(
     args,
-    { values: ['--socket', '--state-dir', '--probe-kernel'], lists: ['--parent'], switches: ['--json'] },
+    { values: ['--socket', '--state-dir', '--probe-kernel', ...ETCD_FLAGS], lists: ['--parent'], switches: ['--json'] },
     usage,
   );
   const probeKernel = flags.values.get('--probe-kernel');
+  const etcd = etcdSettings(flags);
   return {
     parents: flags.lists.get('--parent') ?? [],
     ...location(flags),
     json: flags.switches.has('--json'),
     ...(probeKernel && { probeKernel }),
+    ...(etcd && { etcd }),
   };
 }
 

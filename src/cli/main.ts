@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { ETCD_FLAGS, etcdSettings, location, parseDoctorArgs, parseFlags, parseStatusArgs } from './flags';
+import { ETCD_FLAGS, type Flags, etcdSettings, location, parseDoctorArgs, parseFlags, parseStatusArgs } from './flags';
 import { type EtcdSettings, EtcdKv } from '../cluster/etcd';
 import { ClusterTable } from '../cluster/table';
 import { doctor } from '../inspect/doctor/doctor';
@@ -14,14 +14,16 @@ import { Links } from '../kernel/links';
 import { describeRepair } from '../driver/reconcile';
 import { buildServer } from '../api/server';
 import { status } from '../inspect/status';
+import { forget } from '../inspect/cluster';
 import { instanceId, stateGroup } from '../state/instance';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [ETCD]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
-       tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json]
-       tsmacvlan status [--socket PATH] [--state-dir DIR] [--json]
+       tsmacvlan gc --cluster --forget-instance ID [--dry-run] [--state-dir DIR] ETCD
+       tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json] [ETCD]
+       tsmacvlan status [--socket PATH] [--state-dir DIR] [--json] [ETCD]
 
   --socket PATH     unix socket Docker finds the plugin by; its file name is the driver name
                     (default $TSMACVLAN_SOCKET or /run/docker/plugins/tsmacvlan.sock)
@@ -38,7 +40,11 @@ const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-l
 
   gc                repairs the kernel from the state, as the plugin does at every start: re-creates
                     parents it made, deletes its links that nothing owns (run it while the plugin is stopped)
-  --dry-run         only prints what gc would repair
+  --dry-run         only prints what gc would repair (or, with --cluster, free)
+  gc --cluster --forget-instance ID
+                    frees every address instance ID (another host, gone for good: its state dir's
+                    'instance' file, or the owners 'status --etcd' lists) holds in the cluster table.
+                    Never run it for a host that may come back: it would keep using them
 
   doctor            checks this host, one line per check, OK/WARN/FAIL and what to do: privileges, kernel
                     support (tried in a throwaway network namespace), parents, the plugin's socket, the
@@ -47,7 +53,9 @@ const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-l
   status            the recorded networks, endpoints and address pools next to the host's links, and where
                     they drift (--socket names the instance: its links carry its driver name's device group).
                     Changes nothing
-  --json            (doctor, status) machine-readable output`;
+  --json            (doctor, status) machine-readable output
+  (doctor, status with ETCD: also etcd's reachability, quorum and round trip; the cluster's subnets and who
+  holds how many of their addresses)`;
 
 interface ServeOptions {
   socket: string;
@@ -162,6 +170,25 @@ async function gc(options: { socket: string; stateDir: string }, dryRun: boolean
   }
 }
 
+/** `tsmacvlan gc --cluster --forget-instance ID`: frees (or lists) what a host gone for good held in etcd. */
+async function gcCluster(flags: Flags): Promise<void> {
+  const id = flags.values.get('--forget-instance');
+  if (!id)
+    throw new Error(`gc --cluster needs --forget-instance ID: the instance whose host is gone for good\n${USAGE}`);
+  const settings = etcdSettings(flags);
+  if (!settings) throw new Error('gc --cluster needs --etcd URL[,URL...] (or TSMACVLAN_ETCD)');
+  const dryRun = flags.switches.has('--dry-run');
+  const forgotten = await forget(settings, instanceId(location(flags).stateDir), id, dryRun);
+  for (const f of forgotten) {
+    console.log(`${dryRun ? 'would free' : 'freed'} ${f.address} of ${f.subnet} (${f.kind}, ${f.ref})`);
+  }
+  console.log(
+    forgotten.length === 0
+      ? `instance ${id} holds nothing in the cluster table`
+      : `${forgotten.length} ${dryRun ? 'would be freed' : 'freed'}`,
+  );
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   switch (command) {
@@ -174,7 +201,15 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await status(parseStatusArgs(args, USAGE));
       return;
     case 'gc': {
-      const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--dry-run'] }, USAGE);
+      const flags = parseFlags(
+        args,
+        {
+          values: ['--socket', '--state-dir', '--forget-instance', ...ETCD_FLAGS],
+          switches: ['--dry-run', '--cluster'],
+        },
+        USAGE,
+      );
+      if (flags.switches.has('--cluster')) return gcCluster(flags);
       return gc(location(flags), flags.switches.has('--dry-run'));
     }
     case undefined:
