@@ -2,13 +2,15 @@
 // two hosts) on one real 3-member etcd. One subnet and one --ip-range on both: distinct addresses, the range fills to
 // its exact size across both, the gateway is shared; scope=host stays local; quorum lost fails closed and a release
 // made meanwhile reaches etcd once it is back.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdKv } from '../../../src/cluster/etcd';
 import { EtcdCluster } from '../../lab/etcd';
-import { type Daemon, post, spawnDaemon, waitForSocket } from '../../helpers/serve';
+import { CLI, type Daemon, post, spawnDaemon, waitForSocket } from '../../helpers/serve';
+import { etcdChecks } from '../../../src/inspect/cluster';
 import { cidr, heldIn, until } from '../cluster/setup';
 
 const PREFIX = 'tmvK';
@@ -58,6 +60,21 @@ async function txnsServed(): Promise<number> {
     total += line ? Number(line.split(' ').pop()) : 0;
   }
   return total;
+}
+
+/** A CLI command with this cluster's etcd in its environment; throws with its output when it fails. */
+function cli(args: string[]): string {
+  try {
+    return execFileSync(process.execPath, [CLI, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, TSMACVLAN_ETCD: cluster.endpoints.join(',') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`tsmacvlan ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`);
+  }
 }
 
 let a: Host;
@@ -191,5 +208,75 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     }
     console.log(`etcd transactions per allocation: ${(txns / 300).toFixed(2)}`);
     expect(txns).toBeGreaterThanOrEqual(300); // every cluster allocation is a transaction on etcd
+  });
+
+  it('status and doctor show the table; gc --cluster frees what a host gone for good held, and only that', async () => {
+    const net = { Pool: '10.78.0.0/24' };
+    const pools = [await pool(a, net), await pool(b, net)];
+    for (const [host, poolId] of [
+      [a, pools[0]],
+      [b, pools[1]],
+    ] as const)
+      await address(host, poolId, '', GW);
+    for (let i = 0; i < 3; i++) await address(a, pools[0]);
+    for (let i = 0; i < 2; i++) await address(b, pools[1]);
+    const [idA, idB] = ['hostA', 'hostB'].map((h) => readFileSync(join(dir, h, 'instance'), 'utf8').trim());
+
+    const report = JSON.parse(cli(['status', '--state-dir', join(dir, 'hostA'), '--socket', a.socket, '--json']));
+    expect(report.cluster).toMatchObject({ instance: idA, prefix: '/tsmacvlan', error: null });
+    expect(report.cluster.subnets.find((s: { subnet: string }) => s.subnet === '10.78.0.0/24')).toEqual({
+      subnet: '10.78.0.0/24',
+      size: '254',
+      used: 6,
+      free: '248',
+      owners: { [idA]: { container: 3, gateway: 1, aux: 0 }, [idB]: { container: 2, gateway: 1, aux: 0 } },
+    });
+    expect(cli(['status', '--state-dir', join(dir, 'hostA'), '--socket', a.socket])).toContain(
+      `${idA} (this host): 3 containers, 1 gateway, 0 aux`,
+    );
+
+    const healthy = await etcdChecks({ endpoints: cluster.endpoints });
+    expect(healthy.map((c) => [c.id, c.status])).toEqual([
+      ['etcd', 'OK'],
+      ['etcd.rtt', healthy[1].status],
+    ]);
+    expect(healthy[0].message).toBe('3 of 3 etcd members answer with quorum');
+    console.log(`doctor: ${healthy[1].message}`);
+    await cluster.killMember(2);
+    try {
+      const degraded = await etcdChecks({ endpoints: cluster.endpoints });
+      expect(degraded[0]).toMatchObject({ id: 'etcd', status: 'WARN' });
+      expect(degraded[0].message).toMatch(/^2 of 3 etcd members answer; http:\/\/127\.0\.0\.1:23832: /);
+    } finally {
+      cluster.startMember(2);
+      await cluster.waitHealthy(cluster.endpoints, 30_000);
+    }
+    const none = await etcdChecks({ endpoints: ['http://127.0.0.1:1'] });
+    expect(none[0]).toMatchObject({ id: 'etcd', status: 'FAIL' });
+    expect(none[0].fix).toMatch(/a majority must run/);
+
+    // Host B goes away for good; host A's operator frees what it held.
+    daemons[1].child.kill('SIGTERM');
+    await daemons[1].exited;
+    const gc = (...extra: string[]) =>
+      cli(['gc', '--cluster', '--forget-instance', idB, '--state-dir', join(dir, 'hostA'), ...extra]);
+    const listed = gc('--dry-run').trim().split('\n');
+    expect(listed.slice(0, -1).sort()).toEqual(
+      [
+        `would free 10.78.0.1 of 10.78.0.0/24 (gateway, ${pools[1]})`,
+        ...[...(await heldIn(kv, cidr('10.78.0.0/24')))]
+          .filter(([, claims]) => claims.some((c) => c.owner === idB && c.kind === 'container'))
+          .map(([ip]) => `would free ${ip} of 10.78.0.0/24 (container, ${pools[1]})`),
+      ].sort(),
+    );
+    expect(listed.at(-1)).toBe('3 would be freed');
+    expect((await heldIn(kv, cidr('10.78.0.0/24'))).size).toBe(6); // a dry run changes nothing
+    expect(gc().trim().split('\n').at(-1)).toBe('3 freed');
+    const left = await heldIn(kv, cidr('10.78.0.0/24'));
+    expect([...left.values()].flat().every((c) => c.owner === idA)).toBe(true);
+    expect(left.size).toBe(4); // A's gateway claim and its 3 containers
+    expect(() => cli(['gc', '--cluster', '--forget-instance', idA, '--state-dir', join(dir, 'hostA')])).toThrow(
+      /instance .* is this host: forget an instance only once its host is gone for good, from another host/,
+    );
   });
 });
