@@ -1,7 +1,8 @@
 // The cluster IPAM through the plugin's HTTP API: two `tsmacvlan serve --etcd` daemons (two state dirs and sockets:
 // two hosts) on one real 3-member etcd. One subnet and one --ip-range on both: distinct addresses, the range fills to
 // its exact size across both, the gateway is shared; scope=host stays local; quorum lost fails closed and a release
-// made meanwhile reaches etcd once it is back.
+// made meanwhile reaches etcd once it is back; a kill between the etcd commit and the answer is rolled back at the
+// next start; status, doctor and gc --cluster read and change the same table.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,10 +28,10 @@ interface Host {
   socket: string;
 }
 
-function startHost(name: string, extra: string[] = []): Host {
+function startHost(name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Host {
   const socket = join(dir, `${name}.sock`);
   const args = ['serve', '--socket', socket, '--state-dir', join(dir, name), '--log-level', 'warn'];
-  daemons.push(spawnDaemon([...args, ...extra], { TSMACVLAN_ETCD: cluster.endpoints.join(',') }));
+  daemons.push(spawnDaemon([...args, ...extra], { TSMACVLAN_ETCD: cluster.endpoints.join(','), ...env }));
   return { name, socket };
 }
 
@@ -208,6 +209,24 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     }
     console.log(`etcd transactions per allocation: ${(txns / 300).toFixed(2)}`);
     expect(txns).toBeGreaterThanOrEqual(300); // every cluster allocation is a transaction on etcd
+  });
+
+  it('a plugin killed between the etcd commit and its answer releases that address at its next start', async () => {
+    const c = startHost('hostC', [], { TSMACVLAN_CRASH_AT: 'cluster-committed' });
+    const crashing = daemons.at(-1)!;
+    await waitForSocket(c.socket, crashing);
+    const poolId = await pool(c, { Pool: '10.79.0.0/24' });
+    await expect(address(c, poolId)).rejects.toThrow(/socket hang up|ECONNRESET/);
+    await crashing.exited;
+    const subnet = cidr('10.79.0.0/24');
+    const left = [...(await heldIn(kv, subnet)).keys()];
+    expect(left).toHaveLength(1); // committed in etcd, never answered to Docker
+
+    const again = startHost('hostC');
+    await waitForSocket(again.socket, daemons.at(-1)!);
+    await until('the unanswered take is rolled back', async () => (await heldIn(kv, subnet)).size === 0, 300, 100);
+    // Docker never got that address: the pool (journaled and answered) is there, and hands it out again.
+    expect(await address(again, poolId)).toBe(`${left[0]}/24`);
   });
 
   it('status and doctor show the table; gc --cluster frees what a host gone for good held, and only that', async () => {
