@@ -53,7 +53,8 @@ export function cidr(text: string): Cidr {
   return parsed.cidr;
 }
 
-export const silent = pino({ level: 'silent' });
+/** The tables' log: silent, or to stderr at the level in TMVE_LOG (e.g. debug) when a test needs looking into. */
+export const silent = pino({ level: process.env.TMVE_LOG ?? 'silent' }, pino.destination(2));
 
 /** Tables made by a test, closed and their dirs removed by `closeAll`. */
 export class Tables {
