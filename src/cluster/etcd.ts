@@ -2,7 +2,7 @@
 // can be counted, and tried against a fake in unit tests. Every call has a deadline; every failure becomes an error
 // that names etcd, its endpoints and what to check.
 import { readFileSync } from 'node:fs';
-import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
 import { Etcd3, type IKeyValue, type IOptions, type Watcher, isRecoverableError } from 'etcd3';
 import { PluginError } from '../errors';
 import { normalPrefix } from './keys';
@@ -56,6 +56,7 @@ const ATTEMPT_MS = 1000;
 const RETRY_PAUSE_MS = 50;
 const FAIL_FAST_MS = 1000;
 const HOST_PAUSE_MS = 500;
+const WATCH_RETRY_MAX_MS = 1000;
 
 /** TLS and permission failures do not go away by asking again. */
 function retryable(err: unknown): boolean {
@@ -145,6 +146,10 @@ export class EtcdKv implements ClusterKv {
             halfOpenAfter: HOST_PAUSE_MS,
             breaker: new ConsecutiveBreaker(3),
           }),
+        // A watch reconnects at most this long after etcd is back (etcd3's default waits up to 30 s), so views
+        // are current again soon after an outage.
+        // (etcd3's type wants a first step, not the factory its own default passes; it only ever calls next().)
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: WATCH_RETRY_MAX_MS }).next(),
       },
     };
     const ca = readPem(settings.ca, '--etcd-ca');

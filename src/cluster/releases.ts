@@ -179,9 +179,13 @@ export class ReleaseQueue {
     this.looping = this.loop().finally(() => (this.looping = undefined));
   }
 
+  /** Applies every queued release once, including those queued meanwhile; on a failure, retries after a pause. */
   private async loop(): Promise<void> {
-    for (const id of [...this.queue.keys()]) {
-      if (this.stopped) return;
+    const tried = new Set<string>();
+    for (;;) {
+      const id = [...this.queue.keys()].find((queued) => !tried.has(queued));
+      if (id === undefined || this.stopped) return;
+      tried.add(id);
       try {
         await this.apply(id);
       } catch (err) {

@@ -53,7 +53,8 @@ export function cidr(text: string): Cidr {
   return parsed.cidr;
 }
 
-export const silent = pino({ level: 'silent' });
+/** The tables' log: silent, or to stderr at the level in TMVE_LOG (e.g. debug) when a test needs looking into. */
+export const testLog = pino({ level: process.env.TMVE_LOG ?? 'silent' }, pino.destination(2));
 
 /** Tables made by a test, closed and their dirs removed by `closeAll`. */
 export class Tables {
@@ -68,7 +69,7 @@ export class Tables {
   ): { table: ClusterTable; kv: CountingKv; dir: string } {
     const stateDir = dir ?? mkdtempSync(join(tmpdir(), `${PREFIX}-state-`));
     const kv = new CountingKv(new EtcdKv({ ...this.settings(), ...extra }));
-    const table = ClusterTable.open({ kv, instance, stateDir, log: silent });
+    const table = ClusterTable.open({ kv, instance, stateDir, log: testLog });
     const made = { table, kv, dir: stateDir };
     this.made.push(made);
     return made;
