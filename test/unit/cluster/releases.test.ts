@@ -8,7 +8,7 @@ import { IntentLog, rewriteIntents } from '../../../src/cluster/intents';
 import { addressKey, encodeClaims } from '../../../src/cluster/keys';
 import { ReleaseQueue } from '../../../src/cluster/releases';
 import { SubnetView } from '../../../src/cluster/view';
-import { parseCidr } from '../../../src/ipam/address';
+import { parseCidr } from '../../../src/ip/address';
 
 const subnet = (() => {
   const r = parseCidr('10.8.0.0/24');
