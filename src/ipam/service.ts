@@ -260,7 +260,7 @@ export class IpamService {
     const pool = this.knownPool(poolId);
     const subnet = pool.subnet;
     const gateway = options?.RequestAddressType === GATEWAY_REQUEST;
-    if (isClusterPoolId(pool.id)) return this.requestClusterAddress(pool, address, options, gateway);
+    if (isClusterPoolId(pool.id)) return this.requestClusterAddress(pool, address, gateway);
     let value: bigint;
     let line: string;
     if (address) {
@@ -317,21 +317,17 @@ export class IpamService {
     await this.save(subnet.cidr, line);
   }
 
-  /** An address of a cluster-wide pool: the same kinds as the local journal's, decided by the etcd table. */
-  private async requestClusterAddress(
-    pool: Pool,
-    address: string | undefined,
-    options: Record<string, unknown> | null | undefined,
-    gateway: boolean,
-  ): Promise<string> {
+  /**
+   * An address of a cluster-wide pool, decided by the etcd table. Only the gateway is a shared reservation: engines
+   * up to 28.x send a container's --ip exactly as an aux address (Options null), so sharing aux addresses would let
+   * two hosts' containers get one --ip. Every given address but the gateway is taken by one host alone.
+   */
+  private async requestClusterAddress(pool: Pool, address: string | undefined, gateway: boolean): Promise<string> {
     const subnet = pool.subnet;
     let value: bigint | undefined;
-    let kind: 'gateway' | 'aux' | 'container' = gateway ? 'gateway' : 'container';
-    if (address) {
-      value = this.address(address, pool, gateway ? 'gateway' : 'address');
-      if (!gateway && !options) kind = 'aux';
-    } else if (gateway) value = subnet.lo;
-    const taken = await this.cluster.take(pool, value, kind);
+    if (address) value = this.address(address, pool, gateway ? 'gateway' : 'address');
+    else if (gateway) value = subnet.lo;
+    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container');
     return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
   }
 

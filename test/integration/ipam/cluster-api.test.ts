@@ -109,6 +109,13 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     expect(await address(a, pools[0], '10.73.0.254', GW)).toBe('10.73.0.254/24');
     expect(await address(b, pools[1], '10.73.0.254', GW)).toBe('10.73.0.254/24');
     await expect(address(b, pools[1], '10.73.0.254')).rejects.toThrow(/is in use across the cluster/);
+    // A given address without options (an --aux-address, or a 28.x engine's --ip: the same on the wire) is one
+    // host's alone.
+    expect(await address(a, pools[0], '10.73.0.200', null)).toBe('10.73.0.200/24');
+    await expect(address(b, pools[1], '10.73.0.200', null)).rejects.toThrow(
+      /address 10\.73\.0\.200 of subnet 10\.73\.0\.0\/24 is in use across the cluster/,
+    );
+    await call(a, 'ReleaseAddress', { PoolID: pools[0], Address: '10.73.0.200/24' });
 
     const before = await txnsServed();
     // The range holds 31 assignable addresses (10.73.0.1-31): 16 asked on one host, 15 on the other, all at once.
