@@ -271,6 +271,7 @@ describe('tsmacvlan status', () => {
       pools: [],
       drift: [],
       unreadable: [],
+      cluster: null,
     });
     expect(existsSync(absent)).toBe(false);
 
