@@ -24,6 +24,8 @@
 #   TSMACVLAN_BUILD_DIR     where rootfs/ and config.json go (default plugin/build)
 #   TSMACVLAN_STATE_SOURCE  host directory for the plugin's state (the mount `state`, default /var/lib/tsmacvlan):
 #                           created if missing, and set with `docker plugin set NAME state.source=...`
+#   TSMACVLAN_TLS_SOURCE    host directory of the etcd TLS files (the mount `tls`, read-only, default /etc/tsmacvlan):
+#                           created if missing, and set with `docker plugin set NAME tls.source=...`
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,6 +37,8 @@ ROOTFS_IMAGE="${PREFIX}rootfs:latest"
 BUILD_DIR=${TSMACVLAN_BUILD_DIR:-plugin/build}
 DEFAULT_STATE=/var/lib/tsmacvlan
 STATE_SOURCE=${TSMACVLAN_STATE_SOURCE:-$DEFAULT_STATE}
+DEFAULT_TLS=/etc/tsmacvlan
+TLS_SOURCE=${TSMACVLAN_TLS_SOURCE:-$DEFAULT_TLS}
 
 ENABLE=0
 REUSE=0
@@ -157,6 +161,10 @@ if [[ $STATE_SOURCE != "$DEFAULT_STATE" ]]; then
 fi
 # Docker does not create a bind mount's source: without it `docker plugin enable` fails.
 mkdir -p -m 700 "$STATE_SOURCE"
+if [[ $TLS_SOURCE != "$DEFAULT_TLS" ]]; then
+  "$DOCKER" plugin set "$NAME" "tls.source=$TLS_SOURCE"
+fi
+mkdir -p -m 700 "$TLS_SOURCE" # the etcd TLS files (mount `tls`, read-only); empty unless the cluster IPAM uses TLS
 done_step "state in $STATE_SOURCE"
 
 if (( ENABLE )); then

@@ -1,4 +1,5 @@
 // Command-line flags: `--flag value` or `--flag=value`, repeatable flags, and switches; each command's flags.
+import { type EtcdSettings, checkSettings } from '../cluster/etcd';
 import type { DoctorOptions } from '../inspect/doctor/doctor';
 import type { StatusOptions } from '../inspect/status';
 
@@ -45,21 +46,48 @@ export function location(flags: Flags): { socket: string; stateDir: string } {
 }
 
 export function parseStatusArgs(args: string[], usage: string): StatusOptions {
-  const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--json'] }, usage);
-  return { ...location(flags), json: flags.switches.has('--json') };
+  const flags = parseFlags(args, { values: ['--socket', '--state-dir', ...ETCD_FLAGS], switches: ['--json'] }, usage);
+  const etcd = etcdSettings(flags);
+  return { ...location(flags), json: flags.switches.has('--json'), ...(etcd && { etcd }) };
 }
 
 export function parseDoctorArgs(args: string[], usage: string): DoctorOptions {
   const flags = parseFlags(
     args,
-    { values: ['--socket', '--state-dir', '--probe-kernel'], lists: ['--parent'], switches: ['--json'] },
+    { values: ['--socket', '--state-dir', '--probe-kernel', ...ETCD_FLAGS], lists: ['--parent'], switches: ['--json'] },
     usage,
   );
   const probeKernel = flags.values.get('--probe-kernel');
+  const etcd = etcdSettings(flags);
   return {
     parents: flags.lists.get('--parent') ?? [],
     ...location(flags),
     json: flags.switches.has('--json'),
     ...(probeKernel && { probeKernel }),
+    ...(etcd && { etcd }),
   };
+}
+
+export const ETCD_FLAGS = ['--etcd', '--etcd-prefix', '--etcd-ca', '--etcd-cert', '--etcd-key'];
+
+/** The etcd connection of the cluster IPAM: flags, else the environment; undefined without --etcd. */
+export function etcdSettings(flags: Flags): EtcdSettings | undefined {
+  const value = (flag: string) => {
+    const env = `TSMACVLAN_${flag.slice(2).toUpperCase().replace(/-/g, '_')}`;
+    return flags.values.get(flag) ?? (process.env[env] || undefined);
+  };
+  const endpoints = value('--etcd');
+  if (endpoints === undefined) {
+    const stray = ETCD_FLAGS.slice(1).find((flag) => value(flag) !== undefined);
+    if (stray) throw new Error(`${stray} needs --etcd (or TSMACVLAN_ETCD): the etcd endpoints`);
+    return undefined;
+  }
+  const settings: EtcdSettings = { endpoints: endpoints.split(',').map((e) => e.trim()) };
+  const optional = { prefix: '--etcd-prefix', ca: '--etcd-ca', cert: '--etcd-cert', key: '--etcd-key' } as const;
+  for (const [field, flag] of Object.entries(optional) as [keyof typeof optional, string][]) {
+    const given = value(flag);
+    if (given !== undefined) settings[field] = given;
+  }
+  checkSettings(settings);
+  return settings;
 }

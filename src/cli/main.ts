@@ -2,9 +2,11 @@
 // Command line: `tsmacvlan serve` runs the plugin; `doctor` checks the host, `status` shows records against the kernel.
 import { connect } from 'node:net';
 import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { dirname } from 'node:path';
-import pino from 'pino';
-import { location, parseDoctorArgs, parseFlags, parseStatusArgs } from './flags';
+import { dirname, join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { ETCD_FLAGS, type Flags, etcdSettings, location, parseDoctorArgs, parseFlags, parseStatusArgs } from './flags';
+import { type EtcdSettings, EtcdKv } from '../cluster/etcd';
+import { ClusterTable } from '../cluster/table';
 import { doctor } from '../inspect/doctor/doctor';
 import { NetworkDriver } from '../driver/driver';
 import { IpamService } from '../ipam/service';
@@ -12,14 +14,16 @@ import { Links } from '../kernel/links';
 import { describeRepair } from '../driver/reconcile';
 import { buildServer } from '../api/server';
 import { status } from '../inspect/status';
-import { stateGroup } from '../state/instance';
+import { forget } from '../inspect/cluster';
+import { instanceId, stateGroup } from '../state/instance';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
 
-const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL]
+const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [ETCD]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
-       tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json]
-       tsmacvlan status [--socket PATH] [--state-dir DIR] [--json]
+       tsmacvlan gc --cluster --forget-instance ID [--dry-run] [--state-dir DIR] ETCD
+       tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json] [ETCD]
+       tsmacvlan status [--socket PATH] [--state-dir DIR] [--json] [ETCD]
 
   --socket PATH     unix socket Docker finds the plugin by; its file name is the driver name
                     (default $TSMACVLAN_SOCKET or /run/docker/plugins/tsmacvlan.sock)
@@ -27,9 +31,20 @@ const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-l
                     (default $TSMACVLAN_STATE_DIR or /var/lib/tsmacvlan)
   --log-level LEVEL fatal, error, warn, info, debug or trace (default $LOG_LEVEL or info)
 
+  ETCD: the cluster IPAM, for several Docker hosts on one LAN (each flag also $TSMACVLAN_ETCD, _PREFIX, _CA, ...)
+  --etcd URL[,URL]  etcd endpoints: every new pool is cluster-wide (one subnet, one allocation table for all
+                    hosts) unless --ipam-opt scope=host; without it addresses stay on this host
+  --etcd-prefix P   key prefix shared by the hosts of one cluster (default /tsmacvlan)
+  --etcd-ca FILE    CA of the etcd members (https:// endpoints); --etcd-cert FILE --etcd-key FILE: this
+                    host's client certificate and key
+
   gc                repairs the kernel from the state, as the plugin does at every start: re-creates
                     parents it made, deletes its links that nothing owns (run it while the plugin is stopped)
-  --dry-run         only prints what gc would repair
+  --dry-run         only prints what gc would repair (or, with --cluster, free)
+  gc --cluster --forget-instance ID
+                    frees every address instance ID (another host, gone for good: its state dir's
+                    'instance' file, or the owners 'status --etcd' lists) holds in the cluster table.
+                    Never run it for a host that may come back: it would keep using them
 
   doctor            checks this host, one line per check, OK/WARN/FAIL and what to do: privileges, kernel
                     support (tried in a throwaway network namespace), parents, the plugin's socket, the
@@ -38,22 +53,25 @@ const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-l
   status            the recorded networks, endpoints and address pools next to the host's links, and where
                     they drift (--socket names the instance: its links carry its driver name's device group).
                     Changes nothing
-  --json            (doctor, status) machine-readable output`;
+  --json            (doctor, status) machine-readable output
+  (doctor, status with ETCD: also etcd's reachability, quorum and round trip; the cluster's subnets and who
+  holds how many of their addresses)`;
 
 interface ServeOptions {
   socket: string;
   stateDir: string;
   logLevel: string;
+  etcd: EtcdSettings | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function parseServeArgs(args: string[]): ServeOptions {
-  const flags = parseFlags(args, { values: ['--socket', '--state-dir', '--log-level'] }, USAGE);
+  const flags = parseFlags(args, { values: ['--socket', '--state-dir', '--log-level', ...ETCD_FLAGS] }, USAGE);
   const logLevel = flags.values.get('--log-level') ?? (process.env.LOG_LEVEL || 'info');
   if (!LOG_LEVELS.includes(logLevel))
     throw new Error(`log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`);
-  return { ...location(flags), logLevel };
+  return { ...location(flags), logLevel, etcd: etcdSettings(flags) };
 }
 
 /** True when a live server answers on the socket (a second instance must not steal it). */
@@ -80,7 +98,8 @@ async function serve(options: ServeOptions): Promise<void> {
 
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
   const driver = new NetworkDriver(links, options.stateDir, log);
-  const ipam = new IpamService(options.stateDir, log);
+  const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
+  const ipam = new IpamService(options.stateDir, log, cluster?.table);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
   const ready = driver.reconcile();
   const app = buildServer({ driver, ipam }, log, ready);
@@ -112,6 +131,9 @@ async function serve(options: ServeOptions): Promise<void> {
     await app.close(); // waits for requests in flight, removes the socket
     phase = 'saving IPAM state';
     await ipam.close();
+    phase = 'closing the etcd connection';
+    await cluster?.table.close();
+    await cluster?.kv.close();
     phase = 'deleting endpoint links';
     await driver.close();
     links.close();
@@ -119,6 +141,15 @@ async function serve(options: ServeOptions): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** The etcd allocation table of this instance; opening it needs no etcd (requests that do fail until it answers). */
+function openCluster(settings: EtcdSettings, stateDir: string, log: Logger): { kv: EtcdKv; table: ClusterTable } {
+  const kv = new EtcdKv(settings);
+  const instance = instanceId(stateDir, true)!;
+  const table = ClusterTable.open({ kv, instance, stateDir: join(stateDir, 'cluster'), log });
+  log.info({ endpoints: kv.endpoints, prefix: kv.prefix, instance }, 'cluster IPAM: addresses of new pools in etcd');
+  return { kv, table };
 }
 
 /** `tsmacvlan gc`: the start-up reconciliation on its own; with --dry-run it changes nothing. */
@@ -139,6 +170,25 @@ async function gc(options: { socket: string; stateDir: string }, dryRun: boolean
   }
 }
 
+/** `tsmacvlan gc --cluster --forget-instance ID`: frees (or lists) what a host gone for good held in etcd. */
+async function gcCluster(flags: Flags): Promise<void> {
+  const id = flags.values.get('--forget-instance');
+  if (!id)
+    throw new Error(`gc --cluster needs --forget-instance ID: the instance whose host is gone for good\n${USAGE}`);
+  const settings = etcdSettings(flags);
+  if (!settings) throw new Error('gc --cluster needs --etcd URL[,URL...] (or TSMACVLAN_ETCD)');
+  const dryRun = flags.switches.has('--dry-run');
+  const forgotten = await forget(settings, instanceId(location(flags).stateDir), id, dryRun);
+  for (const f of forgotten) {
+    console.log(`${dryRun ? 'would free' : 'freed'} ${f.address} of ${f.subnet} (${f.kind}, ${f.ref})`);
+  }
+  console.log(
+    forgotten.length === 0
+      ? `instance ${id} holds nothing in the cluster table`
+      : `${forgotten.length} ${dryRun ? 'would be freed' : 'freed'}`,
+  );
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   switch (command) {
@@ -151,7 +201,15 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await status(parseStatusArgs(args, USAGE));
       return;
     case 'gc': {
-      const flags = parseFlags(args, { values: ['--socket', '--state-dir'], switches: ['--dry-run'] }, USAGE);
+      const flags = parseFlags(
+        args,
+        {
+          values: ['--socket', '--state-dir', '--forget-instance', ...ETCD_FLAGS],
+          switches: ['--dry-run', '--cluster'],
+        },
+        USAGE,
+      );
+      if (flags.switches.has('--cluster')) return gcCluster(flags);
       return gc(location(flags), flags.switches.has('--dry-run'));
     }
     case undefined:

@@ -7,7 +7,9 @@ import { internalParentName } from '../driver/parents';
 import type { LinkInfo } from '../kernel/link-info';
 import { Links } from '../kernel/links';
 import { MARK_ENDPOINT } from '../kernel/marks';
-import { stateGroup } from '../state/instance';
+import { instanceId, stateGroup } from '../state/instance';
+import type { EtcdSettings } from '../cluster/etcd';
+import { CLUSTER_JSON_SCHEMA, type ClusterReport, collectCluster, formatCluster } from './cluster';
 import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
@@ -51,6 +53,8 @@ export interface StatusReport {
   leases: LeaseRow[];
   drift: Drift[];
   unreadable: { file: string; error: string }[];
+  /** The cluster table (status --etcd), null without it. */
+  cluster: ClusterReport | null;
 }
 
 const nonEmpty = { type: 'string', minLength: 1 } as const;
@@ -71,6 +75,7 @@ export const STATUS_JSON_SCHEMA = {
     'leases',
     'drift',
     'unreadable',
+    'cluster',
   ],
   additionalProperties: false,
   properties: {
@@ -158,6 +163,7 @@ export const STATUS_JSON_SCHEMA = {
         properties: { file: nonEmpty, error: nonEmpty },
       },
     },
+    cluster: CLUSTER_JSON_SCHEMA,
   },
 } as const;
 
@@ -225,6 +231,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
+    cluster: null,
   };
 }
 
@@ -294,6 +301,7 @@ export function formatStatus(report: StatusReport): string {
   }
   out.push('');
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
+  if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
   if (report.drift.length === 0) out.push('drift: none');
   else {
@@ -308,6 +316,8 @@ export interface StatusOptions {
   socket: string;
   stateDir: string;
   json: boolean;
+  /** The cluster table's etcd (--etcd): its subnets are shown too. */
+  etcd?: EtcdSettings;
 }
 
 /** Prints the report; the exit code is 1 only when some state could not be read (drift is reported, not failed on: see doctor). */
@@ -315,8 +325,9 @@ export async function status(options: StatusOptions): Promise<number> {
   const links = new Links();
   try {
     const report = await collectStatus(options.stateDir, driverName(options.socket), links);
+    if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
-    return report.unreadable.length ? 1 : 0;
+    return report.unreadable.length || report.cluster?.error ? 1 : 0;
   } finally {
     links.close();
   }

@@ -1,7 +1,7 @@
 // The in-memory model of one subnet: its pools, its dynamic ranges and every address in use. No I/O here: each
 // change returns the journal line that records it, and replaying those lines rebuilds the same state.
 import { PluginError } from '../errors';
-import { type Cidr, formatIp, unusableReason, usableBounds } from './address';
+import { type Cidr, formatIp, unusableReason, usableBounds } from '../ip/address';
 import { DynamicRange, ExhaustedError } from './dynamic-range';
 import {
   RECORD,

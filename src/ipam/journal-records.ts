@@ -1,6 +1,6 @@
 // The journal's record types: one JSON object per line, its type in `t`. The lines written per request (takes, frees,
 // answers) are built as template strings, the cheapest way to write them; every line is read back with JSON.parse.
-import { contains, parseCidr, parseIp, type Cidr } from './address';
+import { contains, parseCidr, parseIp, type Cidr } from '../ip/address';
 
 export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
 

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { syncDir } from '../state/record-store';
-import { parseCidr } from './address';
+import { parseCidr } from '../ip/address';
 import { Subnet } from './allocator';
 import { type JournalRecord } from './journal-records';
 

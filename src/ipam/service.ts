@@ -1,22 +1,22 @@
 // The IPAM driver: pools and addresses of macvlan networks, decided synchronously in memory (so parallel requests
-// never get one address twice) and saved to a per-subnet journal before Docker gets the answer.
-import { createHash } from 'node:crypto';
+// never get one address twice) and saved to a per-subnet journal before Docker gets the answer. With etcd, the
+// addresses of cluster-wide pools come from the cluster table instead (cluster-addresses.ts).
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
-import { type Cidr, contains, overlaps, parseCidr, parseIp } from './address';
+import { type Cidr, contains, overlaps, parseCidr, parseIp } from '../ip/address';
 import { Subnet, type Pool } from './allocator';
 import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
 import { type TakeKind } from './journal-records';
 import { ExhaustedError } from './dynamic-range';
+import { ClusterAddresses, wantsCluster } from './cluster-addresses';
+import { checkPoolId, isClusterPoolId, poolIdOf } from './pool-id';
+import type { ClusterTable } from '../cluster/table';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
 export const GATEWAY_REQUEST = 'com.docker.network.gateway';
-
-const POOL_ID_PREFIX = 'tsmacvlan:';
-const POOL_ID = /^tsmacvlan:[0-9a-f.:]+\/[0-9]{1,3}(,range=[0-9a-f.:]+\/[0-9]{1,3})?(,opts=[0-9a-f]{8})?$/;
 
 export interface RequestPoolArgs {
   pool: string;
@@ -45,30 +45,6 @@ function family(v6: boolean): string {
   return v6 ? 'IPv6' : 'IPv4';
 }
 
-/** Stable and readable: the subnet, the --ip-range, and a digest of --ipam-opt when there are any. */
-export function poolIdOf(subnet: Cidr, range: Cidr | undefined, options: Record<string, string>): string {
-  let id = `${POOL_ID_PREFIX}${subnet.text}`;
-  if (range) id += `,range=${range.text}`;
-  const keys = Object.keys(options).sort();
-  if (keys.length > 0) {
-    const digest = createHash('sha256')
-      .update(JSON.stringify(keys.map((k) => [k, options[k]])))
-      .digest('hex');
-    id += `,opts=${digest.slice(0, 8)}`;
-  }
-  return id;
-}
-
-/** A PoolID of this IPAM's making, or an error saying what was given instead. */
-function checkPoolId(poolId: string): string {
-  if (!POOL_ID.test(poolId)) {
-    throw new PluginError(
-      `PoolID '${poolId.slice(0, 100)}' was not made by tsmacvlan's IPAM (expected ${POOL_ID_PREFIX}<subnet>[,range=<ip-range>]); was the network created with --ipam-driver tsmacvlan?`,
-    );
-  }
-  return poolId;
-}
-
 export class IpamService {
   private readonly dir: string;
   private readonly subnets = new Map<string, Subnet>();
@@ -76,11 +52,15 @@ export class IpamService {
   /** One per subnet ever seen in this process: kept when a subnet empties, so its file has a single writer. */
   private readonly journals = new Map<string, Journal>();
   private closed = false;
+  private readonly cluster: ClusterAddresses;
 
+  /** `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone. */
   constructor(
     stateDir: string,
     private readonly log: Logger,
+    private readonly table?: ClusterTable,
   ) {
+    this.cluster = new ClusterAddresses(table);
     this.dir = join(stateDir, 'ipam');
     if (!existsSync(this.dir)) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -221,10 +201,12 @@ export class IpamService {
       }
     }
     const options = args.options ?? {};
-    const id = poolIdOf(cidr, range, options);
+    const clusterWide = wantsCluster(options, this.table !== undefined);
+    const id = poolIdOf(cidr, range, options, clusterWide);
 
     let subnet = this.subnets.get(cidr.text);
-    if (!subnet) {
+    if (subnet) checkSameScope(subnet, cidr, clusterWide);
+    else {
       for (const other of this.subnets.values()) {
         if (overlaps(other.cidr, cidr)) {
           const users = [...other.pools.keys()].join(', ');
@@ -278,6 +260,7 @@ export class IpamService {
     const pool = this.knownPool(poolId);
     const subnet = pool.subnet;
     const gateway = options?.RequestAddressType === GATEWAY_REQUEST;
+    if (isClusterPoolId(pool.id)) return this.requestClusterAddress(pool, address, gateway);
     let value: bigint;
     let line: string;
     if (address) {
@@ -321,12 +304,31 @@ export class IpamService {
     if (!pool) return;
     const subnet = pool.subnet;
     const value = this.address(address, pool, 'address');
+    if (isClusterPoolId(pool.id)) {
+      if (!(await this.cluster.release(pool, value)))
+        this.log.debug({ poolId, address }, 'release of an address the cluster table shows no claim of; nothing to do');
+      return;
+    }
     const line = subnet.free(value, pool);
     if (!line) {
       this.log.debug({ poolId, address }, 'release of an address the pool does not hold; nothing to do');
       return;
     }
     await this.save(subnet.cidr, line);
+  }
+
+  /**
+   * An address of a cluster-wide pool, decided by the etcd table. Only the gateway is a shared reservation: engines
+   * up to 28.x send a container's --ip exactly as an aux address (Options null), so sharing aux addresses would let
+   * two hosts' containers get one --ip. Every given address but the gateway is taken by one host alone.
+   */
+  private async requestClusterAddress(pool: Pool, address: string | undefined, gateway: boolean): Promise<string> {
+    const subnet = pool.subnet;
+    let value: bigint | undefined;
+    if (address) value = this.address(address, pool, gateway ? 'gateway' : 'address');
+    else if (gateway) value = subnet.lo;
+    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container');
+    return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
   }
 
   /** The pool named by `poolId`; an unknown one is refused. */
@@ -398,4 +400,13 @@ export class IpamService {
     this.closed = true;
     await Promise.all([...this.journals.values()].map((journal) => journal.close()));
   }
+}
+
+/** One subnet is all cluster-wide or all this host's: a local pool would hand out addresses the table holds. */
+function checkSameScope(subnet: Subnet, cidr: Cidr, clusterWide: boolean): void {
+  const other = [...subnet.pools.values()].find((pool) => isClusterPoolId(pool.id) !== clusterWide);
+  if (!other) return;
+  throw new PluginError(
+    `subnet ${cidr.text} is used on this host by pool ${other.id}, which is ${clusterWide ? "this host's alone" : 'cluster-wide'}: its addresses would be handed out twice; give this network the same --ipam-opt scope as that one, or use another subnet`,
+  );
 }

@@ -1,17 +1,18 @@
-// The instance a state dir belongs to: a random id kept in it, whose device group (kernel/marks.ts) marks its links.
+// The instance a state dir belongs to: a random id kept in it, whose device group (kernel/marks.ts) marks its links
+// and which owns its addresses in the cluster table.
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { instanceGroup } from '../kernel/marks';
 
 /**
- * The device group of the instance whose state is `stateDir`. The plugin creates the id on its first start;
- * readers (gc, status, doctor) never do, and get undefined for a state that has none: nothing there is theirs.
+ * The id of the instance whose state is `stateDir`. The plugin creates it on its first start; readers (gc, status,
+ * doctor) never do, and get undefined for a state that has none: nothing there is theirs.
  */
-export function stateGroup(stateDir: string, create = false): number | undefined {
+export function instanceId(stateDir: string, create = false): string | undefined {
   const path = join(stateDir, 'instance');
   try {
-    return instanceGroup(readFileSync(path, 'utf8').trim());
+    return readFileSync(path, 'utf8').trim();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !create) return undefined;
   }
@@ -24,5 +25,11 @@ export function stateGroup(stateDir: string, create = false): number | undefined
   } finally {
     closeSync(fd);
   }
-  return instanceGroup(id);
+  return id;
+}
+
+/** The device group of the instance whose state is `stateDir` (see instanceId). */
+export function stateGroup(stateDir: string, create = false): number | undefined {
+  const id = instanceId(stateDir, create);
+  return id === undefined ? undefined : instanceGroup(id);
 }

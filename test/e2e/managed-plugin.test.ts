@@ -49,6 +49,7 @@ async function createPlugin(
       DOCKER: DOCKER_BIN,
       TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
       TSMACVLAN_STATE_SOURCE: stateSource,
+      TSMACVLAN_TLS_SOURCE: `${stateSource}-tls`, // never the host's /etc/tsmacvlan
     },
   });
   if (res.code !== 0)
@@ -83,6 +84,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     await removePlugin(PLUGIN);
     await destroyAllSwitches();
     if (stateSource) rmSync(stateSource, { recursive: true, force: true });
+    if (stateSource) rmSync(`${stateSource}-tls`, { recursive: true, force: true });
   });
 
   it('is installed as built: both interfaces, host network, CAP_NET_ADMIN and CAP_NET_RAW only, state on a host bind mount', async () => {
@@ -95,6 +97,15 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     const state = settings.Mounts.find((m: { Name: string }) => m.Name === 'state');
     expect(state).toMatchObject({ Source: stateSource, Destination: '/var/lib/tsmacvlan', Type: 'bind' });
     expect(settings.Env).toContain('LOG_LEVEL=info');
+    // The cluster IPAM's settings, empty (addresses stay on this host) until `docker plugin set`.
+    for (const name of ['TSMACVLAN_ETCD', 'TSMACVLAN_ETCD_PREFIX', 'TSMACVLAN_ETCD_CA', 'TSMACVLAN_ETCD_CERT'])
+      expect(settings.Env).toContain(`${name}=`);
+    const tls = settings.Mounts.find((m: { Name: string }) => m.Name === 'tls');
+    expect(tls).toMatchObject({
+      Source: `${stateSource}-tls`,
+      Destination: '/etc/tsmacvlan',
+      Options: ['rbind', 'ro'],
+    });
     expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('false');
   });
 

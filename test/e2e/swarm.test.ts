@@ -42,6 +42,7 @@ async function createPlugin(name: string, stateSource: string): Promise<string> 
       DOCKER: DOCKER_BIN,
       TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
       TSMACVLAN_STATE_SOURCE: stateSource,
+      TSMACVLAN_TLS_SOURCE: `${stateSource}-tls`, // never the host's /etc/tsmacvlan
     },
   });
   if (res.code !== 0)
@@ -121,6 +122,7 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
     }
     await destroyAllSwitches();
     if (stateSource) rmSync(stateSource, { recursive: true, force: true });
+    if (stateSource) rmSync(`${stateSource}-tls`, { recursive: true, force: true });
   });
 
   it('a swarm network needs the plugin name with its tag', async () => {

@@ -416,8 +416,10 @@ describe('crash at every step of every operation', () => {
     const scan = (dir: string) => {
       for (const entry of readdirSync(dir, { withFileTypes: true })) {
         const path = join(dir, entry.name);
-        if (entry.isDirectory()) scan(path);
-        else for (const m of readFileSync(path, 'utf8').matchAll(/crashPoint\('([^']+)'\)/g)) declared.add(m[1]);
+        // The cluster table's points are walked by test/integration/cluster/crash.test.ts, which checks them.
+        if (entry.isDirectory()) {
+          if (entry.name !== 'cluster') scan(path);
+        } else for (const m of readFileSync(path, 'utf8').matchAll(/crashPoint\('([^']+)'\)/g)) declared.add(m[1]);
       }
     };
     scan(join(__dirname, '../../src'));

@@ -2,7 +2,7 @@
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL';
 
 export interface Check {
-  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `parent:<name>`, `socket`, `state`, `drift` or `drift:<link or id>`. */
+  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `parent:<name>`, `socket`, `state`, `drift`, `drift:<link or id>`, `etcd` or `etcd.rtt`. */
   id: string;
   status: CheckStatus;
   message: string;
@@ -39,7 +39,8 @@ export const DOCTOR_JSON_SCHEMA = {
         properties: {
           id: {
             type: 'string',
-            pattern: '^(privileges|kernel\\.macvlan|kernel\\.8021q|socket|state|drift|parent:\\S+|drift:\\S+)$',
+            pattern:
+              '^(privileges|kernel\\.macvlan|kernel\\.8021q|socket|state|drift|etcd|etcd\\.rtt|parent:\\S+|drift:\\S+)$',
           },
           status: { enum: ['OK', 'WARN', 'FAIL'] },
           message: nonEmpty,

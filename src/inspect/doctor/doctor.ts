@@ -10,11 +10,15 @@ import { HostFacts, ParentUse, parentCheck, vlanUsers } from './parents';
 import { privilegesCheck } from './privileges';
 import { socketCheck } from './socket';
 import { driftChecks, stateCheck } from './state';
+import type { EtcdSettings } from '../../cluster/etcd';
+import { etcdChecks } from '../cluster';
 export interface DoctorOptions {
   parents: string[];
   socket: string;
   stateDir: string;
   json: boolean;
+  /** The cluster table's etcd (--etcd): its reachability, quorum and round trip are checked too. */
+  etcd?: EtcdSettings;
   /** Internal: run the kernel probe (in the namespace `unshare` made) and print its JSON; the value is doctor's own namespace. */
   probeKernel?: string;
 }
@@ -55,6 +59,7 @@ export async function diagnose(
   // The instance the socket names: its device group marks its links.
   if (state.unreadable.length === 0)
     checks.push(...driftChecks(state, await links.list(), stateGroup(options.stateDir)));
+  if (options.etcd) checks.push(...(await etcdChecks(options.etcd)));
   return { version: 1, ok: !checks.some((c) => c.status === 'FAIL'), checks };
 }
 

@@ -272,6 +272,7 @@ describe('tsmacvlan status', () => {
       leases: [],
       drift: [],
       unreadable: [],
+      cluster: null,
     });
     expect(existsSync(absent)).toBe(false);
 

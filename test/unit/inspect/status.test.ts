@@ -124,8 +124,26 @@ describe('the report', () => {
       leases: [],
       drift: [],
       unreadable: [],
+      cluster: null,
     };
     expect(validate(ok)).toBe(true);
+    const cluster = {
+      endpoints: ['http://10.0.0.5:2379'],
+      prefix: '/tsmacvlan',
+      instance: 'a1',
+      subnets: [
+        {
+          subnet: '10.9.0.0/24',
+          size: '254',
+          used: 2,
+          free: '252',
+          owners: { a1: { container: 1, gateway: 1, aux: 0 } },
+        },
+      ],
+      error: null,
+    };
+    expect(validate({ ...ok, cluster })).toBe(true);
+    expect(validate({ ...ok, cluster: { ...cluster, subnets: [{ ...cluster.subnets[0], free: -1 }] } })).toBe(false);
     expect(validate({ ...ok, drift: [{ kind: 'weird', subject: 'a', message: 'b', fix: 'c' }] })).toBe(false);
     expect(
       validate({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { parseCidr, parseIp } from '../../../src/ipam/address';
+import { parseCidr, parseIp } from '../../../src/ip/address';
 import { Subnet, type Pool } from '../../../src/ipam/allocator';
 import { PluginError } from '../../../src/errors';
 import { ExhaustedError } from '../../../src/ipam/dynamic-range';

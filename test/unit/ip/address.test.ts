@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatIp, parseCidr, parseIp, usableBounds } from '../../../src/ipam/address';
+import { formatIp, parseCidr, parseIp, usableBounds } from '../../../src/ip/address';
 
 function cidr(text: string) {
   const r = parseCidr(text);

@@ -1,0 +1,269 @@
+// The etcd connection of the cluster table, behind a narrow interface (one method = one round trip) so the table
+// can be counted, and tried against a fake in unit tests. Every call has a deadline; every failure becomes an error
+// that names etcd, its endpoints and what to check.
+import { readFileSync } from 'node:fs';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
+import { Etcd3, type IKeyValue, type IOptions, type Watcher, isRecoverableError } from 'etcd3';
+import { PluginError } from '../errors';
+import { normalPrefix } from './keys';
+
+export interface EtcdSettings {
+  endpoints: string[];
+  /** Key prefix shared by every instance of one cluster; default /tsmacvlan. */
+  prefix?: string;
+  /** PEM files: the CA that signed the members' certificates, and this client's certificate and key (mutual TLS). */
+  ca?: string;
+  cert?: string;
+  key?: string;
+  /** Deadline of each call, retries included; default 5000 ms. */
+  timeoutMs?: number;
+}
+
+export interface KvEntry {
+  key: string;
+  value: string;
+  modRevision: bigint;
+}
+
+/** A compare-and-set's outcome, with the store's revision: written, or not, with the key as it is (undefined: absent). */
+export type TxnResult = { ok: true; revision: bigint } | { ok: false; revision: bigint; current: KvEntry | undefined };
+
+export interface WatchEvents {
+  put(entry: KvEntry): void;
+  delete(key: string, revision: bigint): void;
+  /** The watch ended and will not resume (e.g. its revision was compacted): read the range anew. */
+  lost(err: Error): void;
+}
+
+export interface ClusterKv {
+  /** Endpoints and prefix, for messages. */
+  readonly endpoints: string[];
+  readonly prefix: string;
+  range(prefix: string): Promise<{ entries: KvEntry[]; revision: bigint }>;
+  /** Writes `value` only if nobody holds `key` (its create revision is 0). */
+  create(key: string, value: string): Promise<TxnResult>;
+  /** Replaces `key` with `value` (or deletes it when undefined) only if it was not modified since `modRevision`. */
+  replace(key: string, modRevision: bigint, value: string | undefined): Promise<TxnResult>;
+  /** Events of keys under `prefix` from `fromRevision` on, in order. */
+  watch(prefix: string, fromRevision: bigint, events: WatchEvents): Promise<{ cancel(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_PREFIX = '/tsmacvlan';
+const DEFAULT_TIMEOUT_MS = 5000;
+/** Longest single attempt within a call's deadline: a little more than an election takes with etcd's defaults. */
+const ATTEMPT_MS = 1000;
+const RETRY_PAUSE_MS = 50;
+const FAIL_FAST_MS = 1000;
+const HOST_PAUSE_MS = 500;
+const WATCH_RETRY_MAX_MS = 1000;
+
+/** TLS and permission failures do not go away by asking again. */
+function retryable(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return !/ssl|tls|certificate|handshake|unauthenticated|permission denied|authentication/i.test(message);
+}
+
+/** Etcd could not do what was asked: unreachable, quorum lost, TLS or permission trouble. */
+export class ClusterUnavailableError extends PluginError {}
+
+/** Turns any failure of a call into a message for people: what failed, where, and what to check. */
+export function describeEtcdFailure(err: unknown, endpoints: string[], timeoutMs: number, what: string): string {
+  // gRPC's messages may span lines (OpenSSL's) and end in an empty "Resolution note:".
+  const raw = (err instanceof Error ? err.message : String(err))
+    .replace(/\s+/g, ' ')
+    .replace(/\.? Resolution note: ?$/, '')
+    .trim();
+  // The client stops calling members that failed several times in a row, for a few seconds.
+  const message = /circuit breaker is open/.test(raw) ? 'no member answered its last calls' : raw;
+  const where = `etcd at ${endpoints.join(',')}`;
+  const health = `etcdctl --endpoints=${endpoints.join(',')} endpoint health`;
+  if (/ssl|tls|certificate|handshake|wrong version number/i.test(message)) {
+    return `${what} failed: TLS with ${where} failed (${message}); check --etcd-ca, --etcd-cert and --etcd-key, and that the endpoints use https://`;
+  }
+  if (/unauthenticated|permission denied|authentication/i.test(message)) {
+    return `${what} failed: ${where} refused the request (${message}); check the client certificate's user and its role on the prefix`;
+  }
+  if (/deadline|timed out|no leader|leader changed|too many requests/i.test(message)) {
+    return `${what} failed: ${where} did not answer within ${timeoutMs} ms (${message}); a majority of its members may be down (quorum lost) or unreachable: check '${health}'. No address is handed out without etcd`;
+  }
+  if (/unavailable|connect|refused|no connection|no member answered|ECONN|EHOSTUNREACH|ENOTFOUND/i.test(message)) {
+    return `${what} failed: could not reach ${where} (${message}); check that its members run (a majority must, or quorum is lost) and that the endpoints are right: '${health}'. No address is handed out without etcd`;
+  }
+  return `${what} failed: ${where} answered with an error (${message}); check '${health}'`;
+}
+
+function readPem(path: string | undefined, flag: string): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`cannot read ${flag} ${path} (${(err as Error).message}); give a PEM file readable by tsmacvlan`);
+  }
+}
+
+function entryOf(kv: IKeyValue): KvEntry {
+  return { key: kv.key.toString(), value: kv.value.toString(), modRevision: BigInt(kv.mod_revision) };
+}
+
+export function checkSettings(settings: EtcdSettings): void {
+  if (settings.endpoints.length === 0) throw new Error('no etcd endpoint given: pass --etcd http://HOST:2379[,...]');
+  for (const endpoint of settings.endpoints) {
+    if (!/^https?:\/\/[^/\s]+$/.test(endpoint)) {
+      throw new Error(`etcd endpoint '${endpoint}' is not valid: give http://HOST:PORT or https://HOST:PORT`);
+    }
+  }
+  if ((settings.cert === undefined) !== (settings.key === undefined)) {
+    throw new Error('--etcd-cert and --etcd-key go together: give both, or neither');
+  }
+  if (settings.cert !== undefined && settings.ca === undefined) {
+    throw new Error('--etcd-cert needs --etcd-ca (the CA that signed the etcd members)');
+  }
+}
+
+export class EtcdKv implements ClusterKv {
+  readonly endpoints: string[];
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  private readonly client: Etcd3;
+  private failed: { at: number; err: unknown } | undefined;
+  /** Calls made (each one round trip unless the client retried on another member), for tests, status and bench. */
+  calls = 0;
+
+  constructor(settings: EtcdSettings) {
+    checkSettings(settings);
+    this.endpoints = settings.endpoints;
+    this.prefix = normalPrefix(settings.prefix ?? DEFAULT_PREFIX);
+    this.timeoutMs = settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const options: IOptions = {
+      hosts: settings.endpoints,
+      dialTimeout: this.timeoutMs,
+      // The client skips a member after 3 failures in a row; by default for 5 s, which, after an election that
+      // failed calls on every member, would refuse everything for longer than a call's whole deadline.
+      faultHandling: {
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: HOST_PAUSE_MS,
+            breaker: new ConsecutiveBreaker(3),
+          }),
+        // A watch reconnects at most this long after etcd is back (etcd3's default waits up to 30 s), so views
+        // are current again soon after an outage.
+        // (etcd3's type wants a first step, not the factory its own default passes; it only ever calls next().)
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: WATCH_RETRY_MAX_MS }).next(),
+      },
+    };
+    const ca = readPem(settings.ca, '--etcd-ca');
+    if (ca) {
+      options.credentials = {
+        rootCertificate: ca,
+        privateKey: readPem(settings.key, '--etcd-key'),
+        certChain: readPem(settings.cert, '--etcd-cert'),
+      };
+    }
+    this.client = new Etcd3(options);
+  }
+
+  /**
+   * Runs one call within the deadline, in attempts of at most ATTEMPT_MS: a request sent to a member just as the
+   * leader died is never answered, and a new attempt after the election succeeds. Attempts are safe to repeat: a
+   * take or release that did commit is recognised by its token on the next attempt. Failures become people's errors.
+   */
+  private async call<T>(what: string, run: (deadline: Date) => Promise<T>): Promise<T> {
+    // Just after a call failed for its whole deadline, others fail at once: requests waiting their turn must not
+    // each wait a deadline of their own. One call per FAIL_FAST_MS tries etcd again.
+    if (this.failed && Date.now() - this.failed.at < FAIL_FAST_MS) {
+      throw new ClusterUnavailableError(describeEtcdFailure(this.failed.err, this.endpoints, this.timeoutMs, what));
+    }
+    const end = Date.now() + this.timeoutMs;
+    for (;;) {
+      this.calls++;
+      try {
+        const result = await run(new Date(Math.min(end, Date.now() + ATTEMPT_MS)));
+        this.failed = undefined;
+        return result;
+      } catch (err) {
+        if (Date.now() + RETRY_PAUSE_MS >= end || !retryable(err)) {
+          this.failed = { at: Date.now(), err };
+          throw new ClusterUnavailableError(describeEtcdFailure(err, this.endpoints, this.timeoutMs, what));
+        }
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      }
+    }
+  }
+
+  range(prefix: string): Promise<{ entries: KvEntry[]; revision: bigint }> {
+    return this.call(`reading ${prefix}`, async (deadline) => {
+      const res = await this.client.getAll().prefix(prefix).options({ deadline }).exec();
+      return { entries: res.kvs.map(entryOf), revision: BigInt(res.header.revision) };
+    });
+  }
+
+  create(key: string, value: string): Promise<TxnResult> {
+    return this.call(`taking ${key}`, async (deadline) => {
+      const res = await this.client
+        .if(key, 'Create', '==', 0)
+        .then(this.client.put(key).value(value))
+        .else(this.client.get(key))
+        .options({ deadline })
+        .commit();
+      return this.outcome(res.succeeded, res.header.revision, res.responses[0]?.response_range?.kvs);
+    });
+  }
+
+  replace(key: string, modRevision: bigint, value: string | undefined): Promise<TxnResult> {
+    return this.call(`${value === undefined ? 'releasing' : 'updating'} ${key}`, async (deadline) => {
+      const write = value === undefined ? this.client.delete().key(key) : this.client.put(key).value(value);
+      const res = await this.client
+        .if(key, 'Mod', '==', modRevision.toString())
+        .then(write)
+        .else(this.client.get(key))
+        .options({ deadline })
+        .commit();
+      return this.outcome(res.succeeded, res.header.revision, res.responses[0]?.response_range?.kvs);
+    });
+  }
+
+  private outcome(succeeded: boolean, revision: string, kvs: IKeyValue[] | undefined): TxnResult {
+    if (succeeded) return { ok: true, revision: BigInt(revision) };
+    const kv = kvs?.[0];
+    return { ok: false, revision: BigInt(revision), current: kv ? entryOf(kv) : undefined };
+  }
+
+  async watch(prefix: string, fromRevision: bigint, events: WatchEvents): Promise<{ cancel(): Promise<void> }> {
+    const watcher: Watcher = await this.call(`watching ${prefix}`, (deadline) =>
+      openWatch(this.client.watch().prefix(prefix).startRevision(fromRevision.toString()).create(), deadline),
+    );
+    watcher.on('put', (kv) => events.put(entryOf(kv)));
+    watcher.on('delete', (kv) => events.delete(kv.key.toString(), BigInt(kv.mod_revision)));
+    watcher.on('error', (err) =>
+      events.lost(new ClusterUnavailableError(describeEtcdFailure(err, this.endpoints, this.timeoutMs, 'a watch'))),
+    );
+    return { cancel: () => watcher.cancel() };
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}
+
+/** Rejects when `deadline` passes first (for calls that take no gRPC deadline, such as opening a watch). */
+function withDeadline<T>(promise: Promise<T>, deadline: Date, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`deadline exceeded: ${message}`)), deadline.getTime() - Date.now());
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** Opens a watch within `deadline`; one that opens too late is cancelled, never left running unseen. */
+function openWatch(opening: Promise<Watcher>, deadline: Date): Promise<Watcher> {
+  let abandoned = false;
+  opening.then(
+    (watcher) => abandoned && void watcher.cancel(),
+    () => undefined,
+  );
+  return withDeadline(opening, deadline, 'the watch was not accepted in time').catch((err: unknown) => {
+    abandoned = true;
+    throw err;
+  });
+}

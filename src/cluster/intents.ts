@@ -1,0 +1,203 @@
+// The cluster table's local log: what this instance is doing to etcd, durable before it matters. A take's intent is
+// fdatasync'd before its etcd commit and marked answered just before the answer; a release is fdatasync'd before it
+// is answered and marked done once etcd has it. After a crash, takes never answered are rolled back and releases not
+// done are applied again. Lines arriving while a sync is under way share the next one (group commit).
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+
+/** Lines the log may exceed twice its live entries by before it is rewritten. */
+const SLACK = 64;
+
+export type IntentLine =
+  | { t: 'take'; at: string; subnet: string }
+  | { t: 'answered'; at: string }
+  | { t: 'dropped'; at: string }
+  | ({ t: 'release' } & Release)
+  | { t: 'released'; id: string };
+
+/**
+ * A release of one claim of this instance: the claim with token `at` (a rollback: wherever it is), or one claim
+ * with `ref` on `address` (a release Docker asked for).
+ */
+export interface Release {
+  id: string;
+  subnet: string;
+  at?: string;
+  address?: string;
+  ref?: string;
+}
+
+/** What the log says is unfinished: takes not answered (token → subnet, to roll back) and releases not done. */
+export interface Unfinished {
+  takes: Map<string, string>;
+  releases: Map<string, Release>;
+}
+
+export function replay(lines: IntentLine[]): Unfinished {
+  const takes = new Map<string, string>();
+  const releases = new Map<string, Release>();
+  for (const line of lines) {
+    if (line.t === 'take') takes.set(line.at, line.subnet);
+    else if (line.t === 'release') {
+      const { t: _, ...release } = line;
+      releases.set(line.id, release);
+    } else if (line.t === 'released') {
+      releases.delete(line.id);
+      takes.delete(line.id);
+    } else takes.delete(line.at);
+  }
+  return { takes, releases };
+}
+
+/** Reads the log; a last line without its newline is a write cut short by a crash, and ignored. */
+export function readIntents(path: string, log: Logger): IntentLine[] {
+  if (!existsSync(path)) return [];
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const torn = lines.pop();
+  if (torn) log.warn({ path, bytes: torn.length }, 'ignoring an incomplete last line of the cluster intent log');
+  return lines
+    .filter((line) => line !== '')
+    .map((line, i) => {
+      try {
+        const parsed = JSON.parse(line) as IntentLine;
+        if (typeof parsed.t === 'string' && ('at' in parsed || 'id' in parsed)) return parsed;
+      } catch {
+        // reported below
+      }
+      throw new Error(`cluster intent log ${path} line ${i + 1} is not an intent record; fix or remove the line`);
+    });
+}
+
+function syncDirOf(path: string): void {
+  const fd = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Replaces the log with `lines`, durably (start-up and compaction). */
+export function rewriteIntents(path: string, lines: IntentLine[]): void {
+  const temp = `${path}.tmp`;
+  const fd = openSync(temp, 'w', 0o600);
+  try {
+    writeSync(fd, lines.map((line) => `${JSON.stringify(line)}\n`).join(''));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+  syncDirOf(path);
+}
+
+interface Waiting {
+  text: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class IntentLog {
+  private handle: FileHandle | undefined;
+  private waiting: Waiting[] = [];
+  private running: Promise<void> | undefined;
+  private lines: number;
+  /** A write failed part-way: the file is rewritten from memory before anything is appended to it again. */
+  private dirty = false;
+  syncs = 0;
+
+  constructor(
+    readonly path: string,
+    /** The live entries as lines, for a rewrite. */
+    private readonly live: () => IntentLine[],
+    lines: number,
+  ) {
+    this.lines = lines;
+  }
+
+  /** Resolves once `line` is on disk (fdatasync'd). */
+  durable(line: IntentLine): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ text: `${JSON.stringify(line)}\n`, resolve, reject });
+      this.running ??= this.run();
+    });
+  }
+
+  /**
+   * Appends `line` without a sync: a process crash keeps it (the page cache survives), and what a power cut loses
+   * only makes the next start redo a rollback or a release, which match by token and so cannot undo anything else.
+   */
+  mark(line: IntentLine): void {
+    const text = `${JSON.stringify(line)}\n`;
+    try {
+      if (this.dirty) this.rewrite();
+      if (this.handle) writeSync(this.handle.fd, text);
+      else {
+        const fd = openSync(this.path, 'a', 0o600);
+        try {
+          writeSync(fd, text);
+        } finally {
+          closeSync(fd);
+        }
+      }
+    } catch (err) {
+      this.dirty = true;
+      throw err;
+    }
+    this.lines++;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.waiting.length > 0) {
+        const batch = this.waiting.splice(0);
+        try {
+          if (this.dirty) this.rewrite();
+          this.handle ??= await open(this.path, 'a', 0o600);
+          const buffer = Buffer.from(batch.map((w) => w.text).join(''));
+          const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
+          if (bytesWritten !== buffer.length)
+            throw new Error(`short write (${bytesWritten} of ${buffer.length} bytes)`);
+          await this.handle.datasync();
+          this.syncs++;
+          this.lines += batch.length;
+          this.compactIfDue();
+          for (const w of batch) w.resolve();
+        } catch (err) {
+          // A partial append may be on disk: the next write first replaces the file with what memory holds.
+          this.dirty = true;
+          await this.reopen();
+          for (const w of batch) w.reject(err);
+        }
+      }
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private compactIfDue(): void {
+    if (this.lines > 2 * this.live().length + SLACK) this.rewrite();
+  }
+
+  /** Replaces the file with the live lines (synchronously: nothing is appended meanwhile). */
+  private rewrite(): void {
+    const live = this.live();
+    rewriteIntents(this.path, live);
+    this.lines = live.length;
+    this.dirty = false;
+    void this.reopen();
+  }
+
+  private async reopen(): Promise<void> {
+    const old = this.handle;
+    this.handle = undefined;
+    await old?.close().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    while (this.running) await this.running;
+    await this.reopen();
+  }
+}

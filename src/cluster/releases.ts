@@ -1,0 +1,215 @@
+// Releases roll forward: each is durable in the intent log before it is answered, then applied to etcd, now if etcd
+// answers, else by a retry loop once it does. A release removes exactly one claim of this instance, in a
+// transaction that fails if the key changed since it was read (so another host's claim is never touched).
+import type { Logger } from 'pino';
+import { crashPoint } from '../state/crash';
+import { PluginError } from '../errors';
+import { parseIp } from '../ip/address';
+import { type ClusterKv, ClusterUnavailableError } from './etcd';
+import type { IntentLine, IntentLog, Release } from './intents';
+import { type Claim, addressKey, encodeClaims } from './keys';
+import type { Held, SubnetView } from './view';
+
+export type { Release };
+
+/** Retries of one release whose key keeps changing under it (other hosts joining or leaving a shared address). */
+const MAX_ATTEMPTS = 8;
+/** Pause between rounds of the retry loop while etcd does not answer. */
+const RETRY_MS = 1000;
+
+function newId(): string {
+  return `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export class ReleaseQueue {
+  private readonly queue = new Map<string, Release>();
+  private readonly applying = new Map<string, Promise<void>>();
+  /** Tokens of takes whose outcome was unknown and that were not found: released if they ever show up. */
+  private readonly orphans = new Set<string>();
+  private down = false;
+  private timer: NodeJS.Timeout | undefined;
+  private looping: Promise<void> | undefined;
+  private stopped = false;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    private readonly intents: IntentLog,
+    private readonly log: Logger,
+    private readonly instance: string,
+    private readonly kv: ClusterKv,
+    private readonly viewOf: (subnet: string) => Promise<SubnetView>,
+    unfinished: Release[],
+  ) {
+    for (const release of unfinished) this.queue.set(release.id, release);
+  }
+
+  get size(): number {
+    return this.queue.size;
+  }
+
+  lines(): IntentLine[] {
+    return [...this.queue.values()].map((release) => ({ t: 'release', ...release }));
+  }
+
+  /** Queues a release the log already implies (a take whose etcd outcome is unknown) and starts applying it. */
+  enqueueKnown(release: Release): void {
+    this.queue.set(release.id, release);
+    this.kick();
+  }
+
+  /** A release Docker asked for; see ClusterTable.release. */
+  async release(subnet: string, address: string, ref: string): Promise<boolean> {
+    const release: Release = { id: newId(), subnet, address, ref };
+    if (!this.down) {
+      const view = await this.viewOf(subnet).catch((err: unknown) => this.unavailable(err));
+      if (view && !this.target(view, release)) return false;
+    }
+    this.queue.set(release.id, release);
+    try {
+      await this.intents.durable({ t: 'release', ...release });
+    } catch (err) {
+      this.queue.delete(release.id);
+      throw new PluginError(
+        `could not save the cluster intent log ${this.intents.path} (${(err as Error).message}); nothing was released, retry`,
+      );
+    }
+    crashPoint('cluster-release-saved');
+    // Durable now: whatever stops it reaching etcd, it stays queued and the answer is yes.
+    if (!this.down) await this.apply(release.id).catch((err: unknown) => this.deferred(err));
+    if (this.queue.has(release.id)) this.kick();
+    return true;
+  }
+
+  private deferred(err: unknown): void {
+    if (err instanceof ClusterUnavailableError) this.unavailable(err);
+    else this.log.warn({ err }, 'a release could not be applied to etcd yet; it stays queued');
+  }
+
+  private unavailable(err: unknown): undefined {
+    if (!(err instanceof ClusterUnavailableError)) throw err;
+    this.down = true;
+    this.log.warn({ err: err.message }, 'etcd does not answer; releases are queued and applied when it does');
+    return undefined;
+  }
+
+  /** The claim `release` removes, if the view shows it. */
+  private target(view: SubnetView, release: Release): { address: bigint; held: Held; claim: Claim } | undefined {
+    if (release.at !== undefined) return view.findToken(release.at);
+    const address = release.address === undefined ? undefined : parseIp(release.address)?.value;
+    const held = address === undefined ? undefined : view.held.get(address);
+    const claim = held?.claims?.filter((c) => c.owner === this.instance && c.ref === release.ref).pop();
+    return held && claim && address !== undefined ? { address, held, claim } : undefined;
+  }
+
+  /** Applies one queued release; concurrent calls for one release share one application. */
+  private apply(id: string): Promise<void> {
+    let running = this.applying.get(id);
+    if (!running) {
+      running = this.applyOnce(id).finally(() => this.applying.delete(id));
+      this.applying.set(id, running);
+    }
+    return running;
+  }
+
+  private async applyOnce(id: string): Promise<void> {
+    const release = this.queue.get(id);
+    if (!release) return;
+    const view = await this.viewOf(release.subnet);
+    if (release.at !== undefined && !this.target(view, release)) {
+      // A rollback of a take whose commit the watch may not have delivered yet: ask etcd itself.
+      const { entries } = await this.kv.range(view.prefix);
+      for (const entry of entries) view.put(entry);
+    }
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const target = this.target(view, release);
+      if (!target) {
+        if (release.at !== undefined) this.orphans.add(release.at);
+        return this.done(release);
+      }
+      const key = addressKey(this.kv.prefix, view.subnet, target.address);
+      const remaining = target.held.claims!.filter((c) => c !== target.claim);
+      const value = remaining.length > 0 ? encodeClaims(remaining) : undefined;
+      const result = await this.kv.replace(key, target.held.modRevision, value);
+      this.down = false;
+      if (result.ok) {
+        if (value === undefined) view.delete(key, result.revision);
+        else view.put({ key, value, modRevision: result.revision });
+        return this.done(release);
+      }
+      if (result.current) view.put(result.current);
+      else view.delete(key, result.revision);
+    }
+    throw new PluginError(
+      `could not release ${release.address ?? release.at} in subnet ${release.subnet}: it changed under each of ${MAX_ATTEMPTS} tries; it stays queued`,
+    );
+  }
+
+  private done(release: Release): void {
+    crashPoint('cluster-release-applied');
+    this.intents.mark({ t: 'released', id: release.id });
+    this.queue.delete(release.id);
+    if (this.queue.size === 0) for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Applies any release of this instance still queued for `address` before a new take of it. */
+  async settleOwn(view: SubnetView, address: bigint): Promise<void> {
+    for (const release of [...this.queue.values()]) {
+      if (release.subnet === view.subnet.text && this.target(view, release)?.address === address) {
+        await this.apply(release.id);
+      }
+    }
+  }
+
+  /** A watch showed `address` changed: a claim of a take given up for lost that did commit is released now. */
+  noticed(view: SubnetView, address: bigint): void {
+    for (const claim of view.held.get(address)?.claims ?? []) {
+      if (claim.owner !== this.instance || !this.orphans.delete(claim.at)) continue;
+      this.log.warn({ subnet: view.subnet.text, at: claim.at }, 'a take reported as failed did commit; releasing it');
+      const release: Release = { id: claim.at, subnet: view.subnet.text, at: claim.at };
+      this.intents.durable({ t: 'release', ...release }).then(
+        () => this.enqueueKnown(release),
+        (err: unknown) => this.log.error({ err }, 'could not save a release; it is held until tsmacvlan restarts'),
+      );
+    }
+  }
+
+  /** Starts the retry loop unless it runs. */
+  kick(): void {
+    if (this.stopped || this.looping || this.timer) return;
+    this.looping = this.loop().finally(() => (this.looping = undefined));
+  }
+
+  /** Applies every queued release once, including those queued meanwhile; on a failure, retries after a pause. */
+  private async loop(): Promise<void> {
+    const tried = new Set<string>();
+    for (;;) {
+      const id = [...this.queue.keys()].find((queued) => !tried.has(queued));
+      if (id === undefined || this.stopped) return;
+      tried.add(id);
+      try {
+        await this.apply(id);
+      } catch (err) {
+        if (!(err instanceof ClusterUnavailableError)) this.log.error({ err, id }, 'a queued release failed');
+        else this.down = true;
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.kick();
+        }, RETRY_MS);
+        this.timer.unref();
+        return;
+      }
+    }
+  }
+
+  /** Resolves when nothing is queued. */
+  drained(): Promise<void> {
+    if (this.queue.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -1,0 +1,147 @@
+// A local view of one subnet's keys in etcd, kept current by a watch: where candidates come from, so a take needs
+// no read, and a full range is known without scanning etcd. Only a hint: etcd's transactions decide; a stale view
+// costs a lost race, never a duplicate.
+import { type Cidr, formatIp } from '../ip/address';
+import type { Occupancy } from './candidates';
+import type { KvEntry } from './etcd';
+import { type Claim, type ClaimKind, addressOfKey, addressesPrefix, decodeClaims } from './keys';
+
+export interface Held {
+  /** Undefined when the value cannot be read: held by someone unknown. */
+  claims: Claim[] | undefined;
+  value: string;
+  modRevision: bigint;
+}
+
+export interface OwnerCounts {
+  container: number;
+  gateway: number;
+  aux: number;
+}
+
+export interface SubnetSummary {
+  subnet: string;
+  /** Addresses in [lo, hi] and how many are held or free. */
+  size: bigint;
+  used: number;
+  free: bigint;
+  /** Per instance: its claims by kind. Unreadable values count under "?". */
+  owners: Record<string, OwnerCounts>;
+}
+
+/** Tombstones kept beyond this are pruned once the watch has passed them. */
+const TOMBSTONE_LIMIT = 1024;
+
+export class SubnetView {
+  readonly prefix: string;
+  readonly held = new Map<bigint, Held>();
+  /** Deletes this view knows of, by revision: an older event for the address must not bring it back. */
+  private readonly tombstones = new Map<bigint, bigint>();
+  private seen = 0n;
+
+  constructor(
+    readonly subnet: Cidr,
+    keyPrefix: string,
+  ) {
+    this.prefix = addressesPrefix(keyPrefix, subnet);
+  }
+
+  /** Replaces the view with a full read of the range. */
+  load(entries: KvEntry[], revision: bigint): void {
+    this.held.clear();
+    this.tombstones.clear();
+    this.seen = revision;
+    for (const entry of entries) this.put(entry);
+  }
+
+  private known(address: bigint): bigint | undefined {
+    return this.held.get(address)?.modRevision ?? this.tombstones.get(address);
+  }
+
+  /** Applies a key's value at its revision (a watch event, a read, or this instance's own write). */
+  put(entry: KvEntry): bigint | undefined {
+    const address = addressOfKey(this.prefix, this.subnet, entry.key);
+    if (address === undefined) return undefined;
+    const known = this.known(address);
+    if (known !== undefined && entry.modRevision <= known) return undefined;
+    this.tombstones.delete(address);
+    this.held.set(address, {
+      claims: decodeClaims(entry.value),
+      value: entry.value,
+      modRevision: entry.modRevision,
+    });
+    this.progress(entry.modRevision);
+    return address;
+  }
+
+  /** Applies a delete of `key` at `revision`. */
+  delete(key: string, revision: bigint): void {
+    const address = addressOfKey(this.prefix, this.subnet, key);
+    if (address === undefined) return;
+    const known = this.known(address);
+    if (known !== undefined && revision <= known) return;
+    this.held.delete(address);
+    this.tombstones.set(address, revision);
+    this.progress(revision);
+  }
+
+  private progress(revision: bigint): void {
+    if (revision > this.seen) this.seen = revision;
+    if (this.tombstones.size <= TOMBSTONE_LIMIT) return;
+    for (const [address, at] of this.tombstones) if (at <= this.seen - 1n) this.tombstones.delete(address);
+  }
+
+  /** The address and claim with token `at`, if the view has it. */
+  findToken(at: string): { address: bigint; held: Held; claim: Claim } | undefined {
+    for (const [address, held] of this.held) {
+      const claim = held.claims?.find((c) => c.at === at);
+      if (claim) return { address, held, claim };
+    }
+    return undefined;
+  }
+
+  /** The instances with a claim in the subnet. */
+  owners(): Set<string> {
+    const owners = new Set<string>();
+    for (const held of this.held.values()) for (const claim of held.claims ?? []) owners.add(claim.owner);
+    return owners;
+  }
+
+  /** What candidate choice sees: held addresses, and those a take of this host is trying right now. */
+  occupancy(busy: Set<bigint>): Occupancy {
+    return {
+      taken: (value) => this.held.has(value) || busy.has(value),
+      count: () => this.held.size + busy.size,
+      sorted: (lo, hi) => {
+        const all = new Set<bigint>();
+        for (const value of this.held.keys()) if (value >= lo && value <= hi) all.add(value);
+        for (const value of busy) if (value >= lo && value <= hi) all.add(value);
+        return [...all].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+      },
+    };
+  }
+
+  /** Every held address of [lo, hi] in order, with its claims (undefined: unreadable), for a detailed status. */
+  holdings(lo: bigint, hi: bigint): { address: string; claims: Claim[] | undefined }[] {
+    return [...this.held]
+      .filter(([address]) => address >= lo && address <= hi)
+      .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+      .map(([address, held]) => ({ address: formatIp(this.subnet.v6, address), claims: held.claims }));
+  }
+
+  /** Who holds what in [lo, hi]. */
+  summary(lo: bigint, hi: bigint): SubnetSummary {
+    const owners: Record<string, OwnerCounts> = {};
+    let used = 0;
+    for (const [address, held] of this.held) {
+      if (address < lo || address > hi) continue;
+      used++;
+      for (const claim of held.claims ?? [{ owner: '?', kind: 'container' as ClaimKind }]) {
+        owners[claim.owner] ??= { container: 0, gateway: 0, aux: 0 };
+        owners[claim.owner][claim.kind]++;
+      }
+    }
+    const size = hi - lo + 1n;
+    return { subnet: this.subnet.text, size, used, free: size - BigInt(used), owners };
+  }
+}

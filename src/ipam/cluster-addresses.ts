@@ -1,0 +1,53 @@
+// Addresses of cluster-wide pools: taken from and released to the etcd allocation table (src/cluster/) instead of
+// the local journal. The pool itself (RequestPool/ReleasePool) stays in the local journal, since Docker's pool ids
+// are per host. A pool maps to the table by its subnet alone: every host's pool of one subnet draws from that
+// subnet's keys, each from its own --ip-range (or the same one). Each claim's ref is the pool id, which
+// ReleaseAddress names again, so a release removes exactly this pool's claim, whoever else holds the address.
+import type { ClaimKind } from '../cluster/keys';
+import type { ClusterTable } from '../cluster/table';
+import { PluginError } from '../errors';
+import type { Pool } from './allocator';
+
+/** --ipam-opt scope=host keeps a pool on this host (the local journal); scope=cluster asks for the default. */
+export const SCOPE_OPTION = 'scope';
+
+/** Whether a new pool with `options` is cluster-wide, or an error when the option cannot be honoured. */
+export function wantsCluster(options: Record<string, string>, etcdConfigured: boolean): boolean {
+  const scope = options[SCOPE_OPTION];
+  if (scope === undefined) return etcdConfigured;
+  if (scope === 'host') return false;
+  if (scope !== 'cluster') {
+    throw new PluginError(`--ipam-opt scope=${scope} is not known: give scope=host or scope=cluster`);
+  }
+  if (!etcdConfigured) {
+    throw new PluginError(
+      `--ipam-opt scope=cluster needs etcd, but tsmacvlan runs without --etcd (TSMACVLAN_ETCD); start it with --etcd http://HOST:2379, or leave the option out`,
+    );
+  }
+  return true;
+}
+
+export class ClusterAddresses {
+  constructor(private readonly table: ClusterTable | undefined) {}
+
+  private tableFor(pool: Pool): ClusterTable {
+    if (!this.table) {
+      throw new PluginError(
+        `pool ${pool.id} is cluster-wide (its addresses are kept in etcd), but tsmacvlan runs without --etcd (TSMACVLAN_ETCD); start it again with the etcd settings it had`,
+      );
+    }
+    return this.table;
+  }
+
+  /** Takes `address` (gateway, aux, --ip) or, when undefined, a free one of the pool's range. */
+  take(pool: Pool, address: bigint | undefined, kind: ClaimKind): Promise<bigint> {
+    const { lo, hi } = pool.lane;
+    const request = { subnet: pool.subnet.cidr, lo, hi, kind, ref: pool.id };
+    return this.tableFor(pool).take(address === undefined ? request : { ...request, address });
+  }
+
+  /** Durable before it resolves; false when the table shows no claim of this pool on `address`. */
+  release(pool: Pool, address: bigint): Promise<boolean> {
+    return this.tableFor(pool).release(pool.subnet.cidr, address, pool.id);
+  }
+}

@@ -1,0 +1,132 @@
+// The cluster table when etcd members die: one member down changes nothing; quorum lost fails closed with a clear
+// error and queues releases, and everything recovers when the members return; etcd killed mid-transaction leaves
+// nothing doubled and nothing leaked.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { formatIp } from '../../../src/ip/address';
+import { EtcdCluster } from '../../lab/etcd';
+import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
+
+const cluster = EtcdCluster.onHost(`${PREFIX}f`, '127.0.0.1', 23730);
+let run = 0;
+const tables = new Tables(() => ({ endpoints: cluster.endpoints, prefix: `/${PREFIX}/fail${run}` }));
+
+async function allMembersUp(): Promise<void> {
+  for (let i = 0; i < 3; i++) if (!cluster.running(i)) cluster.startMember(i);
+  await cluster.waitHealthy(cluster.endpoints, 30_000);
+}
+
+beforeAll(async () => {
+  await cluster.start();
+}, 60_000);
+afterEach(async () => {
+  await tables.closeAll();
+  await allMembersUp();
+  run++;
+}, 60_000);
+afterAll(async () => {
+  await tables.closeAll();
+  await cluster.stop();
+});
+
+describe('cluster table when etcd fails', () => {
+  it('one member down changes nothing', async () => {
+    const subnet = cidr('10.72.0.0/24');
+    const { lo, hi } = bounds(subnet);
+    const a = tables.open('hostA');
+    await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'before' });
+    // The leader: the hardest member to lose (an election follows).
+    await cluster.killMember(cluster.leader());
+    const got: bigint[] = [];
+    for (let i = 0; i < 30; i++) got.push(await a.table.take({ subnet, lo, hi, kind: 'container', ref: `c${i}` }));
+    for (let i = 0; i < 10; i++) expect(await a.table.release(subnet, got[i], `c${i}`)).toBe(true);
+    expect(a.table.pendingReleases).toBe(0);
+    // A host that starts now, with the member still down, sees all of it.
+    const b = tables.open('hostB');
+    expect((await b.table.summary(subnet, lo, hi)).owners.hostA.container).toBe(21);
+    expect((await heldIn(b.kv, subnet)).size).toBe(21);
+  });
+
+  it('quorum lost: takes fail closed within the deadline, releases queue; both recover by themselves', async () => {
+    const subnet = cidr('10.72.1.0/24');
+    const { lo, hi } = bounds(subnet);
+    const a = tables.open('hostA');
+    const held = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'kept' });
+    const freed = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'freed' });
+    await cluster.killMember(1);
+    await cluster.killMember(2);
+    const t0 = Date.now();
+    const failure = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'new' }).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    const elapsed = Date.now() - t0;
+    console.log(`take with quorum lost failed after ${elapsed} ms: ${failure?.message}`);
+    // The last attempt went to the member left (no answer) or to a dead one (refused): either says what to check.
+    expect(failure?.message).toMatch(
+      /^taking \/tmvE\/fail\d+\/v1\/subnets\/10\.72\.1\.0_24\/addresses\/10\.72\.1\.\d+ failed: (etcd at http:\/\/127\.0\.0\.1:23730,http:\/\/127\.0\.0\.1:23731,http:\/\/127\.0\.0\.1:23732 did not answer within 5000 ms|could not reach etcd at http:\/\/127\.0\.0\.1:23730,)/,
+    );
+    expect(failure?.message).toMatch(
+      /quorum.*'etcdctl --endpoints=.* endpoint health'. No address is handed out without etcd$/,
+    );
+    // The release is answered (durable here) and waits for etcd, as does the rollback of the failed take (its
+    // transaction may have committed before quorum went).
+    expect(await a.table.release(subnet, freed, 'freed')).toBe(true);
+    expect(a.table.pendingReleases).toBe(2);
+
+    cluster.startMember(1);
+    cluster.startMember(2);
+    // No restart of the table: the next takes succeed once etcd has a leader again, and the queue drains.
+    let again: bigint | undefined;
+    let tries = 0;
+    for (; tries < 100 && again === undefined; tries++) {
+      again = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'new' }).catch(() => undefined);
+      if (again === undefined) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    console.log(`a take succeeded again after ${tries} tries`);
+    expect(again).toBeDefined();
+    await until('queued release applied', () => a.table.pendingReleases === 0, 3000, 10);
+    const now = await heldIn(a.kv, subnet);
+    expect(now.has(formatIp(false, held))).toBe(true);
+    expect(now.has(formatIp(false, freed))).toBe(again === freed);
+    expect(now.size).toBe(2);
+  }, 120_000);
+
+  it('etcd killed mid-transaction: after it returns, etcd holds exactly the answered takes', async () => {
+    const subnet = cidr('10.72.2.0/24');
+    const { lo, hi } = bounds(subnet);
+    const hosts = [tables.open('hostA'), tables.open('hostB')];
+    for (const h of hosts) await h.table.view(subnet.text);
+    const answered = new Map<string, string>();
+    let settled = 0;
+    const takes = hosts.flatMap((h, i) =>
+      Array.from({ length: 100 }, (_, j) =>
+        h.table
+          .take({ subnet, lo, hi, kind: 'container', ref: `t${i}-${j}` })
+          .then((address) => answered.set(formatIp(false, address), `t${i}-${j}`))
+          .catch(() => undefined)
+          .finally(() => settled++),
+      ),
+    );
+    await until('some takes answered', () => answered.size >= 20, 5000, 1);
+    for (let i = 0; i < 3; i++) await cluster.killMember(i);
+    await Promise.all(takes);
+    expect(settled).toBe(200);
+    console.log(`killed etcd with ${answered.size} of 200 takes answered`);
+    expect(answered.size).toBeLessThan(200);
+    await allMembersUp();
+    const refs = async () =>
+      new Map([...(await heldIn(hosts[0].kv, subnet))].map(([address, claims]) => [address, claims[0].ref]));
+    // Takes whose outcome was unknown are released by their tokens as soon as etcd answers again.
+    await until(
+      'etcd holds only the answered takes',
+      async () => hosts.every((h) => h.table.pendingReleases === 0) && (await refs()).size === answered.size,
+      1000,
+      20,
+    ).catch(() => undefined);
+    expect(await refs()).toEqual(answered);
+    // Both watches resumed after the outage: each host's view shows what etcd holds, the other's rollbacks included.
+    for (const h of hosts) {
+      await until('the view matches etcd', async () => (await h.table.summary(subnet, lo, hi)).used === answered.size);
+    }
+  }, 120_000);
+});

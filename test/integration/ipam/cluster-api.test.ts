@@ -1,0 +1,308 @@
+// The cluster IPAM through the plugin's HTTP API: two `tsmacvlan serve --etcd` daemons (two state dirs and sockets:
+// two hosts) on one real 3-member etcd. One subnet and one --ip-range on both: distinct addresses, the range fills to
+// its exact size across both, the gateway is shared; scope=host stays local; quorum lost fails closed and a release
+// made meanwhile reaches etcd once it is back; a kill between the etcd commit and the answer is rolled back at the
+// next start; status, doctor and gc --cluster read and change the same table.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdKv } from '../../../src/cluster/etcd';
+import { EtcdCluster } from '../../lab/etcd';
+import { CLI, type Daemon, post, spawnDaemon, waitForSocket } from '../../helpers/serve';
+import { etcdChecks } from '../../../src/inspect/cluster';
+import { cidr, heldIn, until } from '../cluster/setup';
+
+const PREFIX = 'tmvK';
+const GW = { RequestAddressType: 'com.docker.network.gateway' };
+const MAC = { 'com.docker.network.endpoint.macaddress': '02:42:0a:00:00:01' };
+
+const cluster = EtcdCluster.onHost(`${PREFIX}a`, '127.0.0.1', 23830);
+let dir: string;
+const daemons: Daemon[] = [];
+let kv: EtcdKv;
+
+interface Host {
+  name: string;
+  socket: string;
+}
+
+function startHost(name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Host {
+  const socket = join(dir, `${name}.sock`);
+  const args = ['serve', '--socket', socket, '--state-dir', join(dir, name), '--log-level', 'warn'];
+  daemons.push(spawnDaemon([...args, ...extra], { TSMACVLAN_ETCD: cluster.endpoints.join(','), ...env }));
+  return { name, socket };
+}
+
+async function call(host: Host, method: string, body: unknown): Promise<any> {
+  const { status, json } = await post(host.socket, `IpamDriver.${method}`, body);
+  if (status !== 200) throw new Error(`${host.name} ${method}: ${json?.Err}`);
+  return json;
+}
+
+const pool = (host: Host, body: object): Promise<string> =>
+  call(host, 'RequestPool', { AddressSpace: 'local', ...body }).then((j) => j.PoolID);
+const address = (host: Host, poolId: string, ip = '', options: object | null = MAC): Promise<string> =>
+  call(host, 'RequestAddress', { PoolID: poolId, Address: ip, Options: options }).then((j) => j.Address);
+
+/** etcd's own count of transactions served, summed over its members: the round trips of takes and releases. */
+async function txnsServed(): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < 3; i++) {
+    if (!cluster.running(i)) continue;
+    const text = await (await fetch(`${cluster.endpoint(i)}/metrics`)).text();
+    const line = text
+      .split('\n')
+      .find(
+        (l) =>
+          l.startsWith('grpc_server_handled_total{') && l.includes('grpc_method="Txn"') && l.includes('grpc_code="OK"'),
+      );
+    total += line ? Number(line.split(' ').pop()) : 0;
+  }
+  return total;
+}
+
+/** A CLI command with this cluster's etcd in its environment; throws with its output when it fails. */
+function cli(args: string[]): string {
+  try {
+    return execFileSync(process.execPath, [CLI, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, TSMACVLAN_ETCD: cluster.endpoints.join(',') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`tsmacvlan ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`);
+  }
+}
+
+let a: Host;
+let b: Host;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), `${PREFIX}-cluster-api-`));
+  await cluster.start();
+  kv = new EtcdKv({ endpoints: cluster.endpoints });
+  a = startHost('hostA');
+  b = startHost('hostB', ['--etcd-prefix', '/tsmacvlan']);
+  await waitForSocket(a.socket, daemons[0]);
+  await waitForSocket(b.socket, daemons[1]);
+}, 60_000);
+
+afterAll(async () => {
+  for (const d of daemons) d.child.kill('SIGTERM');
+  for (const d of daemons) await Promise.race([d.exited, new Promise((r) => setTimeout(r, 12_000))]);
+  for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL');
+  await kv?.close();
+  await cluster.stop();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+describe('the cluster IPAM through the API, two hosts on one etcd', () => {
+  it('one subnet and --ip-range on both: distinct addresses in parallel, exactly the range, then exhaustion on either', async () => {
+    const net = { Pool: '10.73.0.0/24', SubPool: '10.73.0.0/27' };
+    const pools = [await pool(a, net), await pool(b, net)];
+    expect(pools[0]).toBe('tsmacvlan:10.73.0.0/24,range=10.73.0.0/27,cluster');
+    // The gateway: a shared reservation both hosts get; never a container's.
+    expect(await address(a, pools[0], '10.73.0.254', GW)).toBe('10.73.0.254/24');
+    expect(await address(b, pools[1], '10.73.0.254', GW)).toBe('10.73.0.254/24');
+    await expect(address(b, pools[1], '10.73.0.254')).rejects.toThrow(/is in use across the cluster/);
+    // A given address without options (an --aux-address, or a 28.x engine's --ip: the same on the wire) is one
+    // host's alone.
+    expect(await address(a, pools[0], '10.73.0.200', null)).toBe('10.73.0.200/24');
+    await expect(address(b, pools[1], '10.73.0.200', null)).rejects.toThrow(
+      /address 10\.73\.0\.200 of subnet 10\.73\.0\.0\/24 is in use across the cluster/,
+    );
+    await call(a, 'ReleaseAddress', { PoolID: pools[0], Address: '10.73.0.200/24' });
+
+    const before = await txnsServed();
+    // The range holds 31 assignable addresses (10.73.0.1-31): 16 asked on one host, 15 on the other, all at once.
+    const asks = Array.from({ length: 31 }, (_, i) => address(i % 2 ? b : a, pools[i % 2]));
+    const got = await Promise.all(asks);
+    const txns = (await txnsServed()) - before;
+    console.log(
+      `31 parallel allocations over two hosts: ${txns} etcd transactions (${(txns / 31).toFixed(2)} per allocation)`,
+    );
+    expect(new Set(got).size).toBe(31);
+    for (const text of got) expect(text).toMatch(/^10\.73\.0\.([1-9]|[12][0-9]|3[01])\/24$/);
+    for (const [host, poolId] of [
+      [a, pools[0]],
+      [b, pools[1]],
+    ] as const) {
+      await expect(address(host, poolId)).rejects.toThrow(
+        `${host.name} RequestAddress: no free address in subnet 10.73.0.0/24 (addresses 10.73.0.1 to 10.73.0.31) across the cluster: all 31 are held`,
+      );
+    }
+    const held = await heldIn(kv, cidr('10.73.0.0/24'));
+    expect(held.size).toBe(32);
+    expect(held.get('10.73.0.254')?.map((c) => c.kind)).toEqual(['gateway', 'gateway']);
+
+    // Each host releases what it took, and the gateway's two claims: nothing is left in etcd.
+    for (let i = 0; i < 31; i++) {
+      await call(i % 2 ? b : a, 'ReleaseAddress', { PoolID: pools[i % 2], Address: got[i] });
+    }
+    await call(a, 'ReleaseAddress', { PoolID: pools[0], Address: '10.73.0.254/24' });
+    await call(b, 'ReleaseAddress', { PoolID: pools[1], Address: '10.73.0.254/24' });
+    expect((await heldIn(kv, cidr('10.73.0.0/24'))).size).toBe(0);
+    await call(a, 'ReleasePool', { PoolID: pools[0] });
+    await call(b, 'ReleasePool', { PoolID: pools[1] });
+  });
+
+  it('scope=host keeps a pool on its host: its addresses never reach etcd', async () => {
+    const local = await pool(a, { Pool: '10.74.0.0/24', Options: { scope: 'host' } });
+    const shared = await pool(b, { Pool: '10.74.0.0/24' });
+    expect(local).not.toMatch(/,cluster$/);
+    expect(await address(a, local)).toBe('10.74.0.1/24');
+    expect(await address(b, shared)).toBe('10.74.0.1/24'); // the table knows nothing of host A's
+    expect([...(await heldIn(kv, cidr('10.74.0.0/24'))).values()].flat().map((c) => c.ref)).toEqual([shared]);
+    await call(a, 'ReleaseAddress', { PoolID: local, Address: '10.74.0.1/24' });
+    await call(b, 'ReleaseAddress', { PoolID: shared, Address: '10.74.0.1/24' });
+  });
+
+  it('quorum lost: RequestAddress fails naming etcd, a ReleaseAddress is answered and reaches etcd once it is back', async () => {
+    const poolId = await pool(a, { Pool: '10.75.0.0/24' });
+    const kept = await address(a, poolId);
+    const freed = await address(a, poolId);
+    await cluster.killMember(1);
+    await cluster.killMember(2);
+    try {
+      const t0 = Date.now();
+      const failure = await address(a, poolId).then(
+        () => undefined,
+        (err: Error) => err.message,
+      );
+      console.log(`RequestAddress with quorum lost failed after ${Date.now() - t0} ms: ${failure}`);
+      expect(failure).toMatch(/^hostA RequestAddress: taking \/tsmacvlan\/v1\/subnets\/10\.75\.0\.0_24\/addresses\//);
+      expect(failure).toMatch(/etcd at http:\/\/127\.0\.0\.1:23830.*No address is handed out without etcd$/);
+      await call(a, 'ReleaseAddress', { PoolID: poolId, Address: freed });
+    } finally {
+      cluster.startMember(1);
+      cluster.startMember(2);
+      await cluster.waitHealthy(cluster.endpoints, 30_000);
+    }
+    const subnet = cidr('10.75.0.0/24');
+    await until(
+      'the queued release reaches etcd',
+      async () => !(await heldIn(kv, subnet)).has(freed.split('/')[0]),
+      300,
+      100,
+    );
+    expect([...(await heldIn(kv, subnet)).keys()]).toEqual([kept.split('/')[0]]);
+    expect(await address(a, poolId)).toMatch(/^10\.75\.0\.\d+\/24$/);
+  });
+
+  it('figures: allocation latency through the API, local journal vs etcd, in one run (logged, not asserted)', async () => {
+    const local = await pool(a, { Pool: '10.76.0.0/22', Options: { scope: 'host' } });
+    const shared = await pool(a, { Pool: '10.77.0.0/22' });
+    const times: Record<'local' | 'etcd', number[]> = { local: [], etcd: [] };
+    await address(a, shared); // the first loads the subnet's view (one read and a watch)
+    const before = await txnsServed();
+    for (let i = 0; i < 300; i++) {
+      for (const [kind, poolId] of [
+        ['local', local],
+        ['etcd', shared],
+      ] as const) {
+        const t0 = process.hrtime.bigint();
+        await address(a, poolId);
+        times[kind].push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+    const txns = (await txnsServed()) - before;
+    const pct = (list: number[], p: number) => [...list].sort((x, y) => x - y)[Math.floor((list.length - 1) * p)];
+    for (const kind of ['local', 'etcd'] as const) {
+      console.log(`${kind}: p50 ${pct(times[kind], 0.5).toFixed(2)} ms, p99 ${pct(times[kind], 0.99).toFixed(2)} ms`);
+    }
+    console.log(`etcd transactions per allocation: ${(txns / 300).toFixed(2)}`);
+    expect(txns).toBeGreaterThanOrEqual(300); // every cluster allocation is a transaction on etcd
+  });
+
+  it('a plugin killed between the etcd commit and its answer releases that address at its next start', async () => {
+    const c = startHost('hostC', [], { TSMACVLAN_CRASH_AT: 'cluster-committed' });
+    const crashing = daemons.at(-1)!;
+    await waitForSocket(c.socket, crashing);
+    const poolId = await pool(c, { Pool: '10.79.0.0/24' });
+    await expect(address(c, poolId)).rejects.toThrow(/socket hang up|ECONNRESET/);
+    await crashing.exited;
+    const subnet = cidr('10.79.0.0/24');
+    const left = [...(await heldIn(kv, subnet)).keys()];
+    expect(left).toHaveLength(1); // committed in etcd, never answered to Docker
+
+    const again = startHost('hostC');
+    await waitForSocket(again.socket, daemons.at(-1)!);
+    await until('the unanswered take is rolled back', async () => (await heldIn(kv, subnet)).size === 0, 300, 100);
+    // Docker never got that address: the pool (journaled and answered) is there, and hands it out again.
+    expect(await address(again, poolId)).toBe(`${left[0]}/24`);
+  });
+
+  it('status and doctor show the table; gc --cluster frees what a host gone for good held, and only that', async () => {
+    const net = { Pool: '10.78.0.0/24' };
+    const pools = [await pool(a, net), await pool(b, net)];
+    for (const [host, poolId] of [
+      [a, pools[0]],
+      [b, pools[1]],
+    ] as const)
+      await address(host, poolId, '', GW);
+    for (let i = 0; i < 3; i++) await address(a, pools[0]);
+    for (let i = 0; i < 2; i++) await address(b, pools[1]);
+    const [idA, idB] = ['hostA', 'hostB'].map((h) => readFileSync(join(dir, h, 'instance'), 'utf8').trim());
+
+    const report = JSON.parse(cli(['status', '--state-dir', join(dir, 'hostA'), '--socket', a.socket, '--json']));
+    expect(report.cluster).toMatchObject({ instance: idA, prefix: '/tsmacvlan', error: null });
+    expect(report.cluster.subnets.find((s: { subnet: string }) => s.subnet === '10.78.0.0/24')).toEqual({
+      subnet: '10.78.0.0/24',
+      size: '254',
+      used: 6,
+      free: '248',
+      owners: { [idA]: { container: 3, gateway: 1, aux: 0 }, [idB]: { container: 2, gateway: 1, aux: 0 } },
+    });
+    expect(cli(['status', '--state-dir', join(dir, 'hostA'), '--socket', a.socket])).toContain(
+      `${idA} (this host): 3 containers, 1 gateway, 0 aux`,
+    );
+
+    const healthy = await etcdChecks({ endpoints: cluster.endpoints });
+    expect(healthy.map((c) => [c.id, c.status])).toEqual([
+      ['etcd', 'OK'],
+      ['etcd.rtt', healthy[1].status],
+    ]);
+    expect(healthy[0].message).toBe('3 of 3 etcd members answer with quorum');
+    console.log(`doctor: ${healthy[1].message}`);
+    await cluster.killMember(2);
+    try {
+      const degraded = await etcdChecks({ endpoints: cluster.endpoints });
+      expect(degraded[0]).toMatchObject({ id: 'etcd', status: 'WARN' });
+      expect(degraded[0].message).toMatch(/^2 of 3 etcd members answer; http:\/\/127\.0\.0\.1:23832: /);
+    } finally {
+      cluster.startMember(2);
+      await cluster.waitHealthy(cluster.endpoints, 30_000);
+    }
+    const none = await etcdChecks({ endpoints: ['http://127.0.0.1:1'] });
+    expect(none[0]).toMatchObject({ id: 'etcd', status: 'FAIL' });
+    expect(none[0].fix).toMatch(/a majority must run/);
+
+    // Host B goes away for good; host A's operator frees what it held.
+    daemons[1].child.kill('SIGTERM');
+    await daemons[1].exited;
+    const gc = (...extra: string[]) =>
+      cli(['gc', '--cluster', '--forget-instance', idB, '--state-dir', join(dir, 'hostA'), ...extra]);
+    const listed = gc('--dry-run').trim().split('\n');
+    expect(listed.slice(0, -1).sort()).toEqual(
+      [
+        `would free 10.78.0.1 of 10.78.0.0/24 (gateway, ${pools[1]})`,
+        ...[...(await heldIn(kv, cidr('10.78.0.0/24')))]
+          .filter(([, claims]) => claims.some((c) => c.owner === idB && c.kind === 'container'))
+          .map(([ip]) => `would free ${ip} of 10.78.0.0/24 (container, ${pools[1]})`),
+      ].sort(),
+    );
+    expect(listed.at(-1)).toBe('3 would be freed');
+    expect((await heldIn(kv, cidr('10.78.0.0/24'))).size).toBe(6); // a dry run changes nothing
+    expect(gc().trim().split('\n').at(-1)).toBe('3 freed');
+    const left = await heldIn(kv, cidr('10.78.0.0/24'));
+    expect([...left.values()].flat().every((c) => c.owner === idA)).toBe(true);
+    expect(left.size).toBe(4); // A's gateway claim and its 3 containers
+    expect(() => cli(['gc', '--cluster', '--forget-instance', idA, '--state-dir', join(dir, 'hostA')])).toThrow(
+      /instance .* is this host: forget an instance only once its host is gone for good, from another host/,
+    );
+  });
+});

@@ -1,0 +1,182 @@
+// The multi-host lab: N Docker hosts on one LAN, inside the e2e lab's own namespace. Each host is a network namespace
+// `<run>-h<i>` with its own dockerd (test/lab/engine.sh) and its own `tsmacvlan serve --etcd` (driver `<run>h<i>`:
+// legacy plugin sockets share /run/docker/plugins). A bridge in the switch namespace `<run>-sw` is the LAN: a veth
+// `eth1` into each host, one into the lab's namespace, where the 3 etcd members listen. No default route anywhere:
+// every address is on the LAN's own subnet. `destroy` removes all of it, also after a failed `create`.
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CLI, post } from '../helpers/serve';
+import { EtcdCluster } from './etcd';
+import { Engine } from './engine';
+import { runId } from './lab';
+
+const execFileP = promisify(execFile);
+
+export const LAN = '10.201.0.0/24';
+const LAB_LINK = 'mhlan0';
+const ETCD_HOSTS = ['10.201.0.2', '10.201.0.3', '10.201.0.4'];
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
+}
+
+export interface LabHost {
+  name: string;
+  netns: string;
+  /** Its address on eth1. */
+  address: string;
+  engine: Engine;
+  /** The plugin's driver name on this host (also its IPAM driver). */
+  driver: string;
+  stateDir: string;
+  plugin: ChildProcess | undefined;
+  output: string;
+  /** Runs the docker client against this host's engine; rejects with its output when it fails. */
+  docker(...args: string[]): Promise<string>;
+}
+
+export class MultiHostLab {
+  readonly run = runId();
+  readonly switchNs = `${this.run}-sw`;
+  readonly hosts: LabHost[] = [];
+  readonly etcd: EtcdCluster;
+  private readonly dir = join(process.env.TSMV_LAB_DIR ?? '/var/tmp', 'multi-host');
+  /** Host namespaces made so far, in order (a host whose engine failed to start has one too). */
+  private readonly namespaces: string[] = [];
+  private madeSwitch = false;
+  private madeLabLink = false;
+
+  private constructor() {
+    this.etcd = new EtcdCluster(
+      `${this.run}e`,
+      ETCD_HOSTS.map((host, i) => ({ name: `${this.run}m${i}`, host, clientPort: 2379, peerPort: 2380 })),
+    );
+  }
+
+  /** `count` hosts, each with a dockerd from `binDir` and a plugin instance on the lab's etcd. */
+  static async create(count: number, binDir?: string): Promise<MultiHostLab> {
+    const lab = new MultiHostLab();
+    try {
+      lab.makeLan();
+      await lab.etcd.start();
+      for (let i = 1; i <= count; i++) await lab.addHost(i, binDir);
+      return lab;
+    } catch (err) {
+      await lab.destroy();
+      throw err;
+    }
+  }
+
+  private makeLan(): void {
+    mkdirSync(this.dir, { recursive: true });
+    ip('netns', 'add', this.switchNs);
+    this.madeSwitch = true;
+    ip('-n', this.switchNs, 'link', 'set', 'lo', 'up');
+    ip('-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge');
+    ip('-n', this.switchNs, 'link', 'set', 'br0', 'up');
+    ip('link', 'add', LAB_LINK, 'type', 'veth', 'peer', 'name', 'lab', 'netns', this.switchNs);
+    this.madeLabLink = true;
+    ip('-n', this.switchNs, 'link', 'set', 'lab', 'master', 'br0', 'up');
+    for (const host of ETCD_HOSTS) ip('addr', 'add', `${host}/24`, 'dev', LAB_LINK);
+    ip('link', 'set', LAB_LINK, 'up');
+  }
+
+  private async addHost(i: number, binDir?: string): Promise<void> {
+    const netns = `${this.run}-h${i}`;
+    ip('netns', 'add', netns);
+    this.namespaces.push(netns);
+    ip('-n', netns, 'link', 'set', 'lo', 'up');
+    ip('-n', this.switchNs, 'link', 'add', `h${i}`, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', netns);
+    ip('-n', this.switchNs, 'link', 'set', `h${i}`, 'master', 'br0', 'up');
+    const address = `10.201.0.${10 + i}`;
+    ip('-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth1');
+    ip('-n', netns, 'link', 'set', 'eth1', 'up');
+    const engine = await Engine.start(join(process.env.TSMV_LAB_DIR ?? this.dir, `h${i}`), netns, binDir);
+    const docker = async (...args: string[]) => {
+      try {
+        return (await execFileP('/usr/bin/docker', ['-H', engine.host, ...args], { timeout: 120_000 })).stdout;
+      } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        throw new Error(`docker (host h${i}) ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
+      }
+    };
+    const host: LabHost = {
+      name: `h${i}`,
+      netns,
+      address,
+      engine,
+      driver: `${this.run}h${i}`,
+      stateDir: join(this.dir, `state-h${i}`),
+      plugin: undefined,
+      output: '',
+      docker,
+    };
+    this.hosts.push(host);
+    execFileSync('bash', [join(__dirname, 'test-image.sh')], {
+      env: { ...process.env, DOCKER_HOST: engine.host },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 120_000,
+    });
+    await this.startPlugin(host);
+  }
+
+  private socketOf(host: LabHost): string {
+    return `/run/docker/plugins/${host.driver}.sock`;
+  }
+
+  /** The host's plugin in its namespace (nsenter execs node: the child's pid is the plugin's). */
+  private async startPlugin(host: LabHost): Promise<void> {
+    const args = ['serve', '--socket', this.socketOf(host), '--state-dir', host.stateDir, '--log-level', 'warn'];
+    const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, CLI, ...args], {
+      env: { ...process.env, TSMACVLAN_ETCD: this.etcd.endpoints.join(',') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    host.plugin = child;
+    child.stdout!.on('data', (d) => (host.output += d));
+    child.stderr!.on('data', (d) => (host.output += d));
+    for (let tries = 0; tries < 200; tries++) {
+      if (child.exitCode !== null) throw new Error(`plugin of ${host.name} exited: ${host.output}`);
+      const answered = await post(this.socketOf(host), 'Plugin.Activate').then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (answered) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`plugin of ${host.name} does not answer on ${this.socketOf(host)}: ${host.output}`);
+  }
+
+  private async stopPlugin(host: LabHost): Promise<void> {
+    const child = host.plugin;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const late = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(late);
+  }
+
+  /** Removes containers, engines, plugins, etcd, links and namespaces; safe after a failed create, and twice. */
+  async destroy(): Promise<void> {
+    const errors: string[] = [];
+    const attempt = async (what: string, step: () => unknown) => {
+      try {
+        await step();
+      } catch (err) {
+        errors.push(`${what}: ${(err as Error).message}`);
+      }
+    };
+    for (const host of this.hosts) await attempt(`engine of ${host.name}`, () => host.engine.remove());
+    for (const host of this.hosts) await attempt(`plugin of ${host.name}`, () => this.stopPlugin(host));
+    await attempt('etcd', () => this.etcd.stop());
+    this.hosts.splice(0);
+    for (const netns of this.namespaces.splice(0)) await attempt(netns, () => ip('netns', 'del', netns));
+    if (this.madeLabLink) await attempt(LAB_LINK, () => ip('link', 'del', LAB_LINK));
+    if (this.madeSwitch) await attempt(this.switchNs, () => ip('netns', 'del', this.switchNs));
+    this.madeLabLink = this.madeSwitch = false;
+    rmSync(this.dir, { recursive: true, force: true });
+    if (errors.length) throw new Error(`multi-host lab clean-up: ${errors.join('; ')}`);
+  }
+}

@@ -1,0 +1,84 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from '../../../src/cluster/intents';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+function temp(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tmvE-unit-'));
+  dirs.push(dir);
+  return join(dir, 'cluster-intents.log');
+}
+
+describe('intent replay', () => {
+  it('keeps takes never answered (to roll back) and releases never done (to apply)', () => {
+    const lines: IntentLine[] = [
+      { t: 'take', at: 'a', subnet: 's' },
+      { t: 'answered', at: 'a' },
+      { t: 'take', at: 'b', subnet: 's' },
+      { t: 'take', at: 'c', subnet: 's' },
+      { t: 'dropped', at: 'c' },
+      { t: 'release', id: 'r1', subnet: 's', address: '10.0.0.5', ref: 'x' },
+      { t: 'release', id: 'r2', subnet: 's', address: '10.0.0.6', ref: 'y' },
+      { t: 'released', id: 'r1' },
+      // A take whose outcome was unknown, rolled back by its token: done.
+      { t: 'take', at: 'd', subnet: 's' },
+      { t: 'released', id: 'd' },
+    ];
+    const { takes, releases } = replay(lines);
+    expect([...takes]).toEqual([['b', 's']]);
+    expect([...releases.values()]).toEqual([{ id: 'r2', subnet: 's', address: '10.0.0.6', ref: 'y' }]);
+  });
+});
+
+describe('intent log file', () => {
+  it('ignores a torn last line and names the line that is not a record', () => {
+    const path = temp();
+    writeFileSync(path, '{"t":"take","at":"a","subnet":"s"}\n{"t":"answ');
+    expect(readIntents(path, pino({ level: 'silent' }))).toEqual([{ t: 'take', at: 'a', subnet: 's' }]);
+    writeFileSync(path, '{"t":"take","at":"a","subnet":"s"}\n[1]\n');
+    expect(() => readIntents(path, pino({ level: 'silent' }))).toThrow(
+      `cluster intent log ${path} line 2 is not an intent record; fix or remove the line`,
+    );
+  });
+
+  it('makes lines durable with shared syncs, marks without one, and rewrites itself from its live lines', async () => {
+    const path = temp();
+    rewriteIntents(path, []);
+    const takes: IntentLine[] = Array.from({ length: 300 }, (_, i) => ({ t: 'take', at: `t${i}`, subnet: 's' }));
+    let live: IntentLine[] = [...takes];
+    const log = new IntentLog(path, () => live, 0);
+    await Promise.all(takes.map((line) => log.durable(line)));
+    // Group commit: far fewer syncs than lines; 300 lines with 300 live is no reason to rewrite.
+    expect(log.syncs).toBeLessThan(300);
+    expect(readFileSync(path, 'utf8').split('\n').length).toBe(301);
+    for (let i = 0; i < 299; i++) log.mark({ t: 'answered', at: `t${i}` });
+    const last: IntentLine = { t: 'take', at: 'last', subnet: 's' };
+    live = [takes[299], last];
+    await log.durable(last);
+    await log.close();
+    // 600 lines > 2 x 2 live + 64: rewritten from memory at that sync.
+    expect(readIntents(path, pino({ level: 'silent' }))).toEqual(live);
+  });
+
+  it('after a failed write, rewrites the file from memory before appending again', async () => {
+    const path = temp();
+    mkdirSync(path); // the log's path is a directory: every write fails
+    let live: IntentLine[] = [];
+    const log = new IntentLog(path, () => live, 0);
+    const lost: IntentLine = { t: 'take', at: 'lost', subnet: 's' };
+    await expect(log.durable(lost)).rejects.toThrow(/EISDIR/);
+    rmdirSync(path);
+    const kept: IntentLine = { t: 'release', id: 'r', subnet: 's', address: '10.0.0.9', ref: 'x' };
+    live = [kept];
+    await log.durable({ t: 'take', at: 'next', subnet: 's' });
+    await log.close();
+    // The rewrite wrote what memory holds, then the new line was appended.
+    expect(readIntents(path, pino({ level: 'silent' }))).toEqual([kept, { t: 'take', at: 'next', subnet: 's' }]);
+  });
+});

@@ -1,0 +1,89 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ClusterKv, KvEntry, TxnResult } from '../../../src/cluster/etcd';
+import { IntentLog, rewriteIntents } from '../../../src/cluster/intents';
+import { addressKey, encodeClaims } from '../../../src/cluster/keys';
+import { ReleaseQueue } from '../../../src/cluster/releases';
+import { SubnetView } from '../../../src/cluster/view';
+import { parseCidr } from '../../../src/ip/address';
+
+const subnet = (() => {
+  const r = parseCidr('10.8.0.0/24');
+  if (!r.ok) throw new Error(r.why);
+  return r.cidr;
+})();
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A kv whose replaces wait until `release()` lets them through, and always succeed. */
+class GatedKv implements ClusterKv {
+  readonly endpoints = ['http://fake:2379'];
+  readonly prefix = '/p';
+  replaced: string[] = [];
+  private waiting: (() => void)[] = [];
+  private revision = 100n;
+  async range(): Promise<{ entries: KvEntry[]; revision: bigint }> {
+    return { entries: [], revision: this.revision };
+  }
+  async create(): Promise<TxnResult> {
+    throw new Error('not used');
+  }
+  async replace(key: string): Promise<TxnResult> {
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.replaced.push(key);
+    return { ok: true, revision: ++this.revision };
+  }
+  async watch() {
+    return { cancel: async () => undefined };
+  }
+  async close() {}
+  release(): void {
+    for (const go of this.waiting.splice(0)) go();
+  }
+}
+
+function within<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not in 3 s`)), 3000)),
+  );
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+describe('release queue', () => {
+  it('applies a release queued while the loop is applying another', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tmvE-unit-'));
+    dirs.push(dir);
+    const path = join(dir, 'cluster-intents.log');
+    rewriteIntents(path, []);
+    const kv = new GatedKv();
+    const view = new SubnetView(subnet, '/p');
+    const claim = (at: string) => encodeClaims([{ owner: 'me', kind: 'container', ref: 'r', at }]);
+    view.load(
+      [
+        { key: addressKey('/p', subnet, subnet.base + 5n), value: claim('t1'), modRevision: 10n },
+        { key: addressKey('/p', subnet, subnet.base + 6n), value: claim('t2'), modRevision: 11n },
+      ],
+      11n,
+    );
+    const log = new IntentLog(path, () => [], 0);
+    const queue = new ReleaseQueue(log, pino({ level: 'silent' }), 'me', kv, async () => view, []);
+    queue.enqueueKnown({ id: 't1', subnet: subnet.text, at: 't1' });
+    await new Promise((resolve) => setImmediate(resolve));
+    queue.enqueueKnown({ id: 't2', subnet: subnet.text, at: 't2' });
+    for (let i = 0; i < 10 && kv.replaced.length < 2; i++) {
+      kv.release();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await within(queue.drained(), 'both releases applied');
+    expect(kv.replaced.sort()).toEqual([5n, 6n].map((n) => addressKey('/p', subnet, subnet.base + n)));
+    expect(view.held.size).toBe(0);
+    queue.stop();
+    await log.close();
+  });
+});
