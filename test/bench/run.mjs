@@ -277,6 +277,21 @@ function report(r) {
       x(p.tsmacvlanOverBridge.rtt),
     );
   }
+  const c = r.cluster;
+  if (c && !c.error) {
+    const l = c.latency;
+    add('cluster RequestAddress p50 / p99: local journal', `${ms(l.localP50Ms)} / ${ms(l.localP99Ms)}`);
+    add('cluster RequestAddress p50 / p99: 3-member etcd', `${ms(l.etcdP50Ms)} / ${ms(l.etcdP99Ms)}`);
+    const b = c.burst;
+    add(
+      `cluster burst: ${b.hosts} instances × ${b.asked / b.hosts} over one /22: duplicates / failed / allocations/s`,
+      `${b.duplicates} / ${b.failed} / ${b.allocationsPerSecond}`,
+    );
+    add(
+      'cluster: etcd round trips per allocation (sequential / burst)',
+      `${l.etcdTxnsPerAllocation} / ${b.etcdTxnsPerAllocation}`,
+    );
+  }
   const i = r.ipam;
   if (i && !i.error) {
     add('IPAM fill of a /16: requests/s first 1,000 / last 1,000', `${i.first1000PerSecond} / ${i.last1000PerSecond}`);
