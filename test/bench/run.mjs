@@ -5,11 +5,12 @@
 //             burst of 200; CPU profile per life                                          (private network namespaces)
 //   docker    docker network connect+disconnect and docker run --rm: tsmacvlan vs Docker's built-in macvlan
 //   dataplane iperf3 and ping between two containers: tsmacvlan (macvlan bridge mode) vs a Docker bridge network
+//   cluster   test/bench/cluster.mjs: allocation latency, local journal vs 3-member etcd; 20 plugin instances at once
 //   ipam      test/bench/ipam-fill.mjs (a /16 filled through the API)
 //
 // Every figure is a median over repetitions of the variants interleaved in a fresh random order each round, and every
 // ratio compares figures measured in the same run. Knobs (environment):
-//   BENCH_ONLY=api,docker,dataplane,ipam   sections to run (default all)
+//   BENCH_ONLY=api,docker,dataplane,cluster,ipam   sections to run (default all)
 //   BENCH_PAIRS=60          docker rounds (each: every network variant, shuffled)
 //   BENCH_LIVES=200         endpoint-life rounds (each: every cell × api/kernel/kernel+disk, shuffled)
 //   BENCH_SCALES=10,1000,4000   endpoints present in each cell
@@ -42,7 +43,7 @@ if (process.env.BENCH_QUICK) {
   for (const [key, value] of Object.entries(quick)) process.env[key] ??= value;
 }
 
-const only = new Set((process.env.BENCH_ONLY ?? 'api,docker,dataplane,ipam').split(',').map((s) => s.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,ipam').split(',').map((s) => s.trim()));
 const outPath = process.env.BENCH_OUT || join(ROOT, 'test-results/bench.json');
 
 if (process.getuid?.() !== 0) {
@@ -86,6 +87,7 @@ const t0 = performance.now();
 await section('api', async () => (await import('./api.mjs')).benchApi());
 await section('docker', async () => (await import('./docker.mjs')).benchDocker());
 await section('dataplane', async () => (await import('./docker.mjs')).benchDataPlane());
+await section('cluster', async () => (await import('./cluster.mjs')).benchCluster());
 await section('ipam', async () => {
   const out = join(tempDir('tsmv-bench-ipam-out-'), 'ipam.json');
   const { readFileSync } = await import('node:fs');
@@ -273,6 +275,21 @@ function report(r) {
       `Docker bridge network: ${p.bridge.rttMedianMs} ms`,
       `${p.tsmacvlan.rttMedianMs} ms`,
       x(p.tsmacvlanOverBridge.rtt),
+    );
+  }
+  const c = r.cluster;
+  if (c && !c.error) {
+    const l = c.latency;
+    add('cluster RequestAddress p50 / p99: local journal', `${ms(l.localP50Ms)} / ${ms(l.localP99Ms)}`);
+    add('cluster RequestAddress p50 / p99: 3-member etcd', `${ms(l.etcdP50Ms)} / ${ms(l.etcdP99Ms)}`);
+    const b = c.burst;
+    add(
+      `cluster burst: ${b.hosts} instances × ${b.asked / b.hosts} over one /22: duplicates / failed / allocations/s`,
+      `${b.duplicates} / ${b.failed} / ${b.allocationsPerSecond}`,
+    );
+    add(
+      'cluster: etcd round trips per allocation (sequential / burst)',
+      `${l.etcdTxnsPerAllocation} / ${b.etcdTxnsPerAllocation}`,
     );
   }
   const i = r.ipam;

@@ -148,6 +148,20 @@ export class MultiHostLab {
     throw new Error(`plugin of ${host.name} does not answer on ${this.socketOf(host)}: ${host.output}`);
   }
 
+  /** SIGKILLs the host's plugin (the PID this lab started) and waits until it is gone. */
+  async killPlugin(host: LabHost): Promise<void> {
+    const child = host.plugin;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts the host's plugin again (after killPlugin), on the same socket and state directory. */
+  async restartPlugin(host: LabHost): Promise<void> {
+    await this.startPlugin(host);
+  }
+
   private async stopPlugin(host: LabHost): Promise<void> {
     const child = host.plugin;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
