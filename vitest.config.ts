@@ -1,5 +1,13 @@
 import { defineConfig } from 'vitest/config';
 
+// The lab's Docker Engine (test/lab/in-lab.sh, TSMV_ENGINE): files of options older engines refuse run only on an
+// engine that has them, excluded elsewhere rather than skipped (CI counts a skipped test as a failure).
+const engineMajor = Number((process.env.TSMV_ENGINE ?? '20.10').split('.')[0]);
+const newerEngineFiles = engineMajor >= 28 ? [] : ['test/e2e/engine-28.test.ts'];
+// The multi-host files start hosts of their own with Debian's engine whatever TSMV_ENGINE says (they test etcd's
+// coordination, not an engine): they run once, in the 20.10 run.
+const ownHostFiles = engineMajor === 20 ? [] : ['test/e2e/multi-host*.test.ts'];
+
 // One project per suite: each needs a different environment (see test/run-all.sh).
 export default defineConfig({
   test: {
@@ -19,6 +27,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          exclude: [...newerEngineFiles, ...ownHostFiles],
           setupFiles: ['test/lab/require-lab.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,

@@ -19,11 +19,16 @@ step() { echo; echo "== $*"; }
 suite() {
   local name=$1; shift
   step "$name"
+  local t0=$SECONDS
   "$@" --reporter=default --reporter=json --outputFile.json="$PWD/$results/$name.json" 2>&1 | tee "$results/$name.log"
   echo "${PIPESTATUS[0]}" > "$results/$name.exit"
+  echo "$name $(( SECONDS - t0 ))" >> "$results/seconds"
 }
 
 step "provision" && bash test/e2e/provision.sh || echo "provisioning failed" > "$results/provision.failed"
+# The newer engines of the e2e matrix, unpacked from Debian 13's and unstable's packages (nothing installed).
+step "engines" && bash test/lab/engines.sh ||
+  echo "test/lab/engines.sh could not unpack the Docker Engines 26.1 and 28.5 (its output is above)" > "$results/engines.failed"
 step "build" && npm run --silent build || echo "build failed" > "$results/build.failed"
 # Tests are not compiled by the build: this checks that every suite (e2e and vm too) still resolves its imports.
 step "typecheck" && npm run --silent typecheck || echo "test type-check failed" > "$results/typecheck.failed"
@@ -33,9 +38,14 @@ step "format" && npx prettier --check . || echo "files not formatted: run npm ru
 suite unit npx vitest run --project unit
 # Integration tests create links freely: a private namespace of their own, gone when they exit.
 suite integration bash test/in-netns.sh npx vitest run --project integration
-# e2e tests drive Docker and make links: a lab of their own (a namespace and an engine the lab starts, see test/lab).
-suite e2e bash test/lab/in-lab.sh npx vitest run --project e2e
+# e2e tests drive Docker and make links: a lab of their own (a namespace and an engine the lab starts, see test/lab),
+# once per engine people run: Debian 12's 20.10, Debian 13's 26.1, unstable's 28.5, each with its own client.
+ENGINES=(20.10 26.1 28.5)
+for engine in "${ENGINES[@]}"; do
+  TSMV_ENGINE=$engine suite "e2e-$engine" bash test/lab/in-lab.sh npx vitest run --project e2e
+done
 # 802.1q exists only under the VM kernel; the guest writes its report into a directory of ours.
 VMRUN_OUT="$PWD/$results" suite vm bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm
 
-node test/summarize.mjs "$results" unit integration e2e vm
+step "time per suite (s)" && cat "$results/seconds"
+node test/summarize.mjs "$results" unit integration "${ENGINES[@]/#/e2e-}" vm

@@ -41,22 +41,25 @@ class CrashableDaemon {
     await waitForSocket(SOCKET, daemon);
   }
 
-  /** SIGTERM and wait; a daemon still up 10 s later is SIGKILLed and the stop fails (it must not hang the suite). */
+  /**
+   * SIGTERM and wait. The plugin gives itself 10 s to stop and then exits 1 naming the phase that hung: a stop that
+   * needed that deadline fails here with its log line; a daemon still up 20 s later is SIGKILLed and the stop fails
+   * (it must not hang the suite).
+   */
   async stop(): Promise<void> {
     const d = this.daemon;
     if (!d || d.child.exitCode !== null || d.child.signalCode !== null) return;
     d.child.kill('SIGTERM');
-    const stopped = await Promise.race([
-      d.exited.then(() => true),
-      new Promise<false>((r) => setTimeout(() => r(false), 10_000)),
-    ]);
-    if (!stopped) {
+    const code = await Promise.race([d.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 20_000))]);
+    const lastOutput = () => d.output().split('\n').slice(-5).join(' | ');
+    if (code === 'running') {
       d.child.kill('SIGKILL');
       await d.exited;
       throw new Error(
-        `the plugin daemon did not exit within 10 s of SIGTERM (SIGKILLed); its last output: ${d.output().split('\n').slice(-5).join(' | ')}`,
+        `the plugin daemon did not exit within 20 s of SIGTERM (SIGKILLed); its last output: ${lastOutput()}`,
       );
     }
+    if (code !== 0) throw new Error(`the plugin daemon exited ${code} on SIGTERM; its last output: ${lastOutput()}`);
   }
 
   async restart(crashAt?: string): Promise<void> {

@@ -7,10 +7,9 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 /**
- * Debian's docker.io client, the same version as the lab's daemon
- * (test/lab/engine.sh); DOCKER_HOST, set by test/lab/in-lab.sh, names it. /usr/local/bin/docker (a Docker 28 CLI on this machine kind) comes
- * first in PATH and does negotiate down to API 1.41, but it is not installed by
- * anything we control, so tests name the client explicitly.
+ * The client of the lab's own engine, the same version as its daemon (test/lab/in-lab.sh sets TSMV_DOCKER from
+ * TSMV_ENGINE; DOCKER_HOST names the daemon). Named explicitly: /usr/local/bin/docker, first in PATH on this machine
+ * kind, is installed by nothing we control.
  */
 export const DOCKER_BIN = process.env.TSMV_DOCKER ?? '/usr/bin/docker';
 /** Imported into the lab's engine by test/lab/test-image.sh from busybox-static (no registry needed). */

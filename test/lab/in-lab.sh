@@ -8,8 +8,10 @@
 #   bash test/lab/in-lab.sh CMD...
 #
 # Environment: TSMV_RUN_ID (default: a fresh random one; names the namespace, the lab dir and the plugin instance),
-#              TSMV_ENGINE_BIN (engine binaries, default Debian's). The command gets DOCKER_HOST, TSMV_RUN_ID,
-#              TSMV_LAB_NETNS, TSMV_LAB_DIR and TSMV_ENGINE_ROOT.
+#              TSMV_ENGINE (default 20.10: Debian's installed docker.io; 26.1 or 28.5: the engine test/lab/engines.sh
+#              unpacked into .engines/<name>, run with its own client). The lab checks that the engine it started
+#              reports that version. The command gets DOCKER_HOST, TSMV_RUN_ID, TSMV_LAB_NETNS, TSMV_LAB_DIR,
+#              TSMV_ENGINE_ROOT, TSMV_ENGINE and TSMV_DOCKER (the engine's own client).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export TSMV_RUN_ID=${TSMV_RUN_ID:-tsmv$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}
@@ -17,6 +19,19 @@ export TSMV_RUN_ID=${TSMV_RUN_ID:-tsmv$(od -An -N4 -tx1 /dev/urandom | tr -d ' \
 export TSMV_LAB_NETNS=$TSMV_RUN_ID TSMV_LAB_DIR=/var/tmp/$TSMV_RUN_ID
 export TSMV_ENGINE_ROOT=$TSMV_LAB_DIR/e0 DOCKER_HOST=unix://$TSMV_LAB_DIR/e0/docker.sock
 [[ ! -e /run/netns/$TSMV_LAB_NETNS && ! -e $TSMV_LAB_DIR ]] || { echo "a lab $TSMV_RUN_ID exists already" >&2; exit 2; }
+
+export TSMV_ENGINE=${TSMV_ENGINE:-20.10}
+if [[ $TSMV_ENGINE == 20.10 ]]; then
+  engine_bin=/usr/sbin:/usr/bin client=/usr/bin/docker
+else
+  unpacked=$PWD/.engines/$TSMV_ENGINE
+  [[ -x $unpacked/usr/sbin/dockerd ]] ||
+    { echo "no engine $TSMV_ENGINE in $unpacked: unpack it with bash test/lab/engines.sh $TSMV_ENGINE" >&2; exit 2; }
+  # The engine's own binaries first (dockerd, containerd, shims, docker-init), bookworm's runc after them.
+  engine_bin=$unpacked/usr/bin:$unpacked/usr/sbin:/usr/sbin:/usr/bin client=$unpacked/usr/bin/docker
+fi
+# The client of the engine's own version, for the tests (TSMV_DOCKER) and the lab's scripts (DOCKER).
+export TSMV_DOCKER=$client DOCKER=$client
 
 cleanup() {
   set +e # remove all that can be removed, whatever fails
@@ -43,7 +58,10 @@ trap 'exit 143' TERM
 mkdir -p "$TSMV_LAB_DIR"
 ip netns add "$TSMV_LAB_NETNS"
 ip -n "$TSMV_LAB_NETNS" link set lo up
-bash test/lab/engine.sh start "$TSMV_ENGINE_ROOT" "$TSMV_LAB_NETNS" "${TSMV_ENGINE_BIN:-/usr/sbin:/usr/bin}"
+bash test/lab/engine.sh start "$TSMV_ENGINE_ROOT" "$TSMV_LAB_NETNS" "$engine_bin"
+version=$("$DOCKER" version -f '{{.Server.Version}}')
+[[ $version == "$TSMV_ENGINE".* ]] || { echo "the lab's engine is $version, not the $TSMV_ENGINE asked for" >&2; exit 1; }
+echo "[lab] Docker Engine $version (client $("$DOCKER" version -f '{{.Client.Version}}'))"
 bash test/lab/test-image.sh
 rc=0
 nsenter "--net=/run/netns/$TSMV_LAB_NETNS" -- "$@" || rc=$?
