@@ -20,7 +20,8 @@ export function problemsInLog(text) {
         problems.push(`${section}: ${lines[i + 1]?.trim() ?? ''}`);
       continue;
     }
-    const failedSuite = /^ FAIL {2}(.+)$/.exec(lines[i]);
+    // With projects vitest names the project before the path: ` FAIL   e2e  test/x.test.ts > suite`.
+    const failedSuite = /^ FAIL {2,}(?:[\w-]+ {2,})?(.+)$/.exec(lines[i]);
     if (failedSuite && section.startsWith('Failed Suites')) problems.push(`${failedSuite[1]}: ${lines[i + 1]?.trim()}`);
   }
   return problems;
