@@ -30,6 +30,7 @@ export function buildServer(
   });
 
   parseDockerBodies(app);
+  trackRequestsInFlight(app);
   app.addHook('onRequest', async () => {
     await ready;
   });
@@ -63,8 +64,8 @@ function parseDockerBodies(app: FastifyInstance): void {
 
 /** Lets a stop wait only for the requests in flight. */
 function closeConnectionsWhenClosing(app: FastifyInstance): void {
-  // Docker keeps its connections open between requests. Once the server is closing, answers in flight close theirs,
-  // so a stop takes as long as the slowest request, not the 5 s an idle connection is kept.
+  // Docker keeps its connections open between requests (fastify keeps an idle one 72 s). Once the server is closing,
+  // answers in flight close theirs, so a stop takes as long as the slowest request.
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
@@ -72,6 +73,28 @@ function closeConnectionsWhenClosing(app: FastifyInstance): void {
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close');
   });
+}
+
+/** What each app is answering now: its method and since when, for a stop that does not finish. */
+const inFlight = new WeakMap<FastifyInstance, Map<object, { method: string; since: number }>>();
+
+/** The requests `app` is still answering, oldest first: `/NetworkDriver.Join for 9.8 s`. */
+export function requestsInFlight(app: FastifyInstance): string[] {
+  const now = Date.now();
+  return [...(inFlight.get(app)?.values() ?? [])].map(
+    ({ method, since }) => `${method} for ${((now - since) / 1000).toFixed(1)} s`,
+  );
+}
+
+function trackRequestsInFlight(app: FastifyInstance): void {
+  const requests = new Map<object, { method: string; since: number }>();
+  inFlight.set(app, requests);
+  app.addHook('onRequest', async (request) => {
+    requests.set(request, { method: request.url, since: Date.now() });
+  });
+  const done = async (request: object) => void requests.delete(request);
+  app.addHook('onResponse', done);
+  app.addHook('onRequestAbort', done);
 }
 
 /** Refuses the empty resend of a request cut short. */

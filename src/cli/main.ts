@@ -12,7 +12,7 @@ import { NetworkDriver } from '../driver/driver';
 import { IpamService } from '../ipam/service';
 import { Links } from '../kernel/links';
 import { describeRepair } from '../driver/reconcile';
-import { buildServer } from '../api/server';
+import { buildServer, requestsInFlight } from '../api/server';
 import { status } from '../inspect/status';
 import { forget } from '../inspect/cluster';
 import { instanceId, stateGroup } from '../state/instance';
@@ -123,7 +123,7 @@ async function serve(options: ServeOptions): Promise<void> {
     let phase = 'finishing requests';
     setTimeout(() => {
       log.error(
-        { phase, seconds: STOP_DEADLINE_MS / 1000 },
+        { phase, seconds: STOP_DEADLINE_MS / 1000, requestsInFlight: requestsInFlight(app) },
         'stop did not finish in time; exiting anyway (the next start repairs)',
       );
       process.exit(1);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, expect, it } from 'vitest';
-import { buildServer, type Services } from '../../../src/api/server';
+import { buildServer, requestsInFlight, type Services } from '../../../src/api/server';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsmv-server-'));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -43,6 +43,8 @@ it('answers a request in flight when the stop begins with Connection: close, so 
     req.end();
   });
   await until('the request reached the server and waits on `ready`', () => reached);
+  // What a stop that misses its deadline logs.
+  expect(requestsInFlight(app)).toEqual([expect.stringMatching(/^\/Plugin\.Activate for \d+\.\d s$/)]);
   const closed = app.close();
   // Fastify stops listening once the preClose hooks have run.
   await until('the stop has begun', () => !app.server.listening);
@@ -51,5 +53,6 @@ it('answers a request in flight when the stop begins with Connection: close, so 
   expect(res.statusCode).toBe(200);
   expect(res.headers.connection).toBe('close');
   await closed;
+  expect(requestsInFlight(app)).toEqual([]);
   agent.destroy();
 });
