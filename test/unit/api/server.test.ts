@@ -1,13 +1,17 @@
 // The HTTP layer on its own: what a stop does to the requests and connections in flight.
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { buildServer, requestsInFlight, type Services } from '../../../src/api/server';
 
-const dir = mkdtempSync(join(tmpdir(), 'tsmv-server-'));
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tsmv-server-'));
+});
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Polls a condition every few ms, for at most 5 s. */
@@ -55,4 +59,16 @@ it('answers a request in flight when the stop begins with Connection: close, so 
   await closed;
   expect(requestsInFlight(app)).toEqual([]);
   agent.destroy();
+});
+
+it('closes at once a connection that never carried a request (Go dials ahead and keeps it idle), so it does not hold the stop', async () => {
+  const app = buildServer({} as Services, pino({ level: 'silent' }));
+  const socketPath = join(dir, 'q.sock');
+  await app.listen({ path: socketPath });
+  const unused = connect(socketPath);
+  await new Promise<void>((resolve, reject) => unused.once('connect', resolve).once('error', reject));
+  const closedByServer = new Promise<void>((resolve) => unused.once('close', () => resolve()));
+  const closed = app.close();
+  await closedByServer;
+  await closed;
 });
