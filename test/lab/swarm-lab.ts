@@ -1,0 +1,181 @@
+// A Docker Swarm over the multi-host lab (test/lab/multi-host.ts): every host gets the managed plugin (plugin/create.sh
+// --reuse: the rootfs test/e2e/provision.sh exported to plugin/build, installed into each host's engine) pointed at
+// the lab's etcd with `docker plugin set`, then h1 inits a swarm on its LAN address and the others join on theirs.
+// The swarm's traffic (2377, 7946) stays on the lab's bridge. `destroy` removes the engines (and with them the swarm
+// and the plugins), then the rest of the lab.
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { EtcdKv } from '../../src/cluster/etcd';
+import { decodeClaims, type Claim } from '../../src/cluster/keys';
+import { type LabHost, MultiHostLab } from './multi-host';
+
+const execFileP = promisify(execFile);
+const REPO = join(__dirname, '../..');
+const CTR = '/usr/bin/ctr';
+
+/** Swarm needs the same plugin name on every node; this one is never a real install's. */
+export const SWARM_PLUGIN = 'tsmv-swarm:latest';
+
+export interface Claimed {
+  address: string;
+  claims: Claim[];
+}
+
+export class SwarmLab {
+  /** The etcd prefix of this lab's plugins: everything they write is under it. */
+  readonly etcdPrefix: string;
+
+  private constructor(readonly lab: MultiHostLab) {
+    this.etcdPrefix = `/${lab.run}-swarm`;
+  }
+
+  get hosts(): LabHost[] {
+    return this.lab.hosts;
+  }
+
+  /** `count` hosts with the managed plugin on the lab's etcd, in one swarm whose manager is h1. */
+  static async create(count: number, binDir?: string): Promise<SwarmLab> {
+    const swarm = new SwarmLab(await MultiHostLab.create(count, binDir, { legacyPlugins: false }));
+    try {
+      for (const host of swarm.hosts) await swarm.installPlugin(host);
+      await swarm.formSwarm();
+      return swarm;
+    } catch (err) {
+      await swarm.destroy();
+      throw err;
+    }
+  }
+
+  stateDir(host: LabHost): string {
+    return join(this.lab.dir, `plugin-${host.name}`);
+  }
+
+  /** The plugin's instance id on `host` (the owner of its claims in etcd). */
+  instanceOf(host: LabHost): string {
+    return readFileSync(join(this.stateDir(host), 'instance'), 'utf8').trim();
+  }
+
+  private async installPlugin(host: LabHost): Promise<void> {
+    const state = this.stateDir(host);
+    try {
+      await execFileP('bash', [join(REPO, 'plugin/create.sh'), '--reuse', SWARM_PLUGIN], {
+        timeout: 300_000,
+        env: {
+          ...process.env,
+          DOCKER: '/usr/bin/docker',
+          DOCKER_HOST: host.engine.host,
+          TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-', // the prefix provision.sh built plugin/build with (part of its stamp)
+          TSMACVLAN_STATE_SOURCE: state,
+          TSMACVLAN_TLS_SOURCE: `${state}-tls`,
+        },
+      });
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      throw new Error(
+        `plugin/create.sh on ${host.name} failed; plugin/build must be up to date, as test/e2e/provision.sh leaves ` +
+          `it (the lab cannot reach the npm registry to build): ${e.stderr?.trim() || e.message}\n${e.stdout ?? ''}`,
+      );
+    }
+    const etcd = `TSMACVLAN_ETCD=${this.lab.etcd.endpoints.join(',')}`;
+    await host.docker('plugin', 'set', SWARM_PLUGIN, etcd, `TSMACVLAN_ETCD_PREFIX=${this.etcdPrefix}`);
+    await host.docker('plugin', 'enable', SWARM_PLUGIN);
+  }
+
+  private async formSwarm(): Promise<void> {
+    const [manager, ...workers] = this.hosts;
+    const listen = (host: LabHost) => ['--advertise-addr', host.address, '--listen-addr', `${host.address}:2377`];
+    await manager.docker('swarm', 'init', ...listen(manager));
+    // No port is published, so no routing mesh: without ingress, no node makes an ingress sandbox or docker_gwbridge.
+    execFileSync('/usr/bin/docker', ['-H', manager.engine.host, 'network', 'rm', 'ingress'], {
+      input: 'y\n',
+      stdio: ['pipe', 'ignore', 'pipe'],
+      timeout: 60_000,
+    });
+    const token = (await manager.docker('swarm', 'join-token', '-q', 'worker')).trim();
+    for (const worker of workers)
+      await worker.docker('swarm', 'join', '--token', token, ...listen(worker), `${manager.address}:2377`);
+    await this.waitFor(
+      async () => {
+        const states = (await manager.docker('node', 'ls', '--format', '{{.Status}}')).split('\n').filter(Boolean);
+        return states.length === this.hosts.length && states.every((s) => s === 'Ready');
+      },
+      60_000,
+      'every node Ready in the swarm',
+    );
+  }
+
+  /** The swarm node id of `host`. */
+  async nodeId(host: LabHost): Promise<string> {
+    return (await host.docker('info', '-f', '{{.Swarm.NodeID}}')).trim();
+  }
+
+  /** The PID of the plugin's process on `host`, from the task that host's containerd runs for it. */
+  async pluginPid(host: LabHost): Promise<number> {
+    const id = (await host.docker('plugin', 'inspect', '-f', '{{.Id}}', SWARM_PLUGIN)).trim();
+    const socket = join(host.engine.execRoot, 'containerd', 'containerd.sock');
+    const { stdout } = await execFileP(CTR, ['--address', socket, '--namespace', 'plugins.moby', 'task', 'ls'], {
+      timeout: 30_000,
+    });
+    const row = stdout.split('\n').find((line) => line.split(/\s+/)[0] === id);
+    const pid = Number(row?.split(/\s+/)[1]);
+    if (!row || !/RUNNING/.test(row) || !(pid > 0))
+      throw new Error(`the plugin ${id} does not run on ${host.name}: containerd's tasks are\n${stdout}`);
+    return pid;
+  }
+
+  /** SIGKILLs the plugin's process on `host` and waits until it is gone; dockerd then starts it again itself. */
+  async killPlugin(host: LabHost): Promise<number> {
+    const pid = await this.pluginPid(host);
+    process.kill(pid, 'SIGKILL');
+    await this.waitFor(() => !isAlive(pid), 30_000, `plugin process ${pid} on ${host.name} to exit`);
+    return pid;
+  }
+
+  /** Every address of `subnet` (e.g. 10.201.0.0/24) held in etcd under this lab's prefix, with its claims. */
+  async claims(subnet: string): Promise<Claimed[]> {
+    const kv = new EtcdKv({ endpoints: this.lab.etcd.endpoints, prefix: this.etcdPrefix });
+    try {
+      const { entries } = await kv.range(`${this.etcdPrefix}/v1/subnets/${subnet.replace('/', '_')}/addresses/`);
+      return entries.map((e) => ({
+        address: e.key.slice(e.key.lastIndexOf('/') + 1),
+        claims: decodeClaims(e.value) ?? [],
+      }));
+    } finally {
+      await kv.close();
+    }
+  }
+
+  /** Every key under this lab's etcd prefix. */
+  async etcdKeys(): Promise<string[]> {
+    const kv = new EtcdKv({ endpoints: this.lab.etcd.endpoints, prefix: this.etcdPrefix });
+    try {
+      return (await kv.range(`${this.etcdPrefix}/`)).entries.map((e) => e.key);
+    } finally {
+      await kv.close();
+    }
+  }
+
+  /** Polls `ready` (every 250 ms) until it holds; fails naming `what` after `timeoutMs`. Errors it throws end it. */
+  async waitFor(ready: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await ready())) {
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.lab.destroy();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
