@@ -7,7 +7,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { EtcdKv } from '../../src/cluster/etcd';
+import { EtcdKv, type KvEntry } from '../../src/cluster/etcd';
 import { decodeClaims, type Claim } from '../../src/cluster/keys';
 import { type LabHost, MultiHostLab } from './multi-host';
 
@@ -96,7 +96,7 @@ export class SwarmLab {
     const token = (await manager.docker('swarm', 'join-token', '-q', 'worker')).trim();
     for (const worker of workers)
       await worker.docker('swarm', 'join', '--token', token, ...listen(worker), `${manager.address}:2377`);
-    await this.waitFor(
+    await waitUntil(
       async () => {
         const states = (await manager.docker('node', 'ls', '--format', '{{.Status}}')).split('\n').filter(Boolean);
         return states.length === this.hosts.length && states.every((s) => s === 'Ready');
@@ -125,26 +125,63 @@ export class SwarmLab {
     return pid;
   }
 
-  /** SIGKILLs the plugin's process on `host` and waits until it is gone; dockerd then starts it again itself. */
-  async killPlugin(host: LabHost): Promise<number> {
+  /**
+   * SIGKILLs `host`'s plugin the moment etcd records a new container claim of it in `subnet` (while `act` runs, which
+   * should make it start a task): the address is taken and Docker is still in the middle of starting the container.
+   * Waits until the process is gone; dockerd then starts the plugin again by itself. Returns the pid and the address.
+   */
+  async killPluginOnClaim(
+    host: LabHost,
+    subnet: string,
+    act: () => Promise<unknown>,
+  ): Promise<{ pid: number; address: string }> {
     const pid = await this.pluginPid(host);
-    process.kill(pid, 'SIGKILL');
-    await this.waitFor(() => !isAlive(pid), 30_000, `plugin process ${pid} on ${host.name} to exit`);
-    return pid;
+    const owner = this.instanceOf(host);
+    const prefix = this.addressesPrefix(subnet);
+    const kv = new EtcdKv({ endpoints: this.lab.etcd.endpoints, prefix: this.etcdPrefix });
+    let cancel = async () => {};
+    try {
+      const { revision } = await kv.range(prefix);
+      let fired = false;
+      const claimed = new Promise<string>((resolve, reject) => {
+        const put = (e: KvEntry) => {
+          const claims = decodeClaims(e.value) ?? [];
+          if (fired || !claims.some((c) => c.kind === 'container' && c.owner === owner)) return;
+          fired = true; // once: the pid is not ours to signal after it exits
+          process.kill(pid, 'SIGKILL');
+          resolve(e.key.slice(prefix.length));
+        };
+        const watching = kv.watch(prefix, revision + 1n, { put, delete: () => {}, lost: reject });
+        watching.then((w) => (cancel = w.cancel), reject);
+      });
+      claimed.catch(() => {}); // awaited below, after `act`: a watch lost meanwhile is reported there
+      await act();
+      const address = await withTimeout(claimed, 60_000, `a container claim of ${host.name} in ${subnet}`);
+      await waitUntil(() => !isAlive(pid), 30_000, `plugin process ${pid} on ${host.name} to exit`);
+      return { pid, address };
+    } finally {
+      await cancel();
+      await kv.close();
+    }
   }
 
   /** Every address of `subnet` (e.g. 10.201.0.0/24) held in etcd under this lab's prefix, with its claims. */
   async claims(subnet: string): Promise<Claimed[]> {
     const kv = new EtcdKv({ endpoints: this.lab.etcd.endpoints, prefix: this.etcdPrefix });
     try {
-      const { entries } = await kv.range(`${this.etcdPrefix}/v1/subnets/${subnet.replace('/', '_')}/addresses/`);
+      const prefix = this.addressesPrefix(subnet);
+      const { entries } = await kv.range(prefix);
       return entries.map((e) => ({
-        address: e.key.slice(e.key.lastIndexOf('/') + 1),
+        address: e.key.slice(prefix.length),
         claims: decodeClaims(e.value) ?? [],
       }));
     } finally {
       await kv.close();
     }
+  }
+
+  private addressesPrefix(subnet: string): string {
+    return `${this.etcdPrefix}/v1/subnets/${subnet.replace('/', '_')}/addresses/`;
   }
 
   /** Every key under this lab's etcd prefix. */
@@ -157,18 +194,30 @@ export class SwarmLab {
     }
   }
 
-  /** Polls `ready` (every 250 ms) until it holds; fails naming `what` after `timeoutMs`. Errors it throws end it. */
-  async waitFor(ready: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await ready())) {
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+  /** Polls `ready` until it holds; fails naming `what` after `timeoutMs`. Errors it throws end it. */
+  waitFor(ready: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+    return waitUntil(ready, timeoutMs, what);
   }
 
   async destroy(): Promise<void> {
     await this.lab.destroy();
   }
+}
+
+async function waitUntil(ready: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 function isAlive(pid: number): boolean {
