@@ -202,6 +202,7 @@ describe('a swarm node drained, and its plugin killed', () => {
     const history = await manager().docker(
       'service',
       'ps',
+      '--no-trunc',
       '--format',
       '{{.Name}} {{.CurrentState}} {{.Error}}',
       SERVICE,
