@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, post } from '../helpers/serve';
 import { EtcdCluster } from './etcd';
+import { makeTls, type TlsFiles } from './tls';
 import { Engine } from './engine';
 import { runId } from './lab';
 
@@ -17,6 +18,7 @@ const execFileP = promisify(execFile);
 export const LAN = '10.201.0.0/24';
 const LAB_LINK = 'mhlan0';
 const ETCD_HOSTS = ['10.201.0.2', '10.201.0.3', '10.201.0.4'];
+const LAB_DIR = join(process.env.TSMV_LAB_DIR ?? '/var/tmp', 'multi-host');
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
@@ -43,25 +45,41 @@ export class MultiHostLab {
   readonly hosts: LabHost[] = [];
   readonly etcd: EtcdCluster;
   /** The lab's own directory (plugin state, logs): removed by `destroy`. */
-  readonly dir = join(process.env.TSMV_LAB_DIR ?? '/var/tmp', 'multi-host');
+  readonly dir = LAB_DIR;
   /** Host namespaces made so far, in order (a host whose engine failed to start has one too). */
   private readonly namespaces: string[] = [];
   private madeSwitch = false;
   private madeLabLink = false;
 
-  private constructor() {
+  /** With `tls`, the etcd members serve https and require client certificates signed by its CA. */
+  private constructor(readonly tls?: TlsFiles) {
     this.etcd = new EtcdCluster(
       `${this.run}e`,
       ETCD_HOSTS.map((host, i) => ({ name: `${this.run}m${i}`, host, clientPort: 2379, peerPort: 2380 })),
+      tls && { ca: tls.ca, cert: tls.serverCert, key: tls.serverKey },
     );
+  }
+
+  /** The settings a client of the lab's etcd needs (the CA and the client certificate when it serves TLS). */
+  get etcdSettings(): { endpoints: string[]; ca?: string; cert?: string; key?: string } {
+    const { endpoints } = this.etcd;
+    return this.tls
+      ? { endpoints, ca: this.tls.ca, cert: this.tls.clientCert, key: this.tls.clientKey }
+      : { endpoints };
   }
 
   /**
    * `count` hosts, each with a dockerd from `binDir` and, unless `legacyPlugins` is false (test/lab/swarm-lab.ts
-   * installs the managed plugin instead), a `tsmacvlan serve` instance on the lab's etcd.
+   * installs the managed plugin instead), a `tsmacvlan serve` instance on the lab's etcd; with `tls`, etcd serves
+   * https only, to clients with a certificate of the lab's CA.
    */
-  static async create(count: number, binDir?: string, { legacyPlugins = true } = {}): Promise<MultiHostLab> {
-    const lab = new MultiHostLab();
+  static async create(
+    count: number,
+    binDir?: string,
+    { legacyPlugins = true, tls = false } = {},
+  ): Promise<MultiHostLab> {
+    if (tls) mkdirSync(LAB_DIR, { recursive: true });
+    const lab = new MultiHostLab(tls ? makeTls(LAB_DIR, 'etcd', ...ETCD_HOSTS) : undefined);
     try {
       lab.makeLan();
       await lab.etcd.start();
@@ -134,7 +152,7 @@ export class MultiHostLab {
   private async startPlugin(host: LabHost): Promise<void> {
     const args = ['serve', '--socket', this.socketOf(host), '--state-dir', host.stateDir, '--log-level', 'warn'];
     const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, CLI, ...args], {
-      env: { ...process.env, TSMACVLAN_ETCD: this.etcd.endpoints.join(',') },
+      env: { ...process.env, ...this.etcdEnv() },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     host.plugin = child;
@@ -150,6 +168,13 @@ export class MultiHostLab {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     throw new Error(`plugin of ${host.name} does not answer on ${this.socketOf(host)}: ${host.output}`);
+  }
+
+  /** The plugin's etcd settings as its environment (`serve` reads TSMACVLAN_ETCD*). */
+  private etcdEnv(): NodeJS.ProcessEnv {
+    const { endpoints, ca, cert, key } = this.etcdSettings;
+    const tls = ca ? { TSMACVLAN_ETCD_CA: ca, TSMACVLAN_ETCD_CERT: cert, TSMACVLAN_ETCD_KEY: key } : {};
+    return { TSMACVLAN_ETCD: endpoints.join(','), ...tls };
   }
 
   /** SIGKILLs the host's plugin (the PID this lab started) and waits until it is gone. */

@@ -1,10 +1,11 @@
 // A Docker Swarm over the multi-host lab (test/lab/multi-host.ts): every host gets the managed plugin (plugin/create.sh
 // --reuse: the rootfs test/e2e/provision.sh exported to plugin/build, installed into each host's engine) pointed at
-// the lab's etcd with `docker plugin set`, then h1 inits a swarm on its LAN address and the others join on theirs.
+// the lab's etcd with `docker plugin set`: https only, the CA and client certificate in the host directory of the
+// plugin's read-only `tls` mount, as the README says to do; then h1 inits a swarm on its LAN address and the others join on theirs.
 // The swarm's traffic (2377, 7946) stays on the lab's bridge. `destroy` removes the engines (and with them the swarm
 // and the plugins), then the rest of the lab.
 import { execFile, execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdKv, type KvEntry } from '../../src/cluster/etcd';
@@ -37,7 +38,7 @@ export class SwarmLab {
 
   /** `count` hosts with the managed plugin on the lab's etcd, in one swarm whose manager is h1. */
   static async create(count: number, binDir?: string): Promise<SwarmLab> {
-    const swarm = new SwarmLab(await MultiHostLab.create(count, binDir, { legacyPlugins: false }));
+    const swarm = new SwarmLab(await MultiHostLab.create(count, binDir, { legacyPlugins: false, tls: true }));
     try {
       for (const host of swarm.hosts) await swarm.installPlugin(host);
       await swarm.formSwarm();
@@ -78,8 +79,17 @@ export class SwarmLab {
           `it (the lab cannot reach the npm registry to build): ${e.stderr?.trim() || e.message}\n${e.stdout ?? ''}`,
       );
     }
-    const etcd = `TSMACVLAN_ETCD=${this.lab.etcd.endpoints.join(',')}`;
-    await host.docker('plugin', 'set', SWARM_PLUGIN, etcd, `TSMACVLAN_ETCD_PREFIX=${this.etcdPrefix}`);
+    // The TLS files go into the host directory of the plugin's read-only mount `tls` (/etc/tsmacvlan inside it).
+    const { endpoints, ca, cert, key } = this.lab.etcdSettings;
+    const files = [
+      ['CA', 'ca.pem', ca!],
+      ['CERT', 'client.pem', cert!],
+      ['KEY', 'client-key.pem', key!],
+    ];
+    for (const [, name, from] of files) copyFileSync(from, join(`${state}-tls`, name));
+    const tls = files.map(([setting, name]) => `TSMACVLAN_ETCD_${setting}=/etc/tsmacvlan/${name}`);
+    const prefix = `TSMACVLAN_ETCD_PREFIX=${this.etcdPrefix}`;
+    await host.docker('plugin', 'set', SWARM_PLUGIN, `TSMACVLAN_ETCD=${endpoints.join(',')}`, prefix, ...tls);
     await host.docker('plugin', 'enable', SWARM_PLUGIN);
   }
 
@@ -138,7 +148,7 @@ export class SwarmLab {
     const pid = await this.pluginPid(host);
     const owner = this.instanceOf(host);
     const prefix = this.addressesPrefix(subnet);
-    const kv = new EtcdKv({ endpoints: this.lab.etcd.endpoints, prefix: this.etcdPrefix });
+    const kv = this.kv();
     let cancel = async () => {};
     try {
       const { revision } = await kv.range(prefix);
@@ -167,7 +177,7 @@ export class SwarmLab {
 
   /** Every address of `subnet` (e.g. 10.201.0.0/24) held in etcd under this lab's prefix, with its claims. */
   async claims(subnet: string): Promise<Claimed[]> {
-    const kv = new EtcdKv({ endpoints: this.lab.etcd.endpoints, prefix: this.etcdPrefix });
+    const kv = this.kv();
     try {
       const prefix = this.addressesPrefix(subnet);
       const { entries } = await kv.range(prefix);
@@ -180,13 +190,17 @@ export class SwarmLab {
     }
   }
 
+  private kv(): EtcdKv {
+    return new EtcdKv({ ...this.lab.etcdSettings, prefix: this.etcdPrefix });
+  }
+
   private addressesPrefix(subnet: string): string {
     return `${this.etcdPrefix}/v1/subnets/${subnet.replace('/', '_')}/addresses/`;
   }
 
   /** Every key under this lab's etcd prefix. */
   async etcdKeys(): Promise<string[]> {
-    const kv = new EtcdKv({ endpoints: this.lab.etcd.endpoints, prefix: this.etcdPrefix });
+    const kv = this.kv();
     try {
       return (await kv.range(`${this.etcdPrefix}/`)).entries.map((e) => e.key);
     } finally {
