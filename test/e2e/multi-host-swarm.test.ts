@@ -74,20 +74,15 @@ async function converge(replicas: number, timeoutMs = 120_000, settled = (_: Tas
     timeoutMs,
     `${replicas} running tasks of ${SERVICE} (last poll: ${running.length})`,
   );
-  console.log(`${replicas} tasks after ${polls} polls, no duplicate: ${describe_(running)}`);
+  console.log(`${replicas} tasks after ${polls} polls, no duplicate: ${byNode(running)}`);
   return running;
 }
 
-const describe_ = (running: Task[]) =>
-  swarm!.hosts
-    .map(
-      (h) =>
-        `${h.name}: ${running
-          .filter((t) => t.host === h)
-          .map((t) => t.address)
-          .join(' ')}`,
-    )
-    .join('; ');
+/** "h1: a b; h2: c; h3: " */
+function byNode(running: Task[]): string {
+  const on = (h: LabHost) => running.filter((t) => t.host === h).map((t) => t.address);
+  return swarm!.hosts.map((h) => `${h.name}: ${on(h).join(' ')}`).join('; ');
+}
 
 /** The container claims etcd holds in the range, as address → owner instance. */
 async function containerClaims(): Promise<Map<string, string>> {
@@ -263,7 +258,7 @@ async function removeWhenFree(host: LabHost, network: string): Promise<void> {
 }
 
 describe('a node that leaves the swarm', () => {
-  it('its tasks are removed with it and their addresses freed; the service runs on at the others', async () => {
+  it('its tasks are removed with it and their addresses freed; the service runs on the others', async () => {
     const leaving = swarm!.hosts[2];
     expect((await tasks()).filter((t) => t.host === leaving).length).toBeGreaterThan(0);
     await leaving.docker('swarm', 'leave');
