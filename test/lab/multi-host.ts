@@ -1,8 +1,9 @@
 // The multi-host lab: N Docker hosts on one LAN, inside the e2e lab's own namespace. Each host is a network namespace
 // `<run>-h<i>` with its own dockerd (test/lab/engine.sh) and its own `tsmacvlan serve --etcd` (driver `<run>h<i>`:
 // legacy plugin sockets share /run/docker/plugins). A bridge in the switch namespace `<run>-sw` is the LAN: a veth
-// `eth1` into each host, one into the lab's namespace, where the 3 etcd members listen. No default route anywhere:
-// every address is on the LAN's own subnet. `destroy` removes all of it, also after a failed `create`.
+// `eth1` into each host, one into the lab's namespace, where the 3 etcd members listen (http, or https with `tls`).
+// test/lab/swarm-lab.ts makes the hosts without legacy plugins and installs the managed one on each. No default route
+// anywhere: every address is on the LAN's own subnet. `destroy` removes all of it, also after a failed `create`.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
