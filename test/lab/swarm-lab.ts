@@ -5,7 +5,7 @@
 // The swarm's traffic (2377, 7946) stays on the lab's bridge. `destroy` removes the engines (and with them the swarm
 // and the plugins), then the rest of the lab.
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdKv, type KvEntry } from '../../src/cluster/etcd';
@@ -136,43 +136,74 @@ export class SwarmLab {
   }
 
   /**
-   * SIGKILLs `host`'s plugin the moment etcd records a new container claim of it in `subnet` (while `act` runs, which
-   * should make it start a task): the address is taken and Docker is still in the middle of starting the container.
-   * Waits until the process is gone; dockerd then starts the plugin again by itself. Returns the pid and the address.
+   * SIGKILLs `host`'s plugin the moment etcd records a new container claim of it in `subnet`, while `act` runs (which
+   * should make the node start a task): the address is taken, Docker has not yet had (or just had) the answer.
+   * Waits until the process is gone; dockerd then starts the plugin again by itself. The pid and the address.
    */
   async killPluginOnClaim(
     host: LabHost,
     subnet: string,
     act: () => Promise<unknown>,
   ): Promise<{ pid: number; address: string }> {
-    const pid = await this.pluginPid(host);
     const owner = this.instanceOf(host);
     const prefix = this.addressesPrefix(subnet);
     const kv = this.kv();
     let cancel = async () => {};
     try {
       const { revision } = await kv.range(prefix);
-      let fired = false;
-      const claimed = new Promise<string>((resolve, reject) => {
+      const killed = await this.killPluginWhen(host, act, (kill, fail) => {
         const put = (e: KvEntry) => {
-          const claims = decodeClaims(e.value) ?? [];
-          if (fired || !claims.some((c) => c.kind === 'container' && c.owner === owner)) return;
-          fired = true; // once: the pid is not ours to signal after it exits
-          process.kill(pid, 'SIGKILL');
-          resolve(e.key.slice(prefix.length));
+          if ((decodeClaims(e.value) ?? []).some((c) => c.kind === 'container' && c.owner === owner))
+            kill(e.key.slice(prefix.length));
         };
-        const watching = kv.watch(prefix, revision + 1n, { put, delete: () => {}, lost: reject });
-        watching.then((w) => (cancel = w.cancel), reject);
+        kv.watch(prefix, revision + 1n, { put, delete: () => {}, lost: fail }).then((w) => (cancel = w.cancel), fail);
       });
-      claimed.catch(() => {}); // awaited below, after `act`: a watch lost meanwhile is reported there
-      await act();
-      const address = await withTimeout(claimed, 60_000, `a container claim of ${host.name} in ${subnet}`);
-      await waitUntil(() => !isAlive(pid), 30_000, `plugin process ${pid} on ${host.name} to exit`);
-      return { pid, address };
+      return { pid: killed.pid, address: killed.what };
     } finally {
       await cancel();
       await kv.close();
     }
+  }
+
+  /**
+   * SIGKILLs `host`'s plugin the moment it writes a new endpoint record, while `act` runs: CreateEndpoint is under
+   * way, so Docker has its address from RequestAddress and must release it when the start fails. The pid and record.
+   */
+  async killPluginOnEndpoint(host: LabHost, act: () => Promise<unknown>): Promise<{ pid: number; record: string }> {
+    const watcher = watch(join(this.stateDir(host), 'endpoints'));
+    try {
+      const killed = await this.killPluginWhen(host, act, (kill, fail) => {
+        watcher.on('change', (_, file) => kill(String(file)));
+        watcher.on('error', fail);
+      });
+      return { pid: killed.pid, record: killed.what };
+    } finally {
+      watcher.close();
+    }
+  }
+
+  /** Arms `trigger` (which calls `kill` once it sees its moment), runs `act`, waits up to 60 s for the kill. */
+  private async killPluginWhen(
+    host: LabHost,
+    act: () => Promise<unknown>,
+    trigger: (kill: (what: string) => void, fail: (err: Error) => void) => void,
+  ): Promise<{ pid: number; what: string }> {
+    const pid = await this.pluginPid(host);
+    let fired = false;
+    const killed = new Promise<string>((resolve, reject) => {
+      const kill = (what: string) => {
+        if (fired) return; // once: the pid is not ours to signal after it exits
+        fired = true;
+        process.kill(pid, 'SIGKILL');
+        resolve(what);
+      };
+      trigger(kill, reject);
+    });
+    killed.catch(() => {}); // awaited below, after `act`: a trigger that failed meanwhile is reported there
+    await act();
+    const what = await withTimeout(killed, 60_000, `the moment to kill the plugin on ${host.name}`);
+    await waitUntil(() => !isAlive(pid), 30_000, `plugin process ${pid} on ${host.name} to exit`);
+    return { pid, what };
   }
 
   /** Every address of `subnet` (e.g. 10.201.0.0/24) held in etcd under this lab's prefix, with its claims. */
