@@ -1,4 +1,5 @@
 // Reconciliation: brings the kernel in line with the records before any request is answered (and for `gc`).
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Links } from '../kernel/links';
 import type { DriverState } from './driver-state';
@@ -9,8 +10,8 @@ import { planRepairs, type Repair } from './reconcile';
 /**
  * Re-creates parents this plugin made that are gone (a reboot removes them), marks those a crash left unmarked,
  * deletes links marked as the plugin's that nothing owns (only in this namespace: links inside containers are never
- * touched), rolls back unanswered creates, re-makes host-access shims. One log line per repair. With `dryRun`, only
- * says what it would do.
+ * touched), rolls back unanswered creates, removes the temporary files of writes a crash cut short, re-makes
+ * host-access shims. One log line per repair. With `dryRun`, only says what it would do.
  */
 export async function repairAtStart(
   parts: { links: Links; state: DriverState; parents: Parents; upkeep: HostAccessUpkeep; log: Logger },
@@ -21,6 +22,9 @@ export async function repairAtStart(
   const endpoints = [...state.endpoints.values(), ...state.unanswered.endpoints];
   const repairs = planRepairs(await links.list(), links.group, networks, endpoints);
   if (dryRun) return repairs;
+  for (const store of [state.networkStore, state.endpointStore])
+    for (const file of await store.removeUnfinishedWrites())
+      log.info({ file: join(store.dir, file) }, 'removed the temporary file of a write a crash cut short');
   for (const repair of repairs) {
     if (repair.action === 'forget') {
       await (repair.record === 'network' ? state.networkStore : state.endpointStore).remove(repair.id);

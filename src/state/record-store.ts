@@ -99,6 +99,17 @@ export class RecordStore<T> {
     await syncDir(this.dir);
   }
 
+  /**
+   * Removes the `.json.tmp` files of writes a crash cut short (they never happened, readers ignore them) and returns
+   * their names. Only for the start-up repair, before anything writes: an unfinished write of a live put is one too.
+   */
+  async removeUnfinishedWrites(): Promise<string[]> {
+    const left = filesEndingIn(this.dir, '.json.tmp', []);
+    for (const file of left) await unlink(join(this.dir, file));
+    if (left.length) await syncDir(this.dir);
+    return left;
+  }
+
   async remove(id: string): Promise<void> {
     try {
       await unlink(join(this.dir, `${id}.json`));

@@ -1,14 +1,16 @@
 // The multi-host lab: N Docker hosts on one LAN, inside the e2e lab's own namespace. Each host is a network namespace
 // `<run>-h<i>` with its own dockerd (test/lab/engine.sh) and its own `tsmacvlan serve --etcd` (driver `<run>h<i>`:
 // legacy plugin sockets share /run/docker/plugins). A bridge in the switch namespace `<run>-sw` is the LAN: a veth
-// `eth1` into each host, one into the lab's namespace, where the 3 etcd members listen. No default route anywhere:
-// every address is on the LAN's own subnet. `destroy` removes all of it, also after a failed `create`.
+// `eth1` into each host, one into the lab's namespace, where the 3 etcd members listen (http, or https with `tls`).
+// test/lab/swarm-lab.ts makes the hosts without legacy plugins and installs the managed one on each. No default route
+// anywhere: every address is on the LAN's own subnet. `destroy` removes all of it, also after a failed `create`.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, post } from '../helpers/serve';
 import { EtcdCluster } from './etcd';
+import { makeTls, type TlsFiles } from './tls';
 import { Engine } from './engine';
 import { runId } from './lab';
 
@@ -17,6 +19,7 @@ const execFileP = promisify(execFile);
 export const LAN = '10.201.0.0/24';
 const LAB_LINK = 'mhlan0';
 const ETCD_HOSTS = ['10.201.0.2', '10.201.0.3', '10.201.0.4'];
+const LAB_DIR = join(process.env.TSMV_LAB_DIR ?? '/var/tmp', 'multi-host');
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
@@ -42,26 +45,46 @@ export class MultiHostLab {
   readonly switchNs = `${this.run}-sw`;
   readonly hosts: LabHost[] = [];
   readonly etcd: EtcdCluster;
-  private readonly dir = join(process.env.TSMV_LAB_DIR ?? '/var/tmp', 'multi-host');
+  /** The lab's own directory (plugin state, logs): removed by `destroy`. */
+  readonly dir = LAB_DIR;
   /** Host namespaces made so far, in order (a host whose engine failed to start has one too). */
   private readonly namespaces: string[] = [];
   private madeSwitch = false;
   private madeLabLink = false;
 
-  private constructor() {
+  /** With `tls`, the etcd members serve https and require client certificates signed by its CA. */
+  private constructor(readonly tls?: TlsFiles) {
     this.etcd = new EtcdCluster(
       `${this.run}e`,
       ETCD_HOSTS.map((host, i) => ({ name: `${this.run}m${i}`, host, clientPort: 2379, peerPort: 2380 })),
+      tls && { ca: tls.ca, cert: tls.serverCert, key: tls.serverKey },
     );
   }
 
-  /** `count` hosts, each with a dockerd from `binDir` and a plugin instance on the lab's etcd. */
-  static async create(count: number, binDir?: string): Promise<MultiHostLab> {
-    const lab = new MultiHostLab();
+  /** The settings a client of the lab's etcd needs (the CA and the client certificate when it serves TLS). */
+  get etcdSettings(): { endpoints: string[]; ca?: string; cert?: string; key?: string } {
+    const { endpoints } = this.etcd;
+    return this.tls
+      ? { endpoints, ca: this.tls.ca, cert: this.tls.clientCert, key: this.tls.clientKey }
+      : { endpoints };
+  }
+
+  /**
+   * `count` hosts, each with a dockerd from `binDir` and, unless `legacyPlugins` is false (test/lab/swarm-lab.ts
+   * installs the managed plugin instead), a `tsmacvlan serve` instance on the lab's etcd; with `tls`, etcd serves
+   * https only, to clients with a certificate of the lab's CA.
+   */
+  static async create(
+    count: number,
+    binDir?: string,
+    { legacyPlugins = true, tls = false } = {},
+  ): Promise<MultiHostLab> {
+    if (tls) mkdirSync(LAB_DIR, { recursive: true });
+    const lab = new MultiHostLab(tls ? makeTls(LAB_DIR, 'etcd', ...ETCD_HOSTS) : undefined);
     try {
       lab.makeLan();
       await lab.etcd.start();
-      for (let i = 1; i <= count; i++) await lab.addHost(i, binDir);
+      for (let i = 1; i <= count; i++) await lab.addHost(i, binDir, legacyPlugins);
       return lab;
     } catch (err) {
       await lab.destroy();
@@ -83,7 +106,7 @@ export class MultiHostLab {
     ip('link', 'set', LAB_LINK, 'up');
   }
 
-  private async addHost(i: number, binDir?: string): Promise<void> {
+  private async addHost(i: number, binDir: string | undefined, legacyPlugin: boolean): Promise<void> {
     const netns = `${this.run}-h${i}`;
     ip('netns', 'add', netns);
     this.namespaces.push(netns);
@@ -119,7 +142,7 @@ export class MultiHostLab {
       stdio: ['ignore', 'ignore', 'pipe'],
       timeout: 120_000,
     });
-    await this.startPlugin(host);
+    if (legacyPlugin) await this.startPlugin(host);
   }
 
   private socketOf(host: LabHost): string {
@@ -130,7 +153,7 @@ export class MultiHostLab {
   private async startPlugin(host: LabHost): Promise<void> {
     const args = ['serve', '--socket', this.socketOf(host), '--state-dir', host.stateDir, '--log-level', 'warn'];
     const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, CLI, ...args], {
-      env: { ...process.env, TSMACVLAN_ETCD: this.etcd.endpoints.join(',') },
+      env: { ...process.env, ...this.etcdEnv() },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     host.plugin = child;
@@ -146,6 +169,13 @@ export class MultiHostLab {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     throw new Error(`plugin of ${host.name} does not answer on ${this.socketOf(host)}: ${host.output}`);
+  }
+
+  /** The plugin's etcd settings as its environment (`serve` reads TSMACVLAN_ETCD*). */
+  private etcdEnv(): NodeJS.ProcessEnv {
+    const { endpoints, ca, cert, key } = this.etcdSettings;
+    const tls = ca ? { TSMACVLAN_ETCD_CA: ca, TSMACVLAN_ETCD_CERT: cert, TSMACVLAN_ETCD_KEY: key } : {};
+    return { TSMACVLAN_ETCD: endpoints.join(','), ...tls };
   }
 
   /** SIGKILLs the host's plugin (the PID this lab started) and waits until it is gone. */

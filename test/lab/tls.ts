@@ -19,8 +19,8 @@ function openssl(args: string[]): void {
   if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
 }
 
-/** Makes a CA named `name` and certificates signed by it in `dir`; the server's is valid for `host`. */
-export function makeTls(dir: string, name: string, host: string): TlsFiles {
+/** Makes a CA named `name` and certificates signed by it in `dir`; the server's is valid for `hosts` (addresses). */
+export function makeTls(dir: string, name: string, ...hosts: string[]): TlsFiles {
   if (!existsSync(OPENSSL)) throw new Error(`${OPENSSL} is missing: install Debian's openssl`);
   const file = (f: string) => join(dir, `${name}-${f}`);
   openssl([
@@ -57,7 +57,8 @@ export function makeTls(dir: string, name: string, host: string): TlsFiles {
       file(`${who}.ext`),
     ]);
   };
-  sign('server', 'etcd', `subjectAltName=IP:${host}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+  const altNames = hosts.map((host) => `IP:${host}`).join(',');
+  sign('server', 'etcd', `subjectAltName=${altNames}\nextendedKeyUsage=serverAuth,clientAuth\n`);
   sign('client', 'tsmacvlan', 'extendedKeyUsage=clientAuth\n');
   return {
     ca: file('ca.pem'),
