@@ -18,8 +18,9 @@ export type IntentLine =
   | { t: 'released'; id: string };
 
 /**
- * A release of one claim of this instance: the claim with token `at` (a rollback: wherever it is), or one claim
- * with `ref` on `address` (a release Docker asked for).
+ * A release of claims of this instance: the claim with token `at` (a rollback: wherever it is), one claim with `ref`
+ * on `address` (a release Docker asked for), or every claim with ref `pool` in the subnet (the pool's last
+ * ReleasePool: what Docker never released, e.g. after a crash lost its ReleaseAddress).
  */
 export interface Release {
   id: string;
@@ -27,6 +28,7 @@ export interface Release {
   at?: string;
   address?: string;
   ref?: string;
+  pool?: string;
 }
 
 /** What the log says is unfinished: takes not answered (token → subnet, to roll back) and releases not done. */
