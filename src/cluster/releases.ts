@@ -234,7 +234,11 @@ export class ReleaseQueue {
   /** Starts the retry loop unless it runs. */
   kick(): void {
     if (this.stopped || this.looping || this.timer) return;
-    this.looping = this.loop().finally(() => (this.looping = undefined));
+    this.looping = this.loop().finally(() => {
+      this.looping = undefined;
+      // A release queued after the loop's last look but before this ran found the loop still running: go again.
+      if (this.queue.size > 0) this.kick();
+    });
   }
 
   /** Applies every queued release once, including those queued meanwhile; on a failure, retries after a pause. */

@@ -178,8 +178,14 @@ export class ClusterTable {
     const subnet = view.subnet.text;
     const at = newToken();
     this.inflight.set(at, subnet);
+    // Written before the transaction is sent, so a kill after the commit finds it; synced meanwhile, since the etcd
+    // round trip is the longer wait (a power cut before the sync can only leave a claim held until its pool goes).
+    let synced: Promise<Error | undefined>;
     try {
-      await this.intents.durable({ t: 'take', at, subnet });
+      synced = this.intents.writtenNow({ t: 'take', at, subnet }).then(
+        () => undefined,
+        (err: unknown) => err as Error,
+      );
     } catch (err) {
       this.inflight.delete(at);
       throw new PluginError(
@@ -199,6 +205,14 @@ export class ClusterTable {
       if (err instanceof ClusterUnavailableError) this.releases.enqueueKnown({ id: at, subnet, at });
       else this.markDropped(at);
       throw err;
+    }
+    const unsynced = await synced;
+    if (unsynced) {
+      this.inflight.delete(at);
+      this.releases.enqueueKnown({ id: at, subnet, at });
+      throw new PluginError(
+        `could not save the cluster intent log ${this.intents.path} (${unsynced.message}); the address is released again, nothing was assigned`,
+      );
     }
     crashPoint('cluster-committed');
     try {
