@@ -54,6 +54,10 @@ const DEFAULT_TIMEOUT_MS = 5000;
 /** Longest single attempt within a call's deadline: a little more than an election takes with etcd's defaults. */
 const ATTEMPT_MS = 1000;
 const RETRY_PAUSE_MS = 50;
+/** Time the loop could not run that is given back to an attempt; lateness below STALL_MIN_MS is normal jitter. */
+const STALL_GRACE_MS = 1000;
+const STALL_MIN_MS = 20;
+const GRPC_MARGIN_MS = 500;
 const FAIL_FAST_MS = 1000;
 const HOST_PAUSE_MS = 500;
 const WATCH_RETRY_MAX_MS = 1000;
@@ -127,6 +131,8 @@ export class EtcdKv implements ClusterKv {
   readonly timeoutMs: number;
   private readonly client: Etcd3;
   private failed: { at: number; err: unknown } | undefined;
+  /** When etcd last answered a call: a call that fails while others got answers does not make others fail fast. */
+  private answeredAt = 0;
   /** Calls made (each one round trip unless the client retried on another member), for tests, status and bench. */
   calls = 0;
 
@@ -167,23 +173,35 @@ export class EtcdKv implements ClusterKv {
    * Runs one call within the deadline, in attempts of at most ATTEMPT_MS: a request sent to a member just as the
    * leader died is never answered, and a new attempt after the election succeeds. Attempts are safe to repeat: a
    * take or release that did commit is recognised by its token on the next attempt. Failures become people's errors.
+   *
+   * `run` gets gRPC's deadline and the attempt's. gRPC judges its deadline in the loop's timer phase, before the
+   * replies waiting in the socket are read: after the loop was busy (a burst of requests, a long GC) it would fail
+   * calls etcd had answered in time, or count against etcd the time a request waited in this process to be sent. So
+   * the attempt's verdict is withDeadline's: given after the loop has read what arrived, with the time the loop could
+   * not run given back (up to STALL_GRACE_MS). gRPC's deadline comes after that, only to end abandoned attempts
+   * (which also tells the client's per-member breaker that a member does not answer).
    */
-  private async call<T>(what: string, run: (deadline: Date) => Promise<T>): Promise<T> {
-    // Just after a call failed for its whole deadline, others fail at once: requests waiting their turn must not
-    // each wait a deadline of their own. One call per FAIL_FAST_MS tries etcd again.
-    if (this.failed && Date.now() - this.failed.at < FAIL_FAST_MS) {
+  private async call<T>(what: string, run: (grpcDeadline: Date, attemptEnd: Date) => Promise<T>): Promise<T> {
+    const started = Date.now();
+    // Just after a call failed for its whole deadline with etcd answering nothing, others fail at once: requests
+    // waiting their turn must not each wait a deadline of their own. One call per FAIL_FAST_MS tries etcd again.
+    if (this.failed && started - this.failed.at < FAIL_FAST_MS) {
       throw new ClusterUnavailableError(describeEtcdFailure(this.failed.err, this.endpoints, this.timeoutMs, what));
     }
-    const end = Date.now() + this.timeoutMs;
+    const end = started + this.timeoutMs;
     for (;;) {
       this.calls++;
       try {
-        const result = await run(new Date(Math.min(end, Date.now() + ATTEMPT_MS)));
+        const attemptEnd = new Date(Math.min(end, Date.now() + ATTEMPT_MS));
+        const grpcDeadline = new Date(attemptEnd.getTime() + STALL_GRACE_MS + GRPC_MARGIN_MS);
+        const answer = run(grpcDeadline, attemptEnd);
+        const result = await withDeadline(answer, attemptEnd, `no answer to ${what}`, STALL_GRACE_MS);
+        this.answeredAt = Date.now();
         this.failed = undefined;
         return result;
       } catch (err) {
         if (Date.now() + RETRY_PAUSE_MS >= end || !retryable(err)) {
-          this.failed = { at: Date.now(), err };
+          if (this.answeredAt < started) this.failed = { at: Date.now(), err };
           throw new ClusterUnavailableError(describeEtcdFailure(err, this.endpoints, this.timeoutMs, what));
         }
         await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
@@ -230,8 +248,8 @@ export class EtcdKv implements ClusterKv {
   }
 
   async watch(prefix: string, fromRevision: bigint, events: WatchEvents): Promise<{ cancel(): Promise<void> }> {
-    const watcher: Watcher = await this.call(`watching ${prefix}`, (deadline) =>
-      openWatch(this.client.watch().prefix(prefix).startRevision(fromRevision.toString()).create(), deadline),
+    const watcher: Watcher = await this.call(`watching ${prefix}`, (_, attemptEnd) =>
+      openWatch(this.client.watch().prefix(prefix).startRevision(fromRevision.toString()).create(), attemptEnd),
     );
     watcher.on('put', (kv) => events.put(entryOf(kv)));
     watcher.on('delete', (kv) => events.delete(kv.key.toString(), BigInt(kv.mod_revision)));
@@ -246,11 +264,24 @@ export class EtcdKv implements ClusterKv {
   }
 }
 
-/** Rejects when `deadline` passes first (for calls that take no gRPC deadline, such as opening a watch). */
-function withDeadline<T>(promise: Promise<T>, deadline: Date, message: string): Promise<T> {
+/**
+ * Rejects when `deadline` passes first, but only once the loop has polled after the timer (timers run before the
+ * poll phase, setImmediate callbacks after it): a reply already waiting when the loop was stalled wins. A timer that
+ * fires late means the loop could not run: that time (up to `graceMs` in all) is given back before the verdict.
+ */
+function withDeadline<T>(promise: Promise<T>, deadline: Date, message: string, graceMs = 0): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`deadline exceeded: ${message}`)), deadline.getTime() - Date.now());
+    let due = deadline.getTime();
+    let given = 0;
+    const verdict = () => {
+      const stalled = Math.min(Date.now() - due, graceMs - given);
+      if (stalled < STALL_MIN_MS) return reject(new Error(`deadline exceeded: ${message}`));
+      given += stalled;
+      due = Date.now() + stalled;
+      timer = setTimeout(() => setImmediate(verdict), stalled);
+    };
+    timer = setTimeout(() => setImmediate(verdict), due - Date.now());
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

@@ -1,5 +1,6 @@
 // The cluster table's local log: what this instance is doing to etcd, durable before it matters. A take's intent is
-// fdatasync'd before its etcd commit and marked answered just before the answer; a release is fdatasync'd before it
+// written before its etcd transaction is sent, fdatasync'd while etcd commits it, and marked answered just before
+// the answer; a release is fdatasync'd before it
 // is answered and marked done once etcd has it. After a crash, takes never answered are rolled back and releases not
 // done are applied again. Lines arriving while a sync is under way share the next one (group commit).
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
@@ -18,8 +19,9 @@ export type IntentLine =
   | { t: 'released'; id: string };
 
 /**
- * A release of one claim of this instance: the claim with token `at` (a rollback: wherever it is), or one claim
- * with `ref` on `address` (a release Docker asked for).
+ * A release of claims of this instance: the claim with token `at` (a rollback: wherever it is), one claim with `ref`
+ * on `address` (a release Docker asked for), or every claim with ref `pool` in the subnet (the pool's last
+ * ReleasePool: what Docker never released, e.g. after a crash lost its ReleaseAddress).
  */
 export interface Release {
   id: string;
@@ -27,6 +29,7 @@ export interface Release {
   at?: string;
   address?: string;
   ref?: string;
+  pool?: string;
 }
 
 /** What the log says is unfinished: takes not answered (token → subnet, to roll back) and releases not done. */
@@ -126,6 +129,18 @@ export class IntentLog {
   }
 
   /**
+   * Appends `line` now, as mark does, and resolves once it is on disk: a process killed from now on finds it, and the
+   * sync can run while the caller does something else (a take's intent, synced while etcd commits the take).
+   */
+  writtenNow(line: IntentLine): Promise<void> {
+    this.mark(line);
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ text: '', resolve, reject });
+      this.running ??= this.run();
+    });
+  }
+
+  /**
    * Appends `line` without a sync: a process crash keeps it (the page cache survives), and what a power cut loses
    * only makes the next start redo a rollback or a release, which match by token and so cannot undo anything else.
    */
@@ -162,7 +177,7 @@ export class IntentLog {
             throw new Error(`short write (${bytesWritten} of ${buffer.length} bytes)`);
           await this.handle.datasync();
           this.syncs++;
-          this.lines += batch.length;
+          this.lines += batch.filter((w) => w.text !== '').length;
           this.compactIfDue();
           for (const w of batch) w.resolve();
         } catch (err) {

@@ -1,6 +1,7 @@
 // Releases roll forward: each is durable in the intent log before it is answered, then applied to etcd, now if etcd
-// answers, else by a retry loop once it does. A release removes exactly one claim of this instance, in a
-// transaction that fails if the key changed since it was read (so another host's claim is never touched).
+// answers, else by a retry loop once it does. A release removes claims of this instance, each in a transaction that
+// fails if the key changed since it was read (so another host's claim is never touched): one claim, or, for a pool's
+// last ReleasePool, every claim of that pool, which new takes of the pool wait for.
 import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { PluginError } from '../errors';
@@ -24,6 +25,8 @@ function newId(): string {
 export class ReleaseQueue {
   private readonly queue = new Map<string, Release>();
   private readonly applying = new Map<string, Promise<void>>();
+  /** Releases being made durable: none is applied before its line is on disk (a restart would apply it again). */
+  private readonly saving = new Map<string, Promise<void>>();
   /** Tokens of takes whose outcome was unknown and that were not found: released if they ever show up. */
   private readonly orphans = new Set<string>();
   private down = false;
@@ -38,6 +41,8 @@ export class ReleaseQueue {
     private readonly instance: string,
     private readonly kv: ClusterKv,
     private readonly viewOf: (subnet: string) => Promise<SubnetView>,
+    /** The takes of pool `ref` in `subnet` under way, which a pool's release waits for. */
+    private readonly takesUnderWay: (subnet: string, ref: string) => Promise<unknown>[],
     unfinished: Release[],
   ) {
     for (const release of unfinished) this.queue.set(release.id, release);
@@ -64,20 +69,45 @@ export class ReleaseQueue {
       const view = await this.viewOf(subnet).catch((err: unknown) => this.unavailable(err));
       if (view && !this.target(view, release)) return false;
     }
+    await this.record(release);
+    crashPoint('cluster-release-saved');
+    await this.applyNowOrLater(release);
+    return true;
+  }
+
+  /**
+   * The last ReleasePool of pool `ref` on this instance: releases every claim of this instance with that ref in
+   * `subnet`, whatever Docker did not release (a ReleaseAddress lost to a crash). Takes of the pool made after this
+   * call wait until it is applied, so it never touches a claim of a network created anew with the same pool.
+   */
+  async releasePool(subnet: string, ref: string): Promise<void> {
+    const release: Release = { id: newId(), subnet, pool: ref };
+    await this.record(release);
+    crashPoint('cluster-pool-release-saved');
+    await this.applyNowOrLater(release);
+  }
+
+  /** Queues `release` (at once: takes see it from now on) and resolves once its line is durable. */
+  private async record(release: Release): Promise<void> {
     this.queue.set(release.id, release);
+    const saving = this.intents.durable({ t: 'release', ...release });
+    this.saving.set(release.id, saving);
     try {
-      await this.intents.durable({ t: 'release', ...release });
+      await saving;
     } catch (err) {
       this.queue.delete(release.id);
       throw new PluginError(
         `could not save the cluster intent log ${this.intents.path} (${(err as Error).message}); nothing was released, retry`,
       );
+    } finally {
+      this.saving.delete(release.id);
     }
-    crashPoint('cluster-release-saved');
-    // Durable now: whatever stops it reaching etcd, it stays queued and the answer is yes.
+  }
+
+  /** Durable now: whatever stops it reaching etcd, it stays queued and the answer is yes. */
+  private async applyNowOrLater(release: Release): Promise<void> {
     if (!this.down) await this.apply(release.id).catch((err: unknown) => this.deferred(err));
     if (this.queue.has(release.id)) this.kick();
-    return true;
   }
 
   private deferred(err: unknown): void {
@@ -95,10 +125,19 @@ export class ReleaseQueue {
   /** The claim `release` removes, if the view shows it. */
   private target(view: SubnetView, release: Release): { address: bigint; held: Held; claim: Claim } | undefined {
     if (release.at !== undefined) return view.findToken(release.at);
+    if (release.pool !== undefined) return this.claimOfPool(view, release.pool);
     const address = release.address === undefined ? undefined : parseIp(release.address)?.value;
     const held = address === undefined ? undefined : view.held.get(address);
     const claim = held?.claims?.filter((c) => c.owner === this.instance && c.ref === release.ref).pop();
     return held && claim && address !== undefined ? { address, held, claim } : undefined;
+  }
+
+  private claimOfPool(view: SubnetView, ref: string): { address: bigint; held: Held; claim: Claim } | undefined {
+    for (const [address, held] of view.held) {
+      const claim = held.claims?.find((c) => c.owner === this.instance && c.ref === ref);
+      if (claim) return { address, held, claim };
+    }
+    return undefined;
   }
 
   /** Applies one queued release; concurrent calls for one release share one application. */
@@ -112,15 +151,19 @@ export class ReleaseQueue {
   }
 
   private async applyOnce(id: string): Promise<void> {
+    await this.saving.get(id)?.catch(() => undefined);
     const release = this.queue.get(id);
     if (!release) return;
+    // A take of the pool that began before its release (Docker gave up waiting for it) lands first, then goes too.
+    if (release.pool !== undefined) await Promise.allSettled(this.takesUnderWay(release.subnet, release.pool));
     const view = await this.viewOf(release.subnet);
     if (release.at !== undefined && !this.target(view, release)) {
       // A rollback of a take whose commit the watch may not have delivered yet: ask etcd itself.
       const { entries } = await this.kv.range(view.prefix);
       for (const entry of entries) view.put(entry);
     }
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    // Each success removes one claim (a pool's release goes on to the next); each loss re-reads the key.
+    for (let losses = 0; losses < MAX_ATTEMPTS;) {
       const target = this.target(view, release);
       if (!target) {
         if (release.at !== undefined) this.orphans.add(release.at);
@@ -134,13 +177,16 @@ export class ReleaseQueue {
       if (result.ok) {
         if (value === undefined) view.delete(key, result.revision);
         else view.put({ key, value, modRevision: result.revision });
-        return this.done(release);
+        if (release.pool === undefined) return this.done(release);
+        crashPoint('cluster-pool-claim-released');
+        continue;
       }
+      losses++;
       if (result.current) view.put(result.current);
       else view.delete(key, result.revision);
     }
     throw new PluginError(
-      `could not release ${release.address ?? release.at} in subnet ${release.subnet}: it changed under each of ${MAX_ATTEMPTS} tries; it stays queued`,
+      `could not release ${release.address ?? release.at ?? `the claims of pool ${release.pool}`} in subnet ${release.subnet}: it changed under each of ${MAX_ATTEMPTS} tries; it stays queued`,
     );
   }
 
@@ -151,13 +197,25 @@ export class ReleaseQueue {
     if (this.queue.size === 0) for (const wake of this.waiters.splice(0)) wake();
   }
 
-  /** Applies any release of this instance still queued for `address` before a new take of it. */
+  /** Applies any release of this instance still queued for `address` before a new take of it (a pool's: see take). */
   async settleOwn(view: SubnetView, address: bigint): Promise<void> {
     for (const release of [...this.queue.values()]) {
-      if (release.subnet === view.subnet.text && this.target(view, release)?.address === address) {
+      if (release.pool !== undefined || release.subnet !== view.subnet.text) continue;
+      if (this.target(view, release)?.address === address) {
         await this.apply(release.id);
       }
     }
+  }
+
+  /** A queued release of pool `ref` in `subnet`, which a new take of that pool must wait for. */
+  pendingPool(subnet: string, ref: string): string | undefined {
+    for (const [id, release] of this.queue) if (release.subnet === subnet && release.pool === ref) return id;
+    return undefined;
+  }
+
+  /** Applies the queued release `id` now (a take waiting for it fails with etcd's error when etcd does not answer). */
+  applyPending(id: string): Promise<void> {
+    return this.apply(id);
   }
 
   /** A watch showed `address` changed: a claim of a take given up for lost that did commit is released now. */
@@ -176,7 +234,11 @@ export class ReleaseQueue {
   /** Starts the retry loop unless it runs. */
   kick(): void {
     if (this.stopped || this.looping || this.timer) return;
-    this.looping = this.loop().finally(() => (this.looping = undefined));
+    this.looping = this.loop().finally(() => {
+      this.looping = undefined;
+      // A release queued after the loop's last look but before this ran found the loop still running: go again.
+      if (this.queue.size > 0) this.kick();
+    });
   }
 
   /** Applies every queued release once, including those queued meanwhile; on a failure, retries after a pause. */

@@ -57,6 +57,8 @@ export class ClusterTable {
   private readonly views = new Map<string, Promise<SubnetView>>();
   /** Takes between their intent and their answer, by token → subnet. */
   private readonly inflight = new Map<string, string>();
+  /** Takes under way, for a pool's release to wait for. */
+  private readonly underWay = new Set<{ subnet: string; ref: string; work: Promise<bigint> }>();
   /** Addresses a take of this instance is trying right now, per subnet: never two takes on one. */
   private readonly busy = new Map<string, Set<bigint>>();
   private readonly picker = new Picker();
@@ -73,7 +75,15 @@ export class ClusterTable {
     unfinished: Release[],
   ) {
     this.intents = new IntentLog(path, () => this.liveLines(), unfinished.length);
-    this.releases = new ReleaseQueue(this.intents, log, instance, kv, (subnet) => this.view(subnet), unfinished);
+    this.releases = new ReleaseQueue(
+      this.intents,
+      log,
+      instance,
+      kv,
+      (subnet) => this.view(subnet),
+      (subnet, ref) => [...this.underWay].filter((t) => t.subnet === subnet && t.ref === ref).map((t) => t.work),
+      unfinished,
+    );
   }
 
   /**
@@ -151,10 +161,31 @@ export class ClusterTable {
     checkRequest(request);
     const subnet = request.subnet.text;
     const view = await this.view(subnet);
+    // A release of this pool still queued (the network removed, now created again) goes first, or it could take
+    // this claim too. Checked and registered with no wait in between.
+    for (let id: string | undefined; (id = this.releases.pendingPool(subnet, request.ref));)
+      await this.releases.applyPending(id);
+    const taking = { subnet, ref: request.ref, work: this.takeIn(view, request) };
+    this.underWay.add(taking);
+    try {
+      return await taking.work;
+    } finally {
+      this.underWay.delete(taking);
+    }
+  }
+
+  private async takeIn(view: SubnetView, request: TakeRequest): Promise<bigint> {
+    const subnet = view.subnet.text;
     const at = newToken();
     this.inflight.set(at, subnet);
+    // Written before the transaction is sent, so a kill after the commit finds it; synced meanwhile, since the etcd
+    // round trip is the longer wait (a power cut before the sync can only leave a claim held until its pool goes).
+    let synced: Promise<Error | undefined>;
     try {
-      await this.intents.durable({ t: 'take', at, subnet });
+      synced = this.intents.writtenNow({ t: 'take', at, subnet }).then(
+        () => undefined,
+        (err: unknown) => err as Error,
+      );
     } catch (err) {
       this.inflight.delete(at);
       throw new PluginError(
@@ -174,6 +205,14 @@ export class ClusterTable {
       if (err instanceof ClusterUnavailableError) this.releases.enqueueKnown({ id: at, subnet, at });
       else this.markDropped(at);
       throw err;
+    }
+    const unsynced = await synced;
+    if (unsynced) {
+      this.inflight.delete(at);
+      this.releases.enqueueKnown({ id: at, subnet, at });
+      throw new PluginError(
+        `could not save the cluster intent log ${this.intents.path} (${unsynced.message}); the address is released again, nothing was assigned`,
+      );
     }
     crashPoint('cluster-committed');
     try {
@@ -311,6 +350,15 @@ export class ClusterTable {
   async release(subnet: Cidr, address: bigint, ref: string): Promise<boolean> {
     if (this.closed) throw new PluginError('tsmacvlan is shutting down; retry in a moment');
     return this.releases.release(subnet.text, formatIp(subnet.v6, address), ref);
+  }
+
+  /**
+   * The last ReleasePool of pool `ref` on this instance: every claim of this instance with that ref in `subnet` is
+   * released (durable before it resolves, applied now or when etcd answers). Other instances' claims stay.
+   */
+  async releasePool(subnet: Cidr, ref: string): Promise<void> {
+    if (this.closed) throw new PluginError('tsmacvlan is shutting down; retry in a moment');
+    await this.releases.releasePool(subnet.text, ref);
   }
 
   /** Who holds what in [lo, hi] of `subnet`, from the watched view (status). */

@@ -30,7 +30,7 @@ export function wantsCluster(options: Record<string, string>, etcdConfigured: bo
 export class ClusterAddresses {
   constructor(private readonly table: ClusterTable | undefined) {}
 
-  private tableFor(pool: Pool): ClusterTable {
+  tableFor(pool: Pool): ClusterTable {
     if (!this.table) {
       throw new PluginError(
         `pool ${pool.id} is cluster-wide (its addresses are kept in etcd), but tsmacvlan runs without --etcd (TSMACVLAN_ETCD); start it again with the etcd settings it had`,
@@ -44,6 +44,11 @@ export class ClusterAddresses {
     const { lo, hi } = pool.lane;
     const request = { subnet: pool.subnet.cidr, lo, hi, kind, ref: pool.id };
     return this.tableFor(pool).take(address === undefined ? request : { ...request, address });
+  }
+
+  /** The pool's last ReleasePool: every claim of this host under it goes, durable before it resolves. */
+  releasePool(pool: Pool): Promise<void> {
+    return this.tableFor(pool).releasePool(pool.subnet.cidr, pool.id);
   }
 
   /** Durable before it resolves; false when the table shows no claim of this pool on `address`. */

@@ -244,8 +244,12 @@ export class IpamService {
     const pool = this.poolToRelease(poolId);
     if (!pool) return;
     const subnet = pool.subnet;
+    const clusterWide = isClusterPoolId(pool.id);
+    if (clusterWide) this.cluster.tableFor(pool); // refused before anything changes when etcd is not configured
     const { line, dropped } = subnet.releasePool(pool);
     this.tidy(pool);
+    // The claims go before the pool: a crash in between leaves a pool Docker no longer uses, not claims nobody frees.
+    if (dropped && clusterWide) await this.cluster.releasePool(pool);
     await this.save(subnet.cidr, line, { snapshot: subnet.empty });
     this.log.info({ poolId, refs: pool.refs, dropped }, 'pool released');
   }

@@ -3,17 +3,21 @@
 //   burst    BENCH_CLUSTER_HOSTS plugin instances (`serve --etcd`, driven over their sockets, no dockerd) x
 //            BENCH_CLUSTER_EACH (50: 20 x 50 + 20 warm-up = 1,020 of the /22's 1,022) allocations each, at once over one /22: duplicates, allocations/s, and etcd round
 //            trips per allocation (etcd's own grpc_server_handled_total for Txn, summed over the members)
+//   labHost  test/bench/cluster-docker.ts: on a multi-host lab host (etcd on the lab LAN), RequestAddress and
+//            `docker run --rm`, local vs cluster IPAM (BENCH_CLUSTER_API_ROUNDS, BENCH_CLUSTER_DOCKER_ROUNDS)
 // Figures only, no verdicts. Standalone: `npm run build && bash test/in-netns.sh node test/bench/cluster.mjs`.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   PluginClient,
+  ROOT,
   envInt,
   log,
   onCleanup,
   percentile,
   round,
+  run,
   sleep,
   spawnTracked,
   startPlugin,
@@ -163,7 +167,21 @@ export async function benchCluster() {
   log(`cluster latency: ${JSON.stringify(lat)}`);
   const b = await burst(envInt('BENCH_CLUSTER_HOSTS', 20), envInt('BENCH_CLUSTER_EACH', 50));
   log(`cluster burst: ${JSON.stringify(b)}`);
-  return { latency: lat, burst: b };
+  const labHost = await onLabHost();
+  log(`cluster on a lab host: ${JSON.stringify(labHost)}`);
+  return { latency: lat, burst: b, labHost };
+}
+
+/** The lab-host figures: the lab is TypeScript, so its bench runs under vite-node (vitest's own runner). */
+async function onLabHost() {
+  const { stdout } = await run(
+    join(ROOT, 'node_modules/.bin/vite-node'),
+    [join(ROOT, 'test/bench/cluster-docker.ts')],
+    {
+      timeoutMs: 900_000,
+    },
+  );
+  return JSON.parse(stdout.trim().split('\n').pop());
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -5,7 +5,8 @@
 //             burst of 200; CPU profile per life                                          (private network namespaces)
 //   docker    docker network connect+disconnect and docker run --rm: tsmacvlan vs Docker's built-in macvlan
 //   dataplane iperf3 and ping between two containers: tsmacvlan (macvlan bridge mode) vs a Docker bridge network
-//   cluster   test/bench/cluster.mjs: allocation latency, local journal vs 3-member etcd; 20 plugin instances at once
+//   cluster   test/bench/cluster.mjs: allocation latency, local journal vs 3-member etcd; 20 plugin instances at once;
+//             test/bench/cluster-docker.ts on a lab host: API latency and docker run, local vs cluster IPAM
 //   ipam      test/bench/ipam-fill.mjs (a /16 filled through the API)
 //
 // Every figure is a median over repetitions of the variants interleaved in a fresh random order each round, and every
@@ -291,6 +292,17 @@ function report(r) {
       'cluster: etcd round trips per allocation (sequential / burst)',
       `${l.etcdTxnsPerAllocation} / ${b.etcdTxnsPerAllocation}`,
     );
+    const h = c.labHost;
+    if (h) {
+      add(
+        'cluster on a lab host, etcd on the LAN: RequestAddress p50 local / cluster',
+        `${ms(h.api.localP50Ms)} / ${ms(h.api.clusterP50Ms)}`,
+      );
+      add(
+        'cluster on a lab host: docker run --rm median local / cluster IPAM',
+        `${h.docker.localMedianMs} ms / ${h.docker.clusterMedianMs} ms (${h.docker.ratio}x)`,
+      );
+    }
   }
   const i = r.ipam;
   if (i && !i.error) {

@@ -1,10 +1,13 @@
 // Failures in the multi-host lab (test/lab/multi-host.ts), two hosts on one cluster-wide range: one etcd member down
 // changes nothing; quorum lost refuses a new container with the etcd message while running ones keep talking, and
 // recovery needs nothing but the members' return; a plugin killed (SIGKILL) during a `docker run` leaves nothing
-// doubled once it restarts and the user retries (at most the killed run's address held, until the network goes); and
-// after everything is removed etcd holds no key of the subnet and the whole range starts again.
+// doubled once it restarts and the user retries (at most the killed run's address held, by the killed host, until its
+// network goes); and after everything is removed etcd holds no key of the subnet and the whole range starts again.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdKv } from '../../src/cluster/etcd';
+import { decodeClaims } from '../../src/cluster/keys';
 import { LAN, type LabHost, MultiHostLab } from '../lab/multi-host';
 
 const IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
@@ -36,19 +39,25 @@ async function startEventually(host: LabHost, name: string, tries: number): Prom
   }
 }
 
-/** The addresses etcd holds in the lab's range (the gateway, shared by the hosts, is outside it). */
-async function claimedInRange(): Promise<string[]> {
+/** What etcd holds of the lab's subnet: address → the instances claiming it. */
+async function claims(): Promise<Map<string, string[]>> {
   const kv = new EtcdKv({ endpoints: lab!.etcd.endpoints });
   try {
     const { entries } = await kv.range(`${kv.prefix}/v1/subnets/10.201.0.0_24/`);
-    return entries
-      .map((e) => e.key.slice(e.key.lastIndexOf('/') + 1))
-      .filter((a) => RANGE.test(a))
-      .sort();
+    return new Map(
+      entries.map((e) => [e.key.slice(e.key.lastIndexOf('/') + 1), (decodeClaims(e.value) ?? []).map((c) => c.owner)]),
+    );
   } finally {
     await kv.close();
   }
 }
+
+/** The addresses etcd holds in the lab's range (the gateway, shared by the hosts, is outside it). */
+async function claimedInRange(): Promise<string[]> {
+  return [...(await claims()).keys()].filter((a) => RANGE.test(a)).sort();
+}
+
+const instanceOf = (host: LabHost): string => readFileSync(join(host.stateDir, 'instance'), 'utf8').trim();
 
 /** Addresses of every container on both hosts' lab network, sorted. */
 async function containerAddresses(): Promise<string[]> {
@@ -146,14 +155,28 @@ describe('the cluster IPAM when etcd members or a plugin fail', () => {
     const addresses = running.map((c) => c.address).sort();
     expect(new Set(addresses).size).toBe(addresses.length);
     expect(await containerAddresses()).toEqual(addresses);
-    // Every container's address is claimed in etcd, and at most the one address of the killed run is claimed besides:
-    // a kill after the plugin answered RequestAddress loses the ReleaseAddress Docker sends while rolling back (README,
-    // "What the plugin cannot undo"); that address stays held, also after the network is removed: a cluster pool's
-    // last ReleasePool does not yet release the claims left under it (open in issue 14).
+    // Every container's address is claimed in etcd. Besides them, only the killed run's address may be: a kill after
+    // the plugin answered RequestAddress loses the ReleaseAddress Docker sends while rolling back (README, "What the
+    // plugin cannot undo"), so it is held by the killed host's instance alone, and only until that host's network is
+    // removed (its last ReleasePool releases it: the next case checks that etcd is then empty).
+    const held = await claims();
     const claimed = await claimedInRange();
     const extra = claimed.filter((a) => !addresses.includes(a));
     console.log(`after the kill and retry: ${addresses.length} containers, extra claims: [${extra.join(' ')}]`);
     expect(claimed.filter((a) => addresses.includes(a))).toEqual(addresses);
     expect(extra.length).toBeLessThanOrEqual(1);
+    for (const address of extra) expect(held.get(address)).toEqual([instanceOf(h1)]);
+  }, 300_000);
+
+  it('everything removed: etcd holds no key of the subnet, and the whole range is free again', async () => {
+    for (const c of running.splice(0)) await c.host.docker('rm', '-f', c.name);
+    for (const host of lab!.hosts) await host.docker('network', 'rm', 'lan');
+    expect([...(await claims()).keys()]).toEqual([]);
+    await createNetworks();
+    const [h1, h2] = lab!.hosts;
+    const all = await Promise.all(Array.from({ length: 16 }, (_, i) => start(i % 2 ? h2 : h1, `f${i}`)));
+    expect(new Set(all.map((c) => c.address)).size).toBe(16);
+    for (const c of all) await c.host.docker('rm', '-f', c.name);
+    expect(await claimedInRange()).toEqual([]);
   }, 300_000);
 });

@@ -1,6 +1,6 @@
 // Crash safety of the cluster table, proven by injection: a process holding the table is killed (SIGKILL) at every
 // step of every operation, restarted, and etcd is checked: creates rolled back, deletes rolled forward, nothing
-// doubled, nothing leaked; the user's retry succeeds, and everything can be released down to nothing.
+// doubled, nothing leaked; the user's retry succeeds, and everything can be released down to the peer's claims.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +26,8 @@ afterAll(async () => {
 
 type Op =
   | { op: 'take'; kind: 'container' | 'gateway' | 'aux'; ref: string; address?: string }
-  | { op: 'release'; address: string; ref: string };
+  | { op: 'release'; address: string; ref: string }
+  | { op: 'releasePool'; ref: string };
 
 interface Run {
   signal: NodeJS.Signals | null;
@@ -77,6 +78,14 @@ const peerGateway: Op = { op: 'take', kind: 'gateway', ref: 'pool', address: GW 
 const ownGateway: Op = peerGateway;
 const staticTake: Op = { op: 'take', kind: 'container', ref: 'web', address: '10.73.0.77' };
 const dynamicTake: Op = { op: 'take', kind: 'container', ref: 'db' };
+// One pool id ('pool') on both instances, as one network's on two hosts: the pool's release takes only this one's.
+const poolClaims: Op[] = [
+  ownGateway,
+  { op: 'take', kind: 'container', ref: 'pool', address: '10.73.0.80' },
+  { op: 'take', kind: 'container', ref: 'pool' },
+  staticTake,
+];
+const peerPoolClaim: Op = { op: 'take', kind: 'container', ref: 'pool', address: '10.73.0.90' };
 
 interface Case {
   name: string;
@@ -94,6 +103,12 @@ const TAKE_POINTS: [string, 'undone' | 'done'][] = [
 ];
 const RELEASE_POINTS: [string, 'undone' | 'done'][] = [
   ['cluster-release-saved', 'done'],
+  ['cluster-release-applied', 'done'],
+];
+const POOL_RELEASE_POINTS: [string, 'undone' | 'done'][] = [
+  ['cluster-pool-release-saved', 'done'],
+  // The first of its claims released, the others not yet.
+  ['cluster-pool-claim-released', 'done'],
   ['cluster-release-applied', 'done'],
 ];
 
@@ -115,6 +130,13 @@ const CASES: Case[] = [
     step: { op: 'release', address: GW, ref: 'pool' },
     points: RELEASE_POINTS,
   },
+  {
+    name: 'release of a pool (its last ReleasePool)',
+    mine: poolClaims,
+    peer: [peerGateway, peerPoolClaim],
+    step: { op: 'releasePool', ref: 'pool' },
+    points: POOL_RELEASE_POINTS,
+  },
 ];
 
 /** The state once `step` is done, from the state before it (a dynamic take's address is read from `after`). */
@@ -128,8 +150,10 @@ function withStep(
     const address = step.address ?? Object.keys(after).find((a) => after[a].includes(`me:${step.ref}`))!;
     next[address] = [...(next[address] ?? []), `me:${step.ref}`];
   } else {
-    next[step.address] = next[step.address].filter((c) => c !== `me:${step.ref}`);
-    if (next[step.address].length === 0) delete next[step.address];
+    for (const address of step.op === 'release' ? [step.address] : Object.keys(next)) {
+      next[address] = next[address].filter((c) => c !== `me:${step.ref}`);
+      if (next[address].length === 0) delete next[address];
+    }
   }
   return next;
 }
@@ -147,6 +171,7 @@ describe('cluster table: crash at every step', () => {
       const peerDir = mkdtempSync(join(tmpdir(), `${PREFIX}-crash-`));
       try {
         await clean(prefix, peerDir, 'peer', peer);
+        const peerOnly = await state(prefix);
         await clean(prefix, dir, 'me', mine);
         const before = await state(prefix);
 
@@ -169,7 +194,7 @@ describe('cluster table: crash at every step', () => {
           claims.filter((c) => c.startsWith('me:')).map((c) => ({ op: 'release' as const, address, ref: c.slice(3) })),
         );
         await clean(prefix, dir, 'me', releases);
-        expect(await state(prefix)).toEqual({ [GW]: ['peer:pool'] });
+        expect(await state(prefix)).toEqual(peerOnly);
       } finally {
         rmSync(dir, { recursive: true, force: true });
         rmSync(peerDir, { recursive: true, force: true });

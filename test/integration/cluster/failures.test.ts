@@ -91,6 +91,43 @@ describe('cluster table when etcd fails', () => {
     expect(now.size).toBe(2);
   }, 120_000);
 
+  it("a pool's release made while quorum is lost is applied when etcd returns, before the pool takes anything new", async () => {
+    const subnet = cidr('10.72.3.0/24');
+    const { lo, hi } = bounds(subnet);
+    const a = tables.open('hostA');
+    const b = tables.open('hostB');
+    const left = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'pool' });
+    const other = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'other' });
+    const peers = await b.table.take({ subnet, lo, hi, kind: 'container', ref: 'pool' });
+    await cluster.killMember(1);
+    await cluster.killMember(2);
+    try {
+      await a.table.releasePool(subnet, 'pool'); // answered: durable here, queued for etcd
+      expect(a.table.pendingReleases).toBe(1);
+    } finally {
+      cluster.startMember(1);
+      cluster.startMember(2);
+    }
+    await cluster.waitHealthy(cluster.endpoints, 30_000);
+    // The network created again: its take waits for the queued release (or for etcd), never lands before it.
+    let again: bigint | undefined;
+    for (let tries = 0; tries < 100 && again === undefined; tries++) {
+      again = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'pool' }).catch(() => undefined);
+      if (again === undefined) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(again).toBeDefined();
+    // The rollbacks of the takes refused meanwhile are queued too (their outcome was unknown).
+    await until('queued releases applied', () => a.table.pendingReleases === 0, 3000, 10);
+    const held = await heldIn(a.kv, subnet);
+    const refs = Object.fromEntries([...held].map(([ip, claims]) => [ip, claims.map((c) => `${c.owner}:${c.ref}`)]));
+    expect(refs).toEqual({
+      [formatIp(false, other)]: ['hostA:other'],
+      [formatIp(false, peers)]: ['hostB:pool'],
+      [formatIp(false, again!)]: ['hostA:pool'],
+    });
+    expect(again === left || !held.has(formatIp(false, left))).toBe(true);
+  }, 120_000);
+
   it('etcd killed mid-transaction: after it returns, etcd holds exactly the answered takes', async () => {
     const subnet = cidr('10.72.2.0/24');
     const { lo, hi } = bounds(subnet);

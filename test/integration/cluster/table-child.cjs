@@ -19,6 +19,8 @@ async function main() {
       const address = op.address === undefined ? undefined : parseIp(op.address).value;
       const got = await table.take({ subnet, lo, hi, kind: op.kind, ref: op.ref, address });
       results.push(formatIp(subnet.v6, got));
+    } else if (op.op === 'releasePool') {
+      results.push(await table.releasePool(subnet, op.ref));
     } else {
       results.push(await table.release(subnet, parseIp(op.address).value, op.ref));
     }

@@ -236,6 +236,45 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     expect(await address(again, poolId)).toBe(`${left[0]}/24`);
   });
 
+  it("the last ReleasePool releases what Docker never released, and only this host's claims", async () => {
+    const net = { Pool: '10.80.0.0/24', SubPool: '10.80.0.0/25' };
+    const subnet = cidr(net.Pool);
+    const [poolA, poolB] = [await pool(a, net), await pool(b, net)];
+    // Two networks on host A share the pool: only the last one's release frees anything.
+    expect(await pool(a, net)).toBe(poolA);
+    for (const [host, poolId] of [
+      [a, poolA],
+      [b, poolB],
+    ] as const)
+      await address(host, poolId, '', GW);
+    // As after a kill that lost Docker's ReleaseAddress: addresses A still holds when its pool goes.
+    const leftByA = [await address(a, poolA), await address(a, poolA, '10.80.0.100')].map((x) => x.split('/')[0]);
+    const keptByB = (await address(b, poolB)).split('/')[0];
+    const idA = readFileSync(join(dir, 'hostA', 'instance'), 'utf8').trim();
+    const ownersOf = async () =>
+      Object.fromEntries([...(await heldIn(kv, subnet))].map(([ip, claims]) => [ip, claims.map((c) => c.owner)]));
+    expect(Object.keys(await ownersOf()).sort()).toEqual(['10.80.0.1', ...leftByA, keptByB].sort());
+
+    await call(a, 'ReleasePool', { PoolID: poolA });
+    expect(Object.keys(await ownersOf()).sort()).toEqual(['10.80.0.1', ...leftByA, keptByB].sort());
+    await call(a, 'ReleasePool', { PoolID: poolA });
+    // Applied before the answer (etcd is up); B's gateway claim and container stay.
+    const left = await ownersOf();
+    expect(Object.keys(left).sort()).toEqual(['10.80.0.1', keptByB].sort());
+    expect(Object.values(left).flat()).not.toContain(idA);
+
+    // The network created again on A gets the same pool id and a claim of its own, which nothing releases.
+    const again = await pool(a, net);
+    expect(again).toBe(poolA);
+    expect(await address(a, again, '10.80.0.100')).toBe('10.80.0.100/24');
+    expect(Object.keys(await ownersOf())).toContain('10.80.0.100');
+    await call(a, 'ReleasePool', { PoolID: again });
+    await call(b, 'ReleaseAddress', { PoolID: poolB, Address: `${keptByB}/24` });
+    await call(b, 'ReleaseAddress', { PoolID: poolB, Address: '10.80.0.1/24' });
+    await call(b, 'ReleasePool', { PoolID: poolB });
+    expect(await ownersOf()).toEqual({});
+  });
+
   it('status and doctor show the table; gc --cluster frees what a host gone for good held, and only that', async () => {
     const net = { Pool: '10.78.0.0/24' };
     const pools = [await pool(a, net), await pool(b, net)];

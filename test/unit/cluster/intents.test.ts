@@ -47,6 +47,19 @@ describe('intent log file', () => {
     );
   });
 
+  it('writes a line at once with writtenNow (a kill from then on finds it) and resolves after a sync', async () => {
+    const path = temp();
+    rewriteIntents(path, []);
+    const log = new IntentLog(path, () => [], 0);
+    const line: IntentLine = { t: 'take', at: 'now', subnet: 's' };
+    const synced = log.writtenNow(line);
+    expect(readIntents(path, pino({ level: 'silent' }))).toEqual([line]);
+    expect(log.syncs).toBe(0);
+    await synced;
+    expect(log.syncs).toBe(1);
+    await log.close();
+  });
+
   it('makes lines durable with shared syncs, marks without one, and rewrites itself from its live lines', async () => {
     const path = temp();
     rewriteIntents(path, []);

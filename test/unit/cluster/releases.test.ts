@@ -72,7 +72,15 @@ describe('release queue', () => {
       11n,
     );
     const log = new IntentLog(path, () => [], 0);
-    const queue = new ReleaseQueue(log, pino({ level: 'silent' }), 'me', kv, async () => view, []);
+    const queue = new ReleaseQueue(
+      log,
+      pino({ level: 'silent' }),
+      'me',
+      kv,
+      async () => view,
+      () => [],
+      [],
+    );
     queue.enqueueKnown({ id: 't1', subnet: subnet.text, at: 't1' });
     await new Promise((resolve) => setImmediate(resolve));
     queue.enqueueKnown({ id: 't2', subnet: subnet.text, at: 't2' });
