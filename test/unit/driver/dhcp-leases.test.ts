@@ -40,7 +40,7 @@ class FakeClients extends EventEmitter {
   }
 }
 
-describe('DHCP leases of the driver', () => {
+describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
   let dir: string;
   let state: DriverState;
   let clients: FakeClients;
@@ -53,13 +53,16 @@ describe('DHCP leases of the driver', () => {
     lease: lease('10.77.0.100'),
   };
   const onDisk = () => JSON.parse(readFileSync(join(dir, 'endpoints', 'e1.json'), 'utf8')) as EndpointRecord;
-  /** The record is written under the endpoint's lock after the event: waits (bounded) until `check` holds. */
+  /**
+   * The record is written under the endpoint's lock after the event: waits (bounded, 20 s: a write and its fsyncs
+   * took over 5 s on this shared VM while other suites ran) until `check` holds.
+   */
   async function until(check: () => void): Promise<void> {
     for (let i = 0; ; i++) {
       try {
         return check();
       } catch (err) {
-        if (i >= 200) throw err;
+        if (i >= 800) throw err;
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     }
