@@ -2,18 +2,14 @@
 // server in the switch namespace: parallel starts get distinct leases, a --mac-address reservation is honoured, the
 // default route is the router option, option 121 routes are installed, `docker rm` releases, a squatter's address is
 // declined, and renewal at T1 reaches the server across a plugin kill -9.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { containerExec, dockerOk, eventually, run, runSleeper, uniqueName } from './docker';
 import { CLI } from '../helpers/serve';
 import { DRIVER, SOCKET, withPluginDaemon } from './plugin-daemon';
+import { DhcpServer } from './dnsmasq';
 import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-dhcp-';
-const DNSMASQ = '/usr/sbin/dnsmasq';
 const NET = '10.231.40';
 const RANGE = { first: 100, last: 140 };
 const RESERVED = { mac: '02:42:0a:e7:28:2a', address: `${NET}.42` };
@@ -22,62 +18,6 @@ const SQUATTED = { mac: '02:42:0a:e7:28:78', address: `${NET}.120` };
 /** dnsmasq's T1 for a 2-minute lease. */
 const T1_MS = 60_000;
 const CLASSLESS = '10.232.0.0/16';
-
-/** dnsmasq on the switch's bridge: DHCP only, no ping of its own, 2-minute leases, one reservation by MAC. */
-class Server {
-  readonly dir = mkdtempSync(join(tmpdir(), 'tsmv-dnsmasq-'));
-  private child: ChildProcess | undefined;
-
-  async start(sw: Switch): Promise<void> {
-    if (!existsSync(DNSMASQ)) throw new Error(`${DNSMASQ} is missing: apt-get install dnsmasq-base`);
-    const reservations = [RESERVED, SQUATTED].map((r) => `${r.mac},${r.address}\n`);
-    writeFileSync(join(this.dir, 'hosts'), reservations.join(''));
-    const args = [
-      '--keep-in-foreground',
-      '--conf-file=/dev/null',
-      '--port=0',
-      '--no-ping',
-      '--user=root',
-      `--interface=${sw.bridge}`,
-      '--bind-interfaces',
-      '--dhcp-authoritative',
-      `--dhcp-range=${NET}.${RANGE.first},${NET}.${RANGE.last},255.255.255.0,2m`,
-      `--dhcp-option=option:router,${sw.bridgeIp}`,
-      `--dhcp-option=121,${CLASSLESS},${sw.bridgeIp}`,
-      `--dhcp-leasefile=${join(this.dir, 'leases')}`,
-      `--dhcp-hostsfile=${join(this.dir, 'hosts')}`,
-      `--pid-file=${join(this.dir, 'pid')}`,
-      '--log-dhcp',
-      `--log-facility=${join(this.dir, 'log')}`,
-    ];
-    this.child = spawn('ip', ['netns', 'exec', sw.nsName, DNSMASQ, ...args], { stdio: 'ignore' });
-    await eventually(() => expect(this.log()).toContain('DHCP, IP range'), 10_000);
-  }
-
-  log(): string {
-    const file = join(this.dir, 'log');
-    return existsSync(file) ? readFileSync(file, 'utf8') : '';
-  }
-
-  leases(): { mac: string; address: string }[] {
-    const file = join(this.dir, 'leases');
-    if (!existsSync(file)) return [];
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => ({ mac: line.split(' ')[1]!, address: line.split(' ')[2]! }));
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (child?.pid && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
 
 interface Attached {
   name: string;
@@ -133,7 +73,7 @@ const inRange = (address: string) => {
 describe(`Docker with ${DRIVER} on a DHCP network`, () => {
   // After each test: its containers and networks go, and its switch (withPluginDaemon), then its server.
   const plugin = withPluginDaemon(PREFIX);
-  const servers: Server[] = [];
+  const servers: DhcpServer[] = [];
   const squatters: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const server of servers.splice(0)) await server.stop();
@@ -141,11 +81,11 @@ describe(`Docker with ${DRIVER} on a DHCP network`, () => {
   });
 
   /** A switch with a DHCP server on it, and a DHCP network of the plugin's on its parent. */
-  async function lan(): Promise<{ sw: Switch; server: Server; network: string }> {
+  async function lan(): Promise<{ sw: Switch; server: DhcpServer; network: string }> {
     const sw = await createSwitch({ subnetPrefix: NET });
-    const server = new Server();
+    const server = new DhcpServer();
     servers.push(server);
-    await server.start(sw);
+    await server.start(sw, { range: RANGE, reservations: [RESERVED, SQUATTED], classless: CLASSLESS });
     const network = uniqueName(PREFIX);
     const create = ['network', 'create', '-d', DRIVER, '--ipam-driver', 'null', '-o', `parent=${sw.parent}`];
     await dockerOk([...create, '-o', 'dhcp=true', network]);
