@@ -30,7 +30,7 @@ RUN if command -v g++ && command -v make && command -v python3 && command -v pat
     fi >/dev/null
 COPY tsconfig.json ./
 COPY src ./src
-# TypeScript only: the base has no C compiler for the packet-socket addon, which nothing in the daemon loads yet.
+# TypeScript only: the packet-socket addon (DHCP) is the one plugin/create.sh compiled on this machine (below).
 RUN npx tsc -p tsconfig.json && node -e "console.log(require('./dist/kernel/netlink-binding.js').checkPatchedNetlink())"
 
 # ---- deps: production dependencies only
@@ -53,8 +53,11 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
 WORKDIR /opt/tsmacvlan
 COPY --from=deps /opt/tsmacvlan ./
 COPY --from=build /src/dist ./dist
+# The N-API addon of DHCP's packet socket, compiled by plugin/create.sh with this machine's C compiler (the base has
+# none); like the netlink binding it needs glibc only, not this Node version.
+COPY build/packet_socket.node ./build/
 # Fail here, not at plugin start, when the patched netlink binding cannot load on this base (e.g. no glibc).
-RUN ["node", "-e", "require('/opt/tsmacvlan/dist/kernel/netlink-binding.js').checkPatchedNetlink(); console.log('patched netlink binding loads')"]
+RUN ["node", "-e", "require('/opt/tsmacvlan/dist/kernel/netlink-binding.js').checkPatchedNetlink(); require('/opt/tsmacvlan/build/packet_socket.node'); console.log('patched netlink binding and packet socket addon load')"]
 # plugin/create.sh removes the images this label marks once a newer build replaces them.
 LABEL tsmacvlan.rootfs=true
 ENTRYPOINT ["node", "--max-semi-space-size=1", "/opt/tsmacvlan/dist/cli/main.js"]

@@ -135,6 +135,8 @@ inputs_hash() {
   } | sha256sum | cut -c1-16
 }
 
+# DHCP's packet-socket addon, compiled here (its source is among the inputs): the image copies it.
+bash scripts/build-native.sh || die "could not compile the packet socket addon (apt-get install build-essential)"
 STAMP=$(inputs_hash)
 if (( REUSE )) && [[ -d $BUILD_DIR/rootfs && -f $BUILD_DIR/.stamp && $(cat "$BUILD_DIR/.stamp") == "$STAMP" ]]; then
   echo "[plugin:create] --reuse: $BUILD_DIR holds the export of these very inputs ($STAMP): no build"

@@ -1,10 +1,11 @@
 // The leases of DHCP endpoints: obtained at CreateEndpoint, renewed for the endpoint's life, kept in its record,
 // resumed after a restart, released at DeleteEndpoint. One DhcpClients for the daemon, opened at the first need.
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { type DhcpClients, type LeaseChange, NoDhcpAnswer, openDhcpClients } from '../dhcp/clients';
 import type { Lease } from '../dhcp/lease';
 import { PluginError } from '../errors';
-import { deleteByMac } from '../kernel/foreign-links';
+import { deleteByMac, deleteMovedMacvlan } from '../kernel/foreign-links';
 import type { Links } from '../kernel/links';
 import type { KeyedMutex } from '../state/keyed-mutex';
 import type { DriverState } from './driver-state';
@@ -143,11 +144,21 @@ export class DhcpLeases {
     const context = { endpoint: endpoint.id, mac: endpoint.mac, sandbox: endpoint.sandbox };
     try {
       if (!endpoint.sandbox) this.log.warn(context, 'the endpoint never joined a container: nothing to remove');
-      else if (!(await deleteByMac(endpoint.sandbox, endpoint.mac)))
+      else if (!(await this.deleteInterface(endpoint, endpoint.sandbox)))
         this.log.warn(context, "the container's interface is not in its namespace any more: nothing to remove");
       else this.log.warn(context, "removed the container's interface");
     } catch (error) {
       this.log.error({ ...context, error: (error as Error).message }, "could not remove the container's interface");
     }
+  }
+
+  /**
+   * By the namespace file Docker gave at Join, or, where this process cannot see that file (the managed plugin's mount
+   * namespace has none of Docker's), by the id the kernel gave the namespace when Docker moved the link there.
+   */
+  private async deleteInterface(endpoint: EndpointRecord, sandbox: string): Promise<boolean> {
+    if (existsSync(sandbox)) return deleteByMac(sandbox, endpoint.mac);
+    const network = this.state.networks.get(endpoint.networkId);
+    return network !== undefined && deleteMovedMacvlan(await this.parentIndex(network), endpoint.mac);
   }
 }

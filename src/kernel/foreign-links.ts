@@ -1,9 +1,12 @@
 // Links inside another network namespace, reached without entering it (setns would need CAP_SYS_ADMIN): the
-// namespace file gets an id in ours (RTM_NEWNSID), and requests name that id (IFLA_TARGET_NETNSID). The kernel honours
+// namespace has an id in ours (RTM_NEWNSID), and requests name that id (IFLA_TARGET_NETNSID). The kernel honours
 // it for RTM_GETLINK and RTM_DELLINK only: RTM_SETLINK and RTM_NEWLINK look the link up in the socket's own namespace
 // (ENODEV here, kernel 6.18) and read the attribute as "move the link there", so a link cannot be taken down, only deleted.
+// The id comes from the namespace's file when it can be opened, or from the move itself: a link moved out of our
+// namespace gives its new one an id in ours (the kernel assigns it at the move), so a process that cannot see the
+// file (a managed plugin: Docker's netns files are not in its mount namespace) still finds the link.
 import { closeSync, openSync } from 'node:fs';
-import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
+import { createRtNetlink, FlagsGet, ifla, type RtNetlinkSocket } from 'netlink';
 import { attr, bufferToMac, u32 } from './attributes';
 import { errnoOf, KernelError } from './errors';
 import { withTimeout } from './request-timeout';
@@ -36,6 +39,48 @@ export async function deleteByMac(namespacePath: string, mac: string): Promise<b
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Deletes the macvlan with `mac` on our link `parentIndex`, in whichever namespace with an id in ours it was moved to;
+ * false when no namespace holds it. A macvlan's MAC is unique on its parent (the kernel refuses a second), so the
+ * pair names one link.
+ */
+export async function deleteMovedMacvlan(parentIndex: number, mac: string): Promise<boolean> {
+  const socket = createRtNetlink();
+  socket.socket.on('error', () => undefined); // an error without a listener would be thrown; requests fail instead
+  try {
+    for (const nsid of await namespaceIds(socket)) {
+      const links = await withTimeout(socket.getLinks({}, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
+      const link = links.find(
+        (l) =>
+          l.attrs.address &&
+          bufferToMac(l.attrs.address) === mac &&
+          l.attrs.link?.readUInt32LE(0) === parentIndex &&
+          l.attrs.linkNetnsid !== undefined && // its parent is in another namespace (not one of the same index there)
+          l.attrs.linkinfo &&
+          ifla.parseInfo(l.attrs.linkinfo).kind === 'macvlan',
+      );
+      if (!link) continue;
+      await withTimeout(socket.delLink({ index: link.data.index }, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
+      return true;
+    }
+    return false;
+  } catch (err) {
+    throw new KernelError(`delete the macvlan ${mac} of link ${parentIndex} in another namespace`, errnoOf(err));
+  } finally {
+    socket.socket.close();
+  }
+}
+
+/** The ids of every namespace ours has one for. */
+async function namespaceIds(socket: RtNetlinkSocket): Promise<number[]> {
+  const dump = socket.socket.request(RTM_GETNSID, Buffer.alloc(4), { flags: FlagsGet.DUMP });
+  const [replies] = await withTimeout(dump, REQUEST_TIMEOUT_MS);
+  return replies
+    .filter((message) => message.type === RTM_NEWNSID)
+    .map((message) => readAttribute(Buffer.from(message.data), 4, NETNSA_NSID)?.readInt32LE(0))
+    .filter((nsid): nsid is number => nsid !== undefined && nsid >= 0);
 }
 
 /** The id our namespace knows `fd`'s namespace by, assigned now if it has none. */

@@ -7,17 +7,20 @@
 //   dataplane iperf3 and ping between two containers: tsmacvlan (macvlan bridge mode) vs a Docker bridge network
 //   cluster   test/bench/cluster.mjs: allocation latency, local journal vs 3-member etcd; 20 plugin instances at once;
 //             test/bench/cluster-docker.ts on a lab host: API latency and docker run, local vs cluster IPAM
+//   dhcp      test/bench/dhcp.mjs: 20 containers at once on a DHCP network (dnsmasq) vs with the plugin's IPAM; a
+//             lease's time on the wire: the server's turnaround beside the plugin's own
 //   ipam      test/bench/ipam-fill.mjs (a /16 filled through the API)
 //
 // Every figure is a median over repetitions of the variants interleaved in a fresh random order each round, and every
 // ratio compares figures measured in the same run. Knobs (environment):
-//   BENCH_ONLY=api,docker,dataplane,cluster,ipam   sections to run (default all)
+//   BENCH_ONLY=api,docker,dataplane,cluster,dhcp,ipam   sections to run (default all)
 //   BENCH_PAIRS=60          docker rounds (each: every network variant, shuffled)
 //   BENCH_LIVES=200         endpoint-life rounds (each: every cell × api/kernel/kernel+disk, shuffled)
 //   BENCH_SCALES=10,1000,4000   endpoints present in each cell
 //   BENCH_POPULATE_CONCURRENCY=1    how many of them are created at a time (1: as Docker starts containers)
 //   BENCH_BURST=200  BENCH_BURSTS=3      burst size and repetitions
 //   BENCH_PROFILE_LIVES=300 lives profiled with --cpu-prof (0: no profile); BENCH_KEEP_PROFILE=<dir> keeps the file
+//   BENCH_DHCP_ROUNDS=5     rounds of 20 containers at once (each: DHCP and IPAM, shuffled)
 //   BENCH_IPERF_ROUNDS=3  BENCH_IPERF_SECONDS=5  BENCH_PING_COUNT=100
 //   BENCH_STATE_DIR=<dir>   where the plugins keep state (default: the OS temp dir, i.e. the real disk)
 //   BENCH_TMPFS=1           also measure the life with the state on /dev/shm (fsync free), interleaved (0: not)
@@ -44,7 +47,9 @@ if (process.env.BENCH_QUICK) {
   for (const [key, value] of Object.entries(quick)) process.env[key] ??= value;
 }
 
-const only = new Set((process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,ipam').split(',').map((s) => s.trim()));
+const only = new Set(
+  (process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,dhcp,ipam').split(',').map((s) => s.trim()),
+);
 const outPath = process.env.BENCH_OUT || join(ROOT, 'test-results/bench.json');
 
 if (process.getuid?.() !== 0) {
@@ -89,6 +94,7 @@ await section('api', async () => (await import('./api.mjs')).benchApi());
 await section('docker', async () => (await import('./docker.mjs')).benchDocker());
 await section('dataplane', async () => (await import('./docker.mjs')).benchDataPlane());
 await section('cluster', async () => (await import('./cluster.mjs')).benchCluster());
+await section('dhcp', async () => (await import('./dhcp.mjs')).benchDhcp());
 await section('ipam', async () => {
   const out = join(tempDir('tsmv-bench-ipam-out-'), 'ipam.json');
   const { readFileSync } = await import('node:fs');
@@ -303,6 +309,28 @@ function report(r) {
         `${h.docker.localMedianMs} ms / ${h.docker.clusterMedianMs} ms (${h.docker.ratio}x)`,
       );
     }
+  }
+  const h = r.dhcp;
+  if (h && !h.error) {
+    const all = `${h.atOnce} containers at once (docker run -d)`;
+    add(`${all}: DHCP / plugin IPAM`, `${ms(h.startAllMs.dhcp.median)} / ${ms(h.startAllMs.ipam.median)}`);
+    add(`${all}: DHCP ÷ plugin IPAM`, x(h.dhcpOverIpam));
+    add(
+      'DHCP CreateEndpoint (plugin log, median) / IPAM',
+      `${ms(h.createEndpointMedianMs.dhcp)} / ${ms(h.createEndpointMedianMs.ipam)}`,
+    );
+    const inFlight = h.createEndpointsInFlight;
+    add('CreateEndpoints in flight at once, of the 20: DHCP / IPAM', `${inFlight.dhcp} / ${inFlight.ipam}`);
+    add('DHCP lease on the wire: DISCOVER→ACK (median)', ms(h.wire.discoverToAckMs.median));
+    add('  the server: DISCOVER→OFFER + REQUEST→ACK (median)', ms(h.wire.serverMs.median));
+    add('  the plugin: OFFER→REQUEST (median)', ms(h.wire.pluginOfferToRequestMs.median));
+    add('DHCP: ARP check wait (fixed) / plugin own per lease', `${ms(h.arpCheckMs)} / ${ms(h.pluginOwnMsPerLease)}`);
+    readme(
+      `${all}, \`-o dhcp=true\` (dnsmasq)`,
+      `\`--ipam-driver tsmacvlan\`: ${ms(h.startAllMs.ipam.median)}`,
+      ms(h.startAllMs.dhcp.median),
+      x(h.dhcpOverIpam),
+    );
   }
   const i = r.ipam;
   if (i && !i.error) {

@@ -1,76 +1,23 @@
 // DHCP networks under a real Docker Engine (`--ipam-driver null -o dhcp=true`), with Debian's dnsmasq as the LAN's
 // server in the switch namespace: parallel starts get distinct leases, a --mac-address reservation is honoured, the
-// default route is the router option, option 121 routes are installed, `docker rm` releases.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// default route is the router option, option 121 routes are installed, `docker rm` releases, a squatter's address is
+// declined, and renewal at T1 reaches the server across a plugin kill -9.
 import { afterEach, describe, expect, it } from 'vitest';
-import { containerExec, dockerOk, eventually, runSleeper, uniqueName } from './docker';
-import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { containerExec, dockerOk, eventually, run, runSleeper, uniqueName } from './docker';
+import { CLI } from '../helpers/serve';
+import { DRIVER, SOCKET, withPluginDaemon } from './plugin-daemon';
+import { DhcpServer } from './dnsmasq';
 import { createSwitch, type Switch } from './topology';
 
 const PREFIX = 'tsmv-dhcp-';
-const DNSMASQ = '/usr/sbin/dnsmasq';
 const NET = '10.231.40';
 const RANGE = { first: 100, last: 140 };
 const RESERVED = { mac: '02:42:0a:e7:28:2a', address: `${NET}.42` };
+/** A host on the LAN holds this address of the range; the server, which does not ping, offers it to this MAC. */
+const SQUATTED = { mac: '02:42:0a:e7:28:78', address: `${NET}.120` };
+/** dnsmasq's T1 for a 2-minute lease. */
+const T1_MS = 60_000;
 const CLASSLESS = '10.232.0.0/16';
-
-/** dnsmasq on the switch's bridge: DHCP only, no ping of its own, 2-minute leases, one reservation by MAC. */
-class Server {
-  readonly dir = mkdtempSync(join(tmpdir(), 'tsmv-dnsmasq-'));
-  private child: ChildProcess | undefined;
-
-  async start(sw: Switch): Promise<void> {
-    if (!existsSync(DNSMASQ)) throw new Error(`${DNSMASQ} is missing: apt-get install dnsmasq-base`);
-    writeFileSync(join(this.dir, 'hosts'), `${RESERVED.mac},${RESERVED.address}\n`);
-    const args = [
-      '--keep-in-foreground',
-      '--conf-file=/dev/null',
-      '--port=0',
-      '--no-ping',
-      '--user=root',
-      `--interface=${sw.bridge}`,
-      '--bind-interfaces',
-      '--dhcp-authoritative',
-      `--dhcp-range=${NET}.${RANGE.first},${NET}.${RANGE.last},255.255.255.0,2m`,
-      `--dhcp-option=option:router,${sw.bridgeIp}`,
-      `--dhcp-option=121,${CLASSLESS},${sw.bridgeIp}`,
-      `--dhcp-leasefile=${join(this.dir, 'leases')}`,
-      `--dhcp-hostsfile=${join(this.dir, 'hosts')}`,
-      `--pid-file=${join(this.dir, 'pid')}`,
-      '--log-dhcp',
-      `--log-facility=${join(this.dir, 'log')}`,
-    ];
-    this.child = spawn('ip', ['netns', 'exec', sw.nsName, DNSMASQ, ...args], { stdio: 'ignore' });
-    await eventually(() => expect(this.log()).toContain('DHCP, IP range'), 10_000);
-  }
-
-  log(): string {
-    const file = join(this.dir, 'log');
-    return existsSync(file) ? readFileSync(file, 'utf8') : '';
-  }
-
-  leases(): { mac: string; address: string }[] {
-    const file = join(this.dir, 'leases');
-    if (!existsSync(file)) return [];
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => ({ mac: line.split(' ')[1]!, address: line.split(' ')[2]! }));
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (child?.pid && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
 
 interface Attached {
   name: string;
@@ -84,6 +31,40 @@ async function attachment(name: string, network: string): Promise<Attached> {
   return { name, mac: mac!, address: address! };
 }
 
+/**
+ * Another host on the switch holding `address` (a namespace named after the switch's, so the lab removes it too), which
+ * answers ARP for it. Returns its removal.
+ */
+async function squatter(sw: Switch, address: string): Promise<() => Promise<void>> {
+  const ns = `${sw.nsName}-sq`;
+  const link = `${sw.parent}q`;
+  await run('ip', ['netns', 'add', ns]);
+  const remove = async () => void (await run('ip', ['netns', 'del', ns], { allowFail: true }));
+  try {
+    await run('ip', ['link', 'add', link, 'netns', ns, 'type', 'veth', 'peer', 'name', `${link}s`, 'netns', sw.nsName]);
+    await sw.exec(['ip', 'link', 'set', `${link}s`, 'master', sw.bridge, 'up']);
+    await run('ip', ['-n', ns, 'addr', 'add', `${address}/24`, 'dev', link]);
+    await run('ip', ['-n', ns, 'link', 'set', link, 'up']);
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return remove;
+}
+
+interface StatusLease {
+  mac: string;
+  address: string;
+  expires: string;
+  nextRenewal: string | null;
+}
+
+async function pluginLease(stateDir: string, mac: string): Promise<StatusLease | undefined> {
+  const status = ['status', '--json', '--socket', SOCKET, '--state-dir', stateDir];
+  const { leases } = JSON.parse((await run(process.execPath, [CLI, ...status])).stdout) as { leases: StatusLease[] };
+  return leases.find((l) => l.mac === mac);
+}
+
 const inRange = (address: string) => {
   const last = Number(address.split('.')[3]);
   return address.startsWith(`${NET}.`) && last >= RANGE.first && last <= RANGE.last;
@@ -91,18 +72,20 @@ const inRange = (address: string) => {
 
 describe(`Docker with ${DRIVER} on a DHCP network`, () => {
   // After each test: its containers and networks go, and its switch (withPluginDaemon), then its server.
-  withPluginDaemon(PREFIX);
-  const servers: Server[] = [];
+  const plugin = withPluginDaemon(PREFIX);
+  const servers: DhcpServer[] = [];
+  const squatters: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const server of servers.splice(0)) await server.stop();
+    for (const remove of squatters.splice(0)) await remove();
   });
 
   /** A switch with a DHCP server on it, and a DHCP network of the plugin's on its parent. */
-  async function lan(): Promise<{ sw: Switch; server: Server; network: string }> {
+  async function lan(): Promise<{ sw: Switch; server: DhcpServer; network: string }> {
     const sw = await createSwitch({ subnetPrefix: NET });
-    const server = new Server();
+    const server = new DhcpServer();
     servers.push(server);
-    await server.start(sw);
+    await server.start(sw, { range: RANGE, reservations: [RESERVED, SQUATTED], classless: CLASSLESS });
     const network = uniqueName(PREFIX);
     const create = ['network', 'create', '-d', DRIVER, '--ipam-driver', 'null', '-o', `parent=${sw.parent}`];
     await dockerOk([...create, '-o', 'dhcp=true', network]);
@@ -159,7 +142,41 @@ describe(`Docker with ${DRIVER} on a DHCP network`, () => {
     expect(await attachment(name, network)).toEqual({ name, mac: RESERVED.mac, address: RESERVED.address });
     expect(server.leases()).toContainEqual({ mac: RESERVED.mac, address: RESERVED.address });
     await dockerOk(['rm', '-f', name]);
+    // The log first: dnsmasq rewrites its lease file in place, so a read can catch it empty halfway.
+    const release = `DHCPRELEASE(${sw.bridge}) ${RESERVED.address} ${RESERVED.mac}`;
+    await eventually(() => expect(server.log()).toContain(release), 10_000);
     await eventually(() => expect(server.leases().map((l) => l.mac)).not.toContain(RESERVED.mac), 10_000);
-    expect(server.log()).toContain(`DHCPRELEASE(${sw.bridge}) ${RESERVED.address} ${RESERVED.mac}`);
   });
+
+  // One case for both, to spend dnsmasq's shortest T1 (1 min) once. The server offers the squatted address (reserved
+  // for the container's MAC): only the plugin's ARP check can refuse it, dnsmasq pings nothing (--no-ping).
+  it("a squatter's address is declined, never given; the lease renews at T1, seen by the server, across a kill -9", async () => {
+    const { sw, server, network } = await lan();
+    squatters.push(await squatter(sw, SQUATTED.address));
+    const name = uniqueName(PREFIX);
+    await runSleeper(name, { network, extraArgs: ['--mac-address', SQUATTED.mac] });
+    const { address } = await attachment(name, network);
+    expect(address).not.toBe(SQUATTED.address);
+    expect(inRange(address), address).toBe(true);
+    expect(server.log()).toContain(`DHCPDECLINE(${sw.bridge}) ${SQUATTED.address} ${SQUATTED.mac}`);
+
+    const acks = () => server.log().split(`DHCPACK(${sw.bridge}) ${address} ${SQUATTED.mac}`).length - 1;
+    expect(acks()).toBe(1);
+    const leased = (await pluginLease(plugin().stateDir, SQUATTED.mac))!;
+    expect(leased).toMatchObject({ address: `${address}/24` });
+    const renewAt = Date.parse(leased.nextRenewal!);
+    expect(Date.parse(leased.expires) - renewAt).toBe(T1_MS); // a 2-minute lease: T1 after 1 min
+
+    await plugin().killAndRestart();
+    // Resumed on the recorded schedule: nothing before T1 (the margin is far from the 1 min early a renewal at start
+    // would be), then the renewal (unicast: test/integration/dhcp), acknowledged by the server.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(renewAt - Date.now() - 5000, 0)));
+    expect(acks()).toBe(1);
+    await eventually(() => expect(acks()).toBe(2), 45_000);
+    await eventually(async () => {
+      const renewed = (await pluginLease(plugin().stateDir, SQUATTED.mac))!;
+      expect(Date.parse(renewed.nextRenewal!)).toBeGreaterThan(renewAt);
+    }, 10_000);
+    expect((await containerExec(name, ['ip', '-4', 'addr', 'show', 'eth0'])).stdout).toContain(`${address}/24`);
+  }, 150_000);
 });

@@ -1,17 +1,19 @@
 // tsmacvlan as a managed Docker plugin, built from this working tree by plugin/create.sh (Dockerfile -> exported
 // rootfs + config.json -> `docker plugin create`): installed, enabled, used by containers, disabled and enabled
-// again under them, and removed. Prints the rootfs size, build time and start-to-ready time.
+// again under them, a DHCP lease lost under it (the container's interface goes), and removed. Prints the rootfs size,
+// build time and start-to-ready time.
 //
 // The plugin is named with the e2e prefix (tsmv-pkg-tsmacvlan:latest, or $TSMV_PLUGIN_NAME) so that a real
 // tsmacvlan:latest on the machine is never touched. swarm.test.ts installs the same plugin: `create.sh --reuse`
 // builds once and only re-creates the plugin from plugin/build when the inputs have not changed.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
 import { Engine } from '../lab/engine';
 import {
+  containerExec,
   DOCKER_BIN,
   dockerOk,
   docker,
@@ -22,6 +24,7 @@ import {
   runSleeper,
   waitFor,
 } from './docker';
+import { DhcpServer } from './dnsmasq';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 import { pluginLinksOnHost } from './plugin-daemon';
 
@@ -189,6 +192,53 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await ping(a, ipC)).toBe(true);
     expect(await ping(b, sw.bridgeIp)).toBe(true);
     expect(readdirSync(join(stateSource, 'endpoints'))).toHaveLength(3);
+  });
+
+  // A lease lost while the plugin runs managed: its mount namespace has none of Docker's netns files, so the interface
+  // is found by the id the kernel gave the container's namespace when Docker moved the link there.
+  it("DHCP: a lease the server takes back (NAK) removes the container's interface", async () => {
+    const lan = await createSwitch({ subnetPrefix: '10.232.22' });
+    const server = new DhcpServer();
+    const dhcpNet = `${PREFIX}dhcp`;
+    const d = `${PREFIX}d`;
+    const mac = '02:42:0a:e8:16:2a';
+    try {
+      await server.start(lan, { range: { first: 100, last: 120 } });
+      await dockerOk(
+        ['network', 'create', '-d', PLUGIN, '--ipam-driver', 'null'].concat([
+          '-o',
+          `parent=${lan.parent}`,
+          '-o',
+          'dhcp=true',
+          dhcpNet,
+        ]),
+      );
+      await runSleeper(d, { network: dhcpNet, extraArgs: ['--mac-address', mac] });
+      const inspect = `{{with index .NetworkSettings.Networks "${dhcpNet}"}}{{.IPAddress}} {{.EndpointID}}{{end}}`;
+      const [address, endpointId] = (await dockerOk(['inspect', '-f', inspect, d])).split(' ') as [string, string];
+      expect(server.leases()).toContainEqual({ mac, address });
+      expect((await containerExec(d, ['ip', 'link'])).stdout).toContain('eth0');
+
+      // As if T1 passed while the plugin was disabled, and the server meanwhile gave the MAC another address.
+      await dockerOk(['plugin', 'disable', '-f', PLUGIN]);
+      const recordFile = join(stateSource, 'endpoints', `${endpointId}.json`);
+      const record = JSON.parse(readFileSync(recordFile, 'utf8'));
+      writeFileSync(recordFile, JSON.stringify({ ...record, lease: { ...record.lease, renewAt: Date.now() - 1000 } }));
+      await server.reserve({ mac, address: address === '10.232.22.42' ? '10.232.22.43' : '10.232.22.42' });
+      await dockerOk(['plugin', 'enable', PLUGIN]);
+
+      await eventually(() => expect(server.log()).toContain(`DHCPNAK(${lan.bridge}) ${address} ${mac}`), 20_000);
+      await eventually(
+        async () => expect((await containerExec(d, ['ip', 'link'])).stdout).not.toContain('eth0'),
+        20_000,
+      );
+      expect(JSON.parse(readFileSync(recordFile, 'utf8')).leaseLost).toMatchObject({ address, reason: 'nak' });
+    } finally {
+      await docker(['rm', '-f', d], { allowFail: true });
+      await docker(['network', 'rm', dhcpNet], { allowFail: true });
+      await server.stop();
+      await lan.destroy();
+    }
   });
 
   it('removing the containers and the network leaves no link and no state; the plugin then disables and removes', async () => {

@@ -23,6 +23,8 @@ export interface PluginDaemon {
   stop(): Promise<void>;
   /** Stops it and starts it again on the same state. */
   restart(): Promise<void>;
+  /** SIGKILLs it (no clean-up of any kind, as a crash) and starts it again on the same state. */
+  killAndRestart(): Promise<void>;
   /** Stops it and removes its state. */
   destroy(): Promise<void>;
 }
@@ -39,13 +41,19 @@ export async function startPluginDaemon(
     stateDir,
     daemon: await launch(),
     async stop() {
-      if (handle.daemon.child.exitCode === null) {
-        handle.daemon.child.kill('SIGTERM');
+      const { child } = handle.daemon;
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
         await handle.daemon.exited;
       }
     },
     async restart() {
       await handle.stop();
+      handle.daemon = await launch();
+    },
+    async killAndRestart() {
+      handle.daemon.child.kill('SIGKILL');
+      await handle.daemon.exited;
       handle.daemon = await launch();
     },
     async destroy() {

@@ -9,8 +9,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 # etcd-server, etcd-client: the cluster IPAM's etcd members (integration, e2e); openssl: their TLS test certificates;
-# dnsmasq-base: the LAN's DHCP server in the DHCP tests.
-PACKAGES=(docker.io docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base)
+# dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames.
+PACKAGES=(docker.io docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump)
 
 now_ms() { date +%s%3N; }
 T0=$(now_ms)

@@ -131,6 +131,29 @@ export class DhcpLab {
       });
   }
 
+  /**
+   * Waits (bounded) until the server has logged the DHCPRELEASE of each lease and its lease file holds none of them;
+   * returns what is still missing. The log is the witness: dnsmasq rewrites its lease file in place (truncate, then
+   * write), so a read can catch it empty halfway, and a wait on the file alone ended early (the flake of issue 16).
+   */
+  async released(leases: readonly Pick<LeaseLine, 'mac' | 'address'>[], timeoutMs = 10_000) {
+    const missing = () => {
+      const log = this.serverLog();
+      const unlogged = leases.filter((l) => !log.includes(`DHCPRELEASE(br0) ${l.address} ${l.mac}`));
+      // Read after the log says all are released: any rewrite from then on holds none of them.
+      const onServer = this.serverLeases();
+      const kept = leases.filter((l) => onServer.some((s) => s.mac === l.mac && s.address === l.address));
+      return { unlogged, kept };
+    };
+    const deadline = Date.now() + timeoutMs;
+    let left = missing();
+    while ((left.unlogged.length > 0 || left.kept.length > 0) && Date.now() < deadline) {
+      await sleep(20);
+      left = missing();
+    }
+    return left;
+  }
+
   /** A namespace holding `address` on a port of the switch, answering ARP for it. */
   squatter(address: string): void {
     const ns = `${this.prefix}sq`;

@@ -30,7 +30,10 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
   }
 
   /** CreateEndpoint and Join as Docker does them: the link moves into a namespace of the test's, with the lease's address. */
-  async function container(name: string): Promise<{ endpointId: string; ns: string; address: string; mac: string }> {
+  async function container(
+    name: string,
+    sandboxKey = (ns: string) => `/run/netns/${ns}`,
+  ): Promise<{ endpointId: string; ns: string; address: string; mac: string }> {
     const endpointId = id();
     const ns = `${lab.prefix}${name}`;
     ip('netns', 'add', ns);
@@ -45,7 +48,7 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     const joined = await post(socket(), 'NetworkDriver.Join', {
       NetworkID: NETWORK,
       EndpointID: endpointId,
-      SandboxKey: `/run/netns/${ns}`,
+      SandboxKey: sandboxKey(ns),
     });
     expect(joined.status, JSON.stringify(joined.json)).toBe(200);
     const link = endpointLinkName(endpointId);
@@ -97,15 +100,21 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     expect(network.status, JSON.stringify(network.json)).toBe(200);
     const kept = await container('c1');
     const refused = await container('c2');
+    // Docker's namespace file out of the plugin's sight, as in the managed plugin's mount namespace.
+    const unseen = await container('c3', (ns) => `/var/run/docker/netns/${ns}`);
     const before = record(kept.endpointId).lease!;
 
     daemon!.child.kill('SIGKILL');
     await daemon!.exited;
     renewalDue(kept.endpointId);
     renewalDue(refused.endpointId);
-    // The server now gives c2's MAC another address: its renewal gets a NAK.
-    const other = refused.address === '10.77.0.119' ? '10.77.0.120' : '10.77.0.119';
-    await lab.reserve(refused.mac, other);
+    renewalDue(unseen.endpointId);
+    // The server now gives c2's and c3's MACs other addresses: their renewals get a NAK.
+    const [other, elsewhere] = ['10.77.0.117', '10.77.0.118', '10.77.0.119', '10.77.0.120'].filter(
+      (a) => ![kept, refused, unseen].some((c) => c.address === a),
+    );
+    await lab.reserve(refused.mac, other!);
+    await lab.reserve(unseen.mac, elsewhere!);
     const acks = (c: { address: string; mac: string }) =>
       lab.serverLog().split(`DHCPACK(br0) ${c.address} ${c.mac}`).length;
     const acksBefore = acks(kept);
@@ -124,6 +133,21 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     );
     expect(record(refused.endpointId).lease).toBeUndefined();
     await eventually(() => expect(inNs(refused.ns, 'ip', '-br', 'link', 'show')).not.toContain('eth0'));
+    // Without its namespace file, the link is found by the id its move gave the namespace here.
+    // Seen once in 44 runs under load (beside another file): no loss recorded within 15 s. What the server and the
+    // plugin said of that MAC goes into the failure.
+    const about = (text: string) =>
+      text
+        .split('\n')
+        .filter((line) => line.includes(unseen.mac))
+        .join('\n');
+    await eventually(() =>
+      expect(
+        record(unseen.endpointId).leaseLost,
+        `${about(lab.serverLog())}\n${about(restarted.output())}`,
+      ).toMatchObject({ reason: 'nak' }),
+    );
+    await eventually(() => expect(inNs(unseen.ns, 'ip', '-br', 'link', 'show')).not.toContain('eth0'));
     // The log line goes out through the daemon's stdout pipe, which may lag the state the test can see.
     await eventually(() =>
       expect(restarted.output()).toMatch(
@@ -167,8 +191,8 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     expect(rejoin.json.Err).toMatch(/lost its DHCP lease.*disconnect and connect the container again/);
 
     // Docker's removal: the links come back to the host, DeleteEndpoint releases what is leased.
-    for (const c of [kept, refused]) {
-      if (c === refused) {
+    for (const c of [kept, refused, unseen]) {
+      if (c !== kept) {
         expect(
           (await post(socket(), 'NetworkDriver.DeleteEndpoint', { NetworkID: NETWORK, EndpointID: c.endpointId }))
             .status,
@@ -184,8 +208,7 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
       });
       expect(deleted.status).toBe(200);
     }
-    await eventually(() => expect(lab.serverLeases().filter((l) => l.mac === kept.mac)).toEqual([]));
-    expect(lab.serverLog()).toContain(`DHCPRELEASE(br0) ${kept.address} ${kept.mac}`);
+    expect(await lab.released([kept])).toEqual({ unlogged: [], kept: [] });
     expect((await post(socket(), 'NetworkDriver.DeleteNetwork', { NetworkID: NETWORK })).status).toBe(200);
   });
 });
