@@ -91,7 +91,14 @@ function nextInSegment(segment: Segment, at: bigint, entering: boolean, occupanc
   return undefined;
 }
 
+/** The instances with claims in the subnet, and a version that changes whenever that set does. */
+export interface Owners {
+  version: number;
+  ids(): Iterable<string>;
+}
+
 interface Walk {
+  ownersVersion: number;
   /** Segments not yet left, in preference order; the first is the current one. */
   segments: Segment[];
   at: bigint;
@@ -111,20 +118,14 @@ export class Picker {
 
   /**
    * The next candidate in [lo, hi], or undefined when every address there is held. `owners` gives the instances
-   * with claims in the subnet, read when a walk (re)starts.
+   * with claims in the subnet, read when a walk (re)starts: at the first pick, and whenever its version changes (a
+   * host that joins or leaves moves every slot; walking the old ones would run into other hosts' takes).
    */
-  pick(
-    lane: string,
-    lo: bigint,
-    hi: bigint,
-    owners: () => Iterable<string>,
-    self: string,
-    occupancy: Occupancy,
-  ): bigint | undefined {
+  pick(lane: string, lo: bigint, hi: bigint, owners: Owners, self: string, occupancy: Occupancy): bigint | undefined {
     let walk = this.walks.get(lane);
-    if (!walk) {
-      const segments = segmentsFor(owners(), self, lo, hi);
-      walk = { segments, at: segments[0]?.from ?? lo, entering: true };
+    if (!walk || walk.ownersVersion !== owners.version) {
+      const segments = segmentsFor(owners.ids(), self, lo, hi);
+      walk = { segments, at: segments[0]?.from ?? lo, entering: true, ownersVersion: owners.version };
       this.walks.set(lane, walk);
     }
     while (walk.segments.length > 0) {

@@ -279,7 +279,7 @@ export class ClusterTable {
   ): Promise<bigint> {
     const busy = this.busyOf(view.subnet.text);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const owners = () => view.owners();
+      const owners = { version: view.ownersVersion, ids: () => view.owners() };
       const candidate = this.picker.pick(lane, request.lo, request.hi, owners, this.instance, view.occupancy(busy));
       if (candidate === undefined) throw this.exhausted(view, request);
       busy.add(candidate);

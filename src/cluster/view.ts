@@ -38,6 +38,10 @@ export class SubnetView {
   /** Deletes this view knows of, by revision: an older event for the address must not bring it back. */
   private readonly tombstones = new Map<bigint, bigint>();
   private seen = 0n;
+  /** Claims per instance, kept as keys come and go, so the set of owners costs nothing to read. */
+  private readonly claimsOf = new Map<string, number>();
+  /** Bumped whenever an instance gains its first claim or loses its last: walks split the range anew. */
+  ownersVersion = 0;
 
   constructor(
     readonly subnet: Cidr,
@@ -48,6 +52,7 @@ export class SubnetView {
 
   /** Replaces the view with a full read of the range. */
   load(entries: KvEntry[], revision: bigint): void {
+    for (const held of this.held.values()) this.count(held, -1);
     this.held.clear();
     this.tombstones.clear();
     this.seen = revision;
@@ -65,11 +70,12 @@ export class SubnetView {
     const known = this.known(address);
     if (known !== undefined && entry.modRevision <= known) return undefined;
     this.tombstones.delete(address);
-    this.held.set(address, {
-      claims: decodeClaims(entry.value),
-      value: entry.value,
-      modRevision: entry.modRevision,
-    });
+    const before = this.held.get(address);
+    const held = { claims: decodeClaims(entry.value), value: entry.value, modRevision: entry.modRevision };
+    this.held.set(address, held);
+    // New claims first: an owner in both never drops to none on the way.
+    this.count(held, 1);
+    if (before) this.count(before, -1);
     this.progress(entry.modRevision);
     return address;
   }
@@ -80,6 +86,8 @@ export class SubnetView {
     if (address === undefined) return;
     const known = this.known(address);
     if (known !== undefined && revision <= known) return;
+    const before = this.held.get(address);
+    if (before) this.count(before, -1);
     this.held.delete(address);
     this.tombstones.set(address, revision);
     this.progress(revision);
@@ -100,11 +108,18 @@ export class SubnetView {
     return undefined;
   }
 
+  private count(held: Held, by: 1 | -1): void {
+    for (const claim of held.claims ?? []) {
+      const claims = (this.claimsOf.get(claim.owner) ?? 0) + by;
+      if (claims === 0) this.claimsOf.delete(claim.owner);
+      else this.claimsOf.set(claim.owner, claims);
+      if (claims === 0 || (claims === 1 && by === 1)) this.ownersVersion++;
+    }
+  }
+
   /** The instances with a claim in the subnet. */
   owners(): Set<string> {
-    const owners = new Set<string>();
-    for (const held of this.held.values()) for (const claim of held.claims ?? []) owners.add(claim.owner);
-    return owners;
+    return new Set(this.claimsOf.keys());
   }
 
   /** What candidate choice sees: held addresses, and those a take of this host is trying right now. */

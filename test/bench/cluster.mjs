@@ -134,8 +134,8 @@ async function burst(hostCount, each) {
   const warm = await Promise.all(hosts.map((h, i) => h.address(pools[i])));
   const before = await txnsServed();
   const t0 = performance.now();
-  // A failed allocation is counted and its first message kept (etcd's deadline runs from the request's start, so one
-  // queued too long behind the others fails): the figures say how many, rather than the run stopping.
+  // A failed allocation is counted and its first message kept: the figures say how many, rather than the run
+  // stopping.
   const failures = [];
   const got = await Promise.all(
     hosts.map((h, i) =>

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Occupancy, Picker, firstFree, segmentsFor } from '../../../src/cluster/candidates';
+import { type Occupancy, type Owners, Picker, firstFree, segmentsFor } from '../../../src/cluster/candidates';
 
 /** Occupancy over a plain set. */
 function occupancyOf(taken: Set<bigint>): Occupancy {
@@ -10,6 +10,8 @@ function occupancyOf(taken: Set<bigint>): Occupancy {
     count: () => taken.size,
   };
 }
+
+const AB: Owners = { version: 0, ids: () => ['a', 'b'] };
 
 describe('segments', () => {
   it('split the range by rank of id: own slot upward, then the others downward from the slot below', () => {
@@ -48,7 +50,7 @@ describe('Picker', () => {
     const taken = new Set<bigint>([0n]); // the gateway
     const picks: bigint[] = [];
     for (let i = 0; i < 6; i++) {
-      const v = picker.pick('lane', 0n, 11n, () => ['a', 'b'], 'a', occupancyOf(taken))!;
+      const v = picker.pick('lane', 0n, 11n, AB, 'a', occupancyOf(taken))!;
       taken.add(v);
       picks.push(v);
     }
@@ -59,18 +61,33 @@ describe('Picker', () => {
     const picker = new Picker();
     const taken = new Set<bigint>();
     const occupancy = occupancyOf(taken);
-    expect(picker.pick('l', 0n, 99n, () => ['a', 'b'], 'a', occupancy)).toBe(0n);
+    expect(picker.pick('l', 0n, 99n, AB, 'a', occupancy)).toBe(0n);
     taken.add(0n);
     taken.add(1n); // b overflowed into a's slot from... anywhere: a's run stops here
-    const next = picker.pick('l', 0n, 99n, () => ['a', 'b'], 'a', occupancy)!;
+    const next = picker.pick('l', 0n, 99n, AB, 'a', occupancy)!;
     expect(next).toBe(99n); // b's slot, from its top
     picker.lost('l', 0n, 99n, occupancy);
     taken.add(next);
     // Every segment left: one pick anywhere free, then a fresh walk enters a's slot again, skipping what is taken.
-    const anywhere = picker.pick('l', 0n, 99n, () => ['a', 'b'], 'a', occupancy)!;
+    const anywhere = picker.pick('l', 0n, 99n, AB, 'a', occupancy)!;
     expect(taken.has(anywhere)).toBe(false);
     taken.add(anywhere);
-    expect(picker.pick('l', 0n, 99n, () => ['a', 'b'], 'a', occupancy)).toBe(anywhere === 2n ? 3n : 2n);
+    expect(picker.pick('l', 0n, 99n, AB, 'a', occupancy)).toBe(anywhere === 2n ? 3n : 2n);
+  });
+
+  it('splits the range anew when a host joins: it leaves the slot now given to the newcomer', () => {
+    const picker = new Picker();
+    const taken = new Set<bigint>();
+    const occupancy = occupancyOf(taken);
+    // a and b: a's slot is 0-49. Then c appears (version 1): a's slot is 0-32, and c's is 66-99 ('c' ranks last).
+    for (let i = 0; i < 40; i++) taken.add(picker.pick('l', 0n, 99n, AB, 'a', occupancy)!);
+    const abc: Owners = { version: 1, ids: () => ['a', 'b', 'c'] };
+    const next = picker.pick('l', 0n, 99n, abc, 'a', occupancy)!;
+    // 0-32 is full: a overflows from the top of the slot below its own (c's, 66-99), never into 40-49, now b's.
+    expect(next).toBe(99n);
+    // The same version again: the walk goes on where it stands.
+    taken.add(next);
+    expect(picker.pick('l', 0n, 99n, abc, 'a', occupancy)).toBe(98n);
   });
 
   it('hands out every address of the range exactly once, whatever else holds some (property)', () => {
@@ -87,7 +104,7 @@ describe('Picker', () => {
           const picker = new Picker();
           const got = new Set<bigint>();
           for (let i = 0; i <= size; i++) {
-            const v = picker.pick('l', 0n, hi, () => owners, owners[0], occupancyOf(taken));
+            const v = picker.pick('l', 0n, hi, { version: 0, ids: () => owners }, owners[0], occupancyOf(taken));
             if (v === undefined) break;
             expect(taken.has(v)).toBe(false);
             taken.add(v);
@@ -95,7 +112,9 @@ describe('Picker', () => {
             if (losses[i]) picker.lost('l', 0n, hi, occupancyOf(taken));
           }
           expect(got.size).toBe(free);
-          expect(picker.pick('l', 0n, hi, () => owners, owners[0], occupancyOf(taken))).toBeUndefined();
+          expect(
+            picker.pick('l', 0n, hi, { version: 0, ids: () => owners }, owners[0], occupancyOf(taken)),
+          ).toBeUndefined();
         },
       ),
     );

@@ -72,4 +72,26 @@ describe('subnet view', () => {
     );
     expect(view.occupancy(busy).count()).toBe(4);
   });
+
+  it('knows its owners as claims come and go, and versions the set only when it changes', () => {
+    const view = new SubnetView(subnet, '/p');
+    const both = encodeClaims([
+      { owner: 'a', kind: 'gateway', ref: 'r', at: 'a-g' },
+      { owner: 'b', kind: 'gateway', ref: 'r', at: 'b-g' },
+    ]);
+    view.put({ key: key(1), value: value('a', 'gateway'), modRevision: 2n });
+    expect([...view.owners()]).toEqual(['a']);
+    const first = view.ownersVersion;
+    view.put({ key: key(1), value: both, modRevision: 3n }); // b joins the shared gateway
+    expect([...view.owners()].sort()).toEqual(['a', 'b']);
+    const joined = view.ownersVersion;
+    expect(joined).not.toBe(first);
+    view.put({ key: key(2), value: value('b'), modRevision: 4n });
+    view.put({ key: key(1), value: both, modRevision: 5n }); // rewritten, same owners
+    expect(view.ownersVersion).toBe(joined);
+    view.delete(key(2), 6n);
+    view.put({ key: key(1), value: value('a', 'gateway'), modRevision: 7n }); // b's last claim goes
+    expect([...view.owners()]).toEqual(['a']);
+    expect(view.ownersVersion).not.toBe(joined);
+  });
 });
