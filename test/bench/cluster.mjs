@@ -5,7 +5,7 @@
 //            trips per allocation (etcd's own grpc_server_handled_total for Txn, summed over the members)
 //   labHost  test/bench/cluster-docker.ts: on a multi-host lab host (etcd on the lab LAN), RequestAddress and
 //            `docker run --rm`, local vs cluster IPAM (BENCH_CLUSTER_API_ROUNDS, BENCH_CLUSTER_DOCKER_ROUNDS)
-// Figures only, no verdicts. Standalone: `npm run build && bash test/in-netns.sh node test/bench/cluster.mjs`.
+// Figures only, no verdicts. Standalone: `npm run build && bash test/lab/in-lab.sh node test/bench/cluster.mjs`.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
