@@ -32,7 +32,6 @@ export function buildServer(
   });
 
   parseDockerBodies(app);
-  trackRequestsInFlight(app);
   app.addHook('onRequest', async () => {
     await ready;
   });
@@ -65,53 +64,49 @@ function parseDockerBodies(app: FastifyInstance): void {
 }
 
 /** Lets a stop wait only for the requests in flight. */
+interface RequestInFlight {
+  method: string;
+  since: number;
+  socket: Socket;
+}
+
+/** What each app is answering now, kept by closeConnectionsWhenClosing. */
+const inFlight = new WeakMap<FastifyInstance, Set<RequestInFlight>>();
+
+/** The requests `app` is still answering, for a stop that does not finish: `/NetworkDriver.Join for 9.8 s`. */
+export function requestsInFlight(app: FastifyInstance): string[] {
+  const now = Date.now();
+  return [...(inFlight.get(app) ?? [])].map(
+    ({ method, since }) => `${method} for ${((now - since) / 1000).toFixed(1)} s`,
+  );
+}
+
 function closeConnectionsWhenClosing(app: FastifyInstance): void {
   // Docker keeps its connections open between requests (fastify keeps an idle one 72 s). Once the server is closing,
   // answers in flight close theirs, and every connection without a request in flight is closed at once, so a stop
   // takes as long as the slowest request. Node closes only connections that have carried a request; Docker's Go
   // client also keeps connections it dialed ahead and never used, which would hold the stop for a minute.
   let closing = false;
-  const requestsOn = new Map<Socket, number>();
+  const sockets = new Set<Socket>();
+  const requests = new Set<RequestInFlight>();
+  inFlight.set(app, requests);
   app.server.on('connection', (socket: Socket) => {
-    requestsOn.set(socket, 0);
-    socket.once('close', () => requestsOn.delete(socket));
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
-  const count = (socket: Socket, by: number) => {
-    if (requestsOn.has(socket)) requestsOn.set(socket, requestsOn.get(socket)! + by);
-  };
   app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    count(request.socket, 1);
-    response.once('close', () => count(request.socket, -1));
+    const entry = { method: request.url ?? '', since: Date.now(), socket: request.socket };
+    requests.add(entry);
+    response.once('close', () => requests.delete(entry));
   });
   app.addHook('preClose', async () => {
     closing = true;
-    for (const [socket, requests] of requestsOn) if (requests === 0) socket.destroy();
+    const busy = new Set([...requests].map((r) => r.socket));
+    for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
   });
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close');
   });
-}
-
-/** What each app is answering now: its method and since when, for a stop that does not finish. */
-const inFlight = new WeakMap<FastifyInstance, Map<object, { method: string; since: number }>>();
-
-/** The requests `app` is still answering, oldest first: `/NetworkDriver.Join for 9.8 s`. */
-export function requestsInFlight(app: FastifyInstance): string[] {
-  const now = Date.now();
-  return [...(inFlight.get(app)?.values() ?? [])].map(
-    ({ method, since }) => `${method} for ${((now - since) / 1000).toFixed(1)} s`,
-  );
-}
-
-function trackRequestsInFlight(app: FastifyInstance): void {
-  const requests = new Map<object, { method: string; since: number }>();
-  inFlight.set(app, requests);
-  app.addHook('onRequest', async (request) => {
-    requests.set(request, { method: request.url, since: Date.now() });
-  });
-  const done = async (request: object) => void requests.delete(request);
-  app.addHook('onResponse', done);
-  app.addHook('onRequestAbort', done);
 }
 
 /** Refuses the empty resend of a request cut short. */
