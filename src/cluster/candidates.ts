@@ -75,13 +75,15 @@ function upperBound(sorted: bigint[], value: bigint): number {
 }
 
 /**
- * The next address of `segment` from `at` on in its direction. Entering a segment, taken addresses are skipped (at
- * most as many as are taken); once a run has begun, a taken one ends it: beyond it lies another host's run, whose
- * growing end is where that host takes next.
+ * The next address of `segment` from `at` on in its direction. With `skipTaken` (entering a segment, or anywhere in
+ * this host's own slot) taken addresses are skipped, at most as many as are taken. Otherwise a taken one ends the run:
+ * in another host's slot, beyond it lies that host's run, whose growing end is where it takes next. In its own slot
+ * a host skips, since what it meets there is mostly left from before the slots were known (takes made before the
+ * hosts saw each other); an overflowing host's run, grown down from the slot's top, ends the slot for it anyway.
  */
-function nextInSegment(segment: Segment, at: bigint, entering: boolean, occupancy: Occupancy): bigint | undefined {
+function nextInSegment(segment: Segment, at: bigint, skipTaken: boolean, occupancy: Occupancy): bigint | undefined {
   const up = segment.from <= segment.to;
-  const bound = entering ? occupancy.count() + 1 : 1;
+  const bound = skipTaken ? occupancy.count() + 1 : 1;
   let value = at;
   for (let steps = 0; steps < bound; steps++) {
     if (up ? value > segment.to : value < segment.to) return undefined;
@@ -104,6 +106,8 @@ interface Walk {
   at: bigint;
   /** Nothing taken yet in the current segment. */
   entering: boolean;
+  /** Still in this host's own slot. */
+  home: boolean;
 }
 
 /** How many addresses of `segment` `sorted` holds. */
@@ -125,12 +129,12 @@ export class Picker {
     let walk = this.walks.get(lane);
     if (!walk || walk.ownersVersion !== owners.version) {
       const segments = segmentsFor(owners.ids(), self, lo, hi);
-      walk = { segments, at: segments[0]?.from ?? lo, entering: true, ownersVersion: owners.version };
+      walk = { segments, at: segments[0]?.from ?? lo, entering: true, home: true, ownersVersion: owners.version };
       this.walks.set(lane, walk);
     }
     while (walk.segments.length > 0) {
       const segment = walk.segments[0];
-      const found = nextInSegment(segment, walk.at, walk.entering, occupancy);
+      const found = nextInSegment(segment, walk.at, walk.entering || walk.home, occupancy);
       if (found !== undefined) {
         walk.at = segment.from <= segment.to ? found + 1n : found - 1n;
         walk.entering = false;
@@ -156,6 +160,7 @@ export class Picker {
    */
   private leave(walk: Walk, sorted: bigint[]): void {
     walk.segments.shift();
+    walk.home = false;
     if (walk.segments.length === 0) return;
     const free = walk.segments.map((segment) => {
       const size = (segment.from <= segment.to ? segment.to - segment.from : segment.from - segment.to) + 1n;

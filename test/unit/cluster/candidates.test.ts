@@ -57,22 +57,32 @@ describe('Picker', () => {
     expect(picks).toEqual([1n, 2n, 3n, 4n, 5n, 11n]);
   });
 
-  it("ends a run where it meets another host's address, and leaves a segment where it lost a race", () => {
+  it("skips what others hold in its own slot, but ends a run in another's where it meets that host's address", () => {
+    const picker = new Picker();
+    // b's takes from before a and b saw each other, in what is now a's slot (0-9); without skipping them, a would
+    // leave its slot at the first and overflow into b's while most of its own is free.
+    const taken = new Set<bigint>([1n, 7n]);
+    const occupancy = occupancyOf(taken);
+    const pick = () => {
+      const value = picker.pick('l', 0n, 19n, AB, 'a', occupancy)!;
+      taken.add(value);
+      return value;
+    };
+    expect(Array.from({ length: 8 }, pick)).toEqual([0n, 2n, 3n, 4n, 5n, 6n, 8n, 9n]);
+    taken.add(18n); // b's run in its slot (10-19), grown up to 18
+    expect(pick()).toBe(19n); // overflow into b's slot from its top
+    const anywhere = pick(); // b's run ends that segment: every segment left, so anything free
+    expect(anywhere >= 10n && anywhere <= 17n).toBe(true);
+  });
+
+  it('leaves its segment where it lost a race, even its own', () => {
     const picker = new Picker();
     const taken = new Set<bigint>();
     const occupancy = occupancyOf(taken);
     expect(picker.pick('l', 0n, 99n, AB, 'a', occupancy)).toBe(0n);
     taken.add(0n);
-    taken.add(1n); // b overflowed into a's slot from... anywhere: a's run stops here
-    const next = picker.pick('l', 0n, 99n, AB, 'a', occupancy)!;
-    expect(next).toBe(99n); // b's slot, from its top
-    picker.lost('l', 0n, 99n, occupancy);
-    taken.add(next);
-    // Every segment left: one pick anywhere free, then a fresh walk enters a's slot again, skipping what is taken.
-    const anywhere = picker.pick('l', 0n, 99n, AB, 'a', occupancy)!;
-    expect(taken.has(anywhere)).toBe(false);
-    taken.add(anywhere);
-    expect(picker.pick('l', 0n, 99n, AB, 'a', occupancy)).toBe(anywhere === 2n ? 3n : 2n);
+    picker.lost('l', 0n, 99n, occupancy); // another host is taking here
+    expect(picker.pick('l', 0n, 99n, AB, 'a', occupancy)).toBe(99n); // b's slot, from its top
   });
 
   it('splits the range anew when a host joins: it leaves the slot now given to the newcomer', () => {
