@@ -6,7 +6,7 @@
 import type { ClaimKind } from '../cluster/keys';
 import type { ClusterTable } from '../cluster/table';
 import { PluginError } from '../errors';
-import type { Pool } from './allocator';
+import type { Pool } from './subnet-model';
 
 /** --ipam-opt scope=host keeps a pool on this host (the local journal); scope=cluster asks for the default. */
 export const SCOPE_OPTION = 'scope';

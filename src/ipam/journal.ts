@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { syncDir } from '../state/record-store';
 import { parseCidr } from '../ip/address';
-import { Subnet } from './allocator';
+import { Subnet } from './subnet';
 import { type JournalRecord } from './journal-records';
 
 /** Lines a journal may exceed twice its live state by before it is compacted. */

@@ -1,21 +1,10 @@
-// The in-memory model of one subnet: its pools, its dynamic ranges and every address in use. No I/O here: each
-// change returns the journal line that records it, and replaying those lines rebuilds the same state.
+// The in-memory model of one subnet: its pools, its dynamic ranges and every address in use, and which of its
+// changes Docker has not been answered yet. No I/O here: each change returns the journal line that records it;
+// subnet.ts adds the snapshot and the replay of those lines.
 import { PluginError } from '../errors';
 import { type Cidr, formatIp, unusableReason, usableBounds } from '../ip/address';
 import { DynamicRange, ExhaustedError } from './dynamic-range';
-import {
-  RECORD,
-  addressField,
-  poolSpecFields,
-  int,
-  journalLine,
-  offset,
-  str,
-  takeKindOf,
-  type JournalRecord,
-  type TakeKind,
-  type PoolSpec,
-} from './journal-records';
+import { journalLine, type PoolSpec, type TakeKind } from './journal-records';
 
 /** Who holds an address. Gateways may be shared by several pools (networks on one LAN share its router); nothing else is shared. */
 export type Holder = { kind: 'aux' | 'static' | 'dynamic'; pool: Pool } | { kind: 'gateway'; by: Map<Pool, number> };
@@ -30,7 +19,7 @@ export class Pool {
   readonly holders: { aux: Holder; static: Holder; dynamic: Holder };
 
   constructor(
-    readonly subnet: Subnet,
+    readonly subnet: SubnetModel,
     /** The pool's number in its subnet's journal, shorter than its id. */
     readonly journalNumber: number,
     readonly id: string,
@@ -54,23 +43,20 @@ function sameOptions(a: Record<string, string>, b: Record<string, string>): bool
   );
 }
 
-function unansweredKey(value: bigint, pool: Pool): string {
+export function unansweredKey(value: bigint, pool: Pool): string {
   return `${pool.journalNumber}/${value}`;
 }
 
-export class Subnet {
+export class SubnetModel {
   readonly lo: bigint;
   readonly hi: bigint;
   readonly pools = new Map<string, Pool>();
-  private readonly poolsByNumber = new Map<number, Pool>();
+  protected readonly poolsByNumber = new Map<number, Pool>();
   readonly lanes = new Map<string, DynamicRange>();
   readonly taken = new Map<bigint, Holder>();
   /** Takes saved but not yet answered, keyed by pool number and address: a crash now means Docker never got them. */
-  private readonly unanswered = new Map<string, { value: bigint; pool: Pool; count: number }>();
+  protected readonly unanswered = new Map<string, { value: bigint; pool: Pool; count: number }>();
   private nextNumber = 1;
-  /** Replay: lines applied so far, and how many lines the snapshot at the head of the file has (the rest are changes). */
-  private replayed = 0;
-  private snapshotLines = Infinity;
 
   constructor(readonly cidr: Cidr) {
     ({ lo: this.lo, hi: this.hi } = usableBounds(cidr));
@@ -117,7 +103,7 @@ export class Subnet {
     return { pool, line };
   }
 
-  private createPool(no: number, spec: PoolSpec): Pool {
+  protected createPool(no: number, spec: PoolSpec): Pool {
     const key = spec.range?.text ?? '';
     let lane = this.lanes.get(key);
     if (!lane) {
@@ -210,7 +196,7 @@ export class Subnet {
     return { value, line: journalLine.take('dynamic', this.text(value), pool.journalNumber) };
   }
 
-  private mark(value: bigint, kind: TakeKind, pool: Pool, count = 1): void {
+  protected mark(value: bigint, kind: TakeKind, pool: Pool, count = 1): void {
     const holder = this.taken.get(value);
     if (kind === 'gateway') {
       if (holder?.kind === 'gateway') {
@@ -241,7 +227,7 @@ export class Subnet {
     this.release(value, pool, false);
   }
 
-  private release(value: bigint, pool: Pool, all: boolean): boolean {
+  protected release(value: bigint, pool: Pool, all: boolean): boolean {
     const holder = this.taken.get(value);
     if (!holder) return false;
     const key = unansweredKey(value, pool);
@@ -268,7 +254,7 @@ export class Subnet {
     return true;
   }
 
-  private markUnanswered(value: bigint, pool: Pool, count: number): void {
+  protected markUnanswered(value: bigint, pool: Pool, count: number): void {
     const key = unansweredKey(value, pool);
     const entry = this.unanswered.get(key);
     if (entry) entry.count += count;
@@ -318,145 +304,5 @@ export class Subnet {
 
   kindOf(value: bigint): TakeKind | undefined {
     return this.taken.get(value)?.kind;
-  }
-
-  // ---- journal ----
-
-  /** Format 2 says how many lines the snapshot has: later lines are changes, whose takes are unanswered until their 'ok'. */
-  header(lines: number): string {
-    return journalLine.header(this.cidr.text, lines);
-  }
-
-  /** The whole state as journal lines; replaying them on an empty Subnet gives this state back. */
-  snapshot(): string[] {
-    const lines = [''];
-    for (const pool of this.pools.values())
-      lines.push(journalLine.pool(pool.journalNumber, pool.id, pool.range, pool.options, pool.refs, pool.unanswered));
-    for (const [value, holder] of this.taken) {
-      const a = this.text(value);
-      const unanswered = (pool: Pool) => this.unanswered.get(unansweredKey(value, pool))?.count;
-      if (holder.kind === 'gateway') {
-        for (const [pool, count] of holder.by)
-          lines.push(journalLine.heldTake('gateway', a, pool.journalNumber, count, unanswered(pool)));
-      } else {
-        lines.push(journalLine.heldTake(holder.kind, a, holder.pool.journalNumber, undefined, unanswered(holder.pool)));
-      }
-    }
-    // Ranges after the addresses: replaying the address lines moves cursors, the range lines then set them.
-    const base = this.cidr.base;
-    for (const range of this.lanes.values()) {
-      range.compactFifo(this.taken);
-      const fifo = range.fifo.values().map((v) => (v - base).toString());
-      const sweep = range.sweepNeeded || range.sweep !== undefined;
-      lines.push(journalLine.range(range.key || null, (range.cursor - base).toString(), fifo, sweep));
-    }
-    lines[0] = this.header(lines.length);
-    return lines;
-  }
-
-  private poolOf(record: JournalRecord): Pool {
-    const no = int(record, 'p');
-    const pool = this.poolsByNumber.get(no);
-    if (!pool) throw new Error(`pool number ${no} is not defined before this line`);
-    return pool;
-  }
-
-  private address(record: JournalRecord): bigint {
-    return addressField(record, this.cidr);
-  }
-
-  private spec(record: JournalRecord): PoolSpec {
-    return poolSpecFields(record, this.cidr);
-  }
-
-  /** Applies one journal record (a snapshot line or a change). Throws an Error describing a record that does not fit. */
-  apply(record: JournalRecord): void {
-    const inSnapshot = this.replayed++ < this.snapshotLines;
-    switch (record.t) {
-      case RECORD.header:
-        return this.applyHeader(record);
-      case RECORD.pool:
-        return this.applyPool(record, true);
-      case RECORD.acquire:
-        return this.applyPool(record, false);
-      case RECORD.answered:
-        return this.applyAnswered(record);
-      case RECORD.release:
-        this.releasePool(this.poolOf(record));
-        return;
-      case RECORD.range:
-        return this.applyRange(record);
-      case RECORD.freed:
-        this.release(this.address(record), this.poolOf(record), false);
-        return;
-      case RECORD.exhausted:
-        return this.poolOf(record).lane.replayExhausted();
-      default:
-        return this.applyTake(record, inSnapshot);
-    }
-  }
-
-  private applyHeader(record: JournalRecord): void {
-    if (record.subnet !== this.cidr.text) throw new Error(`header names subnet '${String(record.subnet)}'`);
-    // Format 1 (before answers were marked) holds nothing unanswered: every line counts as a snapshot line.
-    this.snapshotLines = record.format === 2 ? int(record, 'lines') : Infinity;
-  }
-
-  /** A pool of a snapshot (`snapshotted`, with its references), or one more reference acquired. */
-  private applyPool(record: JournalRecord, snapshotted: boolean): void {
-    const number = int(record, 'p');
-    const existing = this.poolsByNumber.get(number);
-    if (existing) {
-      if (snapshotted) throw new Error(`pool number ${number} is defined twice`);
-      existing.refs++;
-      existing.unanswered++;
-      return;
-    }
-    const spec = this.spec(record);
-    if (this.pools.has(spec.id)) throw new Error(`pool ${spec.id} is defined twice`);
-    const pool = this.createPool(number, spec);
-    pool.refs = snapshotted ? int(record, 'refs') : 1;
-    if (pool.refs < 1) throw new Error(`pool ${spec.id} has no references`);
-    pool.unanswered = snapshotted ? (record.u === undefined ? 0 : Math.min(int(record, 'u'), pool.refs)) : 1;
-  }
-
-  private applyAnswered(record: JournalRecord): void {
-    const pool = this.poolOf(record);
-    if (record.a === undefined) this.answeredAcquire(pool);
-    else this.answeredTake(this.address(record), pool);
-  }
-
-  private applyRange(record: JournalRecord): void {
-    const key = record.range === null ? '' : str(record, 'range');
-    const range = this.lanes.get(key);
-    if (!range) throw new Error(`lane '${key}' belongs to no pool`);
-    const base = this.cidr.base;
-    const next = base + offset(record.next, 'next');
-    range.cursor = next < range.lo ? range.lo : next > range.hi + 1n ? range.hi + 1n : next;
-    if (!Array.isArray(record.fifo)) throw new Error(`field 'fifo' is not an array`);
-    range.fifo.clear();
-    range.sweep = undefined;
-    for (const item of record.fifo) {
-      const value = base + offset(item, 'fifo');
-      if (value >= range.lo && value < range.cursor) range.fifo.push(value);
-    }
-    range.sweepNeeded = record.sweep === true;
-  }
-
-  private applyTake(record: JournalRecord, inSnapshot: boolean): void {
-    const kind = takeKindOf(record.t);
-    if (!kind) throw new Error(`unknown record type '${String(record.t)}'`);
-    const value = this.address(record);
-    const pool = this.poolOf(record);
-    const holder = this.taken.get(value);
-    if (holder && !(kind === 'gateway' && holder.kind === 'gateway'))
-      throw new Error(`address ${this.text(value)} is taken twice`);
-    if (kind === 'dynamic') pool.lane.replayNext(value, this.taken);
-    const count = kind === 'gateway' && record.c !== undefined ? int(record, 'c') : 1;
-    if (count < 1) throw new Error(`gateway count ${count}`);
-    this.mark(value, kind, pool, count);
-    // A change line is unanswered until its 'ok' line; a snapshot line says how many of it are ("u").
-    const unanswered = !inSnapshot ? 1 : record.u === undefined ? 0 : int(record, 'u');
-    if (unanswered > 0) this.markUnanswered(value, pool, Math.min(unanswered, count));
   }
 }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseCidr, parseIp } from '../../../src/ip/address';
-import { Subnet, type Pool } from '../../../src/ipam/allocator';
+import { Subnet } from '../../../src/ipam/subnet';
+import type { Pool } from '../../../src/ipam/subnet-model';
 import { PluginError } from '../../../src/errors';
 import { ExhaustedError } from '../../../src/ipam/dynamic-range';
 
