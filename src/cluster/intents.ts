@@ -8,8 +8,12 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 
-/** Lines the log may exceed twice its live entries by before it is rewritten. */
-const SLACK = 64;
+/**
+ * Lines the log may exceed twice its live entries by before it is rewritten. A rewrite holds the loop for two syncs
+ * (2-3 ms on a VM disk) and each take adds two lines: 64 put that on one take in 32; 1024 on one in ~500, in a file
+ * of ~50 kB at most.
+ */
+const SLACK = 1024;
 
 export type IntentLine =
   | { t: 'take'; at: string; subnet: string }

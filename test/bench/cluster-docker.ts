@@ -4,6 +4,9 @@
 //   docker  `docker run --rm` of a trivial container on a network with each of the two pools
 // Figures only, no verdicts; JSON on the last line of stdout. Run by test/bench/cluster.mjs (vite-node, since the lab
 // is TypeScript), or alone inside a lab: `bash test/lab/in-lab.sh node_modules/.bin/vite-node test/bench/cluster-docker.ts`.
+// With TSMV_ETCD_METRICS=extensive (test/lab/etcd.ts) it adds each member's own view after the runs: its Txn time as
+// its gRPC server measured it, its WAL fsync and backend commit times (means, ms), and whether it leads. Where the
+// disks are: TSMV_ETCD_DATA_ROOT (etcd.ts) and TSMV_LAB_STATE_ROOT (multi-host.ts), e.g. /dev/shm for tmpfs.
 import { performance } from 'node:perf_hooks';
 import { post } from '../helpers/serve';
 import { MultiHostLab } from '../lab/multi-host';
@@ -63,6 +66,34 @@ async function apiLatency(socket: string, rounds: number): Promise<Record<string
   };
 }
 
+/** Mean of a Prometheus summary or histogram `name` (with `labels` in its label set), in ms; undefined if absent. */
+function meanMs(metrics: string, name: string, labels = ''): number | undefined {
+  const value = (suffix: string) =>
+    metrics
+      .split('\n')
+      .filter((line) => line.startsWith(`${name}_${suffix}`) && line.includes(labels))
+      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  const count = value('count');
+  return count > 0 ? round((value('sum') / count) * 1000, 3) : undefined;
+}
+
+/** Each etcd member's own figures over the whole run (TSMV_ETCD_METRICS=extensive gives the Txn times). */
+async function etcdMembers(endpoints: string[]): Promise<Record<string, unknown>[]> {
+  return Promise.all(
+    endpoints.map(async (endpoint) => {
+      const metrics = await (await fetch(`${endpoint}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      return {
+        endpoint,
+        leader: /^etcd_server_is_leader 1$/m.test(metrics),
+        txnMeanMs: meanMs(metrics, 'grpc_server_handling_seconds', 'grpc_method="Txn"'),
+        txns: Number(/^grpc_server_handled_total\{grpc_code="OK",grpc_method="Txn".* (\d+)$/m.exec(metrics)?.[1] ?? 0),
+        walFsyncMeanMs: meanMs(metrics, 'etcd_disk_wal_fsync_duration_seconds'),
+        backendCommitMeanMs: meanMs(metrics, 'etcd_disk_backend_commit_duration_seconds'),
+      };
+    }),
+  );
+}
+
 /** `docker run --rm` on each network, the two interleaved; medians and their ratio. */
 async function dockerRuns(docker: (...args: string[]) => Promise<string>, rounds: number) {
   const times: Record<Variant, number[]> = { local: [], cluster: [] };
@@ -99,7 +130,8 @@ async function main(): Promise<void> {
     const api = await apiLatency(`/run/docker/plugins/${driver}.sock`, envInt('BENCH_CLUSTER_API_ROUNDS', 300));
     const docker = await dockerRuns(host.docker, envInt('BENCH_CLUSTER_DOCKER_ROUNDS', 20));
     for (const variant of VARIANTS) await host.docker('network', 'rm', `bench-${variant}`);
-    process.stdout.write(`\n${JSON.stringify({ api, docker })}\n`);
+    const etcd = process.env.TSMV_ETCD_METRICS ? { etcd: await etcdMembers(lab.etcd.endpoints) } : {};
+    process.stdout.write(`\n${JSON.stringify({ api, docker, ...etcd })}\n`);
   } finally {
     await lab.destroy();
   }

@@ -1,5 +1,8 @@
 // A real etcd cluster for tests: members of Debian's etcd-server, started as child processes and stopped by their
 // PIDs. Each member listens on the given host (loopback of the test's namespace, or an address on the lab LAN).
+// For benches only (test/bench/cluster-docker.ts), to tell the machine's disk from the code:
+//   TSMV_ETCD_DATA_ROOT  where the members' data dirs are made (default: the OS temp dir), e.g. /dev/shm (tmpfs)
+//   TSMV_ETCD_METRICS    etcd's --metrics level (etcd's default: basic); `extensive` adds per-method gRPC latencies
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,7 +51,7 @@ export class EtcdCluster {
     private readonly tls?: ServerTls,
   ) {
     requireEtcd();
-    this.dir = mkdtempSync(join(tmpdir(), `${prefix}-etcd-`));
+    this.dir = mkdtempSync(join(process.env.TSMV_ETCD_DATA_ROOT || tmpdir(), `${prefix}-etcd-`));
     this.members = specs.map((spec) => ({ ...spec, child: undefined, output: '' }));
   }
 
@@ -96,6 +99,7 @@ export class EtcdCluster {
         `--initial-cluster-state=new`,
         `--initial-cluster-token=${this.prefix}`,
         '--log-level=warn',
+        ...(process.env.TSMV_ETCD_METRICS ? [`--metrics=${process.env.TSMV_ETCD_METRICS}`] : []),
         ...(this.tls
           ? [
               `--cert-file=${this.tls.cert}`,

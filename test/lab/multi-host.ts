@@ -4,6 +4,8 @@
 // `eth1` into each host, one into the lab's namespace, where the 3 etcd members listen (http, or https with `tls`).
 // test/lab/swarm-lab.ts makes the hosts without legacy plugins and installs the managed one on each. No default route
 // anywhere: every address is on the LAN's own subnet. `destroy` removes all of it, also after a failed `create`.
+// For benches only: TSMV_LAB_STATE_ROOT puts the plugins' state dirs there instead of the lab dir (e.g. /dev/shm, a
+// tmpfs, to tell the machine's disk from the code); the lab removes them too.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,6 +49,10 @@ export class MultiHostLab {
   readonly etcd: EtcdCluster;
   /** The lab's own directory (plugin state, logs): removed by `destroy`. */
   readonly dir = LAB_DIR;
+  /** Where the plugins' state dirs are: the lab dir, or TSMV_LAB_STATE_ROOT/<run> (removed by `destroy` as well). */
+  private readonly stateRoot = process.env.TSMV_LAB_STATE_ROOT
+    ? join(process.env.TSMV_LAB_STATE_ROOT, `${this.run}-state`)
+    : LAB_DIR;
   /** Host namespaces made so far, in order (a host whose engine failed to start has one too). */
   private readonly namespaces: string[] = [];
   private madeSwitch = false;
@@ -131,7 +137,7 @@ export class MultiHostLab {
       address,
       engine,
       driver: `${this.run}h${i}`,
-      stateDir: join(this.dir, `state-h${i}`),
+      stateDir: join(this.stateRoot, `state-h${i}`),
       plugin: undefined,
       output: '',
       docker,
@@ -221,6 +227,7 @@ export class MultiHostLab {
     if (this.madeSwitch) await attempt(this.switchNs, () => ip('netns', 'del', this.switchNs));
     this.madeLabLink = this.madeSwitch = false;
     rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.stateRoot, { recursive: true, force: true });
     if (errors.length) throw new Error(`multi-host lab clean-up: ${errors.join('; ')}`);
   }
 }

@@ -63,19 +63,19 @@ describe('intent log file', () => {
   it('makes lines durable with shared syncs, marks without one, and rewrites itself from its live lines', async () => {
     const path = temp();
     rewriteIntents(path, []);
-    const takes: IntentLine[] = Array.from({ length: 300 }, (_, i) => ({ t: 'take', at: `t${i}`, subnet: 's' }));
+    const takes: IntentLine[] = Array.from({ length: 600 }, (_, i) => ({ t: 'take', at: `t${i}`, subnet: 's' }));
     let live: IntentLine[] = [...takes];
     const log = new IntentLog(path, () => live, 0);
     await Promise.all(takes.map((line) => log.durable(line)));
-    // Group commit: far fewer syncs than lines; 300 lines with 300 live is no reason to rewrite.
-    expect(log.syncs).toBeLessThan(300);
-    expect(readFileSync(path, 'utf8').split('\n').length).toBe(301);
-    for (let i = 0; i < 299; i++) log.mark({ t: 'answered', at: `t${i}` });
+    // Group commit: far fewer syncs than lines; 600 lines with 600 live is no reason to rewrite.
+    expect(log.syncs).toBeLessThan(600);
+    expect(readFileSync(path, 'utf8').split('\n').length).toBe(601);
+    for (let i = 0; i < 599; i++) log.mark({ t: 'answered', at: `t${i}` });
     const last: IntentLine = { t: 'take', at: 'last', subnet: 's' };
-    live = [takes[299], last];
+    live = [takes[599], last];
     await log.durable(last);
     await log.close();
-    // 600 lines > 2 x 2 live + 64: rewritten from memory at that sync.
+    // 1200 lines > 2 x 2 live + 1024: rewritten from memory at that sync.
     expect(readIntents(path, pino({ level: 'silent' }))).toEqual(live);
   });
 
