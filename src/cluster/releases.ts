@@ -22,8 +22,67 @@ function newId(): string {
   return `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
 }
 
+/**
+ * The queued releases by id, indexed for the takes that must wait for one: by pool, and by address (a rollback by
+ * token, whose address the view must be asked for, is listed per subnet; there are few, only after failures).
+ */
+class Queued {
+  private readonly byId = new Map<string, Release>();
+  private readonly index = new Map<string, Set<string>>();
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): Release | undefined {
+    return this.byId.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.byId.has(id);
+  }
+
+  values(): IterableIterator<Release> {
+    return this.byId.values();
+  }
+
+  keys(): IterableIterator<string> {
+    return this.byId.keys();
+  }
+
+  set(id: string, release: Release): void {
+    this.delete(id);
+    this.byId.set(id, release);
+    const key = indexKey(release);
+    let ids = this.index.get(key);
+    if (!ids) this.index.set(key, (ids = new Set()));
+    ids.add(id);
+  }
+
+  delete(id: string): void {
+    const release = this.byId.get(id);
+    if (!release) return;
+    this.byId.delete(id);
+    const key = indexKey(release);
+    const ids = this.index.get(key);
+    ids?.delete(id);
+    if (ids?.size === 0) this.index.delete(key);
+  }
+
+  /** Ids of the releases of pool `ref`, of `address`, or by token, in `subnet`. */
+  of(key: { subnet: string; pool?: string; address?: bigint }): Iterable<string> {
+    return this.index.get(indexKey(key)) ?? [];
+  }
+}
+
+function indexKey(release: { subnet: string; pool?: string; address?: string | bigint }): string {
+  if (release.pool !== undefined) return `${release.subnet} pool ${release.pool}`;
+  const address = typeof release.address === 'string' ? parseIp(release.address)?.value : release.address;
+  return address === undefined ? `${release.subnet} tokens` : `${release.subnet} ${address}`;
+}
+
 export class ReleaseQueue {
-  private readonly queue = new Map<string, Release>();
+  private readonly queue = new Queued();
   private readonly applying = new Map<string, Promise<void>>();
   /** Releases being made durable: none is applied before its line is on disk (a restart would apply it again). */
   private readonly saving = new Map<string, Promise<void>>();
@@ -199,17 +258,17 @@ export class ReleaseQueue {
 
   /** Applies any release of this instance still queued for `address` before a new take of it (a pool's: see take). */
   async settleOwn(view: SubnetView, address: bigint): Promise<void> {
-    for (const release of [...this.queue.values()]) {
-      if (release.pool !== undefined || release.subnet !== view.subnet.text) continue;
-      if (this.target(view, release)?.address === address) {
-        await this.apply(release.id);
-      }
+    const subnet = view.subnet.text;
+    for (const id of [...this.queue.of({ subnet, address })]) await this.apply(id);
+    for (const id of [...this.queue.of({ subnet })]) {
+      const release = this.queue.get(id);
+      if (release && this.target(view, release)?.address === address) await this.apply(id);
     }
   }
 
   /** A queued release of pool `ref` in `subnet`, which a new take of that pool must wait for. */
   pendingPool(subnet: string, ref: string): string | undefined {
-    for (const [id, release] of this.queue) if (release.subnet === subnet && release.pool === ref) return id;
+    for (const id of this.queue.of({ subnet, pool: ref })) return id;
     return undefined;
   }
 

@@ -8,7 +8,7 @@ import { IntentLog, rewriteIntents } from '../../../src/cluster/intents';
 import { addressKey, encodeClaims } from '../../../src/cluster/keys';
 import { ReleaseQueue } from '../../../src/cluster/releases';
 import { SubnetView } from '../../../src/cluster/view';
-import { parseCidr } from '../../../src/ip/address';
+import { formatIp, parseCidr } from '../../../src/ip/address';
 
 const subnet = (() => {
   const r = parseCidr('10.8.0.0/24');
@@ -91,6 +91,61 @@ describe('release queue', () => {
     await within(queue.drained(), 'both releases applied');
     expect(kv.replaced.sort()).toEqual([5n, 6n].map((n) => addressKey('/p', subnet, subnet.base + n)));
     expect(view.held.size).toBe(0);
+    queue.stop();
+    await log.close();
+  });
+
+  it('a take waits only for a release of its own pool or address, however many others are queued', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tmvE-unit-'));
+    dirs.push(dir);
+    const path = join(dir, 'cluster-intents.log');
+    rewriteIntents(path, []);
+    const kv = new GatedKv();
+    const view = new SubnetView(subnet, '/p');
+    const at = (n: bigint) => subnet.base + n;
+    const claim = (ref: string, token: string) => encodeClaims([{ owner: 'me', kind: 'container', ref, at: token }]);
+    view.load(
+      [
+        { key: addressKey('/p', subnet, at(5n)), value: claim('p1', 't1'), modRevision: 10n },
+        { key: addressKey('/p', subnet, at(6n)), value: claim('p2', 't2'), modRevision: 11n },
+        { key: addressKey('/p', subnet, at(7n)), value: claim('p2', 't3'), modRevision: 12n },
+      ],
+      12n,
+    );
+    const log = new IntentLog(path, () => [], 0);
+    const queue = new ReleaseQueue(
+      log,
+      pino({ level: 'silent' }),
+      'me',
+      kv,
+      async () => view,
+      () => [],
+      [],
+    );
+    // Both stay queued until the kv lets their transactions through.
+    const pool = queue.releasePool(subnet.text, 'p1');
+    const one = queue.release(subnet.text, formatIp(false, at(6n)), 'p2');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(queue.pendingPool(subnet.text, 'p1')).toBeDefined();
+    expect(queue.pendingPool(subnet.text, 'p2')).toBeUndefined();
+    expect(queue.pendingPool('10.9.9.0/24', 'p1')).toBeUndefined();
+    await within(queue.settleOwn(view, at(7n)), 'a take of another address, not waiting');
+    let settled = false;
+    const waiting = queue.settleOwn(view, at(6n)).then(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(settled).toBe(false);
+    for (let i = 0; i < 10 && !settled; i++) {
+      kv.release();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await within(waiting, 'the take of the released address, once its release is applied');
+    for (let i = 0; i < 10 && queue.size > 0; i++) {
+      kv.release();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await within(Promise.all([pool, one]), 'both releases answered');
+    expect(queue.pendingPool(subnet.text, 'p1')).toBeUndefined();
+    expect([...view.held.keys()]).toEqual([at(7n)]);
     queue.stop();
     await log.close();
   });
