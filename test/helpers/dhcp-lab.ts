@@ -1,16 +1,27 @@
 // A LAN for DHCP tests: a switch namespace with a bridge and Debian's dnsmasq as the LAN's server, a veth parent in
 // the test's own namespace (with an address of the subnet, so nothing routes out), and namespaces standing for
 // a container and a squatter host. Everything is named with one random prefix and removed by close().
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import {
+  DNSMASQ,
+  type LeaseLine,
+  dnsmasqLeases,
+  dnsmasqListening,
+  dnsmasqLog,
+  dnsmasqLogFile,
+  hostsFileReads,
+  startDnsmasq,
+} from './dnsmasq';
 import { ip } from './net';
+
+export type { LeaseLine };
 
 export const SUBNET = { router: '10.77.0.1', parent: '10.77.0.2', first: '10.77.0.100', last: '10.77.0.120' };
 export const CLASSLESS_ROUTE = { destination: '10.99.0.0/16', gateway: SUBNET.router };
-const DNSMASQ = '/usr/sbin/dnsmasq';
 
 export function requireTool(file: string, debianPackage: string): void {
   if (!existsSync(file))
@@ -19,12 +30,6 @@ export function requireTool(file: string, debianPackage: string): void {
 
 export function inNs(ns: string, ...args: string[]): string {
   return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-export interface LeaseLine {
-  expires: number;
-  mac: string;
-  address: string;
 }
 
 export class DhcpLab {
@@ -76,59 +81,35 @@ export class DhcpLab {
   }
 
   get logFile(): string {
-    return path.join(this.dir, 'dnsmasq.log');
+    return dnsmasqLogFile(this.dir);
   }
 
-  /** Starts dnsmasq (DHCP only, no ping of its own, 2-minute leases) and waits until it listens. */
+  /** Starts dnsmasq (see dnsmasq.ts) with SUBNET's range and router and CLASSLESS_ROUTE, and waits until it listens. */
   async startServer(): Promise<void> {
-    const args = [
-      '--keep-in-foreground',
-      '--conf-file=/dev/null',
-      '--port=0',
-      '--no-ping',
-      '--user=root',
-      '--interface=br0',
-      '--bind-interfaces',
-      '--dhcp-authoritative',
-      `--dhcp-range=${SUBNET.first},${SUBNET.last},255.255.255.0,2m`,
-      `--dhcp-option=option:router,${SUBNET.router}`,
-      `--dhcp-option=121,${CLASSLESS_ROUTE.destination},${CLASSLESS_ROUTE.gateway}`,
-      `--dhcp-leasefile=${path.join(this.dir, 'leases')}`,
-      `--dhcp-hostsfile=${this.hostsFile}`,
-      `--pid-file=${path.join(this.dir, 'pid')}`,
-      '--log-dhcp',
-      `--log-facility=${this.logFile}`,
-    ];
-    this.dnsmasq = spawn('ip', ['netns', 'exec', this.switchNs, DNSMASQ, ...args], { stdio: 'ignore' });
-    for (let i = 0; i < 100 && !this.serverLog().includes('DHCP, IP range'); i++) await sleep(50);
-    if (!this.serverLog().includes('DHCP, IP range')) throw new Error(`dnsmasq did not start: ${this.serverLog()}`);
+    const { first, last, router } = SUBNET;
+    const setup = { ns: this.switchNs, bridge: 'br0', first, last, router, classless: CLASSLESS_ROUTE };
+    this.dnsmasq = startDnsmasq({ ...setup, hostsFile: this.hostsFile, dir: this.dir });
+    for (let i = 0; i < 100 && !dnsmasqListening(this.dir); i++) await sleep(50);
+    if (!dnsmasqListening(this.dir)) throw new Error(`dnsmasq did not start: ${this.serverLog()}`);
   }
 
   /** Reserves an address for a MAC on the server, and waits until the server has re-read its hosts file. */
   async reserve(mac: string, address: string): Promise<void> {
-    const reads = () => this.serverLog().split(`read ${this.hostsFile}`).length;
-    const before = reads();
+    const before = hostsFileReads(this.dir, this.hostsFile);
     writeFileSync(this.hostsFile, `${mac},${address}\n`, { flag: 'a' });
     process.kill(this.dnsmasq!.pid!, 'SIGHUP');
-    for (let i = 0; i < 100 && reads() === before; i++) await sleep(20);
-    if (reads() === before) throw new Error(`dnsmasq did not re-read ${this.hostsFile} after SIGHUP`);
+    for (let i = 0; i < 100 && hostsFileReads(this.dir, this.hostsFile) === before; i++) await sleep(20);
+    if (hostsFileReads(this.dir, this.hostsFile) === before)
+      throw new Error(`dnsmasq did not re-read ${this.hostsFile} after SIGHUP`);
   }
 
   serverLog(): string {
-    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
+    return dnsmasqLog(this.dir);
   }
 
-  /** The server's lease file; dnsmasq writes it before it answers. */
+  /** The server's lease file (see `released` before reading it after a release). */
   serverLeases(): LeaseLine[] {
-    const file = path.join(this.dir, 'leases');
-    if (!existsSync(file)) return [];
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => {
-        const [expires, mac, address] = line.split(' ');
-        return { expires: Number(expires), mac: mac!, address: address! };
-      });
+    return dnsmasqLeases(this.dir);
   }
 
   /**
