@@ -55,32 +55,39 @@ function within<T>(promise: Promise<T>, what: string): Promise<T> {
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
+/** A queue of instance 'me' over one view holding `claims` (offset in the subnet, ref, token), on a GatedKv. */
+function queueOver(claims: [bigint, string, string][]) {
+  const dir = mkdtempSync(join(tmpdir(), 'tmvE-unit-'));
+  dirs.push(dir);
+  const path = join(dir, 'cluster-intents.log');
+  rewriteIntents(path, []);
+  const kv = new GatedKv();
+  const view = new SubnetView(subnet, '/p');
+  const entries = claims.map(([offset, ref, at], i) => ({
+    key: addressKey('/p', subnet, subnet.base + offset),
+    value: encodeClaims([{ owner: 'me', kind: 'container', ref, at }]),
+    modRevision: 10n + BigInt(i),
+  }));
+  view.load(entries, 10n + BigInt(claims.length));
+  const log = new IntentLog(path, () => [], 0);
+  const queue = new ReleaseQueue(
+    log,
+    pino({ level: 'silent' }),
+    'me',
+    kv,
+    async () => view,
+    () => [],
+    [],
+  );
+  return { kv, view, log, queue };
+}
+
 describe('release queue', () => {
   it('applies a release queued while the loop is applying another', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tmvE-unit-'));
-    dirs.push(dir);
-    const path = join(dir, 'cluster-intents.log');
-    rewriteIntents(path, []);
-    const kv = new GatedKv();
-    const view = new SubnetView(subnet, '/p');
-    const claim = (at: string) => encodeClaims([{ owner: 'me', kind: 'container', ref: 'r', at }]);
-    view.load(
-      [
-        { key: addressKey('/p', subnet, subnet.base + 5n), value: claim('t1'), modRevision: 10n },
-        { key: addressKey('/p', subnet, subnet.base + 6n), value: claim('t2'), modRevision: 11n },
-      ],
-      11n,
-    );
-    const log = new IntentLog(path, () => [], 0);
-    const queue = new ReleaseQueue(
-      log,
-      pino({ level: 'silent' }),
-      'me',
-      kv,
-      async () => view,
-      () => [],
-      [],
-    );
+    const { kv, view, log, queue } = queueOver([
+      [5n, 'r', 't1'],
+      [6n, 'r', 't2'],
+    ]);
     queue.enqueueKnown({ id: 't1', subnet: subnet.text, at: 't1' });
     await new Promise((resolve) => setImmediate(resolve));
     queue.enqueueKnown({ id: 't2', subnet: subnet.text, at: 't2' });
@@ -96,32 +103,12 @@ describe('release queue', () => {
   });
 
   it('a take waits only for a release of its own pool or address, however many others are queued', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tmvE-unit-'));
-    dirs.push(dir);
-    const path = join(dir, 'cluster-intents.log');
-    rewriteIntents(path, []);
-    const kv = new GatedKv();
-    const view = new SubnetView(subnet, '/p');
+    const { kv, view, log, queue } = queueOver([
+      [5n, 'p1', 't1'],
+      [6n, 'p2', 't2'],
+      [7n, 'p2', 't3'],
+    ]);
     const at = (n: bigint) => subnet.base + n;
-    const claim = (ref: string, token: string) => encodeClaims([{ owner: 'me', kind: 'container', ref, at: token }]);
-    view.load(
-      [
-        { key: addressKey('/p', subnet, at(5n)), value: claim('p1', 't1'), modRevision: 10n },
-        { key: addressKey('/p', subnet, at(6n)), value: claim('p2', 't2'), modRevision: 11n },
-        { key: addressKey('/p', subnet, at(7n)), value: claim('p2', 't3'), modRevision: 12n },
-      ],
-      12n,
-    );
-    const log = new IntentLog(path, () => [], 0);
-    const queue = new ReleaseQueue(
-      log,
-      pino({ level: 'silent' }),
-      'me',
-      kv,
-      async () => view,
-      () => [],
-      [],
-    );
     // Both stay queued until the kv lets their transactions through.
     const pool = queue.releasePool(subnet.text, 'p1');
     const one = queue.release(subnet.text, formatIp(false, at(6n)), 'p2');
