@@ -3,7 +3,6 @@ import type { ClasslessRoute } from '../dhcp/message';
 import type { Lease } from '../dhcp/lease';
 import { PluginError } from '../errors';
 import type { MacvlanMode } from '../kernel/link-info';
-import type { IpData } from './network-options';
 
 export interface DhcpSettings {
   /** How long a CreateEndpoint waits for a lease before it fails. */
@@ -39,7 +38,8 @@ export function parseDhcpOptions(dhcp: string | undefined, timeout: string | und
  */
 export function checkDhcpNetwork(
   options: { parent?: string; mode: MacvlanMode; hostAccess?: string },
-  ipv4: IpData | undefined,
+  /** The IPv4 data Docker's IPAM gave the network (only its pool matters here). */
+  ipv4: { pool: string } | undefined,
 ): void {
   if (!options.parent)
     throw new PluginError(
