@@ -119,6 +119,8 @@ function heldIn(sorted: bigint[], segment: Segment): number {
 export class Picker {
   /** Where each range's walk stands. */
   private readonly walks = new Map<string, Walk>();
+  /** Ranges whose last pick came from outside this host's own slot. */
+  private readonly strayed = new Set<string>();
 
   /**
    * The next candidate in [lo, hi], or undefined when every address there is held. `owners` gives the instances
@@ -138,6 +140,8 @@ export class Picker {
       if (found !== undefined) {
         walk.at = segment.from <= segment.to ? found + 1n : found - 1n;
         walk.entering = false;
+        if (walk.home) this.strayed.delete(lane);
+        else this.strayed.add(lane);
         return found;
       }
       this.leave(walk, occupancy.sorted(lo, hi));
@@ -145,7 +149,13 @@ export class Picker {
     // Every segment left (others' addresses or races cut them short): whatever is free, from a random point; the
     // next pick starts a new walk.
     this.walks.delete(lane);
+    this.strayed.add(lane);
     return firstFree(occupancy.sorted(lo, hi), lo, hi, lo + randomBelow(hi - lo + 1n));
+  }
+
+  /** Whether the last pick in this range came from outside this host's own slot, where other hosts' takes are met. */
+  away(lane: string): boolean {
+    return this.strayed.has(lane);
   }
 
   /** Another host just took the address this walk tried: it is working here, so move to another segment. */
