@@ -1,8 +1,11 @@
 // The cluster IPAM's figures, on a 3-member etcd on loopback (Debian's etcd-server, members started here):
 //   latency  RequestAddress through the API, a local-journal pool (scope=host) vs a cluster pool, interleaved in one run
-//   burst    BENCH_CLUSTER_HOSTS plugin instances (`serve --etcd`, driven over their sockets, no dockerd) x
-//            BENCH_CLUSTER_EACH (50: 20 x 50 + 20 warm-up = 1,020 of the /22's 1,022) allocations each, at once over one /22: duplicates, allocations/s, and etcd round
-//            trips per allocation (etcd's own grpc_server_handled_total for Txn, summed over the members)
+//   burst    BENCH_CLUSTER_HOSTS (20) plugin instances (`serve --etcd`, driven over their sockets, no dockerd), all
+//            asking at once over one /22: duplicates, allocations/s, and etcd round trips per allocation (etcd's own
+//            grpc_server_handled_total for Txn, summed over the members), in two runs on two subnets:
+//              fit    50 each: 20 x 50 + 20 warm-up = 1,020 of the /22's 1,022, demand as large as the range
+//              over   100 each, as issue 14 words it: 2,000 asked of 1,022, so about half are refused as full (their
+//                     transactions, where a view still showed a hole, count against the allocations)
 //   labHost  test/bench/cluster-docker.ts: on a multi-host lab host (etcd on the lab LAN), RequestAddress and
 //            `docker run --rm`, local vs cluster IPAM (BENCH_CLUSTER_API_ROUNDS, BENCH_CLUSTER_DOCKER_ROUNDS)
 // Figures only, no verdicts. Standalone: `npm run build && bash test/lab/in-lab.sh node test/bench/cluster.mjs`.
@@ -126,10 +129,9 @@ async function latency(host, rounds) {
   };
 }
 
-async function burst(hostCount, each) {
-  const hosts = [];
-  for (let i = 0; i < hostCount; i++) hosts.push(await startHost(`b${i}`));
-  const pools = await Promise.all(hosts.map((h) => h.pool({ Pool: '10.98.0.0/22' })));
+async function burst(hosts, each, subnet) {
+  const hostCount = hosts.length;
+  const pools = await Promise.all(hosts.map((h) => h.pool({ Pool: subnet })));
   // Each host loads the subnet's view before the clock starts, as a running plugin has.
   const warm = await Promise.all(hosts.map((h, i) => h.address(pools[i])));
   const before = await txnsServed();
@@ -165,11 +167,15 @@ export async function benchCluster() {
   await startEtcd();
   const lat = await latency(await startHost('lat'), envInt('BENCH_CLUSTER_ROUNDS', 300));
   log(`cluster latency: ${JSON.stringify(lat)}`);
-  const b = await burst(envInt('BENCH_CLUSTER_HOSTS', 20), envInt('BENCH_CLUSTER_EACH', 50));
-  log(`cluster burst: ${JSON.stringify(b)}`);
+  const hosts = [];
+  for (let i = 0; i < envInt('BENCH_CLUSTER_HOSTS', 20); i++) hosts.push(await startHost(`b${i}`));
+  const b = await burst(hosts, 50, '10.98.0.0/22');
+  log(`cluster burst, demand as large as the range: ${JSON.stringify(b)}`);
+  const over = await burst(hosts, 100, '10.99.0.0/22');
+  log(`cluster burst, twice the range asked: ${JSON.stringify(over)}`);
   const labHost = await onLabHost();
   log(`cluster on a lab host: ${JSON.stringify(labHost)}`);
-  return { latency: lat, burst: b, labHost };
+  return { latency: lat, burst: b, burstOver: over, labHost };
 }
 
 /** The lab-host figures: the lab is TypeScript, so its bench runs under vite-node (vitest's own runner). */

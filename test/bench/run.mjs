@@ -294,9 +294,14 @@ function report(r) {
       `cluster burst: ${b.hosts} instances × ${b.asked / b.hosts} over one /22: duplicates / failed / allocations/s`,
       `${b.duplicates} / ${b.failed} / ${b.allocationsPerSecond}`,
     );
+    const o = c.burstOver;
     add(
-      'cluster: etcd round trips per allocation (sequential / burst)',
-      `${l.etcdTxnsPerAllocation} / ${b.etcdTxnsPerAllocation}`,
+      `cluster burst: ${o.hosts} instances × ${o.asked / o.hosts} over one /22: allocated / refused as full / duplicates`,
+      `${o.allocated} / ${o.failed} / ${o.duplicates}`,
+    );
+    add(
+      'cluster: etcd round trips per allocation (sequential / burst × 50 / burst × 100)',
+      `${l.etcdTxnsPerAllocation} / ${b.etcdTxnsPerAllocation} / ${o.etcdTxnsPerAllocation}`,
     );
     const h = c.labHost;
     if (h) {
