@@ -1,9 +1,10 @@
 // Which address a dynamic take tries: chosen locally, so that hosts allocating at once rarely pick the same one.
 // The hosts with claims in the subnet (each holds at least the shared gateway) split the range into one slot each,
-// in the order of their ids. A host fills its own slot upward from its start, then overflows into the other slots
-// from their tops downward (the slot below its own first, skipping slots the view shows much fuller than the
-// freest): each slot's owner fills it from the bottom, so an overflowing host meets it only when that slot is
-// nearly full, and hosts overflowing at once start in different slots.
+// in the order of their ids. A host fills its own slot upward from its start (skipping what others took there before
+// the slots were known), then overflows into the other slots from their tops downward (the slot below its own first,
+// skipping slots the view shows much fuller than the freest): each slot's owner fills it from the bottom, so an
+// overflowing host meets it only when that slot is nearly full, and hosts overflowing at once start in different
+// slots.
 
 /** What a picker needs to know of the subnet: whether an address is held or being taken, and all of them in order. */
 export interface Occupancy {

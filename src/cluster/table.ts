@@ -9,9 +9,8 @@ import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { PluginError } from '../errors';
 import { type Cidr, contains, formatIp, parseCidr } from '../ip/address';
-import { Picker } from './candidates';
-import { Gate } from './gate';
-import { type ClusterKv, ClusterUnavailableError, type TxnResult } from './etcd';
+import { DynamicTakes, settleWrite } from './dynamic-takes';
+import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared } from './keys';
 import { ReleaseQueue, type Release } from './releases';
@@ -39,17 +38,8 @@ export interface TakeRequest {
   ref: string;
 }
 
-/** Candidates tried before a take gives up: each loss means another host took that address meanwhile. */
+/** Tries of a shared reservation whose key keeps changing under it (other hosts joining or leaving it). */
 const MAX_ATTEMPTS = 32;
-/**
- * Dynamic takes of one range in flight at once on this host (away from its own slot: one). Picks made together
- * cannot see each other's losses: a burst of hundreds would all land where another host works before the first loss
- * is known. Measured on a /22 with 10 hosts of uneven demand: 16 → 1.13-1.19 etcd calls per allocation, 8 →
- * 1.05-1.12, 4 → 1.01-1.03, at similar allocations/s (the 3 members' disk syncs bound them, not this). With 20 hosts
- * asking 100 each of the /22's 1,022 at once (most of them overflowing), one at a time away: 1.10-1.13, was 1.20-1.22.
- */
-const IN_FLIGHT = 4;
-
 export function newToken(): string {
   return randomBytes(8).toString('hex');
 }
@@ -62,9 +52,7 @@ export class ClusterTable {
   private readonly underWay = new Set<{ subnet: string; ref: string; work: Promise<bigint> }>();
   /** Addresses a take of this instance is trying right now, per subnet: never two takes on one. */
   private readonly busy = new Map<string, Set<bigint>>();
-  private readonly picker = new Picker();
-  /** Per range: the dynamic takes in flight, and those of them away from this host's own slot. */
-  private readonly gates = new Map<string, { all: Gate; away: Gate }>();
+  private readonly dynamic: DynamicTakes;
   private readonly releases: ReleaseQueue;
   private readonly intents: IntentLog;
   private closed = false;
@@ -76,6 +64,7 @@ export class ClusterTable {
     path: string,
     unfinished: Release[],
   ) {
+    this.dynamic = new DynamicTakes(kv, instance);
     this.intents = new IntentLog(path, () => this.liveLines(), unfinished.length);
     this.releases = new ReleaseQueue(
       this.intents,
@@ -198,7 +187,8 @@ export class ClusterTable {
     const claim: Claim = { owner: this.instance, kind: request.kind, ref: request.ref, at };
     let address: bigint;
     try {
-      if (request.address === undefined) address = await this.takeDynamic(view, request, claim);
+      if (request.address === undefined)
+        address = await this.dynamic.take(view, request, claim, this.busyOf(view.subnet.text));
       else if (isShared(request.kind)) address = await this.takeShared(view, request.address, claim);
       else address = await this.takeGiven(view, request.address, claim);
     } catch (err) {
@@ -247,81 +237,16 @@ export class ClusterTable {
     return set;
   }
 
-  /** Applies a transaction's answer to the view; true when the take is ours (also when a retry found it done). */
-  private settle(view: SubnetView, address: bigint, value: string, claim: Claim, result: TxnResult): boolean {
-    const key = addressKey(this.kv.prefix, view.subnet, address);
-    if (result.ok) {
-      view.put({ key, value, modRevision: result.revision });
-      return true;
-    }
-    if (result.current) view.put(result.current);
-    else view.delete(key, result.revision);
-    return view.held.get(address)?.claims?.some((c) => c.at === claim.at) === true;
-  }
-
-  private async takeDynamic(view: SubnetView, request: TakeRequest, claim: Claim): Promise<bigint> {
-    const lane = `${view.subnet.text} ${request.lo}-${request.hi}`;
-    const value = encodeClaims([claim]);
-    let gates = this.gates.get(lane);
-    if (!gates) this.gates.set(lane, (gates = { all: new Gate(IN_FLIGHT), away: new Gate(1) }));
-    await gates.all.enter();
-    // Away from its own slot, a host meets other hosts' takes: there it picks one at a time, each pick knowing how
-    // the last fared.
-    const away = this.picker.away(lane) ? gates.away : undefined;
-    await away?.enter();
-    try {
-      return await this.walk(view, request, claim, lane, value);
-    } finally {
-      away?.leave();
-      gates.all.leave();
-    }
-  }
-
-  private async walk(
-    view: SubnetView,
-    request: TakeRequest,
-    claim: Claim,
-    lane: string,
-    value: string,
-  ): Promise<bigint> {
-    const busy = this.busyOf(view.subnet.text);
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const owners = { version: view.ownersVersion, ids: () => view.owners() };
-      const candidate = this.picker.pick(lane, request.lo, request.hi, owners, this.instance, view.occupancy(busy));
-      if (candidate === undefined) throw this.exhausted(view, request);
-      busy.add(candidate);
-      let result: TxnResult;
-      try {
-        result = await this.kv.create(addressKey(this.kv.prefix, view.subnet, candidate), value);
-      } finally {
-        busy.delete(candidate);
-      }
-      if (this.settle(view, candidate, value, claim, result)) return candidate;
-      // Another host is taking addresses here right now: go somewhere else rather than chase it.
-      this.picker.lost(lane, request.lo, request.hi, view.occupancy(busy));
-    }
-    throw new PluginError(
-      `could not take an address in ${describeRange(view.subnet, request)}: other hosts took each of ${MAX_ATTEMPTS} candidates first; retry (the range is nearly full or very busy)`,
-    );
-  }
-
-  private exhausted(view: SubnetView, request: TakeRequest): PluginError {
-    const summary = view.summary(request.lo, request.hi);
-    const mine = summary.owners[this.instance]?.container ?? 0;
-    return new PluginError(
-      `no free address in ${describeRange(view.subnet, request)} across the cluster: all ${summary.size} are held (${mine} by this host, ${Object.keys(summary.owners).length} hosts in all); release some, or give a wider --ip-range`,
-    );
-  }
-
   private async takeGiven(view: SubnetView, address: bigint, claim: Claim): Promise<bigint> {
     await this.releases.settleOwn(view, address);
     const busy = this.busyOf(view.subnet.text);
     if (busy.has(address)) throw this.inUse(view, address, 'another request of this host is taking it right now');
+    const key = addressKey(this.kv.prefix, view.subnet, address);
     const value = encodeClaims([claim]);
     busy.add(address);
     try {
-      const result = await this.kv.create(addressKey(this.kv.prefix, view.subnet, address), value);
-      if (this.settle(view, address, value, claim, result)) return address;
+      const result = await this.kv.create(key, value);
+      if (settleWrite(view, key, address, claim, result, value)) return address;
     } finally {
       busy.delete(address);
     }
@@ -343,7 +268,7 @@ export class ClusterTable {
       if (held && (!claims || !isShared(claims[0].kind))) throw this.inUse(view, address, describeHolder(claims));
       const value = encodeClaims([...(claims ?? []), claim]);
       const result = held ? await this.kv.replace(key, held.modRevision, value) : await this.kv.create(key, value);
-      if (this.settle(view, address, value, claim, result)) return address;
+      if (settleWrite(view, key, address, claim, result, value)) return address;
     }
     throw new PluginError(
       `could not join the shared reservation of ${formatIp(view.subnet.v6, address)} in subnet ${view.subnet.text}: it changed under each of ${MAX_ATTEMPTS} tries; retry`,
@@ -413,10 +338,4 @@ function checkRequest(request: TakeRequest): void {
     throw new Error(
       `cluster take outside subnet ${subnet.text}: ${lo}-${hi}${address === undefined ? '' : ` at ${address}`}`,
     );
-}
-
-function describeRange(subnet: Cidr, request: TakeRequest): string {
-  const lo = formatIp(subnet.v6, request.lo);
-  const hi = formatIp(subnet.v6, request.hi);
-  return `subnet ${subnet.text} (addresses ${lo} to ${hi})`;
 }
