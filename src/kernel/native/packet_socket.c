@@ -197,6 +197,15 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   return self;
 }
 
+// Reads (ifindex, Buffer) from the first two arguments; false when they are not that.
+static bool read_ifindex_and_buffer(napi_env env, size_t argc, napi_value *argv, int32_t *ifindex, void **data,
+                                    size_t *length) {
+  bool is_buffer = false;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], ifindex) != napi_ok) return false;
+  if (napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer) return false;
+  return napi_get_buffer_info(env, argv[1], data, length) == napi_ok;
+}
+
 // send(ifindex, frame): the frame is a whole Ethernet frame, sent as it is on that interface.
 static napi_value send_frame(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -206,13 +215,10 @@ static napi_value send_frame(napi_env env, napi_callback_info info) {
   int32_t ifindex;
   void *data;
   size_t length;
-  bool is_buffer = false;
-  napi_is_buffer(env, argv[1], &is_buffer);
-  if (argc < 2 || napi_get_value_int32(env, argv[0], &ifindex) != napi_ok || !is_buffer) {
+  if (!read_ifindex_and_buffer(env, argc, argv, &ifindex, &data, &length)) {
     napi_throw_type_error(env, NULL, "send needs (ifindex, Buffer)");
     return NULL;
   }
-  napi_get_buffer_info(env, argv[1], &data, &length);
   if (length < ETH_HLEN) {
     napi_throw_range_error(env, NULL, "a frame is at least 14 bytes (the Ethernet header)");
     return NULL;
@@ -235,10 +241,8 @@ static napi_value membership(napi_env env, napi_callback_info info) {
   int32_t ifindex;
   void *mac;
   size_t mac_length = 0;
-  bool is_buffer = false, add = false;
-  if (argc == 3) napi_is_buffer(env, argv[1], &is_buffer);
-  if (!is_buffer || napi_get_value_int32(env, argv[0], &ifindex) != napi_ok ||
-      napi_get_buffer_info(env, argv[1], &mac, &mac_length) != napi_ok || mac_length != ETH_ALEN ||
+  bool add = false;
+  if (argc < 3 || !read_ifindex_and_buffer(env, argc, argv, &ifindex, &mac, &mac_length) || mac_length != ETH_ALEN ||
       napi_get_value_bool(env, argv[2], &add) != napi_ok) {
     napi_throw_type_error(env, NULL, "membership needs (ifindex, a 6-byte MAC Buffer, add)");
     return NULL;

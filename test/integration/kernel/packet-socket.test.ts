@@ -126,6 +126,16 @@ describe('PacketSocket', () => {
     expect(() => socket.addUnicast(999_999, '02:7f:00:00:00:aa')).toThrow(/ENODEV|No such device/);
   });
 
+  it('refuses arguments of the wrong kind, and a frame shorter than its Ethernet header, sending nothing', async () => {
+    const sent = await delivered(() => {
+      expect(() => socket.send(indexA, 'not a frame' as never)).toThrow(/send needs \(ifindex, Buffer\)/);
+      expect(() => socket.send('eth0' as never, udp(67))).toThrow(/send needs \(ifindex, Buffer\)/);
+      expect(() => socket.send(indexA, Buffer.alloc(13))).toThrow(/at least 14 bytes/);
+      expect(() => socket.addUnicast('eth0' as never, '02:7f:00:00:00:aa')).toThrow(/membership needs/);
+    }, 1);
+    expect(sent).toEqual([]);
+  });
+
   it('refuses a send with a clear error once closed, and closes twice without harm', () => {
     const other = new PacketSocket(
       () => undefined,
