@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
-import { type Cidr, contains, overlaps, parseCidr, parseIp } from '../ip/address';
+import { type Cidr, contains, overlaps, parseIp } from '../ip/address';
 import { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
 import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
@@ -13,18 +13,12 @@ import { type TakeKind } from './journal-records';
 import { ExhaustedError } from './dynamic-range';
 import { ClusterAddresses, wantsCluster } from './cluster-addresses';
 import { checkPoolId, isClusterPoolId, poolIdOf } from './pool-id';
+import { type RequestPoolArgs, family, parsePoolRequest } from './pool-request';
 import type { ClusterTable } from '../cluster/table';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
 export const GATEWAY_REQUEST = 'com.docker.network.gateway';
-
-export interface RequestPoolArgs {
-  pool: string;
-  subPool?: string;
-  options?: Record<string, string> | null;
-  v6?: boolean;
-}
 
 export interface PoolView {
   poolId: string;
@@ -40,10 +34,6 @@ export interface PoolView {
 
 function journalName(subnet: Cidr): string {
   return `${subnet.text.replace('/', '_')}.jnl`;
-}
-
-function family(v6: boolean): string {
-  return v6 ? 'IPv6' : 'IPv4';
 }
 
 export class IpamService {
@@ -172,35 +162,7 @@ export class IpamService {
 
   async requestPool(args: RequestPoolArgs): Promise<{ poolId: string; pool: string }> {
     this.refuseWhenClosing();
-    const v6 = args.v6 === true;
-    if (!args.pool) {
-      throw new PluginError(
-        `tsmacvlan's IPAM does not choose subnets: a macvlan network uses addresses of its parent's LAN. Pass --subnet${v6 ? ' (for IPv6 too)' : ''} to 'docker network create' (with --gateway and --ip-range as needed)`,
-      );
-    }
-    const parsed = parseCidr(args.pool);
-    if (!parsed.ok) throw new PluginError(`--subnet ${args.pool} is not valid: ${parsed.why}`);
-    const cidr = parsed.cidr;
-    if (cidr.v6 !== v6) {
-      throw new PluginError(
-        `--subnet ${args.pool} is an ${family(cidr.v6)} subnet, but Docker asked for an ${family(v6)} pool${cidr.v6 ? ' (add --ipv6 to use IPv6 subnets)' : ''}`,
-      );
-    }
-    let range: Cidr | undefined;
-    if (args.subPool) {
-      const r = parseCidr(args.subPool);
-      if (!r.ok) throw new PluginError(`--ip-range ${args.subPool} is not valid: ${r.why}`);
-      range = r.cidr;
-      if (range.v6 !== cidr.v6)
-        throw new PluginError(
-          `--ip-range ${range.text} is ${family(range.v6)} but --subnet ${cidr.text} is ${family(cidr.v6)}`,
-        );
-      if (range.prefix < cidr.prefix || !contains(cidr, range.base)) {
-        throw new PluginError(
-          `--ip-range ${range.text} is not inside --subnet ${cidr.text}; give a range within the subnet, e.g. ${cidr.text} itself`,
-        );
-      }
-    }
+    const { cidr, range } = parsePoolRequest(args);
     const options = args.options ?? {};
     const clusterWide = wantsCluster(options, this.table !== undefined);
     const id = poolIdOf(cidr, range, options, clusterWide);
@@ -217,14 +179,6 @@ export class IpamService {
         }
       }
       subnet = new Subnet(cidr);
-    }
-    if (range) {
-      const lo = range.base > subnet.lo ? range.base : subnet.lo;
-      const hi = range.last < subnet.hi ? range.last : subnet.hi;
-      if (lo > hi)
-        throw new PluginError(
-          `--ip-range ${range.text} holds no address of subnet ${cidr.text} that can be assigned (only its network or broadcast address); widen --ip-range`,
-        );
     }
     const { pool, line } = subnet.acquirePool({ id, ...(range && { range }), options });
     this.subnets.set(cidr.text, subnet);
