@@ -63,7 +63,6 @@ function parseDockerBodies(app: FastifyInstance): void {
   });
 }
 
-/** Lets a stop wait only for the requests in flight. */
 interface RequestInFlight {
   method: string;
   since: number;
@@ -81,6 +80,7 @@ export function requestsInFlight(app: FastifyInstance): string[] {
   );
 }
 
+/** Lets a stop wait only for the requests in flight. */
 function closeConnectionsWhenClosing(app: FastifyInstance): void {
   // Docker keeps its connections open between requests (fastify keeps an idle one 72 s). Once the server is closing,
   // answers in flight close theirs, and every connection without a request in flight is closed at once, so a stop
