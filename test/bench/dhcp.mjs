@@ -26,6 +26,8 @@ import {
   startPlugin,
   summary,
   tempDir,
+  DOCKER,
+  removeDockerObjects,
 } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
@@ -33,7 +35,6 @@ const { parseFrame } = require(join(DIST, 'dhcp/frame.js'));
 const { decodeMessage } = require(join(DIST, 'dhcp/message.js'));
 const { Timing } = require(join(DIST, 'dhcp/client.js'));
 
-const DOCKER = process.env.TSMV_DOCKER ?? '/usr/bin/docker';
 const IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
 const PREFIX = 'tsmv-bench-dhcp-';
 const DRIVER = 'tsmv-bench-dhcp';
@@ -42,18 +43,6 @@ const NET = '10.235.40';
 const AT_ONCE = 20;
 
 const docker = (args, opts) => run(DOCKER, args, opts);
-
-async function removeDockerObjects() {
-  const names = async (args) =>
-    (await docker(args, { allowFail: true })).stdout
-      .split('\n')
-      .map((s) => s.trim())
-      .filter((s) => s.startsWith(PREFIX));
-  const containers = await names(['ps', '-a', '--format', '{{.Names}}']);
-  if (containers.length) await docker(['rm', '-f', '-v', ...containers], { allowFail: true });
-  for (const network of await names(['network', 'ls', '--format', '{{.Name}}']))
-    await docker(['network', 'rm', network], { allowFail: true });
-}
 
 /** Runs a program until stop(); for dnsmasq and tcpdump in the switch's namespace. */
 function daemon(args) {
@@ -119,8 +108,8 @@ async function setUp(dir) {
 
   const plugin = await startPlugin({ socket: SOCKET, stateDir: dir });
   onCleanup(() => plugin.stop());
-  onCleanup(removeDockerObjects); // registered after the plugin: runs before it stops
-  await removeDockerObjects();
+  onCleanup(() => removeDockerObjects(PREFIX)); // registered after the plugin: runs before it stops
+  await removeDockerObjects(PREFIX);
   const networks = { dhcp: `${PREFIX}lease`, ipam: `${PREFIX}ipam` };
   const create = ['network', 'create', '-d', DRIVER, '-o', `parent=${parent}`];
   await docker([...create, '--ipam-driver', 'null', '-o', 'dhcp=true', networks.dhcp]);

@@ -31,9 +31,10 @@ import {
   tempDir,
   timed,
   envInt,
+  DOCKER,
+  removeDockerObjects,
 } from './lib.mjs';
 
-const DOCKER = process.env.TSMV_DOCKER ?? '/usr/bin/docker';
 const IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
 const PREFIX = 'tsmv-bench-';
 const DRIVER = 'tsmv-bench-plugin';
@@ -42,24 +43,6 @@ const LINK_PREFIX = 'tsbench';
 
 const docker = (args, opts) => run(DOCKER, args, opts);
 const dockerOut = async (args, opts) => (await docker(args, opts)).stdout.trim();
-
-/** Containers, then networks, named tsmv-bench-*; never throws. */
-async function removeDockerObjects() {
-  const names = async (args) =>
-    (await docker(args, { allowFail: true })).stdout
-      .split('\n')
-      .map((s) => s.trim())
-      .filter((s) => s.startsWith(PREFIX));
-  const containers = await names(['ps', '-a', '--format', '{{.Names}}']);
-  if (containers.length) await docker(['rm', '-f', '-v', ...containers], { allowFail: true });
-  // A network whose last container is still being torn down refuses removal for a moment: try again.
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const networks = await names(['network', 'ls', '--format', '{{.Name}}']);
-    if (networks.length === 0) return;
-    if (attempt > 0) await sleep(1000);
-    for (const network of networks) await docker(['network', 'rm', network], { allowFail: true });
-  }
-}
 
 /** Namespaces and links a crashed run of the bench left (tsbench*); nothing else. */
 async function removeLeftoverLinks() {
@@ -96,8 +79,8 @@ async function setUp({ nodeArgs = [] } = {}) {
   const plugin = await startPlugin({ socket: SOCKET, stateDir, nodeArgs });
   onCleanup(() => plugin.stop());
   // Registered after the plugin: runs before it stops (Docker needs the plugin to remove its networks).
-  onCleanup(removeDockerObjects);
-  await removeDockerObjects(); // leftovers of a crashed run
+  onCleanup(() => removeDockerObjects(PREFIX));
+  await removeDockerObjects(PREFIX); // leftovers of a crashed run
 
   const networks = {
     builtin: `${PREFIX}macvlan`,

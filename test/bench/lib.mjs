@@ -188,6 +188,27 @@ export function run(cmd, args, { allowFail = false, timeoutMs = 120_000, input, 
 }
 
 /** Wall time of a program run in ms (spawn to exit), and its result. */
+/** The Docker client the benches drive: the lab's engine's own (TSMV_DOCKER), else Debian's. */
+export const DOCKER = process.env.TSMV_DOCKER ?? '/usr/bin/docker';
+
+/** Containers, then networks, whose names start with `prefix`; never throws. */
+export async function removeDockerObjects(prefix) {
+  const names = async (args) =>
+    (await run(DOCKER, args, { allowFail: true })).stdout
+      .split('\n')
+      .map((s) => s.trim())
+      .filter((s) => s.startsWith(prefix));
+  const containers = await names(['ps', '-a', '--format', '{{.Names}}']);
+  if (containers.length) await run(DOCKER, ['rm', '-f', '-v', ...containers], { allowFail: true });
+  // A network whose last container is still being torn down refuses removal for a moment: try again.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const networks = await names(['network', 'ls', '--format', '{{.Name}}']);
+    if (networks.length === 0) return;
+    if (attempt > 0) await sleep(1000);
+    for (const network of networks) await run(DOCKER, ['network', 'rm', network], { allowFail: true });
+  }
+}
+
 export async function timed(cmd, args, opts) {
   const t0 = performance.now();
   const result = await run(cmd, args, opts);
