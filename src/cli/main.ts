@@ -1,121 +1,9 @@
 #!/usr/bin/env node
 // Command line: `tsmacvlan serve` runs the plugin; doctor, status, gc and uninstall are the operator's (usage.ts).
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import pino, { type Logger } from 'pino';
-import { etcdSettings, location, parseCommandFlags, parseDoctorArgs, parseStatusArgs } from './flags';
-import { type EtcdSettings, EtcdKv } from '../cluster/etcd';
-import { ClusterTable } from '../cluster/table';
-import { doctor } from '../inspect/doctor/doctor';
-import { NetworkDriver } from '../driver/driver';
-import { IpamService } from '../ipam/service';
-import { Links } from '../kernel/links';
-import { buildServer, requestsInFlight } from '../api/server';
-import { status } from '../inspect/status';
-import { instanceId, stateGroup } from '../state/instance';
-import { crashPoint } from '../state/crash';
-import { checkPatchedNetlink } from '../kernel/netlink-binding';
+// A command's modules load when it runs: --version and --help stay quick, and an operator command loads no server.
+import { parseDoctorArgs, parseStatusArgs } from './flags';
 import { VERSION } from '../version';
-import { gcCommand } from './gc';
-import { socketAnswers } from './socket-probe';
-import { uninstallCommand } from './uninstall';
-import { COMMANDS, type Command, commandHelp, synopsis, USAGE, UsageError } from './usage';
-
-interface ServeOptions {
-  socket: string;
-  stateDir: string;
-  logLevel: string;
-  etcd: EtcdSettings | undefined;
-}
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-function parseServeArgs(args: string[]): ServeOptions {
-  const flags = parseCommandFlags('serve', args);
-  const logLevel = flags.values.get('--log-level') ?? (process.env.LOG_LEVEL || 'info');
-  if (!LOG_LEVELS.includes(logLevel))
-    throw new UsageError(
-      `log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`,
-      synopsis('serve'),
-    );
-  return { ...location(flags), logLevel, etcd: etcdSettings(flags) };
-}
-
-/** How long a stop (SIGTERM, SIGINT) may take; Docker and systemd wait longer before they SIGKILL. */
-const STOP_DEADLINE_MS = 10_000;
-
-async function serve(options: ServeOptions): Promise<void> {
-  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
-  const netlinkBinding = checkPatchedNetlink();
-  process.umask(0o077); // state readable by root only
-  if (existsSync(options.socket)) {
-    if (await socketAnswers(options.socket))
-      throw new Error(`another server is already listening on ${options.socket}`);
-    unlinkSync(options.socket);
-  }
-  mkdirSync(dirname(options.socket), { recursive: true });
-
-  const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
-  const driver = new NetworkDriver(links, options.stateDir, log);
-  const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
-  const ipam = new IpamService(options.stateDir, log, cluster?.table);
-  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
-  const ready = driver.reconcile();
-  const app = buildServer({ driver, ipam }, log, ready);
-  // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
-  process.umask(0o177);
-  await app.listen({ path: options.socket });
-  process.umask(0o077);
-  await ready;
-  log.info(
-    {
-      version: VERSION,
-      socket: options.socket,
-      stateDir: options.stateDir,
-      networks: driver.listNetworks().length,
-      netlinkBinding,
-    },
-    'tsmacvlan ready',
-  );
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: finishing requests in flight');
-    // A stop must not hang (one was seen once in testing, not reproduced): the state is crash-safe, so after the
-    // deadline the process exits as a crash would and the next start finishes or undoes what was under way.
-    let phase = 'finishing requests';
-    setTimeout(() => {
-      log.error(
-        { phase, seconds: STOP_DEADLINE_MS / 1000, requestsInFlight: requestsInFlight(app) },
-        'stop did not finish in time; exiting anyway (the next start repairs)',
-      );
-      process.exit(1);
-    }, STOP_DEADLINE_MS).unref();
-    await app.close(); // waits for requests in flight, removes the socket
-    phase = 'saving IPAM state';
-    await ipam.close();
-    phase = 'closing the etcd connection';
-    await cluster?.table.close();
-    await cluster?.kv.close();
-    phase = 'deleting endpoint links';
-    await driver.close();
-    links.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-}
-
-/** The etcd allocation table of this instance; opening it needs no etcd (requests that do fail until it answers). */
-function openCluster(settings: EtcdSettings, stateDir: string, log: Logger): { kv: EtcdKv; table: ClusterTable } {
-  const kv = new EtcdKv(settings);
-  const instance = instanceId(stateDir, true)!;
-  const table = ClusterTable.open({ kv, instance, stateDir: join(stateDir, 'cluster'), log });
-  log.info({ endpoints: kv.endpoints, prefix: kv.prefix, instance }, 'cluster IPAM: addresses of new pools in etcd');
-  return { kv, table };
-}
+import { COMMANDS, type Command, commandHelp, USAGE, UsageError } from './usage';
 
 function isCommand(word: string | undefined): word is Command {
   return (COMMANDS as readonly (string | undefined)[]).includes(word);
@@ -143,16 +31,20 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'serve':
-      await serve(parseServeArgs(args));
+      await (await import('./serve')).serveCommand(args);
       return 0;
-    case 'doctor':
-      return doctor(parseDoctorArgs(args));
-    case 'status':
-      return status(parseStatusArgs(args));
+    case 'doctor': {
+      const options = parseDoctorArgs(args);
+      return (await import('../inspect/doctor/doctor')).doctor(options);
+    }
+    case 'status': {
+      const options = parseStatusArgs(args);
+      return (await import('../inspect/status')).status(options);
+    }
     case 'gc':
-      return gcCommand(args);
+      return (await import('./gc')).gcCommand(args);
     case 'uninstall':
-      return uninstallCommand(args);
+      return (await import('./uninstall')).uninstallCommand(args);
   }
 }
 

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chooseInstance, DEFAULT_STATE_DIR, type HostPaths } from '../../../src/cli/instance-choice';
 import { UsageError } from '../../../src/cli/usage';
 import { dockerDataRoot, listManagedPlugins } from '../../../src/inspect/managed-plugins';
+import { writeStoredPlugin } from '../../helpers/plugin-store';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(60) + '1234';
@@ -24,28 +25,8 @@ describe('chooseInstance', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** A plugin's config.json as Docker keeps it. */
-  function install(id: string, name: string, options: { enabled?: boolean; socket?: string; state?: string } = {}) {
-    mkdirSync(join(dataRoot, 'plugins', id), { recursive: true });
-    const plugin = {
-      Config: {
-        Interface: { Socket: options.socket ?? 'tsmacvlan.sock', Types: ['docker.networkdriver/1.0'] },
-        Mounts: [{ Name: 'state', Source: '/var/lib/tsmacvlan', Destination: '/var/lib/tsmacvlan' }],
-      },
-      Enabled: options.enabled ?? true,
-      Id: id,
-      Name: name,
-      PluginReference: `docker.io/library/${name}`,
-      Settings: {
-        Env: ['LOG_LEVEL=info'],
-        Mounts: [
-          { Name: 'state', Source: options.state ?? `/srv/${name}`, Destination: '/var/lib/tsmacvlan' },
-          { Name: 'tls', Source: '/etc/tsmacvlan', Destination: '/etc/tsmacvlan' },
-        ],
-      },
-    };
-    writeFileSync(join(dataRoot, 'plugins', id, 'config.json'), JSON.stringify({ plugin, Config: 'sha256:00' }));
-  }
+  const install = (id: string, name: string, options: { enabled?: boolean; socket?: string; state?: string } = {}) =>
+    writeStoredPlugin(dataRoot, { id, name, ...options, state: options.state ?? `/srv/${name}` });
 
   const choose = (flags: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}) =>
     chooseInstance(new Map(Object.entries({ '--docker-data-root': dataRoot, ...flags })), env, host);
