@@ -1,5 +1,5 @@
 // Command-line flags: `--flag value` or `--flag=value`, repeatable flags, and switches; each command's flags.
-import type { EtcdSettings } from '../cluster/etcd';
+import { type EtcdSettings, checkSettings } from '../cluster/etcd';
 import type { DoctorOptions } from '../inspect/doctor/doctor';
 import type { StatusOptions } from '../inspect/status';
 import { chooseInstance, DEFAULT_SOCKET, DEFAULT_STATE_DIR, WHERE_FLAGS } from './instance-choice';
@@ -100,8 +100,7 @@ export function etcdSettings(flags: Flags): EtcdSettings | undefined {
     if (given !== undefined) settings[field] = given;
   }
   try {
-    // Loaded here, not at the top: the etcd client is heavy, and only commands given --etcd need it.
-    (require('../cluster/etcd') as typeof import('../cluster/etcd')).checkSettings(settings);
+    checkSettings(settings);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

@@ -7,6 +7,8 @@ import { forget } from '../inspect/cluster';
 import { Links } from '../kernel/links';
 import { crashPoint } from '../state/crash';
 import { instanceId, stateGroup } from '../state/instance';
+import { refuseNewerState, stateFormatOf } from '../state/migrate';
+import { STATE_FILES } from '../inspect/state-formats';
 import { ETCD_FLAGS, etcdSettings, parseCommandFlags } from './flags';
 import { chooseInstance } from './instance-choice';
 import { socketAnswers } from './socket-probe';
@@ -61,6 +63,10 @@ export async function gcCommand(args: string[]): Promise<number> {
   if (!dryRun && (await socketAnswers(socket))) {
     throw new Error(`the plugin is running on ${socket} and repairs at its own start; stop it first, or use --dry-run`);
   }
+  // gc reads older formats as they are (its only writes are removals) and leaves their migration to the plugin.
+  refuseNewerState(stateDir, STATE_FILES);
+  const format = stateFormatOf(stateDir, STATE_FILES);
+  if (format.state === 'older' && !json) console.log(`note: the state is ${format.message}`);
   const repairs = await reconcile(stateDir, dryRun);
   const lines = () =>
     repairs.length ? repairs.map((r) => `${dryRun ? 'would ' : ''}${describeRepair(r)}`) : ['nothing to repair'];

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // Command line: `tsmacvlan serve` runs the plugin; doctor, status, gc and uninstall are the operator's (usage.ts).
 // A command's modules load when it runs: --version and --help stay quick, and an operator command loads no server.
-import { parseDoctorArgs, parseStatusArgs } from './flags';
 import { VERSION } from '../version';
 import { COMMANDS, type Command, commandHelp, USAGE, UsageError } from './usage';
 
@@ -34,11 +33,11 @@ async function main(argv: string[]): Promise<number> {
       await (await import('./serve')).serveCommand(args);
       return 0;
     case 'doctor': {
-      const options = parseDoctorArgs(args);
+      const options = (await import('./flags')).parseDoctorArgs(args);
       return (await import('../inspect/doctor/doctor')).doctor(options);
     }
     case 'status': {
-      const options = parseStatusArgs(args);
+      const options = (await import('./flags')).parseStatusArgs(args);
       return (await import('../inspect/status')).status(options);
     }
     case 'gc':

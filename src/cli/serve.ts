@@ -10,6 +10,8 @@ import { IpamService } from '../ipam/service';
 import { Links } from '../kernel/links';
 import { buildServer, requestsInFlight } from '../api/server';
 import { instanceId, stateGroup } from '../state/instance';
+import { migrateState } from '../state/migrate';
+import { STATE_FILES } from '../inspect/state-formats';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
 import { VERSION } from '../version';
@@ -55,6 +57,8 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   mkdirSync(dirname(options.socket), { recursive: true });
 
+  // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
+  migrateState(options.stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
   const driver = new NetworkDriver(links, options.stateDir, log);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);

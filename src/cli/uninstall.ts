@@ -11,6 +11,7 @@ import type { LinkInfo } from '../kernel/link-info';
 import { Links } from '../kernel/links';
 import { MARK_PREFIX } from '../kernel/marks';
 import { instanceId, stateGroup } from '../state/instance';
+import { MARKER } from '../state/migrate';
 import { etcdSettings, parseCommandFlags } from './flags';
 import { print } from './gc';
 import { chooseInstance, DEFAULT_SOCKET, DEFAULT_STATE_DIR, type Instance } from './instance-choice';
@@ -18,7 +19,7 @@ import { socketAnswers } from './socket-probe';
 
 export const DEFAULT_TLS_DIR = '/etc/tsmacvlan';
 /** What the plugin keeps in a state dir: one of them is enough to know the directory is one. */
-const STATE_ENTRIES = ['instance', 'networks', 'endpoints', 'ipam'];
+const STATE_ENTRIES = ['instance', MARKER, 'networks', 'endpoints', 'ipam'];
 
 export interface UninstallStep {
   kind: 'link' | 'socket' | 'claim' | 'state' | 'tls';

@@ -16,6 +16,7 @@ import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } 
 import { readState, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
 import { VERSION } from '../version';
+import type { FormatReport } from '../state/migrate';
 
 export interface NetworkRow {
   id: string;
@@ -59,6 +60,8 @@ export interface StatusReport {
   leases: LeaseRow[];
   drift: Drift[];
   unreadable: { file: string; error: string }[];
+  /** The state's formats (format.json): `older` means the plugin migrates it at its next start, `newer` that it refuses it. */
+  stateFormat: FormatReport;
   /** The cluster table (status --etcd), null without it. */
   cluster: ClusterReport | null;
 }
@@ -83,6 +86,7 @@ export const STATUS_JSON_SCHEMA = {
     'leases',
     'drift',
     'unreadable',
+    'stateFormat',
     'cluster',
   ],
   additionalProperties: false,
@@ -187,6 +191,17 @@ export const STATUS_JSON_SCHEMA = {
         properties: { file: nonEmpty, error: nonEmpty },
       },
     },
+    stateFormat: {
+      type: 'object',
+      required: ['state', 'formats', 'writtenBy', 'message'],
+      additionalProperties: false,
+      properties: {
+        state: { enum: ['none', 'current', 'older', 'newer'] },
+        formats: { type: ['object', 'null'], additionalProperties: { type: 'integer', minimum: 1 } },
+        writtenBy: { type: ['string', 'null'] },
+        message: nonEmpty,
+      },
+    },
     cluster: CLUSTER_JSON_SCHEMA,
   },
 } as const;
@@ -257,6 +272,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
+    stateFormat: state.format,
     cluster: null,
   };
 }
@@ -279,8 +295,8 @@ export function formatStatus(report: StatusReport): string {
   const plugin = report.plugin ? ` (managed plugin, ${report.plugin.enabled ? 'enabled' : 'disabled'})` : '';
   out.push(
     `tsmacvlan ${report.tsmacvlanVersion}  state: ${report.stateDir}  driver: ${report.driver}${plugin} (device group ${report.group})`,
-    '',
   );
+  out.push(`state format: ${report.stateFormat.message}`, '');
   if (report.networks.length === 0) out.push('networks: none');
   else {
     out.push(
@@ -354,7 +370,10 @@ export interface StatusOptions {
   etcd?: EtcdSettings;
 }
 
-/** Prints the report; the exit code is 1 only when some state could not be read (drift is reported, not failed on: see doctor). */
+/**
+ * Prints the report; the exit code is 1 only when some state could not be read, or is of a newer format (drift is
+ * reported, not failed on: see doctor).
+ */
 export async function status(options: StatusOptions): Promise<number> {
   const links = new Links();
   try {
@@ -363,7 +382,7 @@ export async function status(options: StatusOptions): Promise<number> {
     if (plugin) report.plugin = { name: plugin.name, id: plugin.id, enabled: plugin.enabled };
     if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
-    return report.unreadable.length || report.cluster?.error ? 1 : 0;
+    return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;
   } finally {
     links.close();
   }
