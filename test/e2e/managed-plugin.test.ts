@@ -10,7 +10,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { post } from '../helpers/serve';
+import { CLI, post } from '../helpers/serve';
+import { stateGroup } from '../../src/state/instance';
 import { Engine } from '../lab/engine';
 import {
   containerExec,
@@ -31,6 +32,19 @@ import { pluginLinksOnHost } from './plugin-daemon';
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
 const PREFIX = 'tsmv-pkg-mp-';
 const REPO = join(__dirname, '../..');
+const VERSION = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string;
+
+/**
+ * The operator CLI as on the lab's host, with no flags: it finds the plugin in its engine's plugin store (the lab's
+ * dockerd keeps its data under the lab, not /var/lib/docker: TSMACVLAN_DOCKER_DATA_ROOT says where, as
+ * `--docker-data-root` would).
+ */
+async function tsmacvlan(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [CLI, ...args], {
+    allowFail: true,
+    env: { ...process.env, TSMACVLAN_DOCKER_DATA_ROOT: Engine.ofLab().dataRoot },
+  });
+}
 
 async function removePlugin(name: string): Promise<void> {
   await docker(['plugin', 'disable', '-f', name], { allowFail: true });
@@ -153,6 +167,71 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await dockerOk(['network', 'inspect', '-f', '{{.Driver}}', net])).toBe(PLUGIN);
   });
 
+  it("doctor and status with no flags find it: its socket under /run/docker/plugins/<id>, its state mount's host dir", async () => {
+    const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
+    const socket = join('/run/docker/plugins', id, 'tsmacvlan.sock');
+    expect(Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock')).toBe(socket); // where this engine put it
+    const doctor = await tsmacvlan('doctor', '--json');
+    const checks = JSON.parse(doctor.stdout).checks as { id: string; status: string; message: string }[];
+    const check = (name: string) => checks.find((c) => c.id === name);
+    expect(check('plugin')).toEqual({
+      id: 'plugin',
+      status: 'OK',
+      message: `the only one in ${Engine.ofLab().dataRoot}/plugins: the managed plugin ${PLUGIN} (id ${id.slice(0, 12)}, enabled, state ${stateSource})`,
+    });
+    expect(check('socket')).toMatchObject({ status: 'OK', message: expect.stringContaining(socket) });
+    expect(check('version')).toMatchObject({
+      status: 'OK',
+      message: `the plugin runs tsmacvlan ${VERSION}, as this CLI`,
+    });
+    expect(check('state')).toMatchObject({
+      status: 'OK',
+      message: expect.stringContaining(`${stateSource}: 1 network(s)`),
+    });
+    const status = JSON.parse((await tsmacvlan('status', '--json')).stdout);
+    expect(status).toMatchObject({
+      tsmacvlanVersion: VERSION,
+      stateDir: stateSource,
+      driver: PLUGIN,
+      plugin: { name: PLUGIN, id, enabled: true },
+      networks: [expect.objectContaining({ parent: sw.parent })],
+    });
+  });
+
+  it("takes Docker's --opt com.docker.network.driver.mtu as the network's MTU, and refuses an unknown --ipam-opt by name", async () => {
+    const mtuNet = `${PREFIX}mtu`;
+    const m = `${PREFIX}m`;
+    try {
+      await dockerOk(
+        ['network', 'create', '-d', PLUGIN, '-o', `parent=${sw.parent}`].concat([
+          '--opt',
+          'com.docker.network.driver.mtu=1400',
+          '--subnet',
+          '10.232.23.0/24',
+          mtuNet,
+        ]),
+      );
+      await runSleeper(m, { network: mtuNet });
+      expect((await containerExec(m, ['cat', '/sys/class/net/eth0/mtu'])).stdout.trim()).toBe('1400');
+    } finally {
+      await docker(['rm', '-f', m], { allowFail: true });
+      await docker(['network', 'rm', mtuNet], { allowFail: true });
+    }
+    const refused = await docker(
+      ['network', 'create', '-d', PLUGIN, '--ipam-driver', PLUGIN, '--ipam-opt', 'sope=host'].concat([
+        '-o',
+        `parent=${sw.parent}`,
+        '--subnet',
+        '10.232.24.0/24',
+        `${PREFIX}ipamopt`,
+      ]),
+      { allowFail: true },
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("unknown --ipam-opt 'sope'; tsmacvlan's IPAM accepts: scope");
+    expect(await docker(['network', 'inspect', `${PREFIX}ipamopt`], { allowFail: true })).toMatchObject({ code: 1 });
+  });
+
   it('containers on a parent reach each other and the switch; the state is written to the host directory', async () => {
     await runSleeper(a, { network: net });
     await runSleeper(b, { network: net, ip: '10.232.20.50' });
@@ -256,5 +335,53 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     await dockerOk(['plugin', 'disable', PLUGIN]); // no -f: nothing uses it any more
     await dockerOk(['plugin', 'rm', PLUGIN]);
     expect((await docker(['plugin', 'inspect', PLUGIN], { allowFail: true })).code).not.toBe(0);
+  });
+
+  it('uninstall removes what docker plugin rm -f left: refused while installed, then its links, state dir and empty TLS dir', async () => {
+    // Reinstalled, and removed by force under a host_access network: its shim (and routes) stay on the host.
+    await createPlugin(PLUGIN, stateSource);
+    await dockerOk(['plugin', 'enable', PLUGIN]);
+    const left = `${PREFIX}left`;
+    await dockerOk(
+      ['network', 'create', '-d', PLUGIN, '-o', `parent=${sw.parent}`, '-o', 'host_access=10.232.25.250'].concat([
+        '--subnet',
+        '10.232.25.0/24',
+        '--aux-address',
+        'host=10.232.25.250',
+        left,
+      ]),
+    );
+    const networkId = await dockerOk(['network', 'inspect', '-f', '{{.Id}}', left]);
+    await dockerOk(['plugin', 'disable', '-f', PLUGIN]);
+    const installed = await tsmacvlan('uninstall', '--dry-run');
+    expect(installed.code).toBe(1);
+    expect(installed.stderr).toContain(
+      `the managed plugin ${PLUGIN} is still installed and keeps its state in ${stateSource}`,
+    );
+    await dockerOk(['plugin', 'rm', '-f', PLUGIN]);
+
+    const group = stateGroup(stateSource);
+    const shim = `tsmvh${networkId.slice(0, 10)}`;
+    expect((await run('ip', ['-o', 'link', 'show', 'group', String(group)])).stdout).toContain(shim);
+    const where = ['--state-dir', stateSource, '--tls-dir', `${stateSource}-tls`];
+    const recorded = await tsmacvlan('uninstall', ...where);
+    expect(recorded.code).toBe(1);
+    expect(recorded.stderr).toContain(`still records network(s) ${networkId.slice(0, 12)}`);
+    const done = await tsmacvlan('uninstall', '--force', '--json', ...where);
+    expect(done.code).toBe(0);
+    expect(JSON.parse(done.stdout).removed).toEqual([
+      { kind: 'link', target: shim, detail: 'host-access shim; its address and host routes go with it' },
+      {
+        kind: 'state',
+        target: stateSource,
+        detail: expect.stringMatching(/^instance [0-9a-f]{32}: 1 network\(s\), 0 endpoint\(s\)$/),
+      },
+      { kind: 'tls', target: `${stateSource}-tls`, detail: 'empty' },
+    ]);
+    expect(existsSync(stateSource) || existsSync(`${stateSource}-tls`)).toBe(false);
+    expect((await run('ip', ['-o', 'link', 'show', 'group', String(group)])).stdout.trim()).toBe('');
+    // Docker still lists the network of a plugin it no longer has: what it does with it.
+    const rm = await docker(['network', 'rm', left], { allowFail: true });
+    console.log(`[managed-plugin] docker network rm of a removed plugin's network: ${rm.code} ${rm.stderr.trim()}`);
   });
 });

@@ -68,6 +68,11 @@ export class Engine {
     return join(this.root, 'exec');
   }
 
+  /** Its --data-root: its plugin store is `<data root>/plugins`. */
+  get dataRoot(): string {
+    return join(this.root, 'data');
+  }
+
   /**
    * A managed plugin's socket. Docker 20.10 keeps them in /run/docker/plugins/<plugin id>/ whatever the exec root
    * (the id is unique, so engines do not collide there); later engines under `<exec root>/plugins/<plugin id>/`.
