@@ -19,7 +19,7 @@ import { socketAnswers } from './socket-probe';
 
 export const DEFAULT_TLS_DIR = '/etc/tsmacvlan';
 /** What the plugin keeps in a state dir: one of them is enough to know the directory is one. */
-const STATE_ENTRIES = ['instance', MARKER, 'networks', 'endpoints', 'ipam'];
+const STATE_ENTRIES = ['instance', MARKER, 'networks', 'endpoints', 'ipam', 'cluster'];
 
 export interface UninstallStep {
   kind: 'link' | 'socket' | 'claim' | 'state' | 'tls';
@@ -170,9 +170,9 @@ function planTls(tlsDir: string, report: UninstallReport): void {
     });
 }
 
-/** Whether this state ever used the cluster IPAM: its intent log, or a cluster-wide pool. */
+/** Whether this state ever used the cluster IPAM: its cluster/ dir (the intent log), or a cluster-wide pool. */
 function usesCluster(stateDir: string, state: StateSnapshot): boolean {
-  return existsSync(join(stateDir, 'cluster-intents.log')) || state.pools.some((p) => p.poolId.endsWith(',cluster'));
+  return existsSync(join(stateDir, 'cluster')) || state.pools.some((p) => p.poolId.endsWith(',cluster'));
 }
 
 function keepClaims(report: UninstallReport): void {

@@ -101,7 +101,7 @@ describe('tsmacvlan as a command', () => {
     const socket = join(dir, 'ver.sock');
     const daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', join(dir, 'ver-state')]);
     daemons.push(daemon);
-    await waitForSocket(socket, daemon);
+    await waitForSocket(socket, daemon, 30_000);
     const ready = daemon
       .output()
       .split('\n')
@@ -115,7 +115,7 @@ describe('tsmacvlan as a command', () => {
     const stateDir = join(dir, 'gc-state');
     const socket = join(dir, 'gc.sock');
     const daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
-    await waitForSocket(socket, daemon); // writes the instance id
+    await waitForSocket(socket, daemon, 30_000); // writes the instance id
     daemon.child.kill('SIGTERM');
     await daemon.exited;
     const parent = uniqueName('gcp');
@@ -165,7 +165,7 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
     writeStoredPlugin(join(dir, 'docker'), { id, name, state: stateDir });
     env = { TSMACVLAN_DOCKER_DATA_ROOT: join(dir, 'docker') };
     daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
-    await waitForSocket(socket, daemon);
+    await waitForSocket(socket, daemon, 30_000);
     const created = await post(socket, 'NetworkDriver.CreateNetwork', {
       NetworkID: 'nmanaged',
       Options: { 'com.docker.network.generic': {} },

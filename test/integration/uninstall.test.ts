@@ -45,7 +45,7 @@ describe('tsmacvlan uninstall', () => {
     parent = uniqueName('unp');
     vethPair(parent);
     daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
-    await waitForSocket(socket, daemon);
+    await waitForSocket(socket, daemon, 30_000);
   });
   afterEach(async () => {
     daemon?.child.kill('SIGKILL');
@@ -199,7 +199,7 @@ describe('tsmacvlan uninstall', () => {
     const run = uninstall('--socket', join(dir, 'none.sock'), '--state-dir', elsewhere, '--force');
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(
-      `${elsewhere} holds none of instance, format.json, networks, endpoints, ipam: it is not a tsmacvlan state dir`,
+      `${elsewhere} holds none of instance, format.json, networks, endpoints, ipam, cluster: it is not a tsmacvlan state dir`,
     );
     expect(readdirSync(elsewhere)).toEqual(['notes.txt']);
   });
