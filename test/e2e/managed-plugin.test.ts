@@ -10,75 +10,18 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, post } from '../helpers/serve';
-import { stateGroup } from '../../src/state/instance';
+import { post } from '../helpers/serve';
 import { Engine } from '../lab/engine';
-import {
-  containerExec,
-  DOCKER_BIN,
-  dockerOk,
-  docker,
-  eventually,
-  ping,
-  removeDockerObjects,
-  run,
-  runSleeper,
-  waitFor,
-} from './docker';
+import { containerExec, dockerOk, docker, eventually, ping, removeDockerObjects, runSleeper, waitFor } from './docker';
 import { DhcpServer } from './dnsmasq';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 import { pluginLinksOnHost } from './plugin-daemon';
+import { createPlugin, removePlugin, tsmacvlan } from './managed-plugin';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
 const PREFIX = 'tsmv-pkg-mp-';
 const REPO = join(__dirname, '../..');
 const VERSION = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string;
-
-/**
- * The operator CLI as on the lab's host, with no flags: it finds the plugin in its engine's plugin store (the lab's
- * dockerd keeps its data under the lab, not /var/lib/docker: TSMACVLAN_DOCKER_DATA_ROOT says where, as
- * `--docker-data-root` would).
- */
-async function tsmacvlan(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, ...args], {
-    allowFail: true,
-    env: { ...process.env, TSMACVLAN_DOCKER_DATA_ROOT: Engine.ofLab().dataRoot },
-  });
-}
-
-async function removePlugin(name: string): Promise<void> {
-  await docker(['plugin', 'disable', '-f', name], { allowFail: true });
-  await docker(['plugin', 'rm', '-f', name], { allowFail: true });
-}
-
-/** plugin/create.sh --reuse NAME with the test's prefix and state dir; returns its summary line. */
-async function createPlugin(
-  name: string,
-  stateSource: string,
-): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
-  const t0 = Date.now();
-  // stderr into stdout, so that a failure shows docker build's messages in order.
-  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
-    timeoutMs: 900_000,
-    allowFail: true,
-    env: {
-      ...process.env,
-      DOCKER: DOCKER_BIN,
-      TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
-      TSMACVLAN_STATE_SOURCE: stateSource,
-      TSMACVLAN_TLS_SOURCE: `${stateSource}-tls`, // never the host's /etc/tsmacvlan
-    },
-  });
-  if (res.code !== 0)
-    throw new Error(
-      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
-        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
-    );
-  const summary = res.stdout.trim().split('\n').pop() ?? '';
-  const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
-  if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);
-  return { summary, rootfsBytes: Number(bytes[1]), ms: Date.now() - t0 };
-}
 
 describe(`the managed plugin ${PLUGIN}`, () => {
   let stateSource: string;
@@ -335,53 +278,5 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     await dockerOk(['plugin', 'disable', PLUGIN]); // no -f: nothing uses it any more
     await dockerOk(['plugin', 'rm', PLUGIN]);
     expect((await docker(['plugin', 'inspect', PLUGIN], { allowFail: true })).code).not.toBe(0);
-  });
-
-  it('uninstall removes what docker plugin rm -f left: refused while installed, then its links, state dir and empty TLS dir', async () => {
-    // Reinstalled, and removed by force under a host_access network: its shim (and routes) stay on the host.
-    await createPlugin(PLUGIN, stateSource);
-    await dockerOk(['plugin', 'enable', PLUGIN]);
-    const left = `${PREFIX}left`;
-    await dockerOk(
-      ['network', 'create', '-d', PLUGIN, '-o', `parent=${sw.parent}`, '-o', 'host_access=10.232.25.250'].concat([
-        '--subnet',
-        '10.232.25.0/24',
-        '--aux-address',
-        'host=10.232.25.250',
-        left,
-      ]),
-    );
-    const networkId = await dockerOk(['network', 'inspect', '-f', '{{.Id}}', left]);
-    await dockerOk(['plugin', 'disable', '-f', PLUGIN]);
-    const installed = await tsmacvlan('uninstall', '--dry-run');
-    expect(installed.code).toBe(1);
-    expect(installed.stderr).toContain(
-      `the managed plugin ${PLUGIN} is still installed and keeps its state in ${stateSource}`,
-    );
-    await dockerOk(['plugin', 'rm', '-f', PLUGIN]);
-
-    const group = stateGroup(stateSource);
-    const shim = `tsmvh${networkId.slice(0, 10)}`;
-    expect((await run('ip', ['-o', 'link', 'show', 'group', String(group)])).stdout).toContain(shim);
-    const where = ['--state-dir', stateSource, '--tls-dir', `${stateSource}-tls`];
-    const recorded = await tsmacvlan('uninstall', ...where);
-    expect(recorded.code).toBe(1);
-    expect(recorded.stderr).toContain(`still records network(s) ${networkId.slice(0, 12)}`);
-    const done = await tsmacvlan('uninstall', '--force', '--json', ...where);
-    expect(done.code).toBe(0);
-    expect(JSON.parse(done.stdout).removed).toEqual([
-      { kind: 'link', target: shim, detail: 'host-access shim; its address and host routes go with it' },
-      {
-        kind: 'state',
-        target: stateSource,
-        detail: expect.stringMatching(/^instance [0-9a-f]{32}: 1 network\(s\), 0 endpoint\(s\)$/),
-      },
-      { kind: 'tls', target: `${stateSource}-tls`, detail: 'empty' },
-    ]);
-    expect(existsSync(stateSource) || existsSync(`${stateSource}-tls`)).toBe(false);
-    expect((await run('ip', ['-o', 'link', 'show', 'group', String(group)])).stdout.trim()).toBe('');
-    // Docker still lists the network of a plugin it no longer has: what it does with it.
-    const rm = await docker(['network', 'rm', left], { allowFail: true });
-    console.log(`[managed-plugin] docker network rm of a removed plugin's network: ${rm.code} ${rm.stderr.trim()}`);
   });
 });
