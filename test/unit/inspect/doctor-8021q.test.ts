@@ -12,7 +12,12 @@ import type { KernelProbe } from '../../../src/inspect/doctor/kernel-probe';
 import type { HostFacts } from '../../../src/inspect/doctor/parents';
 import { N1, N2 } from '../../helpers/state-fixtures';
 
-const NO_VLANS: KernelProbe = { lower: 'veth', macvlan: { ok: true }, vlan: { ok: false, errno: 'EOPNOTSUPP' } };
+const NO_VLANS: KernelProbe = {
+  lower: 'veth',
+  macvlan: { ok: true },
+  ipvlan: { ok: true },
+  vlan: { ok: false, errno: 'EOPNOTSUPP' },
+};
 
 const up = (name: string, index: number, over: Partial<LinkDetails> = {}): LinkDetails => ({
   name,
