@@ -6,12 +6,15 @@ export const MACVLAN_MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa
 export const IPVLAN_MODES: readonly IpvlanMode[] = ['l2', 'l3', 'l3s'];
 export const IPVLAN_FLAGS: readonly IpvlanFlag[] = ['bridge', 'private', 'vepa'];
 
-/** The settings of a network's links as a record keeps them: no `kind` means macvlan (records made before ipvlan). */
+/**
+ * The settings of a network's links as a record keeps them (records made before ipvlan get `kind: 'macvlan'` from the
+ * upgrade to network record format 3, see record-formats.ts).
+ */
 export type LinkSettings =
-  | { kind?: 'macvlan'; mode: MacvlanMode; sourceMacs?: string[] }
+  | { kind: 'macvlan'; mode: MacvlanMode; sourceMacs?: string[] }
   | { kind: 'ipvlan'; mode: IpvlanMode; flag: IpvlanFlag };
 
-/** The child links a network's settings make (records without a kind are macvlan networks). */
+/** The child links a network's settings make. */
 export function childMode(settings: LinkSettings): ChildMode {
   if (settings.kind === 'ipvlan') return { kind: 'ipvlan', mode: settings.mode, flag: settings.flag };
   return {

@@ -233,8 +233,7 @@ export function networkRecordProblem(value: unknown): string | undefined {
   for (const key of ['id', 'parent', 'mode'])
     if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
   if (typeof value.ownsParent !== 'boolean') return `no 'ownsParent'`;
-  // No kind: a record of before ipvlan, a macvlan network.
-  if (value.kind === undefined || value.kind === 'macvlan')
+  if (value.kind === 'macvlan')
     return (MACVLAN_MODES as readonly unknown[]).includes(value.mode)
       ? undefined
       : `mode '${String(value.mode)}' is not a macvlan mode`;

@@ -131,11 +131,11 @@ describe('vlan_protocol', () => {
 
 describe('networkRecordProblem', () => {
   const base = { id: 'n1', parent: 'eth1', ownsParent: false, internal: false };
-  it('reads a record without a kind (made before ipvlan) as macvlan, and checks each kind by its own modes', () => {
-    expect(networkRecordProblem({ ...base, mode: 'bridge' })).toBeUndefined();
+  it('checks each kind by its own modes (a record made before ipvlan has its kind from the format 3 upgrade)', () => {
+    expect(networkRecordProblem({ ...base, kind: 'macvlan', mode: 'bridge' })).toBeUndefined();
     expect(networkRecordProblem({ ...base, kind: 'macvlan', mode: 'passthru' })).toBeUndefined();
     expect(networkRecordProblem({ ...base, kind: 'ipvlan', mode: 'l3s', flag: 'private' })).toBeUndefined();
-    expect(networkRecordProblem({ ...base, mode: 'l2' })).toBe("mode 'l2' is not a macvlan mode");
+    expect(networkRecordProblem({ ...base, kind: 'macvlan', mode: 'l2' })).toBe("mode 'l2' is not a macvlan mode");
     expect(networkRecordProblem({ ...base, kind: 'ipvlan', mode: 'bridge', flag: 'bridge' })).toBe(
       "mode 'bridge' is not an ipvlan mode",
     );
@@ -145,5 +145,6 @@ describe('networkRecordProblem', () => {
     expect(networkRecordProblem({ ...base, kind: 'vxlan', mode: 'l2' })).toBe(
       "kind 'vxlan' is neither macvlan nor ipvlan",
     );
+    expect(networkRecordProblem({ ...base, mode: 'bridge' })).toBe("kind 'undefined' is neither macvlan nor ipvlan");
   });
 });

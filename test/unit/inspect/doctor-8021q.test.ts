@@ -59,7 +59,14 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
   }
   const run = (stateDir: string, parents: string[] = [], links = host) =>
     diagnose({ parents, socket, stateDir, json: true }, fakeLinks(links), NO_VLANS, facts);
-  const onEth1: NetworkRecord = { id: N1, parent: 'eth1', ownsParent: false, mode: 'bridge', internal: false };
+  const onEth1: NetworkRecord = {
+    id: N1,
+    parent: 'eth1',
+    ownsParent: false,
+    kind: 'macvlan',
+    mode: 'bridge',
+    internal: false,
+  };
 
   beforeAll(async () => {
     mkdirSync(facts.sysfs);
@@ -87,7 +94,14 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
   });
 
   it('FAILs, naming it, when a recorded network has a VLAN parent (to re-create at start)', async () => {
-    const onVlan: NetworkRecord = { id: N2, parent: 'eth1.10', ownsParent: true, mode: 'bridge', internal: false };
+    const onVlan: NetworkRecord = {
+      id: N2,
+      parent: 'eth1.10',
+      ownsParent: true,
+      kind: 'macvlan',
+      mode: 'bridge',
+      internal: false,
+    };
     const report = await run(stateWith('vlan', [onEth1, onVlan]));
     expect(report.checks.find((c) => c.id === 'kernel.8021q')).toMatchObject({
       status: 'FAIL',

@@ -123,6 +123,7 @@ const network = (over: Partial<NetworkRecord>): NetworkRecord =>
     id: 'a'.repeat(64),
     parent: 'eth1',
     ownsParent: false,
+    kind: 'macvlan',
     mode: 'bridge',
     internal: false,
     ...over,
