@@ -13,7 +13,7 @@ import { connectedDefaults, joinRoutes, type StaticRoute } from './dhcp-network'
 import type { DriverState } from './driver-state';
 import { endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
 import type { HostAccess } from './host-access';
-import { childMode, onLan, ownMac } from './link-kind';
+import { childMode, onLan, ownMac, unlessUnsupported } from './link-kind';
 import type { NetworkRecord } from './network-options';
 
 export interface CreateEndpointRequest {
@@ -196,7 +196,9 @@ export class EndpointLifecycle {
       ...(network.mtu !== undefined && { mtu: network.mtu }),
     };
     // A link by this name of ours is left from an interrupted Join of this endpoint: it is replaced. Anyone else's stays.
-    const outcome = await this.links.replaceOwnChild(spec, MARK_ENDPOINT);
+    const outcome = await unlessUnsupported(spec.kind, network.parent, () =>
+      this.links.replaceOwnChild(spec, MARK_ENDPOINT),
+    );
     if (outcome === 'name-taken')
       throw new PluginError(
         `cannot create link '${name}' for endpoint ${endpoint.id.slice(0, 12)}: a link by that name exists and is not this plugin's`,

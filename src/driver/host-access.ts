@@ -6,6 +6,7 @@ import { type Links } from '../kernel/links';
 import { KernelError } from '../kernel/errors';
 import type { ChildMode, LinkInfo } from '../kernel/link-info';
 import { MARK_SHIM } from '../kernel/marks';
+import { unlessUnsupported } from './link-kind';
 
 export const SHIM_PREFIX = 'tsmvh';
 
@@ -56,7 +57,8 @@ export class HostAccess {
     if (!parent) return undefined;
     try {
       const mtu = spec.mtu !== undefined ? { mtu: spec.mtu } : {};
-      await this.links.createChild({ name, parentIndex: parent.index, ...spec.link, ...mtu }, MARK_SHIM);
+      const shim = { name, parentIndex: parent.index, ...spec.link, ...mtu };
+      await unlessUnsupported(spec.link.kind, spec.parent, () => this.links.createChild(shim, MARK_SHIM));
     } catch (err) {
       // Another event's ensure made it meanwhile.
       if (!(err instanceof KernelError && err.nameTaken)) throw err;

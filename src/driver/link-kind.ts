@@ -1,6 +1,8 @@
 // A network's kind of link, macvlan or ipvlan (see ChildMode): what the choice means for the driver. The decisions
 // that differ between the kinds are made here and nowhere else; the rest of the driver asks these questions.
-import type { ChildMode, IpvlanFlag, IpvlanMode, MacvlanMode } from '../kernel/link-info';
+import { PluginError } from '../errors';
+import { KernelError } from '../kernel/errors';
+import type { ChildKind, ChildMode, IpvlanFlag, IpvlanMode, MacvlanMode } from '../kernel/link-info';
 
 export const MACVLAN_MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
 export const IPVLAN_MODES: readonly IpvlanMode[] = ['l2', 'l3', 'l3s'];
@@ -78,4 +80,16 @@ export function sharingProblem(mine: ChildMode, theirs: ChildMode): string | und
   if (mine.kind === 'ipvlan' && theirs.kind === 'ipvlan' && (mine.mode !== theirs.mode || mine.flag !== theirs.flag))
     return `the kernel keeps one ipvlan mode and flag per parent, and a new ipvlan with others would switch theirs; use ${linkOptions(theirs)} or another parent`;
   return undefined;
+}
+
+/** Runs `make`; a kernel without the kind's module (EOPNOTSUPP) becomes an error that says what to load. */
+export async function unlessUnsupported<T>(kind: ChildKind, parent: string, make: () => Promise<T>): Promise<T> {
+  try {
+    return await make();
+  } catch (err) {
+    if (!(err instanceof KernelError && err.unsupported)) throw err;
+    throw new PluginError(
+      `cannot create ${kind} links on '${parent}': this kernel has no ${kind} support; load it with 'modprobe ${kind}' ('tsmacvlan doctor' checks it)`,
+    );
+  }
 }
