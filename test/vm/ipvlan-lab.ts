@@ -110,9 +110,12 @@ export class Lab {
     ip('link', 'set', reply.InterfaceName.SrcName, 'netns', ns);
     // `ip -batch`es: every process costs a lot under the VM's emulated CPU. Batch lines take no options: the family
     // of a route comes from its addresses (0.0.0.0/0, ::/0).
-    const setUp = [`link set ${reply.InterfaceName.SrcName} name eth0`, 'link set eth0 up'];
+    // Addresses before the link is up, as Docker does: added to a link already up, the IPv6 gateway route through
+    // them was refused (EHOSTUNREACH) for more than 4 s in this VM.
+    const setUp = [`link set ${reply.InterfaceName.SrcName} name eth0`];
     if (addresses.ipv4) setUp.push(`addr add ${addresses.ipv4} dev eth0`);
     if (addresses.ipv6) setUp.push(`addr add ${addresses.ipv6} dev eth0 nodad`);
+    setUp.push('link set eth0 up');
     const routes: string[] = [];
     if (reply.Gateway) routes.push(`route add default via ${reply.Gateway} dev eth0`);
     if (reply.GatewayIPv6) routes.push(`route add ::/0 via ${reply.GatewayIPv6} dev eth0`);
@@ -121,8 +124,7 @@ export class Lab {
       routes.push(`route add ${route.Destination}${via} dev eth0`);
     }
     batch(ns, setUp);
-    // The kernel takes a moment to see the link's carrier (its link watch runs later): until then a route through a
-    // gateway on it is refused (EHOSTUNREACH).
+    // A route through a gateway can still be refused for a moment after the link comes up (EHOSTUNREACH): retried.
     for (let attempt = 0; routes.length; attempt++) {
       try {
         batch(ns, routes);
