@@ -205,8 +205,9 @@ export class EndpointLifecycle {
       );
     if (outcome === 'parent-busy')
       throw new PluginError(
-        `the kernel refused a ${spec.kind} on parent '${network.parent}' (EBUSY): links of the other kind (macvlan or ipvlan), ` +
-          `a passthru macvlan, or a bridge or bond the parent is a port of holds it; 'tsmacvlan doctor --parent ${network.parent}' says which`,
+        `the kernel refused a ${spec.kind} on parent '${network.parent}' (EBUSY): it carries links of the other kind ` +
+          `(macvlan or ipvlan; those inside containers, such as Docker's own macvlan or ipvlan driver's, count too) or a ` +
+          `passthru macvlan, or it is a port of a bridge or bond; 'tsmacvlan doctor --parent ${network.parent}' shows what the host sees`,
       );
     return name;
   }

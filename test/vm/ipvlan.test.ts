@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { shimName } from '../../src/driver/host-access';
+import { internalParentName } from '../../src/driver/parents';
 import { deleteInNamespace, deleteMovedChild } from '../../src/kernel/foreign-links';
 import { ip, link } from '../helpers/net';
 import { startPlugin, type TestPlugin } from '../helpers/plugin';
@@ -126,6 +127,28 @@ describe('ipvlan networks', () => {
     ip('netns', 'del', ca);
     await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: network });
     expect(link(`${trunk}.30`)).toBeUndefined();
+  });
+
+  it("internal (no parent): ipvlans on a parent of the network's own; containers reach each other only", async () => {
+    const network = id();
+    const made = await createNetwork(plugin, network, { ipvlan_mode: 'l2' }, { Pool: '10.97.0.0/24' });
+    expect(made.status, JSON.stringify(made.json)).toBe(200);
+    const a = await attach(plugin, network, { ipv4: '10.97.0.5/24' });
+    const b = await attach(plugin, network, { ipv4: '10.97.0.6/24' });
+    expect(a.reply.Gateway).toBeUndefined();
+    expect(ipvlanOf(endpointLinkName(a.endpointId))).toMatchObject({
+      kind: 'ipvlan',
+      mode: 'l2',
+      parent: internalParentName(network),
+    });
+    const [ca, cb] = [
+      lab.container('ia', a.reply, { ipv4: '10.97.0.5/24' }),
+      lab.container('ib', b.reply, { ipv4: '10.97.0.6/24' }),
+    ];
+    expect(pings(ca, '10.97.0.6')).toBe(true);
+    for (const ns of [ca, cb]) ip('netns', 'del', ns);
+    await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: network });
+    expect(link(internalParentName(network))).toBeUndefined();
   });
 
   it('refuses to mix kinds or ipvlan modes on a parent, naming the networks and links that hold it', async () => {
