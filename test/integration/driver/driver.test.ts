@@ -190,7 +190,7 @@ describe('network driver on the real kernel', () => {
   it.each([
     [
       { parnet: 'eth1' },
-      "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol, dhcp, dhcp_timeout",
+      "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu, macvlan_source, host_access, vlan_protocol, dhcp, dhcp_timeout",
     ],
     [
       { parent: 'lo' },
