@@ -2,7 +2,8 @@
 // Read-only: the state files are read directly, never through NetworkDriver or IpamService (their start-up repairs
 // and compacts the state), and nothing is written.
 import { endpointLinkName } from '../driver/endpoint-naming';
-import { MODES, type NetworkRecord } from '../driver/network-options';
+import { childMode, IPVLAN_FLAGS, IPVLAN_MODES, MACVLAN_MODES } from '../driver/link-kind';
+import type { NetworkRecord } from '../driver/network-options';
 import { internalParentName } from '../driver/parents';
 import type { LinkInfo } from '../kernel/link-info';
 import { Links } from '../kernel/links';
@@ -22,7 +23,10 @@ export interface NetworkRow {
   id: string;
   parent: string;
   parentPresent: boolean;
+  /** The containers' links: macvlan or ipvlan, in `mode` (macvlan_mode or ipvlan_mode), with an ipvlan's `flag`. */
+  kind: 'macvlan' | 'ipvlan';
   mode: string;
+  flag: string | null;
   internal: boolean;
   /** The VLAN id when the parent is a VLAN sub-interface, and whether the plugin created it (and removes it). */
   vlan: { id: number; owned: boolean } | null;
@@ -115,13 +119,27 @@ export const STATUS_JSON_SCHEMA = {
       type: 'array',
       items: {
         type: 'object',
-        required: ['id', 'parent', 'parentPresent', 'mode', 'internal', 'vlan', 'subnets', 'hostAccess', 'endpoints'],
+        required: [
+          'id',
+          'parent',
+          'parentPresent',
+          'kind',
+          'mode',
+          'flag',
+          'internal',
+          'vlan',
+          'subnets',
+          'hostAccess',
+          'endpoints',
+        ],
         additionalProperties: false,
         properties: {
           id: nonEmpty,
           parent: nonEmpty,
           parentPresent: { type: 'boolean' },
-          mode: { enum: [...MODES] },
+          kind: { enum: ['macvlan', 'ipvlan'] },
+          mode: { enum: [...MACVLAN_MODES, ...IPVLAN_MODES] },
+          flag: { enum: [null, ...IPVLAN_FLAGS] },
           internal: { type: 'boolean' },
           vlan: {
             oneOf: [
@@ -230,11 +248,14 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
 
   const networks: NetworkRow[] = state.networks.map((network) => {
     const parent = byName.get(network.parent);
+    const link = childMode(network);
     return {
       id: network.id,
       parent: network.parent,
       parentPresent: parent !== undefined,
-      mode: network.mode,
+      kind: link.kind,
+      mode: link.mode,
+      flag: link.kind === 'ipvlan' ? link.flag : null,
       internal: Boolean(network.internal),
       vlan: vlanOf(network, parent),
       subnets: [network.ipv4?.pool, network.ipv6?.pool].filter((pool): pool is string => Boolean(pool)),
@@ -301,13 +322,14 @@ export function formatStatus(report: StatusReport): string {
   else {
     out.push(
       table(
-        ['NETWORK', 'PARENT', 'MODE', 'VLAN', 'SUBNETS', 'ENDPOINTS'],
+        ['NETWORK', 'PARENT', 'KIND', 'MODE', 'VLAN', 'SUBNETS', 'ENDPOINTS'],
         report.networks.map((n) => [
           n.id.slice(0, 12),
           n.parent +
             (n.parentPresent ? '' : ' (missing)') +
             (n.parent === internalParentName(n.id) ? ' (internal)' : ''),
-          n.mode,
+          n.kind,
+          n.flag ? `${n.mode} ${n.flag}` : n.mode,
           n.vlan ? `${n.vlan.id} ${n.vlan.owned ? 'owned' : 'not owned'}` : '-',
           n.subnets.join(',') || '-',
           String(n.endpoints),

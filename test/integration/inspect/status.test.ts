@@ -136,7 +136,9 @@ describe('tsmacvlan status', () => {
       id: lan,
       parent,
       parentPresent: true,
+      kind: 'macvlan',
       mode: 'bridge',
+      flag: null,
       internal: false,
       vlan: null,
       subnets: ['10.81.0.0/24'],
@@ -173,10 +175,12 @@ describe('tsmacvlan status', () => {
         'm',
       ),
     );
-    expect(text).toMatch(new RegExp(`^${lan.slice(0, 12)} +${parent} +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(`^${lan.slice(0, 12)} +${parent} +macvlan +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'),
+    );
     expect(text).toMatch(
       new RegExp(
-        `^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +bridge +- +10\\.82\\.0\\.0/24 +1$`,
+        `^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +macvlan +bridge +- +10\\.82\\.0\\.0/24 +1$`,
         'm',
       ),
     );
