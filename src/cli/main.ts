@@ -18,8 +18,10 @@ import { forget } from '../inspect/cluster';
 import { instanceId, stateGroup } from '../state/instance';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
+import type { ListenAddress } from '../metrics/exporter';
+import { METRICS_FLAG, metricsAddress, startMetricsAt } from './serve-metrics';
 
-const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [ETCD]
+const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [--metrics-address HOST:PORT] [ETCD]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
        tsmacvlan gc --cluster --forget-instance ID [--dry-run] [--state-dir DIR] ETCD
        tsmacvlan doctor [--parent IF]... [--socket PATH] [--state-dir DIR] [--json] [ETCD]
@@ -30,6 +32,9 @@ const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-l
   --state-dir DIR   where networks, endpoints and addresses are kept
                     (default $TSMACVLAN_STATE_DIR or /var/lib/tsmacvlan)
   --log-level LEVEL fatal, error, warn, info, debug or trace (default $LOG_LEVEL or info)
+  --metrics-address HOST:PORT
+                    serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (default
+                    $TSMACVLAN_METRICS_ADDRESS; none: no metrics)
 
   ETCD: the cluster IPAM, for several Docker hosts on one LAN (each flag also $TSMACVLAN_ETCD, _PREFIX, _CA, ...)
   --etcd URL[,URL]  etcd endpoints: every new pool is cluster-wide (one subnet, one allocation table for all
@@ -62,16 +67,21 @@ interface ServeOptions {
   stateDir: string;
   logLevel: string;
   etcd: EtcdSettings | undefined;
+  metrics: ListenAddress | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function parseServeArgs(args: string[]): ServeOptions {
-  const flags = parseFlags(args, { values: ['--socket', '--state-dir', '--log-level', ...ETCD_FLAGS] }, USAGE);
+  const flags = parseFlags(
+    args,
+    { values: ['--socket', '--state-dir', '--log-level', METRICS_FLAG, ...ETCD_FLAGS] },
+    USAGE,
+  );
   const logLevel = flags.values.get('--log-level') ?? (process.env.LOG_LEVEL || 'info');
   if (!LOG_LEVELS.includes(logLevel))
     throw new Error(`log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`);
-  return { ...location(flags), logLevel, etcd: etcdSettings(flags) };
+  return { ...location(flags), logLevel, etcd: etcdSettings(flags), metrics: metricsAddress(flags) };
 }
 
 /** True when a live server answers on the socket (a second instance must not steal it). */
@@ -100,9 +110,10 @@ async function serve(options: ServeOptions): Promise<void> {
   const driver = new NetworkDriver(links, options.stateDir, log);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table);
+  const metrics = options.metrics && (await startMetricsAt(options.metrics, { driver, ipam, cluster }, log));
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
   const ready = driver.reconcile();
-  const app = buildServer({ driver, ipam }, log, ready);
+  const app = buildServer({ driver, ipam }, log, ready, metrics?.observe);
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
@@ -128,6 +139,7 @@ async function serve(options: ServeOptions): Promise<void> {
       );
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
+    await metrics?.close();
     await app.close(); // waits for requests in flight, removes the socket
     phase = 'saving IPAM state';
     await ipam.close();

@@ -7,6 +7,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, w
 import { type FileHandle, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { syncDurations } from '../state/sync-durations';
 
 /**
  * Lines the log may exceed twice its live entries by before it is rewritten. A rewrite holds the loop for two syncs
@@ -80,7 +81,7 @@ export function readIntents(path: string, log: Logger): IntentLine[] {
 function syncDirOf(path: string): void {
   const fd = openSync(dirname(path), 'r');
   try {
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -92,7 +93,7 @@ export function rewriteIntents(path: string, lines: IntentLine[]): void {
   const fd = openSync(temp, 'w', 0o600);
   try {
     writeSync(fd, lines.map((line) => `${JSON.stringify(line)}\n`).join(''));
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -179,7 +180,8 @@ export class IntentLog {
           const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
           if (bytesWritten !== buffer.length)
             throw new Error(`short write (${bytesWritten} of ${buffer.length} bytes)`);
-          await this.handle.datasync();
+          const handle = this.handle;
+          await syncDurations.time(() => handle.datasync());
           this.syncs++;
           this.lines += batch.filter((w) => w.text !== '').length;
           this.compactIfDue();

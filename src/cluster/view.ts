@@ -29,6 +29,12 @@ export interface SubnetSummary {
   owners: Record<string, OwnerCounts>;
 }
 
+/** The addresses of a range held across the cluster, and those of them this instance holds. */
+export interface RangeHolding {
+  held: number;
+  mine: number;
+}
+
 /** Tombstones kept beyond this are pruned once the watch has passed them. */
 const TOMBSTONE_LIMIT = 1024;
 
@@ -142,6 +148,18 @@ export class SubnetView {
       .filter(([address]) => address >= lo && address <= hi)
       .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
       .map(([address, held]) => ({ address: formatIp(this.subnet.v6, address), claims: held.claims }));
+  }
+
+  /** How many addresses of [lo, hi] are held, and on how many of them `instance` has a claim: a range's fill. */
+  fill(lo: bigint, hi: bigint, instance: string): RangeHolding {
+    let held = 0;
+    let mine = 0;
+    for (const [address, entry] of this.held) {
+      if (address < lo || address > hi) continue;
+      held++;
+      if (entry.claims?.some((claim) => claim.owner === instance)) mine++;
+    }
+    return { held, mine };
   }
 
   /** Who holds what in [lo, hi]. */

@@ -27,6 +27,20 @@ export interface LeaseChange {
 
 export class NoDhcpAnswer extends Error {}
 
+/** Why a lease was not had or not kept: refused (NAK), nothing answered in time, the address in use (ARP), moved. */
+export const FAILURE_REASONS = ['nak', 'timeout', 'declined', 'changed'] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+/** Where the clients are: getting a lease (DISCOVER to the ARP check), holding one, or renewing or rebinding it. */
+export type LeasePhase = 'acquiring' | 'bound' | 'renewing' | 'rebinding';
+
+/** What happened to the clients' leases since start, for the metrics. */
+export interface DhcpCounts {
+  /** Renewals (and rebinds) the server granted for the same address. */
+  renewals: number;
+  failures: Record<FailureReason, number>;
+}
+
 const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's limit; a longer wait is re-armed
 
 interface Running {
@@ -39,6 +53,7 @@ interface Running {
 
 export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   private readonly running = new Map<string, Running>();
+  readonly counts: DhcpCounts = { renewals: 0, failures: { nak: 0, timeout: 0, declined: 0, changed: 0 } };
   private readonly clock: () => number;
   private readonly random: () => number;
 
@@ -63,6 +78,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
     }
     return new Promise<Lease>((resolve, reject) => {
       const timeout = setTimeout(() => {
+        this.counts.failures.timeout++;
         entry.waiter = undefined;
         this.release(mac);
         reject(new NoDhcpAnswer(`no DHCP server answered for ${mac} on interface ${ifindex} within ${timeoutMs} ms`));
@@ -101,6 +117,17 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
 
   lease(mac: string): Lease | undefined {
     return this.running.get(mac)?.client.lease;
+  }
+
+  /** How many clients are in each phase (one pass over them: for a scrape, not a request). */
+  phases(): Record<LeasePhase, number> {
+    const phases = { acquiring: 0, bound: 0, renewing: 0, rebinding: 0 };
+    for (const { client } of this.running.values()) {
+      const state = client.state;
+      if (state === 'bound' || state === 'renewing' || state === 'rebinding') phases[state]++;
+      else if (state !== 'released') phases.acquiring++;
+    }
+    return phases;
   }
 
   /** Stops every client without releasing (the leases stay valid for a restart to resume). */
@@ -168,6 +195,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 
   private report(entry: Running, mac: string, event: LeaseEvent): void {
+    this.count(event);
     const address = event.kind === 'declined' ? event.address : event.lease.address;
     this.options.log.info({ mac, ifindex: entry.ifindex, address }, `DHCP lease ${event.kind}`);
     if (event.kind === 'bound' && entry.waiter) {
@@ -176,6 +204,16 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
       entry.waiter = undefined;
     }
     this.emit('lease', { ifindex: entry.ifindex, mac, event });
+  }
+
+  private count(event: LeaseEvent): void {
+    const { failures } = this.counts;
+    if (event.kind === 'renewed') this.counts.renewals++;
+    else if (event.kind === 'changed') failures.changed++;
+    else if (event.kind === 'declined') failures.declined++;
+    // A lease lost to a decline was counted at its 'declined' event, just before.
+    else if (event.kind === 'lost' && event.reason !== 'declined')
+      failures[event.reason === 'nak' ? 'nak' : 'timeout']++;
   }
 
   private dropUnicast(ifindex: number, mac: string): void {

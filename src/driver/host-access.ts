@@ -11,6 +11,9 @@ export function shimName(networkId: string): string {
   return SHIM_PREFIX + networkId.slice(0, 10);
 }
 
+/** What ensure found: the shim had to be made, it was there, or its parent is not (nothing to hang it on). */
+export type ShimOutcome = 'made' | 'present' | 'no parent';
+
 export interface ShimSpec {
   networkId: string;
   parent: string;
@@ -23,25 +26,27 @@ export class HostAccess {
 
   /**
    * Makes the shim and its routes exist, whatever is left of them: called at create, at start and whenever the
-   * parent or the shim changes. Idempotent. Returns false when the parent is not there (nothing to hang the shim on).
+   * parent or the shim changes. Idempotent.
    */
-  async ensure(spec: ShimSpec, containerAddresses: () => Iterable<string>): Promise<boolean> {
+  async ensure(spec: ShimSpec, containerAddresses: () => Iterable<string>): Promise<ShimOutcome> {
     const name = shimName(spec.networkId);
     let shim = await this.links.get(name);
+    let outcome: ShimOutcome = 'present';
     if (!shim) {
       const parent = await this.links.get(spec.parent);
-      if (!parent) return false;
+      if (!parent) return 'no parent';
       try {
         await this.links.createMacvlan(
           { name, parentIndex: parent.index, mode: 'bridge', ...(spec.mtu !== undefined && { mtu: spec.mtu }) },
           MARK_SHIM,
         );
+        outcome = 'made';
       } catch (err) {
         // Another event's ensure made it meanwhile.
         if (!(err instanceof KernelError && err.nameTaken)) throw err;
       }
       shim = await this.links.get(name);
-      if (!shim) return false;
+      if (!shim) return 'no parent';
     }
     await this.links.addIpv4Address(shim.index, spec.address, 32);
     if (!shim.up) await this.links.setUp(shim.index);
@@ -51,7 +56,7 @@ export class HostAccess {
     const routes = await this.links.hostRoutes(shim.index);
     const owned = new Set(containerAddresses());
     for (const address of routes) if (!owned.has(address)) await this.links.deleteHostRoute(address, shim.index);
-    return true;
+    return outcome;
   }
 
   async route(networkId: string, hostAddress: string, containerAddress: string): Promise<void> {

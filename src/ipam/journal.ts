@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { syncDir } from '../state/record-store';
+import { syncDurations } from '../state/sync-durations';
 import { parseCidr } from '../ip/address';
 import { Subnet } from './subnet';
 import { type JournalRecord } from './journal-records';
@@ -47,7 +48,7 @@ interface Entry extends AppendOptions {
 export function syncDirSync(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -95,7 +96,7 @@ export function writeSnapshotSync(path: string, lines: string[] | undefined): vo
     const fd = openSync(temp, 'w', 0o600);
     try {
       writeSync(fd, `${lines.join('\n')}\n`);
-      fsyncSync(fd);
+      syncDurations.timeSync(() => fsyncSync(fd));
     } finally {
       closeSync(fd);
     }
@@ -224,7 +225,8 @@ export class Journal {
     const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
     if (bytesWritten !== buffer.length)
       throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
-    await this.handle.datasync();
+    const handle = this.handle;
+    await syncDurations.time(() => handle.datasync());
     this.syncs++;
     this.written += batch.length;
     this.lines += batch.length;
@@ -253,7 +255,7 @@ export class Journal {
       const handle = await open(temp, 'w', 0o600);
       try {
         await handle.writeFile(`${lines.join('\n')}\n`);
-        await handle.datasync();
+        await syncDurations.time(() => handle.datasync());
       } finally {
         await handle.close();
       }

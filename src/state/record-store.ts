@@ -2,12 +2,13 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { syncDurations } from './sync-durations';
 
 /** Makes a rename or unlink in `dir` durable. */
 export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
-    await handle.sync();
+    await syncDurations.time(() => handle.sync());
   } finally {
     await handle.close();
   }
@@ -91,7 +92,7 @@ export class RecordStore<T> {
     const handle = await open(temp, 'w', 0o600);
     try {
       await handle.writeFile(JSON.stringify(record));
-      await handle.sync();
+      await syncDurations.time(() => handle.sync());
     } finally {
       await handle.close();
     }
