@@ -1,11 +1,22 @@
 // The order in which the pools sharing one --ip-range (or the whole subnet) hand out dynamic addresses.
 import { PluginError } from '../errors';
+import { type Cidr, usableBounds } from '../ip/address';
 
 /** The addresses in use, as far as the order needs to know. */
 type Taken = { has(value: bigint): boolean };
 
 /** Releases in a lane with more never-used addresses than this left are not queued: the cursor will not get back to them for ages; a sweep finds them if it ever does. */
 const QUEUE_LIMIT = 1n << 24n;
+
+/** The addresses dynamic takes come from: the subnet's usable ones, within the --ip-range when there is one. */
+export function rangeBounds(subnet: Cidr, range: Cidr | undefined): { lo: bigint; hi: bigint } {
+  let { lo, hi } = usableBounds(subnet);
+  if (range) {
+    if (range.base > lo) lo = range.base;
+    if (range.last < hi) hi = range.last;
+  }
+  return { lo, hi };
+}
 
 /** A FIFO of bigints with O(1) amortised shift. */
 export class Fifo {

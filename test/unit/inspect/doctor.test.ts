@@ -315,7 +315,15 @@ describe('parent checks', () => {
 });
 
 describe('state and drift checks', () => {
-  const state = { stateDir: '/x', exists: true, networks: [network({})], endpoints: [], pools: [], unreadable: [] };
+  const state = {
+    stateDir: '/x',
+    exists: true,
+    networks: [network({})],
+    endpoints: [],
+    pools: [],
+    ranges: [],
+    unreadable: [],
+  };
   it('report unreadable records as FAIL with the way out', () => {
     const check = stateCheck(
       { ...state, unreadable: [{ file: '/x/networks/n.json', error: 'not valid JSON (Unexpected end)' }] },

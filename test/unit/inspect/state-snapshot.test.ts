@@ -28,6 +28,7 @@ describe('readState', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      ranges: [],
       unreadable: [],
     });
     expect(existsSync(dir)).toBe(false);

@@ -121,6 +121,7 @@ describe('the report', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      ranges: [],
       leases: [],
       drift: [],
       unreadable: [],
