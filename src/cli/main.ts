@@ -19,7 +19,7 @@ import { instanceId, stateGroup } from '../state/instance';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
 import type { ListenAddress } from '../metrics/exporter';
-import { METRICS_FLAG, metricsAddress, startMetricsAt } from './serve-metrics';
+import { METRICS_FLAG, metricsAddress, startMetrics } from './serve-metrics';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [--metrics-address HOST:PORT] [ETCD]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
@@ -110,15 +110,20 @@ async function serve(options: ServeOptions): Promise<void> {
   const driver = new NetworkDriver(links, options.stateDir, log);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table);
-  const metrics = options.metrics && (await startMetricsAt(options.metrics, { driver, ipam, cluster }, log));
-  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
-  const ready = driver.reconcile();
+  const metrics = options.metrics && startMetrics(options.metrics, { driver, ipam, cluster }, log);
+  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
+  // listener, when asked for: a plugin that cannot serve them does not start).
+  const ready = Promise.all([driver.reconcile(), metrics?.started]);
   const app = buildServer({ driver, ipam }, log, ready, metrics?.observe);
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
-  await ready;
+  // A start that fails gives its socket back: Docker then finds no plugin there rather than one that answers errors.
+  await ready.catch(async (err: unknown) => {
+    await app.close();
+    throw err;
+  });
   log.info(
     { socket: options.socket, stateDir: options.stateDir, networks: driver.listNetworks().length, netlinkBinding },
     'tsmacvlan ready',

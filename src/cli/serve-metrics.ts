@@ -1,6 +1,7 @@
 // `serve --metrics-address HOST:PORT` (or TSMACVLAN_METRICS_ADDRESS): where the metrics are served, if anywhere. The
 // exporter, and prom-client with it, is loaded only when they are asked for: a plugin without metrics never loads it.
 import type { Logger } from 'pino';
+import type { RequestObserver } from '../api/server';
 import type { ListenAddress, MetricsExporter } from '../metrics/exporter';
 import type { MetricSources } from '../metrics/plugin-metrics';
 import type { Flags } from './flags';
@@ -25,11 +26,25 @@ export function parseListenAddress(text: string): ListenAddress {
   return { host: match[1] ?? (match[2] || undefined), port };
 }
 
-export async function startMetricsAt(
-  at: ListenAddress,
-  sources: Omit<MetricSources, 'version'>,
-  log: Logger,
-): Promise<MetricsExporter> {
-  const { startMetrics } = await import('../metrics/exporter');
-  return startMetrics(at, sources, log);
+export interface MetricsStart {
+  /** Settles once the exporter listens (or could not): the plugin's requests wait for it, its socket does not. */
+  started: Promise<void>;
+  observe: RequestObserver;
+  close(): Promise<void>;
+}
+
+/** Loads and starts the exporter alongside the plugin's start, so Docker's socket is not held up by loading it. */
+export function startMetrics(at: ListenAddress, sources: Omit<MetricSources, 'version'>, log: Logger): MetricsStart {
+  let exporter: MetricsExporter | undefined;
+  const started = import('../metrics/exporter')
+    .then(({ startMetrics }) => startMetrics(at, sources, log))
+    .then((running) => void (exporter = running));
+  return {
+    started,
+    observe: (method, ok, seconds) => exporter?.observe(method, ok, seconds),
+    close: async () => {
+      await started.catch(() => undefined);
+      await exporter?.close();
+    },
+  };
 }

@@ -1,6 +1,6 @@
 // `serve --metrics-address` as a process: off by default (prom-client is never loaded then), on by flag or
 // TSMACVLAN_METRICS_ADDRESS, refused with what to type when the address is wrong or taken.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,7 +65,7 @@ describe('serve --metrics-address', () => {
     expect(await (await fetch(`http://${at}/`)).text()).toContain('/metrics');
   });
 
-  it('refuses an address something else listens on, before taking the socket', async () => {
+  it('refuses an address something else listens on, and gives its socket back', async () => {
     const port = await freePort();
     const taken: Server = createServer().listen(port, '127.0.0.1');
     await new Promise((r) => taken.once('listening', r));
@@ -76,6 +76,7 @@ describe('serve --metrics-address', () => {
         `tsmacvlan: cannot serve metrics on 127.0.0.1:${port} (EADDRINUSE): something else listens there; give another --metrics-address`,
       );
       expect(busy.daemon.output()).not.toMatch(/tsmacvlan ready/);
+      expect(existsSync(busy.socket)).toBe(false);
     } finally {
       taken.close();
     }
