@@ -15,6 +15,7 @@ import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
 import { RANGE_HEADER, RANGE_ROW_SCHEMA, rangeCells, type RangeRow } from './range-rows';
 import { readState, type PoolRow } from './state-snapshot';
+import type { FormatReport } from '../state/migrate';
 
 export interface NetworkRow {
   id: string;
@@ -56,6 +57,8 @@ export interface StatusReport {
   leases: LeaseRow[];
   drift: Drift[];
   unreadable: { file: string; error: string }[];
+  /** The state's formats (format.json): `older` means the plugin migrates it at its next start, `newer` that it refuses it. */
+  stateFormat: FormatReport;
   /** The cluster table (status --etcd), null without it. */
   cluster: ClusterReport | null;
 }
@@ -79,6 +82,7 @@ export const STATUS_JSON_SCHEMA = {
     'leases',
     'drift',
     'unreadable',
+    'stateFormat',
     'cluster',
   ],
   additionalProperties: false,
@@ -168,6 +172,17 @@ export const STATUS_JSON_SCHEMA = {
         properties: { file: nonEmpty, error: nonEmpty },
       },
     },
+    stateFormat: {
+      type: 'object',
+      required: ['state', 'formats', 'writtenBy', 'message'],
+      additionalProperties: false,
+      properties: {
+        state: { enum: ['none', 'current', 'older', 'newer'] },
+        formats: { type: ['object', 'null'], additionalProperties: { type: 'integer', minimum: 1 } },
+        writtenBy: { type: ['string', 'null'] },
+        message: nonEmpty,
+      },
+    },
     cluster: CLUSTER_JSON_SCHEMA,
   },
 } as const;
@@ -237,6 +252,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
+    stateFormat: state.format,
     cluster: null,
   };
 }
@@ -256,7 +272,8 @@ function table(header: string[], rows: string[][]): string {
 /** The human-readable report: a table of networks, one of endpoints, one of address pools, DHCP leases, then drift. */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
-  out.push(`state: ${report.stateDir}  driver: ${report.driver} (device group ${report.group})`, '');
+  out.push(`state: ${report.stateDir}  driver: ${report.driver} (device group ${report.group})`);
+  out.push(`state format: ${report.stateFormat.message}`, '');
   if (report.networks.length === 0) out.push('networks: none');
   else {
     out.push(
@@ -327,7 +344,10 @@ export interface StatusOptions {
   etcd?: EtcdSettings;
 }
 
-/** Prints the report; the exit code is 1 only when some state could not be read (drift is reported, not failed on: see doctor). */
+/**
+ * Prints the report; the exit code is 1 only when some state could not be read, or is of a newer format (drift is
+ * reported, not failed on: see doctor).
+ */
 export async function status(options: StatusOptions): Promise<number> {
   const links = new Links();
   try {
@@ -339,7 +359,7 @@ export async function status(options: StatusOptions): Promise<number> {
         report.ranges,
       ));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
-    return report.unreadable.length || report.cluster?.error ? 1 : 0;
+    return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;
   } finally {
     links.close();
   }

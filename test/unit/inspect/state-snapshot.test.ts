@@ -30,6 +30,7 @@ describe('readState', () => {
       pools: [],
       ranges: [],
       unreadable: [],
+      format: { state: 'none', formats: null, writtenBy: null, message: 'no state yet' },
     });
     expect(existsSync(dir)).toBe(false);
   });
