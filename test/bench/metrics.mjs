@@ -18,6 +18,7 @@ import {
   ratio,
   ratioInterval,
   removeDockerObjects,
+  requestTimes,
   round,
   run,
   shuffle,
@@ -126,8 +127,10 @@ export async function benchMetrics() {
     if (keep) samples[variant].push(c.ms + d.ms);
   };
   log(`metrics: ${warmup} warm-up + ${rounds} rounds × (metrics off, metrics on and scraped every 1 s), shuffled`);
+  const logFrom = {};
   try {
     for (let r = 0; r < warmup; r++) for (const v of shuffle(['off', 'on'])) await once(v, false);
+    for (const v of ['off', 'on']) logFrom[v] = plugins[v].plugin.logPosition();
     for (let r = 0; r < rounds; r++) {
       for (const v of shuffle(['off', 'on'])) await once(v, true);
       if ((r + 1) % 20 === 0) log(`  metrics: ${r + 1}/${rounds} rounds`);
@@ -136,8 +139,16 @@ export async function benchMetrics() {
     scraping = false;
     await scraper;
   }
+  // The plugin's own time per connect+disconnect: the medians of its requests (each runs once per cycle), from its log.
+  const own = {};
+  for (const v of ['off', 'on']) {
+    const times = requestTimes(plugins[v].plugin.logLines(logFrom[v]));
+    own[v] = { perCycleMs: round(Object.values(times).reduce((sum, t) => sum + t.medianMs, 0)), requests: times };
+  }
   return {
     rounds,
+    pluginOwnMs: own,
+    pluginOwnOnOverOff: ratio(own.on.perCycleMs, own.off.perCycleMs),
     warmupRounds: warmup,
     connectDisconnect: { off: summary(samples.off), on: summary(samples.on) },
     onOverOff: ratio(median(samples.on), median(samples.off)),

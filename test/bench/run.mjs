@@ -184,6 +184,10 @@ function report(r) {
       `${ms(m.connectDisconnect.off.median)} / ${ms(m.connectDisconnect.on.median)}`,
     );
     add('the same: metrics on ÷ off [95% CI]', `${x(m.onOverOff)}${ci}`, '≤ 1.02', verdict(m.onOverOff, 1.02));
+    add(
+      "the plugin's own time per connect+disconnect (its requests' medians): off / on; on ÷ off",
+      `${ms(m.pluginOwnMs.off.perCycleMs)} / ${ms(m.pluginOwnMs.on.perCycleMs)}; ${x(m.pluginOwnOnOverOff)}`,
+    );
     add('scrape of /metrics (median / p99)', `${ms(m.scrapes.median)} / ${ms(m.scrapes.p99)}`);
     add(
       'plugin RSS after the rounds: metrics off / on',
