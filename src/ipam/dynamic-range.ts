@@ -82,6 +82,8 @@ export class DynamicRange {
   sweep: bigint | undefined;
   sweepNeeded = false;
   users = 0;
+  /** Addresses of the lane in use, whoever holds them: its fill, for the metrics and status (kept by took and freed). */
+  inUse = 0;
 
   constructor(
     readonly key: string,
@@ -148,9 +150,16 @@ export class DynamicRange {
     }
   }
 
+  /** An address of the subnet was taken. */
+  took(value: bigint): void {
+    if (value >= this.lo && value <= this.hi) this.inUse++;
+  }
+
   /** An address of the subnet became free. */
   freed(value: bigint, taken: Taken): void {
-    if (value < this.lo || value > this.hi || value >= this.cursor) return;
+    if (value < this.lo || value > this.hi) return;
+    this.inUse--;
+    if (value >= this.cursor) return;
     if (this.hi - this.cursor + 1n > QUEUE_LIMIT) {
       this.sweepNeeded = true;
       return;

@@ -15,20 +15,13 @@ export interface RangeFill {
   capacity: bigint;
 }
 
-/** The ranges of a subnet whose addresses this host keeps (local pools), from one pass over its addresses in use. */
+/** The ranges of a subnet whose addresses this host keeps (local pools): counts the subnet keeps as it goes. */
 export function localRangeFills(subnet: SubnetModel): RangeFill[] {
-  const lanes = [...subnet.lanes.values()];
-  const allocated = lanes.map(() => 0);
-  for (const value of subnet.taken.keys()) {
-    lanes.forEach((lane, i) => {
-      if (value >= lane.lo && value <= lane.hi) allocated[i]++;
-    });
-  }
-  return lanes.map((lane, i) => ({
+  return [...subnet.lanes.values()].map((lane) => ({
     subnet: subnet.cidr.text,
     range: lane.key || subnet.cidr.text,
     scope: 'host',
-    allocated: allocated[i],
+    allocated: lane.inUse,
     capacity: lane.size,
   }));
 }

@@ -110,6 +110,7 @@ export class SubnetModel {
       const { lo, hi } = rangeBounds(this.cidr, spec.range);
       const label = spec.range ? `range ${spec.range.text} of subnet ${this.cidr.text}` : `subnet ${this.cidr.text}`;
       lane = new DynamicRange(key, lo, hi, label);
+      for (const value of this.taken.keys()) lane.took(value); // a new range over addresses in use: once per range
       this.lanes.set(key, lane);
     }
     lane.users++;
@@ -205,6 +206,7 @@ export class SubnetModel {
     } else {
       this.taken.set(value, pool.holders[kind]);
     }
+    for (const lane of this.lanes.values()) lane.took(value);
     pool.allocated++;
   }
 
