@@ -1,11 +1,10 @@
 // `serve --metrics-address`: GET /metrics in Prometheus's text format on a TCP address of its own, apart from Docker's
 // unix socket. Loaded only when metrics are asked for (the cli imports this module lazily), so a plugin without them
 // never loads prom-client.
-import { readFileSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { RequestObserver } from '../api/server';
+import { softwareVersion } from '../state/software-version';
 import { type MetricSources, PluginMetrics } from './plugin-metrics';
 
 export interface ListenAddress {
@@ -21,19 +20,13 @@ export interface MetricsExporter {
   close(): Promise<void>;
 }
 
-/** The version package.json gives, for tsmacvlan_build_info. */
-export function packageVersion(): string {
-  const manifest = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as { version?: unknown };
-  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
-}
-
 /** Listens on `at` and serves the metrics of `sources`; rejects, saying what to do, when it cannot listen there. */
 export async function startMetrics(
   at: ListenAddress,
   sources: Omit<MetricSources, 'version'>,
   log: Logger,
 ): Promise<MetricsExporter> {
-  const metrics = new PluginMetrics({ ...sources, version: packageVersion() });
+  const metrics = new PluginMetrics({ ...sources, version: softwareVersion() });
   const server = createServer((request, response) => answer(request, response, metrics, log));
   const asked = `${at.host === undefined ? '' : at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`;
   await new Promise<void>((resolve, reject) => {

@@ -109,7 +109,10 @@ describe('metrics scraped by a real Prometheus', () => {
     // The exposition passes promtool (names, types, help, histogram shape).
     const text = await scrape(metricsAt);
     expect(promtoolCheckMetrics(text)).toBe('');
-    expect(sample(text, 'tsmacvlan_build_info{version="0.1.0"}')).toBe(1);
+    const { version } = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as {
+      version: string;
+    };
+    expect(sample(text, `tsmacvlan_build_info{version="${version}"}`)).toBe(1);
 
     // Prometheus with the docs' scrape config (this plugin as the target, 1 s intervals) and alerting rules (their
     // `for:` waits cut to 0 s, so an alert fires at the first evaluation that holds).
