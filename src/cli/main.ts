@@ -21,7 +21,7 @@ import { STATE_FILES } from '../inspect/state-formats';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
 import type { ListenAddress } from '../metrics/exporter';
-import { METRICS_FLAG, metricsAddress, startMetrics } from './serve-metrics';
+import { METRICS_FLAG, metricsAddress, metricsAt } from './serve-metrics';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [--metrics-address HOST:PORT] [ETCD]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
@@ -114,7 +114,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const driver = new NetworkDriver(links, options.stateDir, log);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table);
-  const metrics = options.metrics && startMetrics(options.metrics, { driver, ipam, cluster }, log);
+  const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
   // listener, when asked for: a plugin that cannot serve them does not start).
   const ready = Promise.all([driver.reconcile(), metrics?.started]);
@@ -123,6 +123,7 @@ async function serve(options: ServeOptions): Promise<void> {
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
+  metrics?.begin();
   // A start that fails gives its socket back: Docker then finds no plugin there rather than one that answers errors.
   await ready.catch(async (err: unknown) => {
     await app.close();

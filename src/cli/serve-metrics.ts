@@ -27,23 +27,32 @@ export function parseListenAddress(text: string): ListenAddress {
 }
 
 export interface MetricsStart {
+  /** Loads the exporter and starts it listening; call it once the plugin's socket listens. */
+  begin(): void;
   /** Settles once the exporter listens (or could not): the plugin's requests wait for it, its socket does not. */
   started: Promise<void>;
   observe: RequestObserver;
   close(): Promise<void>;
 }
 
-/** Loads and starts the exporter alongside the plugin's start, so Docker's socket is not held up by loading it. */
-export function startMetrics(at: ListenAddress, sources: Omit<MetricSources, 'version'>, log: Logger): MetricsStart {
+/**
+ * The exporter, started only once the plugin's socket listens (begin): loading it (prom-client) takes the event
+ * loop for a moment, and Docker gives a managed plugin only so long to make its socket.
+ */
+export function metricsAt(at: ListenAddress, sources: Omit<MetricSources, 'version'>, log: Logger): MetricsStart {
   let exporter: MetricsExporter | undefined;
-  const started = import('../metrics/exporter')
+  let begun = false;
+  let begin!: () => void;
+  const started = new Promise<void>((resolve) => (begin = resolve))
+    .then(() => import('../metrics/exporter'))
     .then(({ startMetrics }) => startMetrics(at, sources, log))
     .then((running) => void (exporter = running));
   return {
+    begin: () => ((begun = true), begin()),
     started,
     observe: (method, ok, seconds) => exporter?.observe(method, ok, seconds),
     close: async () => {
-      await started.catch(() => undefined);
+      if (begun) await started.catch(() => undefined);
       await exporter?.close();
     },
   };
