@@ -17,12 +17,15 @@ import { checkPatchedNetlink } from '../kernel/netlink-binding';
 import { VERSION } from '../version';
 import { socketAnswers } from './socket-probe';
 import { synopsis, UsageError } from './usage';
+import type { ListenAddress } from '../metrics/exporter';
+import { metricsAddress, metricsAt } from './serve-metrics';
 
 interface ServeOptions {
   socket: string;
   stateDir: string;
   logLevel: string;
   etcd: EtcdSettings | undefined;
+  metrics: ListenAddress | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -35,7 +38,7 @@ function parseServeArgs(args: string[]): ServeOptions {
       `log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`,
       synopsis('serve'),
     );
-  return { ...location(flags), logLevel, etcd: etcdSettings(flags) };
+  return { ...location(flags), logLevel, etcd: etcdSettings(flags), metrics: metricsAddress(flags) };
 }
 
 /** How long a stop (SIGTERM, SIGINT) may take; Docker and systemd wait longer before they SIGKILL. */
@@ -63,14 +66,21 @@ async function serve(options: ServeOptions): Promise<void> {
   const driver = new NetworkDriver(links, options.stateDir, log);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table);
-  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
-  const ready = driver.reconcile();
-  const app = buildServer({ driver, ipam }, log, ready);
+  const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
+  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
+  // listener, when asked for: a plugin that cannot serve them does not start).
+  const ready = Promise.all([driver.reconcile(), metrics?.started]);
+  const app = buildServer({ driver, ipam }, log, ready, metrics?.observe);
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
-  await ready;
+  metrics?.begin();
+  // A start that fails gives its socket back: Docker then finds no plugin there rather than one that answers errors.
+  await ready.catch(async (err: unknown) => {
+    await app.close();
+    throw err;
+  });
   log.info(
     {
       version: VERSION,
@@ -97,6 +107,7 @@ async function serve(options: ServeOptions): Promise<void> {
       );
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
+    await metrics?.close();
     await app.close(); // waits for requests in flight, removes the socket
     phase = 'saving IPAM state';
     await ipam.close();

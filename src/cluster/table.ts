@@ -14,7 +14,7 @@ import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared } from './keys';
 import { ReleaseQueue, type Release } from './releases';
-import { SubnetView, type SubnetSummary } from './view';
+import { type RangeHolding, SubnetView, type SubnetSummary } from './view';
 import { type Forgotten, forgetInstance } from './admin';
 
 export interface TableOptions {
@@ -46,6 +46,8 @@ export function newToken(): string {
 
 export class ClusterTable {
   private readonly views = new Map<string, Promise<SubnetView>>();
+  /** The views loaded and watched now, for readers that must not wait (metrics). */
+  private readonly loaded = new Map<string, SubnetView>();
   /** Takes between their intent and their answer, by token → subnet. */
   private readonly inflight = new Map<string, string>();
   /** Takes under way, for a pool's release to wait for. */
@@ -135,12 +137,14 @@ export class ClusterTable {
       lost: (err) => {
         this.log.warn({ subnet: subnetText, err }, 'watch of a cluster subnet lost; it is read again on next use');
         this.views.delete(subnetText);
+        if (this.loaded.get(subnetText) === view) this.loaded.delete(subnetText);
         this.watches.delete(watch);
         void watch.cancel().catch(() => undefined);
       },
     });
     this.watches.add(watch);
     if (this.closed) await watch.cancel();
+    else this.loaded.set(subnetText, view);
     return view;
   }
 
@@ -296,6 +300,17 @@ export class ClusterTable {
   /** Who holds what in [lo, hi] of `subnet`, from the watched view (status). */
   async summary(subnet: Cidr, lo: bigint, hi: bigint): Promise<SubnetSummary> {
     return (await this.view(subnet.text)).summary(lo, hi);
+  }
+
+  /**
+   * How full [lo, hi] of `subnet` is, from the watched view, without waiting: undefined while the view is not loaded
+   * (it is asked for then, so a later call has it).
+   */
+  fill(subnet: Cidr, lo: bigint, hi: bigint): RangeHolding | undefined {
+    const view = this.loaded.get(subnet.text);
+    if (view) return view.fill(lo, hi, this.instance);
+    if (!this.closed) this.view(subnet.text).catch(() => undefined);
+    return undefined;
   }
 
   /** Every held address of [lo, hi] of `subnet` with its claims: which instance holds what (status). */

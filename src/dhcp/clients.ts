@@ -39,6 +39,20 @@ export interface DhcpIdentity {
 
 export class NoDhcpAnswer extends Error {}
 
+/** Why a lease was not had or not kept: refused (NAK), nothing answered in time, the address in use (ARP), moved. */
+export const FAILURE_REASONS = ['nak', 'timeout', 'declined', 'changed'] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+/** Where the clients are: getting a lease (DISCOVER to the ARP check), holding one, or renewing or rebinding it. */
+export type LeasePhase = 'acquiring' | 'bound' | 'renewing' | 'rebinding';
+
+/** What happened to the clients' leases since start, for the metrics. */
+export interface DhcpCounts {
+  /** Renewals (and rebinds) the server granted for the same address. */
+  renewals: number;
+  failures: Record<FailureReason, number>;
+}
+
 /**
  * The server leased a client an address another client of this host holds: it tells clients apart by chaddr alone,
  * and these two share one. The new client stops without a DHCPRELEASE, which would free the other's lease.
@@ -68,6 +82,7 @@ interface Running extends DhcpIdentity {
 export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   /** By clientKey. */
   private readonly running = new Map<string, Running>();
+  readonly counts: DhcpCounts = { renewals: 0, failures: { nak: 0, timeout: 0, declined: 0, changed: 0 } };
   /** The client holding each leased address, by `<ifindex> <address>`: a second client given one is found at once. */
   private readonly holders = new Map<string, string>();
   /** Clients by the transaction id of their last message: replies that echo no client identifier find theirs so. */
@@ -99,6 +114,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
     }
     return new Promise<Lease>((resolve, reject) => {
       const timeout = setTimeout(() => {
+        this.counts.failures.timeout++;
         entry.waiter = undefined;
         this.release(key);
         reject(new NoDhcpAnswer(`no DHCP server answered for ${key} on interface ${ifindex} within ${timeoutMs} ms`));
@@ -133,6 +149,17 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
 
   lease(key: string): Lease | undefined {
     return this.running.get(key)?.client.lease;
+  }
+
+  /** How many clients are in each phase (one pass over them: for a scrape, not a request). */
+  phases(): Record<LeasePhase, number> {
+    const phases = { acquiring: 0, bound: 0, renewing: 0, rebinding: 0 };
+    for (const { client } of this.running.values()) {
+      const state = client.state;
+      if (state === 'bound' || state === 'renewing' || state === 'rebinding') phases[state]++;
+      else if (state !== 'released') phases.acquiring++;
+    }
+    return phases;
   }
 
   /** Stops every client without releasing (the leases stay valid for a restart to resume). */
@@ -245,6 +272,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 
   private report(entry: Running, key: string, event: LeaseEvent): void {
+    this.count(event);
     const address = event.kind === 'declined' ? event.address : event.lease.address;
     this.options.log.info({ client: key, ifindex: entry.ifindex, address }, `DHCP lease ${event.kind}`);
     if (!this.hold(entry, key, event)) return;
@@ -275,6 +303,16 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
       if (holder === key) this.holders.delete(at(event.lease));
     } else this.holders.set(at(event.lease), key);
     return true;
+  }
+
+  private count(event: LeaseEvent): void {
+    const { failures } = this.counts;
+    if (event.kind === 'renewed') this.counts.renewals++;
+    else if (event.kind === 'changed') failures.changed++;
+    else if (event.kind === 'declined') failures.declined++;
+    // A lease lost to a decline was counted at its 'declined' event, just before.
+    else if (event.kind === 'lost' && event.reason !== 'declined')
+      failures[event.reason === 'nak' ? 'nak' : 'timeout']++;
   }
 
   private dropUnicast(ifindex: number, mac: string): void {

@@ -4,8 +4,10 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import {
   type DhcpClients,
+  type DhcpCounts,
   type DhcpIdentity,
   type LeaseChange,
+  type LeasePhase,
   NoDhcpAnswer,
   openDhcpClients,
   SharedLease,
@@ -21,6 +23,12 @@ import { childMode, ownMac } from './link-kind';
 import type { NetworkRecord } from './network-options';
 
 export type OpenClients = (log: Logger) => { clients: DhcpClients; close: () => void };
+
+/** The leases by phase, with those lost (their endpoints cut off), and what happened to leases since start. */
+export interface DhcpFigures {
+  leases: Record<LeasePhase | 'lost', number>;
+  counts: DhcpCounts;
+}
 
 export class DhcpLeases {
   private opened: { clients: DhcpClients; close: () => void } | undefined;
@@ -91,6 +99,18 @@ export class DhcpLeases {
         );
       }
     }
+  }
+
+  /** For the metrics, on scrape: one pass over the clients and one over the endpoints. */
+  figures(): DhcpFigures {
+    const phases = this.opened?.clients.phases() ?? { acquiring: 0, bound: 0, renewing: 0, rebinding: 0 };
+    let lost = 0;
+    for (const endpoint of this.state.endpoints.values()) if (endpoint.leaseLost) lost++;
+    const counts = this.opened?.clients.counts ?? {
+      renewals: 0,
+      failures: { nak: 0, timeout: 0, declined: 0, changed: 0 },
+    };
+    return { leases: { ...phases, lost }, counts };
   }
 
   /** Stops renewing without releasing: the leases stay valid for the next start to resume. */

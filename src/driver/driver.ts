@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { Links } from '../kernel/links';
 import { KeyedMutex } from '../state/keyed-mutex';
-import { DhcpLeases, type OpenClients } from './dhcp-leases';
+import { type DhcpFigures, DhcpLeases, type OpenClients } from './dhcp-leases';
 import { DriverState } from './driver-state';
 import {
   EndpointLifecycle,
@@ -22,6 +22,16 @@ import type { Repair } from './reconcile';
 import { repairAtStart } from './start-up-repair';
 
 export type { CreateEndpointRequest, CreateNetworkRequest, JoinAnswer };
+
+/** What the driver keeps count of, read by the metrics on scrape. */
+export interface DriverFigures {
+  /** Endpoints per network id, every network listed. */
+  endpoints: Map<string, number>;
+  /** Times link events were lost and every shim and parent checked again; host-access shims made again. */
+  resyncs: number;
+  shimsRemade: number;
+  dhcp: DhcpFigures;
+}
 
 export class NetworkDriver {
   private readonly state: DriverState;
@@ -70,6 +80,14 @@ export class NetworkDriver {
     this.dhcp.close();
     this.upkeep.stop();
     await this.endpointLife.reaper.close();
+  }
+
+  /** Counts kept as the driver goes; reading them is one pass over the networks (and DHCP's over its clients). */
+  figures(): DriverFigures {
+    const endpoints = new Map<string, number>();
+    for (const id of this.state.networks.keys()) endpoints.set(id, this.state.endpointsOf.get(id)?.size ?? 0);
+    const { resyncs, shimsRemade } = this.upkeep;
+    return { endpoints, resyncs, shimsRemade, dhcp: this.dhcp.figures() };
   }
 
   listNetworks(): NetworkRecord[] {

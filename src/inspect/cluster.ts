@@ -1,9 +1,10 @@
 // The operator's view of the cluster table: per subnet who holds how many addresses (status), whether etcd answers
 // with quorum and how fast (doctor), and freeing what a host gone for good held (gc --cluster --forget-instance).
-import { clusterSummary, forgetInstance, type Forgotten } from '../cluster/admin';
+import { clusterSummary, forgetInstance, readViews, type Forgotten } from '../cluster/admin';
 import { EtcdKv, type EtcdSettings } from '../cluster/etcd';
 import type { OwnerCounts } from '../cluster/view';
 import type { Check } from './doctor/check';
+import { fillClusterRows, type RangeRow } from './range-rows';
 
 export interface ClusterSubnetRow {
   subnet: string;
@@ -79,14 +80,20 @@ async function withEtcd<T>(settings: EtcdSettings, use: (kv: EtcdKv) => Promise<
   }
 }
 
-export async function collectCluster(settings: EtcdSettings, instance: string | undefined): Promise<ClusterReport> {
+/** The cluster table's subnets, and `ranges` (status's rows) with their cluster-wide pools' figures filled in. */
+export async function collectCluster(
+  settings: EtcdSettings,
+  instance: string | undefined,
+  ranges: RangeRow[] = [],
+): Promise<{ cluster: ClusterReport; ranges: RangeRow[] }> {
   return withEtcd(settings, async (kv) => {
     const report = { endpoints: kv.endpoints, prefix: kv.prefix, instance: instance ?? null };
     try {
-      const subnets = (await clusterSummary(kv)).map((s) => ({ ...s, size: String(s.size), free: String(s.free) }));
-      return { ...report, subnets, error: null };
+      const views = await readViews(kv);
+      const subnets = clusterSummary(views).map((s) => ({ ...s, size: String(s.size), free: String(s.free) }));
+      return { cluster: { ...report, subnets, error: null }, ranges: fillClusterRows(ranges, views, instance) };
     } catch (err) {
-      return { ...report, subnets: [], error: (err as Error).message };
+      return { cluster: { ...report, subnets: [], error: (err as Error).message }, ranges };
     }
   });
 }

@@ -9,6 +9,7 @@ import { ENDPOINT_RECORDS, NETWORK_RECORDS } from '../driver/record-formats';
 import { readSubnet } from '../ipam/journal';
 import { type FormatReport, stateFormatOf } from '../state/migrate';
 import { filesEndingIn, readRecords, type Unreadable } from '../state/record-store';
+import { rangeRows, type RangeRow } from './range-rows';
 import { STATE_FILES } from './state-formats';
 
 export interface StateSnapshot {
@@ -18,6 +19,8 @@ export interface StateSnapshot {
   networks: NetworkRecord[];
   endpoints: EndpointRecord[];
   pools: PoolRow[];
+  /** How full each dynamic range of the pools is (cluster-wide pools' figures need etcd: see range-rows.ts). */
+  ranges: RangeRow[];
   /** Files (or directories) that could not be read or are not records: the plugin refuses to start with them. */
   unreadable: Unreadable[];
   /** The state's formats (format.json): current, older (the plugin migrates it at start) or newer (refused). */
@@ -44,9 +47,10 @@ const SILENT = pino({ level: 'silent' });
  * The IPAM pools as saved in `<stateDir>/ipam/<subnet>.jnl`, read with the plugin's own reader but without its
  * start-up writes (compaction, removing empty or temp files). A torn last line is ignored, as the plugin does.
  */
-function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
+function readPools(stateDir: string, unreadable: Unreadable[]): { pools: PoolRow[]; ranges: RangeRow[] } {
   const dir = join(stateDir, 'ipam');
   const rows: PoolRow[] = [];
+  const ranges: RangeRow[] = [];
   for (const file of filesEndingIn(dir, '.jnl', unreadable)) {
     const path = join(dir, file);
     try {
@@ -62,11 +66,12 @@ function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
           refs: pool.refs,
         });
       }
+      ranges.push(...rangeRows(subnet));
     } catch (err) {
       unreadable.push({ file: path, error: (err as Error).message });
     }
   }
-  return rows;
+  return { pools: rows, ranges };
 }
 
 /**
@@ -95,6 +100,6 @@ export function readState(stateDir: string): StateSnapshot {
   const endpoints = exists
     ? [...readRecords<EndpointRecord>(join(stateDir, 'endpoints'), ENDPOINT_RECORDS, unreadable).values()]
     : [];
-  const pools = exists ? readPools(stateDir, unreadable) : [];
-  return { stateDir, exists, networks, endpoints, pools, unreadable, format };
+  const { pools, ranges } = exists ? readPools(stateDir, unreadable) : { pools: [], ranges: [] };
+  return { stateDir, exists, networks, endpoints, pools, ranges, unreadable, format };
 }

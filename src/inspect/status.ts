@@ -14,6 +14,7 @@ import { CLUSTER_JSON_SCHEMA, type ClusterReport, collectCluster, formatCluster 
 import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
+import { RANGE_HEADER, RANGE_ROW_SCHEMA, rangeCells, type RangeRow } from './range-rows';
 import { readState, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
 import { VERSION } from '../version';
@@ -60,6 +61,8 @@ export interface StatusReport {
   networks: NetworkRow[];
   endpoints: EndpointRow[];
   pools: PoolRow[];
+  /** How full each dynamic range is: the metrics' allocated and capacity figures. */
+  ranges: RangeRow[];
   /** DHCP leases of endpoints on DHCP networks. */
   leases: LeaseRow[];
   drift: Drift[];
@@ -87,6 +90,7 @@ export const STATUS_JSON_SCHEMA = {
     'networks',
     'endpoints',
     'pools',
+    'ranges',
     'leases',
     'drift',
     'unreadable',
@@ -190,6 +194,7 @@ export const STATUS_JSON_SCHEMA = {
         },
       },
     },
+    ranges: { type: 'array', items: RANGE_ROW_SCHEMA },
     leases: { type: 'array', items: LEASE_ROW_SCHEMA },
     drift: {
       type: 'array',
@@ -290,6 +295,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     networks,
     endpoints,
     pools: state.pools,
+    ranges: state.ranges,
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
@@ -368,6 +374,7 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   out.push('');
+  if (report.ranges.length) out.push(table(RANGE_HEADER, rangeCells(report.ranges)), '');
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
   if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
@@ -402,7 +409,12 @@ export async function status(options: StatusOptions): Promise<number> {
     const plugin = options.plugin;
     const report = await collectStatus(options.stateDir, plugin?.name ?? driverName(options.socket), links);
     if (plugin) report.plugin = { name: plugin.name, id: plugin.id, enabled: plugin.enabled };
-    if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
+    if (options.etcd)
+      ({ cluster: report.cluster, ranges: report.ranges } = await collectCluster(
+        options.etcd,
+        instanceId(options.stateDir),
+        report.ranges,
+      ));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
     return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;
   } finally {

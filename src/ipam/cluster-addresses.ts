@@ -5,8 +5,10 @@
 // ReleaseAddress names again, so a release removes exactly this pool's claim, whoever else holds the address.
 import type { ClaimKind } from '../cluster/keys';
 import type { ClusterTable } from '../cluster/table';
+import type { RangeHolding } from '../cluster/view';
 import { PluginError } from '../errors';
-import type { Pool } from './subnet-model';
+import type { DynamicRange } from './dynamic-range';
+import type { Pool, SubnetModel } from './subnet-model';
 
 /** --ipam-opt scope=host keeps a pool on this host (the local journal); scope=cluster asks for the default. */
 export const SCOPE_OPTION = 'scope';
@@ -49,6 +51,11 @@ export class ClusterAddresses {
   /** The pool's last ReleasePool: every claim of this host under it goes, durable before it resolves. */
   releasePool(pool: Pool): Promise<void> {
     return this.tableFor(pool).releasePool(pool.subnet.cidr, pool.id);
+  }
+
+  /** How full a range of a cluster-wide subnet is, without waiting: undefined while its view loads, or without etcd. */
+  fill(subnet: SubnetModel, lane: DynamicRange): RangeHolding | undefined {
+    return this.table?.fill(subnet.cidr, lane.lo, lane.hi);
   }
 
   /** Durable before it resolves; false when the table shows no claim of this pool on `address`. */

@@ -14,6 +14,7 @@ import { ExhaustedError } from './dynamic-range';
 import { ClusterAddresses, wantsCluster } from './cluster-addresses';
 import { checkPoolId, isClusterPoolId, poolIdOf } from './pool-id';
 import { type RequestPoolArgs, family, parsePoolRequest } from './pool-request';
+import { type RangeFill, localRangeFills } from './range-fill';
 import type { ClusterTable } from '../cluster/table';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
@@ -341,6 +342,28 @@ export class IpamService {
       allocated: pool.allocated,
       refs: pool.refs,
     }));
+  }
+
+  /**
+   * How full each range is, for the metrics (read on scrape): local pools' from memory; cluster-wide pools' from the
+   * table's watched view (this host's claims and every host's), left out while that view loads.
+   */
+  rangeFills(): RangeFill[] {
+    const fills: RangeFill[] = [];
+    for (const subnet of this.subnets.values()) {
+      if (![...subnet.pools.keys()].some(isClusterPoolId)) {
+        fills.push(...localRangeFills(subnet));
+        continue;
+      }
+      for (const lane of subnet.lanes.values()) {
+        const holding = this.cluster.fill(subnet, lane);
+        if (!holding) continue;
+        const range = { subnet: subnet.cidr.text, range: lane.key || subnet.cidr.text, capacity: lane.size };
+        fills.push({ ...range, scope: 'host', allocated: holding.mine });
+        fills.push({ ...range, scope: 'cluster', allocated: holding.held });
+      }
+    }
+    return fills;
   }
 
   /** Journal syncs, lines appended and snapshots (compactions) written since start; several changes may share a sync. */

@@ -3,7 +3,7 @@
 // subnet.ts adds the snapshot and the replay of those lines.
 import { PluginError } from '../errors';
 import { type Cidr, formatIp, unusableReason, usableBounds } from '../ip/address';
-import { DynamicRange, ExhaustedError } from './dynamic-range';
+import { DynamicRange, ExhaustedError, rangeBounds } from './dynamic-range';
 import { journalLine, type PoolSpec, type TakeKind } from './journal-records';
 
 /** Who holds an address. Gateways may be shared by several pools (networks on one LAN share its router); nothing else is shared. */
@@ -107,13 +107,10 @@ export class SubnetModel {
     const key = spec.range?.text ?? '';
     let lane = this.lanes.get(key);
     if (!lane) {
-      let { lo, hi } = this;
-      if (spec.range) {
-        if (spec.range.base > lo) lo = spec.range.base;
-        if (spec.range.last < hi) hi = spec.range.last;
-      }
+      const { lo, hi } = rangeBounds(this.cidr, spec.range);
       const label = spec.range ? `range ${spec.range.text} of subnet ${this.cidr.text}` : `subnet ${this.cidr.text}`;
       lane = new DynamicRange(key, lo, hi, label);
+      for (const value of this.taken.keys()) lane.took(value); // a new range over addresses in use: once per range
       this.lanes.set(key, lane);
     }
     lane.users++;
@@ -209,6 +206,7 @@ export class SubnetModel {
     } else {
       this.taken.set(value, pool.holders[kind]);
     }
+    for (const lane of this.lanes.values()) lane.took(value);
     pool.allocated++;
   }
 

@@ -29,11 +29,13 @@ export interface PluginDaemon {
   destroy(): Promise<void>;
 }
 
+/** `args`: more of serve's flags (e.g. --metrics-address). */
 export async function startPluginDaemon(
   stateDir = mkdtempSync(join(tmpdir(), 'tsmv-e2e-state-')),
+  args: string[] = [],
 ): Promise<PluginDaemon> {
   const launch = async () => {
-    const daemon = spawnDaemon(['serve', '--socket', SOCKET, '--state-dir', stateDir]);
+    const daemon = spawnDaemon(['serve', '--socket', SOCKET, '--state-dir', stateDir, ...args]);
     await waitForSocket(SOCKET, daemon);
     return daemon;
   };

@@ -5,8 +5,11 @@ import { describe, expect, it } from 'vitest';
 // The folders of src/ by layer: a module may import its own folder and any folder of a lower layer, nothing above.
 // The kernel layer knows nothing of Docker or of the state; Docker's wire conventions (api/) are known only on top.
 // ip/ is the address maths (pure, imports nothing); cluster/ is a store like state/, below the IPAM that calls it.
+// stats/ holds plain counting (durations into buckets) that any layer keeps; metrics/ exports what the layers keep to
+// Prometheus, above them all but the cli that starts it: no layer below imports it.
 const LAYERS: Record<string, number> = {
   ip: 0,
+  stats: 0,
   kernel: 0,
   state: 1,
   'errors.ts': 1,
@@ -18,6 +21,7 @@ const LAYERS: Record<string, number> = {
   driver: 2,
   api: 3,
   inspect: 3,
+  metrics: 3.5,
   cli: 4,
 };
 
