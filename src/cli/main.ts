@@ -18,6 +18,9 @@ import { forget } from '../inspect/cluster';
 import { instanceId, stateGroup } from '../state/instance';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
+import { PacketTap } from '../kernel/packet-tap';
+import { openDhcpClients } from '../dhcp/clients';
+import { Neighbourhood } from '../probe/neighbourhood';
 
 const USAGE = `usage: tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [ETCD]
        tsmacvlan gc [--dry-run] [--socket PATH] [--state-dir DIR]
@@ -97,9 +100,12 @@ async function serve(options: ServeOptions): Promise<void> {
   mkdirSync(dirname(options.socket), { recursive: true });
 
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
-  const driver = new NetworkDriver(links, options.stateDir, log);
+  // One packet socket for DHCP and the address probes, opened at the first need of either.
+  const tap = new PacketTap((error) => log.error({ error: error.message }, 'packet socket error'));
+  const neighbourhood = new Neighbourhood({ tap, links, log });
+  const driver = new NetworkDriver(links, options.stateDir, log, (l) => openDhcpClients(l, tap), neighbourhood);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
-  const ipam = new IpamService(options.stateDir, log, cluster?.table);
+  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
   const ready = driver.reconcile();
   const app = buildServer({ driver, ipam }, log, ready);
@@ -135,6 +141,7 @@ async function serve(options: ServeOptions): Promise<void> {
     await cluster?.table.close();
     await cluster?.kv.close();
     phase = 'deleting endpoint links';
+    neighbourhood.close();
     await driver.close();
     links.close();
     process.exit(0);

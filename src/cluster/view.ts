@@ -17,6 +17,8 @@ export interface OwnerCounts {
   container: number;
   gateway: number;
   aux: number;
+  /** Addresses devices on the LAN answered for when this instance probed them (absent when none). */
+  device?: number;
 }
 
 export interface SubnetSummary {
@@ -153,7 +155,8 @@ export class SubnetView {
       used++;
       for (const claim of held.claims ?? [{ owner: '?', kind: 'container' as ClaimKind }]) {
         owners[claim.owner] ??= { container: 0, gateway: 0, aux: 0 };
-        owners[claim.owner][claim.kind]++;
+        const counts = owners[claim.owner];
+        counts[claim.kind] = (counts[claim.kind] ?? 0) + 1;
       }
     }
     const size = hi - lo + 1n;

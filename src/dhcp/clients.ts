@@ -3,7 +3,9 @@
 // timers, and lease changes are emitted. The driver's whole view of DHCP.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../kernel/link-frames';
 import { PacketSocket, type ReceivedFrame } from '../kernel/packet-socket';
+import type { PacketTap } from '../kernel/packet-tap';
 import { DhcpClient, type LeaseEvent, type Outgoing, type Step } from './client';
 import { buildArpFrame, buildUdpFrame, MalformedFrame, parseFrame } from './frame';
 import type { Lease } from './lease';
@@ -197,20 +199,25 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 }
 
-/** The service over a packet socket of its own; close() stops every client (no release) and closes the socket. */
-export function openDhcpClients(log: Logger): { clients: DhcpClients; close: () => void } {
+/**
+ * The service over the host's shared packet socket (`tap`: ARP and IPv4 frames), or over a socket of its own;
+ * close() stops every client (no release) and leaves or closes the socket.
+ */
+export function openDhcpClients(log: Logger, tap?: PacketTap): { clients: DhcpClients; close: () => void } {
   let clients: DhcpClients | undefined;
-  const socket = new PacketSocket(
-    (received) => clients?.receive(received),
-    (error) => log.error({ error: error.message }, 'DHCP packet socket error'),
-  );
+  const onFrame = (received: ReceivedFrame) => clients?.receive(received);
+  const onError = (error: Error) => log.error({ error: error.message }, 'DHCP packet socket error');
+  const socket = tap
+    ? tap.join({ ethertypes: [ETHERTYPE_ARP, ETHERTYPE_IPV4], frame: onFrame })
+    : new PacketSocket(onFrame, onError);
   clients = new DhcpClients({ link: socket, log });
   const opened = clients;
   return {
     clients: opened,
     close: () => {
       opened.stop();
-      socket.close();
+      if ('leave' in socket) socket.leave();
+      else socket.close();
     },
   };
 }

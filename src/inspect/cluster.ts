@@ -58,7 +58,7 @@ export const CLUSTER_JSON_SCHEMA = {
                   type: 'object',
                   required: ['container', 'gateway', 'aux'],
                   additionalProperties: false,
-                  properties: { container: counts, gateway: counts, aux: counts },
+                  properties: { container: counts, gateway: counts, aux: counts, device: counts },
                 },
               },
             },
@@ -99,7 +99,8 @@ export function formatCluster(report: ClusterReport): string[] {
     out.push(`  ${s.subnet}: ${s.used} of ${s.size} held, ${s.free} free`);
     for (const [owner, c] of Object.entries(s.owners).sort()) {
       const self = owner === report.instance ? ' (this host)' : '';
-      out.push(`    ${owner}${self}: ${c.container} containers, ${c.gateway} gateway, ${c.aux} aux`);
+      const devices = c.device ? `, ${c.device} held by LAN devices (probed)` : '';
+      out.push(`    ${owner}${self}: ${c.container} containers, ${c.gateway} gateway, ${c.aux} aux${devices}`);
     }
   }
   return out;

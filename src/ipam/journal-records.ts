@@ -22,6 +22,8 @@ export const RECORD = {
   freed: 'f',
   /** A dynamic take that found nothing but moved the range's position. */
   exhausted: 'exhausted',
+  /** An address a device on the LAN answered for (a probe): kept from containers until a later probe finds it gone. */
+  device: 'v',
 } as const;
 
 /** The value of `t` of a take, per kind of address. */
@@ -49,6 +51,8 @@ export const journalLine = {
   answeredAcquire: (p: number) => `{"t":"${RECORD.answered}","p":${p}}`,
   release: (p: number) => `{"t":"${RECORD.release}","p":${p}}`,
   exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
+  device: (a: string, p: number, mac: string, since: number) =>
+    `{"t":"${RECORD.device}","a":"${a}","p":${p},"mac":"${mac}","since":${since}}`,
   range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
     JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),
 };

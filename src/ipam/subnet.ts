@@ -37,6 +37,8 @@ export class Subnet extends SubnetModel {
       if (holder.kind === 'gateway') {
         for (const [pool, count] of holder.by)
           lines.push(journalLine.heldTake('gateway', a, pool.journalNumber, count, unanswered(pool)));
+      } else if (holder.kind === 'device') {
+        lines.push(journalLine.device(a, holder.pool.journalNumber, holder.mac, holder.since));
       } else {
         lines.push(journalLine.heldTake(holder.kind, a, holder.pool.journalNumber, undefined, unanswered(holder.pool)));
       }
@@ -90,6 +92,8 @@ export class Subnet extends SubnetModel {
         return;
       case RECORD.exhausted:
         return this.poolOf(record).lane.replayExhausted();
+      case RECORD.device:
+        return this.applyDevice(record);
       default:
         return this.applyTake(record, inSnapshot);
     }
@@ -140,6 +144,14 @@ export class Subnet extends SubnetModel {
       if (value >= range.lo && value < range.cursor) range.fifo.push(value);
     }
     range.sweepNeeded = record.sweep === true;
+  }
+
+  private applyDevice(record: JournalRecord): void {
+    const mac = str(record, 'mac');
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`field 'mac' is not a MAC address`);
+    const value = this.address(record);
+    if (this.taken.has(value)) throw new Error(`address ${this.text(value)} is taken twice`);
+    this.holdForDevice(value, this.poolOf(record), mac, int(record, 'since'));
   }
 
   private applyTake(record: JournalRecord, inSnapshot: boolean): void {

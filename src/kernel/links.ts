@@ -306,6 +306,18 @@ export class Links {
       .map((r) => [...(r.attrs.dst as Buffer)].join('.'));
   }
 
+  /**
+   * The host's own addresses on link `index`, IPv4 and IPv6 (`ip -br addr show dev <link>`), as raw bytes: 4 or 16
+   * each. IFA_LOCAL is the link's own address (IFA_ADDRESS is the peer's on a point-to-point link).
+   */
+  async addressesOf(index: number): Promise<Buffer[]> {
+    const messages = await this.dump('list addresses', () => this.socket.getAddresses());
+    return messages
+      .filter((m) => m.data.index === index)
+      .map((m) => m.attrs.local ?? m.attrs.address)
+      .filter((bytes): bytes is Buffer => bytes !== undefined && (bytes.length === 4 || bytes.length === 16));
+  }
+
   /** Deletes the /32 route to `destination` out of link `index`; false when it was not there. */
   async deleteHostRoute(destination: string, index: number): Promise<boolean> {
     const deleted = await this.requestUnlessAbsent(`delete route ${destination}`, ['ESRCH', 'ENODEV'], async () => {
