@@ -15,6 +15,8 @@ export interface StateSnapshot {
   networks: NetworkRecord[];
   endpoints: EndpointRecord[];
   pools: PoolRow[];
+  /** Addresses of local pools that devices on the LAN answered for (probe before use); none when absent. */
+  devices?: DeviceRow[];
   /** Files (or directories) that could not be read or are not records: the plugin refuses to start with them. */
   unreadable: Unreadable[];
 }
@@ -33,15 +35,28 @@ export interface PoolRow {
   refs: number;
 }
 
+/** An address kept from containers because a device on the LAN answered for it when the IPAM probed it. */
+export interface DeviceRow {
+  subnet: string;
+  address: string;
+  /** The device that answered. */
+  mac: string;
+  /** When a probe first found it held (ISO 8601). */
+  since: string;
+  /** The pool whose probe found it; it is released with that pool. */
+  poolId: string;
+}
+
 const SILENT = pino({ level: 'silent' });
 
 /**
  * The IPAM pools as saved in `<stateDir>/ipam/<subnet>.jnl`, read with the plugin's own reader but without its
  * start-up writes (compaction, removing empty or temp files). A torn last line is ignored, as the plugin does.
  */
-function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
+function readPools(stateDir: string, unreadable: Unreadable[]): { pools: PoolRow[]; devices: DeviceRow[] } {
   const dir = join(stateDir, 'ipam');
   const rows: PoolRow[] = [];
+  const devices: DeviceRow[] = [];
   for (const file of filesEndingIn(dir, '.jnl', unreadable)) {
     const path = join(dir, file);
     try {
@@ -57,11 +72,23 @@ function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
           refs: pool.refs,
         });
       }
+      for (const value of [...subnet.devices].sort((x, y) => (x < y ? -1 : 1))) {
+        const holder = subnet.taken.get(value);
+        if (holder?.kind !== 'device') continue;
+        const since = new Date(holder.since).toISOString();
+        devices.push({
+          subnet: subnet.cidr.text,
+          address: subnet.text(value),
+          mac: holder.mac,
+          since,
+          poolId: holder.pool.id,
+        });
+      }
     } catch (err) {
       unreadable.push({ file: path, error: (err as Error).message });
     }
   }
-  return rows;
+  return { pools: rows, devices };
 }
 
 /** The records of a state dir, read without writing anything. */
@@ -80,6 +107,6 @@ export function readState(stateDir: string): StateSnapshot {
   const endpoints = exists
     ? [...readRecords<EndpointRecord>(join(stateDir, 'endpoints'), endpointRecordProblem, unreadable).values()]
     : [];
-  const pools = exists ? readPools(stateDir, unreadable) : [];
-  return { stateDir, exists, networks, endpoints, pools, unreadable };
+  const { pools, devices } = exists ? readPools(stateDir, unreadable) : { pools: [], devices: [] };
+  return { stateDir, exists, networks, endpoints, pools, devices, unreadable };
 }

@@ -13,7 +13,7 @@ import { CLUSTER_JSON_SCHEMA, type ClusterReport, collectCluster, formatCluster 
 import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
-import { readState, type PoolRow } from './state-snapshot';
+import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
 
 export interface NetworkRow {
   id: string;
@@ -49,6 +49,8 @@ export interface StatusReport {
   networks: NetworkRow[];
   endpoints: EndpointRow[];
   pools: PoolRow[];
+  /** Addresses devices on the LAN answered for when the IPAM probed them: kept from containers (local pools). */
+  devices: DeviceRow[];
   /** DHCP leases of endpoints on DHCP networks. */
   leases: LeaseRow[];
   drift: Drift[];
@@ -144,6 +146,21 @@ export const STATUS_JSON_SCHEMA = {
         },
       },
     },
+    devices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['subnet', 'address', 'mac', 'since', 'poolId'],
+        additionalProperties: false,
+        properties: {
+          subnet: nonEmpty,
+          address: nonEmpty,
+          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          since: nonEmpty,
+          poolId: nonEmpty,
+        },
+      },
+    },
     leases: { type: 'array', items: LEASE_ROW_SCHEMA },
     drift: {
       type: 'array',
@@ -228,6 +245,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     networks,
     endpoints,
     pools: state.pools,
+    devices: state.devices ?? [],
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
@@ -300,6 +318,10 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   out.push('');
+  if (report.devices.length) {
+    const rows = report.devices.map((d) => [d.address, d.subnet, d.mac, d.since, d.poolId]);
+    out.push(table(['HELD BY A LAN DEVICE', 'SUBNET', 'MAC', 'SINCE', 'POOL'], rows), '');
+  }
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
   if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
