@@ -108,5 +108,5 @@ export function readState(stateDir: string): StateSnapshot {
     ? [...readRecords<EndpointRecord>(join(stateDir, 'endpoints'), endpointRecordProblem, unreadable).values()]
     : [];
   const { pools, devices } = exists ? readPools(stateDir, unreadable) : { pools: [], devices: [] };
-  return { stateDir, exists, networks, endpoints, pools, devices, unreadable };
+  return { stateDir, exists, networks, endpoints, pools, ...(devices.length > 0 && { devices }), unreadable };
 }
