@@ -5,10 +5,14 @@
 // by name are checked at CreateEndpoint instead (Docker sends a container's --ip and an --aux-address alike here).
 // A pool whose subnet no network of this plugin is on (another driver uses it) has no LAN to ask: it is not probed.
 import type { Logger } from 'pino';
+import type { ClusterTable } from '../cluster/table';
 import { PluginError } from '../errors';
 import type { Cidr } from '../ip/address';
 import { FRESH_MS, type Neighbourhood, ProbeError, type Verdict } from '../probe/neighbourhood';
-import { ProbeAhead, type Upcoming } from './probe-ahead';
+import { DeviceRecheck, recheckMs } from './device-holdings';
+import { ProbeAhead } from './probe-ahead';
+import { isClusterPoolId } from './pool-id';
+import type { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
 
 /** --ipam-opt probe=off hands a pool's addresses out without asking the LAN (probe=on, the default, asks). */
@@ -28,17 +32,40 @@ export function probeOption(options: Record<string, string>): boolean {
   );
 }
 
+/** What the IPAM lends probing: its subnets and pools, its cluster table, and its journal. */
+export interface ProbingHost {
+  subnets(): Iterable<Subnet>;
+  pools(): Iterable<Pool>;
+  /** The pools of one subnet (its canonical text). */
+  poolsOf(subnet: string): Iterable<Pool>;
+  table: ClusterTable | undefined;
+  /** The candidates a cluster-wide pool's next takes would try. */
+  upcoming(pool: Pool, n: number): Promise<bigint[]>;
+  /** Journals a change no answer depends on (a device holding); failures are the host's to log. */
+  record(cidr: Cidr, line: string): void;
+  /** Frees a device holding, durably. */
+  free(subnet: Subnet, value: bigint, pool: Pool): Promise<void>;
+}
+
 export class ProbedTakes {
   private readonly ahead: ProbeAhead;
+  private readonly recheck: DeviceRecheck;
   /** Pools whose addresses cannot be probed, already logged once. */
   private readonly unprobedLogged = new Set<string>();
 
   constructor(
     private readonly neighbourhood: Neighbourhood,
     private readonly log: Logger,
+    private readonly host: ProbingHost,
     private readonly now: () => number = Date.now,
   ) {
     this.ahead = new ProbeAhead(neighbourhood, log, now);
+    // A network of this plugin now says which LAN the subnet is on: its pools' first candidates are probed.
+    neighbourhood.onAttach((subnet) => {
+      for (const pool of host.poolsOf(subnet)) if (this.applies(pool)) this.aheadOf(pool);
+    });
+    this.recheck = new DeviceRecheck(neighbourhood, host, log);
+    this.recheck.start(recheckMs());
   }
 
   /** Whether `pool`'s addresses are probed: unless probe=off, and when the LAN of its subnet is known. */
@@ -55,15 +82,13 @@ export class ProbedTakes {
     return false;
   }
 
-  /** Keeps the pool's next local candidates probed (at its network's creation, and with every take). */
-  aheadLocal(pool: Pool, take = false): void {
+  /** Keeps the pool's next candidates probed (at its network's creation, and with every take). */
+  private aheadOf(pool: Pool, take = false): void {
     const subnet = pool.subnet;
-    this.ahead.use(laneKey(pool), subnet.cidr, (n) => pool.lane.peek(subnet.taken, n), take);
-  }
-
-  /** Keeps the next candidates of a cluster-wide pool probed; `upcoming` lists them from the table. */
-  aheadCluster(pool: Pool, upcoming: Upcoming, take = false): void {
-    this.ahead.use(laneKey(pool), pool.subnet.cidr, upcoming, take);
+    const upcoming = isClusterPoolId(pool.id)
+      ? (n: number) => this.host.upcoming(pool, n)
+      : (n: number) => pool.lane.peek(subnet.taken, n);
+    this.ahead.use(laneKey(pool), subnet.cidr, upcoming, take);
   }
 
   /** The pool's lane is gone. */
@@ -76,9 +101,9 @@ export class ProbedTakes {
    * for become device holdings (`record` journals them) and are passed over. Resolves with the take made, as
    * `subnet.takeDynamic` returns it (it throws as that does when the lane is exhausted).
    */
-  async takeLocal(pool: Pool, record: (line: string) => void): Promise<{ value: bigint; line: string }> {
+  async takeLocal(pool: Pool): Promise<{ value: bigint; line: string }> {
     const subnet = pool.subnet;
-    this.aheadLocal(pool, true);
+    this.aheadOf(pool, true);
     let waits = 0;
     for (let devices = 0; devices <= MAX_DEVICES;) {
       const [head] = pool.lane.peek(subnet.taken, 1);
@@ -91,7 +116,7 @@ export class ProbedTakes {
         return taken;
       }
       if (verdict?.held) {
-        record(subnet.holdForDevice(head, pool, verdict.mac, this.now()));
+        this.host.record(subnet.cidr, subnet.holdForDevice(head, pool, verdict.mac, this.now()));
         this.heldLog(subnet.cidr, head, verdict, pool);
         devices++;
         continue;
@@ -104,8 +129,17 @@ export class ProbedTakes {
     );
   }
 
-  /** A cluster take's check of a candidate: the MAC of the device holding it, or undefined when it is free. */
-  async vet(pool: Pool, address: bigint): Promise<string | undefined> {
+  /**
+   * The check of each candidate of a cluster take of `pool` (the MAC of the device holding it, or undefined when it
+   * is free), or undefined when the pool is not probed. Its next candidates are probed meanwhile.
+   */
+  vetter(pool: Pool): ((address: bigint) => Promise<string | undefined>) | undefined {
+    if (!this.applies(pool)) return undefined;
+    this.aheadOf(pool, true);
+    return (address) => this.vet(pool, address);
+  }
+
+  private async vet(pool: Pool, address: bigint): Promise<string | undefined> {
     const cidr = pool.subnet.cidr;
     const verdict = this.neighbourhood.recent(cidr, address, FRESH_MS) ?? (await this.ask(cidr, address));
     if (!verdict?.held) return undefined;
@@ -123,6 +157,7 @@ export class ProbedTakes {
   }
 
   close(): void {
+    this.recheck.close();
     this.ahead.close();
   }
 

@@ -17,7 +17,6 @@ import { type RequestPoolArgs, family, parsePoolRequest } from './pool-request';
 import type { ClusterTable } from '../cluster/table';
 import type { Neighbourhood } from '../probe/neighbourhood';
 import { ProbedTakes, probeOption } from './probed-takes';
-import { DeviceRecheck, recheckMs } from './device-holdings';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -49,7 +48,6 @@ export class IpamService {
   private readonly cluster: ClusterAddresses;
   /** Probe before use (see probed-takes.ts); without a neighbourhood nothing is probed. */
   private readonly probed: ProbedTakes | undefined;
-  private readonly recheck: DeviceRecheck | undefined;
 
   /**
    * `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone.
@@ -62,24 +60,23 @@ export class IpamService {
     neighbourhood?: Neighbourhood,
   ) {
     this.cluster = new ClusterAddresses(table);
-    if (neighbourhood) {
-      const probed = (this.probed = new ProbedTakes(neighbourhood, log));
-      // A network of this plugin now says which LAN the subnet is on: its pools' first candidates are probed.
-      neighbourhood.onAttach((subnet) => {
-        for (const pool of this.subnets.get(subnet)?.pools.values() ?? []) this.probeAhead(pool, probed);
-      });
-      const source = {
+    this.probed =
+      neighbourhood &&
+      new ProbedTakes(neighbourhood, log, {
         subnets: () => this.subnets.values(),
         pools: () => this.pools.values(),
+        poolsOf: (subnet) => this.subnets.get(subnet)?.pools.values() ?? [],
         table,
-        free: async (subnet: Subnet, value: bigint, pool: Pool) => {
+        upcoming: (pool, n) => this.cluster.upcoming(pool, n),
+        record: (cidr, line) =>
+          this.journal(cidr)
+            .append(line)
+            .catch((err: unknown) => log.warn({ err, subnet: cidr.text }, 'could not journal a device holding')),
+        free: async (subnet, value, pool) => {
           const line = subnet.free(value, pool);
           if (line) await this.save(subnet.cidr, line);
         },
-      };
-      this.recheck = new DeviceRecheck(neighbourhood, source, log);
-      this.recheck.start(recheckMs());
-    }
+      });
     this.dir = join(stateDir, 'ipam');
     if (!existsSync(this.dir)) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -268,9 +265,7 @@ export class IpamService {
       line = subnet.take(value, 'gateway', pool);
     } else {
       try {
-        ({ value, line } = this.probed?.applies(pool)
-          ? await this.probed.takeLocal(pool, (device) => this.record(subnet.cidr, device))
-          : subnet.takeDynamic(pool));
+        ({ value, line } = this.probed?.applies(pool) ? await this.probed.takeLocal(pool) : subnet.takeDynamic(pool));
       } catch (err) {
         if (err instanceof ExhaustedError && err.line) {
           await this.journal(subnet.cidr)
@@ -288,20 +283,6 @@ export class IpamService {
     });
     if (address && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(value)}/${subnet.cidr.prefix}`;
-  }
-
-  /** Journals a change no answer depends on (a device holding): a failure is logged, the next write retries it. */
-  private record(cidr: Cidr, line: string): void {
-    this.journal(cidr)
-      .append(line)
-      .catch((err: unknown) => this.log.warn({ err, subnet: cidr.text }, 'could not journal a device holding'));
-  }
-
-  /** Keeps a pool's next candidates probed, when its addresses are probed at all. */
-  private probeAhead(pool: Pool, probed: ProbedTakes): void {
-    if (!probed.applies(pool)) return;
-    if (!isClusterPoolId(pool.id)) probed.aheadLocal(pool);
-    else if (this.table) probed.aheadCluster(pool, (n) => this.cluster.upcoming(pool, n));
   }
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
@@ -334,9 +315,7 @@ export class IpamService {
     let value: bigint | undefined;
     if (address) value = this.address(address, pool, gateway ? 'gateway' : 'address');
     else if (gateway) value = subnet.lo;
-    const probed = value === undefined && this.probed?.applies(pool) ? this.probed : undefined;
-    if (probed) probed.aheadCluster(pool, (n) => this.cluster.upcoming(pool, n), true);
-    const vet = probed && ((candidate: bigint) => probed.vet(pool, candidate));
+    const vet = value === undefined ? this.probed?.vetter(pool) : undefined;
     const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container', vet);
     if (value !== undefined && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
@@ -409,7 +388,6 @@ export class IpamService {
   /** Waits for queued writes and closes the journal files. Requests after this fail. */
   async close(): Promise<void> {
     this.closed = true;
-    this.recheck?.close();
     this.probed?.close();
     await Promise.all([...this.journals.values()].map((journal) => journal.close()));
   }
