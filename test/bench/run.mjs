@@ -160,6 +160,13 @@ function report(r) {
         target ? '≤ 1.05' : '',
         target ? verdict(f.ratio.tsmacvlanIpam, 1.05) : '',
       );
+      if (f.probing)
+        add(
+          `${label}: its IPAM probing ÷ with probe=off [95% CI]`,
+          `${x(f.probing.ratio)}${ci(f.probing.ratioInterval95)}`,
+          target ? '≤ 1.05' : '',
+          target ? verdict(f.probing.ratio, 1.05) : '',
+        );
       if (!target) continue;
       readme(label, `built-in macvlan: ${ms(f.builtin.median)}`, ms(f.tsmacvlan.median), x(f.ratio.tsmacvlan));
       readme(
