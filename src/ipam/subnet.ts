@@ -1,6 +1,8 @@
 // A subnet as the journal holds it: the model (subnet-model.ts) plus its snapshot as journal lines and the replay of
 // those lines, which rebuilds the same state.
+import { newerFormatMessage } from '../state/record-format';
 import {
+  JOURNAL_FORMAT,
   RECORD,
   addressField,
   poolSpecFields,
@@ -102,7 +104,9 @@ export class Subnet extends SubnetModel {
   private applyHeader(record: JournalRecord): void {
     if (record.subnet !== this.cidr.text) throw new Error(`header names subnet '${String(record.subnet)}'`);
     // Format 1 (before answers were marked) holds nothing unanswered: every line counts as a snapshot line.
-    this.snapshotLines = record.format === 2 ? int(record, 'lines') : Infinity;
+    if (record.format !== undefined && int(record, 'format') > JOURNAL_FORMAT)
+      throw new Error(newerFormatMessage('this journal', int(record, 'format'), JOURNAL_FORMAT));
+    this.snapshotLines = typeof record.format === 'number' && record.format >= 2 ? int(record, 'lines') : Infinity;
   }
 
   /** A pool of a snapshot (`snapshotted`, with its references), or one more reference acquired. */
