@@ -55,6 +55,7 @@ export class EndpointLifecycle {
   }
 
   private async createLocked(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
+    const started = performance.now();
     const network = this.state.network(req.networkId);
     const existing = this.state.endpoints.get(req.endpointId);
     if (existing) return sameAnswer(existing, req);
@@ -95,6 +96,10 @@ export class EndpointLifecycle {
       await this.state.endpointStore.put(record.id, answered); // just before the answer: a restart keeps it from here on
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
+      if (answered.lease) {
+        const ms = Math.round((performance.now() - started) * 1000) / 1000;
+        this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv4, ms }, 'DHCP endpoint created');
+      }
       return { ...(!req.mac && { mac: record.mac }), ...(answered.lease && { ipv4: answered.ipv4 }) };
     } catch (err) {
       this.state.forgetEndpoint(record);
