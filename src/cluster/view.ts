@@ -29,6 +29,8 @@ export interface SubnetSummary {
   free: bigint;
   /** Per instance: its claims by kind. Unreadable values count under "?". */
   owners: Record<string, OwnerCounts>;
+  /** Addresses devices on the LAN answered for, in order, each with its MAC and the instance that probed it. */
+  devices?: { address: string; mac: string; owner: string }[];
 }
 
 /** Tombstones kept beyond this are pruned once the watch has passed them. */
@@ -149,6 +151,7 @@ export class SubnetView {
   /** Who holds what in [lo, hi]. */
   summary(lo: bigint, hi: bigint): SubnetSummary {
     const owners: Record<string, OwnerCounts> = {};
+    const devices: [bigint, Claim][] = [];
     let used = 0;
     for (const [address, held] of this.held) {
       if (address < lo || address > hi) continue;
@@ -157,9 +160,15 @@ export class SubnetView {
         owners[claim.owner] ??= { container: 0, gateway: 0, aux: 0 };
         const counts = owners[claim.owner];
         counts[claim.kind] = (counts[claim.kind] ?? 0) + 1;
+        if (claim.kind === 'device') devices.push([address, claim as Claim]);
       }
     }
     const size = hi - lo + 1n;
-    return { subnet: this.subnet.text, size, used, free: size - BigInt(used), owners };
+    const summary: SubnetSummary = { subnet: this.subnet.text, size, used, free: size - BigInt(used), owners };
+    if (devices.length === 0) return summary;
+    summary.devices = devices
+      .sort(([x], [y]) => (x < y ? -1 : 1))
+      .map(([address, claim]) => ({ address: formatIp(this.subnet.v6, address), mac: claim.mac!, owner: claim.owner }));
+    return summary;
   }
 }

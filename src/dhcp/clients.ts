@@ -34,6 +34,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's limit; a longer wait is re-arm
 interface Running {
   ifindex: number;
   client: DhcpClient;
+  /** Told of each lease the server grants while its address is being checked (see acquire). */
+  onChecking: ((lease: Lease) => void) | undefined;
+  checking: Lease | undefined;
   timer: NodeJS.Timeout | undefined;
   armedFor: number | undefined;
   waiter: { resolve: (lease: Lease) => void; reject: (error: Error) => void; timeout: NodeJS.Timeout } | undefined;
@@ -52,13 +55,21 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
 
   /**
    * Obtains a lease for `mac` on the parent `ifindex` (DISCOVER, OFFER, REQUEST, ACK, ARP check) and keeps it
-   * renewed until release(). Rejects with NoDhcpAnswer when no lease is bound within timeoutMs.
+   * renewed until release(). Rejects with NoDhcpAnswer when no lease is bound within timeoutMs. `onChecking` is
+   * called with each lease a server grants, as its ARP check begins: the caller can record it meanwhile.
    */
-  acquire(ifindex: number, mac: string, timeoutMs: number, hostname?: string): Promise<Lease> {
+  acquire(
+    ifindex: number,
+    mac: string,
+    timeoutMs: number,
+    hostname?: string,
+    onChecking?: (lease: Lease) => void,
+  ): Promise<Lease> {
     if (this.running.has(mac)) return Promise.reject(new Error(`a DHCP client for ${mac} is already running`));
     let entry: Running;
     try {
       entry = this.add(ifindex, mac, hostname);
+      entry.onChecking = onChecking;
     } catch (error) {
       const reason = (error as Error).message;
       return Promise.reject(new Error(`cannot listen for DHCP answers to ${mac} on interface ${ifindex}: ${reason}`));
@@ -144,7 +155,15 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
     // Replies to the endpoint's MAC must get in before its link exists (a NIC filters unicast in hardware).
     this.options.link.addUnicast(ifindex, mac);
     const client = new DhcpClient({ mac, random: this.random, ...(hostname === undefined ? {} : { hostname }) });
-    const entry: Running = { ifindex, client, timer: undefined, armedFor: undefined, waiter: undefined };
+    const entry: Running = {
+      ifindex,
+      client,
+      onChecking: undefined,
+      checking: undefined,
+      timer: undefined,
+      armedFor: undefined,
+      waiter: undefined,
+    };
     this.running.set(mac, entry);
     return entry;
   }
@@ -152,6 +171,11 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   private carryOut(mac: string, step: Step): void {
     const entry = this.running.get(mac)!;
     for (const packet of step.send) this.send(entry.ifindex, mac, packet);
+    const checking = entry.client.checking;
+    if (checking && checking !== entry.checking && entry.onChecking) {
+      entry.checking = checking;
+      entry.onChecking(checking);
+    }
     // Most steps (an ARP frame on the LAN, say) leave the wake-up as it was: keep the timer then.
     if (step.wakeAt !== entry.armedFor || entry.timer === undefined) this.arm(mac, entry, step.wakeAt);
     for (const event of step.events) this.report(entry, mac, event);

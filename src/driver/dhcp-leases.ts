@@ -33,12 +33,15 @@ export class DhcpLeases {
     return this.opened.clients;
   }
 
-  /** A lease for `mac` on the network's parent, or an error saying no server answered within the network's timeout. */
-  async acquire(network: NetworkRecord, mac: string): Promise<Lease> {
+  /**
+   * A lease for `mac` on the network's parent, or an error saying no server answered within the network's timeout.
+   * `onChecking` gets each lease the server grants as its ARP check begins (see DhcpClients.acquire).
+   */
+  async acquire(network: NetworkRecord, mac: string, onChecking?: (lease: Lease) => void): Promise<Lease> {
     const seconds = network.dhcp!.timeoutSeconds;
     const ifindex = await this.parentIndex(network);
     try {
-      return await this.clients.acquire(ifindex, mac, seconds * 1000);
+      return await this.clients.acquire(ifindex, mac, seconds * 1000, undefined, onChecking);
     } catch (error) {
       if (!(error instanceof NoDhcpAnswer)) throw error;
       throw new PluginError(

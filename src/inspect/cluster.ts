@@ -13,6 +13,8 @@ export interface ClusterSubnetRow {
   free: string;
   /** Per instance id: its claims by kind. */
   owners: Record<string, OwnerCounts>;
+  /** Addresses devices on the LAN answered for (absent when none). */
+  devices?: { address: string; mac: string; owner: string }[];
 }
 
 export interface ClusterReport {
@@ -61,6 +63,19 @@ export const CLUSTER_JSON_SCHEMA = {
                   properties: { container: counts, gateway: counts, aux: counts, device: counts },
                 },
               },
+              devices: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['address', 'mac', 'owner'],
+                  additionalProperties: false,
+                  properties: {
+                    address: { type: 'string', minLength: 1 },
+                    mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+                    owner: { type: 'string', minLength: 1 },
+                  },
+                },
+              },
             },
           },
         },
@@ -102,6 +117,8 @@ export function formatCluster(report: ClusterReport): string[] {
       const devices = c.device ? `, ${c.device} held by LAN devices (probed)` : '';
       out.push(`    ${owner}${self}: ${c.container} containers, ${c.gateway} gateway, ${c.aux} aux${devices}`);
     }
+    for (const d of s.devices ?? [])
+      out.push(`    ${d.address} held by a LAN device, MAC ${d.mac} (probed by ${d.owner})`);
   }
   return out;
 }

@@ -70,7 +70,7 @@ export class ProbedTakes {
 
   /** Whether `pool`'s addresses are probed: unless probe=off, and when the LAN of its subnet is known. */
   applies(pool: Pool): boolean {
-    if (!probeOption(pool.options)) return false;
+    if (pool.options[PROBE_OPTION] === 'off') return false; // (a value RequestPool refuses today probes: fail closed)
     if (this.neighbourhood.knows(pool.subnet.cidr)) return true;
     if (!this.unprobedLogged.has(pool.id)) {
       this.unprobedLogged.add(pool.id);
@@ -149,7 +149,7 @@ export class ProbedTakes {
 
   /** An address given by name (--ip or --aux-address): checked against the LAN when an endpoint uses it. */
   given(pool: Pool, address: bigint): void {
-    if (probeOption(pool.options)) this.neighbourhood.noteGiven(pool.subnet.cidr, address);
+    if (pool.options[PROBE_OPTION] !== 'off') this.neighbourhood.noteGiven(pool.subnet.cidr, address);
   }
 
   released(pool: Pool, address: bigint): void {

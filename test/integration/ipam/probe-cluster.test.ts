@@ -106,6 +106,7 @@ describe('probe before use, cluster IPAM', () => {
       env: { ...process.env, TSMACVLAN_ETCD: cluster.endpoints.join(',') },
     });
     expect(status).toMatch(/held by LAN devices \(probed\)/);
+    expect(status).toContain(`10.76.0.9 held by a LAN device, MAC ${SQUAT.b} (probed by`);
   });
 
   it('a --ip a squatter answers for is refused at CreateEndpoint naming its MAC, on either host', async () => {

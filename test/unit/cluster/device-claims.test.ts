@@ -50,13 +50,13 @@ describe('device claims', () => {
     expect(decodeClaims(JSON.stringify({ claims: [{ ...DEVICE, kind: 'container' }] }))).toBeUndefined();
   });
 
-  it('count apart in a subnet summary', () => {
+  it('count apart in a subnet summary, which lists them with their MACs', () => {
     const parsed = parseCidr('10.9.0.0/24');
     if (!parsed.ok) throw new Error(parsed.why);
     const view = new SubnetView(parsed.cidr, '/p');
     view.load([{ key: `${view.prefix}10.9.0.5`, value: encodeClaims([DEVICE]), modRevision: 2n }], 2n);
-    expect(view.summary(parsed.cidr.base, parsed.cidr.last).owners).toEqual({
-      a: { container: 0, gateway: 0, aux: 0, device: 1 },
-    });
+    const summary = view.summary(parsed.cidr.base, parsed.cidr.last);
+    expect(summary.owners).toEqual({ a: { container: 0, gateway: 0, aux: 0, device: 1 } });
+    expect(summary.devices).toEqual([{ address: '10.9.0.5', mac: DEVICE.mac, owner: 'a' }]);
   });
 });
