@@ -14,6 +14,9 @@ import { migrateState } from '../state/migrate';
 import { STATE_FILES } from '../inspect/state-formats';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
+import { PacketTap } from '../kernel/packet-tap';
+import { openDhcpClients } from '../dhcp/clients';
+import { Neighbourhood } from '../probe/neighbourhood';
 import { VERSION } from '../version';
 import { socketAnswers } from './socket-probe';
 import { synopsis, UsageError } from './usage';
@@ -63,9 +66,12 @@ async function serve(options: ServeOptions): Promise<void> {
   // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
   migrateState(options.stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
-  const driver = new NetworkDriver(links, options.stateDir, log);
+  // One packet socket for DHCP and the address probes, opened at the first need of either.
+  const tap = new PacketTap((error) => log.error({ error: error.message }, 'packet socket error'));
+  const neighbourhood = new Neighbourhood({ tap, links, log });
+  const driver = new NetworkDriver(links, options.stateDir, log, (l) => openDhcpClients(l, tap), neighbourhood);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
-  const ipam = new IpamService(options.stateDir, log, cluster?.table);
+  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
   // listener, when asked for: a plugin that cannot serve them does not start).
@@ -115,6 +121,7 @@ async function serve(options: ServeOptions): Promise<void> {
     await cluster?.table.close();
     await cluster?.kv.close();
     phase = 'deleting endpoint links';
+    neighbourhood.close();
     await driver.close();
     links.close();
     process.exit(0);

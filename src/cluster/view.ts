@@ -17,6 +17,8 @@ export interface OwnerCounts {
   container: number;
   gateway: number;
   aux: number;
+  /** Addresses devices on the LAN answered for when this instance probed them (absent when none). */
+  device?: number;
 }
 
 export interface SubnetSummary {
@@ -27,6 +29,8 @@ export interface SubnetSummary {
   free: bigint;
   /** Per instance: its claims by kind. Unreadable values count under "?". */
   owners: Record<string, OwnerCounts>;
+  /** Addresses devices on the LAN answered for, in order, each with its MAC and the instance that probed it. */
+  devices?: { address: string; mac: string; owner: string }[];
 }
 
 /** The addresses of a range held across the cluster, and those of them this instance holds. */
@@ -191,16 +195,24 @@ export class SubnetView {
   /** Who holds what in [lo, hi]. */
   summary(lo: bigint, hi: bigint): SubnetSummary {
     const owners: Record<string, OwnerCounts> = {};
+    const devices: [bigint, Claim][] = [];
     let used = 0;
     for (const [address, held] of this.held) {
       if (address < lo || address > hi) continue;
       used++;
       for (const claim of held.claims ?? [{ owner: '?', kind: 'container' as ClaimKind }]) {
         owners[claim.owner] ??= { container: 0, gateway: 0, aux: 0 };
-        owners[claim.owner][claim.kind]++;
+        const counts = owners[claim.owner];
+        counts[claim.kind] = (counts[claim.kind] ?? 0) + 1;
+        if (claim.kind === 'device') devices.push([address, claim as Claim]);
       }
     }
     const size = hi - lo + 1n;
-    return { subnet: this.subnet.text, size, used, free: size - BigInt(used), owners };
+    const summary: SubnetSummary = { subnet: this.subnet.text, size, used, free: size - BigInt(used), owners };
+    if (devices.length === 0) return summary;
+    summary.devices = devices
+      .sort(([x], [y]) => (x < y ? -1 : 1))
+      .map(([address, claim]) => ({ address: formatIp(this.subnet.v6, address), mac: claim.mac!, owner: claim.owner }));
+    return summary;
   }
 }

@@ -3,7 +3,9 @@
 // timers, and lease changes are emitted. The driver's whole view of DHCP.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../kernel/link-frames';
 import { PacketSocket, type ReceivedFrame } from '../kernel/packet-socket';
+import type { PacketTap } from '../kernel/packet-tap';
 import { DhcpClient, type LeaseEvent, type Outgoing, type Step } from './client';
 import { buildArpFrame, buildUdpFrame, MalformedFrame, parseFrame } from './frame';
 import { clientKey, type Lease, macClientId } from './lease';
@@ -72,6 +74,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's limit; a longer wait is re-arm
 interface Running extends DhcpIdentity {
   ifindex: number;
   client: DhcpClient;
+  /** Told of each lease the server grants while its address is being checked (see acquire). */
+  onChecking: ((lease: Lease) => void) | undefined;
+  checking: Lease | undefined;
   timer: NodeJS.Timeout | undefined;
   armedFor: number | undefined;
   waiter: { resolve: (lease: Lease) => void; reject: (error: Error) => void; timeout: NodeJS.Timeout } | undefined;
@@ -101,13 +106,20 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
    * check) and keeps it renewed until release(). Rejects with NoDhcpAnswer when no lease is bound within timeoutMs,
    * with SharedLease when the server leased an address another client here holds.
    */
-  acquire(ifindex: number, who: string | DhcpIdentity, timeoutMs: number, hostname?: string): Promise<Lease> {
+  acquire(
+    ifindex: number,
+    who: string | DhcpIdentity,
+    timeoutMs: number,
+    hostname?: string,
+    onChecking?: (lease: Lease) => void,
+  ): Promise<Lease> {
     const identity = typeof who === 'string' ? { mac: who } : who;
     const key = clientKey(identity);
     if (this.running.has(key)) return Promise.reject(new Error(`a DHCP client for ${key} is already running`));
     let entry: Running;
     try {
       entry = this.add(ifindex, identity, hostname);
+      entry.onChecking = onChecking;
     } catch (error) {
       const reason = (error as Error).message;
       return Promise.reject(new Error(`cannot listen for DHCP answers to ${key} on interface ${ifindex}: ${reason}`));
@@ -232,6 +244,8 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
       mac,
       ...(clientId !== undefined && { clientId }),
       client,
+      onChecking: undefined,
+      checking: undefined,
       timer: undefined,
       armedFor: undefined,
       waiter: undefined,
@@ -246,6 +260,11 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
     for (const packet of step.send) {
       if (packet.kind === 'dhcp') this.track(key, entry, packet.message.xid);
       this.send(entry.ifindex, entry.mac, packet);
+    }
+    const checking = entry.client.checking;
+    if (checking && checking !== entry.checking && entry.onChecking) {
+      entry.checking = checking;
+      entry.onChecking(checking);
     }
     // Most steps (an ARP frame on the LAN, say) leave the wake-up as it was: keep the timer then.
     if (step.wakeAt !== entry.armedFor || entry.timer === undefined) this.arm(key, entry, step.wakeAt);
@@ -334,20 +353,25 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 }
 
-/** The service over a packet socket of its own; close() stops every client (no release) and closes the socket. */
-export function openDhcpClients(log: Logger): { clients: DhcpClients; close: () => void } {
+/**
+ * The service over the host's shared packet socket (`tap`: ARP and IPv4 frames), or over a socket of its own;
+ * close() stops every client (no release) and leaves or closes the socket.
+ */
+export function openDhcpClients(log: Logger, tap?: PacketTap): { clients: DhcpClients; close: () => void } {
   let clients: DhcpClients | undefined;
-  const socket = new PacketSocket(
-    (received) => clients?.receive(received),
-    (error) => log.error({ error: error.message }, 'DHCP packet socket error'),
-  );
+  const onFrame = (received: ReceivedFrame) => clients?.receive(received);
+  const onError = (error: Error) => log.error({ error: error.message }, 'DHCP packet socket error');
+  const socket = tap
+    ? tap.join({ ethertypes: [ETHERTYPE_ARP, ETHERTYPE_IPV4], frame: onFrame })
+    : new PacketSocket(onFrame, onError);
   clients = new DhcpClients({ link: socket, log });
   const opened = clients;
   return {
     clients: opened,
     close: () => {
       opened.stop();
-      socket.close();
+      if ('leave' in socket) socket.leave();
+      else socket.close();
     },
   };
 }

@@ -51,14 +51,19 @@ export class DhcpLeases {
 
   /**
    * A lease for the endpoint on the network's parent, or an error saying no server answered within the network's
-   * timeout, or that the server cannot tell it from another container of the parent.
+   * timeout, or that the server cannot tell it from another container of the parent. `onChecking` gets each lease
+   * the server grants as its ARP check begins (see DhcpClients.acquire).
    */
-  async acquire(network: NetworkRecord, endpoint: Pick<EndpointRecord, 'id' | 'mac'>): Promise<Lease> {
+  async acquire(
+    network: NetworkRecord,
+    endpoint: Pick<EndpointRecord, 'id' | 'mac'>,
+    onChecking?: (lease: Lease) => void,
+  ): Promise<Lease> {
     const seconds = network.dhcp!.timeoutSeconds;
     const ifindex = await this.parentIndex(network);
     const identity = dhcpIdentity(network, endpoint);
     try {
-      return await this.clients.acquire(ifindex, identity, seconds * 1000);
+      return await this.clients.acquire(ifindex, identity, seconds * 1000, undefined, onChecking);
     } catch (error) {
       if (error instanceof SharedLease) throw sharedLeaseError(network, error);
       if (!(error instanceof NoDhcpAnswer)) throw error;

@@ -14,6 +14,8 @@ export interface ClusterSubnetRow {
   free: string;
   /** Per instance id: its claims by kind. */
   owners: Record<string, OwnerCounts>;
+  /** Addresses devices on the LAN answered for (absent when none). */
+  devices?: { address: string; mac: string; owner: string }[];
 }
 
 export interface ClusterReport {
@@ -59,7 +61,20 @@ export const CLUSTER_JSON_SCHEMA = {
                   type: 'object',
                   required: ['container', 'gateway', 'aux'],
                   additionalProperties: false,
-                  properties: { container: counts, gateway: counts, aux: counts },
+                  properties: { container: counts, gateway: counts, aux: counts, device: counts },
+                },
+              },
+              devices: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['address', 'mac', 'owner'],
+                  additionalProperties: false,
+                  properties: {
+                    address: { type: 'string', minLength: 1 },
+                    mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+                    owner: { type: 'string', minLength: 1 },
+                  },
                 },
               },
             },
@@ -106,8 +121,11 @@ export function formatCluster(report: ClusterReport): string[] {
     out.push(`  ${s.subnet}: ${s.used} of ${s.size} held, ${s.free} free`);
     for (const [owner, c] of Object.entries(s.owners).sort()) {
       const self = owner === report.instance ? ' (this host)' : '';
-      out.push(`    ${owner}${self}: ${c.container} containers, ${c.gateway} gateway, ${c.aux} aux`);
+      const devices = c.device ? `, ${c.device} held by LAN devices (probed)` : '';
+      out.push(`    ${owner}${self}: ${c.container} containers, ${c.gateway} gateway, ${c.aux} aux${devices}`);
     }
+    for (const d of s.devices ?? [])
+      out.push(`    ${d.address} held by a LAN device, MAC ${d.mac} (probed by ${d.owner})`);
   }
   return out;
 }

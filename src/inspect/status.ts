@@ -15,7 +15,7 @@ import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
 import { RANGE_HEADER, RANGE_ROW_SCHEMA, rangeCells, type RangeRow } from './range-rows';
-import { readState, type PoolRow } from './state-snapshot';
+import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
 import { VERSION } from '../version';
 import type { FormatReport } from '../state/migrate';
@@ -63,6 +63,8 @@ export interface StatusReport {
   pools: PoolRow[];
   /** How full each dynamic range is: the metrics' allocated and capacity figures. */
   ranges: RangeRow[];
+  /** Addresses devices on the LAN answered for when the IPAM probed them: kept from containers (local pools). */
+  devices: DeviceRow[];
   /** DHCP leases of endpoints on DHCP networks. */
   leases: LeaseRow[];
   drift: Drift[];
@@ -195,6 +197,21 @@ export const STATUS_JSON_SCHEMA = {
       },
     },
     ranges: { type: 'array', items: RANGE_ROW_SCHEMA },
+    devices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['subnet', 'address', 'mac', 'since', 'poolId'],
+        additionalProperties: false,
+        properties: {
+          subnet: nonEmpty,
+          address: nonEmpty,
+          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          since: nonEmpty,
+          poolId: nonEmpty,
+        },
+      },
+    },
     leases: { type: 'array', items: LEASE_ROW_SCHEMA },
     drift: {
       type: 'array',
@@ -296,6 +313,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     endpoints,
     pools: state.pools,
     ranges: state.ranges,
+    devices: state.devices ?? [],
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
@@ -375,6 +393,10 @@ export function formatStatus(report: StatusReport): string {
   }
   out.push('');
   if (report.ranges.length) out.push(table(RANGE_HEADER, rangeCells(report.ranges)), '');
+  if (report.devices.length) {
+    const rows = report.devices.map((d) => [d.address, d.subnet, d.mac, d.since, d.poolId]);
+    out.push(table(['HELD BY A LAN DEVICE', 'SUBNET', 'MAC', 'SINCE', 'POOL'], rows), '');
+  }
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
   if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);

@@ -41,11 +41,27 @@ export class ClusterAddresses {
     return this.table;
   }
 
-  /** Takes `address` (gateway, aux, --ip) or, when undefined, a free one of the pool's range. */
-  take(pool: Pool, address: bigint | undefined, kind: ClaimKind): Promise<bigint> {
-    const { lo, hi } = pool.lane;
-    const request = { subnet: pool.subnet.cidr, lo, hi, kind, ref: pool.id };
+  /**
+   * Takes `address` (gateway, aux, --ip) or, when undefined, a free one of the pool's range, each candidate checked
+   * by `vet` first when given (probe before use).
+   */
+  take(
+    pool: Pool,
+    address: bigint | undefined,
+    kind: ClaimKind,
+    vet?: (candidate: bigint) => Promise<string | undefined>,
+  ): Promise<bigint> {
+    const request = { ...this.range(pool), kind, ...(vet && { vet }) };
     return this.tableFor(pool).take(address === undefined ? request : { ...request, address });
+  }
+
+  /** The candidates the pool's next dynamic takes would try (probed ahead of need). */
+  upcoming(pool: Pool, n: number): Promise<bigint[]> {
+    return this.tableFor(pool).upcoming({ ...this.range(pool), kind: 'container' }, n);
+  }
+
+  private range(pool: Pool): { subnet: Pool['subnet']['cidr']; lo: bigint; hi: bigint; ref: string } {
+    return { subnet: pool.subnet.cidr, lo: pool.lane.lo, hi: pool.lane.hi, ref: pool.id };
   }
 
   /** The pool's last ReleasePool: every claim of this host under it goes, durable before it resolves. */

@@ -120,6 +120,27 @@ export class DynamicRange {
     return undefined;
   }
 
+  /**
+   * The first `n` addresses successive calls of `next` would return if nothing else changed, in that order; changes
+   * nothing. What the probes check ahead of need (src/ipam/probe-ahead.ts).
+   */
+  peek(taken: Taken, n: number): bigint[] {
+    const out: bigint[] = [];
+    for (let value = this.cursor; value <= this.hi && out.length < n; value++) if (!taken.has(value)) out.push(value);
+    if (out.length >= n) return out;
+    // A released address may sit in the FIFO twice (compaction drops the copies); `next` skips the second as taken.
+    const seen = new Set(out);
+    for (const value of this.fifo.values()) {
+      if (out.length >= n) return out;
+      if (!taken.has(value) && !seen.has(value)) (out.push(value), seen.add(value));
+    }
+    const sweepFrom = this.sweep ?? (this.sweepNeeded ? this.lo : undefined);
+    if (sweepFrom === undefined) return out;
+    for (let value = sweepFrom; value <= this.hi && out.length < n; value++)
+      if (!taken.has(value) && !seen.has(value)) out.push(value);
+    return out;
+  }
+
   /** Whether `next` would change the lane when it finds nothing (so that failure is worth a journal line). */
   get searchMoves(): boolean {
     return this.cursor <= this.hi || this.fifo.length > 0 || this.sweepNeeded || this.sweep !== undefined;

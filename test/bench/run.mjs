@@ -164,6 +164,13 @@ function report(r) {
         target ? '≤ 1.05' : '',
         target ? verdict(f.ratio.tsmacvlanIpam, 1.05) : '',
       );
+      if (f.probing)
+        add(
+          `${label}: its IPAM probing ÷ with probe=off [95% CI]`,
+          `${x(f.probing.ratio)}${ci(f.probing.ratioInterval95)}`,
+          target ? '≤ 1.05' : '',
+          target ? verdict(f.probing.ratio, 1.05) : '',
+        );
       if (!target) continue;
       readme(label, `built-in macvlan: ${ms(f.builtin.median)}`, ms(f.tsmacvlan.median), x(f.ratio.tsmacvlan));
       readme(
@@ -354,6 +361,19 @@ function report(r) {
     add('  the server: DISCOVER→OFFER + REQUEST→ACK (median)', ms(h.wire.serverMs.median));
     add('  the plugin: OFFER→REQUEST (median)', ms(h.wire.pluginOfferToRequestMs.median));
     add('DHCP: ARP check wait (fixed) / plugin own per lease', `${ms(h.arpCheckMs)} / ${ms(h.pluginOwnMsPerLease)}`);
+    const own = h.pluginOwnPerLease;
+    if (own?.leases) {
+      add(
+        'DHCP: plugin own per lease, lease by lease (median / p99)',
+        `${ms(own.ownMs.median)} / ${ms(own.ownMs.p99)}`,
+        '≤ 5 ms',
+        verdict(own.ownMs.median, 5),
+      );
+      add(
+        '  before DISCOVER / OFFER→REQUEST / after ACK beyond the check (median)',
+        `${ms(own.beforeDiscoverMs.median)} / ${ms(own.offerToRequestMs.median)} / ${ms(own.afterAckBeyondCheckMs.median)}`,
+      );
+    }
     readme(
       `${all}, \`-o dhcp=true\` (dnsmasq)`,
       `\`--ipam-driver tsmacvlan\`: ${ms(h.startAllMs.ipam.median)}`,

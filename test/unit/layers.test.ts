@@ -17,6 +17,8 @@ const LAYERS: Record<string, number> = {
   cluster: 1.5,
   // The DHCP client is a protocol engine over the kernel's packet socket, used by the driver: below it.
   dhcp: 1,
+  // The address probes too (ARP, neighbour solicitation), shared by the IPAM and the driver: below both.
+  probe: 1,
   ipam: 2,
   driver: 2,
   api: 3,

@@ -90,6 +90,20 @@ describe('DhcpClients', () => {
     expect(types()).toEqual(['discover', 'request', 'arp', 'arp', 'arp']);
   });
 
+  it('tells the caller of the granted lease as its ARP check begins, once, before it binds', async () => {
+    const checked: string[] = [];
+    const pending = clients.acquire(PARENT, MAC, 10_000, undefined, (lease) => checked.push(lease.address));
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[0]!, lastXid()) });
+    expect(checked).toEqual([]);
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[1]!, lastXid()) });
+    expect(checked.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(399);
+    expect(clients.lease(MAC)).toBeUndefined(); // still checking
+    await vi.advanceTimersByTimeAsync(1);
+    expect((await pending).address).toBe(checked[0]);
+    expect(checked.length).toBe(1);
+  });
+
   it('renews at T1 even while ARP traffic on the LAN keeps arriving', async () => {
     const lease = await bind();
     const chatter = buildArpFrame({
