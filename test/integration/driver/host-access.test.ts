@@ -6,7 +6,16 @@ import { NetworkDriver } from '../../../src/driver/driver';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { shimName } from '../../../src/driver/host-access';
 import { Links } from '../../../src/kernel/links';
-import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  link,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../../helpers/net';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
 import { stateGroup } from '../../../src/state/instance';
 
@@ -42,7 +51,7 @@ describe('host_access', () => {
   afterEach(async () => {
     await plugin.destroy();
     deleteLink(parent);
-    for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
   });
 
   it('makes a shim on the parent with the host address, routes each container through it, and removes it all', async () => {

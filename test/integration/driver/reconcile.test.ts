@@ -6,7 +6,16 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { internalParentName } from '../../../src/driver/parents';
-import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  link,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../../helpers/net';
 import { instanceGroup } from '../../../src/kernel/marks';
 import { TEST_DRIVER, startPlugin } from '../../helpers/plugin';
 import { CLI, spawnDaemon, waitForSocket } from '../../helpers/serve';
@@ -42,7 +51,7 @@ describe('reconciliation', () => {
   });
   afterEach(() => {
     deleteLink(parent);
-    for (const name of linkNames().filter((n) => n.startsWith('tsmv') || n.startsWith('oth'))) deleteLink(name);
+    deleteLinksByPrefix('tsmv', 'oth');
     rmSync(stateDir, { recursive: true, force: true });
   });
 
