@@ -149,6 +149,31 @@ describe('reconciliation', () => {
     expect(link('othmacvlan')).toBeDefined();
   });
 
+  it('plain gc, with the plugin stopped, does what --dry-run listed: leftovers deleted, a lost parent re-created', async () => {
+    const plugin = await startPlugin(stateDir);
+    const internal = 'b'.repeat(64);
+    await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: internal,
+      Options: { 'com.docker.network.generic': {} },
+    });
+    await plugin.close();
+    // As after a reboot, the internal network's parent is gone; and a crash left an endpoint link of this instance.
+    const internalParent = internalParentName(internal);
+    deleteLink(internalParent);
+    const OURS = String(stateGroup(stateDir));
+    ip('link', 'add', 'tsmveorphan0003', 'link', parent, 'group', OURS, 'type', 'macvlan', 'mode', 'bridge');
+    ip('link', 'set', 'tsmveorphan0003', 'alias', 'tsmacvlan:endpoint');
+
+    const listed = gc(stateDir, '--dry-run').trim().split('\n');
+    const done = gc(stateDir).trim().split('\n');
+    expect(done.sort()).toEqual(listed.map((line) => line.replace(/^would /, '')).sort());
+    expect(done).toContainEqual(expect.stringMatching(/^delete link tsmveorphan0003: /));
+    expect(done).toContainEqual(expect.stringMatching(new RegExp(`^re-create link ${internalParent}: `)));
+    expect(link('tsmveorphan0003')).toBeUndefined();
+    expect(link(internalParent)).toBeDefined();
+    expect(gc(stateDir)).toBe('nothing to repair\n');
+  });
+
   it('gc refuses to repair under a running plugin, which repairs at its own start', async () => {
     const socket = socketOf(stateDir);
     const daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
