@@ -2,9 +2,10 @@
 # Runs a command in a lab of its own: a fresh network namespace, and inside it a Docker Engine this lab starts (own
 # data root, exec root, socket; the test image imported into it). The command runs inside that namespace too, so
 # every link, address and route the tests make is there, and the host's namespace, Docker and any tsmacvlan on it are
-# never touched. The lab also has a mount namespace of its own with a private, empty /run/docker/plugins: the plugin
-# sockets of the tests (and 20.10's managed plugin dirs) never land in the host's, where the host's dockerd would find
-# them, and go with the lab even after a SIGKILL; its engines' mounts and its namespaces' files are the lab's alone.
+# never touched. The lab also has a mount namespace of its own (test/lab/own-mounts.sh) with a private, empty
+# /run/docker/plugins and /run/containerd: the tests' plugin sockets, 20.10's managed plugin dirs and containerd's shim
+# sockets never land in the host's, where the host's Docker would find them, and go with the lab even after a SIGKILL;
+# its engines' mounts and its namespaces' files are the lab's alone.
 # At exit (whatever happens) the lab removes its engines, the namespaces named after its run id (the tests' switches)
 # and its directory.
 #
@@ -19,9 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [[ ${TSMV_LAB_MOUNTS:-} != private ]]; then
-  mkdir -p /run/docker/plugins
-  TSMV_LAB_MOUNTS=private exec unshare --mount --propagation private -- \
-    bash -c 'mount -t tmpfs tsmv-lab-plugins /run/docker/plugins && exec bash test/lab/in-lab.sh "$@"' in-lab "$@"
+  TSMV_LAB_MOUNTS=private exec bash test/lab/own-mounts.sh tsmv-lab bash test/lab/in-lab.sh "$@"
 fi
 export TSMV_RUN_ID=${TSMV_RUN_ID:-tsmv$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}
 [[ $TSMV_RUN_ID =~ ^[a-zA-Z][a-zA-Z0-9]{1,11}$ ]] || { echo "TSMV_RUN_ID must be 2-12 letters and digits" >&2; exit 2; }

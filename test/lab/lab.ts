@@ -26,6 +26,8 @@ export function assertInLab(): void {
     throw new Error(`this process is in network namespace ${here}, not in the lab's ${netns}: ${HOW}`);
   if (process.env.DOCKER_HOST !== `unix://${root}/docker.sock`)
     throw new Error(`DOCKER_HOST is '${process.env.DOCKER_HOST}', not the lab engine's socket in ${root}: ${HOW}`);
-  if (mountedAt('/run/docker/plugins')?.source !== 'tsmv-lab-plugins')
-    throw new Error(`/run/docker/plugins is not the lab's own tmpfs (its mount namespace): ${HOW}`);
+  const own = { '/run/docker/plugins': 'tsmv-lab-plugins', '/run/containerd': 'tsmv-lab-containerd' };
+  for (const [dir, source] of Object.entries(own))
+    if (mountedAt(dir)?.source !== source)
+      throw new Error(`${dir} is not the lab's own tmpfs (test/lab/own-mounts.sh): ${HOW}`);
 }

@@ -45,7 +45,7 @@ function runSuite(name: string, file: string): void {
       '--reporter=json',
       `--outputFile.json=${join(dir, `${name}.json`)}`,
     ],
-    { encoding: 'utf8', timeout: 60_000, env: { ...process.env, CI: '' } },
+    { encoding: 'utf8', timeout: 120_000, env: { ...process.env, CI: '' } },
   );
   writeFileSync(join(dir, `${name}.log`), res.stdout + res.stderr);
   writeFileSync(join(dir, `${name}.exit`), `${res.status}\n`);
@@ -72,7 +72,7 @@ describe('test/summarize.mjs', { timeout: 60_000 }, () => {
     for (const [file, text] of Object.entries(SCRATCH)) writeFileSync(join(dir, file), text);
     for (const file of Object.keys(SCRATCH).filter((f) => f.endsWith('.test.ts')))
       runSuite(file.replace('.test.ts', ''), file);
-  }, 120_000);
+  }, 600_000); // six vitest runs, one after another: minutes on a busy machine
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('passes a suite whose tests pass and whose vitest exited 0', () => {
