@@ -97,7 +97,7 @@ export class NetworkDriver {
     return this.endpointLife.create(req);
   }
 
-  /** Creates the host-side macvlan link; Docker moves it into the container (whose namespace is `sandbox`). */
+  /** Creates the host-side macvlan or ipvlan link; Docker moves it into the container (whose namespace is `sandbox`). */
   join(networkId: string, endpointId: string, sandbox?: string): Promise<JoinAnswer> {
     return this.endpointLife.join(networkId, endpointId, sandbox);
   }

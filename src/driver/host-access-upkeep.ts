@@ -5,6 +5,7 @@ import type { Links } from '../kernel/links';
 import type { KeyedMutex } from '../state/keyed-mutex';
 import type { DriverState } from './driver-state';
 import type { HostAccess, ShimSpec } from './host-access';
+import { childMode } from './link-kind';
 import type { NetworkRecord } from './network-options';
 
 /** What a host-access shim of the network looks like. */
@@ -13,6 +14,7 @@ export function shimSpec(network: NetworkRecord): ShimSpec {
     networkId: network.id,
     parent: network.parent,
     address: network.hostAccess as string,
+    link: childMode(network),
     ...(network.mtu !== undefined && { mtu: network.mtu }),
   };
 }

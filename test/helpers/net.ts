@@ -101,3 +101,14 @@ export function deleteLinksByPrefix(...prefixes: string[]): void {
   assertPrivateNetns();
   for (const name of linkNames().filter((n) => prefixes.some((p) => n.startsWith(p)))) deleteLink(name);
 }
+
+/**
+ * Tests that put sockets in /run/docker/plugins must see the private, empty one test/in-netns.sh mounts there (a tmpfs
+ * named tsmv-plugins), never the host's, where Docker finds plugins.
+ */
+export function assertPrivatePluginsDir(): void {
+  if (mountedAt('/run/docker/plugins')?.source !== 'tsmv-plugins')
+    throw new Error(
+      'this test writes to /run/docker/plugins: run it under test/in-netns.sh, which mounts a private one there',
+    );
+}

@@ -1,5 +1,6 @@
 // `tsmacvlan status` as a process (the built CLI) against the real kernel, in a private network namespace; the networks
 // and endpoints are made through the plugin's HTTP API.
+import { VERSION } from '../../../src/version';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -135,7 +136,9 @@ describe('tsmacvlan status', () => {
       id: lan,
       parent,
       parentPresent: true,
+      kind: 'macvlan',
       mode: 'bridge',
+      flag: null,
       internal: false,
       vlan: null,
       subnets: ['10.81.0.0/24'],
@@ -172,10 +175,12 @@ describe('tsmacvlan status', () => {
         'm',
       ),
     );
-    expect(text).toMatch(new RegExp(`^${lan.slice(0, 12)} +${parent} +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'));
+    expect(text).toMatch(
+      new RegExp(`^${lan.slice(0, 12)} +${parent} +macvlan +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'),
+    );
     expect(text).toMatch(
       new RegExp(
-        `^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +bridge +- +10\\.82\\.0\\.0/24 +1$`,
+        `^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +macvlan +bridge +- +10\\.82\\.0\\.0/24 +1$`,
         'm',
       ),
     );
@@ -263,8 +268,10 @@ describe('tsmacvlan status', () => {
     expect(code).toBe(0);
     expect(report).toEqual({
       version: 1,
+      tsmacvlanVersion: VERSION,
       stateDir: absent,
       driver: TEST_DRIVER,
+      plugin: null,
       group: null,
       networks: [],
       endpoints: [],
