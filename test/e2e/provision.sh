@@ -86,7 +86,8 @@ bash "$HERE/../lab/own-mounts.sh" tsmv-build bash -c '
   trap "bash \"$lab/engine.sh\" remove \"$engine\"" EXIT
   trap "exit 143" TERM INT
   bash "$lab/engine.sh" start "$engine" - >/dev/null
-  DOCKER=$1/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$engine/docker.sock TSMACVLAN_BUILD_PREFIX=tsmv-pkg- \
+  DOCKER=$1/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$engine/docker.sock DOCKER_CONFIG=$engine/client \
+    TSMACVLAN_BUILD_PREFIX=tsmv-pkg- \
     TSMACVLAN_STATE_SOURCE=$engine/plugin-state bash "$1/../../plugin/create.sh" --reuse "$2:latest"
 ' build-rootfs "$HERE" "$BUILD_ID"
 step_end "plugin/build ready"

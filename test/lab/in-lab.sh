@@ -16,7 +16,7 @@
 #              .engines/<name>, run with its own client; the host's own Docker, if any, is never used). The lab checks
 #              that the engine it started reports that version. The command gets DOCKER_HOST, TSMV_RUN_ID,
 #              TSMV_LAB_NETNS, TSMV_LAB_DIR, TSMV_ENGINE_ROOT, TSMV_ENGINE, TSMV_ENGINE_BIN (the engine's binary dirs,
-#              for the engines the multi-host labs start) and TSMV_DOCKER (the engine's own client).
+#              for the engines the multi-host labs start), TSMV_DOCKER (the engine's own client) and DOCKER_CONFIG.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [[ ${TSMV_LAB_MOUNTS:-} != private ]]; then
@@ -26,6 +26,9 @@ export TSMV_RUN_ID=${TSMV_RUN_ID:-tsmv$(od -An -N4 -tx1 /dev/urandom | tr -d ' \
 [[ $TSMV_RUN_ID =~ ^[a-zA-Z][a-zA-Z0-9]{1,11}$ ]] || { echo "TSMV_RUN_ID must be 2-12 letters and digits" >&2; exit 2; }
 export TSMV_LAB_NETNS=$TSMV_RUN_ID TSMV_LAB_DIR=/var/tmp/$TSMV_RUN_ID
 export TSMV_ENGINE_ROOT=$TSMV_LAB_DIR/e0 DOCKER_HOST=unix://$TSMV_LAB_DIR/e0/docker.sock
+# The clients' configuration too is the lab's (empty): a contributor's ~/.docker/config.json (its proxies, credential
+# helpers, current context) neither shapes the lab's containers nor gets written by them.
+export DOCKER_CONFIG=$TSMV_LAB_DIR/client
 [[ ! -e /run/netns/$TSMV_LAB_NETNS && ! -e $TSMV_LAB_DIR ]] || { echo "a lab $TSMV_RUN_ID exists already" >&2; exit 2; }
 
 export TSMV_ENGINE=${TSMV_ENGINE:-20.10}
