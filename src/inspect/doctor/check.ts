@@ -43,7 +43,7 @@ export const DOCTOR_JSON_SCHEMA = {
           id: {
             type: 'string',
             pattern:
-              '^(privileges|kernel\.macvlan|kernel\.8021q|kernel\.ipvlan|plugin|socket|version|state|drift|etcd|etcd\.rtt|parent:\S+|drift:\S+)$',
+              '^(privileges|kernel\\.macvlan|kernel\\.8021q|kernel\\.ipvlan|plugin|socket|version|state|drift|etcd|etcd\\.rtt|parent:\\S+|drift:\\S+)$',
           },
           status: { enum: ['OK', 'WARN', 'FAIL'] },
           message: nonEmpty,

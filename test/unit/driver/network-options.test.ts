@@ -46,8 +46,14 @@ describe('parseNetworkOptions', () => {
 
   it("takes Docker's com.docker.network.driver.mtu as the network's MTU, alone or agreeing with -o mtu", () => {
     const DOCKER_MTU = 'com.docker.network.driver.mtu';
-    expect(parseNetworkOptions({ [DOCKER_MTU]: '1400' })).toEqual({ mode: 'bridge', mtu: 1400 });
-    expect(parseNetworkOptions({ [DOCKER_MTU]: '1400', mtu: '1400' })).toEqual({ mode: 'bridge', mtu: 1400 });
+    expect(parseNetworkOptions({ [DOCKER_MTU]: '1400' })).toEqual({
+      link: { kind: 'macvlan', mode: 'bridge' },
+      mtu: 1400,
+    });
+    expect(parseNetworkOptions({ [DOCKER_MTU]: '1400', mtu: '1400' })).toEqual({
+      link: { kind: 'macvlan', mode: 'bridge' },
+      mtu: 1400,
+    });
     expect(() => parseNetworkOptions({ [DOCKER_MTU]: '1400', mtu: '1300' })).toThrow(
       "mtu=1300 and com.docker.network.driver.mtu=1400 disagree; give the network's MTU once (either option)",
     );
