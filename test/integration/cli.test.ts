@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { commandHelp, COMMANDS } from '../../src/cli/usage';
 import { DOCTOR_JSON_SCHEMA } from '../../src/inspect/doctor/check';
 import { STATUS_JSON_SCHEMA } from '../../src/inspect/status';
+import { internalParentName } from '../../src/driver/parents';
 import { stateGroup } from '../../src/state/instance';
 import {
   assertPrivateNetns,
@@ -176,6 +177,7 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
   afterAll(async () => {
     daemon?.child.kill('SIGKILL');
     await daemon?.exited;
+    deleteLink(internalParentName('nmanaged')); // its internal network's parent: the next file must not find it
     rmSync(join('/run/docker/plugins', id), { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   });
