@@ -14,15 +14,21 @@ import { migrateState } from '../state/migrate';
 import { STATE_FILES } from '../inspect/state-formats';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
+import { PacketTap } from '../kernel/packet-tap';
+import { openDhcpClients } from '../dhcp/clients';
+import { Neighbourhood } from '../probe/neighbourhood';
 import { VERSION } from '../version';
 import { socketAnswers } from './socket-probe';
 import { synopsis, UsageError } from './usage';
+import type { ListenAddress } from '../metrics/exporter';
+import { metricsAddress, metricsAt } from './serve-metrics';
 
 interface ServeOptions {
   socket: string;
   stateDir: string;
   logLevel: string;
   etcd: EtcdSettings | undefined;
+  metrics: ListenAddress | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -35,7 +41,7 @@ function parseServeArgs(args: string[]): ServeOptions {
       `log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`,
       synopsis('serve'),
     );
-  return { ...location(flags), logLevel, etcd: etcdSettings(flags) };
+  return { ...location(flags), logLevel, etcd: etcdSettings(flags), metrics: metricsAddress(flags) };
 }
 
 /** How long a stop (SIGTERM, SIGINT) may take; Docker and systemd wait longer before they SIGKILL. */
@@ -60,17 +66,27 @@ async function serve(options: ServeOptions): Promise<void> {
   // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
   migrateState(options.stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
-  const driver = new NetworkDriver(links, options.stateDir, log);
+  // One packet socket for DHCP and the address probes, opened at the first need of either.
+  const tap = new PacketTap((error) => log.error({ error: error.message }, 'packet socket error'));
+  const neighbourhood = new Neighbourhood({ tap, links, log });
+  const driver = new NetworkDriver(links, options.stateDir, log, (l) => openDhcpClients(l, tap), neighbourhood);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
-  const ipam = new IpamService(options.stateDir, log, cluster?.table);
-  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
-  const ready = driver.reconcile();
-  const app = buildServer({ driver, ipam }, log, ready);
+  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
+  const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
+  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
+  // listener, when asked for: a plugin that cannot serve them does not start).
+  const ready = Promise.all([driver.reconcile(), metrics?.started]);
+  const app = buildServer({ driver, ipam }, log, ready, metrics?.observe);
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
-  await ready;
+  metrics?.begin();
+  // A start that fails gives its socket back: Docker then finds no plugin there rather than one that answers errors.
+  await ready.catch(async (err: unknown) => {
+    await app.close();
+    throw err;
+  });
   log.info(
     {
       version: VERSION,
@@ -97,6 +113,7 @@ async function serve(options: ServeOptions): Promise<void> {
       );
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
+    await metrics?.close();
     await app.close(); // waits for requests in flight, removes the socket
     phase = 'saving IPAM state';
     await ipam.close();
@@ -104,6 +121,7 @@ async function serve(options: ServeOptions): Promise<void> {
     await cluster?.table.close();
     await cluster?.kv.close();
     phase = 'deleting endpoint links';
+    neighbourhood.close();
     await driver.close();
     links.close();
     process.exit(0);

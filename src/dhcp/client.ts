@@ -1,7 +1,8 @@
 // One endpoint's DHCPv4 client (RFC 2131 §4.4) with the RFC 5227 address check, as a pure state machine: the
 // caller feeds it received messages, ARP packets and due timers with the current time, and carries out what it
 // returns (packets to send, the next wake-up, lease events). No I/O, no clock of its own.
-import { ANY_IPV4, type ArpPacket, BROADCAST_IPV4, BROADCAST_MAC, ZERO_MAC } from './frame';
+import { arpProbe } from '../kernel/link-frames';
+import { ANY_IPV4, type ArpPacket, BROADCAST_IPV4, BROADCAST_MAC } from './frame';
 import { type Lease, leaseFromAck, macClientId } from './lease';
 import type { DhcpMessage, MessageTypeName } from './message';
 
@@ -77,6 +78,7 @@ export class DhcpClient {
   /** The lease being checked with ARP before it is taken. */
   private candidate: Lease | undefined;
   private probesSent = 0;
+  private probeStartedAt = 0;
   private leased: Lease | undefined;
   private wakeAt: number | undefined;
   /** What the current call returns, collected as it goes. */
@@ -90,6 +92,11 @@ export class DhcpClient {
 
   get lease(): Lease | undefined {
     return this.leased;
+  }
+
+  /** The lease a server has just granted (ACK), while its address is being checked with ARP before it is taken. */
+  get checking(): Lease | undefined {
+    return this.current === 'probing' ? this.candidate : undefined;
   }
 
   /** Starts acquiring a lease: INIT → SELECTING. */
@@ -257,6 +264,7 @@ export class DhcpClient {
     this.candidate = lease;
     this.current = 'probing';
     this.probesSent = 0;
+    this.probeStartedAt = now;
     this.probe(now);
   }
 
@@ -264,15 +272,14 @@ export class DhcpClient {
     const candidate = this.candidate!;
     if (this.probesSent < Timing.probes) {
       this.probesSent++;
-      const probe: ArpPacket = {
-        operation: 'request',
-        senderMac: this.options.mac,
-        senderIp: ANY_IPV4, // RFC 5227 §2.1.1: a probe claims nothing yet
-        targetMac: ZERO_MAC,
-        targetIp: candidate.address,
-      };
-      this.out.send.push({ kind: 'arp', arp: probe });
-      this.wakeAt = now + (this.probesSent < Timing.probes ? Timing.probeIntervalMs : Timing.probeFinalWaitMs);
+      this.out.send.push({ kind: 'arp', arp: arpProbe(this.options.mac, candidate.address) });
+      // Due against the check's start, so that late timers do not add up over the check; the last wait keeps at least
+      // half its length after the last probe.
+      const last = this.probesSent === Timing.probes;
+      const offset = last
+        ? (Timing.probes - 1) * Timing.probeIntervalMs + Timing.probeFinalWaitMs
+        : this.probesSent * Timing.probeIntervalMs;
+      this.wakeAt = Math.max(this.probeStartedAt + offset, last ? now + Timing.probeFinalWaitMs / 2 : now);
       return;
     }
     const previous = this.leased;

@@ -3,7 +3,9 @@
 // timers, and lease changes are emitted. The driver's whole view of DHCP.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../kernel/link-frames';
 import { PacketSocket, type ReceivedFrame } from '../kernel/packet-socket';
+import type { PacketTap } from '../kernel/packet-tap';
 import { DhcpClient, type LeaseEvent, type Outgoing, type Step } from './client';
 import { buildArpFrame, buildUdpFrame, MalformedFrame, parseFrame } from './frame';
 import { clientKey, type Lease, macClientId } from './lease';
@@ -39,6 +41,20 @@ export interface DhcpIdentity {
 
 export class NoDhcpAnswer extends Error {}
 
+/** Why a lease was not had or not kept: refused (NAK), nothing answered in time, the address in use (ARP), moved. */
+export const FAILURE_REASONS = ['nak', 'timeout', 'declined', 'changed'] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+/** Where the clients are: getting a lease (DISCOVER to the ARP check), holding one, or renewing or rebinding it. */
+export type LeasePhase = 'acquiring' | 'bound' | 'renewing' | 'rebinding';
+
+/** What happened to the clients' leases since start, for the metrics. */
+export interface DhcpCounts {
+  /** Renewals (and rebinds) the server granted for the same address. */
+  renewals: number;
+  failures: Record<FailureReason, number>;
+}
+
 /**
  * The server leased a client an address another client of this host holds: it tells clients apart by chaddr alone,
  * and these two share one. The new client stops without a DHCPRELEASE, which would free the other's lease.
@@ -58,6 +74,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's limit; a longer wait is re-arm
 interface Running extends DhcpIdentity {
   ifindex: number;
   client: DhcpClient;
+  /** Told of each lease the server grants while its address is being checked (see acquire). */
+  onChecking: ((lease: Lease) => void) | undefined;
+  checking: Lease | undefined;
   timer: NodeJS.Timeout | undefined;
   armedFor: number | undefined;
   waiter: { resolve: (lease: Lease) => void; reject: (error: Error) => void; timeout: NodeJS.Timeout } | undefined;
@@ -68,6 +87,7 @@ interface Running extends DhcpIdentity {
 export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   /** By clientKey. */
   private readonly running = new Map<string, Running>();
+  readonly counts: DhcpCounts = { renewals: 0, failures: { nak: 0, timeout: 0, declined: 0, changed: 0 } };
   /** The client holding each leased address, by `<ifindex> <address>`: a second client given one is found at once. */
   private readonly holders = new Map<string, string>();
   /** Clients by the transaction id of their last message: replies that echo no client identifier find theirs so. */
@@ -86,19 +106,27 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
    * check) and keeps it renewed until release(). Rejects with NoDhcpAnswer when no lease is bound within timeoutMs,
    * with SharedLease when the server leased an address another client here holds.
    */
-  acquire(ifindex: number, who: string | DhcpIdentity, timeoutMs: number, hostname?: string): Promise<Lease> {
+  acquire(
+    ifindex: number,
+    who: string | DhcpIdentity,
+    timeoutMs: number,
+    hostname?: string,
+    onChecking?: (lease: Lease) => void,
+  ): Promise<Lease> {
     const identity = typeof who === 'string' ? { mac: who } : who;
     const key = clientKey(identity);
     if (this.running.has(key)) return Promise.reject(new Error(`a DHCP client for ${key} is already running`));
     let entry: Running;
     try {
       entry = this.add(ifindex, identity, hostname);
+      entry.onChecking = onChecking;
     } catch (error) {
       const reason = (error as Error).message;
       return Promise.reject(new Error(`cannot listen for DHCP answers to ${key} on interface ${ifindex}: ${reason}`));
     }
     return new Promise<Lease>((resolve, reject) => {
       const timeout = setTimeout(() => {
+        this.counts.failures.timeout++;
         entry.waiter = undefined;
         this.release(key);
         reject(new NoDhcpAnswer(`no DHCP server answered for ${key} on interface ${ifindex} within ${timeoutMs} ms`));
@@ -133,6 +161,17 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
 
   lease(key: string): Lease | undefined {
     return this.running.get(key)?.client.lease;
+  }
+
+  /** How many clients are in each phase (one pass over them: for a scrape, not a request). */
+  phases(): Record<LeasePhase, number> {
+    const phases = { acquiring: 0, bound: 0, renewing: 0, rebinding: 0 };
+    for (const { client } of this.running.values()) {
+      const state = client.state;
+      if (state === 'bound' || state === 'renewing' || state === 'rebinding') phases[state]++;
+      else if (state !== 'released') phases.acquiring++;
+    }
+    return phases;
   }
 
   /** Stops every client without releasing (the leases stay valid for a restart to resume). */
@@ -205,6 +244,8 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
       mac,
       ...(clientId !== undefined && { clientId }),
       client,
+      onChecking: undefined,
+      checking: undefined,
       timer: undefined,
       armedFor: undefined,
       waiter: undefined,
@@ -219,6 +260,11 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
     for (const packet of step.send) {
       if (packet.kind === 'dhcp') this.track(key, entry, packet.message.xid);
       this.send(entry.ifindex, entry.mac, packet);
+    }
+    const checking = entry.client.checking;
+    if (checking && checking !== entry.checking && entry.onChecking) {
+      entry.checking = checking;
+      entry.onChecking(checking);
     }
     // Most steps (an ARP frame on the LAN, say) leave the wake-up as it was: keep the timer then.
     if (step.wakeAt !== entry.armedFor || entry.timer === undefined) this.arm(key, entry, step.wakeAt);
@@ -245,6 +291,7 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 
   private report(entry: Running, key: string, event: LeaseEvent): void {
+    this.count(event);
     const address = event.kind === 'declined' ? event.address : event.lease.address;
     this.options.log.info({ client: key, ifindex: entry.ifindex, address }, `DHCP lease ${event.kind}`);
     if (!this.hold(entry, key, event)) return;
@@ -277,6 +324,16 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
     return true;
   }
 
+  private count(event: LeaseEvent): void {
+    const { failures } = this.counts;
+    if (event.kind === 'renewed') this.counts.renewals++;
+    else if (event.kind === 'changed') failures.changed++;
+    else if (event.kind === 'declined') failures.declined++;
+    // A lease lost to a decline was counted at its 'declined' event, just before.
+    else if (event.kind === 'lost' && event.reason !== 'declined')
+      failures[event.reason === 'nak' ? 'nak' : 'timeout']++;
+  }
+
   private dropUnicast(ifindex: number, mac: string): void {
     try {
       this.options.link.dropUnicast(ifindex, mac);
@@ -296,20 +353,25 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   }
 }
 
-/** The service over a packet socket of its own; close() stops every client (no release) and closes the socket. */
-export function openDhcpClients(log: Logger): { clients: DhcpClients; close: () => void } {
+/**
+ * The service over the host's shared packet socket (`tap`: ARP and IPv4 frames), or over a socket of its own;
+ * close() stops every client (no release) and leaves or closes the socket.
+ */
+export function openDhcpClients(log: Logger, tap?: PacketTap): { clients: DhcpClients; close: () => void } {
   let clients: DhcpClients | undefined;
-  const socket = new PacketSocket(
-    (received) => clients?.receive(received),
-    (error) => log.error({ error: error.message }, 'DHCP packet socket error'),
-  );
+  const onFrame = (received: ReceivedFrame) => clients?.receive(received);
+  const onError = (error: Error) => log.error({ error: error.message }, 'DHCP packet socket error');
+  const socket = tap
+    ? tap.join({ ethertypes: [ETHERTYPE_ARP, ETHERTYPE_IPV4], frame: onFrame })
+    : new PacketSocket(onFrame, onError);
   clients = new DhcpClients({ link: socket, log });
   const opened = clients;
   return {
     clients: opened,
     close: () => {
       opened.stop();
-      socket.close();
+      if ('leave' in socket) socket.leave();
+      else socket.close();
     },
   };
 }

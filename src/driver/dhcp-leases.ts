@@ -4,8 +4,10 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import {
   type DhcpClients,
+  type DhcpCounts,
   type DhcpIdentity,
   type LeaseChange,
+  type LeasePhase,
   NoDhcpAnswer,
   openDhcpClients,
   SharedLease,
@@ -21,6 +23,12 @@ import { childMode, ownMac } from './link-kind';
 import type { NetworkRecord } from './network-options';
 
 export type OpenClients = (log: Logger) => { clients: DhcpClients; close: () => void };
+
+/** The leases by phase, with those lost (their endpoints cut off), and what happened to leases since start. */
+export interface DhcpFigures {
+  leases: Record<LeasePhase | 'lost', number>;
+  counts: DhcpCounts;
+}
 
 export class DhcpLeases {
   private opened: { clients: DhcpClients; close: () => void } | undefined;
@@ -43,14 +51,19 @@ export class DhcpLeases {
 
   /**
    * A lease for the endpoint on the network's parent, or an error saying no server answered within the network's
-   * timeout, or that the server cannot tell it from another container of the parent.
+   * timeout, or that the server cannot tell it from another container of the parent. `onChecking` gets each lease
+   * the server grants as its ARP check begins (see DhcpClients.acquire).
    */
-  async acquire(network: NetworkRecord, endpoint: Pick<EndpointRecord, 'id' | 'mac'>): Promise<Lease> {
+  async acquire(
+    network: NetworkRecord,
+    endpoint: Pick<EndpointRecord, 'id' | 'mac'>,
+    onChecking?: (lease: Lease) => void,
+  ): Promise<Lease> {
     const seconds = network.dhcp!.timeoutSeconds;
     const ifindex = await this.parentIndex(network);
     const identity = dhcpIdentity(network, endpoint);
     try {
-      return await this.clients.acquire(ifindex, identity, seconds * 1000);
+      return await this.clients.acquire(ifindex, identity, seconds * 1000, undefined, onChecking);
     } catch (error) {
       if (error instanceof SharedLease) throw sharedLeaseError(network, error);
       if (!(error instanceof NoDhcpAnswer)) throw error;
@@ -91,6 +104,18 @@ export class DhcpLeases {
         );
       }
     }
+  }
+
+  /** For the metrics, on scrape: one pass over the clients and one over the endpoints. */
+  figures(): DhcpFigures {
+    const phases = this.opened?.clients.phases() ?? { acquiring: 0, bound: 0, renewing: 0, rebinding: 0 };
+    let lost = 0;
+    for (const endpoint of this.state.endpoints.values()) if (endpoint.leaseLost) lost++;
+    const counts = this.opened?.clients.counts ?? {
+      renewals: 0,
+      failures: { nak: 0, timeout: 0, declined: 0, changed: 0 },
+    };
+    return { leases: { ...phases, lost }, counts };
   }
 
   /** Stops renewing without releasing: the leases stay valid for the next start to resume. */

@@ -7,7 +7,7 @@ import { MARK_ENDPOINT } from '../kernel/marks';
 import { LinkReaper } from '../kernel/reaper';
 import { crashPoint } from '../state/crash';
 import type { KeyedMutex } from '../state/keyed-mutex';
-import { clientKey } from '../dhcp/lease';
+import { clientKey, type Lease } from '../dhcp/lease';
 import { dhcpIdentity, type DhcpLeases } from './dhcp-leases';
 import { connectedDefaults, joinRoutes, type StaticRoute } from './dhcp-network';
 import type { DriverState } from './driver-state';
@@ -57,6 +57,7 @@ export class EndpointLifecycle {
   }
 
   private async createLocked(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
+    const started = performance.now();
     const network = this.state.network(req.networkId);
     const existing = this.state.endpoints.get(req.endpointId);
     if (existing) return sameAnswer(existing, req, ownMac(childMode(network)));
@@ -83,21 +84,19 @@ export class EndpointLifecycle {
     let leased = false;
     try {
       if (!record.mac) record.mac = await this.parentMac(network, req.mac);
-      await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
-      crashPoint('endpoint-recorded');
       let answered = record;
-      if (network.dhcp) {
-        const lease = await this.dhcp.acquire(network, record);
-        leased = true;
-        crashPoint('dhcp-leased');
-        answered = { ...record, ipv4: `${lease.address}/${lease.prefixLength}`, lease };
-        // Recorded before it is answered: a start that finds it unanswered still knows what to release.
-        await this.state.endpointStore.put(record.id, { ...answered, unanswered: true });
-        crashPoint('lease-recorded');
+      if (network.dhcp) answered = await this.leaseFor(network, record, () => (leased = true));
+      else {
+        await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
+        crashPoint('endpoint-recorded');
       }
       await this.state.endpointStore.put(record.id, answered); // just before the answer: a restart keeps it from here on
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
+      if (answered.lease) {
+        const ms = Math.round((performance.now() - started) * 1000) / 1000;
+        this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv4, ms }, 'DHCP endpoint created');
+      }
       return {
         ...(!req.mac && ownMac(childMode(network)) && { mac: record.mac }),
         ...(answered.lease && { ipv4: answered.ipv4 }),
@@ -109,6 +108,48 @@ export class EndpointLifecycle {
       await this.state.endpointStore.remove(record.id).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * A DHCP endpoint's record with its lease, on disk (unanswered) when this resolves. The record is written as the
+   * exchange runs, and again with the lease as soon as the server grants it, while the ARP check runs: a start that
+   * finds it unanswered knows what to release, and neither write waits on the wire, nor the wire on them. A write that
+   * fails stops the client (nothing is kept without its record); `bound` is called once the lease is the endpoint's.
+   */
+  private async leaseFor(network: NetworkRecord, record: EndpointRecord, bound: () => void): Promise<EndpointRecord> {
+    const store = this.state.endpointStore;
+    const withLease = (lease: Lease): EndpointRecord => ({
+      ...record,
+      ipv4: `${lease.address}/${lease.prefixLength}`,
+      lease,
+    });
+    let recorded: Lease | undefined;
+    // One write at a time, in order: the writes of one record share its temporary file.
+    let written = store.put(record.id, { ...record, unanswered: true }).then(() => crashPoint('endpoint-recorded'));
+    written.catch(() => this.dhcp.release(clientKey(dhcpIdentity(network, record))));
+    const onChecking = (lease: Lease) => {
+      written = written.then(async () => {
+        await store.put(record.id, { ...withLease(lease), unanswered: true });
+        recorded = lease;
+        crashPoint('lease-recorded');
+      });
+    };
+    let lease: Lease;
+    try {
+      lease = await this.dhcp.acquire(network, record, onChecking);
+    } catch (err) {
+      throw (
+        (await written.then(
+          () => undefined,
+          (writeErr: unknown) => writeErr,
+        )) ?? err
+      );
+    }
+    bound();
+    await written;
+    crashPoint('dhcp-leased');
+    if (recorded !== lease) await store.put(record.id, { ...withLease(lease), unanswered: true });
+    return withLease(lease);
   }
 
   /**

@@ -14,6 +14,9 @@ export function shimName(networkId: string): string {
   return SHIM_PREFIX + networkId.slice(0, 10);
 }
 
+/** What ensure found: the shim had to be made, it was there, or its parent is not (nothing to hang it on). */
+export type ShimOutcome = 'made' | 'present' | 'no parent';
+
 export interface ShimSpec {
   networkId: string;
   parent: string;
@@ -28,11 +31,12 @@ export class HostAccess {
 
   /**
    * Makes the shim and its routes exist, whatever is left of them: called at create, at start and whenever the
-   * parent or the shim changes. Idempotent. Returns false when the parent is not there (nothing to hang the shim on).
+   * parent or the shim changes. Idempotent.
    */
-  async ensure(spec: ShimSpec, containerAddresses: () => Iterable<string>): Promise<boolean> {
-    const shim = await this.shim(spec);
-    if (!shim) return false;
+  async ensure(spec: ShimSpec, containerAddresses: () => Iterable<string>): Promise<ShimOutcome> {
+    const found = await this.shim(spec);
+    if (!found) return 'no parent';
+    const { shim, made } = found;
     await this.links.addIpv4Address(shim.index, spec.address, 32);
     if (!shim.up) await this.links.setUp(shim.index);
     for (const address of containerAddresses()) await this.links.replaceHostRoute(address, shim.index, spec.address);
@@ -41,29 +45,32 @@ export class HostAccess {
     const routes = await this.links.hostRoutes(shim.index);
     const owned = new Set(containerAddresses());
     for (const address of routes) if (!owned.has(address)) await this.links.deleteHostRoute(address, shim.index);
-    return true;
+    return made ? 'made' : 'present';
   }
 
   /**
    * The network's shim: the one there when it hangs off the parent as the network's kind of link (it is adopted),
-   * else a new one. Undefined when the parent is not there.
+   * else a new one (`made`). Undefined when the parent is not there.
    */
-  private async shim(spec: ShimSpec): Promise<LinkInfo | undefined> {
+  private async shim(spec: ShimSpec): Promise<{ shim: LinkInfo; made: boolean } | undefined> {
     const name = shimName(spec.networkId);
     const [existing, parent] = [await this.links.get(name), await this.links.get(spec.parent)];
     if (existing && parent && existing.parentIndex === parent.index && existing.kind === spec.link.kind)
-      return existing;
+      return { shim: existing, made: false };
     if (existing && this.links.owns(existing)) await this.links.delete(name);
     if (!parent) return undefined;
+    let made = false;
     try {
       const mtu = spec.mtu !== undefined ? { mtu: spec.mtu } : {};
       const shim = { name, parentIndex: parent.index, ...spec.link, ...mtu };
       await unlessUnsupported(spec.link.kind, spec.parent, () => this.links.createChild(shim, MARK_SHIM));
+      made = true;
     } catch (err) {
       // Another event's ensure made it meanwhile.
       if (!(err instanceof KernelError && err.nameTaken)) throw err;
     }
-    return this.links.get(name);
+    const shim = await this.links.get(name);
+    return shim && { shim, made };
   }
 
   async route(networkId: string, hostAddress: string, containerAddress: string): Promise<void> {

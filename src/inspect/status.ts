@@ -14,7 +14,8 @@ import { CLUSTER_JSON_SCHEMA, type ClusterReport, collectCluster, formatCluster 
 import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
-import { readState, type PoolRow } from './state-snapshot';
+import { RANGE_HEADER, RANGE_ROW_SCHEMA, rangeCells, type RangeRow } from './range-rows';
+import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
 import { VERSION } from '../version';
 import type { FormatReport } from '../state/migrate';
@@ -60,6 +61,10 @@ export interface StatusReport {
   networks: NetworkRow[];
   endpoints: EndpointRow[];
   pools: PoolRow[];
+  /** How full each dynamic range is: the metrics' allocated and capacity figures. */
+  ranges: RangeRow[];
+  /** Addresses devices on the LAN answered for when the IPAM probed them: kept from containers (local pools). */
+  devices: DeviceRow[];
   /** DHCP leases of endpoints on DHCP networks. */
   leases: LeaseRow[];
   drift: Drift[];
@@ -87,6 +92,7 @@ export const STATUS_JSON_SCHEMA = {
     'networks',
     'endpoints',
     'pools',
+    'ranges',
     'leases',
     'drift',
     'unreadable',
@@ -190,6 +196,22 @@ export const STATUS_JSON_SCHEMA = {
         },
       },
     },
+    ranges: { type: 'array', items: RANGE_ROW_SCHEMA },
+    devices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['subnet', 'address', 'mac', 'since', 'poolId'],
+        additionalProperties: false,
+        properties: {
+          subnet: nonEmpty,
+          address: nonEmpty,
+          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          since: nonEmpty,
+          poolId: nonEmpty,
+        },
+      },
+    },
     leases: { type: 'array', items: LEASE_ROW_SCHEMA },
     drift: {
       type: 'array',
@@ -290,6 +312,8 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     networks,
     endpoints,
     pools: state.pools,
+    ranges: state.ranges,
+    devices: state.devices ?? [],
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
@@ -368,6 +392,11 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   out.push('');
+  if (report.ranges.length) out.push(table(RANGE_HEADER, rangeCells(report.ranges)), '');
+  if (report.devices.length) {
+    const rows = report.devices.map((d) => [d.address, d.subnet, d.mac, d.since, d.poolId]);
+    out.push(table(['HELD BY A LAN DEVICE', 'SUBNET', 'MAC', 'SINCE', 'POOL'], rows), '');
+  }
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
   if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
@@ -402,7 +431,12 @@ export async function status(options: StatusOptions): Promise<number> {
     const plugin = options.plugin;
     const report = await collectStatus(options.stateDir, plugin?.name ?? driverName(options.socket), links);
     if (plugin) report.plugin = { name: plugin.name, id: plugin.id, enabled: plugin.enabled };
-    if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
+    if (options.etcd)
+      ({ cluster: report.cluster, ranges: report.ranges } = await collectCluster(
+        options.etcd,
+        instanceId(options.stateDir),
+        report.ranges,
+      ));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
     return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;
   } finally {

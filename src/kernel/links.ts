@@ -76,6 +76,13 @@ export class Links {
   private dumpQueue: Promise<unknown> = Promise.resolve();
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
+  /**
+   * Set while a dump runs: other requests wait for it. A reply that comes between a dump's parts splits the dump (the
+   * netlink library then fails it as not terminated), and the kernel queues the reply to a request sent meanwhile there.
+   */
+  private alone: Promise<void> | undefined;
+  /** Called when the last request in flight finishes (a dump waits for that). */
+  private idle: (() => void) | undefined;
 
   /**
    * `afterCreate` runs between creating a link and giving it its alias, the one moment a link exists half-made: the
@@ -104,7 +111,8 @@ export class Links {
    * Runs one request on the socket once fewer than MAX_IN_FLIGHT are under way; a finished one hands its slot on. A
    * request whose reply the kernel dropped times out, and is sent once more when it is `idempotent`.
    */
-  private async inTurn<T>(send: () => Promise<T>, idempotent = true): Promise<T> {
+  private async inTurn<T>(send: () => Promise<T>, idempotent = true, dump = false): Promise<T> {
+    if (!dump) while (this.alone) await this.alone;
     if (this.inFlight < MAX_IN_FLIGHT) this.inFlight++;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
     try {
@@ -117,14 +125,14 @@ export class Links {
     } finally {
       const next = this.waiting.shift();
       if (next) next();
-      else this.inFlight--;
+      else if (--this.inFlight === 0) this.idle?.();
     }
   }
 
   /** One request in turn; a refusal becomes a KernelError naming `operation`. */
-  private async request<T>(operation: string, send: () => Promise<T>, idempotent = true): Promise<T> {
+  private async request<T>(operation: string, send: () => Promise<T>, idempotent = true, dump = false): Promise<T> {
     try {
-      return await this.inTurn(send, idempotent);
+      return await this.inTurn(send, idempotent, dump);
     } catch (err) {
       throw new KernelError(operation, errnoOf(err));
     }
@@ -142,11 +150,23 @@ export class Links {
   }
 
   /**
-   * A dump request, after the previous one has finished. Never sent twice (not idempotent): the first may still be
-   * running, and two on a socket mix their replies.
+   * A dump request, after the previous one has finished, alone on the socket: requests under way finish first, new
+   * ones wait for it. Never sent twice (not idempotent): the first may still be running, and two on a socket mix their
+   * replies.
    */
   private dump<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    const run = this.dumpQueue.then(() => this.request(operation, send, false));
+    const run = this.dumpQueue.then(async () => {
+      let done!: () => void;
+      this.alone = new Promise<void>((resolve) => (done = resolve));
+      try {
+        if (this.inFlight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+        this.idle = undefined;
+        return await this.request(operation, send, false, true);
+      } finally {
+        this.alone = undefined;
+        done();
+      }
+    });
     this.dumpQueue = run.catch(() => undefined);
     return run;
   }
@@ -329,6 +349,18 @@ export class Links {
           r.attrs.dst?.length === 4,
       )
       .map((r) => [...(r.attrs.dst as Buffer)].join('.'));
+  }
+
+  /**
+   * The host's own addresses on link `index`, IPv4 and IPv6 (`ip -br addr show dev <link>`), as raw bytes: 4 or 16
+   * each. IFA_LOCAL is the link's own address (IFA_ADDRESS is the peer's on a point-to-point link).
+   */
+  async addressesOf(index: number): Promise<Buffer[]> {
+    const messages = await this.dump('list addresses', () => this.socket.getAddresses());
+    return messages
+      .filter((m) => m.data.index === index)
+      .map((m) => m.attrs.local ?? m.attrs.address)
+      .filter((bytes): bytes is Buffer => bytes !== undefined && (bytes.length === 4 || bytes.length === 16));
   }
 
   /** Deletes the /32 route to `destination` out of link `index`; false when it was not there. */

@@ -126,6 +126,9 @@ describe('tsmacvlan status', () => {
           .status,
       ).toBe(200);
     }
+    // And one from the range: the only address in it (the others are outside).
+    const dynamic = await plugin.call('IpamDriver.RequestAddress', { PoolID: pool.json.PoolID, Options: {} });
+    expect(dynamic.json).toEqual({ Address: '10.81.0.128/24', Data: {} });
     const before = fingerprint(plugin.stateDir);
 
     const { code, report } = status(plugin.stateDir);
@@ -163,7 +166,10 @@ describe('tsmacvlan status', () => {
       addresses: ['10.81.0.6/24'],
     });
     expect(report.pools).toEqual([
-      { poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 3, refs: 1 },
+      { poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 4, refs: 1 },
+    ]);
+    expect(report.ranges).toEqual([
+      { subnet: '10.81.0.0/24', range: '10.81.0.128/25', scope: 'host', allocated: 1, capacity: '127' },
     ]);
     expect(report).toMatchObject({ driver: TEST_DRIVER, group: stateGroup(plugin.stateDir) });
     expect(report.drift).toEqual([]);
@@ -171,9 +177,12 @@ describe('tsmacvlan status', () => {
     const { text } = status(plugin.stateDir, false);
     expect(text).toMatch(
       new RegExp(
-        `^${pool.json.PoolID.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} +10\\.81\\.0\\.0/24 +10\\.81\\.0\\.128/25 +3 +1$`,
+        `^${pool.json.PoolID.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} +10\\.81\\.0\\.0/24 +10\\.81\\.0\\.128/25 +4 +1$`,
         'm',
       ),
+    );
+    expect(text).toMatch(
+      /^SUBNET +RANGE +SCOPE +ALLOCATED +CAPACITY +FULL\n10\.81\.0\.0\/24 +10\.81\.0\.128\/25 +host +1 +127 +0\.8%$/m,
     );
     expect(text).toMatch(
       new RegExp(`^${lan.slice(0, 12)} +${parent} +macvlan +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'),
@@ -276,6 +285,8 @@ describe('tsmacvlan status', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      ranges: [],
+      devices: [],
       leases: [],
       drift: [],
       unreadable: [],

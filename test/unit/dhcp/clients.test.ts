@@ -32,6 +32,13 @@ function answer(frame: Buffer, change: Partial<DhcpMessage>): Buffer {
   return buildUdpFrame({ ...datagram, payload: encodeMessage({ ...decodeMessage(datagram.payload), ...change }) });
 }
 
+/** The ACK turned into a NAK: option 53 (the message type) set to 6. */
+function asNak(ack: Buffer): Buffer {
+  const copy = Buffer.from(ack);
+  for (let i = 282; copy[i] !== 255; i += 2 + copy[i + 1]!) if (copy[i] === 53) copy[i + 2] = 6;
+  return copy;
+}
+
 describe('DhcpClients', () => {
   let sent: Buffer[];
   let memberships: string[];
@@ -83,6 +90,20 @@ describe('DhcpClients', () => {
     expect(types()).toEqual(['discover', 'request', 'arp', 'arp', 'arp']);
   });
 
+  it('tells the caller of the granted lease as its ARP check begins, once, before it binds', async () => {
+    const checked: string[] = [];
+    const pending = clients.acquire(PARENT, MAC, 10_000, undefined, (lease) => checked.push(lease.address));
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[0]!, lastXid()) });
+    expect(checked).toEqual([]);
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[1]!, lastXid()) });
+    expect(checked.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(399);
+    expect(clients.lease(MAC)).toBeUndefined(); // still checking
+    await vi.advanceTimersByTimeAsync(1);
+    expect((await pending).address).toBe(checked[0]);
+    expect(checked.length).toBe(1);
+  });
+
   it('renews at T1 even while ARP traffic on the LAN keeps arriving', async () => {
     const lease = await bind();
     const chatter = buildArpFrame({
@@ -121,6 +142,27 @@ describe('DhcpClients', () => {
     expect(types().length).toBeGreaterThanOrEqual(2); // retransmitted after 1 s and 2 s more
     expect(new Set(types())).toEqual(new Set(['discover']));
     expect(vi.getTimerCount()).toBe(0);
+    expect(clients.counts.failures).toEqual({ nak: 0, timeout: 1, declined: 0, changed: 0 });
+  });
+
+  it('counts renewals granted and leases lost, and knows which phase each client is in', async () => {
+    expect(clients.phases()).toEqual({ acquiring: 0, bound: 0, renewing: 0, rebinding: 0 });
+    const pending = clients.acquire(PARENT, MAC, 10_000);
+    expect(clients.phases()).toMatchObject({ acquiring: 1 });
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[0]!, lastXid()) });
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[1]!, lastXid()) });
+    await vi.advanceTimersByTimeAsync(1000);
+    const lease = await pending;
+    expect(clients.phases()).toEqual({ acquiring: 0, bound: 1, renewing: 0, rebinding: 0 });
+    await vi.advanceTimersByTimeAsync(lease.renewAt - Date.now());
+    expect(clients.phases()).toMatchObject({ renewing: 1 });
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: withXid(lanFrames[1]!, lastXid()) });
+    expect(clients.counts).toEqual({ renewals: 1, failures: { nak: 0, timeout: 0, declined: 0, changed: 0 } });
+    // The next renewal is refused: the lease is lost to a NAK, and the client starts over.
+    await vi.advanceTimersByTimeAsync(clients.lease(MAC)!.renewAt - Date.now());
+    clients.receive({ ifindex: PARENT, outgoing: false, frame: asNak(withXid(lanFrames[1]!, lastXid())) });
+    expect(clients.counts).toEqual({ renewals: 1, failures: { nak: 1, timeout: 0, declined: 0, changed: 0 } });
+    expect(clients.phases()).toMatchObject({ acquiring: 1 });
   });
 
   it('release while acquiring rejects the acquire; a second acquire for one MAC is refused', async () => {

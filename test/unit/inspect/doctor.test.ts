@@ -395,6 +395,7 @@ describe('state and drift checks', () => {
     networks: [network({})],
     endpoints: [],
     pools: [],
+    ranges: [],
     unreadable: [],
     format,
   };

@@ -144,6 +144,7 @@ describe('the report', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      ranges: [],
       leases: [],
       drift: [],
       unreadable: [],
