@@ -10,7 +10,7 @@ import Ajv from 'ajv';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { commandHelp, COMMANDS } from '../../src/cli/usage';
 import { DOCTOR_JSON_SCHEMA } from '../../src/inspect/doctor/check';
-import { STATUS_JSON_SCHEMA } from '../../src/inspect/status';
+import { STATUS_JSON_SCHEMA } from '../../src/inspect/status-schema';
 import { stateGroup } from '../../src/state/instance';
 import {
   assertPrivateNetns,
