@@ -80,17 +80,22 @@ step_end
 # ------------------------------------------------------ managed plugin rootfs --
 # managed-plugin.test.ts and swarm.test.ts install the plugin from plugin/build (create.sh --reuse). Building it needs
 # the npm registry, which the lab's namespace cannot reach, so it is built here by an engine of our own in this
-# namespace (no docker0, no iptables, nothing of the host's Docker), removed right after. --reuse: no build when
+# network namespace (no docker0, no iptables, nothing of the host's Docker), removed right after, in a mount namespace
+# of its own (test/lab/own-mounts.sh: 20.10 keeps a managed plugin's runtime dir in /run/docker/plugins, where the
+# host's dockerd looks for plugins, and containerd its shims' sockets in /run/containerd). --reuse: no build when
 # plugin/build already holds the export of the same inputs.
 step_start "plugin rootfs"
 BUILD_ID=tsmvb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-BUILD_ENGINE=/var/tmp/$BUILD_ID
-trap 'bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"' EXIT
-bash "$HERE/../lab/engine.sh" start "$BUILD_ENGINE" - >/dev/null
-DOCKER=$HERE/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$BUILD_ENGINE/docker.sock \
-  TSMACVLAN_BUILD_PREFIX=tsmv-pkg- TSMACVLAN_STATE_SOURCE=$BUILD_ENGINE/plugin-state bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
-bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"
-trap - EXIT
+bash "$HERE/../lab/own-mounts.sh" tsmv-build bash -c '
+  set -euo pipefail
+  lab=$1/../lab engine=/var/tmp/$2
+  trap "bash \"$lab/engine.sh\" remove \"$engine\"" EXIT
+  trap "exit 143" TERM INT
+  bash "$lab/engine.sh" start "$engine" - >/dev/null
+  DOCKER=$1/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$engine/docker.sock DOCKER_CONFIG=$engine/client \
+    TSMACVLAN_BUILD_PREFIX=tsmv-pkg- \
+    TSMACVLAN_STATE_SOURCE=$engine/plugin-state bash "$1/../../plugin/create.sh" --reuse "$2:latest"
+' build-rootfs "$HERE" "$BUILD_ID"
 step_end "plugin/build ready"
 
 echo "[provision] ready in $(( $(now_ms) - T0 )) ms"

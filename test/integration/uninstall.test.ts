@@ -11,7 +11,15 @@ import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { shimName } from '../../src/driver/host-access';
 import { internalParentName, VETH_PEER_PREFIX } from '../../src/driver/parents';
 import { stateGroup } from '../../src/state/instance';
-import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 
 assertPrivateNetns();
@@ -50,8 +58,8 @@ describe('tsmacvlan uninstall', () => {
   afterEach(async () => {
     daemon?.child.kill('SIGKILL');
     await daemon?.exited;
-    for (const name of [parent, ...extra.splice(0), ...linkNames().filter((n) => n.startsWith('tsmv'))])
-      deleteLink(name);
+    for (const name of [parent, ...extra.splice(0)]) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
     rmSync(dir, { recursive: true, force: true });
   });
 

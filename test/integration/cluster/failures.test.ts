@@ -7,6 +7,8 @@ import { EtcdCluster } from '../../lab/etcd';
 import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
 
 const cluster = EtcdCluster.onHost(`${PREFIX}f`, '127.0.0.1', 23730);
+/** A request fails "within about 5 s" when quorum is lost (README): 3 times that, for a noisy 2-core machine. */
+const QUORUM_LOST_BOUND_MS = 15_000;
 let run = 0;
 const tables = new Tables(() => ({ endpoints: cluster.endpoints, prefix: `/${PREFIX}/fail${run}` }));
 
@@ -61,6 +63,8 @@ describe('cluster table when etcd fails', () => {
     );
     const elapsed = Date.now() - t0;
     console.log(`take with quorum lost failed after ${elapsed} ms: ${failure?.message}`);
+    // The README's promise: within about 5 s of asking etcd; bounded at 3 times that on this shared machine.
+    expect(elapsed).toBeLessThan(QUORUM_LOST_BOUND_MS);
     // The last attempt went to the member left (no answer) or to a dead one (refused): either says what to check.
     expect(failure?.message).toMatch(
       /^taking \/tmvE\/fail\d+\/v1\/subnets\/10\.72\.1\.0_24\/addresses\/10\.72\.1\.\d+ failed: (etcd at http:\/\/127\.0\.0\.1:23730,http:\/\/127\.0\.0\.1:23731,http:\/\/127\.0\.0\.1:23732 did not answer within 5000 ms|could not reach etcd at http:\/\/127\.0\.0\.1:23730,)/,
@@ -134,22 +138,32 @@ describe('cluster table when etcd fails', () => {
     const hosts = [tables.open('hostA'), tables.open('hostB')];
     for (const h of hosts) await h.table.view(subnet.text);
     const answered = new Map<string, string>();
-    let settled = 0;
-    const takes = hosts.flatMap((h, i) =>
-      Array.from({ length: 100 }, (_, j) =>
-        h.table
-          .take({ subnet, lo, hi, kind: 'container', ref: `t${i}-${j}` })
-          .then((address) => answered.set(formatIp(false, address), `t${i}-${j}`))
-          .catch(() => undefined)
-          .finally(() => settled++),
-      ),
-    );
-    await until('some takes answered', () => answered.size >= 20, 5000, 1);
-    for (let i = 0; i < 3; i++) await cluster.killMember(i);
-    await Promise.all(takes);
-    expect(settled).toBe(200);
-    console.log(`killed etcd with ${answered.size} of 200 takes answered`);
-    expect(answered.size).toBeLessThan(200);
+    // Every member is SIGKILLed the moment the 20th take is answered, while others are in flight: 5 workers per host
+    // take one address after another, so at most 10 takes can be under way when etcd dies, and never all 200.
+    let killed: Promise<unknown> | undefined;
+    const killAll = () => (killed ??= Promise.all([0, 1, 2].map((i) => cluster.killMember(i))));
+    let sent = 0;
+    let failed = 0;
+    const worker = async (h: (typeof hosts)[number], i: number, w: number) => {
+      for (let j = w; j < 100; j += 5) {
+        const ref = `t${i}-${j}`;
+        sent++;
+        const address = await h.table.take({ subnet, lo, hi, kind: 'container', ref }).catch(() => undefined);
+        if (address === undefined) {
+          failed++;
+          return; // etcd is gone: this worker stops
+        }
+        answered.set(formatIp(false, address), ref);
+        if (answered.size === 20) void killAll();
+      }
+    };
+    await Promise.all(hosts.flatMap((h, i) => Array.from({ length: 5 }, (_, w) => worker(h, i, w))));
+    await killed;
+    console.log(`killed etcd with ${answered.size} of ${sent} takes answered, ${failed} failed`);
+    expect(killed).toBeDefined();
+    expect(answered.size).toBeGreaterThanOrEqual(20);
+    expect(answered.size).toBeLessThanOrEqual(30); // the 20th, and at most the other 10 workers' takes in flight
+    expect(sent).toBe(answered.size + failed);
     await allMembersUp();
     const refs = async () =>
       new Map([...(await heldIn(hosts[0].kv, subnet))].map(([address, claims]) => [address, claims[0].ref]));
