@@ -283,8 +283,8 @@ export class ReleaseQueue {
       if (claim.owner !== this.instance || !this.orphans.delete(claim.at)) continue;
       this.log.warn({ subnet: view.subnet.text, at: claim.at }, 'a take reported as failed did commit; releasing it');
       const release: Release = { id: claim.at, subnet: view.subnet.text, at: claim.at };
-      this.intents.durable({ t: 'release', ...release }).then(
-        () => this.enqueueKnown(release),
+      this.record(release).then(
+        () => this.kick(),
         (err: unknown) => this.log.error({ err }, 'could not save a release; it is held until tsmacvlan restarts'),
       );
     }

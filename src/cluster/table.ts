@@ -65,7 +65,13 @@ export class ClusterTable {
     unfinished: Release[],
   ) {
     this.dynamic = new DynamicTakes(kv, instance);
-    this.intents = new IntentLog(path, () => this.liveLines(), unfinished.length);
+    this.intents = new IntentLog(
+      path,
+      () => this.liveLines(),
+      () => this.inflight.size + this.releases.size,
+      log,
+      1 + unfinished.length, // as open() just rewrote it
+    );
     this.releases = new ReleaseQueue(
       this.intents,
       log,

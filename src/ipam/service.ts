@@ -8,7 +8,9 @@ import { PluginError } from '../errors';
 import { type Cidr, contains, overlaps, parseIp } from '../ip/address';
 import { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
-import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
+import { openJournal, readSubnet, writeSnapshotSync } from './journal';
+import { type AppendOptions, type DurableLog, UnmarkedError } from '../state/durable-log';
+import { syncDirSync } from '../state/files';
 import { type TakeKind } from './journal-records';
 import { ExhaustedError } from './dynamic-range';
 import { ClusterAddresses, wantsCluster } from './cluster-addresses';
@@ -41,7 +43,7 @@ export class IpamService {
   private readonly subnets = new Map<string, Subnet>();
   private readonly pools = new Map<string, Pool>();
   /** One per subnet ever seen in this process: kept when a subnet empties, so its file has a single writer. */
-  private readonly journals = new Map<string, Journal>();
+  private readonly journals = new Map<string, DurableLog>();
   private closed = false;
   private readonly cluster: ClusterAddresses;
 
@@ -101,7 +103,7 @@ export class IpamService {
       const lines = subnet.snapshot();
       writeSnapshotSync(path, lines);
       this.subnets.set(subnet.cidr.text, subnet);
-      this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, true, lines.length));
+      this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, lines.length));
       this.log.info(
         { subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size },
         'loaded IPAM state',
@@ -109,26 +111,22 @@ export class IpamService {
     }
   }
 
-  private newJournal(cidr: Cidr, exists: boolean, lines: number): Journal {
+  /** The journal of `cidr`, whose file has `lines` lines (undefined: no file yet). */
+  private newJournal(cidr: Cidr, lines: number | undefined): DurableLog {
     const key = cidr.text;
-    return new Journal(
-      join(this.dir, journalName(cidr)),
-      {
-        snapshot: () => {
-          const subnet = this.subnets.get(key);
-          return subnet && !subnet.empty ? subnet.snapshot() : undefined;
-        },
-        liveLines: () => this.subnets.get(key)?.liveLines ?? 0,
+    const source = {
+      snapshot: () => {
+        const subnet = this.subnets.get(key);
+        return subnet && !subnet.empty ? subnet.snapshot() : undefined;
       },
-      this.log,
-      exists,
-      lines,
-    );
+      liveLines: () => this.subnets.get(key)?.liveLines ?? 0,
+    };
+    return openJournal(join(this.dir, journalName(cidr)), source, this.log, lines);
   }
 
-  private journal(cidr: Cidr): Journal {
+  private journal(cidr: Cidr): DurableLog {
     let journal = this.journals.get(cidr.text);
-    if (!journal) this.journals.set(cidr.text, (journal = this.newJournal(cidr, false, 0)));
+    if (!journal) this.journals.set(cidr.text, (journal = this.newJournal(cidr, undefined)));
     return journal;
   }
 
@@ -205,7 +203,7 @@ export class IpamService {
     this.tidy(pool);
     // The claims go before the pool: a crash in between leaves a pool Docker no longer uses, not claims nobody frees.
     if (dropped && clusterWide) await this.cluster.releasePool(pool);
-    await this.save(subnet.cidr, line, { snapshot: subnet.empty });
+    await this.save(subnet.cidr, line, { rewrite: subnet.empty });
     this.log.info({ poolId, refs: pool.refs, dropped }, 'pool released');
   }
 

@@ -69,7 +69,13 @@ function queueOver(claims: [bigint, string, string][]) {
     modRevision: 10n + BigInt(i),
   }));
   view.load(entries, 10n + BigInt(claims.length));
-  const log = new IntentLog(path, () => [], 0);
+  const log = new IntentLog(
+    path,
+    () => [],
+    () => 0,
+    pino({ level: 'silent' }),
+    1,
+  );
   const queue = new ReleaseQueue(
     log,
     pino({ level: 'silent' }),

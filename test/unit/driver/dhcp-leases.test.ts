@@ -110,7 +110,8 @@ describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
     const renewed = lease('10.77.0.100', 50_000);
     clients.emit('lease', { ifindex: 7, mac: MAC, event: { kind: 'renewed', lease: renewed } });
     await until(() => expect(onDisk().lease).toEqual(renewed));
-    expect(state.endpoints.get('e1')?.lease).toEqual(renewed);
+    // Memory follows once the write is durable (the directory sync after the rename the file shows).
+    await until(() => expect(state.endpoints.get('e1')?.lease).toEqual(renewed));
   });
 
   it.each([
@@ -124,7 +125,7 @@ describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
     expect(clients.calls).toEqual([`release ${MAC}`]); // before any await: no new address can be bound meanwhile
     await until(() => expect(onDisk().lease).toBeUndefined());
     expect(onDisk().leaseLost).toMatchObject({ address: '10.77.0.100', reason });
-    expect(state.endpoints.get('e1')?.leaseLost?.reason).toBe(reason);
+    await until(() => expect(state.endpoints.get('e1')?.leaseLost?.reason).toBe(reason));
   });
 
   it('events for a MAC no endpoint holds change nothing', async () => {
