@@ -9,6 +9,9 @@ import { Gate } from './gate';
 import { type Claim, addressKey, encodeClaims } from './keys';
 import type { SubnetView } from './view';
 
+/** No address of the range is free in the view: what the table checks against etcd before it says so. */
+export class RangeFullError extends PluginError {}
+
 /** The addresses a dynamic take may pick from. */
 export interface Range {
   subnet: Cidr;
@@ -78,10 +81,10 @@ export class DynamicTakes {
     );
   }
 
-  private exhausted(view: SubnetView, range: Range): PluginError {
+  private exhausted(view: SubnetView, range: Range): RangeFullError {
     const summary = view.summary(range.lo, range.hi);
     const mine = summary.owners[this.instance]?.container ?? 0;
-    return new PluginError(
+    return new RangeFullError(
       `no free address in ${describeRange(range)} across the cluster: all ${summary.size} are held (${mine} by this host, ${Object.keys(summary.owners).length} hosts in all); release some, or give a wider --ip-range`,
     );
   }

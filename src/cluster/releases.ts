@@ -266,6 +266,19 @@ export class ReleaseQueue {
     }
   }
 
+  /**
+   * Applies now every release of this instance queued for `subnet` but those of whole pools (which wait for the
+   * pools' takes under way): rollbacks of takes whose outcome an outage hid, releases Docker asked for meanwhile.
+   * Throws etcd's error when etcd does not answer. For a take that finds no free address in the view.
+   */
+  async settleSubnet(subnet: string): Promise<void> {
+    const ids = [...this.queue.keys()].filter((id) => {
+      const release = this.queue.get(id)!;
+      return release.subnet === subnet && release.pool === undefined;
+    });
+    for (const id of ids) await this.apply(id);
+  }
+
   /** A queued release of pool `ref` in `subnet`, which a new take of that pool must wait for. */
   pendingPool(subnet: string, ref: string): string | undefined {
     for (const id of this.queue.of({ subnet, pool: ref })) return id;
