@@ -101,7 +101,10 @@ async function serve(options: ServeOptions): Promise<void> {
   // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
   migrateState(options.stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
-  const driver = new NetworkDriver(links, options.stateDir, log);
+  // The driver tells the IPAM of each deleted endpoint's addresses, whose releases Docker owes (ipam/release-dues.ts).
+  const driver = new NetworkDriver(links, options.stateDir, log, {
+    releaseDue: (subnet, address) => ipam.releaseDue(subnet, address),
+  });
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.

@@ -19,10 +19,11 @@ import { newerFormatMessage } from '../state/record-format';
 const SLACK = 1024;
 
 /**
- * The log's format, in its first line (`{"t":"intents","format":2}`). 1: tsmacvlan 0.1.0, no such line. 2: the line;
- * the records are those of 1.
+ * The log's format, in its first line (`{"t":"intents","format":3}`). 1: tsmacvlan 0.1.0, no such line. 2: the line;
+ * the records are those of 1. 3: a release may wait until `after` (a release due: see ClusterTable.releaseDue); the
+ * records of 2 are records of 3.
  */
-export const INTENTS_FORMAT = 2;
+export const INTENTS_FORMAT = 3;
 const HEADER = `{"t":"intents","format":${INTENTS_FORMAT}}`;
 
 export type IntentLine =
@@ -44,6 +45,8 @@ export interface Release {
   address?: string;
   ref?: string;
   pool?: string;
+  /** Not before this time (ms since the epoch): a release due, which Docker's own release may make unneeded. */
+  after?: number;
 }
 
 /** What the log says is unfinished: takes not answered (token → subnet, to roll back) and releases not done. */

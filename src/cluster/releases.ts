@@ -83,6 +83,9 @@ function indexKey(release: { subnet: string; pool?: string; address?: string | b
 
 export class ReleaseQueue {
   private readonly queue = new Queued();
+  /** Releases due later (see releaseLater), in the order they fall due: queued then. */
+  private readonly later: Release[] = [];
+  private laterTimer: NodeJS.Timeout | undefined;
   private readonly applying = new Map<string, Promise<void>>();
   /** Releases being made durable: none is applied before its line is on disk (a restart would apply it again). */
   private readonly saving = new Map<string, Promise<void>>();
@@ -104,7 +107,47 @@ export class ReleaseQueue {
     private readonly takesUnderWay: (subnet: string, ref: string) => Promise<unknown>[],
     unfinished: Release[],
   ) {
-    for (const release of unfinished) this.queue.set(release.id, release);
+    for (const release of unfinished) {
+      if ((release.after ?? 0) > Date.now()) this.addLater(release);
+      else this.queue.set(release.id, release);
+    }
+  }
+
+  /**
+   * Queues `release` (by token) to be applied at `release.after`, durable before it resolves: a release Docker owes
+   * for an endpoint it deleted. Docker's own release of the claim, if it comes first, leaves it nothing to do.
+   */
+  async releaseLater(release: Release): Promise<void> {
+    this.addLater(release);
+    try {
+      await this.intents.writtenNow({ t: 'release', ...release });
+    } catch (err) {
+      const at = this.later.indexOf(release);
+      if (at >= 0) this.later.splice(at, 1);
+      throw err;
+    }
+  }
+
+  private addLater(release: Release): void {
+    let at = this.later.length;
+    while (at > 0 && this.later[at - 1].after! > release.after!) at--;
+    this.later.splice(at, 0, release);
+    if (at === 0) this.armLater();
+  }
+
+  private armLater(): void {
+    clearTimeout(this.laterTimer);
+    this.laterTimer = undefined;
+    if (this.stopped || this.later.length === 0) return;
+    this.laterTimer = setTimeout(
+      () => {
+        this.laterTimer = undefined;
+        while (this.later.length > 0 && this.later[0].after! <= Date.now()) this.enqueueKnown(this.later.shift()!);
+        this.armLater();
+      },
+      Math.max(0, this.later[0].after! - Date.now()),
+    );
+    this.laterTimer.unref();
   }
 
   get size(): number {
@@ -112,7 +155,7 @@ export class ReleaseQueue {
   }
 
   lines(): IntentLine[] {
-    return [...this.queue.values()].map((release) => ({ t: 'release', ...release }));
+    return [...this.queue.values(), ...this.later].map((release) => ({ t: 'release', ...release }));
   }
 
   /** Queues a release the log already implies (a take whose etcd outcome is unknown) and starts applying it. */
@@ -124,12 +167,17 @@ export class ReleaseQueue {
   /** A release Docker asked for; see ClusterTable.release. */
   async release(subnet: string, address: string, ref: string): Promise<boolean> {
     const release: Release = { id: newId(), subnet, address, ref };
-    if (!this.down) {
-      const view = await this.viewOf(subnet).catch((err: unknown) => this.unavailable(err));
-      if (view && !this.target(view, release)) return false;
-    }
+    // Written first, before any wait: a process killed from here on keeps it (Docker would retry it with an empty
+    // body, which says nothing).
     await this.record(release);
     crashPoint('cluster-release-saved');
+    if (!this.down) {
+      const view = await this.viewOf(subnet).catch((err: unknown) => this.unavailable(err));
+      if (view && !this.target(view, release)) {
+        this.done(release);
+        return false;
+      }
+    }
     await this.applyNowOrLater(release);
     return true;
   }
@@ -146,10 +194,15 @@ export class ReleaseQueue {
     await this.applyNowOrLater(release);
   }
 
-  /** Queues `release` (at once: takes see it from now on) and resolves once its line is durable. */
+  /** Queues `release` and writes its line (at once: takes see it, a kill keeps it); resolves once it is synced. */
   private async record(release: Release): Promise<void> {
     this.queue.set(release.id, release);
-    const saving = this.intents.durable({ t: 'release', ...release });
+    let saving: Promise<void>;
+    try {
+      saving = this.intents.writtenNow({ t: 'release', ...release });
+    } catch (err) {
+      saving = Promise.reject(err);
+    }
     this.saving.set(release.id, saving);
     try {
       await saving;
@@ -225,7 +278,8 @@ export class ReleaseQueue {
     for (let losses = 0; losses < MAX_ATTEMPTS;) {
       const target = this.target(view, release);
       if (!target) {
-        if (release.at !== undefined) this.orphans.add(release.at);
+        // A rollback's take may yet show up (its outcome was unknown); a release due was made unneeded by Docker's.
+        if (release.at !== undefined && release.after === undefined) this.orphans.add(release.at);
         return this.done(release);
       }
       const key = addressKey(this.kv.prefix, view.subnet, target.address);
@@ -345,5 +399,6 @@ export class ReleaseQueue {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.armLater();
   }
 }

@@ -313,6 +313,20 @@ export class ClusterTable {
   }
 
   /**
+   * The network driver deleted the endpoint holding `address`: Docker's ReleaseAddress for it is due, and if it has
+   * not come by `by` (a crash cut it short), the claim is released then, by its token, so nothing else is touched.
+   * Only this instance's one endpoint claim on the address; durable here before it resolves.
+   */
+  async releaseDue(subnet: Cidr, address: bigint, by: number): Promise<void> {
+    if (this.closed) return;
+    const view = await this.view(subnet.text);
+    const mine = view.held.get(address)?.claims?.filter((c) => c.owner === this.instance && c.kind === 'container');
+    if (mine?.length !== 1) return; // released already, or claims of several pools: none is clearly the endpoint's
+    const { at } = mine[0];
+    await this.releases.releaseLater({ id: `due-${at}`, subnet: subnet.text, at, after: by });
+  }
+
+  /**
    * The last ReleasePool of pool `ref` on this instance: every claim of this instance with that ref in `subnet` is
    * released (durable before it resolves, applied now or when etcd answers). Other instances' claims stay.
    */

@@ -23,6 +23,17 @@ import { repairAtStart } from './start-up-repair';
 
 export type { CreateEndpointRequest, CreateNetworkRequest, JoinAnswer };
 
+/**
+ * Told, before an endpoint is forgotten, of each address Docker had its IPAM give it (subnet, address): Docker's
+ * ReleaseAddress for it comes next, and the IPAM makes sure it is not lost (IpamService.releaseDue).
+ */
+export type ReleaseDue = (subnet: string, address: string) => Promise<void>;
+
+export interface DriverOptions {
+  openDhcp?: OpenClients;
+  releaseDue?: ReleaseDue;
+}
+
 export class NetworkDriver {
   private readonly state: DriverState;
   private readonly parents: Parents;
@@ -35,7 +46,7 @@ export class NetworkDriver {
     private readonly links: Links,
     stateDir: string,
     private readonly log: Logger,
-    openDhcp?: OpenClients,
+    { openDhcp, releaseDue }: DriverOptions = {},
   ) {
     this.state = new DriverState(stateDir);
     this.parents = new Parents(links);
@@ -45,7 +56,7 @@ export class NetworkDriver {
     this.networkLife = new NetworkLifecycle(this.state, this.parents, hostAccess, this.upkeep, parentLocks, log);
     const endpointLocks = new KeyedMutex();
     this.dhcp = new DhcpLeases(links, this.state, endpointLocks, log, openDhcp);
-    this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, this.dhcp, endpointLocks, log);
+    this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, this.dhcp, endpointLocks, log, releaseDue);
   }
 
   /**

@@ -47,6 +47,7 @@ export class EndpointLifecycle {
     /** One request at a time per endpoint: Docker sends them in order, a client that does not must not tangle them. */
     private readonly endpointLocks: KeyedMutex,
     private readonly log: Logger,
+    private readonly releaseDue?: (subnet: string, address: string) => Promise<void>,
   ) {}
 
   /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
@@ -194,6 +195,24 @@ export class EndpointLifecycle {
     return this.endpointLocks.run(endpointId, () => this.deleteLocked(networkId, endpointId));
   }
 
+  /**
+   * Tells the IPAM, once the endpoint is gone, which addresses Docker's ReleaseAddress is due for next (not a leased one:
+   * DHCP addresses come from the LAN's server). A failure is logged, never fails the delete: deletes roll forward.
+   */
+  private async noteReleasesDue(networkId: string, endpoint: EndpointRecord): Promise<void> {
+    const network = this.state.networks.get(networkId);
+    if (!this.releaseDue || !network || endpoint.lease) return;
+    for (const [subnet, address] of [
+      [network.ipv4?.pool, endpoint.ipv4],
+      [network.ipv6?.pool, endpoint.ipv6],
+    ]) {
+      if (!subnet || !address) continue;
+      await this.releaseDue(subnet, address.split('/')[0]).catch((err: unknown) =>
+        this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address'),
+      );
+    }
+  }
+
   private async deleteLocked(networkId: string, endpointId: string): Promise<void> {
     const endpoint = this.state.endpoints.get(endpointId);
     if (!endpoint) return;
@@ -212,6 +231,8 @@ export class EndpointLifecycle {
       await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
       crashPoint('route-removed');
     }
+    // Only once the delete has succeeded: Docker keeps an endpoint whose delete failed, and its address with it.
+    await this.noteReleasesDue(networkId, endpoint);
     // Only our own link: a name clash with someone else's link must not cost them their interface. Its deletion
     // (17-20 ms of kernel time) finishes after the answer; if the plugin dies first, the link is ours and owned by
     // no record, so the next start deletes it.

@@ -51,6 +51,11 @@ export class ClusterAddresses {
     return this.tableFor(pool).releasePool(pool.subnet.cidr, pool.id);
   }
 
+  /** The endpoint holding `address` is gone: its claim is released at `by` unless released before (see the table). */
+  releaseDue(pool: Pool, address: bigint, by: number): Promise<void> {
+    return this.tableFor(pool).releaseDue(pool.subnet.cidr, address, by);
+  }
+
   /** Durable before it resolves; false when the table shows no claim of this pool on `address`. */
   release(pool: Pool, address: bigint): Promise<boolean> {
     return this.tableFor(pool).release(pool.subnet.cidr, address, pool.id);

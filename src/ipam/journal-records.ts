@@ -6,9 +6,10 @@ export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
 
 /**
  * The journal's format, in its header. 1: no answer marks (every line counts as answered). 2 (tsmacvlan 0.1.0): the
- * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line.
+ * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line. 3: 'due' lines,
+ * addresses whose endpoint is gone and whose ReleaseAddress is awaited (a format 2 journal has none).
  */
-export const JOURNAL_FORMAT = 2;
+export const JOURNAL_FORMAT = 3;
 
 /** The value of `t` of each record type. */
 export const RECORD = {
@@ -28,6 +29,8 @@ export const RECORD = {
   freed: 'f',
   /** A dynamic take that found nothing but moved the range's position. */
   exhausted: 'exhausted',
+  /** The endpoint holding an address is gone: Docker's ReleaseAddress is due by `by` (ms since the epoch). */
+  due: 'due',
 } as const;
 
 /** The value of `t` of a take, per kind of address. */
@@ -56,6 +59,7 @@ export const journalLine = {
   answeredAcquire: (p: number) => `{"t":"${RECORD.answered}","p":${p}}`,
   release: (p: number) => `{"t":"${RECORD.release}","p":${p}}`,
   exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
+  due: (a: string, p: number, by: number) => `{"t":"${RECORD.due}","a":"${a}","p":${p},"by":${by}}`,
   range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
     JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),
 };

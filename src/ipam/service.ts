@@ -13,9 +13,11 @@ import { type AppendOptions, type DurableLog, UnmarkedError } from '../state/dur
 import { syncDirSync } from '../state/files';
 import { type TakeKind } from './journal-records';
 import { ExhaustedError } from './dynamic-range';
+import { DueReleases, releaseGraceMs } from './release-dues';
 import { ClusterAddresses, wantsCluster } from './cluster-addresses';
 import { checkPoolId, isClusterPoolId, poolIdOf } from './pool-id';
-import { type RequestPoolArgs, family, parsePoolRequest } from './pool-request';
+import { type RequestPoolArgs, checkSameScope, parsePoolRequest } from './pool-request';
+import { addressOfPool } from './address-request';
 import type { ClusterTable } from '../cluster/table';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
@@ -46,6 +48,8 @@ export class IpamService {
   private readonly journals = new Map<string, DurableLog>();
   private closed = false;
   private readonly cluster: ClusterAddresses;
+  private readonly dues: DueReleases;
+  private readonly graceMs = releaseGraceMs();
 
   /** `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone. */
   constructor(
@@ -54,6 +58,7 @@ export class IpamService {
     private readonly table?: ClusterTable,
   ) {
     this.cluster = new ClusterAddresses(table);
+    this.dues = new DueReleases((subnet, value, by) => this.releaseOverdue(subnet, value, by), log);
     this.dir = join(stateDir, 'ipam');
     if (!existsSync(this.dir)) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -104,6 +109,7 @@ export class IpamService {
       writeSnapshotSync(path, lines);
       this.subnets.set(subnet.cidr.text, subnet);
       this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, lines.length));
+      for (const [value, by] of subnet.dues) this.dues.add(subnet.cidr.text, value, by);
       this.log.info(
         { subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size },
         'loaded IPAM state',
@@ -130,11 +136,23 @@ export class IpamService {
     return journal;
   }
 
-  /** Saves a change already applied in memory; a failure becomes an error for people. */
-  private async save(cidr: Cidr, line: string, options: AppendOptions = {}): Promise<void> {
+  /**
+   * Saves a change already applied in memory; a failure becomes an error for people. `now`: the line is written
+   * before any await (a process killed from here on keeps it), or, when that fails, by a rewrite from memory.
+   */
+  private async save(cidr: Cidr, line: string, options: AppendOptions & { now?: boolean } = {}): Promise<void> {
     const journal = this.journal(cidr);
     try {
-      await journal.append(line, options);
+      if (!options.now) await journal.append(line, options);
+      else {
+        let saved: Promise<void>;
+        try {
+          saved = journal.writeNow(line);
+        } catch {
+          saved = journal.append(line, { rewrite: true });
+        }
+        await saved;
+      }
     } catch (err) {
       const outcome =
         err instanceof UnmarkedError
@@ -221,7 +239,7 @@ export class IpamService {
     let value: bigint;
     let line: string;
     if (address) {
-      value = this.address(address, pool, gateway ? 'gateway' : 'address');
+      value = addressOfPool(address, pool, gateway ? 'gateway' : 'address');
       // Docker sends aux addresses without options; containers' --ip with the MAC (or, on newer engines, without).
       const kind: Exclude<TakeKind, 'dynamic'> = gateway ? 'gateway' : options ? 'static' : 'aux';
       line = subnet.take(value, kind, pool);
@@ -260,7 +278,7 @@ export class IpamService {
     const pool = this.poolToRelease(poolId);
     if (!pool) return;
     const subnet = pool.subnet;
-    const value = this.address(address, pool, 'address');
+    const value = addressOfPool(address, pool, 'address');
     if (isClusterPoolId(pool.id)) {
       if (!(await this.cluster.release(pool, value)))
         this.log.debug({ poolId, address }, 'release of an address the cluster table shows no claim of; nothing to do');
@@ -271,7 +289,40 @@ export class IpamService {
       this.log.debug({ poolId, address }, 'release of an address the pool does not hold; nothing to do');
       return;
     }
-    await this.save(subnet.cidr, line);
+    await this.save(subnet.cidr, line, { now: true });
+  }
+
+  /**
+   * The network driver deleted the endpoint that holds `address` of `subnetText`: Docker's ReleaseAddress for it is
+   * due, and is released here if it has not come within the grace period (see release-dues.ts). Only an address of
+   * a subnet of this IPAM's, held by a pool as an endpoint's (not the gateway): an endpoint of a network on another
+   * IPAM changes nothing. Durable before it resolves.
+   */
+  async releaseDue(subnetText: string, address: string): Promise<void> {
+    const subnet = this.subnets.get(subnetText);
+    const ip = parseIp(address);
+    if (this.closed || !subnet || !ip || ip.v6 !== subnet.v6 || !contains(subnet.cidr, ip.value)) return;
+    const by = Date.now() + this.graceMs;
+    const [first] = subnet.pools.values();
+    if (first && isClusterPoolId(first.id)) return this.cluster.releaseDue(first, ip.value, by);
+    const due = subnet.markDue(ip.value, by);
+    if (!due) return;
+    await this.save(subnet.cidr, due.line, { undo: () => subnet.dues.delete(ip.value) });
+    this.dues.add(subnet.cidr.text, ip.value, by);
+  }
+
+  /** Releases an address whose release was due by `by` and did not come (a crash cut Docker's short). */
+  private async releaseOverdue(subnetText: string, value: bigint, by: number): Promise<void> {
+    const subnet = this.subnets.get(subnetText);
+    const holder = subnet?.taken.get(value);
+    if (this.closed || !subnet || subnet.dues.get(value) !== by || !holder || holder.kind === 'gateway') return;
+    const line = subnet.free(value, holder.pool);
+    if (!line) return;
+    this.log.warn(
+      { address: subnet.text(value), poolId: holder.pool.id, graceSeconds: this.graceMs / 1000 },
+      "released an address whose endpoint was deleted and whose ReleaseAddress never came (a crash cut Docker's short)",
+    );
+    await this.save(subnet.cidr, line, { now: true });
   }
 
   /**
@@ -282,7 +333,7 @@ export class IpamService {
   private async requestClusterAddress(pool: Pool, address: string | undefined, gateway: boolean): Promise<string> {
     const subnet = pool.subnet;
     let value: bigint | undefined;
-    if (address) value = this.address(address, pool, gateway ? 'gateway' : 'address');
+    if (address) value = addressOfPool(address, pool, gateway ? 'gateway' : 'address');
     else if (gateway) value = subnet.lo;
     const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container');
     return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
@@ -304,28 +355,6 @@ export class IpamService {
     const pool = this.pools.get(checkPoolId(poolId));
     if (!pool) this.log.warn({ poolId }, 'release for an unknown pool; nothing to do');
     return pool;
-  }
-
-  /** Parses an address given for `pool` ("ip", or "ip/len" with the subnet's length). */
-  private address(text: string, pool: Pool, label: string): bigint {
-    const subnet = pool.subnet;
-    const slash = text.indexOf('/');
-    const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
-    if (!ip)
-      throw new PluginError(
-        `${label} '${text.slice(0, 100)}' is not an IP address (expected e.g. ${subnet.text(subnet.lo)})`,
-      );
-    if (slash >= 0 && text.slice(slash + 1) !== String(subnet.cidr.prefix)) {
-      throw new PluginError(
-        `${label} ${text} does not have the prefix length of subnet ${subnet.cidr.text}; give the address alone`,
-      );
-    }
-    if (ip.v6 !== subnet.v6)
-      throw new PluginError(`${label} ${text} is ${family(ip.v6)}, but pool ${pool.id} is ${family(subnet.v6)}`);
-    if (!contains(subnet.cidr, ip.value)) {
-      throw new PluginError(`${label} ${text} is not in subnet ${subnet.cidr.text} of pool ${pool.id}`);
-    }
-    return ip.value;
   }
 
   /** A read-only view of every pool, for operators. */
@@ -355,15 +384,7 @@ export class IpamService {
   /** Waits for queued writes and closes the journal files. Requests after this fail. */
   async close(): Promise<void> {
     this.closed = true;
+    this.dues.stop();
     await Promise.all([...this.journals.values()].map((journal) => journal.close()));
   }
-}
-
-/** One subnet is all cluster-wide or all this host's: a local pool would hand out addresses the table holds. */
-function checkSameScope(subnet: Subnet, cidr: Cidr, clusterWide: boolean): void {
-  const other = [...subnet.pools.values()].find((pool) => isClusterPoolId(pool.id) !== clusterWide);
-  if (!other) return;
-  throw new PluginError(
-    `subnet ${cidr.text} is used on this host by pool ${other.id}, which is ${clusterWide ? "this host's alone" : 'cluster-wide'}: its addresses would be handed out twice; give this network the same --ipam-opt scope as that one, or use another subnet`,
-  );
 }

@@ -43,6 +43,11 @@ export class Subnet extends SubnetModel {
         lines.push(journalLine.heldTake(holder.kind, a, holder.pool.journalNumber, undefined, unanswered(holder.pool)));
       }
     }
+    for (const [value, by] of this.dues) {
+      const holder = this.taken.get(value);
+      if (holder && holder.kind !== 'gateway')
+        lines.push(journalLine.due(this.text(value), holder.pool.journalNumber, by));
+    }
     // Ranges after the addresses: replaying the address lines moves cursors, the range lines then set them.
     const base = this.cidr.base;
     for (const range of this.lanes.values()) {
@@ -92,6 +97,8 @@ export class Subnet extends SubnetModel {
         return;
       case RECORD.exhausted:
         return this.poolOf(record).lane.replayExhausted();
+      case RECORD.due:
+        return this.applyDue(record);
       default:
         return this.applyTake(record, inSnapshot);
     }
@@ -102,7 +109,7 @@ export class Subnet extends SubnetModel {
     // Format 1 (before answers were marked) holds nothing unanswered: every line counts as a snapshot line.
     if (record.format !== undefined && int(record, 'format') > JOURNAL_FORMAT)
       throw new Error(newerFormatMessage('this journal', int(record, 'format'), JOURNAL_FORMAT));
-    this.snapshotLines = record.format === 2 ? int(record, 'lines') : Infinity;
+    this.snapshotLines = typeof record.format === 'number' && record.format >= 2 ? int(record, 'lines') : Infinity;
   }
 
   /** A pool of a snapshot (`snapshotted`, with its references), or one more reference acquired. */
@@ -127,6 +134,14 @@ export class Subnet extends SubnetModel {
     const pool = this.poolOf(record);
     if (record.a === undefined) this.answeredAcquire(pool);
     else this.answeredTake(this.address(record), pool);
+  }
+
+  private applyDue(record: JournalRecord): void {
+    const value = this.address(record);
+    const holder = this.taken.get(value);
+    if (!holder || holder.kind === 'gateway' || holder.pool !== this.poolOf(record))
+      throw new Error(`address ${this.text(value)} is not held by that pool`);
+    this.dues.set(value, int(record, 'by'));
   }
 
   private applyRange(record: JournalRecord): void {

@@ -27,7 +27,9 @@ export interface TestPlugin {
 export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-state-'))): Promise<TestPlugin> {
   const log = pino({ level: 'silent' });
   const links = new Links(stateGroup(stateDir, true));
-  const driver = new NetworkDriver(links, stateDir, log);
+  const driver = new NetworkDriver(links, stateDir, log, {
+    releaseDue: (subnet, address) => ipam.releaseDue(subnet, address),
+  });
   const ipam = new IpamService(stateDir, log);
   await driver.reconcile();
   const app = buildServer({ driver, ipam }, log);
