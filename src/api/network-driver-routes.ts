@@ -11,7 +11,7 @@ const IPAM_DATA = {
   items: {
     type: 'object',
     properties: {
-      AddressSpace: { type: 'string' },
+      AddressSpace: { type: 'string', maxLength: 64 },
       Pool: { type: 'string', maxLength: 64 },
       Gateway: { type: 'string', maxLength: 64 },
       AuxAddresses: { type: ['object', 'null'] },
@@ -23,8 +23,9 @@ const IPAM_DATA = {
 interface CreateNetworkBody {
   NetworkID: string;
   Options?: Record<string, unknown> | null;
-  IPv4Data?: { Pool: string; Gateway?: string; AuxAddresses?: Record<string, unknown> | null }[] | null;
-  IPv6Data?: { Pool: string; Gateway?: string }[] | null;
+  IPv4Data?:
+    { AddressSpace?: string; Pool: string; Gateway?: string; AuxAddresses?: Record<string, unknown> | null }[] | null;
+  IPv6Data?: { AddressSpace?: string; Pool: string; Gateway?: string }[] | null;
 }
 
 interface EndpointBody {

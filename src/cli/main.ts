@@ -103,7 +103,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
   // The driver tells the IPAM of each deleted endpoint's addresses, whose releases Docker owes (ipam/release-dues.ts).
   const driver = new NetworkDriver(links, options.stateDir, log, {
-    releaseDue: (subnet, address) => ipam.releaseDue(subnet, address),
+    releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table);

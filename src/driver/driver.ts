@@ -11,6 +11,7 @@ import {
   type CreateEndpointRequest,
   type CreatedEndpoint,
   type JoinAnswer,
+  type ReleaseDue,
 } from './endpoint-lifecycle';
 import type { EndpointRecord } from './endpoint-naming';
 import { HostAccess } from './host-access';
@@ -22,12 +23,6 @@ import type { Repair } from './reconcile';
 import { repairAtStart } from './start-up-repair';
 
 export type { CreateEndpointRequest, CreateNetworkRequest, JoinAnswer };
-
-/**
- * Told, before an endpoint is forgotten, of each address Docker had its IPAM give it (subnet, address): Docker's
- * ReleaseAddress for it comes next, and the IPAM makes sure it is not lost (IpamService.releaseDue).
- */
-export type ReleaseDue = (subnet: string, address: string) => Promise<void>;
 
 export interface DriverOptions {
   openDhcp?: OpenClients;

@@ -36,6 +36,13 @@ export interface CreatedEndpoint {
   ipv4?: string;
 }
 
+/**
+ * Told, once an endpoint is deleted, of each address Docker had the network's IPAM give it (subnet, address, and the
+ * IPAM's address space as Docker named it to CreateNetwork): Docker's ReleaseAddress for it comes next, and the IPAM
+ * makes sure it is not lost (IpamService.releaseDue).
+ */
+export type ReleaseDue = (subnet: string, address: string, addressSpace: string | undefined) => Promise<void>;
+
 export class EndpointLifecycle {
   readonly reaper = new LinkReaper();
 
@@ -47,7 +54,7 @@ export class EndpointLifecycle {
     /** One request at a time per endpoint: Docker sends them in order, a client that does not must not tangle them. */
     private readonly endpointLocks: KeyedMutex,
     private readonly log: Logger,
-    private readonly releaseDue?: (subnet: string, address: string) => Promise<void>,
+    private readonly releaseDue?: ReleaseDue,
   ) {}
 
   /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
@@ -202,12 +209,12 @@ export class EndpointLifecycle {
   private async noteReleasesDue(networkId: string, endpoint: EndpointRecord): Promise<void> {
     const network = this.state.networks.get(networkId);
     if (!this.releaseDue || !network || endpoint.lease) return;
-    for (const [subnet, address] of [
-      [network.ipv4?.pool, endpoint.ipv4],
-      [network.ipv6?.pool, endpoint.ipv6],
-    ]) {
-      if (!subnet || !address) continue;
-      await this.releaseDue(subnet, address.split('/')[0]).catch((err: unknown) =>
+    for (const [data, address] of [
+      [network.ipv4, endpoint.ipv4],
+      [network.ipv6, endpoint.ipv6],
+    ] as const) {
+      if (!data || !address) continue;
+      await this.releaseDue(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) =>
         this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address'),
       );
     }

@@ -294,11 +294,13 @@ export class IpamService {
 
   /**
    * The network driver deleted the endpoint that holds `address` of `subnetText`: Docker's ReleaseAddress for it is
-   * due, and is released here if it has not come within the grace period (see release-dues.ts). Only an address of
-   * a subnet of this IPAM's, held by a pool as an endpoint's (not the gateway): an endpoint of a network on another
-   * IPAM changes nothing. Durable before it resolves.
+   * due, and is released here if it has not come within the grace period (see release-dues.ts). Only for a network
+   * on this IPAM (`addressSpace`, as Docker named it to the driver, is one of ours: a network on another IPAM may
+   * share the subnet, and its endpoint's address is not this IPAM's to release) and an address a pool holds as an
+   * endpoint's (not the gateway). Durable before it resolves.
    */
-  async releaseDue(subnetText: string, address: string): Promise<void> {
+  async releaseDue(subnetText: string, address: string, addressSpace: string | undefined): Promise<void> {
+    if (addressSpace !== LOCAL_ADDRESS_SPACE && addressSpace !== GLOBAL_ADDRESS_SPACE) return;
     const subnet = this.subnets.get(subnetText);
     const ip = parseIp(address);
     if (this.closed || !subnet || !ip || ip.v6 !== subnet.v6 || !contains(subnet.cidr, ip.value)) return;

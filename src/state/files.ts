@@ -9,6 +9,7 @@ import { checkIoFault } from './faults';
 export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
+    checkIoFault('sync', dir);
     await handle.sync();
   } finally {
     await handle.close();

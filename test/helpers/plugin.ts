@@ -28,7 +28,7 @@ export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-st
   const log = pino({ level: 'silent' });
   const links = new Links(stateGroup(stateDir, true));
   const driver = new NetworkDriver(links, stateDir, log, {
-    releaseDue: (subnet, address) => ipam.releaseDue(subnet, address),
+    releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
   const ipam = new IpamService(stateDir, log);
   await driver.reconcile();

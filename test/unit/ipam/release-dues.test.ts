@@ -45,7 +45,7 @@ describe('releases due', () => {
     const ipam = open();
     const { poolId } = await ipam.requestPool({ pool: SUBNET });
     const address = (await ipam.requestAddress(poolId, '', MAC)).split('/')[0];
-    await ipam.releaseDue(SUBNET, address);
+    await ipam.releaseDue(SUBNET, address, 'local');
     expect(readFileSync(join(dir, 'ipam', '10.0.0.0_24.jnl'), 'utf8')).toMatch(
       new RegExp(`\\{"t":"due","a":"${address}","p":1,"by":\\d+\\}\\n`),
     );
@@ -58,7 +58,7 @@ describe('releases due', () => {
     let ipam = open(2);
     const { poolId } = await ipam.requestPool({ pool: SUBNET });
     const address = (await ipam.requestAddress(poolId, '', MAC)).split('/')[0];
-    await ipam.releaseDue(SUBNET, address);
+    await ipam.releaseDue(SUBNET, address, 'local');
     await ipam.close(); // as a kill would leave it: the journal as written
     ipam = open(60); // the grace of the run that noted it counts, not this one's
     expect(await held(ipam, poolId, address)).toBe(true);
@@ -70,7 +70,7 @@ describe('releases due', () => {
     const ipam = open();
     const { poolId } = await ipam.requestPool({ pool: SUBNET });
     const address = (await ipam.requestAddress(poolId, '', MAC)).split('/')[0];
-    await ipam.releaseDue(SUBNET, address);
+    await ipam.releaseDue(SUBNET, address, 'local');
     await ipam.releaseAddress(poolId, address);
     expect(await ipam.requestAddress(poolId, address, MAC)).toBe(`${address}/24`); // the next container's
     await sleep(1500);
@@ -81,12 +81,25 @@ describe('releases due', () => {
     const ipam = open();
     const { poolId } = await ipam.requestPool({ pool: SUBNET });
     await ipam.requestAddress(poolId, '10.0.0.1', { RequestAddressType: 'com.docker.network.gateway' });
-    await ipam.releaseDue(SUBNET, '10.0.0.1');
-    await ipam.releaseDue(SUBNET, '10.0.0.9');
-    await ipam.releaseDue('10.9.0.0/24', '10.9.0.5'); // a network on another IPAM
+    await ipam.releaseDue(SUBNET, '10.0.0.1', 'local');
+    await ipam.releaseDue(SUBNET, '10.0.0.9', 'local');
+    await ipam.releaseDue('10.9.0.0/24', '10.9.0.5', 'local'); // a subnet this IPAM has no pool of
     expect(readFileSync(join(dir, 'ipam', '10.0.0.0_24.jnl'), 'utf8')).not.toContain('"due"');
     await sleep(1500);
     expect(await held(ipam, poolId, '10.0.0.1')).toBe(true);
+  });
+
+  it('notes nothing for a network on another IPAM, even when an address of one of its pools is the same', async () => {
+    const ipam = open();
+    const { poolId } = await ipam.requestPool({ pool: SUBNET });
+    const address = (await ipam.requestAddress(poolId, '', MAC)).split('/')[0];
+    // Docker's own IPAM names its spaces LocalDefault and GlobalDefault; a network record older than the address
+    // space's note has none.
+    await ipam.releaseDue(SUBNET, address, 'LocalDefault');
+    await ipam.releaseDue(SUBNET, address, undefined);
+    expect(readFileSync(join(dir, 'ipam', '10.0.0.0_24.jnl'), 'utf8')).not.toContain('"due"');
+    await sleep(1500);
+    expect(await held(ipam, poolId, address)).toBe(true);
   });
 
   it('falls due in order, whatever order they were added in', async () => {
