@@ -11,7 +11,7 @@ const IPAM_DATA = {
   items: {
     type: 'object',
     properties: {
-      AddressSpace: { type: 'string', maxLength: 64 },
+      AddressSpace: { type: 'string' },
       Pool: { type: 'string', maxLength: 64 },
       Gateway: { type: 'string', maxLength: 64 },
       AuxAddresses: { type: ['object', 'null'] },

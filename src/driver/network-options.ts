@@ -197,7 +197,8 @@ export function ipData(
   if (!entry) return undefined;
   const data: IpData = { pool: entry.Pool };
   if (entry.Gateway) data.gateway = entry.Gateway.split('/')[0];
-  if (entry.AddressSpace) data.addressSpace = entry.AddressSpace;
+  // Any IPAM's network is served; a name longer than any IPAM's own is not worth keeping (it is not this plugin's).
+  if (entry.AddressSpace && entry.AddressSpace.length <= 64) data.addressSpace = entry.AddressSpace;
   return data;
 }
 
