@@ -6,10 +6,11 @@ export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
 
 /**
  * The journal's format, in its header. 1: no answer marks (every line counts as answered). 2 (tsmacvlan 0.1.0): the
- * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line. 3: 'due' lines,
- * addresses whose endpoint is gone and whose ReleaseAddress is awaited (a format 2 journal has none).
+ * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line. 3: device holdings
+ * (record 'v'), which a reader of format 2 would not know. 4: 'due' lines, addresses whose endpoint is gone and whose
+ * ReleaseAddress is awaited (a journal of format 3 has none).
  */
-export const JOURNAL_FORMAT = 3;
+export const JOURNAL_FORMAT = 4;
 
 /** The value of `t` of each record type. */
 export const RECORD = {
@@ -29,6 +30,8 @@ export const RECORD = {
   freed: 'f',
   /** A dynamic take that found nothing but moved the range's position. */
   exhausted: 'exhausted',
+  /** An address a device on the LAN answered for (a probe): kept from containers until a later probe finds it gone. */
+  device: 'v',
   /** The endpoint holding an address is gone: Docker's ReleaseAddress is due by `by` (ms since the epoch). */
   due: 'due',
 } as const;
@@ -59,6 +62,8 @@ export const journalLine = {
   answeredAcquire: (p: number) => `{"t":"${RECORD.answered}","p":${p}}`,
   release: (p: number) => `{"t":"${RECORD.release}","p":${p}}`,
   exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
+  device: (a: string, p: number, mac: string, since: number) =>
+    `{"t":"${RECORD.device}","a":"${a}","p":${p},"mac":"${mac}","since":${since}}`,
   due: (a: string, p: number, by: number) => `{"t":"${RECORD.due}","a":"${a}","p":${p},"by":${by}}`,
   range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
     JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),

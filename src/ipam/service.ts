@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
-import { type Cidr, contains, overlaps, parseIp } from '../ip/address';
+import { type Cidr, overlaps } from '../ip/address';
 import { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
 import { openJournal, readSubnet, writeSnapshotSync } from './journal';
@@ -13,12 +13,15 @@ import { type AppendOptions, type DurableLog, UnmarkedError } from '../state/dur
 import { syncDirSync } from '../state/files';
 import { type TakeKind } from './journal-records';
 import { ExhaustedError } from './dynamic-range';
-import { DueReleases, releaseGraceMs } from './release-dues';
+import { ReleaseDues } from './release-dues';
 import { ClusterAddresses, wantsCluster } from './cluster-addresses';
 import { checkPoolId, isClusterPoolId, poolIdOf } from './pool-id';
 import { type RequestPoolArgs, checkSameScope, parsePoolRequest } from './pool-request';
 import { addressOfPool } from './address-request';
+import { type RangeFill, localRangeFills } from './range-fill';
 import type { ClusterTable } from '../cluster/table';
+import type { Neighbourhood } from '../probe/neighbourhood';
+import { ProbedTakes, probeOption } from './probed-takes';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -48,17 +51,49 @@ export class IpamService {
   private readonly journals = new Map<string, DurableLog>();
   private closed = false;
   private readonly cluster: ClusterAddresses;
-  private readonly dues: DueReleases;
-  private readonly graceMs = releaseGraceMs();
+  private readonly dues: ReleaseDues;
+  /** Probe before use (see probed-takes.ts); without a neighbourhood nothing is probed. */
+  private readonly probed: ProbedTakes | undefined;
 
-  /** `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone. */
+  /**
+   * `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone.
+   * `neighbourhood`: the LAN's answers about addresses (the driver tells it which LAN a subnet is on).
+   */
   constructor(
     stateDir: string,
     private readonly log: Logger,
     private readonly table?: ClusterTable,
+    neighbourhood?: Neighbourhood,
   ) {
     this.cluster = new ClusterAddresses(table);
-    this.dues = new DueReleases((subnet, value, by) => this.releaseOverdue(subnet, value, by), log);
+    this.dues = new ReleaseDues(
+      {
+        subnets: this.subnets,
+        cluster: this.cluster,
+        addressSpaces: [LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE],
+        closed: () => this.closed,
+        save: (cidr, line, options) => this.save(cidr, line, options),
+        released: (pool, value) => this.probed?.released(pool, value),
+      },
+      log,
+    );
+    this.probed =
+      neighbourhood &&
+      new ProbedTakes(neighbourhood, log, {
+        subnets: () => this.subnets.values(),
+        pools: () => this.pools.values(),
+        poolsOf: (subnet) => this.subnets.get(subnet)?.pools.values() ?? [],
+        table,
+        upcoming: (pool, n) => this.cluster.upcoming(pool, n),
+        record: (cidr, line) =>
+          this.journal(cidr)
+            .append(line)
+            .catch((err: unknown) => log.warn({ err, subnet: cidr.text }, 'could not journal a device holding')),
+        free: async (subnet, value, pool) => {
+          const line = subnet.free(value, pool);
+          if (line) await this.save(subnet.cidr, line);
+        },
+      });
     this.dir = join(stateDir, 'ipam');
     if (!existsSync(this.dir)) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -109,7 +144,7 @@ export class IpamService {
       writeSnapshotSync(path, lines);
       this.subnets.set(subnet.cidr.text, subnet);
       this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, lines.length));
-      for (const [value, by] of subnet.dues) this.dues.add(subnet.cidr.text, value, by);
+      this.dues.loaded(subnet);
       this.log.info(
         { subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size },
         'loaded IPAM state',
@@ -180,6 +215,7 @@ export class IpamService {
     this.refuseWhenClosing();
     const { cidr, range } = parsePoolRequest(args);
     const options = args.options ?? {};
+    probeOption(options);
     const clusterWide = wantsCluster(options, this.table !== undefined);
     const id = poolIdOf(cidr, range, options, clusterWide);
 
@@ -220,6 +256,7 @@ export class IpamService {
     const { line, dropped } = subnet.releasePool(pool);
     this.tidy(pool);
     // The claims go before the pool: a crash in between leaves a pool Docker no longer uses, not claims nobody frees.
+    if (dropped) this.probed?.forget(pool);
     if (dropped && clusterWide) await this.cluster.releasePool(pool);
     await this.save(subnet.cidr, line, { rewrite: subnet.empty });
     this.log.info({ poolId, refs: pool.refs, dropped }, 'pool released');
@@ -246,7 +283,7 @@ export class IpamService {
     } else if (gateway) {
       value = subnet.lo;
       const holder = subnet.taken.get(value);
-      if (holder && holder.kind !== 'gateway') {
+      if (holder && holder.kind !== 'gateway' && holder.kind !== 'device') {
         throw new PluginError(
           `no --gateway was given, and the first address of subnet ${subnet.cidr.text} (${subnet.text(value)}), which would be the gateway, is in use: ${subnet.describe(holder)}; pass --gateway`,
         );
@@ -254,7 +291,7 @@ export class IpamService {
       line = subnet.take(value, 'gateway', pool);
     } else {
       try {
-        ({ value, line } = subnet.takeDynamic(pool));
+        ({ value, line } = this.probed?.applies(pool) ? await this.probed.takeLocal(pool) : subnet.takeDynamic(pool));
       } catch (err) {
         if (err instanceof ExhaustedError && err.line) {
           await this.journal(subnet.cidr)
@@ -270,6 +307,7 @@ export class IpamService {
       undo: () => subnet.undoTake(value, pool),
       answered: { line: subnet.answeredTakeLine(value, pool), apply: () => subnet.answeredTake(value, pool) },
     });
+    if (address && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(value)}/${subnet.cidr.prefix}`;
   }
 
@@ -279,6 +317,7 @@ export class IpamService {
     if (!pool) return;
     const subnet = pool.subnet;
     const value = addressOfPool(address, pool, 'address');
+    this.probed?.released(pool, value);
     if (isClusterPoolId(pool.id)) {
       if (!(await this.cluster.release(pool, value)))
         this.log.debug({ poolId, address }, 'release of an address the cluster table shows no claim of; nothing to do');
@@ -292,39 +331,9 @@ export class IpamService {
     await this.save(subnet.cidr, line, { now: true });
   }
 
-  /**
-   * The network driver deleted the endpoint that holds `address` of `subnetText`: Docker's ReleaseAddress for it is
-   * due, and is released here if it has not come within the grace period (see release-dues.ts). Only for a network
-   * on this IPAM (`addressSpace`, as Docker named it to the driver, is one of ours: a network on another IPAM may
-   * share the subnet, and its endpoint's address is not this IPAM's to release) and an address a pool holds as an
-   * endpoint's (not the gateway). Durable before it resolves.
-   */
-  async releaseDue(subnetText: string, address: string, addressSpace: string | undefined): Promise<void> {
-    if (addressSpace !== LOCAL_ADDRESS_SPACE && addressSpace !== GLOBAL_ADDRESS_SPACE) return;
-    const subnet = this.subnets.get(subnetText);
-    const ip = parseIp(address);
-    if (this.closed || !subnet || !ip || ip.v6 !== subnet.v6 || !contains(subnet.cidr, ip.value)) return;
-    const by = Date.now() + this.graceMs;
-    const [first] = subnet.pools.values();
-    if (first && isClusterPoolId(first.id)) return this.cluster.releaseDue(first, ip.value, by);
-    const due = subnet.markDue(ip.value, by);
-    if (!due) return;
-    await this.save(subnet.cidr, due.line, { undo: () => subnet.dues.delete(ip.value) });
-    this.dues.add(subnet.cidr.text, ip.value, by);
-  }
-
-  /** Releases an address whose release was due by `by` and did not come (a crash cut Docker's short). */
-  private async releaseOverdue(subnetText: string, value: bigint, by: number): Promise<void> {
-    const subnet = this.subnets.get(subnetText);
-    const holder = subnet?.taken.get(value);
-    if (this.closed || !subnet || subnet.dues.get(value) !== by || !holder || holder.kind === 'gateway') return;
-    const line = subnet.free(value, holder.pool);
-    if (!line) return;
-    this.log.warn(
-      { address: subnet.text(value), poolId: holder.pool.id, graceSeconds: this.graceMs / 1000 },
-      "released an address whose endpoint was deleted and whose ReleaseAddress never came (a crash cut Docker's short)",
-    );
-    await this.save(subnet.cidr, line, { now: true });
+  /** The network driver deleted an endpoint holding `address`: see ReleaseDues.note. */
+  releaseDue(subnet: string, address: string, addressSpace: string | undefined): Promise<void> {
+    return this.dues.note(subnet, address, addressSpace);
   }
 
   /**
@@ -337,7 +346,9 @@ export class IpamService {
     let value: bigint | undefined;
     if (address) value = addressOfPool(address, pool, gateway ? 'gateway' : 'address');
     else if (gateway) value = subnet.lo;
-    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container');
+    const vet = value === undefined ? this.probed?.vetter(pool) : undefined;
+    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container', vet);
+    if (value !== undefined && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
   }
 
@@ -372,6 +383,28 @@ export class IpamService {
     }));
   }
 
+  /**
+   * How full each range is, for the metrics (read on scrape): local pools' from memory; cluster-wide pools' from the
+   * table's watched view (this host's claims and every host's), left out while that view loads.
+   */
+  rangeFills(): RangeFill[] {
+    const fills: RangeFill[] = [];
+    for (const subnet of this.subnets.values()) {
+      if (![...subnet.pools.keys()].some(isClusterPoolId)) {
+        fills.push(...localRangeFills(subnet));
+        continue;
+      }
+      for (const lane of subnet.lanes.values()) {
+        const holding = this.cluster.fill(subnet, lane);
+        if (!holding) continue;
+        const range = { subnet: subnet.cidr.text, range: lane.key || subnet.cidr.text, capacity: lane.size };
+        fills.push({ ...range, scope: 'host', allocated: holding.mine });
+        fills.push({ ...range, scope: 'cluster', allocated: holding.held });
+      }
+    }
+    return fills;
+  }
+
   /** Journal syncs, lines appended and snapshots (compactions) written since start; several changes may share a sync. */
   stats(): { syncs: number; lines: number; snapshots: number } {
     const total = { syncs: 0, lines: 0, snapshots: 0 };
@@ -387,6 +420,7 @@ export class IpamService {
   async close(): Promise<void> {
     this.closed = true;
     this.dues.stop();
+    this.probed?.close();
     await Promise.all([...this.journals.values()].map((journal) => journal.close()));
   }
 }

@@ -14,7 +14,7 @@ import {
   type JournalRecord,
   type PoolSpec,
 } from './journal-records';
-import { type Pool, SubnetModel, unansweredKey } from './subnet-model';
+import { type Pool, SubnetModel, isEndpointHolder, unansweredKey } from './subnet-model';
 
 export class Subnet extends SubnetModel {
   /** Replay: lines applied so far, and how many lines the snapshot at the head of the file has (the rest are changes). */
@@ -39,13 +39,15 @@ export class Subnet extends SubnetModel {
       if (holder.kind === 'gateway') {
         for (const [pool, count] of holder.by)
           lines.push(journalLine.heldTake('gateway', a, pool.journalNumber, count, unanswered(pool)));
+      } else if (holder.kind === 'device') {
+        lines.push(journalLine.device(a, holder.pool.journalNumber, holder.mac, holder.since));
       } else {
         lines.push(journalLine.heldTake(holder.kind, a, holder.pool.journalNumber, undefined, unanswered(holder.pool)));
       }
     }
     for (const [value, by] of this.dues) {
       const holder = this.taken.get(value);
-      if (holder && holder.kind !== 'gateway')
+      if (holder && isEndpointHolder(holder))
         lines.push(journalLine.due(this.text(value), holder.pool.journalNumber, by));
     }
     // Ranges after the addresses: replaying the address lines moves cursors, the range lines then set them.
@@ -97,6 +99,8 @@ export class Subnet extends SubnetModel {
         return;
       case RECORD.exhausted:
         return this.poolOf(record).lane.replayExhausted();
+      case RECORD.device:
+        return this.applyDevice(record);
       case RECORD.due:
         return this.applyDue(record);
       default:
@@ -136,12 +140,11 @@ export class Subnet extends SubnetModel {
     else this.answeredTake(this.address(record), pool);
   }
 
+  /** A due whose address that pool no longer holds as an endpoint's is moot (a release was written first). */
   private applyDue(record: JournalRecord): void {
     const value = this.address(record);
-    const holder = this.taken.get(value);
-    if (!holder || holder.kind === 'gateway' || holder.pool !== this.poolOf(record))
-      throw new Error(`address ${this.text(value)} is not held by that pool`);
-    this.dues.set(value, int(record, 'by'));
+    const by = int(record, 'by');
+    if (isEndpointHolder(this.taken.get(value), this.poolOf(record))) this.dues.set(value, by);
   }
 
   private applyRange(record: JournalRecord): void {
@@ -159,6 +162,14 @@ export class Subnet extends SubnetModel {
       if (value >= range.lo && value < range.cursor) range.fifo.push(value);
     }
     range.sweepNeeded = record.sweep === true;
+  }
+
+  private applyDevice(record: JournalRecord): void {
+    const mac = str(record, 'mac');
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`field 'mac' is not a MAC address`);
+    const value = this.address(record);
+    if (this.taken.has(value)) throw new Error(`address ${this.text(value)} is taken twice`);
+    this.holdForDevice(value, this.poolOf(record), mac, int(record, 'since'));
   }
 
   private applyTake(record: JournalRecord, inSnapshot: boolean): void {

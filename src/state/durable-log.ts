@@ -22,6 +22,7 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { checkIoFault, ioFault } from './faults';
 import { replaceFileSync, syncDir, syncDirSync } from './files';
+import { syncDurations } from './sync-durations';
 
 const datasync = promisify(fdatasync);
 
@@ -217,7 +218,7 @@ export class DurableLog {
     const syncing = (this.syncing = { fd: this.fd, close: false });
     try {
       checkIoFault('sync', this.path);
-      await datasync(syncing.fd);
+      await syncDurations.time(() => datasync(syncing.fd));
     } finally {
       this.syncing = undefined;
       if (syncing.close) closeSync(syncing.fd);
@@ -318,7 +319,7 @@ export class DurableLog {
           checkIoFault('write', temp);
           await handle.writeFile(text);
           checkIoFault('sync', temp);
-          await handle.datasync();
+          await syncDurations.time(() => handle.datasync());
         } finally {
           await handle.close();
         }

@@ -4,13 +4,14 @@ import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { checkIoFault } from './faults';
+import { syncDurations } from './sync-durations';
 
 /** Makes a rename, creation or unlink in `dir` durable. */
 export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     checkIoFault('sync', dir);
-    await handle.sync();
+    await syncDurations.time(() => handle.sync());
   } finally {
     await handle.close();
   }
@@ -20,7 +21,7 @@ export async function syncDir(dir: string): Promise<void> {
 export function syncDirSync(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -35,7 +36,7 @@ export function writeSyncedSync(temp: string, text: string): void {
     let written = 0;
     while (written < buffer.length) written += writeSync(fd, buffer, written, buffer.length - written);
     checkIoFault('sync', temp);
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }

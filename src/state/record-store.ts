@@ -5,6 +5,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkIoFault } from './faults';
 import { replaceFileSync, syncDir } from './files';
+import { syncDurations } from './sync-durations';
 import type { StateFiles } from './migrate';
 import {
   formatOf,
@@ -135,7 +136,7 @@ export class RecordStore<T> {
       checkIoFault('write', temp);
       await handle.writeFile(recordText(this.kind.format, record as object));
       checkIoFault('sync', temp);
-      await handle.sync();
+      await syncDurations.time(() => handle.sync());
     } finally {
       await handle.close();
     }

@@ -80,6 +80,7 @@ describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
       id: 'n1',
       parent: 'eth9',
       ownsParent: false,
+      kind: 'macvlan',
       mode: 'bridge',
       internal: false,
       dhcp: { timeoutSeconds: 1 },

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DueReleases, releaseGraceMs } from '../../../src/ipam/release-dues';
+import { DueQueue, releaseGraceMs } from '../../../src/ipam/release-dues';
 import { IpamService } from '../../../src/ipam/service';
 
 const log = pino({ level: 'silent' });
@@ -104,7 +104,7 @@ describe('releases due', () => {
 
   it('falls due in order, whatever order they were added in', async () => {
     const fired: string[] = [];
-    const dues = new DueReleases(async (subnet) => void fired.push(subnet), log);
+    const dues = new DueQueue(async (subnet) => void fired.push(subnet), log);
     const now = Date.now();
     dues.add('c', 1n, now + 300);
     dues.add('a', 1n, now + 100);
