@@ -10,6 +10,7 @@ import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import type { IntentLine, IntentLog, Release } from './intents';
 import { type Claim, addressKey, encodeClaims } from './keys';
 import type { Held, SubnetView } from './view';
+import { TimedQueue } from '../state/timed-queue';
 
 export type { Release };
 
@@ -83,9 +84,11 @@ function indexKey(release: { subnet: string; pool?: string; address?: string | b
 
 export class ReleaseQueue {
   private readonly queue = new Queued();
-  /** Releases due later (see releaseLater), in the order they fall due: queued then. */
-  private readonly later: Release[] = [];
-  private laterTimer: NodeJS.Timeout | undefined;
+  /** Releases due later (see releaseLater): queued when they fall due. */
+  private readonly later = new TimedQueue<Release>(
+    (release) => this.enqueueKnown(release),
+    () => undefined,
+  );
   private readonly applying = new Map<string, Promise<void>>();
   /** Releases being made durable: none is applied before its line is on disk (a restart would apply it again). */
   private readonly saving = new Map<string, Promise<void>>();
@@ -108,7 +111,7 @@ export class ReleaseQueue {
     unfinished: Release[],
   ) {
     for (const release of unfinished) {
-      if ((release.after ?? 0) > Date.now()) this.addLater(release);
+      if ((release.after ?? 0) > Date.now()) this.later.add(release, release.after!);
       else this.queue.set(release.id, release);
     }
   }
@@ -118,36 +121,13 @@ export class ReleaseQueue {
    * for an endpoint it deleted. Docker's own release of the claim, if it comes first, leaves it nothing to do.
    */
   async releaseLater(release: Release): Promise<void> {
-    this.addLater(release);
+    this.later.add(release, release.after!);
     try {
       await this.intents.writtenNow({ t: 'release', ...release });
     } catch (err) {
-      const at = this.later.indexOf(release);
-      if (at >= 0) this.later.splice(at, 1);
+      this.later.remove(release);
       throw err;
     }
-  }
-
-  private addLater(release: Release): void {
-    let at = this.later.length;
-    while (at > 0 && this.later[at - 1].after! > release.after!) at--;
-    this.later.splice(at, 0, release);
-    if (at === 0) this.armLater();
-  }
-
-  private armLater(): void {
-    clearTimeout(this.laterTimer);
-    this.laterTimer = undefined;
-    if (this.stopped || this.later.length === 0) return;
-    this.laterTimer = setTimeout(
-      () => {
-        this.laterTimer = undefined;
-        while (this.later.length > 0 && this.later[0].after! <= Date.now()) this.enqueueKnown(this.later.shift()!);
-        this.armLater();
-      },
-      Math.max(0, this.later[0].after! - Date.now()),
-    );
-    this.laterTimer.unref();
   }
 
   get size(): number {
@@ -155,7 +135,7 @@ export class ReleaseQueue {
   }
 
   lines(): IntentLine[] {
-    return [...this.queue.values(), ...this.later].map((release) => ({ t: 'release', ...release }));
+    return [...this.queue.values(), ...this.later.values()].map((release) => ({ t: 'release', ...release }));
   }
 
   /** Queues a release the log already implies (a take whose etcd outcome is unknown) and starts applying it. */
@@ -399,6 +379,6 @@ export class ReleaseQueue {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
-    this.armLater();
+    this.later.stop();
   }
 }

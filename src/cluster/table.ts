@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { PluginError } from '../errors';
 import { type Cidr, contains, formatIp, parseCidr } from '../ip/address';
-import { DynamicTakes, RangeFullError, settleWrite } from './dynamic-takes';
+import { DynamicTakes, settleWrite } from './dynamic-takes';
 import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared, newToken } from './keys';
@@ -39,8 +39,6 @@ export interface TakeRequest {
   vet?: (address: bigint) => Promise<string | undefined>;
 }
 
-/** How old a view may be before a take that finds its range full reads it again from etcd. */
-const REFRESH_MS = 1000;
 /** Tries of a shared reservation whose key keeps changing under it (other hosts joining or leaving it). */
 const MAX_ATTEMPTS = 32;
 
@@ -197,7 +195,10 @@ export class ClusterTable {
     const claim: Claim = { owner: this.instance, kind: request.kind, ref: request.ref, at };
     let address: bigint;
     try {
-      if (request.address === undefined) address = await this.takeDynamic(view, request, claim);
+      if (request.address === undefined)
+        address = await this.dynamic.takeFresh(view, request, claim, this.busyOf(view.subnet.text), () =>
+          this.releases.settleSubnet(view.subnet.text),
+        );
       else if (isShared(request.kind)) address = await this.takeShared(view, request.address, claim);
       else address = await this.takeGiven(view, request.address, claim);
     } catch (err) {
@@ -237,27 +238,6 @@ export class ClusterTable {
       this.intents.mark({ t: 'dropped', at });
     } catch (err) {
       this.log.warn({ err, at }, 'could not mark a failed cluster take in the intent log; the next start looks it up');
-    }
-  }
-
-  /**
-   * A free address of the range. When the view shows none, it may be behind: a take whose outcome an outage hid may
-   * hold one (its rollback queued), a release Docker asked for meanwhile may wait in the queue, the watch may lag.
-   * Those are settled and the view read again from etcd before the range is called full.
-   */
-  private async takeDynamic(view: SubnetView, request: TakeRequest, claim: Claim): Promise<bigint> {
-    const busy = this.busyOf(view.subnet.text);
-    try {
-      return await this.dynamic.take(view, request, claim, busy);
-    } catch (err) {
-      if (!(err instanceof RangeFullError)) throw err;
-      await this.releases.settleSubnet(view.subnet.text);
-      // One read a second at most: a burst of requests on a full range must not read it for each.
-      if (Date.now() - view.readAt > REFRESH_MS) {
-        const { entries, revision } = await this.kv.range(view.prefix);
-        view.refresh(entries, revision);
-      }
-      return this.dynamic.take(view, request, claim, busy);
     }
   }
 

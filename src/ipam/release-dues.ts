@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { type Cidr, contains, parseIp } from '../ip/address';
 import type { ClusterAddresses } from './cluster-addresses';
+import { TimedQueue } from '../state/timed-queue';
 import { isClusterPoolId } from './pool-id';
 import type { Subnet } from './subnet';
 import { type Pool, isEndpointHolder } from './subnet-model';
@@ -22,6 +23,13 @@ export function releaseGraceMs(env = process.env.TSMACVLAN_RELEASE_GRACE_S): num
   return seconds * 1000;
 }
 
+/** An address whose release is due by `by` (ms since the epoch). */
+interface Due {
+  subnet: string;
+  value: bigint;
+  by: number;
+}
+
 /** What the IPAM service lends the dues: its subnets, its journal writes, its cluster table. */
 export interface DueHost {
   readonly subnets: ReadonlyMap<string, Subnet>;
@@ -37,19 +45,22 @@ export interface DueHost {
 
 /** The IPAM's releases due: noted when an endpoint goes, ended by Docker's release, applied after the grace. */
 export class ReleaseDues {
-  private readonly queue: DueQueue;
+  private readonly queue: TimedQueue<Due>;
   private readonly graceMs = releaseGraceMs();
 
   constructor(
     private readonly host: DueHost,
     private readonly log: Logger,
   ) {
-    this.queue = new DueQueue((subnet, value, by) => this.releaseOverdue(subnet, value, by), log);
+    this.queue = new TimedQueue<Due>(
+      (due) => this.releaseOverdue(due),
+      (err, due) => log.error({ err, subnet: due.subnet }, 'could not release an address whose release was due'),
+    );
   }
 
   /** Queues the dues a subnet's journal held at start. */
   loaded(subnet: Subnet): void {
-    for (const [value, by] of subnet.dues) this.queue.add(subnet.cidr.text, value, by);
+    for (const [value, by] of subnet.dues) this.queue.add({ subnet: subnet.cidr.text, value, by }, by);
   }
 
   /**
@@ -70,11 +81,11 @@ export class ReleaseDues {
     const due = subnet.markDue(ip.value, by);
     if (!due) return;
     await this.host.save(subnet.cidr, due.line, { undo: () => subnet.dues.delete(ip.value) });
-    this.queue.add(subnet.cidr.text, ip.value, by);
+    this.queue.add({ subnet: subnet.cidr.text, value: ip.value, by }, by);
   }
 
   /** Releases an address whose release was due by `by` and did not come (a crash cut Docker's short). */
-  private async releaseOverdue(subnetText: string, value: bigint, by: number): Promise<void> {
+  private async releaseOverdue({ subnet: subnetText, value, by }: Due): Promise<void> {
     const subnet = this.host.subnets.get(subnetText);
     const holder = subnet?.taken.get(value);
     if (this.host.closed() || !subnet || subnet.dues.get(value) !== by || !isEndpointHolder(holder)) return;
@@ -90,58 +101,5 @@ export class ReleaseDues {
 
   stop(): void {
     this.queue.stop();
-  }
-}
-
-interface Due {
-  subnet: string;
-  value: bigint;
-  by: number;
-}
-
-/** The dues of every subnet in the order they fall due, and one timer for the first. */
-export class DueQueue {
-  private readonly queue: Due[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-
-  constructor(
-    /** Releases `value` if it is still due by `by` (nothing released it meanwhile). */
-    private readonly release: (subnet: string, value: bigint, by: number) => Promise<void>,
-    private readonly log: Logger,
-  ) {}
-
-  add(subnet: string, value: bigint, by: number): void {
-    // Dues are noted in the order they fall due, but for those loaded at start: keep the queue sorted.
-    let at = this.queue.length;
-    while (at > 0 && this.queue[at - 1].by > by) at--;
-    this.queue.splice(at, 0, { subnet, value, by });
-    if (at === 0) this.arm();
-  }
-
-  private arm(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.stopped || this.queue.length === 0) return;
-    // Node's timers hold at most 2^31-1 ms (24.8 days; a clock set back could ask for more): fire checks the time.
-    const wait = Math.min(2 ** 31 - 1, Math.max(0, this.queue[0].by - Date.now()));
-    this.timer = setTimeout(() => void this.fire(), wait);
-    this.timer.unref();
-  }
-
-  private async fire(): Promise<void> {
-    this.timer = undefined;
-    while (!this.stopped && this.queue.length > 0 && this.queue[0].by <= Date.now()) {
-      const due = this.queue.shift()!;
-      await this.release(due.subnet, due.value, due.by).catch((err: unknown) =>
-        this.log.error({ err, subnet: due.subnet }, 'could not release an address whose release was due'),
-      );
-    }
-    this.arm();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.arm();
   }
 }

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DueQueue, releaseGraceMs } from '../../../src/ipam/release-dues';
+import { releaseGraceMs } from '../../../src/ipam/release-dues';
+import { TimedQueue } from '../../../src/state/timed-queue';
 import { IpamService } from '../../../src/ipam/service';
 
 const log = pino({ level: 'silent' });
@@ -102,21 +103,36 @@ describe('releases due', () => {
     expect(await held(ipam, poolId, address)).toBe(true);
   });
 
-  it('falls due in order, whatever order they were added in', async () => {
+  it('falls due in order, whatever order they were added in; one removed or stopped never does', async () => {
     const fired: string[] = [];
-    const dues = new DueQueue(async (subnet) => void fired.push(subnet), log);
+    const failed: string[] = [];
+    const dues = new TimedQueue<string>(
+      (item) => (item === 'bad' ? Promise.reject(new Error(item)) : void fired.push(item)),
+      (_err, item) => failed.push(item),
+    );
     const now = Date.now();
-    dues.add('c', 1n, now + 300);
-    dues.add('a', 1n, now + 100);
-    dues.add('b', 1n, now + 200);
-    await sleep(500);
+    for (const [item, ms] of [
+      ['c', 300],
+      ['a', 100],
+      ['bad', 150],
+      ['gone', 150],
+      ['b', 200],
+      ['late', 5000],
+    ] as const)
+      dues.add(item, now + ms);
+    dues.remove('gone');
+    expect(dues.values()).toEqual(['a', 'bad', 'b', 'c', 'late']);
+    await sleep(600);
     dues.stop();
     expect(fired).toEqual(['a', 'b', 'c']);
+    expect(failed).toEqual(['bad']);
+    expect(dues.values()).toEqual(['late']);
   });
 
   it('takes its grace from TSMACVLAN_RELEASE_GRACE_S, 120 s by default, and refuses what is not a duration', () => {
     expect(releaseGraceMs(undefined)).toBe(120_000);
     expect(releaseGraceMs('300')).toBe(300_000);
     expect(() => releaseGraceMs('soon')).toThrow(/TSMACVLAN_RELEASE_GRACE_S=soon is not a number of seconds/);
+    expect(() => releaseGraceMs('100000')).toThrow(/from 1 to 86400/);
   });
 });
