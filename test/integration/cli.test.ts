@@ -176,6 +176,11 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
   afterAll(async () => {
     daemon?.child.kill('SIGKILL');
     await daemon?.exited;
+    // The internal network's parent and veth peer stay after a stop, as for a real plugin: this state's own links go.
+    if (existsSync(stateDir)) {
+      const listed = ip('-o', 'link', 'show', 'group', String(stateGroup(stateDir))).trim();
+      for (const line of listed ? listed.split('\n') : []) deleteLink(line.split(': ')[1]!.split('@')[0]!);
+    }
     rmSync(join('/run/docker/plugins', id), { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   });

@@ -286,6 +286,7 @@ describe('tsmacvlan status', () => {
       endpoints: [],
       pools: [],
       ranges: [],
+      devices: [],
       leases: [],
       drift: [],
       unreadable: [],
