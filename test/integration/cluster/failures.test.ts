@@ -1,10 +1,69 @@
 // The cluster table when etcd members die: one member down changes nothing; quorum lost fails closed with a clear
 // error and queues releases, and everything recovers when the members return; etcd killed mid-transaction leaves
 // nothing doubled and nothing leaked.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type ClusterKv, ClusterUnavailableError, EtcdKv } from '../../../src/cluster/etcd';
+import { ClusterTable } from '../../../src/cluster/table';
 import { formatIp } from '../../../src/ip/address';
 import { EtcdCluster } from '../../lab/etcd';
-import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
+import { PREFIX, Tables, bounds, cidr, heldIn, testLog, until } from './setup';
+
+/**
+ * Real etcd behind a switch: `loseNextAnswer` lets the next take commit, then fails it as a quorum loss does (its
+ * outcome unknown to the table), and etcd stays "down" for the table (every call fails) until `up`.
+ */
+class OutageKv implements ClusterKv {
+  private down = false;
+  private loseNext = false;
+  failedCalls = 0;
+
+  constructor(private readonly inner: EtcdKv) {}
+
+  get endpoints(): string[] {
+    return this.inner.endpoints;
+  }
+  get prefix(): string {
+    return this.inner.prefix;
+  }
+  loseNextAnswer(): void {
+    this.loseNext = true;
+  }
+  up(): void {
+    this.down = false;
+  }
+  private check(what: string): void {
+    if (!this.down) return;
+    this.failedCalls++;
+    throw new ClusterUnavailableError(`${what} failed: etcd did not answer (quorum lost, in this test)`);
+  }
+  async range(prefix: string) {
+    this.check(`reading ${prefix}`);
+    return this.inner.range(prefix);
+  }
+  async create(key: string, value: string) {
+    this.check(`taking ${key}`);
+    const result = await this.inner.create(key, value);
+    if (this.loseNext) {
+      this.loseNext = false;
+      this.down = true;
+      this.check(`taking ${key}`);
+    }
+    return result;
+  }
+  async replace(key: string, modRevision: bigint, value: string | undefined) {
+    this.check(`releasing ${key}`);
+    return this.inner.replace(key, modRevision, value);
+  }
+  watch(...args: Parameters<ClusterKv['watch']>) {
+    return this.inner.watch(...args);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
 
 const cluster = EtcdCluster.onHost(`${PREFIX}f`, '127.0.0.1', 23730);
 /** A request fails "within about 5 s" when quorum is lost (README): 3 times that, for a noisy 2-core machine. */
@@ -131,6 +190,45 @@ describe('cluster table when etcd fails', () => {
     });
     expect(again === left || !held.has(formatIp(false, left))).toBe(true);
   }, 120_000);
+
+  it('a take whose outcome an outage hid does not make a range look full: the first take after etcd returns gets it', async () => {
+    const subnet = cidr('10.72.4.0/24');
+    const range = { subnet, lo: subnet.base + 10n, hi: subnet.base + 13n }; // four addresses
+    const kv = new OutageKv(new EtcdKv({ endpoints: cluster.endpoints, prefix: `/${PREFIX}/fail${run}` }));
+    const dir = mkdtempSync(join(tmpdir(), `${PREFIX}-state-`));
+    const table = ClusterTable.open({ kv, instance: 'hostA', stateDir: dir, log: testLog });
+    try {
+      for (let i = 0; i < 3; i++) await table.take({ ...range, kind: 'container', ref: `c${i}` });
+      kv.loseNextAnswer();
+      await expect(table.take({ ...range, kind: 'container', ref: 'lost' })).rejects.toThrow(/quorum lost/);
+      // The take did commit: the watch shows all four held, and the rollback queued for it fails while etcd is down.
+      await until(
+        'the view shows the committed take',
+        async () => (await table.summary(subnet, range.lo, range.hi)).used === 4,
+      );
+      await until('a rollback tried and failed', () => kv.failedCalls > 1, 3000, 10);
+      kv.up();
+      // Before its rollback's next retry (a second away): the range has room, and the first take after etcd returns
+      // gets it, instead of "all 4 are held".
+      const got = await table.take({ ...range, kind: 'container', ref: 'next' });
+      const held = await heldIn(kv, subnet);
+      expect(held.get(formatIp(false, got))?.map((c) => c.ref)).toEqual(['next']);
+      expect(
+        [...held.values()]
+          .flat()
+          .map((c) => c.ref)
+          .sort(),
+      ).toEqual(['c0', 'c1', 'c2', 'next']);
+      // A range is called full only when it is: now it is.
+      await expect(table.take({ ...range, kind: 'container', ref: 'more' })).rejects.toThrow(
+        /no free address in subnet 10\.72\.4\.0\/24 \(addresses 10\.72\.4\.10 to 10\.72\.4\.13\) across the cluster: all 4 are held/,
+      );
+    } finally {
+      await table.close();
+      await kv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('etcd killed mid-transaction: after it returns, etcd holds exactly the answered takes', async () => {
     const subnet = cidr('10.72.2.0/24');

@@ -87,7 +87,7 @@ describe('migrating a state dir', () => {
     expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 3, kind: 'macvlan', ...NETWORK });
     expect(json(join(dir, 'endpoints', 'e1.json'))).toEqual({ format: 2, ...ENDPOINT });
     const intents = readFileSync(join(dir, 'cluster', 'cluster-intents.log'), 'utf8');
-    expect(intents.split('\n')[0]).toBe('{"t":"intents","format":2}');
+    expect(intents.split('\n')[0]).toBe('{"t":"intents","format":3}');
     expect(readIntents(join(dir, 'cluster', 'cluster-intents.log'), silent)).toEqual(intentsBefore);
     expect(readFileSync(join(dir, 'instance'), 'utf8')).toBe('f'.repeat(32) + '\n'); // format 1, unchanged
     expect(readMarker(dir)).toEqual({ formats: currentFormats(STATE_FILES), writtenBy: softwareVersion() });
