@@ -5,69 +5,23 @@
 //
 // The plugin is named with the e2e prefix (tsmv-pkg-tsmacvlan:latest, or $TSMV_PLUGIN_NAME) so that a real
 // tsmacvlan:latest on the machine is never touched. swarm.test.ts installs the same plugin: `create.sh --reuse`
-// builds once and only re-creates the plugin from plugin/build when the inputs have not changed.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// builds once and only re-creates the plugin from plugin/build when the inputs have not changed (test/e2e/managed.ts).
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
 import { Engine } from '../lab/engine';
-import {
-  containerExec,
-  DOCKER_BIN,
-  dockerOk,
-  docker,
-  eventually,
-  ping,
-  removeDockerObjects,
-  run,
-  runSleeper,
-  waitFor,
-} from './docker';
+import { containerExec, dockerOk, docker, eventually, ping, removeDockerObjects, runSleeper, waitFor } from './docker';
 import { DhcpServer } from './dnsmasq';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 import { pluginLinksOnHost } from './plugin-daemon';
+import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin } from './managed';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
 const PREFIX = 'tsmv-pkg-mp-';
-const REPO = join(__dirname, '../..');
-
-async function removePlugin(name: string): Promise<void> {
-  await docker(['plugin', 'disable', '-f', name], { allowFail: true });
-  await docker(['plugin', 'rm', '-f', name], { allowFail: true });
-}
-
-/** plugin/create.sh --reuse NAME with the test's prefix and state dir; returns its summary line. */
-async function createPlugin(
-  name: string,
-  stateSource: string,
-): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
-  const t0 = Date.now();
-  // stderr into stdout, so that a failure shows docker build's messages in order.
-  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
-    timeoutMs: 900_000,
-    allowFail: true,
-    env: {
-      ...process.env,
-      DOCKER: DOCKER_BIN,
-      TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
-      TSMACVLAN_STATE_SOURCE: stateSource,
-      TSMACVLAN_TLS_SOURCE: `${stateSource}-tls`, // never the host's /etc/tsmacvlan
-    },
-  });
-  if (res.code !== 0)
-    throw new Error(
-      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
-        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
-    );
-  const summary = res.stdout.trim().split('\n').pop() ?? '';
-  const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
-  if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);
-  return { summary, rootfsBytes: Number(bytes[1]), ms: Date.now() - t0 };
-}
 
 describe(`the managed plugin ${PLUGIN}`, () => {
-  let stateSource: string;
+  let stateSource: string; // the plugin's propagated mount, under the lab engine's data root
   let sw: Switch;
   let net: string;
   const a = `${PREFIX}a`;
@@ -76,39 +30,33 @@ describe(`the managed plugin ${PLUGIN}`, () => {
 
   beforeAll(async () => {
     await removeDockerObjects(PREFIX); // leftovers of a crashed run
-    stateSource = mkdtempSync(join(tmpdir(), 'tsmv-pkg-state-'));
-    const built = await createPlugin(PLUGIN, stateSource);
+    const built = await createManagedPlugin(PLUGIN);
+    stateSource = await managedPluginStateDir(PLUGIN);
     console.log(`[managed-plugin] ${built.summary} (create.sh ${(built.ms / 1000).toFixed(1)} s)`);
     sw = await createSwitch({ subnetPrefix: '10.232.20' });
   }, 900_000);
 
   afterAll(async () => {
     await removeDockerObjects(PREFIX);
-    await removePlugin(PLUGIN);
+    await removeManagedPlugin(PLUGIN);
     await destroyAllSwitches();
-    if (stateSource) rmSync(stateSource, { recursive: true, force: true });
-    if (stateSource) rmSync(`${stateSource}-tls`, { recursive: true, force: true });
   });
 
-  it('is installed as built: both interfaces, host network, CAP_NET_ADMIN and CAP_NET_RAW only, state on a host bind mount', async () => {
+  it('is installed as built: both interfaces, host network, CAP_NET_ADMIN and CAP_NET_RAW only, no host path, the state in its propagated mount', async () => {
     const config = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Config}}', PLUGIN]));
     expect(config.Interface.Types).toEqual(['docker.networkdriver/1.0', 'docker.ipamdriver/1.0']);
     expect(config.Interface.Socket).toBe('tsmacvlan.sock');
     expect(config.Network.Type).toBe('host');
     expect(config.Linux.Capabilities).toEqual(['CAP_NET_ADMIN', 'CAP_NET_RAW']); // NET_RAW: DHCP's packet socket
+    // No host directory to prepare or grant: the state is the mount Docker itself makes for the plugin.
+    expect(config.Mounts ?? []).toEqual([]);
+    expect(config.PropagatedMount).toBe('/var/lib/tsmacvlan');
+    expect(config.Description).toMatch(/^tsmacvlan \d+\.\d+\.\d+: /);
     const settings = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Settings}}', PLUGIN]));
-    const state = settings.Mounts.find((m: { Name: string }) => m.Name === 'state');
-    expect(state).toMatchObject({ Source: stateSource, Destination: '/var/lib/tsmacvlan', Type: 'bind' });
     expect(settings.Env).toContain('LOG_LEVEL=info');
     // The cluster IPAM's settings, empty (addresses stay on this host) until `docker plugin set`.
     for (const name of ['TSMACVLAN_ETCD', 'TSMACVLAN_ETCD_PREFIX', 'TSMACVLAN_ETCD_CA', 'TSMACVLAN_ETCD_CERT'])
       expect(settings.Env).toContain(`${name}=`);
-    const tls = settings.Mounts.find((m: { Name: string }) => m.Name === 'tls');
-    expect(tls).toMatchObject({
-      Source: `${stateSource}-tls`,
-      Destination: '/etc/tsmacvlan',
-      Options: ['rbind', 'ro'],
-    });
     expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('false');
   });
 
@@ -153,7 +101,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await dockerOk(['network', 'inspect', '-f', '{{.Driver}}', net])).toBe(PLUGIN);
   });
 
-  it('containers on a parent reach each other and the switch; the state is written to the host directory', async () => {
+  it('containers on a parent reach each other and the switch; the state is written to the propagated mount', async () => {
     await runSleeper(a, { network: net });
     await runSleeper(b, { network: net, ip: '10.232.20.50' });
     const ipA = await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, a]);

@@ -61,7 +61,7 @@ BUILD_ENGINE=/var/tmp/$BUILD_ID
 trap 'bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"' EXIT
 bash "$HERE/../lab/engine.sh" start "$BUILD_ENGINE" - >/dev/null
 DOCKER_HOST=unix://$BUILD_ENGINE/docker.sock TSMACVLAN_BUILD_PREFIX=tsmv-pkg- \
-  TSMACVLAN_STATE_SOURCE=$BUILD_ENGINE/plugin-state bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
+  bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
 bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"
 trap - EXIT
 step_end "plugin/build ready"
