@@ -79,13 +79,14 @@ build_base() {
     done_step "using $BASE (docker build pulls it when missing)"
     return
   fi
-  local have want
+  local have want layout
   have=$("$DOCKER" image inspect -f '{{index .Config.Labels "tsmacvlan.base.node"}}' "$BASE" 2>/dev/null || true)
+  layout=$("$DOCKER" image inspect -f '{{index .Config.Labels "tsmacvlan.base.layout"}}' "$BASE" 2>/dev/null || true)
   want=$(node --version 2>/dev/null || true)
-  if [[ -n $have && ( -z $want || $have == "$want" ) ]]; then
+  if [[ -n $have && ( -z $want || $have == "$want" ) && $layout == "$(sed -n 's/^LAYOUT=//p' plugin/base-image.sh)" ]]; then
     done_step "present (node $have)"
   else
-    [[ -n $have ]] && echo "[plugin:create] rebuilding: it has node $have, this machine $want"
+    [[ -n $have ]] && echo "[plugin:create] rebuilding: it has node $have (layout ${layout:-1}), this machine $want"
     DOCKER=$DOCKER bash plugin/base-image.sh "$BASE"
     done_step "built"
   fi

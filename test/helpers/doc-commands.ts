@@ -206,3 +206,19 @@ export function docCommands(repo: string): DocCommand[] {
   }
   return out;
 }
+
+/** The fenced blocks under a heading of a Markdown file (up to the next heading of the same or a higher level). */
+export function blocksUnder(file: string, text: string, heading: string): CodeBlock[] {
+  const headings: { line: number; level: number; title: string }[] = [];
+  let fenced = false;
+  text.split('\n').forEach((l, i) => {
+    if (/^\s*```/.test(l)) fenced = !fenced;
+    const m = /^(#+) (.*)$/.exec(l);
+    if (m && !fenced) headings.push({ line: i + 1, level: m[1].length, title: m[2] });
+  });
+  const at = headings.findIndex((h) => h.title === heading);
+  if (at < 0) throw new Error(`${file} has no heading '${heading}'`);
+  const next = headings.slice(at + 1).find((h) => h.level <= headings[at].level);
+  const end = next?.line ?? Infinity;
+  return codeBlocks(file, text).filter((b) => b.line > headings[at].line && b.line < end);
+}
