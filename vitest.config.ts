@@ -4,8 +4,8 @@ import { defineConfig } from 'vitest/config';
 // engine that has them, excluded elsewhere rather than skipped (CI counts a skipped test as a failure).
 const engineMajor = Number((process.env.TSMV_ENGINE ?? '20.10').split('.')[0]);
 const newerEngineFiles = engineMajor >= 28 ? [] : ['test/e2e/engine-28.test.ts'];
-// The multi-host files start hosts of their own with Debian's engine whatever TSMV_ENGINE says (they test etcd's
-// coordination, not an engine): they run once, in the 20.10 run.
+// The multi-host files start hosts of their own with the lab's engine (they test etcd's coordination, not an engine):
+// they run once, in the 20.10 run.
 const ownHostFiles = engineMajor === 20 ? [] : ['test/e2e/multi-host*.test.ts'];
 
 // One project per suite: each needs a different environment (see test/run-all.sh).

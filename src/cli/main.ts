@@ -16,6 +16,8 @@ import { buildServer, requestsInFlight } from '../api/server';
 import { status } from '../inspect/status';
 import { forget } from '../inspect/cluster';
 import { instanceId, stateGroup } from '../state/instance';
+import { migrateState, refuseNewerState, stateFormatOf } from '../state/migrate';
+import { STATE_FILES } from '../inspect/state-formats';
 import { crashPoint } from '../state/crash';
 import { checkPatchedNetlink } from '../kernel/netlink-binding';
 
@@ -96,6 +98,8 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   mkdirSync(dirname(options.socket), { recursive: true });
 
+  // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
+  migrateState(options.stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
   const driver = new NetworkDriver(links, options.stateDir, log);
   const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
@@ -159,6 +163,10 @@ async function gc(options: { socket: string; stateDir: string }, dryRun: boolean
       `the plugin is running on ${options.socket} and repairs at its own start; stop it first, or use --dry-run`,
     );
   }
+  // gc reads older formats as they are (its only writes are removals) and leaves their migration to the plugin.
+  refuseNewerState(options.stateDir, STATE_FILES);
+  const format = stateFormatOf(options.stateDir, STATE_FILES);
+  if (format.state === 'older') console.log(`note: the state is ${format.message}`);
   const links = new Links(stateGroup(options.stateDir), () => crashPoint('link-created'));
   try {
     const driver = new NetworkDriver(links, options.stateDir, pino({ level: 'silent' }));

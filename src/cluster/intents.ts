@@ -3,10 +3,13 @@
 // the answer; a release is fdatasync'd before it
 // is answered and marked done once etcd has it. After a crash, takes never answered are rolled back and releases not
 // done are applied again. Lines arriving while a sync is under way share the next one (group commit).
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import type { Logger } from 'pino';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { replaceFileSync } from '../state/files';
+import type { StateFiles } from '../state/migrate';
+import { newerFormatMessage } from '../state/record-format';
 
 /**
  * Lines the log may exceed twice its live entries by before it is rewritten. A rewrite holds the loop for two syncs
@@ -14,6 +17,13 @@ import type { Logger } from 'pino';
  * of ~50 kB at most.
  */
 const SLACK = 1024;
+
+/**
+ * The log's format, in its first line (`{"t":"intents","format":2}`). 1: tsmacvlan 0.1.0, no such line. 2: the line;
+ * the records are those of 1.
+ */
+export const INTENTS_FORMAT = 2;
+const HEADER = `{"t":"intents","format":${INTENTS_FORMAT}}`;
 
 export type IntentLine =
   | { t: 'take'; at: string; subnet: string }
@@ -58,47 +68,50 @@ export function replay(lines: IntentLine[]): Unfinished {
   return { takes, releases };
 }
 
-/** Reads the log; a last line without its newline is a write cut short by a crash, and ignored. */
+/** The format of the log whose first line is `first` (1 when it is no header). Throws for a newer format. */
+function formatOfFirstLine(path: string, first: string | undefined): number {
+  if (!first?.startsWith('{"t":"intents"')) return 1;
+  const header = JSON.parse(first) as { format?: unknown };
+  const format = header.format;
+  if (typeof format !== 'number' || !Number.isSafeInteger(format) || format < 2)
+    throw new Error(`cluster intent log ${path} has a header without a format; fix or remove the line`);
+  if (format > INTENTS_FORMAT)
+    throw new Error(newerFormatMessage(`cluster intent log ${path}`, format, INTENTS_FORMAT));
+  return format;
+}
+
+/** Reads the log (either format); a last line without its newline is a write cut short by a crash, and ignored. */
 export function readIntents(path: string, log: Logger): IntentLine[] {
   if (!existsSync(path)) return [];
   const lines = readFileSync(path, 'utf8').split('\n');
   const torn = lines.pop();
   if (torn) log.warn({ path, bytes: torn.length }, 'ignoring an incomplete last line of the cluster intent log');
-  return lines
-    .filter((line) => line !== '')
-    .map((line, i) => {
-      try {
-        const parsed = JSON.parse(line) as IntentLine;
-        if (typeof parsed.t === 'string' && ('at' in parsed || 'id' in parsed)) return parsed;
-      } catch {
-        // reported below
-      }
-      throw new Error(`cluster intent log ${path} line ${i + 1} is not an intent record; fix or remove the line`);
-    });
+  const skip = formatOfFirstLine(path, lines[0]) > 1 ? 1 : 0;
+  return lines.slice(skip).flatMap((line, i) => {
+    if (line === '') return [];
+    try {
+      const parsed = JSON.parse(line) as IntentLine;
+      if (typeof parsed.t === 'string' && ('at' in parsed || 'id' in parsed)) return [parsed];
+    } catch {
+      // reported below
+    }
+    throw new Error(`cluster intent log ${path} line ${i + 1 + skip} is not an intent record; fix or remove the line`);
+  });
 }
 
-function syncDirOf(path: string): void {
-  const fd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+/** Replaces the log with its header and `lines`, durably (start-up and compaction). */
+export function rewriteIntents(path: string, lines: IntentLine[], beforeRename?: () => void): void {
+  replaceFileSync(path, `${HEADER}\n${lines.map((line) => `${JSON.stringify(line)}\n`).join('')}`, beforeRename);
 }
 
-/** Replaces the log with `lines`, durably (start-up and compaction). */
-export function rewriteIntents(path: string, lines: IntentLine[]): void {
-  const temp = `${path}.tmp`;
-  const fd = openSync(temp, 'w', 0o600);
-  try {
-    writeSync(fd, lines.map((line) => `${JSON.stringify(line)}\n`).join(''));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, path);
-  syncDirOf(path);
-}
+/** The intent log of a state dir, for the start-up migration and the readers (see state/migrate.ts). */
+export const CLUSTER_INTENT_FILES: StateFiles = {
+  kind: 'cluster-intents',
+  version: INTENTS_FORMAT,
+  files: (stateDir) => [join(stateDir, 'cluster', 'cluster-intents.log')].filter((path) => existsSync(path)),
+  versionOf: (path) => formatOfFirstLine(path, readFileSync(path, 'utf8').split('\n', 1)[0]),
+  migrate: (path, beforeRename) => rewriteIntents(path, readIntents(path, pino({ level: 'silent' })), beforeRename),
+};
 
 interface Waiting {
   text: string;

@@ -2,9 +2,10 @@
 import { join } from 'node:path';
 import { PluginError } from '../errors';
 import { RecordStore } from '../state/record-store';
-import { endpointRecordProblem, type EndpointRecord } from './endpoint-naming';
+import type { EndpointRecord } from './endpoint-naming';
 import { shimName } from './host-access';
-import { networkRecordProblem, type NetworkRecord } from './network-options';
+import type { NetworkRecord } from './network-options';
+import { ENDPOINT_RECORDS, NETWORK_RECORDS } from './record-formats';
 
 function index(map: Map<string, Set<string>>, key: string, id: string): void {
   let ids = map.get(key);
@@ -31,8 +32,8 @@ export class DriverState {
   unanswered: { networks: NetworkRecord[]; endpoints: EndpointRecord[] } = { networks: [], endpoints: [] };
 
   constructor(stateDir: string) {
-    this.networkStore = new RecordStore(join(stateDir, 'networks'), networkRecordProblem);
-    this.endpointStore = new RecordStore(join(stateDir, 'endpoints'), endpointRecordProblem);
+    this.networkStore = new RecordStore(join(stateDir, 'networks'), NETWORK_RECORDS);
+    this.endpointStore = new RecordStore(join(stateDir, 'endpoints'), ENDPOINT_RECORDS);
     this.networks = this.networkStore.loadAll();
     this.endpoints = this.endpointStore.loadAll();
     for (const [id, network] of this.networks)

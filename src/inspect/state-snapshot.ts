@@ -3,10 +3,13 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { endpointRecordProblem, type EndpointRecord } from '../driver/endpoint-naming';
-import { networkRecordProblem, type NetworkRecord } from '../driver/network-options';
+import type { EndpointRecord } from '../driver/endpoint-naming';
+import type { NetworkRecord } from '../driver/network-options';
+import { ENDPOINT_RECORDS, NETWORK_RECORDS } from '../driver/record-formats';
 import { readSubnet } from '../ipam/journal';
+import { type FormatReport, stateFormatOf } from '../state/migrate';
 import { filesEndingIn, readRecords, type Unreadable } from '../state/record-store';
+import { STATE_FILES } from './state-formats';
 
 export interface StateSnapshot {
   stateDir: string;
@@ -17,6 +20,8 @@ export interface StateSnapshot {
   pools: PoolRow[];
   /** Files (or directories) that could not be read or are not records: the plugin refuses to start with them. */
   unreadable: Unreadable[];
+  /** The state's formats (format.json): current, older (the plugin migrates it at start) or newer (refused). */
+  format: FormatReport;
 }
 
 /** An IPAM pool, as the plugin would load it from its journal (see IpamService.listPools). */
@@ -64,7 +69,10 @@ function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
   return rows;
 }
 
-/** The records of a state dir, read without writing anything. */
+/**
+ * The records of a state dir, read without writing anything: records and journals of older formats are brought up
+ * to date in memory only (the plugin migrates the files at its start); those of newer formats are unreadable.
+ */
 export function readState(stateDir: string): StateSnapshot {
   const unreadable: Unreadable[] = [];
   let exists = true;
@@ -74,12 +82,19 @@ export function readState(stateDir: string): StateSnapshot {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') exists = false;
     else unreadable.push({ file: stateDir, error: (err as Error).message });
   }
+  let format: FormatReport;
+  try {
+    format = stateFormatOf(stateDir, STATE_FILES);
+  } catch (err) {
+    unreadable.push({ file: join(stateDir, 'format.json'), error: (err as Error).message });
+    format = { state: 'none', formats: null, writtenBy: null, message: (err as Error).message };
+  }
   const networks = exists
-    ? [...readRecords<NetworkRecord>(join(stateDir, 'networks'), networkRecordProblem, unreadable).values()]
+    ? [...readRecords<NetworkRecord>(join(stateDir, 'networks'), NETWORK_RECORDS, unreadable).values()]
     : [];
   const endpoints = exists
-    ? [...readRecords<EndpointRecord>(join(stateDir, 'endpoints'), endpointRecordProblem, unreadable).values()]
+    ? [...readRecords<EndpointRecord>(join(stateDir, 'endpoints'), ENDPOINT_RECORDS, unreadable).values()]
     : [];
   const pools = exists ? readPools(stateDir, unreadable) : [];
-  return { stateDir, exists, networks, endpoints, pools, unreadable };
+  return { stateDir, exists, networks, endpoints, pools, unreadable, format };
 }

@@ -14,6 +14,7 @@ import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
 import { readState, type PoolRow } from './state-snapshot';
+import type { FormatReport } from '../state/migrate';
 
 export interface NetworkRow {
   id: string;
@@ -53,6 +54,8 @@ export interface StatusReport {
   leases: LeaseRow[];
   drift: Drift[];
   unreadable: { file: string; error: string }[];
+  /** The state's formats (format.json): `older` means the plugin migrates it at its next start, `newer` that it refuses it. */
+  stateFormat: FormatReport;
   /** The cluster table (status --etcd), null without it. */
   cluster: ClusterReport | null;
 }
@@ -75,6 +78,7 @@ export const STATUS_JSON_SCHEMA = {
     'leases',
     'drift',
     'unreadable',
+    'stateFormat',
     'cluster',
   ],
   additionalProperties: false,
@@ -163,6 +167,17 @@ export const STATUS_JSON_SCHEMA = {
         properties: { file: nonEmpty, error: nonEmpty },
       },
     },
+    stateFormat: {
+      type: 'object',
+      required: ['state', 'formats', 'writtenBy', 'message'],
+      additionalProperties: false,
+      properties: {
+        state: { enum: ['none', 'current', 'older', 'newer'] },
+        formats: { type: ['object', 'null'], additionalProperties: { type: 'integer', minimum: 1 } },
+        writtenBy: { type: ['string', 'null'] },
+        message: nonEmpty,
+      },
+    },
     cluster: CLUSTER_JSON_SCHEMA,
   },
 } as const;
@@ -231,6 +246,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
+    stateFormat: state.format,
     cluster: null,
   };
 }
@@ -250,7 +266,8 @@ function table(header: string[], rows: string[][]): string {
 /** The human-readable report: a table of networks, one of endpoints, one of address pools, DHCP leases, then drift. */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
-  out.push(`state: ${report.stateDir}  driver: ${report.driver} (device group ${report.group})`, '');
+  out.push(`state: ${report.stateDir}  driver: ${report.driver} (device group ${report.group})`);
+  out.push(`state format: ${report.stateFormat.message}`, '');
   if (report.networks.length === 0) out.push('networks: none');
   else {
     out.push(
@@ -320,14 +337,17 @@ export interface StatusOptions {
   etcd?: EtcdSettings;
 }
 
-/** Prints the report; the exit code is 1 only when some state could not be read (drift is reported, not failed on: see doctor). */
+/**
+ * Prints the report; the exit code is 1 only when some state could not be read, or is of a newer format (drift is
+ * reported, not failed on: see doctor).
+ */
 export async function status(options: StatusOptions): Promise<number> {
   const links = new Links();
   try {
     const report = await collectStatus(options.stateDir, driverName(options.socket), links);
     if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
-    return report.unreadable.length || report.cluster?.error ? 1 : 0;
+    return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;
   } finally {
     links.close();
   }

@@ -4,6 +4,12 @@ import { contains, parseCidr, parseIp, type Cidr } from '../ip/address';
 
 export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
 
+/**
+ * The journal's format, in its header. 1: no answer marks (every line counts as answered). 2 (tsmacvlan 0.1.0): the
+ * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line.
+ */
+export const JOURNAL_FORMAT = 2;
+
 /** The value of `t` of each record type. */
 export const RECORD = {
   /** The first line: the subnet, and (format 2) how many lines the snapshot after it has. */
@@ -35,7 +41,8 @@ export function takeKindOf(type: unknown): TakeKind | undefined {
 
 /** The lines, by record type. `a` is an address as text, `p` a pool's journal number, `u` how many are unanswered. */
 export const journalLine = {
-  header: (subnet: string, lines: number) => JSON.stringify({ t: RECORD.header, subnet, format: 2, lines }),
+  header: (subnet: string, lines: number) =>
+    JSON.stringify({ t: RECORD.header, subnet, format: JOURNAL_FORMAT, lines }),
   acquire: (p: number, id: string, range: Cidr | undefined, options: Record<string, string>) =>
     JSON.stringify({ t: RECORD.acquire, p, id, range: range?.text ?? null, options }),
   pool: (p: number, id: string, range: Cidr | undefined, options: Record<string, string>, refs: number, u: number) =>

@@ -3,13 +3,15 @@
 // rename, sync dir) when it grows past twice the live state, and after a failed write.
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import type { Logger } from 'pino';
+import { dirname, join } from 'node:path';
+import pino, { type Logger } from 'pino';
 import { crashPoint } from '../state/crash';
-import { syncDir } from '../state/record-store';
+import { replaceFileSync } from '../state/files';
+import type { StateFiles } from '../state/migrate';
+import { filesEndingIn, syncDir } from '../state/record-store';
 import { parseCidr } from '../ip/address';
 import { Subnet } from './subnet';
-import { type JournalRecord } from './journal-records';
+import { JOURNAL_FORMAT, type JournalRecord } from './journal-records';
 
 /** Lines a journal may exceed twice its live state by before it is compacted. */
 const SLACK = 64;
@@ -294,3 +296,23 @@ export function readSubnet(path: string, log: Logger): Subnet | undefined {
   });
   return subnet;
 }
+
+/** The IPAM journals of a state dir, for the start-up migration and the readers (see state/migrate.ts). */
+export const IPAM_JOURNAL_FILES: StateFiles = {
+  kind: 'ipam-journal',
+  version: JOURNAL_FORMAT,
+  files: (stateDir) => filesEndingIn(join(stateDir, 'ipam'), '.jnl', []).map((file) => join(stateDir, 'ipam', file)),
+  versionOf(path) {
+    const [header] = readJournal(path, SILENT);
+    if (!header) return JOURNAL_FORMAT; // holds nothing: the plugin removes it at start
+    return typeof header.format === 'number' ? header.format : 1;
+  },
+  /** A replay in the old format and a snapshot in the new one (a journal that holds nothing goes). */
+  migrate(path, beforeRename) {
+    const subnet = readSubnet(path, SILENT);
+    if (subnet && !subnet.empty) replaceFileSync(path, `${subnet.snapshot().join('\n')}\n`, beforeRename);
+    else writeSnapshotSync(path, undefined);
+  },
+};
+
+const SILENT = pino({ level: 'silent' });

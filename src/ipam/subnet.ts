@@ -1,6 +1,8 @@
 // A subnet as the journal holds it: the model (subnet-model.ts) plus its snapshot as journal lines and the replay of
 // those lines, which rebuilds the same state.
+import { newerFormatMessage } from '../state/record-format';
 import {
+  JOURNAL_FORMAT,
   RECORD,
   addressField,
   poolSpecFields,
@@ -98,6 +100,8 @@ export class Subnet extends SubnetModel {
   private applyHeader(record: JournalRecord): void {
     if (record.subnet !== this.cidr.text) throw new Error(`header names subnet '${String(record.subnet)}'`);
     // Format 1 (before answers were marked) holds nothing unanswered: every line counts as a snapshot line.
+    if (record.format !== undefined && int(record, 'format') > JOURNAL_FORMAT)
+      throw new Error(newerFormatMessage('this journal', int(record, 'format'), JOURNAL_FORMAT));
     this.snapshotLines = record.format === 2 ? int(record, 'lines') : Infinity;
   }
 

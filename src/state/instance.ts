@@ -1,9 +1,22 @@
 // The instance a state dir belongs to: a random id kept in it, whose device group (kernel/marks.ts) marks its links
 // and which owns its addresses in the cluster table.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { instanceGroup } from '../kernel/marks';
+import type { StateFiles } from './migrate';
+
+/**
+ * The instance file is the id on one line, as operators copy it (`gc --cluster --forget-instance ID`): format 1,
+ * recorded in format.json. A file of another form would get another name, read beside this one.
+ */
+export const INSTANCE_FILE: StateFiles = {
+  kind: 'instance',
+  version: 1,
+  files: (stateDir) => [join(stateDir, 'instance')].filter((path) => existsSync(path)),
+  versionOf: () => 1,
+  migrate: () => undefined,
+};
 
 /**
  * The id of the instance whose state is `stateDir`. The plugin creates it on its first start; readers (gc, status,

@@ -188,8 +188,9 @@ export function run(cmd, args, { allowFail = false, timeoutMs = 120_000, input, 
 }
 
 /** Wall time of a program run in ms (spawn to exit), and its result. */
-/** The Docker client the benches drive: the lab's engine's own (TSMV_DOCKER), else Debian's. */
-export const DOCKER = process.env.TSMV_DOCKER ?? '/usr/bin/docker';
+/** The Docker client the benches drive: the lab's engine's own (TSMV_DOCKER), else the unpacked 20.10's. */
+export const DOCKER =
+  process.env.TSMV_DOCKER ?? new URL('../../.engines/20.10/usr/bin/docker', import.meta.url).pathname;
 
 /** Containers, then networks, whose names start with `prefix`; never throws. */
 export async function removeDockerObjects(prefix) {

@@ -5,13 +5,13 @@
 // event loop the plugin needs to answer Docker (deadlock until Docker's timeout).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { DOCKER_CLIENT } from '../lab/engine';
 
 /**
  * The client of the lab's own engine, the same version as its daemon (test/lab/in-lab.sh sets TSMV_DOCKER from
- * TSMV_ENGINE; DOCKER_HOST names the daemon). Named explicitly: /usr/local/bin/docker, first in PATH on this machine
- * kind, is installed by nothing we control.
+ * TSMV_ENGINE; DOCKER_HOST names the daemon). Named explicitly: a `docker` in PATH is the host's, never the lab's.
  */
-export const DOCKER_BIN = process.env.TSMV_DOCKER ?? '/usr/bin/docker';
+export const DOCKER_BIN = DOCKER_CLIENT;
 /** Imported into the lab's engine by test/lab/test-image.sh from busybox-static (no registry needed). */
 export const TEST_IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Provision the end-to-end test environment: Debian's Docker Engine (docker.io, 20.10) and the tools the e2e tests
-# spawn, and the managed plugin's rootfs in plugin/build. It starts no dockerd that outlives it and never uses the
-# host's: the e2e suite runs in a lab of its own (test/lab/in-lab.sh starts its engine and imports the test image).
+# Provision the end-to-end test environment: the tools the e2e tests spawn, Debian 12's Docker Engine 20.10 unpacked
+# into .engines/20.10 (test/lab/engines.sh: nothing installed), and the managed plugin's rootfs in plugin/build. It
+# never installs, removes or upgrades a package that provides Docker, containerd or runc (it checks apt's plan before
+# it installs anything), starts no dockerd that outlives it and never uses the host's: the e2e suite runs in a lab of
+# its own (test/lab/in-lab.sh starts its engine and imports the test image).
 # Idempotent: every step checks first and does nothing when already done.
 #
 #   bash test/e2e/provision.sh
@@ -10,7 +12,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # etcd-server, etcd-client: the cluster IPAM's etcd members (integration, e2e); openssl: their TLS test certificates;
 # dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames.
-PACKAGES=(docker.io docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump)
+# docker-compose (v1, Python) talks to the lab's engine over its socket; it only recommends docker.io, and recommends
+# are never installed here.
+PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump)
+
+# Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
+DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
 
 now_ms() { date +%s%3N; }
 T0=$(now_ms)
@@ -43,12 +50,26 @@ if (( ${#missing[@]} )); then
   fi
   export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
   apt-get -o DPkg::Lock::Timeout=600 update -qq
+  # apt's plan first: it may not touch a package that provides Docker, containerd or runc, whatever depends on what.
+  forbidden=$(apt-get -s -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" |
+    awk '/^(Inst|Remv|Purg) / { print $2 }' | grep -E "$DOCKER_PACKAGES" || true)
+  if [[ -n $forbidden ]]; then
+    echo "[provision] installing ${missing[*]} would install, upgrade or remove $(echo $forbidden): the suite never" \
+      "touches a package of Docker, containerd or runc; install the rest by hand without them" >&2
+    exit 1
+  fi
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
   if [[ $made_policy == 1 ]]; then rm -f /usr/sbin/policy-rc.d; made_policy=0; fi
   step_end "installed ${missing[*]}"
 else
   step_end "all present"
 fi
+
+# ----------------------------------------------------------------- engines --
+# The engine of the build below and of the e2e suite's 20.10 runs, unpacked (the newer ones: test/run-all.sh).
+step_start "engine 20.10"
+bash "$HERE/../lab/engines.sh" 20.10
+step_end
 
 # ------------------------------------------------------ managed plugin rootfs --
 # managed-plugin.test.ts and swarm.test.ts install the plugin from plugin/build (create.sh --reuse). Building it needs
@@ -60,8 +81,8 @@ BUILD_ID=tsmvb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 BUILD_ENGINE=/var/tmp/$BUILD_ID
 trap 'bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"' EXIT
 bash "$HERE/../lab/engine.sh" start "$BUILD_ENGINE" - >/dev/null
-DOCKER_HOST=unix://$BUILD_ENGINE/docker.sock TSMACVLAN_BUILD_PREFIX=tsmv-pkg- \
-  bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
+DOCKER=$HERE/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$BUILD_ENGINE/docker.sock \
+  TSMACVLAN_BUILD_PREFIX=tsmv-pkg- bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
 bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"
 trap - EXIT
 step_end "plugin/build ready"

@@ -53,7 +53,8 @@ export async function waitForSocket(path: string, daemon: Daemon, timeoutMs = 10
       () => false,
     ))
   ) {
-    if (daemon.child.exitCode !== null) throw new Error(`daemon exited: ${daemon.output()}`);
+    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null)
+      throw new Error(`daemon exited (${daemon.child.exitCode ?? daemon.child.signalCode}): ${daemon.output()}`);
     if (Date.now() > deadline) throw new Error(`no socket at ${path} after ${timeoutMs} ms: ${daemon.output()}`);
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -424,6 +424,7 @@ describe('crash at every step of every operation', () => {
     };
     scan(join(__dirname, '../../src'));
     const walked = new Set([...cases, ...ipamCases].map((c) => c.point));
-    expect([...declared].filter((p) => !walked.has(p))).toEqual([]);
+    // The start-up migration's points are walked by test/integration/state-migration.test.ts, which checks them.
+    expect([...declared].filter((p) => !walked.has(p) && !p.startsWith('migration-'))).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@
 # A Docker Engine the test suite owns: its own data root, exec root, socket, pid file and (empty) config file, all
 # under ROOT, started inside the network namespace NETNS (`-` for the caller's: the provisioning's build engine), from
 # the engine binaries in BINDIR, a directory or a PATH-like list of them searched first for dockerd, containerd and
-# runc (Debian's docker.io by default; an unpacked newer engine is run the same way).
+# runc (by default the 20.10 that test/lab/engines.sh unpacked into .engines/20.10; never the host's own Docker).
 #
 #   engine.sh start ROOT NETNS [BINDIR]   start it (NETNS and BINDIR are kept in ROOT/engine.env for restarts)
 #   engine.sh restart ROOT                start it again as it was started (after a kill)
@@ -12,7 +12,8 @@
 # It only ever signals the pid in ROOT/dockerd.pid (after checking that process is a dockerd of ROOT) and processes
 # whose command line names ROOT's own containerd socket: never a process it did not start.
 set -euo pipefail
-DOCKER=${DOCKER:-/usr/bin/docker}
+UNPACKED=$(cd "$(dirname "$0")/../.." && pwd)/.engines/20.10
+DOCKER=${DOCKER:-$UNPACKED/usr/bin/docker}
 cmd=${1:-} root=${2:-}
 [[ -n $cmd && -n $root ]] || { echo "usage: engine.sh start|restart|kill|remove ROOT [NETNS [BINDIR]]" >&2; exit 2; }
 root=$(realpath -m "$root")
@@ -60,9 +61,11 @@ start() {
   rm -f "$sock" "$pidfile" "$root/exec/containerd/containerd.pid" # stale after a kill
   local enter=() dockerd
   [[ $NETNS == - ]] || enter=(nsenter "--net=/run/netns/$NETNS" --)
-  dockerd=$(PATH=$BINDIR command -v dockerd) || { say "no dockerd in $BINDIR"; return 1; }
+  dockerd=$(PATH=$BINDIR command -v dockerd) ||
+    { say "no dockerd in $BINDIR: unpack the engines with bash test/lab/engines.sh"; return 1; }
   echo "=== $(date -u +%FT%TZ) engine.sh starts dockerd in netns $NETNS from $BINDIR" >> "$log"
   # setsid: the engine outlives the test process that (re)started it; the lab's clean-up stops it.
+  # The engine's own binaries first: containerd, its shims, runc and docker-init are found on this PATH.
   PATH="$BINDIR:$PATH" setsid "${enter[@]}" "$dockerd" --config-file "$root/daemon.json" \
     --data-root "$root/data" --exec-root "$root/exec" -H "unix://$sock" --pidfile "$pidfile" \
     --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
@@ -126,8 +129,8 @@ remove() {
 case $cmd in
   start)
     mkdir -p "$root"
-    printf 'NETNS=%q\nBINDIR=%q\n' "${3:?start needs NETNS (- for this namespace)}" "${4:-/usr/sbin:/usr/bin}" \
-      > "$root/engine.env"
+    printf 'NETNS=%q\nBINDIR=%q\n' "${3:?start needs NETNS (- for this namespace)}" \
+      "${4:-$UNPACKED/usr/bin:$UNPACKED/usr/sbin}" > "$root/engine.env"
     start
     ;;
   restart) start ;;

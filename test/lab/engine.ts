@@ -2,15 +2,38 @@
 // suite starts and removes them the same way). An engine is its root directory: data root, exec root, socket and pid
 // file live under it, so a handle can be made again from the root alone (e.g. from TSMV_ENGINE_ROOT in a test).
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const ENGINE_SH = join(__dirname, 'engine.sh');
 const execFileP = promisify(execFile);
 
-/** Debian's docker.io (dockerd in /usr/sbin, containerd in /usr/bin); unpacked newer engines give their own dirs. */
-export const DEFAULT_BIN_DIR = '/usr/sbin:/usr/bin';
+/** Where test/lab/engines.sh unpacks Debian 12's 20.10, the engine when no lab names one. */
+const UNPACKED_20_10 = join(__dirname, '../../.engines/20.10');
+
+/**
+ * The binary dirs of the lab's engine (TSMV_ENGINE_BIN, set by test/lab/in-lab.sh), else of the unpacked 20.10: never
+ * the host's own Docker.
+ */
+export const DEFAULT_BIN_DIR =
+  process.env.TSMV_ENGINE_BIN ?? `${join(UNPACKED_20_10, 'usr/bin')}:${join(UNPACKED_20_10, 'usr/sbin')}`;
+
+/** The client of the lab's engine, of its own version (TSMV_DOCKER), else the unpacked 20.10's. */
+export const DOCKER_CLIENT = process.env.TSMV_DOCKER ?? join(UNPACKED_20_10, 'usr/bin/docker');
+
+/** A program of the engine in `binDir` (e.g. `ctr`, its containerd's client). */
+export function engineProgram(name: string, binDir = DEFAULT_BIN_DIR): string {
+  for (const dir of binDir.split(':')) {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // not in this dir
+    }
+  }
+  throw new Error(`no ${name} in the engine's dirs ${binDir}: unpack the engines with bash test/lab/engines.sh`);
+}
 
 export class Engine {
   constructor(readonly root: string) {}

@@ -1,49 +1,137 @@
 #!/usr/bin/env bash
-# Unpacks newer Docker Engines from Debian's own packages into .engines/<name>/ without installing them: a private
-# apt sources list and lists directory (the suites of this machine's Debian mirror, read from its apt sources),
-# `apt-get download`, `dpkg-deb -x`. Their binaries need glibc >= 2.34 and run here with bookworm's runc.
-# Idempotent: an engine already unpacked is kept.
+# Unpacks every Docker Engine the suite runs from Debian's own packages into .engines/<name>/, installing nothing: a
+# private apt sources list, lists directory and (empty) status file per suite, on this machine's Debian mirror (read
+# from its apt sources), then `apt-get download` and `dpkg-deb -x`. An engine's directory holds its dockerd, client,
+# containerd with its shims, docker-init (tini) and bookworm's runc: the newer suites' runc needs a newer glibc than
+# bookworm's, and bookworm's runs on bookworm and everything later. The host's own Docker, containerd and runc, if
+# any, are neither used nor touched.
+#
+# Versions are found, not pinned (a suite keeps only its current build): an engine's docker.io (and docker-cli) is the
+# candidate of its suite when that is <name>.*, else another <name>.* the suite lists; the other packages are their
+# suite's candidate, or another version it lists when the mirror no longer serves that one. A suite that no longer
+# has the engine fails with what to do. Idempotent: an engine already unpacked (its .packages file) is kept.
 #
 #   bash test/lab/engines.sh            # every engine below
-#   bash test/lab/engines.sh 28.5       # one
+#   bash test/lab/engines.sh 20.10      # one
 #
-# Prints one line per engine: "<name> <dir>/usr/sbin/dockerd <version>".
+# Prints one line per engine: "<name> <dir> <dockerd --version>".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD/.engines
 
-# name suite packages (exact versions, so a run is repeatable; a mirror that moved on fails here, clearly)
+# name suite packages (docker.io first: its version names the engine). docker-cli exists from Debian 13 on (20.10's
+# client is in docker.io).
 ENGINES=(
-  "26.1 trixie docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-cli=26.1.5+dfsg1-9+deb13u1+b1 containerd=1.7.24~ds1-6+deb13u1"
-  "28.5 sid docker.io=28.5.2+dfsg4-5 docker-cli=28.5.2+dfsg4-5 containerd=2.1.9+ds1-5"
+  "20.10 bookworm docker.io containerd tini"
+  "26.1 trixie docker.io docker-cli containerd tini"
+  "28.5 sid docker.io docker-cli containerd tini"
 )
+RUNC_SUITE=bookworm
+
+die() { echo "engines.sh: $*" >&2; exit 1; }
 
 mirror() {
   local uri
   uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   [[ -n $uri ]] || uri=$(awk '/^deb / && $0 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
-  [[ -n $uri ]] || { echo "engines.sh: no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list" >&2; exit 1; }
+  [[ -n $uri ]] || die "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
   echo "$uri"
+}
+
+# apt-get/apt-cache options of the private apt of a suite (nothing of the host's apt state is read or written).
+apt_opts() { # suite
+  local apt=$root/.apt-$1
+  echo -q -o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::State::status=$apt/status" -o "Dir::Cache=$apt/cache" \
+    -o APT::Sandbox::User=root
+}
+
+declare -A updated=()
+update() { # suite: its package list, read once per run
+  local suite=$1 apt=$root/.apt-$1
+  [[ -z ${updated[$suite]:-} ]] || return 0
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
+  : >"$apt/status"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(mirror) $suite main" >"$apt/sources.list"
+  # shellcheck disable=SC2046
+  apt-get $(apt_opts "$suite") update >"$apt/update.log" 2>&1 ||
+    { cat "$apt/update.log" >&2; die "cannot read the package list of Debian $suite from $(mirror) (above)"; }
+  updated[$suite]=1
+}
+
+# The versions of a package its suite lists: the candidate first, then the others; with a prefix, only those of it.
+versions() { # suite package [prefix]
+  local suite=$1 package=$2 prefix=${3:-} candidate
+  # shellcheck disable=SC2046
+  candidate=$(apt-cache $(apt_opts "$suite") policy "$package" | awk '/Candidate:/ { print $2 }')
+  {
+    [[ -z $candidate || $candidate == '(none)' ]] || echo "$candidate"
+    # shellcheck disable=SC2046
+    apt-cache $(apt_opts "$suite") madison "$package" | awk -F'|' '{ gsub(/ /, "", $2); print $2 }'
+  } | awk -v prefix="$prefix" 'index($0, prefix) == 1 && !seen[$0]++'
+}
+
+# Downloads package=version into dir, trying each version in turn (a mirror may drop a build its list still names).
+download() { # suite dir package versions...
+  local suite=$1 dir=$2 package=$3
+  shift 3
+  local version
+  for version in "$@"; do
+    # shellcheck disable=SC2046
+    if (cd "$dir" && apt-get $(apt_opts "$suite") download "$package=$version" >>"$dir/download.log" 2>&1); then
+      echo "$package=$version"
+      return 0
+    fi
+  done
+  cat "$dir/download.log" >&2
+  die "Debian $suite lists $package ${*:-in no version}, and none could be downloaded from $(mirror) (above)"
+}
+
+# Every binary the engine runs finds its shared libraries here (the host's, as they are Debian's) in the versions it
+# needs (tini, not run, is the one of trixie and sid that needs glibc 2.38; docker-init is its static build).
+ENGINE_BINARIES=(usr/sbin/dockerd usr/bin/docker usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr
+  usr/sbin/runc usr/sbin/docker-proxy)
+check_libraries() { # dir
+  local problems
+  problems=$(cd "$1" && for b in "${ENGINE_BINARIES[@]}"; do ldd "$b" 2>&1 | sed -n "s|^|  $b: |; /not found/p"; done)
+  [[ -z $problems ]] || die "the engine's binaries do not run on this machine: a library is missing (install its
+  package with apt-get) or too old (this Debian is too old for the engine):
+$problems"
 }
 
 unpack() { # name suite packages...
   local name=$1 suite=$2
   shift 2
   local dir=$root/$name
-  if [[ -x $dir/usr/sbin/dockerd && -x $dir/usr/bin/docker && -x $dir/usr/bin/containerd ]]; then
+  if [[ -f $dir/.packages && -x $dir/usr/sbin/dockerd && -x $dir/usr/bin/docker && -x $dir/usr/sbin/runc ]]; then
     return 0
   fi
-  local apt=$root/.apt-$suite
-  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(mirror) $suite main" >"$apt/sources.list"
-  local opts=(-q -o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
-  apt-get "${opts[@]}" update >"$apt/update.log" 2>&1 || { cat "$apt/update.log" >&2; exit 1; }
-  rm -f "$apt"/debs/*.deb
-  (cd "$apt/debs" && apt-get "${opts[@]}" download "$@" >"$apt/download.log" 2>&1) || { cat "$apt/download.log" >&2; exit 1; }
+  local debs=$root/.debs-$name
+  rm -rf "$debs" && mkdir -p "$debs"
+  update "$suite"
+  update "$RUNC_SUITE"
+  local engine package found=() listed
+  mapfile -t engine < <(versions "$suite" docker.io "$name.")
+  if (( ${#engine[@]} == 0 )); then
+    listed=$(versions "$suite" docker.io | tr '\n' ' ')
+    die "Debian $suite lists docker.io ${listed:-in no version}, no $name.x: the engine $name is no longer there.
+  Point its line in ENGINES (test/lab/engines.sh) at a suite that has it (https://tracker.debian.org/pkg/docker.io),
+  or rename the engine after the version $suite has now (also in test/run-all.sh's ENGINES and in the README)."
+  fi
+  for package in "$@"; do
+    case $package in
+      # The client is built from the same source as the daemon: the same version.
+      docker.io | docker-cli) found+=("$(download "$suite" "$debs" "$package" "${engine[@]}")") ;;
+      *) mapfile -t listed < <(versions "$suite" "$package") && found+=("$(download "$suite" "$debs" "$package" "${listed[@]}")") ;;
+    esac
+  done
+  mapfile -t listed < <(versions "$RUNC_SUITE" runc)
+  found+=("$(download "$RUNC_SUITE" "$debs" runc "${listed[@]}")")
   rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-  for deb in "$apt"/debs/*.deb; do dpkg-deb -x "$deb" "$dir.tmp"; done
-  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$dir.tmp"; done
+  printf '%s\n' "${found[@]}" >"$dir.tmp/.packages"
+  check_libraries "$dir.tmp"
+  rm -rf "$dir" "$debs" && mv "$dir.tmp" "$dir"
 }
 
 for engine in "${ENGINES[@]}"; do
@@ -51,5 +139,5 @@ for engine in "${ENGINES[@]}"; do
   if [[ $# -gt 0 && " $* " != *" $name "* ]]; then continue; fi
   # shellcheck disable=SC2086
   unpack "$name" "$suite" $packages
-  echo "$name $root/$name/usr/sbin/dockerd $("$root/$name/usr/sbin/dockerd" --version)"
+  echo "$name $root/$name $("$root/$name/usr/sbin/dockerd" --version) ($(tr '\n' ' ' <"$root/$name/.packages"))"
 done

@@ -8,10 +8,11 @@
 #   bash test/lab/in-lab.sh CMD...
 #
 # Environment: TSMV_RUN_ID (default: a fresh random one; names the namespace, the lab dir and the plugin instance),
-#              TSMV_ENGINE (default 20.10: Debian's installed docker.io; 26.1 or 28.5: the engine test/lab/engines.sh
-#              unpacked into .engines/<name>, run with its own client). The lab checks that the engine it started
-#              reports that version. The command gets DOCKER_HOST, TSMV_RUN_ID, TSMV_LAB_NETNS, TSMV_LAB_DIR,
-#              TSMV_ENGINE_ROOT, TSMV_ENGINE and TSMV_DOCKER (the engine's own client).
+#              TSMV_ENGINE (default 20.10; 20.10, 26.1 or 28.5: the engine test/lab/engines.sh unpacked into
+#              .engines/<name>, run with its own client; the host's own Docker, if any, is never used). The lab checks
+#              that the engine it started reports that version. The command gets DOCKER_HOST, TSMV_RUN_ID,
+#              TSMV_LAB_NETNS, TSMV_LAB_DIR, TSMV_ENGINE_ROOT, TSMV_ENGINE, TSMV_ENGINE_BIN (the engine's binary dirs,
+#              for the engines the multi-host labs start) and TSMV_DOCKER (the engine's own client).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export TSMV_RUN_ID=${TSMV_RUN_ID:-tsmv$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}
@@ -21,17 +22,13 @@ export TSMV_ENGINE_ROOT=$TSMV_LAB_DIR/e0 DOCKER_HOST=unix://$TSMV_LAB_DIR/e0/doc
 [[ ! -e /run/netns/$TSMV_LAB_NETNS && ! -e $TSMV_LAB_DIR ]] || { echo "a lab $TSMV_RUN_ID exists already" >&2; exit 2; }
 
 export TSMV_ENGINE=${TSMV_ENGINE:-20.10}
-if [[ $TSMV_ENGINE == 20.10 ]]; then
-  engine_bin=/usr/sbin:/usr/bin client=/usr/bin/docker
-else
-  unpacked=$PWD/.engines/$TSMV_ENGINE
-  [[ -x $unpacked/usr/sbin/dockerd ]] ||
-    { echo "no engine $TSMV_ENGINE in $unpacked: unpack it with bash test/lab/engines.sh $TSMV_ENGINE" >&2; exit 2; }
-  # The engine's own binaries first (dockerd, containerd, shims, docker-init), bookworm's runc after them.
-  engine_bin=$unpacked/usr/bin:$unpacked/usr/sbin:/usr/sbin:/usr/bin client=$unpacked/usr/bin/docker
-fi
-# The client of the engine's own version, for the tests (TSMV_DOCKER) and the lab's scripts (DOCKER).
-export TSMV_DOCKER=$client DOCKER=$client
+unpacked=$PWD/.engines/$TSMV_ENGINE
+[[ -x $unpacked/usr/sbin/dockerd ]] ||
+  { echo "no engine $TSMV_ENGINE in $unpacked: unpack it with bash test/lab/engines.sh $TSMV_ENGINE" >&2; exit 2; }
+# The engine's own binaries only (dockerd, containerd, shims, runc, docker-init), and the client of its own version for
+# the tests (TSMV_DOCKER) and the lab's scripts (DOCKER).
+export TSMV_ENGINE_BIN=$unpacked/usr/bin:$unpacked/usr/sbin
+export TSMV_DOCKER=$unpacked/usr/bin/docker DOCKER=$unpacked/usr/bin/docker
 
 cleanup() {
   set +e # remove all that can be removed, whatever fails
@@ -58,7 +55,7 @@ trap 'exit 143' TERM
 mkdir -p "$TSMV_LAB_DIR"
 ip netns add "$TSMV_LAB_NETNS"
 ip -n "$TSMV_LAB_NETNS" link set lo up
-bash test/lab/engine.sh start "$TSMV_ENGINE_ROOT" "$TSMV_LAB_NETNS" "$engine_bin"
+bash test/lab/engine.sh start "$TSMV_ENGINE_ROOT" "$TSMV_LAB_NETNS" "$TSMV_ENGINE_BIN"
 version=$("$DOCKER" version -f '{{.Server.Version}}')
 [[ $version == "$TSMV_ENGINE".* ]] || { echo "the lab's engine is $version, not the $TSMV_ENGINE asked for" >&2; exit 1; }
 echo "[lab] Docker Engine $version (client $("$DOCKER" version -f '{{.Client.Version}}'))"

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { CLI, post } from '../helpers/serve';
 import { EtcdCluster } from './etcd';
 import { makeTls, type TlsFiles } from './tls';
-import { Engine } from './engine';
+import { DOCKER_CLIENT, Engine } from './engine';
 import { runId } from './lab';
 
 const execFileP = promisify(execFile);
@@ -76,7 +76,7 @@ export class MultiHostLab {
   }
 
   /**
-   * `count` hosts, each with a dockerd from `binDir` and, unless `legacyPlugins` is false (test/lab/swarm-lab.ts
+   * `count` hosts, each with a dockerd from `binDir` (default: the lab's engine) and, unless `legacyPlugins` is false (test/lab/swarm-lab.ts
    * installs the managed plugin instead), a `tsmacvlan serve` instance on the lab's etcd; with `tls`, etcd serves
    * https only, to clients with a certificate of the lab's CA.
    */
@@ -125,7 +125,7 @@ export class MultiHostLab {
     const engine = await Engine.start(join(process.env.TSMV_LAB_DIR ?? this.dir, `h${i}`), netns, binDir);
     const docker = async (...args: string[]) => {
       try {
-        return (await execFileP('/usr/bin/docker', ['-H', engine.host, ...args], { timeout: 120_000 })).stdout;
+        return (await execFileP(DOCKER_CLIENT, ['-H', engine.host, ...args], { timeout: 120_000 })).stdout;
       } catch (err) {
         const e = err as { stderr?: string; message: string };
         throw new Error(`docker (host h${i}) ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdKv, type KvEntry } from '../../src/cluster/etcd';
 import { decodeClaims, type Claim } from '../../src/cluster/keys';
+import { DOCKER_CLIENT, engineProgram } from './engine';
 import { type LabHost, MultiHostLab } from './multi-host';
 
 const execFileP = promisify(execFile);
 const REPO = join(__dirname, '../..');
-const CTR = '/usr/bin/ctr';
 
 /** Swarm needs the same plugin name on every node; this one is never a real install's. */
 export const SWARM_PLUGIN = 'tsmv-swarm:latest';
@@ -29,7 +29,10 @@ export class SwarmLab {
   /** The etcd prefix of this lab's plugins: everything they write is under it. */
   readonly etcdPrefix: string;
 
-  private constructor(readonly lab: MultiHostLab) {
+  private constructor(
+    readonly lab: MultiHostLab,
+    private readonly binDir?: string,
+  ) {
     this.etcdPrefix = `/${lab.run}-swarm`;
   }
 
@@ -39,7 +42,8 @@ export class SwarmLab {
 
   /** `count` hosts with the managed plugin on the lab's etcd, in one swarm whose manager is h1. */
   static async create(count: number, binDir?: string): Promise<SwarmLab> {
-    const swarm = new SwarmLab(await MultiHostLab.create(count, binDir, { legacyPlugins: false, tls: true }));
+    const lab = await MultiHostLab.create(count, binDir, { legacyPlugins: false, tls: true });
+    const swarm = new SwarmLab(lab, binDir);
     try {
       for (const host of swarm.hosts) await swarm.installPlugin(host);
       await swarm.formSwarm();
@@ -70,7 +74,7 @@ export class SwarmLab {
         timeout: 300_000,
         env: {
           ...process.env,
-          DOCKER: '/usr/bin/docker',
+          DOCKER: DOCKER_CLIENT,
           DOCKER_HOST: host.engine.host,
           TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-', // the prefix provision.sh built plugin/build with (part of its stamp)
         },
@@ -104,7 +108,7 @@ export class SwarmLab {
     const listen = (host: LabHost) => ['--advertise-addr', host.address, '--listen-addr', `${host.address}:2377`];
     await manager.docker('swarm', 'init', ...listen(manager));
     // No port is published, so no routing mesh: without ingress, no node makes an ingress sandbox or docker_gwbridge.
-    execFileSync('/usr/bin/docker', ['-H', manager.engine.host, 'network', 'rm', 'ingress'], {
+    execFileSync(DOCKER_CLIENT, ['-H', manager.engine.host, 'network', 'rm', 'ingress'], {
       input: 'y\n',
       stdio: ['pipe', 'ignore', 'pipe'],
       timeout: 60_000,
@@ -131,7 +135,8 @@ export class SwarmLab {
   async pluginPid(host: LabHost): Promise<number> {
     const id = (await host.docker('plugin', 'inspect', '-f', '{{.Id}}', SWARM_PLUGIN)).trim();
     const socket = join(host.engine.execRoot, 'containerd', 'containerd.sock');
-    const { stdout } = await execFileP(CTR, ['--address', socket, '--namespace', 'plugins.moby', 'task', 'ls'], {
+    const ctr = engineProgram('ctr', this.binDir);
+    const { stdout } = await execFileP(ctr, ['--address', socket, '--namespace', 'plugins.moby', 'task', 'ls'], {
       timeout: 30_000,
     });
     const row = stdout.split('\n').find((line) => line.split(/\s+/)[0] === id);

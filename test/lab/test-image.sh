@@ -7,7 +7,7 @@
 # Environment: TSMV_TEST_IMAGE (default tsmacvlan-test/busybox:latest).
 set -euo pipefail
 : "${DOCKER_HOST:?set DOCKER_HOST to the engine to import into (test/lab/in-lab.sh does)}"
-DOCKER=${DOCKER:-/usr/bin/docker}
+DOCKER=${DOCKER:-$(cd "$(dirname "$0")/../.." && pwd)/.engines/20.10/usr/bin/docker}
 IMAGE=${TSMV_TEST_IMAGE:-tsmacvlan-test/busybox:latest}
 BUSYBOX=/bin/busybox
 

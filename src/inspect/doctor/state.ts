@@ -8,6 +8,13 @@ const BROKEN_RECORD_ADVICE =
 
 export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check {
   const id = 'state';
+  if (state.format.state === 'newer')
+    return {
+      id,
+      status: 'FAIL',
+      message: state.format.message,
+      fix: `run tsmacvlan ${state.format.writtenBy} or newer: this version neither reads nor migrates that state (docs/state.md)`,
+    };
   if (state.unreadable.length) {
     const denied = state.unreadable.some((u) => /EACCES|EPERM/.test(u.error));
     return {
@@ -31,11 +38,15 @@ export function stateCheck(state: StateSnapshot, pluginAnswers: boolean): Check 
           message: `${state.stateDir} does not exist yet: nothing recorded (the plugin creates it at start)`,
         };
   }
-  return {
-    id,
-    status: 'OK',
-    message: `${state.stateDir}: ${state.networks.length} network(s), ${state.endpoints.length} endpoint(s), ${state.pools.length} address pool(s) recorded, all readable`,
-  };
+  const recorded = `${state.stateDir}: ${state.networks.length} network(s), ${state.endpoints.length} endpoint(s), ${state.pools.length} address pool(s) recorded, all readable`;
+  if (state.format.state === 'older')
+    return {
+      id,
+      status: 'WARN',
+      message: `${recorded}; state ${state.format.message}`,
+      fix: 'start (or upgrade) the plugin to this version: it migrates the state before it serves (docs/state.md)',
+    };
+  return { id, status: 'OK', message: recorded };
 }
 
 /** Drift between the records and the host's links; a missing parent is left to its parent:<name> check. */

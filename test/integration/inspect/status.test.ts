@@ -272,6 +272,7 @@ describe('tsmacvlan status', () => {
       leases: [],
       drift: [],
       unreadable: [],
+      stateFormat: { state: 'none', formats: null, writtenBy: null, message: 'no state yet' },
       cluster: null,
     });
     expect(existsSync(absent)).toBe(false);

@@ -69,7 +69,7 @@ describe('intent log file', () => {
     await Promise.all(takes.map((line) => log.durable(line)));
     // Group commit: far fewer syncs than lines; 600 lines with 600 live is no reason to rewrite.
     expect(log.syncs).toBeLessThan(600);
-    expect(readFileSync(path, 'utf8').split('\n').length).toBe(601);
+    expect(readFileSync(path, 'utf8').split('\n').length).toBe(602); // the header, 600 lines, the last newline
     for (let i = 0; i < 599; i++) log.mark({ t: 'answered', at: `t${i}` });
     const last: IntentLine = { t: 'take', at: 'last', subnet: 's' };
     live = [takes[599], last];

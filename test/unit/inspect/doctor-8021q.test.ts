@@ -1,5 +1,8 @@
 // Doctor's 802.1q verdict: a kernel without VLANs is a FAIL only where a VLAN is needed, else a WARN (and exit 0).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import pino from 'pino';
+import { STATE_FILES } from '../../../src/inspect/state-formats';
+import { migrateState } from '../../../src/state/migrate';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +49,7 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
     const stateDir = join(dir, name);
     mkdirSync(join(stateDir, 'networks'), { recursive: true });
     for (const n of networks) writeFileSync(join(stateDir, 'networks', `${n.id}.json`), JSON.stringify(n));
+    migrateState(stateDir, STATE_FILES, pino({ level: 'silent' })); // as the plugin's start leaves it
     return stateDir;
   }
   const run = (stateDir: string, parents: string[] = [], links = host) =>

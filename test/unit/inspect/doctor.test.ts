@@ -10,6 +10,7 @@ import { sysfsFacts } from '../../../src/kernel/sysfs';
 import { type LinkInfo, type LinkDetails } from '../../../src/kernel/link-info';
 import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../../src/inspect/doctor/check';
 import { driftChecks, stateCheck } from '../../../src/inspect/doctor/state';
+import type { FormatReport } from '../../../src/state/migrate';
 import { formatDoctor } from '../../../src/inspect/doctor/doctor';
 import { kernelChecks, probeKernel } from '../../../src/inspect/doctor/kernel-probe';
 import { parentCheck, type HostFacts } from '../../../src/inspect/doctor/parents';
@@ -315,7 +316,16 @@ describe('parent checks', () => {
 });
 
 describe('state and drift checks', () => {
-  const state = { stateDir: '/x', exists: true, networks: [network({})], endpoints: [], pools: [], unreadable: [] };
+  const format: FormatReport = { state: 'current', formats: { 'network-record': 2 }, writtenBy: '0.2.0', message: '' };
+  const state = {
+    stateDir: '/x',
+    exists: true,
+    networks: [network({})],
+    endpoints: [],
+    pools: [],
+    unreadable: [],
+    format,
+  };
   it('report unreadable records as FAIL with the way out', () => {
     const check = stateCheck(
       { ...state, unreadable: [{ file: '/x/networks/n.json', error: 'not valid JSON (Unexpected end)' }] },
@@ -330,6 +340,19 @@ describe('state and drift checks', () => {
       stateCheck({ ...state, unreadable: [{ file: '/x', error: "EACCES: permission denied, scandir '/x'" }] }, false)
         .fix,
     ).toContain('root');
+  });
+
+  it('a state of older formats is a WARN (the plugin migrates it at start), one of newer formats a FAIL', () => {
+    const older = stateCheck(
+      { ...state, format: { ...format, state: 'older', message: 'formats {...}: the plugin migrates it' } },
+      false,
+    );
+    expect(older).toMatchObject({ status: 'WARN', fix: expect.stringContaining('migrates the state') });
+    const newer = stateCheck(
+      { ...state, format: { ...format, state: 'newer', writtenBy: '9.0.0', message: 'written by tsmacvlan 9.0.0' } },
+      true,
+    );
+    expect(newer).toMatchObject({ status: 'FAIL', fix: expect.stringContaining('run tsmacvlan 9.0.0 or newer') });
   });
 
   it('a missing state dir is OK, unless a plugin answers (then it keeps its state elsewhere)', () => {

@@ -29,6 +29,7 @@ describe('readState', () => {
       endpoints: [],
       pools: [],
       unreadable: [],
+      format: { state: 'none', formats: null, writtenBy: null, message: 'no state yet' },
     });
     expect(existsSync(dir)).toBe(false);
   });

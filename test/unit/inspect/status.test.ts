@@ -124,9 +124,11 @@ describe('the report', () => {
       leases: [],
       drift: [],
       unreadable: [],
+      stateFormat: { state: 'current', formats: { 'network-record': 2 }, writtenBy: '0.2.0', message: 'formats ...' },
       cluster: null,
     };
     expect(validate(ok)).toBe(true);
+    expect(validate({ ...ok, stateFormat: { ...ok.stateFormat, state: 'later' } })).toBe(false);
     const cluster = {
       endpoints: ['http://10.0.0.5:2379'],
       prefix: '/tsmacvlan',
