@@ -12,9 +12,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # etcd-server, etcd-client: the cluster IPAM's etcd members (integration, e2e); openssl: their TLS test certificates;
 # dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames.
-# docker-compose (v1, Python) talks to the lab's engine over its socket; it only recommends docker.io, and recommends
-# are never installed here.
-PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump)
+# Compose v2 and the image registry are unpacked beside the engines (test/lab/engines.sh), not installed.
+PACKAGES=(busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
@@ -66,9 +65,10 @@ else
 fi
 
 # ----------------------------------------------------------------- engines --
-# The engine of the build below and of the e2e suite's 20.10 runs, unpacked (the newer ones: test/run-all.sh).
-step_start "engine 20.10"
-bash "$HERE/../lab/engines.sh" 20.10
+# The engine of the build below and of the e2e suite's 20.10 runs, unpacked (the newer ones: test/run-all.sh), and
+# the tools the e2e tests run beside it: Compose v2 and the image registry.
+step_start "engine 20.10, compose, registry"
+bash "$HERE/../lab/engines.sh" 20.10 compose registry
 step_end
 
 # ------------------------------------------------------ managed plugin rootfs --
@@ -81,10 +81,35 @@ BUILD_ID=tsmvb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 BUILD_ENGINE=/var/tmp/$BUILD_ID
 trap 'bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"' EXIT
 bash "$HERE/../lab/engine.sh" start "$BUILD_ENGINE" - >/dev/null
-DOCKER=$HERE/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$BUILD_ENGINE/docker.sock \
-  TSMACVLAN_BUILD_PREFIX=tsmv-pkg- bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
+export DOCKER=$HERE/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$BUILD_ENGINE/docker.sock
+TSMACVLAN_BUILD_PREFIX=tsmv-pkg- bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
+step_end "plugin/build ready"
+
+# ------------------------------------------------- the previous version's plugin --
+# test/e2e/upgrade.test.ts upgrades, with containers running, from the version before this one: 0.1.0, built from its
+# own commit by its own plugin/create.sh (into plugin/build-previous; kept while PREVIOUS is the same). Its tree has
+# no node_modules: it gets the patched netlink binding npm ci built here.
+PREVIOUS=39a3318
+step_start "previous version's plugin ($PREVIOUS)"
+PREVIOUS_DIR=$HERE/../../plugin/build-previous
+if [[ $(cat "$PREVIOUS_DIR/.commit" 2>/dev/null) == "$PREVIOUS" && -d $PREVIOUS_DIR/rootfs ]]; then
+  step_end "present"
+else
+  tree=$(mktemp -d /tmp/tsmv-previous.XXXXXX)
+  trap 'rm -rf "$tree"; bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"' EXIT
+  git -C "$HERE/../.." archive "$PREVIOUS" | tar -x -C "$tree" ||
+    { echo "[provision] commit $PREVIOUS is not in this clone (a shallow clone?): git fetch --unshallow" >&2; exit 1; }
+  mkdir -p "$tree/node_modules/netlink/build/Release"
+  cp "$HERE/../../node_modules/netlink/build/Release/netlink_binding.node" "$tree/node_modules/netlink/build/Release/"
+  rm -rf "$PREVIOUS_DIR"
+  TSMACVLAN_BUILD_PREFIX=tsmv-prev- TSMACVLAN_BUILD_DIR=$PREVIOUS_DIR \
+    TSMACVLAN_STATE_SOURCE=$BUILD_ENGINE/prev-state TSMACVLAN_TLS_SOURCE=$BUILD_ENGINE/prev-tls \
+    bash "$tree/plugin/create.sh" "tsmv-prev-$BUILD_ID:latest"
+  echo "$PREVIOUS" > "$PREVIOUS_DIR/.commit"
+  rm -rf "$tree"
+  step_end "plugin/build-previous ready"
+fi
 bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"
 trap - EXIT
-step_end "plugin/build ready"
 
 echo "[provision] ready in $(( $(now_ms) - T0 )) ms"

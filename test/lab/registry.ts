@@ -62,6 +62,18 @@ export class Registry {
     return ((await this.getJson(`/v2/${repository}/tags/list`)) as { tags: string[] | null }).tags ?? [];
   }
 
+  /**
+   * Tags what `repository:from` is as `repository:to` too, through the registry's API (the same manifest under a
+   * second tag): a release under another version's tag, without building or pushing it again.
+   */
+  async tag(repository: string, from: string, to: string): Promise<void> {
+    const accept = 'application/vnd.docker.distribution.manifest.v2+json';
+    const manifest = await this.call('GET', `/v2/${repository}/manifests/${from}`, { accept });
+    if (manifest.status !== 200) throw new Error(`no manifest ${repository}:${from}: ${manifest.body}`);
+    const put = await this.call('PUT', `/v2/${repository}/manifests/${to}`, { 'content-type': accept }, manifest.body);
+    if (put.status !== 201) throw new Error(`tagging ${repository}:${to} failed (${put.status}): ${put.body}`);
+  }
+
   async stop(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((r) => this.child.once('exit', r));
@@ -78,6 +90,22 @@ export class Registry {
         .on('error', reject)
         .setTimeout(2000, () => req.destroy(new Error('timeout')))
         .end();
+    });
+  }
+
+  private call(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body?: string,
+  ): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(`http://${this.address}${path}`, { method, headers }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on('error', reject).end(body);
     });
   }
 

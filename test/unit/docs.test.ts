@@ -31,7 +31,7 @@ const CONFIG = JSON.parse(read('config.json')) as {
 /** The `--ipam-opt` keys the IPAM knows. */
 const IPAM_OPTIONS = [SCOPE_OPTION];
 /** Docs written by other pieces of work, linked before they land (each is removed here once it exists). */
-const PENDING_DOCS = ['docs/cli.md', 'docs/ipvlan.md', 'docs/metrics.md', 'docs/probing.md', 'docs/state.md'];
+const PENDING_DOCS = ['docs/cli.md', 'docs/ipvlan.md', 'docs/metrics.md', 'docs/probing.md'];
 
 /** The text every environment variable a command sets must appear in (a misspelt one is then caught). */
 const SOURCES = (() => {
