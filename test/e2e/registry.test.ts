@@ -134,7 +134,8 @@ describe('a release pushed to a registry and installed on a clean engine', () =>
       // docs/install.md's command, with the directories of this engine where a default engine has them.
       const cli = (args: string[]) =>
         onFresh(
-          ['run', '--rm', '--network', 'host', '--privileged', '-v', `${socketDir}:/run/docker/plugins`]
+          ['run', '--rm', '--network', 'host', '--cap-add', 'NET_ADMIN', '--cap-add', 'SYS_ADMIN']
+            .concat(['-v', `${socketDir}:/run/docker/plugins`])
             .concat(['-v', `${join(fresh.root, 'data', 'plugins')}:/var/lib/docker/plugins`, CLI_REF, ...args])
             .concat(['--socket', `/run/docker/plugins/${id}/tsmacvlan.sock`])
             .concat(['--state-dir', `/var/lib/docker/plugins/${id}/propagated-mount`]),
