@@ -5,7 +5,16 @@
 // plugin's local IPAM, its cluster IPAM on etcd, DHCP, host access) and are pinged every 50 ms from the LAN and the
 // host throughout: not one ping may be lost. The new version must adopt every network, endpoint, address, lease and
 // claim; the old containers go, new ones start, and nothing is left at the end. Prints the control plane's gap.
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,8 +197,10 @@ describe('docker plugin upgrade with containers running', () => {
       expect(enable.code).not.toBe(0);
       const log = readFileSync(join(process.env.TSMV_ENGINE_ROOT!, 'dockerd.log'), 'utf8');
       expect(log).toContain(`was written by tsmacvlan 9.0.0, in formats newer than this tsmacvlan (${VERSION})`);
-      // Put the state back as this version left it: it starts again and has lost nothing.
+      // Put the state back as this version left it: it starts again and has lost nothing. Docker restarts a plugin
+      // that exits while its enable still waits for the socket: no process of it may be left when the state is back.
       await docker(['plugin', 'disable', '-f', PLUGIN], { allowFail: true });
+      await waitFor(() => pluginProcesses().length === 0, 60_000, { what: 'the refused plugin to stop for good' });
       writeFileSync(marker, ours);
       await dockerOk(['plugin', 'enable', PLUGIN]);
     });
@@ -198,6 +209,7 @@ describe('docker plugin upgrade with containers running', () => {
 
   it('the old and the new containers are removed, the networks too: nothing is left', async () => {
     const state = await managedPluginStateDir(PLUGIN);
+    expect(pluginProcesses(), 'one plugin process, of the last enable').toHaveLength(1);
     await dockerOk(['rm', '-f', ...sites.map((s) => s.container), ...created]);
     for (const site of sites) await dockerOk(['network', 'rm', site.network]);
     await eventually(async () => expect(await pluginLinksOnHost(state)).toEqual([]), 20_000);
@@ -221,3 +233,19 @@ describe('docker plugin upgrade with containers running', () => {
     }
   }
 });
+
+/** The pids of the managed plugin's processes: `serve` from its rootfs, in this (the lab's) network namespace. */
+function pluginProcesses(): number[] {
+  const netns = readlinkSync('/proc/self/ns/net');
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        return readlinkSync(`/proc/${p}/ns/net`) === netns && cmdline.includes('/opt/tsmacvlan/dist/cli/main.js');
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}
