@@ -4,7 +4,7 @@ import { SHIM_PREFIX, shimName } from './host-access';
 import type { NetworkRecord } from './network-options';
 import { INTERNAL_PREFIX, VETH_PEER_PREFIX } from './parents';
 import { MARK_ENDPOINT, MARK_SHIM, MARK_VLAN, MARK_INTERNAL } from '../kernel/marks';
-import { type LinkInfo } from '../kernel/link-info';
+import { CHILD_KINDS, type ChildKind, type LinkInfo } from '../kernel/link-info';
 
 export type Repair =
   | { action: 'delete' | 'create'; link: string; networkId?: string; reason: string }
@@ -19,7 +19,7 @@ const ROLES: Record<string, string> = {
 };
 
 /** What one of our links is for, from its alias (or, if a crash came before the alias, its name). */
-function role(link: LinkInfo): string {
+export function linkRole(link: LinkInfo): string {
   if (link.alias && ROLES[link.alias]) return ROLES[link.alias];
   if (link.name.startsWith(ENDPOINT_PREFIX)) return 'endpoint';
   if (link.name.startsWith(SHIM_PREFIX)) return 'host-access shim';
@@ -81,13 +81,13 @@ export function planRepairs(
     ...networks.map((n) => VETH_PEER_PREFIX + n.id.slice(0, 10)),
   ]);
   const orphans = links.filter((link) => group !== undefined && link.group === group && !owned.has(link.name));
-  // Children before parents, so no delete races the kernel's own clean-up of a parent's macvlans.
-  const rank = (link: LinkInfo) => (link.kind === 'macvlan' ? 0 : 1);
+  // Children before parents, so no delete races the kernel's own clean-up of a parent's macvlans or ipvlans.
+  const rank = (link: LinkInfo) => (CHILD_KINDS.includes(link.kind as ChildKind) ? 0 : 1);
   for (const link of orphans.sort((a, b) => rank(a) - rank(b))) {
     unique.push({
       action: 'delete',
       link: link.name,
-      reason: `${role(link)} link that no network or endpoint of the state owns`,
+      reason: `${linkRole(link)} link that no network or endpoint of the state owns`,
     });
   }
   return unique;

@@ -2,7 +2,8 @@
 // Read-only: the state files are read directly, never through NetworkDriver or IpamService (their start-up repairs
 // and compacts the state), and nothing is written.
 import { endpointLinkName } from '../driver/endpoint-naming';
-import { MODES, type NetworkRecord } from '../driver/network-options';
+import { childMode, IPVLAN_FLAGS, IPVLAN_MODES, MACVLAN_MODES } from '../driver/link-kind';
+import type { NetworkRecord } from '../driver/network-options';
 import { internalParentName } from '../driver/parents';
 import type { LinkInfo } from '../kernel/link-info';
 import { Links } from '../kernel/links';
@@ -13,14 +14,20 @@ import { CLUSTER_JSON_SCHEMA, type ClusterReport, collectCluster, formatCluster 
 import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
-import { readState, type PoolRow } from './state-snapshot';
+import { RANGE_HEADER, RANGE_ROW_SCHEMA, rangeCells, type RangeRow } from './range-rows';
+import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
+import type { ManagedPlugin } from './managed-plugins';
+import { VERSION } from '../version';
 import type { FormatReport } from '../state/migrate';
 
 export interface NetworkRow {
   id: string;
   parent: string;
   parentPresent: boolean;
+  /** The containers' links: macvlan or ipvlan, in `mode` (macvlan_mode or ipvlan_mode), with an ipvlan's `flag`. */
+  kind: 'macvlan' | 'ipvlan';
   mode: string;
+  flag: string | null;
   internal: boolean;
   /** The VLAN id when the parent is a VLAN sub-interface, and whether the plugin created it (and removes it). */
   vlan: { id: number; owned: boolean } | null;
@@ -42,14 +49,22 @@ export interface EndpointRow {
 
 export interface StatusReport {
   version: 1;
+  /** The version of the tsmacvlan that made the report (package.json's). */
+  tsmacvlanVersion: string;
   stateDir: string;
-  /** The driver name (the socket's file name) Docker knows the plugin by. */
+  /** The driver name Docker knows the plugin by: a managed plugin's name, else the socket's file name. */
   driver: string;
+  /** The managed plugin whose state this is, as Docker's plugin store has it; null for a service or given dirs. */
+  plugin: { name: string; id: string; enabled: boolean } | null;
   /** The device group marking this instance's links (from the state dir's instance id); null before its first start. */
   group: number | null;
   networks: NetworkRow[];
   endpoints: EndpointRow[];
   pools: PoolRow[];
+  /** How full each dynamic range is: the metrics' allocated and capacity figures. */
+  ranges: RangeRow[];
+  /** Addresses devices on the LAN answered for when the IPAM probed them: kept from containers (local pools). */
+  devices: DeviceRow[];
   /** DHCP leases of endpoints on DHCP networks. */
   leases: LeaseRow[];
   drift: Drift[];
@@ -69,12 +84,15 @@ export const STATUS_JSON_SCHEMA = {
   type: 'object',
   required: [
     'version',
+    'tsmacvlanVersion',
     'stateDir',
     'driver',
+    'plugin',
     'group',
     'networks',
     'endpoints',
     'pools',
+    'ranges',
     'leases',
     'drift',
     'unreadable',
@@ -84,20 +102,50 @@ export const STATUS_JSON_SCHEMA = {
   additionalProperties: false,
   properties: {
     version: { const: 1 },
+    tsmacvlanVersion: nonEmpty,
     stateDir: nonEmpty,
     driver: nonEmpty,
+    plugin: {
+      oneOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['name', 'id', 'enabled'],
+          additionalProperties: false,
+          properties: {
+            name: nonEmpty,
+            id: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            enabled: { type: 'boolean' },
+          },
+        },
+      ],
+    },
     group: { type: ['integer', 'null'], minimum: 1, maximum: 2147483647 },
     networks: {
       type: 'array',
       items: {
         type: 'object',
-        required: ['id', 'parent', 'parentPresent', 'mode', 'internal', 'vlan', 'subnets', 'hostAccess', 'endpoints'],
+        required: [
+          'id',
+          'parent',
+          'parentPresent',
+          'kind',
+          'mode',
+          'flag',
+          'internal',
+          'vlan',
+          'subnets',
+          'hostAccess',
+          'endpoints',
+        ],
         additionalProperties: false,
         properties: {
           id: nonEmpty,
           parent: nonEmpty,
           parentPresent: { type: 'boolean' },
-          mode: { enum: [...MODES] },
+          kind: { enum: ['macvlan', 'ipvlan'] },
+          mode: { enum: [...MACVLAN_MODES, ...IPVLAN_MODES] },
+          flag: { enum: [null, ...IPVLAN_FLAGS] },
           internal: { type: 'boolean' },
           vlan: {
             oneOf: [
@@ -145,6 +193,22 @@ export const STATUS_JSON_SCHEMA = {
           v6: { type: 'boolean' },
           allocated: { type: 'integer', minimum: 0 },
           refs: { type: 'integer', minimum: 1 },
+        },
+      },
+    },
+    ranges: { type: 'array', items: RANGE_ROW_SCHEMA },
+    devices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['subnet', 'address', 'mac', 'since', 'poolId'],
+        additionalProperties: false,
+        properties: {
+          subnet: nonEmpty,
+          address: nonEmpty,
+          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          since: nonEmpty,
+          poolId: nonEmpty,
         },
       },
     },
@@ -206,11 +270,14 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
 
   const networks: NetworkRow[] = state.networks.map((network) => {
     const parent = byName.get(network.parent);
+    const link = childMode(network);
     return {
       id: network.id,
       parent: network.parent,
       parentPresent: parent !== undefined,
-      mode: network.mode,
+      kind: link.kind,
+      mode: link.mode,
+      flag: link.kind === 'ipvlan' ? link.flag : null,
       internal: Boolean(network.internal),
       vlan: vlanOf(network, parent),
       subnets: [network.ipv4?.pool, network.ipv6?.pool].filter((pool): pool is string => Boolean(pool)),
@@ -237,12 +304,16 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
 
   return {
     version: 1,
+    tsmacvlanVersion: VERSION,
     stateDir,
     driver,
+    plugin: null,
     group: group ?? null,
     networks,
     endpoints,
     pools: state.pools,
+    ranges: state.ranges,
+    devices: state.devices ?? [],
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
@@ -266,19 +337,23 @@ function table(header: string[], rows: string[][]): string {
 /** The human-readable report: a table of networks, one of endpoints, one of address pools, DHCP leases, then drift. */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
-  out.push(`state: ${report.stateDir}  driver: ${report.driver} (device group ${report.group})`);
+  const plugin = report.plugin ? ` (managed plugin, ${report.plugin.enabled ? 'enabled' : 'disabled'})` : '';
+  out.push(
+    `tsmacvlan ${report.tsmacvlanVersion}  state: ${report.stateDir}  driver: ${report.driver}${plugin} (device group ${report.group})`,
+  );
   out.push(`state format: ${report.stateFormat.message}`, '');
   if (report.networks.length === 0) out.push('networks: none');
   else {
     out.push(
       table(
-        ['NETWORK', 'PARENT', 'MODE', 'VLAN', 'SUBNETS', 'ENDPOINTS'],
+        ['NETWORK', 'PARENT', 'KIND', 'MODE', 'VLAN', 'SUBNETS', 'ENDPOINTS'],
         report.networks.map((n) => [
           n.id.slice(0, 12),
           n.parent +
             (n.parentPresent ? '' : ' (missing)') +
             (n.parent === internalParentName(n.id) ? ' (internal)' : ''),
-          n.mode,
+          n.kind,
+          n.flag ? `${n.mode} ${n.flag}` : n.mode,
           n.vlan ? `${n.vlan.id} ${n.vlan.owned ? 'owned' : 'not owned'}` : '-',
           n.subnets.join(',') || '-',
           String(n.endpoints),
@@ -317,6 +392,11 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   out.push('');
+  if (report.ranges.length) out.push(table(RANGE_HEADER, rangeCells(report.ranges)), '');
+  if (report.devices.length) {
+    const rows = report.devices.map((d) => [d.address, d.subnet, d.mac, d.since, d.poolId]);
+    out.push(table(['HELD BY A LAN DEVICE', 'SUBNET', 'MAC', 'SINCE', 'POOL'], rows), '');
+  }
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
   if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
@@ -333,6 +413,10 @@ export interface StatusOptions {
   socket: string;
   stateDir: string;
   json: boolean;
+  /** The managed plugin whose state this is (found in Docker's plugin store). */
+  plugin?: ManagedPlugin;
+  /** How the CLI chose the socket and state dir, in a sentence. */
+  found?: string;
   /** The cluster table's etcd (--etcd): its subnets are shown too. */
   etcd?: EtcdSettings;
 }
@@ -344,8 +428,15 @@ export interface StatusOptions {
 export async function status(options: StatusOptions): Promise<number> {
   const links = new Links();
   try {
-    const report = await collectStatus(options.stateDir, driverName(options.socket), links);
-    if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
+    const plugin = options.plugin;
+    const report = await collectStatus(options.stateDir, plugin?.name ?? driverName(options.socket), links);
+    if (plugin) report.plugin = { name: plugin.name, id: plugin.id, enabled: plugin.enabled };
+    if (options.etcd)
+      ({ cluster: report.cluster, ranges: report.ranges } = await collectCluster(
+        options.etcd,
+        instanceId(options.stateDir),
+        report.ranges,
+      ));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
     return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;
   } finally {

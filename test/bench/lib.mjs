@@ -327,7 +327,7 @@ export async function waitForPlugin(socketPath, child, timeoutMs = 20_000) {
  * would go to journald, not to a file on the disk the state is fsync'd to (a write there can wait for the journal).
  * `wrap` prefixes the command (e.g. to run it in a private network namespace); `nodeArgs` go to node (e.g. --cpu-prof).
  */
-export async function startPlugin({ socket, stateDir, wrap = [], nodeArgs = [], logLevel = 'info' }) {
+export async function startPlugin({ socket, stateDir, wrap = [], nodeArgs = [], logLevel = 'info', args = [] }) {
   const argv = [
     ...wrap,
     process.execPath,
@@ -341,6 +341,7 @@ export async function startPlugin({ socket, stateDir, wrap = [], nodeArgs = [], 
     join(stateDir, 'state'),
     '--log-level',
     logLevel,
+    ...args,
   ];
   const child = spawnTracked(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];

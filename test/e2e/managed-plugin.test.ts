@@ -5,25 +5,30 @@
 //
 // The plugin is named with the e2e prefix (tsmv-pkg-tsmacvlan:latest, or $TSMV_PLUGIN_NAME) so that a real
 // tsmacvlan:latest on the machine is never touched. swarm.test.ts installs the same plugin: `create.sh --reuse`
-// builds once and only re-creates the plugin from plugin/build when the inputs have not changed (test/e2e/managed.ts).
+// builds once and only re-creates the plugin from plugin/build when the inputs have not changed (test/e2e/managed-plugin.ts).
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
+import { freePort, sample, scrape } from '../helpers/prometheus';
 import { Engine } from '../lab/engine';
 import { containerExec, dockerOk, docker, eventually, ping, removeDockerObjects, runSleeper, waitFor } from './docker';
 import { DhcpServer } from './dnsmasq';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 import { pluginLinksOnHost } from './plugin-daemon';
-import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin } from './managed';
+import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin, tsmacvlan } from './managed-plugin';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
 const PREFIX = 'tsmv-pkg-mp-';
+const REPO = join(__dirname, '../..');
+const VERSION = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string;
 
 describe(`the managed plugin ${PLUGIN}`, () => {
   let stateSource: string; // the plugin's propagated mount, under the lab engine's data root
   let sw: Switch;
   let net: string;
+  /** Where the plugin serves its metrics: the host network's loopback, which is the lab's. */
+  let metricsAt: string;
   const a = `${PREFIX}a`;
   const b = `${PREFIX}b`;
   const c = `${PREFIX}c`;
@@ -55,7 +60,14 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     const settings = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Settings}}', PLUGIN]));
     expect(settings.Env).toContain('LOG_LEVEL=info');
     // The cluster IPAM's settings, empty (addresses stay on this host) until `docker plugin set`.
-    for (const name of ['TSMACVLAN_ETCD', 'TSMACVLAN_ETCD_PREFIX', 'TSMACVLAN_ETCD_CA', 'TSMACVLAN_ETCD_CERT'])
+    // And the metrics' address, empty (no metrics).
+    for (const name of [
+      'TSMACVLAN_ETCD',
+      'TSMACVLAN_ETCD_PREFIX',
+      'TSMACVLAN_ETCD_CA',
+      'TSMACVLAN_ETCD_CERT',
+      'TSMACVLAN_METRICS_ADDRESS',
+    ])
       expect(settings.Env).toContain(`${name}=`);
     expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('false');
   });
@@ -63,6 +75,9 @@ describe(`the managed plugin ${PLUGIN}`, () => {
   it('enables: its socket answers, Docker reports it enabled and a network can be created', async () => {
     const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
     const socketOf = () => Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock'); // where is known once it runs
+    // Metrics on, as docs/metrics.md says: `docker plugin set` while disabled.
+    metricsAt = `127.0.0.1:${await freePort()}`;
+    await dockerOk(['plugin', 'set', PLUGIN, `TSMACVLAN_METRICS_ADDRESS=${metricsAt}`]);
     const t0 = Date.now();
     let socketMs = -1;
     // Poll the plugin's own socket while `docker plugin enable` runs: when does the process answer?
@@ -101,6 +116,71 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await dockerOk(['network', 'inspect', '-f', '{{.Driver}}', net])).toBe(PLUGIN);
   });
 
+  it('doctor and status with no flags find it: its socket under /run/docker/plugins/<id>, its propagated mount as the state dir', async () => {
+    const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
+    const socket = join('/run/docker/plugins', id, 'tsmacvlan.sock');
+    expect(Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock')).toBe(socket); // where this engine put it
+    const doctor = await tsmacvlan('doctor', '--json');
+    const checks = JSON.parse(doctor.stdout).checks as { id: string; status: string; message: string }[];
+    const check = (name: string) => checks.find((c) => c.id === name);
+    expect(check('plugin')).toEqual({
+      id: 'plugin',
+      status: 'OK',
+      message: `the only one in ${Engine.ofLab().dataRoot}/plugins: the managed plugin ${PLUGIN} (id ${id.slice(0, 12)}, enabled, state ${stateSource})`,
+    });
+    expect(check('socket')).toMatchObject({ status: 'OK', message: expect.stringContaining(socket) });
+    expect(check('version')).toMatchObject({
+      status: 'OK',
+      message: `the plugin runs tsmacvlan ${VERSION}, as this CLI`,
+    });
+    expect(check('state')).toMatchObject({
+      status: 'OK',
+      message: expect.stringContaining(`${stateSource}: 1 network(s)`),
+    });
+    const status = JSON.parse((await tsmacvlan('status', '--json')).stdout);
+    expect(status).toMatchObject({
+      tsmacvlanVersion: VERSION,
+      stateDir: stateSource,
+      driver: PLUGIN,
+      plugin: { name: PLUGIN, id, enabled: true },
+      networks: [expect.objectContaining({ parent: sw.parent })],
+    });
+  });
+
+  it("takes Docker's --opt com.docker.network.driver.mtu as the network's MTU, and refuses an unknown --ipam-opt by name", async () => {
+    const mtuNet = `${PREFIX}mtu`;
+    const m = `${PREFIX}m`;
+    try {
+      await dockerOk(
+        ['network', 'create', '-d', PLUGIN, '-o', `parent=${sw.parent}`].concat([
+          '--opt',
+          'com.docker.network.driver.mtu=1400',
+          '--subnet',
+          '10.232.23.0/24',
+          mtuNet,
+        ]),
+      );
+      await runSleeper(m, { network: mtuNet });
+      expect((await containerExec(m, ['cat', '/sys/class/net/eth0/mtu'])).stdout.trim()).toBe('1400');
+    } finally {
+      await docker(['rm', '-f', m], { allowFail: true });
+      await docker(['network', 'rm', mtuNet], { allowFail: true });
+    }
+    const refused = await docker(
+      ['network', 'create', '-d', PLUGIN, '--ipam-driver', PLUGIN, '--ipam-opt', 'sope=host'].concat([
+        '-o',
+        `parent=${sw.parent}`,
+        '--subnet',
+        '10.232.24.0/24',
+        `${PREFIX}ipamopt`,
+      ]),
+      { allowFail: true },
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("unknown --ipam-opt 'sope'; tsmacvlan's IPAM accepts: scope");
+    expect(await docker(['network', 'inspect', `${PREFIX}ipamopt`], { allowFail: true })).toMatchObject({ code: 1 });
+  });
+
   it('containers on a parent reach each other and the switch; the state is written to the propagated mount', async () => {
     await runSleeper(a, { network: net });
     await runSleeper(b, { network: net, ip: '10.232.20.50' });
@@ -110,6 +190,11 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await ping(a, sw.bridgeIp)).toBe(true);
     expect(readdirSync(join(stateSource, 'networks'))).toHaveLength(1);
     expect(readdirSync(join(stateSource, 'endpoints'))).toHaveLength(2);
+    const metrics = await scrape(metricsAt);
+    expect(sample(metrics, 'tsmacvlan_networks')).toBe(1);
+    expect(sample(metrics, 'tsmacvlan_request_duration_seconds_count{method="NetworkDriver.Join",outcome="ok"}')).toBe(
+      2,
+    );
   });
 
   it('an internal network (a parent of its own) works under CAP_NET_ADMIN alone', async () => {
@@ -181,6 +266,9 @@ describe(`the managed plugin ${PLUGIN}`, () => {
         20_000,
       );
       expect(JSON.parse(readFileSync(recordFile, 'utf8')).leaseLost).toMatchObject({ address, reason: 'nak' });
+      const metrics = await scrape(metricsAt);
+      expect(sample(metrics, 'tsmacvlan_dhcp_failures_total{reason="nak"}')).toBe(1);
+      expect(sample(metrics, 'tsmacvlan_dhcp_leases{state="lost"}')).toBe(1);
     } finally {
       await docker(['rm', '-f', d], { allowFail: true });
       await docker(['network', 'rm', dhcpNet], { allowFail: true });

@@ -11,9 +11,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 # etcd-server, etcd-client: the cluster IPAM's etcd members (integration, e2e); openssl: their TLS test certificates;
-# dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames.
+# dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames;
+# prometheus: the server and promtool the metrics tests start on loopback (its own service is never started: see
+# policy-rc.d below, and it is disabled at boot).
+# systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
 # Compose v2 and the image registry are unpacked beside the engines (test/lab/engines.sh), not installed.
-PACKAGES=(busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump)
+PACKAGES=(busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
@@ -59,6 +62,10 @@ if (( ${#missing[@]} )); then
   fi
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
   if [[ $made_policy == 1 ]]; then rm -f /usr/sbin/policy-rc.d; made_policy=0; fi
+  # Nor at the next boot: the tests start their own Prometheus on loopback.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v deb-systemd-helper >/dev/null; then
+    DPKG_MAINTSCRIPT_PACKAGE=prometheus deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+  fi
   step_end "installed ${missing[*]}"
 else
   step_end "all present"

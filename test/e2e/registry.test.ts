@@ -134,7 +134,7 @@ describe('a release pushed to a registry and installed on a clean engine', () =>
       // docs/install.md's command, with the directories of this engine where a default engine has them.
       const cli = (args: string[]) =>
         onFresh(
-          ['run', '--rm', '--network', 'host', '--cap-add', 'NET_ADMIN', '--cap-add', 'SYS_ADMIN']
+          ['run', '--rm', '--network', 'host', '--cap-add', 'NET_ADMIN']
             .concat(['-v', `${socketDir}:/run/docker/plugins`])
             .concat(['-v', `${join(fresh.root, 'data', 'plugins')}:/var/lib/docker/plugins`, CLI_REF, ...args])
             .concat(['--socket', `/run/docker/plugins/${id}/tsmacvlan.sock`])
@@ -143,7 +143,9 @@ describe('a release pushed to a registry and installed on a clean engine', () =>
         );
       const doctor = await cli(['doctor']);
       expect(doctor.code, doctor.stdout + doctor.stderr).toBe(0);
-      expect(doctor.stdout).toMatch(/OK +kernel\.macvlan/);
+      // No CAP_SYS_ADMIN (least privilege): no throwaway namespace for the kernel test, which WARNs saying why.
+      expect(doctor.stdout).toMatch(/WARN +kernel\.macvlan +could not test macvlan support: this process may not make/);
+      expect(doctor.stdout).toMatch(/WARN +privileges +running as uid 0 with CAP_NET_ADMIN but without CAP_SYS_ADMIN/);
       expect(doctor.stdout).toMatch(/OK +socket/);
       const status = await cli(['status', '--json']);
       expect(status.code, status.stderr).toBe(0);

@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_IMAGE, docker, dockerOk, eventually, ping, removeDockerObjects, run, waitFor } from './docker';
-import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin } from './managed';
+import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin } from './managed-plugin';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';

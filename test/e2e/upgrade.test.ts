@@ -24,7 +24,7 @@ import { EtcdCluster } from '../lab/etcd';
 import { runId } from '../lab/lab';
 import { Registry } from '../lab/registry';
 import { docker, dockerOk, eventually, ping, removeDockerObjects, run, runSleeper, waitFor } from './docker';
-import { managedPluginStateDir, removeManagedPlugin } from './managed';
+import { managedPluginStateDir, removeManagedPlugin } from './managed-plugin';
 import { pluginLinksOnHost } from './plugin-daemon';
 import { destroyAllSwitches } from './topology';
 import { createSites, monitor, type PingMonitor, type Site } from './upgrade-lab';

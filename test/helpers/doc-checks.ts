@@ -85,38 +85,9 @@ export const OTHER_PROGRAMS = [
   'journalctl',
   'modprobe',
   'npx',
+  'promtool',
   'systemctl',
 ];
-
-/**
- * A command's flags from a usage text's synopsis lines (`usage: tsmacvlan serve [--socket PATH] ...`, one command per
- * line, a command may have several): `--flag WORD` takes a value when WORD is a placeholder (capitals), otherwise
- * `--flag` is a switch. A synopsis word `ETCD` stands for every `--etcd*` flag the text describes.
- */
-export function flagsFromUsage(usage: string, program: string): Map<string, FlagSet> {
-  const commands = new Map<string, FlagSet>();
-  const etcd = new Set([...usage.matchAll(/(--etcd[a-z-]*) [A-Z]/g)].map((m) => m[1]));
-  for (const line of usage.split('\n')) {
-    const synopsis = new RegExp(`^(?:usage:)?\\s*${program} ([a-z][a-z-]*)(.*)$`).exec(line);
-    if (!synopsis) continue;
-    const [, command, rest] = synopsis;
-    const set = commands.get(command) ?? { values: [], switches: [] };
-    const words = rest
-      .replace(/[[\]]|\.\.\./g, ' ')
-      .split(/\s+/)
-      .filter(Boolean);
-    words.forEach((word, i) => {
-      if (word === 'ETCD') set.values.push(...etcd);
-      if (!word.startsWith('--')) return;
-      const [flag, inline] = word.split('=');
-      const next = words[i + 1];
-      if (inline !== undefined || (next !== undefined && /^[A-Z][A-Z0-9_,[\]]*$/.test(next))) set.values.push(flag);
-      else set.switches.push(flag);
-    });
-    commands.set(command, set);
-  }
-  return commands;
-}
 
 /** Walks a command's arguments against its flags: the positional words, values and switches; throws at the first problem. */
 export function parseArgs(

@@ -9,13 +9,13 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseNetworkOptions, OPTIONS } from '../../src/driver/network-options';
-import { SCOPE_OPTION } from '../../src/ipam/cluster-addresses';
+import { IPAM_OPTIONS } from '../../src/ipam/pool-request';
+import { COMMAND_FLAGS, INTERNAL_FLAGS } from '../../src/cli/flags';
 import { codeBlocks, commandsOf, type DocCommand, docCommands, markdownFiles } from '../helpers/doc-commands';
 import {
   DOCKER_FLAGS,
   dockerSubcommand,
   type FlagSet,
-  flagsFromUsage,
   isPlaceholder,
   OTHER_PROGRAMS,
   parseArgs,
@@ -28,10 +28,6 @@ const CONFIG = JSON.parse(read('config.json')) as {
   env: { name: string; settable?: string[] }[];
   mounts?: { name: string; settable?: string[] }[];
 };
-/** The `--ipam-opt` keys the IPAM knows. */
-const IPAM_OPTIONS = [SCOPE_OPTION];
-/** Docs written by other pieces of work, linked before they land (each is removed here once it exists). */
-const PENDING_DOCS = ['docs/cli.md', 'docs/ipvlan.md', 'docs/metrics.md', 'docs/probing.md'];
 
 /** The text every environment variable a command sets must appear in (a misspelt one is then caught). */
 const SOURCES = (() => {
@@ -48,12 +44,6 @@ const SOURCES = (() => {
   for (const dir of ['src', 'test', 'plugin', 'scripts']) walk(dir);
   return texts.join('\n') + read('Dockerfile') + read('package.json');
 })();
-
-function tsmacvlanUsage(): string {
-  const cli = join(REPO, 'dist/cli/main.js');
-  if (!existsSync(cli)) throw new Error('dist/cli/main.js is missing: run npm run build first');
-  return execFileSync(process.execPath, [cli, '--help'], { encoding: 'utf8' });
-}
 
 const scriptFlagSets = new Map<string, FlagSet>();
 /** The flags a build script's --help lists (its usage line: `[--enable] [--reuse] [NAME]`). */
@@ -122,12 +112,24 @@ function checkDocker(words: string[]): void {
 
 let usage: Map<string, FlagSet> | undefined;
 function checkTsmacvlan(words: string[]): void {
-  usage ??= flagsFromUsage(tsmacvlanUsage(), 'tsmacvlan');
+  // The CLI's own flag table, the one its parser uses (a unit test keeps every flag in --help and docs/cli.md).
+  usage ??= new Map(
+    Object.entries(COMMAND_FLAGS).map(([name, spec]) => [
+      name,
+      {
+        values: [...spec.values, ...(spec.lists ?? [])].filter((flag) => !INTERNAL_FLAGS.includes(flag)),
+        switches: spec.switches ?? [],
+      },
+    ]),
+  );
   const [command, ...args] = words;
   if (command === undefined || command.startsWith('-')) {
     parseArgs(words, { values: [], switches: ['--help', '-h', '--version'] });
     return;
   }
+  // `tsmacvlan help COMMAND` and `tsmacvlan COMMAND --help`, COMMAND as a placeholder, are the CLI's own help.
+  if (command === 'help' && args.length <= 1) return;
+  if (command === 'COMMAND' && args.join(' ') === '--help') return;
   const flags = usage.get(command);
   if (!flags) throw new Error(`tsmacvlan has no command ${command} (its usage: ${[...usage.keys()].join(', ')})`);
   parseArgs(args, { ...flags, switches: [...flags.switches, '--help', '-h'] });
@@ -137,6 +139,10 @@ function checkNpm(words: string[]): void {
   const [verb, ...args] = words;
   if (['ci', 'test', 'start', 'pack'].includes(verb) && args.length === 0) return;
   if (verb === 'prune' && args.join(' ') === '--omit=dev') return;
+  // The CLI from a packed tarball (docs/cli.md): `npm install -g ./tsmacvlan-X.tgz`, `npm uninstall -g tsmacvlan`.
+  if (verb === 'install' && args[0] === '-g' && /^\.\/tsmacvlan-[\w.]+\.tgz$/.test(args[1] ?? '') && args.length === 2)
+    return;
+  if (verb === 'uninstall' && args.join(' ') === '-g tsmacvlan') return;
   if (verb !== 'run') throw new Error(`npm ${verb} ${args.join(' ')} is not a command the docs may use`);
   const [script, ...rest] = args;
   if (!PACKAGE.scripts[script]) throw new Error(`package.json has no script ${script}`);
@@ -239,17 +245,12 @@ describe('the links of README.md and docs/*.md', () => {
         if (/^[a-z]+:/.test(target)) continue; // http(s), mailto
         const [path, anchor] = target.split('#');
         const resolved = path ? normalize(join(dirname(file), path)) : file;
-        if (PENDING_DOCS.includes(resolved) && !existsSync(join(REPO, resolved))) continue;
         if (!existsSync(join(REPO, resolved))) broken.push(`${file}: ${target}: no file ${resolved}`);
         else if (anchor && statSync(join(REPO, resolved)).isFile() && !anchors(read(resolved)).includes(anchor))
           broken.push(`${file}: ${target}: no heading #${anchor} in ${resolved}`);
       }
     }
     expect(broken).toEqual([]);
-  });
-
-  it('PENDING_DOCS lists only docs that do not exist yet', () => {
-    expect(PENDING_DOCS.filter((doc) => existsSync(join(REPO, doc)))).toEqual([]);
   });
 });
 

@@ -1,4 +1,5 @@
 // `tsmacvlan doctor` as a process (the built CLI) against the real kernel, in a private network namespace.
+import { VERSION } from '../../../src/version';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,16 @@ function kernelHasVlans(parent: string): boolean {
     return false;
   }
   ip('link', 'del', `${parent}.5`);
+  return true;
+}
+
+function kernelHasIpvlan(parent: string): boolean {
+  try {
+    ip('link', 'add', 'link', parent, 'name', `${parent}i`, 'type', 'ipvlan', 'mode', 'l2');
+  } catch {
+    return false;
+  }
+  ip('link', 'del', `${parent}i`);
   return true;
 }
 
@@ -92,10 +103,11 @@ describe('tsmacvlan doctor', () => {
     expect(res.status).toBe(200);
   }
 
-  it('on a healthy setup every check is OK, except 802.1q exactly when this kernel has none (then WARN with modprobe 8021q, as no VLAN is used), and it exits 0; and it changes nothing', async () => {
+  it('on a healthy setup every check is OK, except 802.1q and ipvlan exactly when this kernel has none (then WARN with modprobe, as no network needs them), and it exits 0; and it changes nothing', async () => {
+    const vlans = kernelHasVlans(parent);
+    const ipvlans = kernelHasIpvlan(parent); // before the network: no macvlan on the parent yet
     await startDaemon();
     await createNetwork('nhealthy', { parent });
-    const vlans = kernelHasVlans(parent);
     const before = snapshot();
 
     const { code, report, check } = doctor('--parent', parent, '--socket', socket, '--state-dir', stateDir);
@@ -103,18 +115,22 @@ describe('tsmacvlan doctor', () => {
       'privileges',
       'kernel.macvlan',
       'kernel.8021q',
+      'kernel.ipvlan',
       `parent:${parent}`,
       'socket',
+      'version',
       'state',
       'drift',
     ]);
-    for (const c of report.checks.filter((c) => c.id !== 'kernel.8021q'))
+    for (const c of report.checks.filter((c) => c.id !== 'kernel.8021q' && c.id !== 'kernel.ipvlan'))
       expect(c.status, `${c.id}: ${c.message}`).toBe('OK');
     expect(check('kernel.macvlan')?.message).toContain('throwaway network namespace');
     expect(check(`parent:${parent}`)?.message).toBe(
       `${parent}: is up, with carrier; MTU 1500; used by network(s) nhealthy`,
     );
     expect(check('socket')?.message).toContain("Docker's driver name for it is 'tsmacvlan-dr'");
+    expect(check('version')?.message).toBe(`the plugin runs tsmacvlan ${VERSION}, as this CLI`);
+    expect(report.tsmacvlanVersion).toBe(VERSION);
     expect(check('state')?.message).toContain('1 network(s), 0 endpoint(s)');
     expect(check('kernel.8021q')).toMatchObject(
       vlans
@@ -123,6 +139,15 @@ describe('tsmacvlan doctor', () => {
             status: 'WARN',
             message: expect.stringMatching(/EOPNOTSUPP|ENOTSUP/),
             fix: expect.stringContaining('modprobe 8021q'),
+          },
+    );
+    expect(check('kernel.ipvlan')).toMatchObject(
+      ipvlans
+        ? { status: 'OK' }
+        : {
+            status: 'WARN',
+            message: expect.stringMatching(/EOPNOTSUPP|ENOTSUP/),
+            fix: expect.stringContaining('modprobe ipvlan'),
           },
     );
     expect(code).toBe(0);
@@ -157,7 +182,7 @@ describe('tsmacvlan doctor', () => {
     expect(lines[lines.findIndex((l) => l.startsWith('FAIL  socket')) + 1]).toMatch(
       /^ +fix: start the plugin: tsmacvlan serve --socket /,
     );
-    expect(lines.at(-1)).toMatch(/^\d+ FAIL, \d+ WARN, \d+ OK$/);
+    expect(lines.at(-1)).toBe(`1 FAIL, 1 WARN, 5 OK (tsmacvlan ${VERSION})`);
   });
 
   it('a parent that is down FAILs with the command to bring it up; its peer, up without carrier, WARNs', () => {

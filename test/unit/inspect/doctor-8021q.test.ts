@@ -1,4 +1,5 @@
 // Doctor's 802.1q verdict: a kernel without VLANs is a FAIL only where a VLAN is needed, else a WARN (and exit 0).
+import { VERSION } from '../../../src/version';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import pino from 'pino';
 import { STATE_FILES } from '../../../src/inspect/state-formats';
@@ -15,7 +16,12 @@ import type { KernelProbe } from '../../../src/inspect/doctor/kernel-probe';
 import type { HostFacts } from '../../../src/inspect/doctor/parents';
 import { N1, N2 } from '../../helpers/state-fixtures';
 
-const NO_VLANS: KernelProbe = { lower: 'veth', macvlan: { ok: true }, vlan: { ok: false, errno: 'EOPNOTSUPP' } };
+const NO_VLANS: KernelProbe = {
+  lower: 'veth',
+  macvlan: { ok: true },
+  ipvlan: { ok: true },
+  vlan: { ok: false, errno: 'EOPNOTSUPP' },
+};
 
 const up = (name: string, index: number, over: Partial<LinkDetails> = {}): LinkDetails => ({
   name,
@@ -54,12 +60,25 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
   }
   const run = (stateDir: string, parents: string[] = [], links = host) =>
     diagnose({ parents, socket, stateDir, json: true }, fakeLinks(links), NO_VLANS, facts);
-  const onEth1: NetworkRecord = { id: N1, parent: 'eth1', ownsParent: false, mode: 'bridge', internal: false };
+  const onEth1: NetworkRecord = {
+    id: N1,
+    parent: 'eth1',
+    ownsParent: false,
+    kind: 'macvlan',
+    mode: 'bridge',
+    internal: false,
+  };
 
   beforeAll(async () => {
     mkdirSync(facts.sysfs);
     // The plugin answering on its socket, as on a healthy host.
-    plugin = createServer((_req, res) => res.end(JSON.stringify({ Implements: ['NetworkDriver', 'IpamDriver'] })));
+    plugin = createServer((req, res) =>
+      res.end(
+        JSON.stringify(
+          req.url === '/Tsmacvlan.Version' ? { Version: VERSION } : { Implements: ['NetworkDriver', 'IpamDriver'] },
+        ),
+      ),
+    );
     await new Promise<void>((resolve) => plugin.listen(socket, resolve));
   });
   afterAll(async () => {
@@ -82,7 +101,14 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
   });
 
   it('FAILs, naming it, when a recorded network has a VLAN parent (to re-create at start)', async () => {
-    const onVlan: NetworkRecord = { id: N2, parent: 'eth1.10', ownsParent: true, mode: 'bridge', internal: false };
+    const onVlan: NetworkRecord = {
+      id: N2,
+      parent: 'eth1.10',
+      ownsParent: true,
+      kind: 'macvlan',
+      mode: 'bridge',
+      internal: false,
+    };
     const report = await run(stateWith('vlan', [onEth1, onVlan]));
     expect(report.checks.find((c) => c.id === 'kernel.8021q')).toMatchObject({
       status: 'FAIL',

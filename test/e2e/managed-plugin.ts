@@ -1,6 +1,8 @@
-// The managed plugin in the lab's engine: created from plugin/build (plugin/create.sh --reuse, which test/e2e/
-// provision.sh leaves up to date: the lab cannot reach the npm registry to build), removed, and where its state is.
+// The managed plugin in the lab's engine, for the e2e files that install one: created from plugin/build
+// (plugin/create.sh --reuse, which test/e2e/provision.sh leaves up to date: the lab cannot reach the npm registry to
+// build), removed, where its state is, and the operator CLI as the lab's host runs it.
 import { join } from 'node:path';
+import { CLI } from '../helpers/serve';
 import { Engine } from '../lab/engine';
 import { DOCKER_BIN, docker, dockerOk, run } from './docker';
 
@@ -41,4 +43,16 @@ export async function removeManagedPlugin(name: string): Promise<void> {
 /** The host directory of a plugin's state: its propagated mount (docs/install.md, "Where the state is"). */
 export async function managedPluginStateDir(name: string): Promise<string> {
   return Engine.ofLab().managedPluginStateDir(await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', name]));
+}
+
+/**
+ * The operator CLI as on the lab's host, with no flags: it finds the plugin in its engine's plugin store (the lab's
+ * dockerd keeps its data under the lab, not /var/lib/docker: TSMACVLAN_DOCKER_DATA_ROOT says where, as
+ * `--docker-data-root` would).
+ */
+export async function tsmacvlan(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [CLI, ...args], {
+    allowFail: true,
+    env: { ...process.env, TSMACVLAN_DOCKER_DATA_ROOT: Engine.ofLab().dataRoot },
+  });
 }
