@@ -227,17 +227,18 @@ describe('tsmacvlan uninstall', () => {
     const listed = uninstall(...orphanWhere, '--json');
     expect(listed.code, listed.stderr).toBe(0);
     const orphan = `device group ${group}, whose instance's state is gone (a plugin removed with its networks)`;
+    // Earlier files' leftovers in this namespace may be listed too (as orphans): only this test's links are checked.
     expect(JSON.parse(listed.stdout)).toEqual({
       version: 1,
       dryRun: false,
       stateDir,
       instance: null,
       removed: [],
-      kept: [
+      kept: expect.arrayContaining([
         { target: `link ${shimName(lan)}`, why: `${orphan}: give --orphans to delete it` },
         { target: `link ${live}`, why: "another instance's, whose state dir is on this host" },
         { target: stateDir, why: 'no such directory: nothing to remove' },
-      ],
+      ]),
     });
     expect(snapshot()).toBe(before);
 
@@ -246,6 +247,7 @@ describe('tsmacvlan uninstall', () => {
     expect(done.stdout).toContain(
       `deleted link ${shimName(lan)} (host-access shim; its address and host routes go with it; ${orphan})`,
     );
+    expect(done.stdout).not.toContain(`deleted link ${live}`);
     expect(ip('-o', 'link', 'show', 'group', String(group)).trim()).toBe('');
     expect(linkNames()).toEqual(expect.arrayContaining([parent, live]));
   });
