@@ -14,9 +14,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames;
 # prometheus: the server and promtool the metrics tests start on loopback (its own service is never started: see
 # policy-rc.d below, and it is disabled at boot).
-# docker-compose (v1, Python) talks to the lab's engine over its socket; it only recommends docker.io, and recommends
-# are never installed here. systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
-PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus)
+# systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
+# Compose v2 and the image registry are unpacked beside the engines (test/lab/engines.sh), not installed.
+PACKAGES=(busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
@@ -72,9 +72,10 @@ else
 fi
 
 # ----------------------------------------------------------------- engines --
-# The engine of the build below and of the e2e suite's 20.10 runs, unpacked (the newer ones: test/run-all.sh).
-step_start "engine 20.10"
-bash "$HERE/../lab/engines.sh" 20.10
+# The engine of the build below and of the e2e suite's 20.10 runs, unpacked (the newer ones: test/run-all.sh), and
+# the tools the e2e tests run beside it: Compose v2 and the image registry.
+step_start "engine 20.10, compose, registry"
+bash "$HERE/../lab/engines.sh" 20.10 compose registry
 step_end
 
 # ------------------------------------------------------ managed plugin rootfs --
@@ -84,18 +85,11 @@ step_end
 # of its own (test/lab/own-mounts.sh: 20.10 keeps a managed plugin's runtime dir in /run/docker/plugins, where the
 # host's dockerd looks for plugins, and containerd its shims' sockets in /run/containerd). --reuse: no build when
 # plugin/build already holds the export of the same inputs.
-step_start "plugin rootfs"
+step_start "managed plugins"
 BUILD_ID=tsmvb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-bash "$HERE/../lab/own-mounts.sh" tsmv-build bash -c '
-  set -euo pipefail
-  lab=$1/../lab engine=/var/tmp/$2
-  trap "bash \"$lab/engine.sh\" remove \"$engine\"" EXIT
-  trap "exit 143" TERM INT
-  bash "$lab/engine.sh" start "$engine" - >/dev/null
-  DOCKER=$1/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$engine/docker.sock DOCKER_CONFIG=$engine/client \
-    TSMACVLAN_BUILD_PREFIX=tsmv-pkg- \
-    TSMACVLAN_STATE_SOURCE=$engine/plugin-state bash "$1/../../plugin/create.sh" --reuse "$2:latest"
-' build-rootfs "$HERE" "$BUILD_ID"
-step_end "plugin/build ready"
+# upgrade.test.ts upgrades from 0.1.0, built from its own commit (test/e2e/build-plugins.sh).
+PREVIOUS=39a3318
+bash "$HERE/../lab/own-mounts.sh" tsmv-build bash "$HERE/build-plugins.sh" "/var/tmp/$BUILD_ID" "$BUILD_ID" "$PREVIOUS"
+step_end "plugin/build and plugin/build-previous ready"
 
 echo "[provision] ready in $(( $(now_ms) - T0 )) ms"

@@ -109,6 +109,19 @@ describe('migrating a state dir', () => {
     expect(readdirSync(dir)).toEqual([MARKER]);
   });
 
+  it('takes a directory with no state file in it for a new state: the propagated mount Docker makes, its tls/', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsmv-migrate-'));
+    dirs.push(dir);
+    mkdirSync(join(dir, 'tls'));
+    writeFileSync(join(dir, 'tls', 'ca.pem'), 'pem');
+    expect(stateFormatOf(dir, STATE_FILES)).toMatchObject({ state: 'none' });
+    const warned: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => warned.push(line) });
+    expect(migrateState(dir, STATE_FILES, log)).toBe(0);
+    expect(warned.join('')).not.toContain('migrated');
+    expect(readMarker(dir)).toEqual({ formats: currentFormats(STATE_FILES), writtenBy: softwareVersion() });
+  });
+
   it('refuses a state a newer version wrote, naming both versions and what to do, and changes nothing', () => {
     const dir = stateOf010();
     const newer = { formats: { ...currentFormats(STATE_FILES), 'network-record': 4 }, writtenBy: '0.9.0' };
