@@ -14,6 +14,8 @@ import { Neighbourhood } from '../../src/probe/neighbourhood';
 export const TEST_DRIVER = 'tsmacvlan-test';
 import { buildServer } from '../../src/api/server';
 import { stateGroup } from '../../src/state/instance';
+import { migrateState } from '../../src/state/migrate';
+import { STATE_FILES } from '../../src/inspect/state-formats';
 
 export interface TestPlugin {
   app: FastifyInstance;
@@ -32,6 +34,8 @@ export async function startPlugin(
   options: { probe?: boolean } = {},
 ): Promise<TestPlugin> {
   const log = pino({ level: 'silent' });
+  // As serve starts: the state's formats first (a new state gets format.json), then the instance.
+  migrateState(stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(stateDir, true));
   const neighbourhood = options.probe
     ? new Neighbourhood({ tap: new PacketTap((error) => console.error(error)), links, log })
