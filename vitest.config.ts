@@ -7,17 +7,22 @@ const newerEngineFiles = engineMajor >= 28 ? [] : ['test/e2e/engine-28.test.ts']
 // The multi-host files start hosts of their own with the lab's engine (they test etcd's coordination, not an engine):
 // they run once, in the 20.10 run.
 const ownHostFiles = engineMajor === 20 ? [] : ['test/e2e/multi-host*.test.ts'];
+// The arm64 plugin under emulation is slow and the engines are amd64 either way: it runs once, in the 28.5 run.
+const arm64Files = engineMajor === 28 ? [] : ['test/e2e/arm64.test.ts'];
+// test/arm64/run.sh runs unit and integration files on another architecture's node: a set-up file checks they do.
+const archCheck = process.env.TSMV_TEST_ARCH ? ['test/arm64/require-arch.ts'] : [];
 
 // One project per suite: each needs a different environment (see test/run-all.sh).
 export default defineConfig({
   test: {
     pool: 'forks',
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], setupFiles: archCheck } },
       {
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          setupFiles: archCheck,
           testTimeout: 60_000,
           hookTimeout: 60_000,
           fileParallelism: false,
@@ -27,7 +32,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
-          exclude: [...newerEngineFiles, ...ownHostFiles],
+          exclude: [...newerEngineFiles, ...ownHostFiles, ...arm64Files],
           setupFiles: ['test/lab/require-lab.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,

@@ -64,9 +64,8 @@ while (( $# )); do
 done
 NAME=${NAME:-tsmacvlan:latest}
 check_arch "$ARCH" || exit 2
-CROSS=0
-[[ $ARCH == "$(host_arch)" ]] || CROSS=1
-BUILD_DIR=${TSMACVLAN_BUILD_DIR:-plugin/build$( (( CROSS )) && echo "-$ARCH")}
+CROSS=0 BUILD_DIR=${TSMACVLAN_BUILD_DIR:-plugin/build}
+if [[ $ARCH != "$(host_arch)" ]]; then CROSS=1 BUILD_DIR=${TSMACVLAN_BUILD_DIR:-plugin/build-$ARCH}; fi
 [[ ${NAME##*/} == *:* ]] || NAME="$NAME:latest"
 
 now_ms() { date +%s%3N; }
@@ -150,7 +149,8 @@ inputs_hash() {
 }
 
 if (( CROSS )); then
-  bash plugin/arch/rootfs.sh $( (( REUSE )) && echo --reuse) "$ARCH" "$BUILD_DIR" || die "no $ARCH rootfs (above)"
+  reuse=() && (( REUSE )) && reuse=(--reuse)
+  bash plugin/arch/rootfs.sh "${reuse[@]}" "$ARCH" "$BUILD_DIR" || die "no $ARCH rootfs (above)"
   cp config.json "$BUILD_DIR/config.json"
 else
   # DHCP's packet-socket addon, compiled here (its source is among the inputs): the image copies it.

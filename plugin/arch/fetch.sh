@@ -7,6 +7,8 @@
 #                                        libraries of its ELF closure (and the dynamic loader) and the JavaScript of
 #                                        Debian's unbundled builtins it names; laid out for the plugin's config.json
 #                                        (/usr/local/bin/node). Prints "nodejs=VERSION".
+#   plugin/arch/fetch.sh tree ARCH       prints the directory where every package of that Node is unpacked (the
+#                                        unit suite runs on it: tests load more of glibc than the plugin)
 #   plugin/arch/fetch.sh qemu ARCH       prints the path of ARCH's static user-mode emulator (Debian 13's qemu-user,
 #                                        the successor of qemu-user-static): only that binary is kept
 #
@@ -86,15 +88,26 @@ needed() { # tree triplet file
   done
 }
 
-node_root() { # arch dir
-  local arch=$1 out=$2 triplet debs=$CACHE/debian/$1
-  triplet=$(arch_triplet "$arch")
+# Every package of the closure of nodejs for ARCH, unpacked into .cache/debian/ARCH/tree (once per set of .debs):
+# the unit suite runs on it, and node_root takes its files from it.
+tree() { # arch
+  local arch=$1 debs=$CACHE/debian/$1
+  local tree=$debs/tree
   download "$arch" "$debs" nodejs
-  local tree
-  tree=$(mktemp -d /tmp/tsmacvlan-node-"$arch".XXXXXX)
-  trap 'rm -rf "$tree"' RETURN
-  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$tree"; done
-  ln -s usr/lib "$tree/lib" # merged /usr, which base-files makes on a Debian system
+  if ! cmp -s "$debs/.packages" "$tree/.packages" 2>/dev/null; then
+    rm -rf "$tree" "$tree.tmp" && mkdir -p "$tree.tmp"
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$tree.tmp"; done
+    ln -s usr/lib "$tree.tmp/lib" # merged /usr, which base-files makes on a Debian system
+    cp "$debs/.packages" "$tree.tmp/.packages"
+    mv "$tree.tmp" "$tree"
+  fi
+  echo "$tree"
+}
+
+node_root() { # arch dir
+  local arch=$1 out=$2 triplet debs=$CACHE/debian/$1 tree
+  triplet=$(arch_triplet "$arch")
+  tree=$(tree "$arch")
   local version
   version=$(grep '^nodejs=' "$debs/.packages" | cut -d= -f2)
   [[ ${version%%.*} -ge 20 ]] || die "Debian $SUITE's nodejs is $version: Node 20 or later is needed"
@@ -146,6 +159,7 @@ qemu() { # arch
 
 case ${1:-} in
   node) check_arch "${2:-}" && node_root "$2" "${3:?fetch.sh node ARCH DIR}" ;;
+  tree) check_arch "${2:-}" && tree "$2" ;;
   qemu) check_arch "${2:-}" && qemu "$2" ;;
-  *) echo "usage: plugin/arch/fetch.sh node ARCH DIR | qemu ARCH" >&2 && exit 2 ;;
+  *) echo "usage: plugin/arch/fetch.sh node ARCH DIR | tree ARCH | qemu ARCH" >&2 && exit 2 ;;
 esac

@@ -12,9 +12,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # etcd-server, etcd-client: the cluster IPAM's etcd members (integration, e2e); openssl: their TLS test certificates;
 # dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames.
+# g++-aarch64-linux-gnu: the cross compilers of crossbuild-essential-arm64 (without dpkg-cross's Perl), for the arm64
+# plugin's native parts.
 # docker-compose (v1, Python) talks to the lab's engine over its socket; it only recommends docker.io, and recommends
 # are never installed here.
-PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump)
+PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump g++-aarch64-linux-gnu)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
@@ -86,5 +88,13 @@ DOCKER=$HERE/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$BUILD_ENGIN
 bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"
 trap - EXIT
 step_end "plugin/build ready"
+
+# ------------------------------------------------------------- arm64 plugin --
+# test/e2e/arm64.test.ts installs the arm64 plugin from plugin/build-arm64 (create.sh --arch arm64 --reuse), and
+# test/arm64/run.sh runs the codecs' tests on arm64's node: both need Debian's arm64 Node and qemu's emulator, fetched
+# into .cache/ (plugin/arch/fetch.sh), and the build needs the npm registry. No engine: the rootfs is assembled here.
+step_start "arm64 plugin rootfs"
+bash "$HERE/../../plugin/arch/rootfs.sh" --reuse arm64 "$HERE/../../plugin/build-arm64"
+step_end "plugin/build-arm64 ready"
 
 echo "[provision] ready in $(( $(now_ms) - T0 )) ms"
