@@ -2,14 +2,31 @@
 import { type EtcdSettings, checkSettings } from '../cluster/etcd';
 import type { DoctorOptions } from '../inspect/doctor/doctor';
 import type { StatusOptions } from '../inspect/status';
-
-export const DEFAULT_SOCKET = '/run/docker/plugins/tsmacvlan.sock';
-export const DEFAULT_STATE_DIR = '/var/lib/tsmacvlan';
+import { chooseInstance, DEFAULT_SOCKET, DEFAULT_STATE_DIR, WHERE_FLAGS } from './instance-choice';
+import { type Command, synopsis, UsageError } from './usage';
 
 export interface FlagSpec {
   values?: string[]; // given once; the last one counts
   lists?: string[]; // may repeat
   switches?: string[]; // no value
+}
+
+export const ETCD_FLAGS = ['--etcd', '--etcd-prefix', '--etcd-ca', '--etcd-cert', '--etcd-key'];
+
+/** Every command's flags (`tsmacvlan COMMAND --help` and docs/cli.md describe each, but INTERNAL_FLAGS). */
+export const COMMAND_FLAGS: Record<Command, FlagSpec> = {
+  serve: { values: ['--socket', '--state-dir', '--log-level', ...ETCD_FLAGS] },
+  doctor: { values: [...WHERE_FLAGS, '--probe-kernel', ...ETCD_FLAGS], lists: ['--parent'], switches: ['--json'] },
+  status: { values: [...WHERE_FLAGS, ...ETCD_FLAGS], switches: ['--json'] },
+  gc: { values: [...WHERE_FLAGS, '--forget-instance', ...ETCD_FLAGS], switches: ['--dry-run', '--cluster', '--json'] },
+  uninstall: { values: [...WHERE_FLAGS, '--tls-dir', ...ETCD_FLAGS], switches: ['--dry-run', '--force', '--json'] },
+};
+/** Flags no person types: doctor runs itself with --probe-kernel inside a throwaway namespace. */
+export const INTERNAL_FLAGS = ['--probe-kernel'];
+
+/** A command's flags, or a UsageError with its synopsis. */
+export function parseCommandFlags(command: Command, args: string[]): Flags {
+  return parseFlags(args, COMMAND_FLAGS[command], synopsis(command));
 }
 
 export interface Flags {
@@ -29,7 +46,7 @@ export function parseFlags(args: string[], spec: FlagSpec, usage: string): Flags
     const value = inline ?? args[i + 1];
     const isValue = spec.values?.includes(flag);
     if ((!isValue && !spec.lists?.includes(flag)) || value === undefined)
-      throw new Error(`unknown or incomplete argument '${flag}'\n${usage}`);
+      throw new UsageError(`unknown or incomplete argument '${flag}'`, usage);
     if (inline === undefined) i++;
     if (isValue) flags.values.set(flag, value);
     else flags.lists.set(flag, [...(flags.lists.get(flag) ?? []), value]);
@@ -45,30 +62,24 @@ export function location(flags: Flags): { socket: string; stateDir: string } {
   };
 }
 
-export function parseStatusArgs(args: string[], usage: string): StatusOptions {
-  const flags = parseFlags(args, { values: ['--socket', '--state-dir', ...ETCD_FLAGS], switches: ['--json'] }, usage);
+export function parseStatusArgs(args: string[]): StatusOptions {
+  const flags = parseCommandFlags('status', args);
   const etcd = etcdSettings(flags);
-  return { ...location(flags), json: flags.switches.has('--json'), ...(etcd && { etcd }) };
+  return { ...chooseInstance(flags.values), json: flags.switches.has('--json'), ...(etcd && { etcd }) };
 }
 
-export function parseDoctorArgs(args: string[], usage: string): DoctorOptions {
-  const flags = parseFlags(
-    args,
-    { values: ['--socket', '--state-dir', '--probe-kernel', ...ETCD_FLAGS], lists: ['--parent'], switches: ['--json'] },
-    usage,
-  );
+export function parseDoctorArgs(args: string[]): DoctorOptions {
+  const flags = parseCommandFlags('doctor', args);
   const probeKernel = flags.values.get('--probe-kernel');
   const etcd = etcdSettings(flags);
   return {
     parents: flags.lists.get('--parent') ?? [],
-    ...location(flags),
+    ...(probeKernel ? { socket: DEFAULT_SOCKET, stateDir: DEFAULT_STATE_DIR } : chooseInstance(flags.values)),
     json: flags.switches.has('--json'),
     ...(probeKernel && { probeKernel }),
     ...(etcd && { etcd }),
   };
 }
-
-export const ETCD_FLAGS = ['--etcd', '--etcd-prefix', '--etcd-ca', '--etcd-cert', '--etcd-key'];
 
 /** The etcd connection of the cluster IPAM: flags, else the environment; undefined without --etcd. */
 export function etcdSettings(flags: Flags): EtcdSettings | undefined {
@@ -79,7 +90,7 @@ export function etcdSettings(flags: Flags): EtcdSettings | undefined {
   const endpoints = value('--etcd');
   if (endpoints === undefined) {
     const stray = ETCD_FLAGS.slice(1).find((flag) => value(flag) !== undefined);
-    if (stray) throw new Error(`${stray} needs --etcd (or TSMACVLAN_ETCD): the etcd endpoints`);
+    if (stray) throw new UsageError(`${stray} needs --etcd (or TSMACVLAN_ETCD): the etcd endpoints`);
     return undefined;
   }
   const settings: EtcdSettings = { endpoints: endpoints.split(',').map((e) => e.trim()) };
@@ -88,6 +99,10 @@ export function etcdSettings(flags: Flags): EtcdSettings | undefined {
     const given = value(flag);
     if (given !== undefined) settings[field] = given;
   }
-  checkSettings(settings);
+  try {
+    checkSettings(settings);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return settings;
 }

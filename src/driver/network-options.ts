@@ -17,6 +17,11 @@ export const OPTIONS = [
   'dhcp',
   'dhcp_timeout',
 ] as const;
+/**
+ * What `docker network create --opt com.docker.network.driver.mtu=N` sends (Docker's own MTU option, honoured by its
+ * bridge and overlay drivers): the network's MTU, as `-o mtu=N`.
+ */
+export const DOCKER_MTU_OPTION = 'com.docker.network.driver.mtu';
 export const VLAN_PROTOCOLS: readonly VlanProtocol[] = ['802.1q', '802.1ad'];
 
 /** Linux caps interface names at 15 bytes (IFNAMSIZ - 1). */
@@ -64,7 +69,7 @@ const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** Parses the driver options (`-o key=value`). Throws a PluginError naming the option, the value and what is allowed. */
 export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOptions {
   for (const key of Object.keys(generic)) {
-    if (key.startsWith('com.docker.network.')) continue; // Docker's own keys (e.g. driver.mtu) ride along here
+    if (key.startsWith('com.docker.network.')) continue; // Docker's own keys ride along here (driver.mtu: below)
     if (!(OPTIONS as readonly string[]).includes(key)) {
       throw new PluginError(`unknown option '${key}'; tsmacvlan accepts: ${OPTIONS.join(', ')}`);
     }
@@ -86,8 +91,8 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
   const parent = text('parent');
   if (parent !== undefined) options.parent = checkLinkName(parent, 'parent');
 
-  const mtu = text('mtu');
-  if (mtu !== undefined) options.mtu = parseMtu(mtu);
+  const mtu = networkMtu(text('mtu'), text(DOCKER_MTU_OPTION));
+  if (mtu !== undefined) options.mtu = mtu;
   const sourceMacs = parseSourceMacs(text('macvlan_source'), mode);
   if (sourceMacs) options.sourceMacs = sourceMacs;
   const hostAccess = text('host_access');
@@ -99,11 +104,20 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
   return options;
 }
 
-function parseMtu(mtu: string): number {
-  if (!/^\d{1,5}$/.test(mtu) || Number(mtu) < 68) {
-    throw new PluginError(`mtu '${mtu}' is not valid; give a whole number from 68 up to the parent's MTU`);
+/** `-o mtu`, or Docker's `com.docker.network.driver.mtu`; both only when they agree. */
+function networkMtu(mtu: string | undefined, dockerMtu: string | undefined): number | undefined {
+  if (mtu !== undefined && dockerMtu !== undefined && mtu !== dockerMtu) {
+    throw new PluginError(
+      `mtu=${mtu} and ${DOCKER_MTU_OPTION}=${dockerMtu} disagree; give the network's MTU once (either option)`,
+    );
   }
-  return Number(mtu);
+  const given = mtu ?? dockerMtu;
+  if (given === undefined) return undefined;
+  if (!/^\d{1,5}$/.test(given) || Number(given) < 68) {
+    const name = mtu !== undefined ? 'mtu' : DOCKER_MTU_OPTION;
+    throw new PluginError(`${name} '${given}' is not valid; give a whole number from 68 up to the parent's MTU`);
+  }
+  return Number(given);
 }
 
 /** The MACs of macvlan_source, which goes with macvlan_mode=source and only with it. */

@@ -19,7 +19,7 @@ const ROLES: Record<string, string> = {
 };
 
 /** What one of our links is for, from its alias (or, if a crash came before the alias, its name). */
-function role(link: LinkInfo): string {
+export function linkRole(link: LinkInfo): string {
   if (link.alias && ROLES[link.alias]) return ROLES[link.alias];
   if (link.name.startsWith(ENDPOINT_PREFIX)) return 'endpoint';
   if (link.name.startsWith(SHIM_PREFIX)) return 'host-access shim';
@@ -87,7 +87,7 @@ export function planRepairs(
     unique.push({
       action: 'delete',
       link: link.name,
-      reason: `${role(link)} link that no network or endpoint of the state owns`,
+      reason: `${linkRole(link)} link that no network or endpoint of the state owns`,
     });
   }
   return unique;

@@ -14,6 +14,8 @@ import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
 import { readState, type PoolRow } from './state-snapshot';
+import type { ManagedPlugin } from './managed-plugins';
+import { VERSION } from '../version';
 import type { FormatReport } from '../state/migrate';
 
 export interface NetworkRow {
@@ -42,9 +44,13 @@ export interface EndpointRow {
 
 export interface StatusReport {
   version: 1;
+  /** The version of the tsmacvlan that made the report (package.json's). */
+  tsmacvlanVersion: string;
   stateDir: string;
-  /** The driver name (the socket's file name) Docker knows the plugin by. */
+  /** The driver name Docker knows the plugin by: a managed plugin's name, else the socket's file name. */
   driver: string;
+  /** The managed plugin whose state this is, as Docker's plugin store has it; null for a service or given dirs. */
+  plugin: { name: string; id: string; enabled: boolean } | null;
   /** The device group marking this instance's links (from the state dir's instance id); null before its first start. */
   group: number | null;
   networks: NetworkRow[];
@@ -69,8 +75,10 @@ export const STATUS_JSON_SCHEMA = {
   type: 'object',
   required: [
     'version',
+    'tsmacvlanVersion',
     'stateDir',
     'driver',
+    'plugin',
     'group',
     'networks',
     'endpoints',
@@ -84,8 +92,24 @@ export const STATUS_JSON_SCHEMA = {
   additionalProperties: false,
   properties: {
     version: { const: 1 },
+    tsmacvlanVersion: nonEmpty,
     stateDir: nonEmpty,
     driver: nonEmpty,
+    plugin: {
+      oneOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['name', 'id', 'enabled'],
+          additionalProperties: false,
+          properties: {
+            name: nonEmpty,
+            id: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            enabled: { type: 'boolean' },
+          },
+        },
+      ],
+    },
     group: { type: ['integer', 'null'], minimum: 1, maximum: 2147483647 },
     networks: {
       type: 'array',
@@ -237,8 +261,10 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
 
   return {
     version: 1,
+    tsmacvlanVersion: VERSION,
     stateDir,
     driver,
+    plugin: null,
     group: group ?? null,
     networks,
     endpoints,
@@ -266,7 +292,10 @@ function table(header: string[], rows: string[][]): string {
 /** The human-readable report: a table of networks, one of endpoints, one of address pools, DHCP leases, then drift. */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
-  out.push(`state: ${report.stateDir}  driver: ${report.driver} (device group ${report.group})`);
+  const plugin = report.plugin ? ` (managed plugin, ${report.plugin.enabled ? 'enabled' : 'disabled'})` : '';
+  out.push(
+    `tsmacvlan ${report.tsmacvlanVersion}  state: ${report.stateDir}  driver: ${report.driver}${plugin} (device group ${report.group})`,
+  );
   out.push(`state format: ${report.stateFormat.message}`, '');
   if (report.networks.length === 0) out.push('networks: none');
   else {
@@ -333,6 +362,10 @@ export interface StatusOptions {
   socket: string;
   stateDir: string;
   json: boolean;
+  /** The managed plugin whose state this is (found in Docker's plugin store). */
+  plugin?: ManagedPlugin;
+  /** How the CLI chose the socket and state dir, in a sentence. */
+  found?: string;
   /** The cluster table's etcd (--etcd): its subnets are shown too. */
   etcd?: EtcdSettings;
 }
@@ -344,7 +377,9 @@ export interface StatusOptions {
 export async function status(options: StatusOptions): Promise<number> {
   const links = new Links();
   try {
-    const report = await collectStatus(options.stateDir, driverName(options.socket), links);
+    const plugin = options.plugin;
+    const report = await collectStatus(options.stateDir, plugin?.name ?? driverName(options.socket), links);
+    if (plugin) report.plugin = { name: plugin.name, id: plugin.id, enabled: plugin.enabled };
     if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
     return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;

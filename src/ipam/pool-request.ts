@@ -2,6 +2,10 @@
 // an address a container can get. Each refusal says what to type instead.
 import { PluginError } from '../errors';
 import { type Cidr, contains, parseCidr, usableBounds } from '../ip/address';
+import { SCOPE_OPTION } from './cluster-addresses';
+
+/** The --ipam-opt keys tsmacvlan's IPAM knows; Docker's own (com.docker.*) ride along and are tolerated. */
+export const IPAM_OPTIONS = [SCOPE_OPTION] as const;
 
 export interface RequestPoolArgs {
   pool: string;
@@ -15,6 +19,7 @@ export function family(v6: boolean): string {
 }
 
 export function parsePoolRequest(args: RequestPoolArgs): { cidr: Cidr; range: Cidr | undefined } {
+  checkIpamOptions(args.options ?? {});
   const v6 = args.v6 === true;
   if (!args.pool) {
     throw new PluginError(
@@ -30,6 +35,14 @@ export function parsePoolRequest(args: RequestPoolArgs): { cidr: Cidr; range: Ci
     );
   }
   return { cidr, range: args.subPool ? parseRange(args.subPool, cidr) : undefined };
+}
+
+/** Refuses an --ipam-opt key this IPAM does not know, by name, as an unknown -o key of the driver is. */
+function checkIpamOptions(options: Record<string, string>): void {
+  for (const key of Object.keys(options)) {
+    if (key.startsWith('com.docker.') || (IPAM_OPTIONS as readonly string[]).includes(key)) continue;
+    throw new PluginError(`unknown --ipam-opt '${key}'; tsmacvlan's IPAM accepts: ${IPAM_OPTIONS.join(', ')}`);
+  }
 }
 
 function parseRange(text: string, cidr: Cidr): Cidr {

@@ -12,59 +12,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
 import { Engine } from '../lab/engine';
-import {
-  containerExec,
-  DOCKER_BIN,
-  dockerOk,
-  docker,
-  eventually,
-  ping,
-  removeDockerObjects,
-  run,
-  runSleeper,
-  waitFor,
-} from './docker';
+import { containerExec, dockerOk, docker, eventually, ping, removeDockerObjects, runSleeper, waitFor } from './docker';
 import { DhcpServer } from './dnsmasq';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 import { pluginLinksOnHost } from './plugin-daemon';
+import { createPlugin, removePlugin, tsmacvlan } from './managed-plugin';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
 const PREFIX = 'tsmv-pkg-mp-';
 const REPO = join(__dirname, '../..');
-
-async function removePlugin(name: string): Promise<void> {
-  await docker(['plugin', 'disable', '-f', name], { allowFail: true });
-  await docker(['plugin', 'rm', '-f', name], { allowFail: true });
-}
-
-/** plugin/create.sh --reuse NAME with the test's prefix and state dir; returns its summary line. */
-async function createPlugin(
-  name: string,
-  stateSource: string,
-): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
-  const t0 = Date.now();
-  // stderr into stdout, so that a failure shows docker build's messages in order.
-  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
-    timeoutMs: 900_000,
-    allowFail: true,
-    env: {
-      ...process.env,
-      DOCKER: DOCKER_BIN,
-      TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
-      TSMACVLAN_STATE_SOURCE: stateSource,
-      TSMACVLAN_TLS_SOURCE: `${stateSource}-tls`, // never the host's /etc/tsmacvlan
-    },
-  });
-  if (res.code !== 0)
-    throw new Error(
-      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
-        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
-    );
-  const summary = res.stdout.trim().split('\n').pop() ?? '';
-  const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
-  if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);
-  return { summary, rootfsBytes: Number(bytes[1]), ms: Date.now() - t0 };
-}
+const VERSION = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string;
 
 describe(`the managed plugin ${PLUGIN}`, () => {
   let stateSource: string;
@@ -151,6 +108,71 @@ describe(`the managed plugin ${PLUGIN}`, () => {
       `[managed-plugin] start-to-ready: socket answers after ${socketMs} ms, 'docker plugin enable' returns after ${enableMs} ms, first network created after ${readyMs} ms`,
     );
     expect(await dockerOk(['network', 'inspect', '-f', '{{.Driver}}', net])).toBe(PLUGIN);
+  });
+
+  it("doctor and status with no flags find it: its socket under /run/docker/plugins/<id>, its state mount's host dir", async () => {
+    const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
+    const socket = join('/run/docker/plugins', id, 'tsmacvlan.sock');
+    expect(Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock')).toBe(socket); // where this engine put it
+    const doctor = await tsmacvlan('doctor', '--json');
+    const checks = JSON.parse(doctor.stdout).checks as { id: string; status: string; message: string }[];
+    const check = (name: string) => checks.find((c) => c.id === name);
+    expect(check('plugin')).toEqual({
+      id: 'plugin',
+      status: 'OK',
+      message: `the only one in ${Engine.ofLab().dataRoot}/plugins: the managed plugin ${PLUGIN} (id ${id.slice(0, 12)}, enabled, state ${stateSource})`,
+    });
+    expect(check('socket')).toMatchObject({ status: 'OK', message: expect.stringContaining(socket) });
+    expect(check('version')).toMatchObject({
+      status: 'OK',
+      message: `the plugin runs tsmacvlan ${VERSION}, as this CLI`,
+    });
+    expect(check('state')).toMatchObject({
+      status: 'OK',
+      message: expect.stringContaining(`${stateSource}: 1 network(s)`),
+    });
+    const status = JSON.parse((await tsmacvlan('status', '--json')).stdout);
+    expect(status).toMatchObject({
+      tsmacvlanVersion: VERSION,
+      stateDir: stateSource,
+      driver: PLUGIN,
+      plugin: { name: PLUGIN, id, enabled: true },
+      networks: [expect.objectContaining({ parent: sw.parent })],
+    });
+  });
+
+  it("takes Docker's --opt com.docker.network.driver.mtu as the network's MTU, and refuses an unknown --ipam-opt by name", async () => {
+    const mtuNet = `${PREFIX}mtu`;
+    const m = `${PREFIX}m`;
+    try {
+      await dockerOk(
+        ['network', 'create', '-d', PLUGIN, '-o', `parent=${sw.parent}`].concat([
+          '--opt',
+          'com.docker.network.driver.mtu=1400',
+          '--subnet',
+          '10.232.23.0/24',
+          mtuNet,
+        ]),
+      );
+      await runSleeper(m, { network: mtuNet });
+      expect((await containerExec(m, ['cat', '/sys/class/net/eth0/mtu'])).stdout.trim()).toBe('1400');
+    } finally {
+      await docker(['rm', '-f', m], { allowFail: true });
+      await docker(['network', 'rm', mtuNet], { allowFail: true });
+    }
+    const refused = await docker(
+      ['network', 'create', '-d', PLUGIN, '--ipam-driver', PLUGIN, '--ipam-opt', 'sope=host'].concat([
+        '-o',
+        `parent=${sw.parent}`,
+        '--subnet',
+        '10.232.24.0/24',
+        `${PREFIX}ipamopt`,
+      ]),
+      { allowFail: true },
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("unknown --ipam-opt 'sope'; tsmacvlan's IPAM accepts: scope");
+    expect(await docker(['network', 'inspect', `${PREFIX}ipamopt`], { allowFail: true })).toMatchObject({ code: 1 });
   });
 
   it('containers on a parent reach each other and the switch; the state is written to the host directory', async () => {

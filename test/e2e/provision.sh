@@ -15,8 +15,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # g++-aarch64-linux-gnu: the cross compilers of crossbuild-essential-arm64 (without dpkg-cross's Perl), for the arm64
 # plugin's native parts.
 # docker-compose (v1, Python) talks to the lab's engine over its socket; it only recommends docker.io, and recommends
-# are never installed here.
-PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump g++-aarch64-linux-gnu)
+# are never installed here. systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
+PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd g++-aarch64-linux-gnu)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'

@@ -1,7 +1,7 @@
 // Test-side network plumbing with iproute2 (tests may spawn processes; the daemon never does).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 export function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -54,6 +54,20 @@ export function assertPrivateNetns(): void {
   if (!outer || outer === readlinkSync('/proc/self/ns/net')) {
     throw new Error(
       'integration tests must run in a private network namespace: bash test/in-netns.sh npx vitest run --project integration',
+    );
+  }
+}
+
+/**
+ * Tests that put sockets in /run/docker/plugins must see the private, empty one test/in-netns.sh mounts there (a tmpfs
+ * named tsmv-plugins), never the host's, where Docker finds plugins.
+ */
+export function assertPrivatePluginsDir(): void {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
+  const own = mounts.filter((line) => line.split(' ')[4] === '/run/docker/plugins').pop();
+  if (!own || !/ - tmpfs tsmv-plugins /.test(own)) {
+    throw new Error(
+      'this test writes to /run/docker/plugins: run it under test/in-netns.sh, which mounts a private one there',
     );
   }
 }

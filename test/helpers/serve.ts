@@ -16,7 +16,7 @@ export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon
   return spawnProcess(process.execPath, [CLI, ...args], env);
 }
 
-function spawnProcess(command: string, args: string[], env: NodeJS.ProcessEnv): Daemon {
+export function spawnProcess(command: string, args: string[], env: NodeJS.ProcessEnv): Daemon {
   const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

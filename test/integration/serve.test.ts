@@ -95,9 +95,9 @@ describe('tsmacvlan serve', () => {
     expect((await post(socket, 'Plugin.Activate')).status).toBe(200);
   });
 
-  it('rejects unknown arguments with the usage', async () => {
+  it('rejects unknown arguments with the usage, exit status 2', async () => {
     const daemon = spawnDaemon(['serve', '--sokcet', 'x']);
-    expect(await daemon.exited).toBe(1);
+    expect(await daemon.exited).toBe(2);
     expect(daemon.output()).toMatch(/unknown or incomplete argument '--sokcet'[\s\S]*usage: tsmacvlan serve/);
   });
 });

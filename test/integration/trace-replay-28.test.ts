@@ -23,6 +23,10 @@ const trace: TraceLine[] = readFileSync(join(__dirname, '../fixtures/docker-28.5
   .map((line) => JSON.parse(line));
 
 const RECORDED_PARENT = 'b29-p';
+// The capture's --ipam-opt foo=bar, made before unknown --ipam-opt keys were refused: replayed as a known option (the
+// pool id it maps to is ours either way), and refused as sent in a case of its own.
+const CAPTURED_IPAM_OPT = '"Options":{"foo":"bar"}';
+const KNOWN_IPAM_OPT = '"Options":{"scope":"host"}';
 const PARENT = 'tmvT28p'; // a veth made here, in the test's own namespace
 
 describe('replay of docker-28.5.2-trace.jsonl', () => {
@@ -51,7 +55,7 @@ describe('replay of docker-28.5.2-trace.jsonl', () => {
   it('answers every request exactly as recorded: the status, and the body Docker reads (ids and choices mapped)', async () => {
     for (const line of trace) {
       expect(line.headers['content-type']).toBeNull();
-      const payload = substitute(line.body);
+      const payload = substitute(line.body).replace(CAPTURED_IPAM_OPT, KNOWN_IPAM_OPT);
       const res = await plugin.app.inject({
         method: 'POST',
         url: line.path,
@@ -83,6 +87,14 @@ describe('replay of docker-28.5.2-trace.jsonl', () => {
       }
     }
     expect(answers).toHaveLength(trace.length);
+  });
+
+  it("refuses the capture's unknown --ipam-opt foo=bar by name", async () => {
+    const line = trace.find((l) => l.path === '/IpamDriver.RequestPool' && l.body.includes(CAPTURED_IPAM_OPT))!;
+    const res = await plugin.app.inject({ method: 'POST', url: line.path, payload: line.body });
+    expect(res.statusCode).toBe(500);
+    const error = "unknown --ipam-opt 'foo'; tsmacvlan's IPAM accepts: scope";
+    expect(JSON.parse(res.body)).toEqual({ Err: error, Error: error });
   });
 
   it('makes an IPv6-only network (enable_ipv4=false, no IPv4 pool) whose endpoints get an IPv6 gateway only', () => {

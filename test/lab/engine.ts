@@ -68,9 +68,15 @@ export class Engine {
     return join(this.root, 'exec');
   }
 
+  /** Its --data-root: its plugin store is `<data root>/plugins`. */
+  get dataRoot(): string {
+    return join(this.root, 'data');
+  }
+
   /**
-   * A managed plugin's socket. Docker 20.10 keeps them in /run/docker/plugins/<plugin id>/ whatever the exec root
-   * (the id is unique, so engines do not collide there); later engines under `<exec root>/plugins/<plugin id>/`.
+   * A managed plugin's socket. Docker on Linux keeps them in /run/docker/plugins/<plugin id>/ whatever the exec root
+   * (the id is unique, so engines do not collide there): moby's getPluginExecRoot up to 29, and managed-plugin.test.ts
+   * on 20.10, 26.1 and 28.5. `<exec root>/plugins/<plugin id>/` is looked at first all the same.
    */
   managedPluginSocket(pluginId: string, socket: string): string {
     const underExecRoot = join(this.execRoot, 'plugins', pluginId, socket);

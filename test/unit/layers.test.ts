@@ -10,6 +10,7 @@ const LAYERS: Record<string, number> = {
   kernel: 0,
   state: 1,
   'errors.ts': 1,
+  'version.ts': 0,
   cluster: 1.5,
   // The DHCP client is a protocol engine over the kernel's packet socket, used by the driver: below it.
   dhcp: 1,

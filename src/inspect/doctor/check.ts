@@ -2,7 +2,7 @@
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL';
 
 export interface Check {
-  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `parent:<name>`, `socket`, `state`, `drift`, `drift:<link or id>`, `etcd` or `etcd.rtt`. */
+  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `parent:<name>`, `plugin`, `socket`, `version`, `state`, `drift`, `drift:<link or id>`, `etcd` or `etcd.rtt`. */
   id: string;
   status: CheckStatus;
   message: string;
@@ -12,6 +12,8 @@ export interface Check {
 
 export interface DoctorReport {
   version: 1;
+  /** The version of the tsmacvlan that ran doctor (package.json's). */
+  tsmacvlanVersion: string;
   /** No check FAILed (the exit code is 0 exactly then). */
   ok: boolean;
   checks: Check[];
@@ -24,10 +26,11 @@ export const DOCTOR_JSON_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   title: 'tsmacvlan doctor',
   type: 'object',
-  required: ['version', 'ok', 'checks'],
+  required: ['version', 'tsmacvlanVersion', 'ok', 'checks'],
   additionalProperties: false,
   properties: {
     version: { const: 1 },
+    tsmacvlanVersion: nonEmpty,
     ok: { type: 'boolean' },
     checks: {
       type: 'array',
@@ -40,7 +43,7 @@ export const DOCTOR_JSON_SCHEMA = {
           id: {
             type: 'string',
             pattern:
-              '^(privileges|kernel\\.macvlan|kernel\\.8021q|socket|state|drift|etcd|etcd\\.rtt|parent:\\S+|drift:\\S+)$',
+              '^(privileges|kernel\\.macvlan|kernel\\.8021q|plugin|socket|version|state|drift|etcd|etcd\\.rtt|parent:\\S+|drift:\\S+)$',
           },
           status: { enum: ['OK', 'WARN', 'FAIL'] },
           message: nonEmpty,

@@ -8,7 +8,10 @@ import { Check, CheckStatus, DoctorReport } from './check';
 import { KernelProbe, kernelChecks, probeKernel, runKernelProbe } from './kernel-probe';
 import { HostFacts, ParentUse, parentCheck, vlanUsers } from './parents';
 import { privilegesCheck } from './privileges';
-import { socketCheck } from './socket';
+import { pluginVersion, socketCheck } from './socket';
+import { pluginCheck, versionCheck } from './plugin';
+import type { ManagedPlugin } from '../managed-plugins';
+import { VERSION } from '../../version';
 import { driftChecks, stateCheck } from './state';
 import type { EtcdSettings } from '../../cluster/etcd';
 import { etcdChecks } from '../cluster';
@@ -17,6 +20,10 @@ export interface DoctorOptions {
   socket: string;
   stateDir: string;
   json: boolean;
+  /** The managed plugin whose socket and state dir these are (found in Docker's plugin store). */
+  plugin?: ManagedPlugin;
+  /** How the CLI chose the socket and state dir, in a sentence. */
+  found?: string;
   /** The cluster table's etcd (--etcd): its reachability, quorum and round trip are checked too. */
   etcd?: EtcdSettings;
   /** Internal: run the kernel probe (in the namespace `unshare` made) and print its JSON; the value is doctor's own namespace. */
@@ -53,14 +60,19 @@ export async function diagnose(
   const vlanSupport = 'error' in probe || !probe.vlan ? undefined : probe.vlan.ok;
   for (const [name, use] of uses) checks.push(await parentCheck(name, use, links, facts, vlanSupport));
 
-  const socket = await socketCheck(options.socket);
+  if (options.plugin) checks.push(pluginCheck(options.plugin, options.found));
+  const socket = await socketCheck(options.socket, {
+    ...(options.plugin && { start: `enable the plugin: docker plugin enable ${options.plugin.name}` }),
+    ...(!options.plugin && options.found?.startsWith('no ') && { found: options.found }),
+  });
   checks.push(socket);
+  if (socket.status === 'OK') checks.push(versionCheck(await pluginVersion(options.socket)));
   checks.push(stateCheck(state, socket.status === 'OK'));
   // The instance the socket names: its device group marks its links.
   if (state.unreadable.length === 0)
     checks.push(...driftChecks(state, await links.list(), stateGroup(options.stateDir)));
   if (options.etcd) checks.push(...(await etcdChecks(options.etcd)));
-  return { version: 1, ok: !checks.some((c) => c.status === 'FAIL'), checks };
+  return { version: 1, tsmacvlanVersion: VERSION, ok: !checks.some((c) => c.status === 'FAIL'), checks };
 }
 
 export function formatDoctor(report: DoctorReport): string {
@@ -71,7 +83,10 @@ export function formatDoctor(report: DoctorReport): string {
     if (check.fix) lines.push(`${' '.repeat(6 + width)}  fix: ${check.fix}`);
   }
   const count = (s: CheckStatus) => report.checks.filter((c) => c.status === s).length;
-  lines.push('', `${count('FAIL')} FAIL, ${count('WARN')} WARN, ${count('OK')} OK`);
+  lines.push(
+    '',
+    `${count('FAIL')} FAIL, ${count('WARN')} WARN, ${count('OK')} OK (tsmacvlan ${report.tsmacvlanVersion})`,
+  );
   return lines.join('\n');
 }
 

@@ -11,10 +11,10 @@ interface Answer {
   timedOut?: boolean;
 }
 
-function activate(socketPath: string, timeoutMs: number): Promise<Answer> {
+function ask(socketPath: string, method: string, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve) => {
     const req = request(
-      { socketPath, path: '/Plugin.Activate', method: 'POST', headers: { 'content-length': 0 }, timeout: timeoutMs },
+      { socketPath, path: `/${method}`, method: 'POST', headers: { 'content-length': 0 }, timeout: timeoutMs },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -32,11 +32,22 @@ function activate(socketPath: string, timeoutMs: number): Promise<Answer> {
   });
 }
 
-export async function socketCheck(path: string, timeoutMs = 2000): Promise<Check> {
-  const start = `start the plugin: tsmacvlan serve --socket ${path} (or its service); if it runs with another --socket, give doctor that one`;
-  const fileProblem = socketFileProblem(path, start);
+export interface SocketCheckOptions {
+  timeoutMs?: number;
+  /** How to start the plugin that should answer there (the managed plugin's `docker plugin enable NAME`). */
+  start?: string;
+  /** Why doctor looks at this socket, when it found no plugin to look at: added to "not running". */
+  found?: string;
+}
+
+export async function socketCheck(path: string, options: SocketCheckOptions = {}): Promise<Check> {
+  const timeoutMs = options.timeoutMs ?? 2000;
+  const start =
+    options.start ??
+    `start the plugin: tsmacvlan serve --socket ${path} (or its service); if it runs with another --socket, give doctor that one`;
+  const fileProblem = socketFileProblem(path, start, options.found);
   if (fileProblem) return fileProblem;
-  const answer = await activate(path, timeoutMs);
+  const answer = await ask(path, 'Plugin.Activate', timeoutMs);
   const failed = activateFailure(path, answer, start, timeoutMs);
   if (failed) return failed;
   let implemented: unknown;
@@ -65,8 +76,19 @@ export async function socketCheck(path: string, timeoutMs = 2000): Promise<Check
   };
 }
 
+/** The version the plugin on `path` says it runs; undefined when it does not say (one from before it could). */
+export async function pluginVersion(path: string, timeoutMs = 2000): Promise<string | undefined> {
+  const answer = await ask(path, 'Tsmacvlan.Version', timeoutMs);
+  try {
+    const version = (JSON.parse(answer.body ?? '') as { Version?: unknown }).Version;
+    return answer.status === 200 && typeof version === 'string' && version !== '' ? version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The check's FAIL when there is no socket at `path` to ask. */
-function socketFileProblem(path: string, start: string): Check | undefined {
+function socketFileProblem(path: string, start: string, found: string | undefined): Check | undefined {
   const id = 'socket';
   try {
     if (!statSync(path).isSocket())
@@ -74,7 +96,12 @@ function socketFileProblem(path: string, start: string): Check | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT')
-      return { id, status: 'FAIL', message: `no plugin socket at ${path}: the plugin is not running`, fix: start };
+      return {
+        id,
+        status: 'FAIL',
+        message: `no plugin socket at ${path}: the plugin is not running${found ? ` (${found})` : ''}`,
+        fix: start,
+      };
     return { id, status: 'FAIL', message: `cannot look at ${path} (${code})`, fix: 'run doctor as root' };
   }
   return undefined;

@@ -231,7 +231,22 @@ describe('network driver on the real kernel', () => {
   });
 
   it("tolerates Docker's own com.docker.network.* keys among the driver options", async () => {
-    expect((await createNetwork(plugin, id(), { parent, 'com.docker.network.driver.mtu': '1500' })).status).toBe(200);
+    expect((await createNetwork(plugin, id(), { parent, 'com.docker.network.bridge.name': 'x' })).status).toBe(200);
+  });
+
+  it("takes Docker's --opt com.docker.network.driver.mtu as the network MTU, checked as -o mtu is", async () => {
+    const DOCKER_MTU = 'com.docker.network.driver.mtu';
+    ip('link', 'set', parent, 'mtu', '1400');
+    const tooBig = await createNetwork(plugin, id(), { parent, [DOCKER_MTU]: '1500' });
+    expect(tooBig.json.Err).toBe(`mtu 1500 is larger than the MTU of parent '${parent}' (1400); use at most 1400`);
+    const disagree = await createNetwork(plugin, id(), { parent, [DOCKER_MTU]: '1300', mtu: '1200' });
+    expect(disagree.json.Err).toBe(
+      `mtu=1200 and ${DOCKER_MTU}=1300 disagree; give the network's MTU once (either option)`,
+    );
+    const networkId = id();
+    expect((await createNetwork(plugin, networkId, { parent, [DOCKER_MTU]: '1300' })).status).toBe(200);
+    const { endpointId } = await attach(plugin, networkId);
+    expect(link(endpointLinkName(endpointId))?.mtu).toBe(1300);
   });
 
   it('a VLAN parent: made where the kernel has 802.1q (as the doctor probes it), explained where not; nothing left', async () => {

@@ -1,4 +1,5 @@
 // `tsmacvlan doctor` as a process (the built CLI) against the real kernel, in a private network namespace.
+import { VERSION } from '../../../src/version';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -105,6 +106,7 @@ describe('tsmacvlan doctor', () => {
       'kernel.8021q',
       `parent:${parent}`,
       'socket',
+      'version',
       'state',
       'drift',
     ]);
@@ -115,6 +117,8 @@ describe('tsmacvlan doctor', () => {
       `${parent}: is up, with carrier; MTU 1500; used by network(s) nhealthy`,
     );
     expect(check('socket')?.message).toContain("Docker's driver name for it is 'tsmacvlan-dr'");
+    expect(check('version')?.message).toBe(`the plugin runs tsmacvlan ${VERSION}, as this CLI`);
+    expect(report.tsmacvlanVersion).toBe(VERSION);
     expect(check('state')?.message).toContain('1 network(s), 0 endpoint(s)');
     expect(check('kernel.8021q')).toMatchObject(
       vlans
@@ -157,7 +161,7 @@ describe('tsmacvlan doctor', () => {
     expect(lines[lines.findIndex((l) => l.startsWith('FAIL  socket')) + 1]).toMatch(
       /^ +fix: start the plugin: tsmacvlan serve --socket /,
     );
-    expect(lines.at(-1)).toMatch(/^\d+ FAIL, \d+ WARN, \d+ OK$/);
+    expect(lines.at(-1)).toBe(`1 FAIL, 1 WARN, 5 OK (tsmacvlan ${VERSION})`);
   });
 
   it('a parent that is down FAILs with the command to bring it up; its peer, up without carrier, WARNs', () => {

@@ -1,5 +1,6 @@
 // `tsmacvlan status` as a process (the built CLI) against the real kernel, in a private network namespace; the networks
 // and endpoints are made through the plugin's HTTP API.
+import { VERSION } from '../../../src/version';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -263,8 +264,10 @@ describe('tsmacvlan status', () => {
     expect(code).toBe(0);
     expect(report).toEqual({
       version: 1,
+      tsmacvlanVersion: VERSION,
       stateDir: absent,
       driver: TEST_DRIVER,
+      plugin: null,
       group: null,
       networks: [],
       endpoints: [],

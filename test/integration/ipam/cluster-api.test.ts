@@ -4,7 +4,7 @@
 // made meanwhile reaches etcd once it is back; a kill between the etcd commit and the answer is rolled back at the
 // next start; status, doctor and gc --cluster read and change the same table.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -343,5 +343,34 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     expect(() => cli(['gc', '--cluster', '--forget-instance', idA, '--state-dir', join(dir, 'hostA')])).toThrow(
       /instance .* is this host: forget an instance only once its host is gone for good, from another host/,
     );
+
+    // Host A is uninstalled too, its network left behind (--force): with etcd, uninstall frees its own claims.
+    daemons[0].child.kill('SIGTERM');
+    await daemons[0].exited;
+    const uninstallA = ['uninstall', '--force', '--json', '--state-dir', join(dir, 'hostA'), '--socket', a.socket];
+    const withoutEtcd = JSON.parse(
+      execFileSync(process.execPath, [CLI, ...uninstallA, '--dry-run'], {
+        encoding: 'utf8',
+        env: { ...process.env, TSMACVLAN_ETCD: '' },
+      }),
+    );
+    expect(withoutEtcd.kept).toContainEqual({
+      target: 'the cluster table',
+      why: expect.stringContaining(`tsmacvlan gc --cluster --forget-instance ${idA} --etcd URL`),
+    });
+    const claims = (report: { removed: { kind: string; target: string }[] }) =>
+      report.removed.filter((s) => s.kind === 'claim');
+    const planned = claims(JSON.parse(cli([...uninstallA, '--dry-run'])));
+    // Its gateway and 3 containers on 10.78.0.0/24, and what the file's earlier cases left it holding elsewhere.
+    expect(planned.filter((s) => s.target.endsWith(' of 10.78.0.0/24'))).toHaveLength(4);
+    expect(planned).toContainEqual({
+      kind: 'claim',
+      target: '10.78.0.1 of 10.78.0.0/24',
+      detail: `gateway, ${pools[0]}`,
+    });
+    expect((await heldIn(kv, cidr('10.78.0.0/24'))).size).toBe(4);
+    expect(claims(JSON.parse(cli(uninstallA)))).toEqual(planned);
+    expect((await heldIn(kv, cidr('10.78.0.0/24'))).size).toBe(0);
+    expect(existsSync(join(dir, 'hostA'))).toBe(false);
   });
 });

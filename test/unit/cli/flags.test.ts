@@ -1,38 +1,43 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ETCD_FLAGS, etcdSettings, parseDoctorArgs, parseFlags, parseStatusArgs } from '../../../src/cli/flags';
+import { synopsis, UsageError } from '../../../src/cli/usage';
 
 describe('parseStatusArgs', () => {
   it('takes --socket (for the driver name), --state-dir and --json', () => {
-    expect(parseStatusArgs(['--state-dir', '/d', '--socket=/p/x.sock', '--json'], 'U')).toEqual({
+    expect(parseStatusArgs(['--state-dir', '/d', '--socket=/p/x.sock', '--json'])).toEqual({
       socket: '/p/x.sock',
       stateDir: '/d',
       json: true,
+      found: 'given',
     });
-    expect(parseStatusArgs(['--state-dir=/e'], 'U')).toMatchObject({ stateDir: '/e', json: false });
-    expect(() => parseStatusArgs(['--parent', 'eth1'], 'U')).toThrow(/unknown or incomplete argument '--parent'\nU/);
+    expect(parseStatusArgs(['--state-dir=/e'])).toMatchObject({ stateDir: '/e', json: false });
+    expect(() => parseStatusArgs(['--parent', 'eth1'])).toThrow("unknown or incomplete argument '--parent'");
   });
 });
 
 describe('parseDoctorArgs', () => {
   it('takes repeated --parent, --socket, --state-dir (also as --flag=value) and --json', () => {
     expect(
-      parseDoctorArgs(
-        ['--parent', 'eth1', '--parent=eth2.10', '--socket', '/s.sock', '--state-dir=/d', '--json'],
-        'USAGE',
-      ),
+      parseDoctorArgs(['--parent', 'eth1', '--parent=eth2.10', '--socket', '/s.sock', '--state-dir=/d', '--json']),
     ).toEqual({
       parents: ['eth1', 'eth2.10'],
       socket: '/s.sock',
       stateDir: '/d',
       json: true,
+      found: 'given',
     });
   });
-  it('refuses unknown and incomplete arguments with the usage', () => {
-    expect(() => parseDoctorArgs(['--parnet', 'eth1'], 'USAGE')).toThrow(
-      /unknown or incomplete argument '--parnet'\nUSAGE/,
-    );
-    expect(() => parseDoctorArgs(['--parent'], 'USAGE')).toThrow(/'--parent'/);
-    expect(() => parseDoctorArgs(['--json=yes'], 'USAGE')).toThrow(/'--json'/);
+  it('refuses unknown and incomplete arguments as usage errors, with the usage', () => {
+    let error: unknown;
+    try {
+      parseDoctorArgs(['--parnet', 'eth1']);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(UsageError);
+    expect(error).toMatchObject({ message: "unknown or incomplete argument '--parnet'", usage: synopsis('doctor') });
+    expect(() => parseDoctorArgs(['--parent'])).toThrow(/'--parent'/);
+    expect(() => parseDoctorArgs(['--json=yes'])).toThrow(/'--json'/);
   });
 });
 
@@ -63,7 +68,9 @@ describe('etcdSettings', () => {
     });
   });
 
-  it('refuses settings that cannot work, saying what to give', () => {
+  it('refuses settings that cannot work as usage errors, saying what to give', () => {
+    expect(() => parse(['--etcd-ca', '/ca.pem'])).toThrow(UsageError);
+    expect(() => parse(['--etcd', 'a:2379'])).toThrow(UsageError);
     expect(() => parse(['--etcd-ca', '/ca.pem'])).toThrow('--etcd-ca needs --etcd (or TSMACVLAN_ETCD)');
     expect(() => parse(['--etcd', 'a:2379'])).toThrow(/endpoint 'a:2379' is not valid: give http:\/\/HOST:PORT/);
     expect(() => parse(['--etcd', 'https://a:2379', '--etcd-cert', '/c.pem'])).toThrow(/go together/);

@@ -19,8 +19,20 @@ describe('parseNetworkOptions', () => {
   });
 
   it('tolerates com.docker.network.* keys and refuses any other unknown key by name', () => {
-    expect(parseNetworkOptions({ 'com.docker.network.driver.mtu': '1500' })).toEqual({ mode: 'bridge' });
+    expect(parseNetworkOptions({ 'com.docker.network.bridge.name': 'x' })).toEqual({ mode: 'bridge' });
     expect(() => parseNetworkOptions({ macvlanmode: 'vepa' })).toThrow("unknown option 'macvlanmode'");
+  });
+
+  it("takes Docker's com.docker.network.driver.mtu as the network's MTU, alone or agreeing with -o mtu", () => {
+    const DOCKER_MTU = 'com.docker.network.driver.mtu';
+    expect(parseNetworkOptions({ [DOCKER_MTU]: '1400' })).toEqual({ mode: 'bridge', mtu: 1400 });
+    expect(parseNetworkOptions({ [DOCKER_MTU]: '1400', mtu: '1400' })).toEqual({ mode: 'bridge', mtu: 1400 });
+    expect(() => parseNetworkOptions({ [DOCKER_MTU]: '1400', mtu: '1300' })).toThrow(
+      "mtu=1300 and com.docker.network.driver.mtu=1400 disagree; give the network's MTU once (either option)",
+    );
+    expect(() => parseNetworkOptions({ [DOCKER_MTU]: '9k' })).toThrow(
+      "com.docker.network.driver.mtu '9k' is not valid; give a whole number from 68 up to the parent's MTU",
+    );
   });
 
   it.each([

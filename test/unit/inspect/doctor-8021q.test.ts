@@ -1,4 +1,5 @@
 // Doctor's 802.1q verdict: a kernel without VLANs is a FAIL only where a VLAN is needed, else a WARN (and exit 0).
+import { VERSION } from '../../../src/version';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import pino from 'pino';
 import { STATE_FILES } from '../../../src/inspect/state-formats';
@@ -59,7 +60,13 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
   beforeAll(async () => {
     mkdirSync(facts.sysfs);
     // The plugin answering on its socket, as on a healthy host.
-    plugin = createServer((_req, res) => res.end(JSON.stringify({ Implements: ['NetworkDriver', 'IpamDriver'] })));
+    plugin = createServer((req, res) =>
+      res.end(
+        JSON.stringify(
+          req.url === '/Tsmacvlan.Version' ? { Version: VERSION } : { Implements: ['NetworkDriver', 'IpamDriver'] },
+        ),
+      ),
+    );
     await new Promise<void>((resolve) => plugin.listen(socket, resolve));
   });
   afterAll(async () => {

@@ -388,11 +388,14 @@ describe('state and drift checks', () => {
 describe('JSON output', () => {
   const report: DoctorReport = {
     version: 1,
+    tsmacvlanVersion: '0.1.0',
     ok: false,
     checks: [
       { id: 'privileges', status: 'OK', message: 'running as uid 0' },
       { id: 'kernel.8021q', status: 'FAIL', message: 'no VLANs', fix: 'modprobe 8021q' },
       { id: 'parent:eth1.10', status: 'WARN', message: 'x', fix: 'y' },
+      { id: 'plugin', status: 'OK', message: 'the managed plugin tsmacvlan:latest' },
+      { id: 'version', status: 'WARN', message: 'x', fix: 'y' },
       { id: 'drift:tsmve0123456789', status: 'WARN', message: 'x', fix: 'y' },
     ],
   };
@@ -413,6 +416,7 @@ describe('JSON output', () => {
     expect(bad((r) => (r.extra = 1))).toBe(false);
     expect(bad((r) => (r.checks = []))).toBe(false);
     expect(bad((r) => delete r.ok)).toBe(false);
+    expect(bad((r) => delete r.tsmacvlanVersion)).toBe(false);
   });
 
   it('prints one line per check, its fix under it, and a count', () => {
@@ -420,6 +424,6 @@ describe('JSON output', () => {
     expect(text.split('\n')[0]).toMatch(/^OK {4}privileges +running as uid 0$/);
     expect(text).toContain('FAIL  kernel.8021q');
     expect(text).toMatch(/\n {10,}fix: modprobe 8021q\n/);
-    expect(text.trim().split('\n').pop()).toBe('1 FAIL, 2 WARN, 1 OK');
+    expect(text.trim().split('\n').pop()).toBe('1 FAIL, 3 WARN, 2 OK (tsmacvlan 0.1.0)');
   });
 });

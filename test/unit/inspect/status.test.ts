@@ -115,8 +115,10 @@ describe('the report', () => {
   it('the schema refuses what it does not describe', () => {
     const ok = {
       version: 1,
+      tsmacvlanVersion: '0.1.0',
       stateDir: '/x',
       driver: 'tsmacvlan',
+      plugin: null,
       group: 1,
       networks: [],
       endpoints: [],
@@ -156,5 +158,8 @@ describe('the report', () => {
       }),
     ).toBe(false);
     expect(validate({ ...ok, extra: true })).toBe(false);
+    const plugin = { name: 'tsmacvlan:latest', id: 'ab'.repeat(32), enabled: true };
+    expect(validate({ ...ok, plugin })).toBe(true);
+    expect(validate({ ...ok, plugin: { ...plugin, id: 'ab' } })).toBe(false);
   });
 });

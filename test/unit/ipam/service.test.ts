@@ -81,7 +81,7 @@ describe('pools', () => {
     expect(a).toEqual({ poolId: 'tsmacvlan:10.79.0.0/24,range=10.79.0.128/25', pool: '10.79.0.0/24' });
     const again = await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: null });
     expect(again.poolId).toBe(a.poolId);
-    const withOpts = await ipam.requestPool({ pool: '10.79.0.0/24', options: { foo: 'bar' } });
+    const withOpts = await ipam.requestPool({ pool: '10.79.0.0/24', options: { scope: 'host' } });
     expect(withOpts.poolId).toMatch(/^tsmacvlan:10\.79\.0\.0\/24,opts=[0-9a-f]{8}$/);
     expect(ipam.listPools()).toEqual([
       {
@@ -93,7 +93,7 @@ describe('pools', () => {
         allocated: 0,
         refs: 2,
       },
-      { poolId: withOpts.poolId, pool: '10.79.0.0/24', v6: false, options: { foo: 'bar' }, allocated: 0, refs: 1 },
+      { poolId: withOpts.poolId, pool: '10.79.0.0/24', v6: false, options: { scope: 'host' }, allocated: 0, refs: 1 },
     ]);
     await ipam.releasePool(a.poolId);
     expect(await ipam.requestAddress(a.poolId, '', MAC)).toBe('10.79.0.128/24'); // still there: one reference left
@@ -103,6 +103,17 @@ describe('pools', () => {
     await ipam.releasePool(withOpts.poolId);
     expect(ipam.listPools()).toEqual([]);
     expect(journalFiles()).toEqual([]); // nothing allocated, nothing on disk
+  });
+
+  it('refuses an --ipam-opt it does not know by name, changing nothing; tolerates Docker-namespaced keys', async () => {
+    const ipam = open();
+    await expect(ipam.requestPool({ pool: '10.79.0.0/24', options: { scope: 'host', sope: 'host' } })).rejects.toThrow(
+      "unknown --ipam-opt 'sope'; tsmacvlan's IPAM accepts: scope",
+    );
+    expect(ipam.listPools()).toEqual([]);
+    expect(journalFiles()).toEqual([]);
+    const docker = await ipam.requestPool({ pool: '10.79.0.0/24', options: { 'com.docker.network.ipam.x': '1' } });
+    expect(docker.pool).toBe('10.79.0.0/24');
   });
 
   it('refuses a subnet overlapping one in use, and allows it once that is released', async () => {
@@ -153,7 +164,8 @@ describe('addresses', () => {
   it('keeps the gateway and aux of one network away from the containers of another on the same subnet', async () => {
     const ipam = open();
     const whole = (await ipam.requestPool({ pool: '10.0.0.0/29' })).poolId; // .1 to .6
-    const upper = (await ipam.requestPool({ pool: '10.0.0.0/29', subPool: '10.0.0.4/30', options: { x: 'y' } })).poolId;
+    const upper = (await ipam.requestPool({ pool: '10.0.0.0/29', subPool: '10.0.0.4/30', options: { scope: 'host' } }))
+      .poolId;
     expect(await ipam.requestAddress(whole, '10.0.0.1', GW)).toBe('10.0.0.1/29');
     expect(await ipam.requestAddress(upper, '10.0.0.1', GW)).toBe('10.0.0.1/29'); // one router for both
     expect(await ipam.requestAddress(upper, '10.0.0.5', null)).toBe('10.0.0.5/29'); // aux
@@ -238,9 +250,9 @@ describe('addresses', () => {
 describe('persistence', () => {
   it('finds every pool and address after a restart, with the same next addresses', async () => {
     let ipam = open();
-    const v4 = (await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { a: 'b' } }))
+    const v4 = (await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { scope: 'host' } }))
       .poolId;
-    await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { a: 'b' } });
+    await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { scope: 'host' } });
     const v6 = (await ipam.requestPool({ pool: 'fd00:79::/64', v6: true })).poolId;
     await ipam.requestAddress(v4, '10.79.0.1', GW);
     await ipam.requestAddress(v4, '10.79.0.250', null);
@@ -259,7 +271,7 @@ describe('persistence', () => {
     expect(await ipam.requestAddress(v4, '', MAC)).toBe('10.79.0.133/24'); // the cursor survived
     expect(await ipam.requestAddress(v6, '', MAC)).toBe('fd00:79::3/64');
     expect(ipam.listPools().find((p) => p.poolId === v4)?.refs).toBe(2);
-    expect(ipam.listPools().find((p) => p.poolId === v4)?.options).toEqual({ a: 'b' });
+    expect(ipam.listPools().find((p) => p.poolId === v4)?.options).toEqual({ scope: 'host' });
   });
 
   it('continues where it was after several restarts', async () => {

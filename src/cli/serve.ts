@@ -1,0 +1,122 @@
+// `tsmacvlan serve`: the plugin itself, Docker's network and IPAM driver on a unix socket, until SIGTERM or SIGINT.
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { etcdSettings, location, parseCommandFlags } from './flags';
+import { type EtcdSettings, EtcdKv } from '../cluster/etcd';
+import { ClusterTable } from '../cluster/table';
+import { NetworkDriver } from '../driver/driver';
+import { IpamService } from '../ipam/service';
+import { Links } from '../kernel/links';
+import { buildServer, requestsInFlight } from '../api/server';
+import { instanceId, stateGroup } from '../state/instance';
+import { migrateState } from '../state/migrate';
+import { STATE_FILES } from '../inspect/state-formats';
+import { crashPoint } from '../state/crash';
+import { checkPatchedNetlink } from '../kernel/netlink-binding';
+import { VERSION } from '../version';
+import { socketAnswers } from './socket-probe';
+import { synopsis, UsageError } from './usage';
+
+interface ServeOptions {
+  socket: string;
+  stateDir: string;
+  logLevel: string;
+  etcd: EtcdSettings | undefined;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function parseServeArgs(args: string[]): ServeOptions {
+  const flags = parseCommandFlags('serve', args);
+  const logLevel = flags.values.get('--log-level') ?? (process.env.LOG_LEVEL || 'info');
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new UsageError(
+      `log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`,
+      synopsis('serve'),
+    );
+  return { ...location(flags), logLevel, etcd: etcdSettings(flags) };
+}
+
+/** How long a stop (SIGTERM, SIGINT) may take; Docker and systemd wait longer before they SIGKILL. */
+const STOP_DEADLINE_MS = 10_000;
+
+/** Parses the flags and starts the plugin; resolves once it listens and has reconciled the kernel with its state. */
+export function serveCommand(args: string[]): Promise<void> {
+  return serve(parseServeArgs(args));
+}
+
+async function serve(options: ServeOptions): Promise<void> {
+  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  const netlinkBinding = checkPatchedNetlink();
+  process.umask(0o077); // state readable by root only
+  if (existsSync(options.socket)) {
+    if (await socketAnswers(options.socket))
+      throw new Error(`another server is already listening on ${options.socket}`);
+    unlinkSync(options.socket);
+  }
+  mkdirSync(dirname(options.socket), { recursive: true });
+
+  // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
+  migrateState(options.stateDir, STATE_FILES, log);
+  const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
+  const driver = new NetworkDriver(links, options.stateDir, log);
+  const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
+  const ipam = new IpamService(options.stateDir, log, cluster?.table);
+  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
+  const ready = driver.reconcile();
+  const app = buildServer({ driver, ipam }, log, ready);
+  // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
+  process.umask(0o177);
+  await app.listen({ path: options.socket });
+  process.umask(0o077);
+  await ready;
+  log.info(
+    {
+      version: VERSION,
+      socket: options.socket,
+      stateDir: options.stateDir,
+      networks: driver.listNetworks().length,
+      netlinkBinding,
+    },
+    'tsmacvlan ready',
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: finishing requests in flight');
+    // A stop must not hang (one was seen once in testing, not reproduced): the state is crash-safe, so after the
+    // deadline the process exits as a crash would and the next start finishes or undoes what was under way.
+    let phase = 'finishing requests';
+    setTimeout(() => {
+      log.error(
+        { phase, seconds: STOP_DEADLINE_MS / 1000, requestsInFlight: requestsInFlight(app) },
+        'stop did not finish in time; exiting anyway (the next start repairs)',
+      );
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
+    await app.close(); // waits for requests in flight, removes the socket
+    phase = 'saving IPAM state';
+    await ipam.close();
+    phase = 'closing the etcd connection';
+    await cluster?.table.close();
+    await cluster?.kv.close();
+    phase = 'deleting endpoint links';
+    await driver.close();
+    links.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** The etcd allocation table of this instance; opening it needs no etcd (requests that do fail until it answers). */
+function openCluster(settings: EtcdSettings, stateDir: string, log: Logger): { kv: EtcdKv; table: ClusterTable } {
+  const kv = new EtcdKv(settings);
+  const instance = instanceId(stateDir, true)!;
+  const table = ClusterTable.open({ kv, instance, stateDir: join(stateDir, 'cluster'), log });
+  log.info({ endpoints: kv.endpoints, prefix: kv.prefix, instance }, 'cluster IPAM: addresses of new pools in etcd');
+  return { kv, table };
+}

@@ -1,0 +1,54 @@
+// The managed plugin in the lab's engine, for the e2e files that install one: plugin/create.sh --reuse (from the
+// plugin/build test/e2e/provision.sh leaves), and the operator CLI as the lab's host runs it.
+import { join } from 'node:path';
+import { CLI } from '../helpers/serve';
+import { Engine } from '../lab/engine';
+import { DOCKER_BIN, docker, run } from './docker';
+
+const REPO = join(__dirname, '../..');
+
+/**
+ * The operator CLI as on the lab's host, with no flags: it finds the plugin in its engine's plugin store (the lab's
+ * dockerd keeps its data under the lab, not /var/lib/docker: TSMACVLAN_DOCKER_DATA_ROOT says where, as
+ * `--docker-data-root` would).
+ */
+export async function tsmacvlan(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [CLI, ...args], {
+    allowFail: true,
+    env: { ...process.env, TSMACVLAN_DOCKER_DATA_ROOT: Engine.ofLab().dataRoot },
+  });
+}
+
+export async function removePlugin(name: string): Promise<void> {
+  await docker(['plugin', 'disable', '-f', name], { allowFail: true });
+  await docker(['plugin', 'rm', '-f', name], { allowFail: true });
+}
+
+/** plugin/create.sh --reuse NAME with the test's prefix and state dir; returns its summary line. */
+export async function createPlugin(
+  name: string,
+  stateSource: string,
+): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
+  const t0 = Date.now();
+  // stderr into stdout, so that a failure shows docker build's messages in order.
+  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
+    timeoutMs: 900_000,
+    allowFail: true,
+    env: {
+      ...process.env,
+      DOCKER: DOCKER_BIN,
+      TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
+      TSMACVLAN_STATE_SOURCE: stateSource,
+      TSMACVLAN_TLS_SOURCE: `${stateSource}-tls`, // never the host's /etc/tsmacvlan
+    },
+  });
+  if (res.code !== 0)
+    throw new Error(
+      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
+        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
+    );
+  const summary = res.stdout.trim().split('\n').pop() ?? '';
+  const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);
+  if (!bytes) throw new Error(`no size in create.sh's last line: ${summary}`);
+  return { summary, rootfsBytes: Number(bytes[1]), ms: Date.now() - t0 };
+}

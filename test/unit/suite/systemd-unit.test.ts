@@ -1,0 +1,47 @@
+// plugin/tsmacvlan.service as systemd reads it (`systemd-analyze verify`, from Debian's systemd, which the suite's
+// provisioning installs when missing), and the README's instructions for it.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const REPO = join(__dirname, '../../..');
+const UNIT = join(REPO, 'plugin/tsmacvlan.service');
+const text = readFileSync(UNIT, 'utf8');
+const scratch = mkdtempSync(join(tmpdir(), 'tsmv-unit-'));
+
+/** What systemd says about a unit file: nothing at all, with exit status 0, when it has no complaint. */
+function verify(path: string): { code: number | null; said: string } {
+  const run = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8', timeout: 60_000 });
+  if (run.error) throw new Error(`systemd-analyze: ${run.error.message} (bash test/e2e/provision.sh installs systemd)`);
+  return { code: run.status, said: `${run.stdout}${run.stderr}`.trim() };
+}
+
+describe('the systemd unit', () => {
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  it('verifies without a word from systemd-analyze; a broken copy does not', () => {
+    expect(verify(UNIT)).toEqual({ code: 0, said: '' });
+    const broken = join(scratch, 'tsmacvlan.service');
+    writeFileSync(broken, text.replace('Restart=on-failure', 'Restart=sometimes'));
+    expect(verify(broken).said).toContain('Failed to parse service restart specifier');
+  });
+
+  it('runs the CLI where the README installs it, and the README points at the unit and its settings', () => {
+    const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+    const execStart = /^ExecStart=(\S+) .*? (\S+\/dist\/cli\/main\.js) serve$/m.exec(text);
+    expect(execStart).not.toBeNull();
+    const [, node, main] = execStart!;
+    const home = main.replace(/\/dist\/cli\/main\.js$/, '');
+    expect(readme).toMatch(new RegExp(`git clone \\S+ ${home}\\b`));
+    expect(readme).toContain('install -m 644 plugin/tsmacvlan.service /etc/systemd/system/');
+    expect(node).toBe('/usr/bin/node');
+    expect(text).toContain(`Documentation=file://${home}/README.md`);
+    // The unit's own pointer names a README section that exists.
+    const section = /README\.md, "([^"]+)"/.exec(text)?.[1];
+    expect(section && readme).toMatch(new RegExp(`^#+ ${section!.replace(/[()]/g, '\\$&')}$`, 'm'));
+    expect(text).toContain('EnvironmentFile=-/etc/default/tsmacvlan');
+    expect(readme).toContain('/etc/default/tsmacvlan');
+  });
+});
