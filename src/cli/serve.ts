@@ -1,22 +1,16 @@
 // `tsmacvlan serve`: the plugin itself, Docker's network and IPAM driver on a unix socket, until SIGTERM or SIGINT.
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import pino, { type Logger } from 'pino';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { etcdSettings, location, parseCommandFlags } from './flags';
-import { type EtcdSettings, EtcdKv } from '../cluster/etcd';
-import { ClusterTable } from '../cluster/table';
-import { NetworkDriver } from '../driver/driver';
-import { IpamService } from '../ipam/service';
-import { Links } from '../kernel/links';
-import { buildServer, requestsInFlight } from '../api/server';
-import { instanceId, stateGroup } from '../state/instance';
-import { migrateState } from '../state/migrate';
-import { STATE_FILES } from '../inspect/state-formats';
-import { crashPoint } from '../state/crash';
-import { checkPatchedNetlink } from '../kernel/netlink-binding';
+import type { EtcdKv, EtcdSettings } from '../cluster/etcd';
+import type { ClusterTable } from '../cluster/table';
 import { VERSION } from '../version';
-import { socketAnswers } from './socket-probe';
+import { EarlySocket } from './early-socket';
 import { synopsis, UsageError } from './usage';
+
+/** The server's modules: loaded once the socket listens (early-socket.ts says why). */
+type Parts = typeof import('./serve-parts');
 
 interface ServeOptions {
   socket: string;
@@ -47,29 +41,30 @@ export function serveCommand(args: string[]): Promise<void> {
 }
 
 async function serve(options: ServeOptions): Promise<void> {
-  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
-  const netlinkBinding = checkPatchedNetlink();
   process.umask(0o077); // state readable by root only
-  if (existsSync(options.socket)) {
-    if (await socketAnswers(options.socket))
-      throw new Error(`another server is already listening on ${options.socket}`);
-    unlinkSync(options.socket);
-  }
-  mkdirSync(dirname(options.socket), { recursive: true });
+  const early = await EarlySocket.bind(options.socket);
+  const { default: pino } = await import('pino');
+  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  const parts: Parts = await import('./serve-parts');
+  const { NetworkDriver, IpamService, Links, buildServer, requestsInFlight } = parts;
+  const { stateGroup, migrateState, STATE_FILES, crashPoint } = parts;
+  const netlinkBinding = parts.checkPatchedNetlink();
 
   // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
   migrateState(options.stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
   const driver = new NetworkDriver(links, options.stateDir, log);
-  const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
+  const cluster = options.etcd && openCluster(parts, options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
   const ready = driver.reconcile();
   const app = buildServer({ driver, ipam }, log, ready);
+  const held = early.handOver();
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
+  held((socket: Socket) => (app.server.emit('connection', socket), socket.resume())); // those of Docker's waits
   await ready;
   log.info(
     {
@@ -113,7 +108,12 @@ async function serve(options: ServeOptions): Promise<void> {
 }
 
 /** The etcd allocation table of this instance; opening it needs no etcd (requests that do fail until it answers). */
-function openCluster(settings: EtcdSettings, stateDir: string, log: Logger): { kv: EtcdKv; table: ClusterTable } {
+function openCluster(
+  { EtcdKv, ClusterTable, instanceId }: Parts,
+  settings: EtcdSettings,
+  stateDir: string,
+  log: Logger,
+): { kv: EtcdKv; table: ClusterTable } {
   const kv = new EtcdKv(settings);
   const instance = instanceId(stateDir, true)!;
   const table = ClusterTable.open({ kv, instance, stateDir: join(stateDir, 'cluster'), log });
