@@ -24,14 +24,19 @@ export async function removePlugin(name: string): Promise<void> {
   await docker(['plugin', 'rm', '-f', name], { allowFail: true });
 }
 
-/** plugin/create.sh --reuse NAME with the test's prefix and state dir; returns its summary line. */
+/**
+ * plugin/create.sh --reuse [--arch ARCH] NAME with the test's prefix and state dir; returns its summary line. Another
+ * architecture's plugin comes from plugin/build-ARCH, which test/e2e/provision.sh leaves too.
+ */
 export async function createPlugin(
   name: string,
   stateSource: string,
+  arch?: string,
 ): Promise<{ summary: string; rootfsBytes: number; ms: number }> {
   const t0 = Date.now();
+  const args = ['--reuse', ...(arch ? ['--arch', arch] : []), name];
   // stderr into stdout, so that a failure shows docker build's messages in order.
-  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
+  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), ...args], {
     timeoutMs: 900_000,
     allowFail: true,
     env: {
@@ -44,7 +49,8 @@ export async function createPlugin(
   });
   if (res.code !== 0)
     throw new Error(
-      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
+      `plugin/create.sh ${args.join(' ')} failed (${res.code}); plugin/build${arch ? `-${arch}` : ''} must be up to ` +
+        `date, as test/e2e/provision.sh leaves it ` +
         `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
     );
   const summary = res.stdout.trim().split('\n').pop() ?? '';
