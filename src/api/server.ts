@@ -18,11 +18,21 @@ export interface Services {
   ipam: IpamService;
 }
 
-/** `ready` holds every request until it settles: the plugin listens at once (Docker dials 500 ms after starting it) but answers only once the kernel agrees with its state. */
+/**
+ * Told of every answer: Docker's call (the route, e.g. `NetworkDriver.Join`; `unknown` for a path the plugin does not
+ * serve, so the values stay bounded), whether it succeeded, and how long it took from arrival to answer.
+ */
+export type RequestObserver = (method: string, ok: boolean, seconds: number) => void;
+
+/**
+ * `ready` holds every request until it settles: the plugin listens at once (Docker dials 500 ms after starting it) but
+ * answers only once the kernel agrees with its state. `observe` (the metrics) is told of each answer.
+ */
 export function buildServer(
   services: Services,
   logger: Logger,
   ready: Promise<unknown> = Promise.resolve(),
+  observe?: RequestObserver,
 ): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -38,7 +48,7 @@ export function buildServer(
 
   closeConnectionsWhenClosing(app);
   refuseEmptyRetries(app);
-  mapErrorsAndLog(app);
+  mapErrorsAndLog(app, observe);
   app.register(activateRoutes);
   app.register(networkDriverRoutes, { driver: services.driver });
   app.register(ipamRoutes, { ipam: services.ipam });
@@ -126,8 +136,8 @@ function refuseEmptyRetries(app: FastifyInstance): void {
   });
 }
 
-/** The one error mapping (to Docker's `Err` and `Error`), and one log line per request. */
-function mapErrorsAndLog(app: FastifyInstance): void {
+/** The one error mapping (to Docker's `Err` and `Error`), and one log line (and observation) per request. */
+function mapErrorsAndLog(app: FastifyInstance, observe: RequestObserver | undefined): void {
   // The failure message of a request, for its log line.
   const failures = new WeakMap<object, string>();
 
@@ -145,6 +155,7 @@ function mapErrorsAndLog(app: FastifyInstance): void {
       },
       'request',
     );
+    observe?.(request.routeOptions.url?.slice(1) ?? 'unknown', reply.statusCode < 400, reply.elapsedTime / 1000);
     done();
   });
 

@@ -15,7 +15,7 @@ export const ETCD_FLAGS = ['--etcd', '--etcd-prefix', '--etcd-ca', '--etcd-cert'
 
 /** Every command's flags (`tsmacvlan COMMAND --help` and docs/cli.md describe each, but INTERNAL_FLAGS). */
 export const COMMAND_FLAGS: Record<Command, FlagSpec> = {
-  serve: { values: ['--socket', '--state-dir', '--log-level', ...ETCD_FLAGS] },
+  serve: { values: ['--socket', '--state-dir', '--log-level', '--metrics-address', ...ETCD_FLAGS] },
   doctor: { values: [...WHERE_FLAGS, '--probe-kernel', ...ETCD_FLAGS], lists: ['--parent'], switches: ['--json'] },
   status: { values: [...WHERE_FLAGS, ...ETCD_FLAGS], switches: ['--json'] },
   gc: { values: [...WHERE_FLAGS, '--forget-instance', ...ETCD_FLAGS], switches: ['--dry-run', '--cluster', '--json'] },

@@ -10,3 +10,6 @@ export { migrateState } from '../state/migrate';
 export { STATE_FILES } from '../inspect/state-formats';
 export { crashPoint } from '../state/crash';
 export { checkPatchedNetlink } from '../kernel/netlink-binding';
+export { PacketTap } from '../kernel/packet-tap';
+export { openDhcpClients } from '../dhcp/clients';
+export { Neighbourhood } from '../probe/neighbourhood';

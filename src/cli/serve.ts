@@ -8,6 +8,8 @@ import type { ClusterTable } from '../cluster/table';
 import { VERSION } from '../version';
 import { EarlySocket } from './early-socket';
 import { synopsis, UsageError } from './usage';
+import type { ListenAddress } from '../metrics/exporter';
+import { metricsAddress, metricsAt } from './serve-metrics';
 
 /** The server's modules: loaded once the socket listens (early-socket.ts says why). */
 type Parts = typeof import('./serve-parts');
@@ -17,6 +19,7 @@ interface ServeOptions {
   stateDir: string;
   logLevel: string;
   etcd: EtcdSettings | undefined;
+  metrics: ListenAddress | undefined;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -29,7 +32,7 @@ function parseServeArgs(args: string[]): ServeOptions {
       `log level '${logLevel}' is not one of fatal, error, warn, info, debug, trace`,
       synopsis('serve'),
     );
-  return { ...location(flags), logLevel, etcd: etcdSettings(flags) };
+  return { ...location(flags), logLevel, etcd: etcdSettings(flags), metrics: metricsAddress(flags) };
 }
 
 /** How long a stop (SIGTERM, SIGINT) may take; Docker and systemd wait longer before they SIGKILL. */
@@ -46,26 +49,36 @@ async function serve(options: ServeOptions): Promise<void> {
   const { default: pino } = await import('pino');
   const log = pino({ level: options.logLevel, base: { pid: process.pid } });
   const parts: Parts = await import('./serve-parts');
-  const { NetworkDriver, IpamService, Links, buildServer, requestsInFlight } = parts;
-  const { stateGroup, migrateState, STATE_FILES, crashPoint } = parts;
+  const { NetworkDriver, IpamService, Links, buildServer, requestsInFlight, PacketTap, Neighbourhood } = parts;
+  const { stateGroup, migrateState, STATE_FILES, crashPoint, openDhcpClients } = parts;
   const netlinkBinding = parts.checkPatchedNetlink();
 
   // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
   migrateState(options.stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(options.stateDir, true), () => crashPoint('link-created'));
-  const driver = new NetworkDriver(links, options.stateDir, log);
+  // One packet socket for DHCP and the address probes, opened at the first need of either.
+  const tap = new PacketTap((error) => log.error({ error: error.message }, 'packet socket error'));
+  const neighbourhood = new Neighbourhood({ tap, links, log });
+  const driver = new NetworkDriver(links, options.stateDir, log, (l) => openDhcpClients(l, tap), neighbourhood);
   const cluster = options.etcd && openCluster(parts, options.etcd, options.stateDir, log);
-  const ipam = new IpamService(options.stateDir, log, cluster?.table);
-  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state.
-  const ready = driver.reconcile();
-  const app = buildServer({ driver, ipam }, log, ready);
+  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
+  const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
+  // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
+  // listener, when asked for: a plugin that cannot serve them does not start).
+  const ready = Promise.all([driver.reconcile(), metrics?.started]);
+  const app = buildServer({ driver, ipam }, log, ready, metrics?.observe);
   const held = early.handOver();
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
   held((socket: Socket) => (app.server.emit('connection', socket), socket.resume())); // those of Docker's waits
-  await ready;
+  metrics?.begin();
+  // A start that fails gives its socket back: Docker then finds no plugin there rather than one that answers errors.
+  await ready.catch(async (err: unknown) => {
+    await app.close();
+    throw err;
+  });
   log.info(
     {
       version: VERSION,
@@ -92,6 +105,7 @@ async function serve(options: ServeOptions): Promise<void> {
       );
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
+    await metrics?.close();
     await app.close(); // waits for requests in flight, removes the socket
     phase = 'saving IPAM state';
     await ipam.close();
@@ -99,6 +113,7 @@ async function serve(options: ServeOptions): Promise<void> {
     await cluster?.table.close();
     await cluster?.kv.close();
     phase = 'deleting endpoint links';
+    neighbourhood.close();
     await driver.close();
     links.close();
     process.exit(0);

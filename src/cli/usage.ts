@@ -16,7 +16,7 @@ export const COMMANDS = ['serve', 'doctor', 'status', 'gc', 'uninstall'] as cons
 export type Command = (typeof COMMANDS)[number];
 
 const SYNOPSIS: Record<Command, string[]> = {
-  serve: ['tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [ETCD]'],
+  serve: ['tsmacvlan serve [--socket PATH] [--state-dir DIR] [--log-level LEVEL] [--metrics-address HOST:PORT] [ETCD]'],
   doctor: ['tsmacvlan doctor [--parent IF]... [--json] [WHERE] [ETCD]'],
   status: ['tsmacvlan status [--json] [WHERE] [ETCD]'],
   gc: [
@@ -55,6 +55,9 @@ requests in flight, remove the socket and exit 0; the state stays.
   --state-dir DIR       where networks, endpoints and addresses are kept
                         (default $TSMACVLAN_STATE_DIR or /var/lib/tsmacvlan)
   --log-level LEVEL     fatal, error, warn, info, debug or trace (default $LOG_LEVEL or info)
+  --metrics-address HOST:PORT
+                        serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (default
+                        $TSMACVLAN_METRICS_ADDRESS; none: no metrics; docs/metrics.md)
 
 ${ETCD}`,
   doctor: `Checks this host, one line per check, OK/WARN/FAIL and what to do: privileges, kernel support (tried in a

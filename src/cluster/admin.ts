@@ -37,18 +37,25 @@ async function readAll(kv: ClusterKv): Promise<Map<string, KvEntry[]>> {
   return bySubnet;
 }
 
-/** Per subnet: who holds how many addresses, and how many of the subnet's addresses are free. */
-export async function clusterSummary(kv: ClusterKv): Promise<SubnetSummary[]> {
-  const summaries: SubnetSummary[] = [];
+/** Every subnet's view, from one read of the whole table. */
+export async function readViews(kv: ClusterKv): Promise<SubnetView[]> {
+  const views: SubnetView[] = [];
   for (const [subnet, entries] of await readAll(kv)) {
     const parsed = parseCidr(subnet);
     if (!parsed.ok) continue;
     const view = new SubnetView(parsed.cidr, kv.prefix);
     view.load(entries, 0n);
-    const { lo, hi } = usableBounds(parsed.cidr);
-    summaries.push(view.summary(lo, hi));
+    views.push(view);
   }
-  return summaries;
+  return views;
+}
+
+/** Per subnet (one view each): who holds how many addresses, and how many of the subnet's addresses are free. */
+export function clusterSummary(views: SubnetView[]): SubnetSummary[] {
+  return views.map((view) => {
+    const { lo, hi } = usableBounds(view.subnet);
+    return view.summary(lo, hi);
+  });
 }
 
 /**

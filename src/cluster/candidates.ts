@@ -154,6 +154,38 @@ export class Picker {
     return firstFree(occupancy.sorted(lo, hi), lo, hi, lo + randomBelow(hi - lo + 1n));
   }
 
+  /**
+   * The next `n` candidates `pick` would give if each were taken, in order; changes nothing. What the probes check
+   * ahead of need (a candidate that is then lost to another host only cost a probe).
+   */
+  upcoming(lane: string, lo: bigint, hi: bigint, owners: Owners, self: string, occupancy: Occupancy, n: number) {
+    const walk = this.walks.get(lane);
+    const strayed = this.strayed.has(lane);
+    if (walk) this.walks.set(lane, { ...walk, segments: [...walk.segments] });
+    const picked: bigint[] = [];
+    const seen = new Set<bigint>();
+    const overlay: Occupancy = {
+      taken: (value) => seen.has(value) || occupancy.taken(value),
+      count: () => occupancy.count() + seen.size,
+      sorted: (a, b) =>
+        [...occupancy.sorted(a, b), ...picked.filter((v) => v >= a && v <= b)].sort((x, y) => (x < y ? -1 : 1)),
+    };
+    try {
+      for (let i = 0; i < n; i++) {
+        const value = this.pick(lane, lo, hi, owners, self, overlay);
+        if (value === undefined || seen.has(value)) break;
+        picked.push(value);
+        seen.add(value);
+      }
+    } finally {
+      if (walk) this.walks.set(lane, walk);
+      else this.walks.delete(lane);
+      if (strayed) this.strayed.add(lane);
+      else this.strayed.delete(lane);
+    }
+    return picked;
+  }
+
   /** Whether the last pick in this range came from outside this host's own slot, where other hosts' takes are met. */
   away(lane: string): boolean {
     return this.strayed.has(lane);

@@ -6,7 +6,7 @@ import { type Cidr, formatIp } from '../ip/address';
 import { Picker } from './candidates';
 import type { ClusterKv, TxnResult } from './etcd';
 import { Gate } from './gate';
-import { type Claim, addressKey, encodeClaims } from './keys';
+import { type Claim, addressKey, encodeClaims, newToken } from './keys';
 import type { SubnetView } from './view';
 
 /** The addresses a dynamic take may pick from. */
@@ -14,10 +14,17 @@ export interface Range {
   subnet: Cidr;
   lo: bigint;
   hi: bigint;
+  /**
+   * Asks the LAN about a candidate before it is taken: the MAC of a device that answered for it (it is then claimed
+   * as that device's, and the walk goes on), or undefined when it is free. Rejects when the LAN cannot be asked.
+   */
+  vet?: (address: bigint) => Promise<string | undefined>;
 }
 
 /** Candidates tried before a take gives up: each loss means another host took that address meanwhile. */
 const MAX_ATTEMPTS = 32;
+/** Candidates a device on the LAN answered for, claimed as its and passed over, before a take gives up. */
+const MAX_DEVICES = 64;
 /**
  * Dynamic takes of one range in flight at once on this host (away from its own slot: one). Picks made together
  * cannot see each other's losses: a burst of hundreds would all land where another host works before the first loss
@@ -57,7 +64,8 @@ export class DynamicTakes {
 
   private async walk(view: SubnetView, range: Range, claim: Claim, lane: string, busy: Set<bigint>): Promise<bigint> {
     const value = encodeClaims([claim]);
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    let devices = 0;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS;) {
       const owners = { version: view.ownersVersion, ids: () => view.owners() };
       const candidate = this.picker.pick(lane, range.lo, range.hi, owners, this.instance, view.occupancy(busy));
       if (candidate === undefined) throw this.exhausted(view, range);
@@ -65,6 +73,13 @@ export class DynamicTakes {
       busy.add(candidate);
       let result: TxnResult;
       try {
+        const device = await range.vet?.(candidate);
+        if (device !== undefined) {
+          if (++devices > MAX_DEVICES) throw this.crowded(range);
+          await this.claimForDevice(view, key, candidate, { ...claim, kind: 'device', at: newToken(), mac: device });
+          continue;
+        }
+        attempt++;
         result = await this.kv.create(key, value);
       } finally {
         busy.delete(candidate);
@@ -75,6 +90,25 @@ export class DynamicTakes {
     }
     throw new PluginError(
       `could not take an address in ${describeRange(range)}: other hosts took each of ${MAX_ATTEMPTS} candidates first; retry (the range is nearly full or very busy)`,
+    );
+  }
+
+  /** Claims `address` as the device's, so that every host skips it; losing the race to another host is as good. */
+  private async claimForDevice(view: SubnetView, key: string, address: bigint, claim: Claim): Promise<void> {
+    const value = encodeClaims([claim]);
+    settleWrite(view, key, address, claim, await this.kv.create(key, value), value);
+  }
+
+  /** The candidates the next takes of `range` would try, in order (see Picker.upcoming). */
+  upcoming(view: SubnetView, range: Range, busy: Set<bigint>, n: number): bigint[] {
+    const lane = `${view.subnet.text} ${range.lo}-${range.hi}`;
+    const owners = { version: view.ownersVersion, ids: () => view.owners() };
+    return this.picker.upcoming(lane, range.lo, range.hi, owners, this.instance, view.occupancy(busy), n);
+  }
+
+  private crowded(range: Range): PluginError {
+    return new PluginError(
+      `could not take an address in ${describeRange(range)}: devices on the LAN answered for each of the ${MAX_DEVICES} candidates tried (each is now kept from containers until it is free); retry, or give an --ip-range the LAN's devices do not use`,
     );
   }
 

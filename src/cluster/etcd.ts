@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
 import type { Etcd3, IKeyValue, IOptions, Watcher } from 'etcd3';
 import { PluginError } from '../errors';
+import { DurationHistogram } from '../stats/duration-histogram';
 import { checkSettings, type EtcdSettings } from './etcd-settings';
 import { normalPrefix } from './keys';
 
@@ -52,6 +53,8 @@ const GRPC_MARGIN_MS = 500;
 const FAIL_FAST_MS = 1000;
 const HOST_PAUSE_MS = 500;
 const WATCH_RETRY_MAX_MS = 1000;
+/** A call's whole time, retries included: from a member's sub-millisecond answer to a deadline of several seconds. */
+export const CALL_BOUNDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** TLS and permission failures do not go away by asking again. */
 function retryable(err: unknown): boolean {
@@ -119,6 +122,8 @@ export class EtcdKv implements ClusterKv {
   private answeredAt = 0;
   /** Calls made (each one round trip unless the client retried on another member), for tests, status and bench. */
   calls = 0;
+  /** How long each call took as the table waited for it, failures included (the metrics read it). */
+  readonly durations = new DurationHistogram(CALL_BOUNDS);
 
   constructor(settings: EtcdSettings) {
     checkSettings(settings);
@@ -154,6 +159,11 @@ export class EtcdKv implements ClusterKv {
     this.client = new Etcd3(options);
   }
 
+  /** One call, timed into `durations`: see attempts. */
+  private call<T>(what: string, run: (grpcDeadline: Date, attemptEnd: Date) => Promise<T>): Promise<T> {
+    return this.durations.time(() => this.attempts(what, run));
+  }
+
   /**
    * Runs one call within the deadline, in attempts of at most ATTEMPT_MS: a request sent to a member just as the
    * leader died is never answered, and a new attempt after the election succeeds. Attempts are safe to repeat: a
@@ -166,7 +176,7 @@ export class EtcdKv implements ClusterKv {
    * not run given back (up to STALL_GRACE_MS). gRPC's deadline comes after that, only to end abandoned attempts
    * (which also tells the client's per-member breaker that a member does not answer).
    */
-  private async call<T>(what: string, run: (grpcDeadline: Date, attemptEnd: Date) => Promise<T>): Promise<T> {
+  private async attempts<T>(what: string, run: (grpcDeadline: Date, attemptEnd: Date) => Promise<T>): Promise<T> {
     const started = Date.now();
     // Just after a call failed for its whole deadline with etcd answering nothing, others fail at once: requests
     // waiting their turn must not each wait a deadline of their own. One call per FAIL_FAST_MS tries etcd again.
@@ -191,6 +201,21 @@ export class EtcdKv implements ClusterKv {
         }
         await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
       }
+    }
+  }
+
+  /**
+   * Whether etcd answers a linearizable read (which needs a quorum) within `timeoutMs`: the metrics' etcd_up, asked at
+   * each scrape. Outside call(): it counts in neither `calls` nor `durations`, and never makes requests fail fast.
+   */
+  async answers(timeoutMs: number): Promise<boolean> {
+    const deadline = new Date(Date.now() + timeoutMs);
+    const read = this.client.get(`${this.prefix}/v1/probe`).options({ deadline }).exec();
+    try {
+      await withDeadline(read, deadline, 'a probe');
+      return true;
+    } catch {
+      return false;
     }
   }
 

@@ -10,6 +10,7 @@ import pino, { type Logger } from 'pino';
 import { replaceFileSync } from '../state/files';
 import type { StateFiles } from '../state/migrate';
 import { newerFormatMessage } from '../state/record-format';
+import { syncDurations } from '../state/sync-durations';
 
 /**
  * Lines the log may exceed twice its live entries by before it is rewritten. A rewrite holds the loop for two syncs
@@ -192,7 +193,8 @@ export class IntentLog {
           const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
           if (bytesWritten !== buffer.length)
             throw new Error(`short write (${bytesWritten} of ${buffer.length} bytes)`);
-          await this.handle.datasync();
+          const handle = this.handle;
+          await syncDurations.time(() => handle.datasync());
           this.syncs++;
           this.lines += batch.filter((w) => w.text !== '').length;
           this.compactIfDue();

@@ -1,11 +1,14 @@
 // The cluster table's layout in etcd: one key per address in use,
 //   <prefix>/v1/subnets/<subnet with _ for />/addresses/<ip>  →  {"claims":[{owner, kind, ref, at}, ...]}
 // A container's address has exactly one claim; a gateway or aux address is shared: one claim per instance and
-// request, and the last claim released deletes the key. `at` is unique per request, so a claim is found and
+// request, and the last claim released deletes the key. A device claim is an address a device on the LAN answered
+// for when a host probed it (kind `device`, with the device's `mac`): every host skips it, and the host that found it
+// probes it again later and releases it once it is free. `at` is unique per request, so a claim is found and
 // released exactly, whoever else holds the same address.
+import { randomBytes } from 'node:crypto';
 import { type Cidr, formatIp, parseIp } from '../ip/address';
 
-export type ClaimKind = 'container' | 'gateway' | 'aux';
+export type ClaimKind = 'container' | 'gateway' | 'aux' | 'device';
 
 export interface Claim {
   /** The instance (host) that made it. */
@@ -15,12 +18,19 @@ export interface Claim {
   ref: string;
   /** Unique per request: what crash recovery and releases match. */
   at: string;
+  /** A device claim: the MAC that answered the probe. */
+  mac?: string;
 }
 
-const KINDS: readonly string[] = ['container', 'gateway', 'aux'];
+const KINDS: readonly string[] = ['container', 'gateway', 'aux', 'device'];
 
 export function isShared(kind: ClaimKind): boolean {
-  return kind !== 'container';
+  return kind === 'gateway' || kind === 'aux';
+}
+
+/** A claim's token (`at`): unique per request. */
+export function newToken(): string {
+  return randomBytes(8).toString('hex');
 }
 
 /** Normalises a prefix: one leading slash, none trailing. */
@@ -59,7 +69,9 @@ export function subnetOfKey(prefix: string, key: string): string | undefined {
 }
 
 export function encodeClaims(claims: Claim[]): string {
-  return JSON.stringify({ claims: claims.map(({ owner, kind, ref, at }) => ({ owner, kind, ref, at })) });
+  return JSON.stringify({
+    claims: claims.map(({ owner, kind, ref, at, mac }) => ({ owner, kind, ref, at, ...(mac && { mac }) })),
+  });
 }
 
 function isClaim(c: unknown): c is Claim {
@@ -70,7 +82,8 @@ function isClaim(c: unknown): c is Claim {
     typeof o.ref === 'string' &&
     typeof o.at === 'string' &&
     typeof o.kind === 'string' &&
-    KINDS.includes(o.kind)
+    KINDS.includes(o.kind) &&
+    (o.kind === 'device' ? typeof o.mac === 'string' : o.mac === undefined)
   );
 }
 
@@ -96,6 +109,8 @@ export function decodeClaims(value: string): Claim[] | undefined {
 export function describeHolder(claims: Claim[] | undefined): string {
   if (!claims) return 'held by a record this version of tsmacvlan cannot read';
   const [first] = claims;
+  if (first.kind === 'device')
+    return `a device on the LAN with MAC ${first.mac} answered for it (probed by instance ${first.owner})`;
   if (!isShared(first.kind)) return `held by ${first.ref} on instance ${first.owner}`;
   const kinds = [...new Set(claims.map((c) => c.kind))].join(' and ');
   const owners = [...new Set(claims.map((c) => c.owner))].join(', ');

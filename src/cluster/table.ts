@@ -2,7 +2,6 @@
 // one transaction that succeeds only if nobody holds the address; its candidate comes from a watched local view, so
 // it costs one round trip unless another host raced for the same address. Creates roll back, deletes roll forward:
 // see intents.ts for the local log that makes both survive a crash.
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -12,9 +11,9 @@ import { type Cidr, contains, formatIp, parseCidr } from '../ip/address';
 import { DynamicTakes, settleWrite } from './dynamic-takes';
 import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
-import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared } from './keys';
+import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared, newToken } from './keys';
 import { ReleaseQueue, type Release } from './releases';
-import { SubnetView, type SubnetSummary } from './view';
+import { type RangeHolding, SubnetView, type SubnetSummary } from './view';
 import { type Forgotten, forgetInstance } from './admin';
 
 export interface TableOptions {
@@ -36,16 +35,17 @@ export interface TakeRequest {
   kind: ClaimKind;
   /** What it is for (endpoint or request key): releases name it. */
   ref: string;
+  /** A dynamic take's check of each candidate against the LAN (see Range.vet). */
+  vet?: (address: bigint) => Promise<string | undefined>;
 }
 
 /** Tries of a shared reservation whose key keeps changing under it (other hosts joining or leaving it). */
 const MAX_ATTEMPTS = 32;
-export function newToken(): string {
-  return randomBytes(8).toString('hex');
-}
 
 export class ClusterTable {
   private readonly views = new Map<string, Promise<SubnetView>>();
+  /** The views loaded and watched now, for readers that must not wait (metrics). */
+  private readonly loaded = new Map<string, SubnetView>();
   /** Takes between their intent and their answer, by token → subnet. */
   private readonly inflight = new Map<string, string>();
   /** Takes under way, for a pool's release to wait for. */
@@ -135,12 +135,14 @@ export class ClusterTable {
       lost: (err) => {
         this.log.warn({ subnet: subnetText, err }, 'watch of a cluster subnet lost; it is read again on next use');
         this.views.delete(subnetText);
+        if (this.loaded.get(subnetText) === view) this.loaded.delete(subnetText);
         this.watches.delete(watch);
         void watch.cancel().catch(() => undefined);
       },
     });
     this.watches.add(watch);
     if (this.closed) await watch.cancel();
+    else this.loaded.set(subnetText, view);
     return view;
   }
 
@@ -243,9 +245,13 @@ export class ClusterTable {
     if (busy.has(address)) throw this.inUse(view, address, 'another request of this host is taking it right now');
     const key = addressKey(this.kv.prefix, view.subnet, address);
     const value = encodeClaims([claim]);
+    // A device's claim gives way to an address given by name: an --aux-address keeps such a device's address, and
+    // a container's --ip is checked against the LAN at CreateEndpoint.
+    const held = view.held.get(address);
+    const device = held?.claims?.length === 1 && held.claims[0]!.kind === 'device' ? held : undefined;
     busy.add(address);
     try {
-      const result = await this.kv.create(key, value);
+      const result = device ? await this.kv.replace(key, device.modRevision, value) : await this.kv.create(key, value);
       if (settleWrite(view, key, address, claim, result, value)) return address;
     } finally {
       busy.delete(address);
@@ -298,9 +304,38 @@ export class ClusterTable {
     return (await this.view(subnet.text)).summary(lo, hi);
   }
 
+  /**
+   * How full [lo, hi] of `subnet` is, from the watched view, without waiting: undefined while the view is not loaded
+   * (it is asked for then, so a later call has it).
+   */
+  fill(subnet: Cidr, lo: bigint, hi: bigint): RangeHolding | undefined {
+    const view = this.loaded.get(subnet.text);
+    if (view) return view.fill(lo, hi, this.instance);
+    if (!this.closed) this.view(subnet.text).catch(() => undefined);
+    return undefined;
+  }
+
   /** Every held address of [lo, hi] of `subnet` with its claims: which instance holds what (status). */
   async holdings(subnet: Cidr, lo: bigint, hi: bigint): Promise<{ address: string; claims: Claim[] | undefined }[]> {
     return (await this.view(subnet.text)).holdings(lo, hi);
+  }
+
+  /** The candidates the next dynamic takes of `request` would try (see DynamicTakes.upcoming). */
+  async upcoming(request: TakeRequest, n: number): Promise<bigint[]> {
+    const view = await this.view(request.subnet.text);
+    return this.dynamic.upcoming(view, request, this.busyOf(request.subnet.text), n);
+  }
+
+  /** This instance's device claims in [lo, hi] of `subnet`: what its probes found held, to be probed again. */
+  async deviceClaims(subnet: Cidr, lo: bigint, hi: bigint): Promise<{ address: bigint; claim: Claim }[]> {
+    const view = await this.view(subnet.text);
+    const found: { address: bigint; claim: Claim }[] = [];
+    for (const [address, held] of view.held) {
+      const claim = held.claims?.[0];
+      if (address >= lo && address <= hi && claim?.kind === 'device' && claim.owner === this.instance)
+        found.push({ address, claim });
+    }
+    return found;
   }
 
   /** Lists (dryRun) or frees what instance `id`, gone for good, held (gc --cluster --forget-instance). */

@@ -17,6 +17,8 @@ export interface OwnerCounts {
   container: number;
   gateway: number;
   aux: number;
+  /** Addresses devices on the LAN answered for when this instance probed them (absent when none). */
+  device?: number;
 }
 
 export interface SubnetSummary {
@@ -27,6 +29,19 @@ export interface SubnetSummary {
   free: bigint;
   /** Per instance: its claims by kind. Unreadable values count under "?". */
   owners: Record<string, OwnerCounts>;
+  /** Addresses devices on the LAN answered for, in order, each with its MAC and the instance that probed it. */
+  devices?: { address: string; mac: string; owner: string }[];
+}
+
+/** The addresses of a range held across the cluster, and those of them this instance holds. */
+export interface RangeHolding {
+  held: number;
+  mine: number;
+}
+
+/** Whether `instance` has a claim on the address. */
+function holds(held: Held, instance: string): boolean {
+  return held.claims?.some((claim) => claim.owner === instance) ?? false;
 }
 
 /** Tombstones kept beyond this are pruned once the watch has passed them. */
@@ -42,6 +57,8 @@ export class SubnetView {
   private readonly claimsOf = new Map<string, number>();
   /** Bumped whenever an instance gains its first claim or loses its last: walks split the range anew. */
   ownersVersion = 0;
+  /** Ranges whose fill was asked for, kept counted as keys come and go, by instance and bounds. */
+  private readonly fills = new Map<string, { lo: bigint; hi: bigint; instance: string; fill: RangeHolding }>();
 
   constructor(
     readonly subnet: Cidr,
@@ -54,6 +71,7 @@ export class SubnetView {
   load(entries: KvEntry[], revision: bigint): void {
     for (const held of this.held.values()) this.count(held, -1);
     this.held.clear();
+    this.fills.clear();
     this.tombstones.clear();
     this.seen = revision;
     for (const entry of entries) this.put(entry);
@@ -76,6 +94,7 @@ export class SubnetView {
     // New claims first: an owner in both never drops to none on the way.
     this.count(held, 1);
     if (before) this.count(before, -1);
+    this.refill(address, before, held);
     this.progress(entry.modRevision);
     return address;
   }
@@ -88,6 +107,7 @@ export class SubnetView {
     if (known !== undefined && revision <= known) return;
     const before = this.held.get(address);
     if (before) this.count(before, -1);
+    this.refill(address, before, undefined);
     this.held.delete(address);
     this.tombstones.set(address, revision);
     this.progress(revision);
@@ -144,19 +164,55 @@ export class SubnetView {
       .map(([address, held]) => ({ address: formatIp(this.subnet.v6, address), claims: held.claims }));
   }
 
+  /**
+   * How many addresses of [lo, hi] are held, and on how many of them `instance` has a claim: a range's fill. Counted
+   * once, then kept as the view changes, so asking again (each scrape) costs nothing.
+   */
+  fill(lo: bigint, hi: bigint, instance: string): RangeHolding {
+    const key = `${instance} ${lo}-${hi}`;
+    let tracked = this.fills.get(key);
+    if (!tracked) {
+      const fill = { held: 0, mine: 0 };
+      for (const [address, entry] of this.held) {
+        if (address < lo || address > hi) continue;
+        fill.held++;
+        if (holds(entry, instance)) fill.mine++;
+      }
+      this.fills.set(key, (tracked = { lo, hi, instance, fill }));
+    }
+    return { ...tracked.fill };
+  }
+
+  /** Keeps the fills asked for counted: `address` was held as `before` and now is as `after` (undefined: free). */
+  private refill(address: bigint, before: Held | undefined, after: Held | undefined): void {
+    for (const { lo, hi, instance, fill } of this.fills.values()) {
+      if (address < lo || address > hi) continue;
+      fill.held += (after ? 1 : 0) - (before ? 1 : 0);
+      fill.mine += (after && holds(after, instance) ? 1 : 0) - (before && holds(before, instance) ? 1 : 0);
+    }
+  }
+
   /** Who holds what in [lo, hi]. */
   summary(lo: bigint, hi: bigint): SubnetSummary {
     const owners: Record<string, OwnerCounts> = {};
+    const devices: [bigint, Claim][] = [];
     let used = 0;
     for (const [address, held] of this.held) {
       if (address < lo || address > hi) continue;
       used++;
       for (const claim of held.claims ?? [{ owner: '?', kind: 'container' as ClaimKind }]) {
         owners[claim.owner] ??= { container: 0, gateway: 0, aux: 0 };
-        owners[claim.owner][claim.kind]++;
+        const counts = owners[claim.owner];
+        counts[claim.kind] = (counts[claim.kind] ?? 0) + 1;
+        if (claim.kind === 'device') devices.push([address, claim as Claim]);
       }
     }
     const size = hi - lo + 1n;
-    return { subnet: this.subnet.text, size, used, free: size - BigInt(used), owners };
+    const summary: SubnetSummary = { subnet: this.subnet.text, size, used, free: size - BigInt(used), owners };
+    if (devices.length === 0) return summary;
+    summary.devices = devices
+      .sort(([x], [y]) => (x < y ? -1 : 1))
+      .map(([address, claim]) => ({ address: formatIp(this.subnet.v6, address), mac: claim.mac!, owner: claim.owner }));
+    return summary;
   }
 }

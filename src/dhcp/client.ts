@@ -1,8 +1,9 @@
 // One endpoint's DHCPv4 client (RFC 2131 §4.4) with the RFC 5227 address check, as a pure state machine: the
 // caller feeds it received messages, ARP packets and due timers with the current time, and carries out what it
 // returns (packets to send, the next wake-up, lease events). No I/O, no clock of its own.
-import { ANY_IPV4, type ArpPacket, BROADCAST_IPV4, BROADCAST_MAC, ZERO_MAC } from './frame';
-import { type Lease, leaseFromAck } from './lease';
+import { arpProbe } from '../kernel/link-frames';
+import { ANY_IPV4, type ArpPacket, BROADCAST_IPV4, BROADCAST_MAC } from './frame';
+import { type Lease, leaseFromAck, macClientId } from './lease';
 import type { DhcpMessage, MessageTypeName } from './message';
 
 /** Timings, shortened from the RFCs' so that a container starts within seconds; see each value. */
@@ -51,7 +52,13 @@ export interface Step {
 }
 
 export interface ClientOptions {
+  /** chaddr: the endpoint's MAC, or its parent's where endpoints share it (ipvlan). */
   mac: string;
+  /**
+   * Option 61 in colon hex, when the MAC alone does not tell this client apart (several share it): the server keys
+   * its leases by it. Without it the client identifier is the MAC's own (type 1 + MAC).
+   */
+  clientId?: string;
   hostname?: string;
   /** Uniform in [0, 1): transaction ids and retransmission jitter. */
   random: () => number;
@@ -71,6 +78,7 @@ export class DhcpClient {
   /** The lease being checked with ARP before it is taken. */
   private candidate: Lease | undefined;
   private probesSent = 0;
+  private probeStartedAt = 0;
   private leased: Lease | undefined;
   private wakeAt: number | undefined;
   /** What the current call returns, collected as it goes. */
@@ -84,6 +92,11 @@ export class DhcpClient {
 
   get lease(): Lease | undefined {
     return this.leased;
+  }
+
+  /** The lease a server has just granted (ACK), while its address is being checked with ARP before it is taken. */
+  get checking(): Lease | undefined {
+    return this.current === 'probing' ? this.candidate : undefined;
   }
 
   /** Starts acquiring a lease: INIT → SELECTING. */
@@ -118,9 +131,22 @@ export class DhcpClient {
     return this.finish();
   }
 
-  /** A DHCP message received on this endpoint's parent; sourceMac is the frame's. */
+  /** The client identifier this client sends (option 61, colon hex). */
+  get clientId(): string {
+    return this.options.clientId ?? macClientId(this.options.mac);
+  }
+
+  /**
+   * A DHCP message received on this endpoint's parent; sourceMac is the frame's. A reply is ours when it names our
+   * chaddr and transaction, and our client identifier if it echoes one (RFC 6842: where clients share a MAC, it is
+   * the identifier that tells their replies apart).
+   */
   receive(message: DhcpMessage, sourceMac: string, now: number): Step {
-    if (message.op === 'reply' && message.chaddr === this.options.mac && message.xid === this.exchange.xid) {
+    const ours =
+      message.chaddr === this.options.mac &&
+      message.xid === this.exchange.xid &&
+      (message.clientId === undefined || message.clientId === this.clientId);
+    if (message.op === 'reply' && ours) {
       if (this.current === 'selecting' && message.type === 'offer') this.takeOffer(message, now);
       else if (this.expectsAck() && (message.type === 'ack' || message.type === 'nak')) {
         if (this.fromOurServer(message)) this.answer(message, sourceMac, now);
@@ -226,8 +252,9 @@ export class DhcpClient {
       this.discover(now);
       return;
     }
-    const lease = leaseFromAck(message, sourceMac, this.exchange.lastSentAt);
-    if (typeof lease === 'string') return; // not usable: retransmission goes on
+    const granted = leaseFromAck(message, sourceMac, this.exchange.lastSentAt);
+    if (typeof granted === 'string') return; // not usable: retransmission goes on
+    const lease = this.options.clientId === undefined ? granted : { ...granted, clientId: this.options.clientId };
     if (this.leased && this.leased.address === lease.address) {
       this.leased = lease;
       this.out.events.push({ kind: 'renewed', lease });
@@ -237,6 +264,7 @@ export class DhcpClient {
     this.candidate = lease;
     this.current = 'probing';
     this.probesSent = 0;
+    this.probeStartedAt = now;
     this.probe(now);
   }
 
@@ -244,15 +272,14 @@ export class DhcpClient {
     const candidate = this.candidate!;
     if (this.probesSent < Timing.probes) {
       this.probesSent++;
-      const probe: ArpPacket = {
-        operation: 'request',
-        senderMac: this.options.mac,
-        senderIp: ANY_IPV4, // RFC 5227 §2.1.1: a probe claims nothing yet
-        targetMac: ZERO_MAC,
-        targetIp: candidate.address,
-      };
-      this.out.send.push({ kind: 'arp', arp: probe });
-      this.wakeAt = now + (this.probesSent < Timing.probes ? Timing.probeIntervalMs : Timing.probeFinalWaitMs);
+      this.out.send.push({ kind: 'arp', arp: arpProbe(this.options.mac, candidate.address) });
+      // Due against the check's start, so that late timers do not add up over the check; the last wait keeps at least
+      // half its length after the last probe.
+      const last = this.probesSent === Timing.probes;
+      const offset = last
+        ? (Timing.probes - 1) * Timing.probeIntervalMs + Timing.probeFinalWaitMs
+        : this.probesSent * Timing.probeIntervalMs;
+      this.wakeAt = Math.max(this.probeStartedAt + offset, last ? now + Timing.probeFinalWaitMs / 2 : now);
       return;
     }
     const previous = this.leased;
@@ -329,7 +356,7 @@ export class DhcpClient {
       siaddr: ANY_IPV4,
       giaddr: ANY_IPV4,
       chaddr: this.options.mac,
-      clientId: this.options.mac,
+      clientId: this.clientId,
       ...(this.options.hostname === undefined || type === 'decline' || type === 'release'
         ? {}
         : { hostname: this.options.hostname }),

@@ -1,51 +1,40 @@
-// Ethernet + IPv4 + UDP framing for DHCP, and the ARP frames of the address check: built whole for the packet
-// socket, parsed from what it receives. Pure; malformed or truncated input throws MalformedFrame, never crashes.
+// Ethernet + IPv4 + UDP framing for DHCP: built whole for the packet socket, parsed from what it receives, with the
+// ARP frames of the address check (src/kernel/link-frames.ts). Pure; malformed or truncated input throws
+// MalformedFrame, never crashes.
+import {
+  ETH_HEADER,
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
+  MalformedFrame,
+  type ArpPacket,
+  ethernetHeader,
+  ethertypeOf,
+  internetChecksum,
+  ipv4Bytes,
+  ipv4String,
+  macString,
+  parseArp,
+} from '../kernel/link-frames';
 
-export class MalformedFrame extends Error {}
+export {
+  ANY_IPV4,
+  BROADCAST_MAC,
+  MalformedFrame,
+  ZERO_MAC,
+  buildArpFrame,
+  internetChecksum,
+  ipv4Bytes,
+  ipv4String,
+  macBytes,
+  macString,
+  type ArpPacket,
+} from '../kernel/link-frames';
 
-const ETH_HEADER = 14;
 const IPV4_HEADER = 20;
 const UDP_HEADER = 8;
-const ETHERTYPE_IPV4 = 0x0800;
-const ETHERTYPE_ARP = 0x0806;
 const PROTOCOL_UDP = 17;
 
-export const BROADCAST_MAC = 'ff:ff:ff:ff:ff:ff';
-export const ZERO_MAC = '00:00:00:00:00:00';
-export const ANY_IPV4 = '0.0.0.0';
 export const BROADCAST_IPV4 = '255.255.255.255';
-
-export function macBytes(mac: string): Buffer {
-  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac))
-    throw new RangeError(`${mac} is not a MAC address (aa:bb:cc:dd:ee:ff)`);
-  return Buffer.from(mac.replace(/:/g, ''), 'hex');
-}
-
-export function macString(bytes: Buffer, offset = 0): string {
-  return [...bytes.subarray(offset, offset + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
-}
-
-export function ipv4Bytes(address: string): Buffer {
-  const parts = address.split('.');
-  const octets = parts.map(Number);
-  if (parts.length !== 4 || octets.some((o, i) => !/^\d{1,3}$/.test(parts[i]!) || o > 255)) {
-    throw new RangeError(`${address} is not an IPv4 address`);
-  }
-  return Buffer.from(octets);
-}
-
-export function ipv4String(bytes: Buffer, offset = 0): string {
-  return [...bytes.subarray(offset, offset + 4)].join('.');
-}
-
-/** The Internet checksum (RFC 1071) of `data`, folded into 16 bits. */
-export function internetChecksum(data: Buffer, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < data.length; i += 2) sum += data.readUInt16BE(i);
-  if (data.length % 2) sum += data[data.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
 
 export interface UdpDatagram {
   sourceMac: string;
@@ -55,14 +44,6 @@ export interface UdpDatagram {
   sourcePort: number;
   destinationPort: number;
   payload: Buffer;
-}
-
-function ethernetHeader(destinationMac: string, sourceMac: string, ethertype: number): Buffer {
-  const header = Buffer.alloc(ETH_HEADER);
-  macBytes(destinationMac).copy(header, 0);
-  macBytes(sourceMac).copy(header, 6);
-  header.writeUInt16BE(ethertype, 12);
-  return header;
 }
 
 export function buildUdpFrame(d: UdpDatagram): Buffer {
@@ -87,14 +68,6 @@ export function buildUdpFrame(d: UdpDatagram): Buffer {
   return Buffer.concat([ethernetHeader(d.destinationMac, d.sourceMac, ETHERTYPE_IPV4), ip, udp, d.payload]);
 }
 
-export interface ArpPacket {
-  operation: 'request' | 'reply';
-  senderMac: string;
-  senderIp: string;
-  targetMac: string;
-  targetIp: string;
-}
-
 export type ParsedFrame = { kind: 'udp'; datagram: UdpDatagram } | { kind: 'arp'; arp: ArpPacket; sourceMac: string };
 
 /**
@@ -102,10 +75,8 @@ export type ParsedFrame = { kind: 'udp'; datagram: UdpDatagram } | { kind: 'arp'
  * on a veth or macvlan parent carry an offloaded, not yet computed one (the wire's FCS covers the rest).
  */
 export function parseFrame(frame: Buffer): ParsedFrame {
-  if (frame.length < ETH_HEADER) throw new MalformedFrame(`a frame of ${frame.length} bytes has no Ethernet header`);
-  const ethertype = frame.readUInt16BE(12);
-  if (ethertype === ETHERTYPE_ARP)
-    return { kind: 'arp', arp: parseArp(frame.subarray(ETH_HEADER)), sourceMac: macString(frame, 6) };
+  const ethertype = ethertypeOf(frame);
+  if (ethertype === ETHERTYPE_ARP) return { kind: 'arp', arp: parseArp(frame), sourceMac: macString(frame, 6) };
   if (ethertype !== ETHERTYPE_IPV4)
     throw new MalformedFrame(`ethertype 0x${ethertype.toString(16)} is neither IPv4 nor ARP`);
   return { kind: 'udp', datagram: parseIpv4Udp(frame) };
@@ -135,35 +106,4 @@ function parseIpv4Udp(frame: Buffer): UdpDatagram {
     destinationPort: udp.readUInt16BE(2),
     payload: Buffer.from(udp.subarray(UDP_HEADER, udpLength)),
   };
-}
-
-function parseArp(arp: Buffer): ArpPacket {
-  if (arp.length < 28) throw new MalformedFrame(`an ARP packet of ${arp.length} bytes is truncated`);
-  if (arp.readUInt16BE(0) !== 1 || arp.readUInt16BE(2) !== ETHERTYPE_IPV4 || arp[4] !== 6 || arp[5] !== 4) {
-    throw new MalformedFrame('not an Ethernet/IPv4 ARP packet');
-  }
-  const operation = arp.readUInt16BE(6);
-  if (operation !== 1 && operation !== 2) throw new MalformedFrame(`ARP operation ${operation} is unknown`);
-  return {
-    operation: operation === 1 ? 'request' : 'reply',
-    senderMac: macString(arp, 8),
-    senderIp: ipv4String(arp, 14),
-    targetMac: macString(arp, 18),
-    targetIp: ipv4String(arp, 24),
-  };
-}
-
-/** A broadcast ARP frame (an RFC 5227 probe has senderIp 0.0.0.0 and targetMac zero). */
-export function buildArpFrame(arp: ArpPacket, destinationMac = BROADCAST_MAC): Buffer {
-  const body = Buffer.alloc(28);
-  body.writeUInt16BE(1, 0);
-  body.writeUInt16BE(ETHERTYPE_IPV4, 2);
-  body[4] = 6;
-  body[5] = 4;
-  body.writeUInt16BE(arp.operation === 'request' ? 1 : 2, 6);
-  macBytes(arp.senderMac).copy(body, 8);
-  ipv4Bytes(arp.senderIp).copy(body, 14);
-  macBytes(arp.targetMac).copy(body, 18);
-  ipv4Bytes(arp.targetIp).copy(body, 24);
-  return Buffer.concat([ethernetHeader(destinationMac, arp.senderMac, ETHERTYPE_ARP), body]);
 }

@@ -2,7 +2,13 @@
 import type { ClasslessRoute, DhcpMessage } from './message';
 
 export interface Lease {
+  /** The chaddr the lease was asked with: the endpoint's MAC, or its parent's for an ipvlan. */
   mac: string;
+  /**
+   * The client identifier (option 61) it was asked with, when it is not the MAC's own (type 1 + MAC): the identity of
+   * a client whose MAC others share. See clientKey.
+   */
+  clientId?: string;
   address: string;
   prefixLength: number;
   serverId: string;
@@ -17,6 +23,16 @@ export interface Lease {
   renewAt: number;
   rebindAt: number;
   expiresAt: number;
+}
+
+/** The client identifier a MAC makes: type 1 (Ethernet) and the MAC (RFC 2132 §9.14), in colon hex. */
+export function macClientId(mac: string): string {
+  return `01:${mac.toLowerCase()}`;
+}
+
+/** What tells a client apart from the others of the host: its own client identifier, else its MAC. */
+export function clientKey(lease: Pick<Lease, 'mac' | 'clientId'>): string {
+  return lease.clientId ?? lease.mac;
 }
 
 /** Prefix length of a contiguous netmask, undefined for a non-contiguous one. */

@@ -26,7 +26,8 @@ export interface DhcpOptions {
   routers?: string[]; // 3
   dnsServers?: string[]; // 6
   classlessRoutes?: ClasslessRoute[]; // 121
-  clientId?: string; // 61, type 1 (Ethernet) + MAC
+  /** 61: the option's bytes in colon hex, as dnsmasq writes them (type 1, Ethernet, + MAC: 01:02:42:0a:00:00:05). */
+  clientId?: string;
   parameterRequestList?: number[]; // 55
   hostname?: string; // 12
   message?: string; // 56
@@ -69,6 +70,16 @@ const Opt = {
   end: 255,
 } as const;
 
+/** Bytes in colon hex (01:02:42:0a:00:00:05), as MACs and DHCP client identifiers are written. */
+export function hexString(bytes: Buffer): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+function hexBytes(text: string): Buffer {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2})+$/i.test(text)) throw new RangeError(`${text} is not bytes in colon hex`);
+  return Buffer.from(text.replace(/:/g, ''), 'hex');
+}
+
 function option(code: number, value: Buffer): Buffer {
   if (value.length > 255) throw new RangeError(`option ${code} is longer than 255 bytes`);
   return Buffer.concat([Buffer.from([code, value.length]), value]);
@@ -98,7 +109,7 @@ function encodeOptions(m: DhcpMessage): Buffer {
   const add = (code: number, value: Buffer | undefined) => value && parts.push(option(code, value));
   const ip = (a: string | undefined) => (a === undefined ? undefined : ipv4Bytes(a));
   const n = (v: number | undefined) => (v === undefined ? undefined : u32(v));
-  add(Opt.clientId, m.clientId === undefined ? undefined : Buffer.concat([Buffer.from([1]), macBytes(m.clientId)]));
+  add(Opt.clientId, m.clientId === undefined ? undefined : hexBytes(m.clientId));
   add(Opt.requestedAddress, ip(m.requestedAddress));
   add(Opt.serverId, ip(m.serverId));
   add(Opt.leaseSeconds, n(m.leaseSeconds));
@@ -201,7 +212,7 @@ function decodeOptions(options: Map<number, Buffer>): DhcpOptions {
     else if (code === Opt.hostname) decoded.hostname = value.toString('utf8');
     else if (code === Opt.message) decoded.message = value.toString('utf8');
     else if (code === Opt.parameterRequestList) decoded.parameterRequestList = [...value];
-    else if (code === Opt.clientId && value.length === 7 && value[0] === 1) decoded.clientId = macString(value, 1);
+    else if (code === Opt.clientId && value.length >= 2) decoded.clientId = hexString(value);
   }
   return decoded;
 }

@@ -2,7 +2,8 @@
 import type { ClasslessRoute } from '../dhcp/message';
 import type { Lease } from '../dhcp/lease';
 import { PluginError } from '../errors';
-import type { MacvlanMode } from '../kernel/link-info';
+import type { ChildMode } from '../kernel/link-info';
+import { dhcpProblem } from './link-kind';
 
 export interface DhcpSettings {
   /** How long a CreateEndpoint waits for a lease before it fails. */
@@ -34,10 +35,10 @@ export function parseDhcpOptions(dhcp: string | undefined, timeout: string | und
 
 /**
  * Refuses a DHCP network that cannot work: addresses must come from the LAN's server alone (so Docker's IPAM must
- * give none), over a parent on that LAN, in a mode where the endpoint's MAC receives the LAN's unicast.
+ * give none), over a parent on that LAN, with links the LAN reaches at the leased address (see dhcpProblem).
  */
 export function checkDhcpNetwork(
-  options: { parent?: string; mode: MacvlanMode; hostAccess?: string },
+  options: { parent?: string; link: ChildMode; hostAccess?: string },
   /** The IPv4 data Docker's IPAM gave the network (only its pool matters here). */
   ipv4: { pool: string } | undefined,
 ): void {
@@ -50,11 +51,8 @@ export function checkDhcpNetwork(
       `dhcp=true takes addresses from the LAN's DHCP server, but this network got the subnet ${ipv4.pool} from its IPAM driver; ` +
         `create it with --ipam-driver null and without --subnet, --gateway or --ip-range`,
     );
-  if (options.mode === 'source')
-    throw new PluginError(
-      'dhcp=true does not work with macvlan_mode=source: such a link receives by sender MAC (macvlan_source) rather than by its own, ' +
-        'so the server and the LAN could not reach the leased address; use bridge, private, vepa or passthru',
-    );
+  const problem = dhcpProblem(options.link);
+  if (problem) throw new PluginError(problem);
   if (options.hostAccess)
     throw new PluginError(
       'host_access needs a --subnet to route, which a DHCP network does not have; leave host_access out with dhcp=true',
@@ -69,6 +67,14 @@ export interface StaticRoute {
   Destination: string;
   RouteType: number;
   NextHop?: string;
+}
+
+/** Default routes out of the interface itself (no gateway): `ip route add default dev eth0`, for IPv4 and/or IPv6. */
+export function connectedDefaults(ipv4: boolean, ipv6: boolean): StaticRoute[] {
+  return [...(ipv4 ? ['0.0.0.0/0'] : []), ...(ipv6 ? ['::/0'] : [])].map((Destination) => ({
+    Destination,
+    RouteType: CONNECTED,
+  }));
 }
 
 /**

@@ -3,8 +3,9 @@
 // start-up repair.
 import type { Logger } from 'pino';
 import type { Links } from '../kernel/links';
+import type { Neighbourhood } from '../probe/neighbourhood';
 import { KeyedMutex } from '../state/keyed-mutex';
-import { DhcpLeases, type OpenClients } from './dhcp-leases';
+import { type DhcpFigures, DhcpLeases, type OpenClients } from './dhcp-leases';
 import { DriverState } from './driver-state';
 import {
   EndpointLifecycle,
@@ -15,6 +16,7 @@ import {
 import type { EndpointRecord } from './endpoint-naming';
 import { HostAccess } from './host-access';
 import { HostAccessUpkeep } from './host-access-upkeep';
+import { LanAddresses } from './lan-addresses';
 import { NetworkLifecycle, type CreateNetworkRequest } from './network-lifecycle';
 import type { NetworkRecord } from './network-options';
 import { Parents } from './parents';
@@ -23,6 +25,16 @@ import { repairAtStart } from './start-up-repair';
 
 export type { CreateEndpointRequest, CreateNetworkRequest, JoinAnswer };
 
+/** What the driver keeps count of, read by the metrics on scrape. */
+export interface DriverFigures {
+  /** Endpoints per network id, every network listed. */
+  endpoints: Map<string, number>;
+  /** Times link events were lost and every shim and parent checked again; host-access shims made again. */
+  resyncs: number;
+  shimsRemade: number;
+  dhcp: DhcpFigures;
+}
+
 export class NetworkDriver {
   private readonly state: DriverState;
   private readonly parents: Parents;
@@ -30,12 +42,15 @@ export class NetworkDriver {
   private readonly networkLife: NetworkLifecycle;
   private readonly endpointLife: EndpointLifecycle;
   private readonly dhcp: DhcpLeases;
+  private readonly lan: LanAddresses;
 
+  /** `neighbourhood`: told which LAN each network's subnets are on, asked about --ip addresses (probe before use). */
   constructor(
     private readonly links: Links,
     stateDir: string,
     private readonly log: Logger,
     openDhcp?: OpenClients,
+    neighbourhood?: Neighbourhood,
   ) {
     this.state = new DriverState(stateDir);
     this.parents = new Parents(links);
@@ -46,6 +61,8 @@ export class NetworkDriver {
     const endpointLocks = new KeyedMutex();
     this.dhcp = new DhcpLeases(links, this.state, endpointLocks, log, openDhcp);
     this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, this.dhcp, endpointLocks, log);
+    this.lan = new LanAddresses(neighbourhood);
+    for (const network of this.state.networks.values()) this.lan.attach(network);
   }
 
   /**
@@ -72,6 +89,14 @@ export class NetworkDriver {
     await this.endpointLife.reaper.close();
   }
 
+  /** Counts kept as the driver goes; reading them is one pass over the networks (and DHCP's over its clients). */
+  figures(): DriverFigures {
+    const endpoints = new Map<string, number>();
+    for (const id of this.state.networks.keys()) endpoints.set(id, this.state.endpointsOf.get(id)?.size ?? 0);
+    const { resyncs, shimsRemade } = this.upkeep;
+    return { endpoints, resyncs, shimsRemade, dhcp: this.dhcp.figures() };
+  }
+
   listNetworks(): NetworkRecord[] {
     return [...this.state.networks.values()];
   }
@@ -80,8 +105,10 @@ export class NetworkDriver {
     return [...this.state.endpoints.values()];
   }
 
-  createNetwork(req: CreateNetworkRequest): Promise<void> {
-    return this.networkLife.create(req);
+  async createNetwork(req: CreateNetworkRequest): Promise<void> {
+    await this.networkLife.create(req);
+    const network = this.state.networks.get(req.networkId);
+    if (network) this.lan.attach(network);
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
@@ -89,15 +116,24 @@ export class NetworkDriver {
     if (!network) return;
     for (const endpointId of [...(this.state.endpointsOf.get(networkId) ?? [])])
       await this.endpointLife.delete(networkId, endpointId);
-    await this.networkLife.delete(network);
+    try {
+      await this.networkLife.delete(network);
+    } finally {
+      if (!this.state.networks.has(networkId)) this.lan.detach(networkId);
+    }
   }
 
-  /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
-  createEndpoint(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
+  /**
+   * Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. An address
+   * given by name that a device on the LAN answers for is refused first.
+   */
+  async createEndpoint(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
+    const network = this.state.networks.get(req.networkId);
+    if (network && !this.state.endpoints.has(req.endpointId)) await this.lan.check(network, [req.ipv4, req.ipv6]);
     return this.endpointLife.create(req);
   }
 
-  /** Creates the host-side macvlan link; Docker moves it into the container (whose namespace is `sandbox`). */
+  /** Creates the host-side macvlan or ipvlan link; Docker moves it into the container (whose namespace is `sandbox`). */
   join(networkId: string, endpointId: string, sandbox?: string): Promise<JoinAnswer> {
     return this.endpointLife.join(networkId, endpointId, sandbox);
   }

@@ -1,4 +1,4 @@
-// An endpoint's life: CreateEndpoint records it, Join makes its host-side macvlan (Docker moves it into the
+// An endpoint's life: CreateEndpoint records it, Join makes its host-side macvlan or ipvlan (Docker moves it into the
 // container), DeleteEndpoint forgets it and removes the link Docker has moved back.
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
@@ -7,11 +7,13 @@ import { MARK_ENDPOINT } from '../kernel/marks';
 import { LinkReaper } from '../kernel/reaper';
 import { crashPoint } from '../state/crash';
 import type { KeyedMutex } from '../state/keyed-mutex';
-import type { DhcpLeases } from './dhcp-leases';
-import { joinRoutes, type StaticRoute } from './dhcp-network';
+import { clientKey, type Lease } from '../dhcp/lease';
+import { dhcpIdentity, type DhcpLeases } from './dhcp-leases';
+import { connectedDefaults, joinRoutes, type StaticRoute } from './dhcp-network';
 import type { DriverState } from './driver-state';
 import { endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
 import type { HostAccess } from './host-access';
+import { childMode, onLan, ownMac, unlessUnsupported } from './link-kind';
 import type { NetworkRecord } from './network-options';
 
 export interface CreateEndpointRequest {
@@ -55,9 +57,10 @@ export class EndpointLifecycle {
   }
 
   private async createLocked(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
+    const started = performance.now();
     const network = this.state.network(req.networkId);
     const existing = this.state.endpoints.get(req.endpointId);
-    if (existing) return sameAnswer(existing, req);
+    if (existing) return sameAnswer(existing, req, ownMac(childMode(network)));
     const others = this.state.endpointsOf.get(req.networkId);
     if (network.mode === 'passthru' && others?.size && !others.has(req.endpointId)) {
       throw new PluginError(
@@ -72,7 +75,7 @@ export class EndpointLifecycle {
     const record: EndpointRecord = {
       id: req.endpointId,
       networkId: req.networkId,
-      mac: req.mac || endpointMac(req.ipv4, req.endpointId),
+      mac: ownMac(childMode(network)) ? req.mac || endpointMac(req.ipv4, req.endpointId) : '',
       ...(req.ipv4 && { ipv4: req.ipv4 }),
       ...(req.ipv6 && { ipv6: req.ipv6 }),
     };
@@ -80,32 +83,91 @@ export class EndpointLifecycle {
     this.state.addEndpoint(record);
     let leased = false;
     try {
-      await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
-      crashPoint('endpoint-recorded');
+      if (!record.mac) record.mac = await this.parentMac(network, req.mac);
       let answered = record;
-      if (network.dhcp) {
-        const lease = await this.dhcp.acquire(network, record.mac);
-        leased = true;
-        crashPoint('dhcp-leased');
-        answered = { ...record, ipv4: `${lease.address}/${lease.prefixLength}`, lease };
-        // Recorded before it is answered: a start that finds it unanswered still knows what to release.
-        await this.state.endpointStore.put(record.id, { ...answered, unanswered: true });
-        crashPoint('lease-recorded');
+      if (network.dhcp) answered = await this.leaseFor(network, record, () => (leased = true));
+      else {
+        await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
+        crashPoint('endpoint-recorded');
       }
       await this.state.endpointStore.put(record.id, answered); // just before the answer: a restart keeps it from here on
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
-      return { ...(!req.mac && { mac: record.mac }), ...(answered.lease && { ipv4: answered.ipv4 }) };
+      if (answered.lease) {
+        const ms = Math.round((performance.now() - started) * 1000) / 1000;
+        this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv4, ms }, 'DHCP endpoint created');
+      }
+      return {
+        ...(!req.mac && ownMac(childMode(network)) && { mac: record.mac }),
+        ...(answered.lease && { ipv4: answered.ipv4 }),
+      };
     } catch (err) {
       this.state.forgetEndpoint(record);
-      if (leased) this.dhcp.release(record.mac);
+      if (leased) this.dhcp.release(clientKey(dhcpIdentity(network, record)));
       // Marked unanswered if it got written: the next start would roll it back anyway.
       await this.state.endpointStore.remove(record.id).catch(() => undefined);
       throw err;
     }
   }
 
-  /** Creates the host-side macvlan link; Docker moves it into the container. */
+  /**
+   * A DHCP endpoint's record with its lease, on disk (unanswered) when this resolves. The record is written as the
+   * exchange runs, and again with the lease as soon as the server grants it, while the ARP check runs: a start that
+   * finds it unanswered knows what to release, and neither write waits on the wire, nor the wire on them. A write that
+   * fails stops the client (nothing is kept without its record); `bound` is called once the lease is the endpoint's.
+   */
+  private async leaseFor(network: NetworkRecord, record: EndpointRecord, bound: () => void): Promise<EndpointRecord> {
+    const store = this.state.endpointStore;
+    const withLease = (lease: Lease): EndpointRecord => ({
+      ...record,
+      ipv4: `${lease.address}/${lease.prefixLength}`,
+      lease,
+    });
+    let recorded: Lease | undefined;
+    // One write at a time, in order: the writes of one record share its temporary file.
+    let written = store.put(record.id, { ...record, unanswered: true }).then(() => crashPoint('endpoint-recorded'));
+    written.catch(() => this.dhcp.release(clientKey(dhcpIdentity(network, record))));
+    const onChecking = (lease: Lease) => {
+      written = written.then(async () => {
+        await store.put(record.id, { ...withLease(lease), unanswered: true });
+        recorded = lease;
+        crashPoint('lease-recorded');
+      });
+    };
+    let lease: Lease;
+    try {
+      lease = await this.dhcp.acquire(network, record, onChecking);
+    } catch (err) {
+      throw (
+        (await written.then(
+          () => undefined,
+          (writeErr: unknown) => writeErr,
+        )) ?? err
+      );
+    }
+    bound();
+    await written;
+    crashPoint('dhcp-leased');
+    if (recorded !== lease) await store.put(record.id, { ...withLease(lease), unanswered: true });
+    return withLease(lease);
+  }
+
+  /**
+   * The MAC of an ipvlan endpoint: its parent's, which every ipvlan there shares. The kernel refuses to give an ipvlan
+   * another (EOPNOTSUPP), so a MAC Docker was asked for is refused now rather than when Docker sets it at Join.
+   */
+  private async parentMac(network: NetworkRecord, asked: string | undefined): Promise<string> {
+    if (asked)
+      throw new PluginError(
+        `network ${network.id.slice(0, 12)} gives its containers ipvlan links, which have the MAC of parent '${network.parent}' ` +
+          `(the kernel sets no other); leave out --mac-address (${asked}), or use a macvlan network for a MAC of the container's own`,
+      );
+    const parent = await this.links.get(network.parent);
+    if (!parent?.mac) throw parentGone(network);
+    return parent.mac;
+  }
+
+  /** Creates the host-side link; Docker moves it into the container. */
   join(networkId: string, endpointId: string, sandbox?: string): Promise<JoinAnswer> {
     return this.endpointLocks.run(endpointId, () => this.joinLocked(networkId, endpointId, sandbox));
   }
@@ -118,73 +180,75 @@ export class EndpointLifecycle {
         `endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`,
       );
     }
-    if (network.dhcp) endpoint = await this.recordSandbox(endpoint, sandbox);
-    const name = await this.makeLink(network, endpoint);
-    crashPoint('endpoint-link-ready');
-    if (network.hostAccess && endpoint.ipv4) {
-      try {
-        await this.hostAccess.route(networkId, network.hostAccess, endpoint.ipv4.split('/')[0]);
-        crashPoint('route-added');
-      } catch (err) {
-        await this.links.delete(name);
-        throw err;
-      }
-    }
-    const answer: JoinAnswer = { linkName: name, staticRoutes: [] };
-    if (endpoint.lease) {
-      const routes = joinRoutes(endpoint.lease);
-      answer.staticRoutes = routes.staticRoutes;
-      if (routes.gateway && !network.internal) answer.gateway = routes.gateway;
-    }
-    if (!network.internal) {
-      if (network.ipv4?.gateway) answer.gateway = network.ipv4.gateway;
-      if (network.ipv6?.gateway) answer.gatewayIpv6 = network.ipv6.gateway;
-    }
-    return answer;
-  }
-
-  /** A DHCP endpoint's container namespace, kept so that a lost lease can remove its interface. */
-  private async recordSandbox(endpoint: EndpointRecord, sandbox: string | undefined): Promise<EndpointRecord> {
-    if (!endpoint.lease)
+    if (network.dhcp && !endpoint.lease)
       throw new PluginError(
         `endpoint ${endpoint.id.slice(0, 12)} lost its DHCP lease of ${endpoint.leaseLost?.address ?? 'its address'}; disconnect and connect the container again for a new one`,
       );
-    if (!sandbox || sandbox === endpoint.sandbox) return endpoint;
-    const record = { ...endpoint, sandbox };
+    const name = await this.makeLink(network, endpoint);
+    crashPoint('endpoint-link-ready');
+    try {
+      if (network.dhcp) endpoint = await this.recordJoin(network, endpoint, name, sandbox);
+      if (network.hostAccess && endpoint.ipv4) {
+        await this.hostAccess.route(networkId, network.hostAccess, endpoint.ipv4.split('/')[0]);
+        crashPoint('route-added');
+      }
+    } catch (err) {
+      await this.links.delete(name);
+      throw err;
+    }
+    return joinAnswer(network, endpoint, name);
+  }
+
+  /**
+   * What a lost lease needs to remove a DHCP endpoint's interface: the container's namespace, and for an ipvlan the
+   * index of its link (see EndpointRecord.linkIndex).
+   */
+  private async recordJoin(
+    network: NetworkRecord,
+    endpoint: EndpointRecord,
+    name: string,
+    sandbox: string | undefined,
+  ): Promise<EndpointRecord> {
+    const linkIndex = ownMac(childMode(network)) ? undefined : (await this.links.get(name))?.index;
+    if ((!sandbox || sandbox === endpoint.sandbox) && linkIndex === endpoint.linkIndex) return endpoint;
+    const record = {
+      ...endpoint,
+      ...(sandbox && { sandbox }),
+      ...(linkIndex !== undefined && { linkIndex }),
+    };
     await this.state.endpointStore.put(record.id, record);
     this.state.endpoints.set(record.id, record);
     return record;
   }
 
-  /** The endpoint's host-side macvlan on the network's parent; answers its name. */
+  /** The endpoint's host-side link on the network's parent; answers its name. */
   private async makeLink(network: NetworkRecord, endpoint: EndpointRecord): Promise<string> {
     // passthru admits one macvlan on the parent: a previous endpoint's link must be gone first.
     if (network.mode === 'passthru' && this.reaper.busy) await this.reaper.settled();
     const parent = await this.links.get(network.parent);
-    if (!parent) {
-      throw new PluginError(
-        `parent '${network.parent}' of network ${network.id.slice(0, 12)} no longer exists; bring it back or recreate the network`,
-      );
-    }
+    if (!parent) throw parentGone(network);
     const name = endpointLinkName(endpoint.id);
     const spec = {
       name,
       parentIndex: parent.index,
-      mode: network.mode,
+      ...childMode(network),
       // In passthru mode the link takes the parent's own MAC; Docker sets the endpoint's inside the container.
       ...(network.mode !== 'passthru' && { mac: endpoint.mac }),
       ...(network.mtu !== undefined && { mtu: network.mtu }),
-      ...(network.sourceMacs && { sourceMacs: network.sourceMacs }),
     };
     // A link by this name of ours is left from an interrupted Join of this endpoint: it is replaced. Anyone else's stays.
-    const outcome = await this.links.replaceOwnMacvlan(spec, MARK_ENDPOINT);
+    const outcome = await unlessUnsupported(spec.kind, network.parent, () =>
+      this.links.replaceOwnChild(spec, MARK_ENDPOINT),
+    );
     if (outcome === 'name-taken')
       throw new PluginError(
         `cannot create link '${name}' for endpoint ${endpoint.id.slice(0, 12)}: a link by that name exists and is not this plugin's`,
       );
     if (outcome === 'parent-busy')
       throw new PluginError(
-        `the kernel refused a macvlan on parent '${network.parent}' (EBUSY): another macvlan mode or a passthru link already holds it`,
+        `the kernel refused a ${spec.kind} on parent '${network.parent}' (EBUSY): it carries links of the other kind ` +
+          `(macvlan or ipvlan; those inside containers, such as Docker's own macvlan or ipvlan driver's, count too) or a ` +
+          `passthru macvlan, or it is a port of a bridge or bond; 'tsmacvlan doctor --parent ${network.parent}' shows what the host sees`,
       );
     return name;
   }
@@ -206,7 +270,7 @@ export class EndpointLifecycle {
     crashPoint('endpoint-forgotten');
     this.state.forgetEndpoint({ id: endpointId, networkId });
     // After the record: a crash between the two leaves the lease to expire on the server, never a record to renew it.
-    if (endpoint.lease) this.dhcp.release(endpoint.mac);
+    if (endpoint.lease) this.dhcp.release(clientKey(endpoint.lease));
     const hostAddress = this.state.networks.get(networkId)?.hostAccess;
     if (hostAddress && endpoint.ipv4) {
       await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
@@ -222,15 +286,43 @@ export class EndpointLifecycle {
 }
 
 /** The same request again is answered the same way; anything else under that id is refused. */
-function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest): CreatedEndpoint {
+function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest, answersMac: boolean): CreatedEndpoint {
   const same =
     existing.networkId === req.networkId &&
     (existing.lease ? req.ipv4 === undefined : existing.ipv4 === req.ipv4) &&
     existing.ipv6 === req.ipv6 &&
-    (!req.mac || req.mac === existing.mac);
+    (!req.mac || (answersMac && req.mac === existing.mac));
   if (!same)
     throw new PluginError(
       `endpoint ${req.endpointId.slice(0, 12)} already exists on network ${existing.networkId.slice(0, 12)} with other settings; endpoint ids are unique`,
     );
-  return { ...(!req.mac && { mac: existing.mac }), ...(existing.lease && { ipv4: existing.ipv4 }) };
+  return { ...(!req.mac && answersMac && { mac: existing.mac }), ...(existing.lease && { ipv4: existing.ipv4 }) };
+}
+
+function parentGone(network: NetworkRecord): PluginError {
+  return new PluginError(
+    `parent '${network.parent}' of network ${network.id.slice(0, 12)} no longer exists; bring it back or recreate the network`,
+  );
+}
+
+/**
+ * What Docker sets in the container: the gateways, or on a DHCP network the lease's router and routes. In ipvlan l3
+ * and l3s nothing on the LAN answers ARP for a gateway: the default routes lead out of the interface itself, and the
+ * host's kernel routes what leaves it.
+ */
+function joinAnswer(network: NetworkRecord, endpoint: EndpointRecord, linkName: string): JoinAnswer {
+  const answer: JoinAnswer = { linkName, staticRoutes: [] };
+  if (endpoint.lease) {
+    const routes = joinRoutes(endpoint.lease);
+    answer.staticRoutes = routes.staticRoutes;
+    if (routes.gateway && !network.internal) answer.gateway = routes.gateway;
+  }
+  if (network.internal) return answer;
+  if (!onLan(childMode(network))) {
+    answer.staticRoutes.push(...connectedDefaults(endpoint.ipv4 !== undefined, endpoint.ipv6 !== undefined));
+    return answer;
+  }
+  if (network.ipv4?.gateway) answer.gateway = network.ipv4.gateway;
+  if (network.ipv6?.gateway) answer.gatewayIpv6 = network.ipv6.gateway;
+  return answer;
 }

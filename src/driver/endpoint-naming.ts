@@ -1,4 +1,4 @@
-// An endpoint: one container's attachment to a network, and the host-side macvlan link that carries it.
+// An endpoint: one container's attachment to a network, and the host-side macvlan or ipvlan link that carries it.
 import { createHash } from 'node:crypto';
 import type { Lease } from '../dhcp/lease';
 import { isJsonObject } from '../state/record-store';
@@ -8,6 +8,7 @@ export const ENDPOINT_PREFIX = 'tsmve';
 export interface EndpointRecord {
   id: string;
   networkId: string;
+  /** The MAC its frames carry: its own on a macvlan network, its parent's on an ipvlan network. */
   mac: string;
   ipv4?: string; // CIDR, as Docker gave it
   ipv6?: string;
@@ -17,6 +18,11 @@ export interface EndpointRecord {
   leaseLost?: { address: string; reason: string; at: number };
   /** The container's network namespace (Join's SandboxKey), where a lost lease removes its interface. */
   sandbox?: string;
+  /**
+   * On a DHCP network of ipvlans: the index of the link Join made, which the link keeps in the container. A lost lease
+   * finds the container's interface by it (an ipvlan's MAC is its parent's, shared by its siblings).
+   */
+  linkIndex?: number;
   /** Saved by a CreateEndpoint not answered yet; a record still carrying it at start is rolled back. */
   unanswered?: true;
 }
@@ -35,6 +41,20 @@ export function endpointMac(ipv4Cidr: string | undefined, endpointId: string): s
   const bytes = ipv4Cidr
     ? [0x02, 0x42, ...ipv4Cidr.split('/')[0].split('.').map(Number)]
     : [0x02, ...createHash('sha256').update(endpointId).digest().subarray(0, 5)];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * The DHCP client identifier (option 61, colon hex) of an endpoint that shares its parent's MAC (ipvlan): RFC 4361's
+ * form, type 255, an IAID and a DUID-UUID (RFC 6355) derived from the endpoint id, so the endpoint asks as the same
+ * client at every start of the plugin, and no two endpoints ask as one.
+ */
+export function endpointClientId(endpointId: string): string {
+  const hash = createHash('sha256').update(`dhcp client ${endpointId}`).digest();
+  const uuid = Buffer.from(hash.subarray(4, 20));
+  uuid[6] = (uuid[6]! & 0x0f) | 0x80; // RFC 9562 version 8 (custom), variant 10
+  uuid[8] = (uuid[8]! & 0x3f) | 0x80;
+  const bytes = [0xff, ...hash.subarray(0, 4), 0x00, 0x04, ...uuid];
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 

@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { Links } from '../kernel/links';
 import type { KeyedMutex } from '../state/keyed-mutex';
 import type { DriverState } from './driver-state';
-import type { HostAccess, ShimSpec } from './host-access';
+import { type HostAccess, type ShimSpec, shimName } from './host-access';
+import { childMode } from './link-kind';
 import type { NetworkRecord } from './network-options';
 
 /** What a host-access shim of the network looks like. */
@@ -13,6 +14,7 @@ export function shimSpec(network: NetworkRecord): ShimSpec {
     networkId: network.id,
     parent: network.parent,
     address: network.hostAccess as string,
+    link: childMode(network),
     ...(network.mtu !== undefined && { mtu: network.mtu }),
   };
 }
@@ -20,6 +22,9 @@ export function shimSpec(network: NetworkRecord): ShimSpec {
 export class HostAccessUpkeep {
   private readonly pendingRepairs = new Map<string, NodeJS.Timeout>();
   private stopWatching: (() => void) | undefined;
+  /** Times link events were lost and every shim and parent checked again; shims found missing and made again. */
+  resyncs = 0;
+  shimsRemade = 0;
 
   constructor(
     private readonly links: Links,
@@ -59,6 +64,7 @@ export class HostAccessUpkeep {
     };
     // Dropped events may have been any link's: every shim and every parent is checked, as its own event would have.
     const onLost = (err: Error) => {
+      this.resyncs++;
       this.log.warn({ err }, 'link events were lost; checking every shim and parent again');
       for (const name of [...this.state.shims.keys(), ...this.state.networksOn.keys()]) onChange(name);
     };
@@ -76,8 +82,11 @@ export class HostAccessUpkeep {
     if (!network?.hostAccess) return;
     await this.parentLocks.run(network.parent, async () => {
       if (!this.state.networks.has(networkId)) return; // deleted meanwhile
-      const made = await this.hostAccess.ensure(shimSpec(network), () => this.state.containerAddresses(networkId));
-      this.log.debug({ networkId, made }, 'host access checked');
+      const outcome = await this.hostAccess.ensure(shimSpec(network), () => this.state.containerAddresses(networkId));
+      if (outcome === 'made') {
+        this.shimsRemade++;
+        this.log.info({ networkId, shim: shimName(networkId) }, 'host access shim was missing: made it again');
+      } else this.log.debug({ networkId, outcome }, 'host access checked');
     });
   }
 }

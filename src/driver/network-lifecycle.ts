@@ -16,6 +16,8 @@ import {
 } from './network-options';
 import { checkDhcpNetwork } from './dhcp-network';
 import { internalParentName, type ParentPlan, type Parents } from './parents';
+import { childMode, linkOptions, sharingProblem } from './link-kind';
+import type { ChildMode, LinkInfo } from '../kernel/link-info';
 
 export interface CreateNetworkRequest {
   networkId: string;
@@ -45,10 +47,12 @@ export class NetworkLifecycle {
     const parentName = options.parent ?? internalParentName(req.networkId);
     await this.parentLocks.run(parentName, async () => {
       if (this.state.networks.has(req.networkId)) return; // the same request, sent again while the first was under way
-      const shared = this.checkSharing(parentName, options);
+      const shared = this.checkSharing(parentName, options.link);
       // Everything is checked before anything is made.
       const plan = options.parent ? await this.parents.plan(parentName) : undefined;
       checkParent(parentName, plan, options);
+      if (plan && 'existing' in plan)
+        checkChildren(parentName, await this.parents.children(plan.existing), options.link);
       const record = networkRecord(req, options, parentName, plan);
       await this.make(record, plan, options, shared);
       this.state.addNetwork(record);
@@ -56,19 +60,32 @@ export class NetworkLifecycle {
     });
   }
 
-  /** Refuses a parent passthru cannot share; answers whether other networks use the parent. */
-  private checkSharing(parentName: string, options: NetworkOptions): boolean {
-    const sharing = this.state.networksOn.get(parentName);
-    if (!sharing?.size) return false;
-    const passthru = [...sharing].find((id) => this.state.networks.get(id)?.mode === 'passthru');
+  /**
+   * Refuses a parent this network cannot share with the networks on it (passthru; another kind of link, or another
+   * ipvlan mode: see sharingProblem), naming them; answers whether other networks use the parent.
+   */
+  private checkSharing(parentName: string, link: ChildMode): boolean {
+    const sharing = [...(this.state.networksOn.get(parentName) ?? [])]
+      .map((id) => this.state.networks.get(id))
+      .filter((network): network is NetworkRecord => network !== undefined);
+    if (!sharing.length) return false;
+    const passthru = sharing.find((network) => network.kind !== 'ipvlan' && network.mode === 'passthru');
     if (passthru)
       throw new PluginError(
-        `parent '${parentName}' is taken by network ${passthru.slice(0, 12)} in passthru mode, which cannot share its parent`,
+        `parent '${parentName}' is taken by network ${passthru.id.slice(0, 12)} in passthru mode, which cannot share its parent`,
       );
-    if (options.mode === 'passthru')
+    if (link.kind === 'macvlan' && link.mode === 'passthru')
       throw new PluginError(
-        `macvlan_mode=passthru needs a parent of its own, but '${parentName}' is used by ${sharing.size} other network(s)`,
+        `macvlan_mode=passthru needs a parent of its own, but '${parentName}' is used by ${sharing.length} other network(s)`,
       );
+    const clashing = sharing.filter((network) => sharingProblem(link, childMode(network)));
+    if (clashing.length) {
+      const theirs = childMode(clashing[0]!);
+      const ids = clashing.map((network) => network.id.slice(0, 12)).join(', ');
+      throw new PluginError(
+        `parent '${parentName}' is used by network(s) ${ids} (${linkOptions(theirs)}): ${sharingProblem(link, theirs)}`,
+      );
+    }
     return true;
   }
 
@@ -131,6 +148,16 @@ function checkParent(parentName: string, plan: ParentPlan | undefined, options: 
   }
 }
 
+/** Refuses a parent whose links in the kernel (anyone's: Docker's own macvlan driver's, say) this network's cannot join. */
+function checkChildren(parentName: string, children: LinkInfo[], link: ChildMode): void {
+  const clashing = children.filter((child) => child.child && sharingProblem(link, child.child));
+  if (!clashing.length) return;
+  const theirs = clashing[0]!.child!;
+  throw new PluginError(
+    `parent '${parentName}' carries ${theirs.kind} link(s) ${clashing.map((c) => c.name).join(', ')} (${linkOptions(theirs)}): ${sharingProblem(link, theirs)}`,
+  );
+}
+
 function networkRecord(
   req: CreateNetworkRequest,
   options: NetworkOptions,
@@ -141,11 +168,10 @@ function networkRecord(
     id: req.networkId,
     parent: parentName,
     ownsParent: !plan || !('existing' in plan) || plan.owned,
-    mode: options.mode,
+    ...options.link,
     // Without a parent of the user's, nothing leaves the host: Docker's macvlan makes such networks internal too.
     internal: req.internal || !options.parent,
     ...(options.mtu !== undefined && { mtu: options.mtu }),
-    ...(options.sourceMacs && { sourceMacs: options.sourceMacs }),
     // A DHCP network's null IPAM sends 0.0.0.0/0: its subnet is whatever the server leases.
     ...(req.ipv4 && !options.dhcp && { ipv4: req.ipv4 }),
     ...(req.ipv6 && { ipv6: req.ipv6 }),

@@ -2,14 +2,16 @@
 import { isIPv4 } from 'node:net';
 import { Address4 } from 'ip-address';
 import { PluginError } from '../errors';
-import { type MacvlanMode, type VlanProtocol } from '../kernel/link-info';
+import type { ChildMode, IpvlanFlag, IpvlanMode, MacvlanMode, VlanProtocol } from '../kernel/link-info';
 import { isJsonObject } from '../state/record-store';
 import { parseDhcpOptions, type DhcpSettings } from './dhcp-network';
+import { hostAccessProblem, IPVLAN_FLAGS, IPVLAN_MODES, MACVLAN_MODES, type LinkSettings } from './link-kind';
 
-export const MODES: readonly MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru', 'source'];
 export const OPTIONS = [
   'parent',
   'macvlan_mode',
+  'ipvlan_mode',
+  'ipvlan_flag',
   'mtu',
   'macvlan_source',
   'host_access',
@@ -32,15 +34,16 @@ export interface IpData {
   gateway?: string; // bare address
 }
 
-export interface NetworkRecord {
+/** A network as the state keeps it: its own fields, and the kind and mode of its links (see LinkSettings). */
+export type NetworkRecord = NetworkFields & LinkSettings;
+
+export interface NetworkFields {
   id: string;
   /** Link the endpoints hang off; for internal networks without a parent, one this plugin made. */
   parent: string;
   /** The parent was created by this plugin (VLAN sub-interface or internal parent) and goes with the last network on it. */
   ownsParent: boolean;
-  mode: MacvlanMode;
   mtu?: number;
-  sourceMacs?: string[];
   internal: boolean;
   ipv4?: IpData;
   ipv6?: IpData;
@@ -56,9 +59,9 @@ export interface NetworkRecord {
 
 export interface NetworkOptions {
   parent?: string;
-  mode: MacvlanMode;
+  /** The links the endpoints get: macvlans (macvlan_mode, the default) or ipvlans (ipvlan_mode, ipvlan_flag). */
+  link: ChildMode;
   mtu?: number;
-  sourceMacs?: string[];
   hostAccess?: string;
   vlanProtocol?: VlanProtocol;
   dhcp?: DhcpSettings;
@@ -82,21 +85,16 @@ export function parseNetworkOptions(generic: Record<string, unknown>): NetworkOp
     return value;
   };
 
-  const mode = (text('macvlan_mode') ?? 'bridge') as MacvlanMode;
-  if (!MODES.includes(mode)) {
-    throw new PluginError(`macvlan_mode '${mode}' is not a macvlan mode; use one of: ${MODES.join(', ')}`);
-  }
-  const options: NetworkOptions = { mode };
-
+  const options: NetworkOptions = {
+    link: parseLink(text('macvlan_mode'), text('ipvlan_mode'), text('ipvlan_flag'), text('macvlan_source')),
+  };
   const parent = text('parent');
   if (parent !== undefined) options.parent = checkLinkName(parent, 'parent');
 
   const mtu = networkMtu(text('mtu'), text(DOCKER_MTU_OPTION));
   if (mtu !== undefined) options.mtu = mtu;
-  const sourceMacs = parseSourceMacs(text('macvlan_source'), mode);
-  if (sourceMacs) options.sourceMacs = sourceMacs;
   const hostAccess = text('host_access');
-  if (hostAccess !== undefined) options.hostAccess = parseHostAccess(hostAccess, mode);
+  if (hostAccess !== undefined) options.hostAccess = parseHostAccess(hostAccess, options.link);
   const vlanProtocol = text('vlan_protocol');
   if (vlanProtocol !== undefined) options.vlanProtocol = parseVlanProtocol(vlanProtocol, options.parent);
   const dhcp = parseDhcpOptions(text('dhcp'), text('dhcp_timeout'));
@@ -120,33 +118,66 @@ function networkMtu(mtu: string | undefined, dockerMtu: string | undefined): num
   return Number(given);
 }
 
-/** The MACs of macvlan_source, which goes with macvlan_mode=source and only with it. */
-function parseSourceMacs(source: string | undefined, mode: MacvlanMode): string[] | undefined {
+/**
+ * The kind and mode of the network's links: macvlan_mode (bridge when nothing is given), or ipvlan_mode with
+ * ipvlan_flag (Docker's own ipvlan driver's names and values).
+ */
+function parseLink(
+  macvlanMode: string | undefined,
+  ipvlanMode: string | undefined,
+  ipvlanFlag: string | undefined,
+  source: string | undefined,
+): ChildMode {
+  if (macvlanMode !== undefined && ipvlanMode !== undefined)
+    throw new PluginError(
+      `macvlan_mode and ipvlan_mode cannot both be given: a network's containers get either macvlans (a MAC each) or ipvlans (the parent's MAC); keep one`,
+    );
+  if (ipvlanMode === undefined) {
+    if (ipvlanFlag !== undefined)
+      throw new PluginError(
+        macvlanMode === undefined
+          ? `ipvlan_flag applies to ipvlan networks: add -o ipvlan_mode=l2 (or l3, l3s)`
+          : `ipvlan_flag applies to ipvlan networks, not with macvlan_mode=${macvlanMode}`,
+      );
+    const mode = (macvlanMode ?? 'bridge') as MacvlanMode;
+    if (!MACVLAN_MODES.includes(mode))
+      throw new PluginError(`macvlan_mode '${mode}' is not a macvlan mode; use one of: ${MACVLAN_MODES.join(', ')}`);
+    const sourceMacs = parseSourceMacs(source, `macvlan_mode=${mode}`);
+    return { kind: 'macvlan', mode, ...(sourceMacs && { sourceMacs }) };
+  }
+  if (!(IPVLAN_MODES as readonly string[]).includes(ipvlanMode))
+    throw new PluginError(`ipvlan_mode '${ipvlanMode}' is not an ipvlan mode; use one of: ${IPVLAN_MODES.join(', ')}`);
+  const flag = ipvlanFlag ?? 'bridge';
+  if (!(IPVLAN_FLAGS as readonly string[]).includes(flag))
+    throw new PluginError(`ipvlan_flag '${flag}' is not an ipvlan flag; use one of: ${IPVLAN_FLAGS.join(', ')}`);
+  parseSourceMacs(source, `ipvlan_mode=${ipvlanMode}`);
+  return { kind: 'ipvlan', mode: ipvlanMode as IpvlanMode, flag: flag as IpvlanFlag };
+}
+
+/** The MACs of macvlan_source, which goes with macvlan_mode=source and only with it (`chosen`: what was chosen). */
+function parseSourceMacs(source: string | undefined, chosen: string): string[] | undefined {
+  const isSource = chosen === 'macvlan_mode=source';
   if (source === undefined) {
-    if (mode === 'source')
+    if (isSource)
       throw new PluginError(
         'macvlan_mode=source needs macvlan_source=<mac>[,<mac>...], the source MACs the network accepts',
       );
     return undefined;
   }
-  if (mode !== 'source')
-    throw new PluginError(`macvlan_source only applies with macvlan_mode=source (got macvlan_mode=${mode})`);
+  if (!isSource) throw new PluginError(`macvlan_source only applies with macvlan_mode=source (got ${chosen})`);
   const macs = source.split(',').map((mac) => mac.trim().toLowerCase());
   const bad = macs.find((mac) => !MAC.test(mac));
   if (bad !== undefined) throw new PluginError(`macvlan_source: '${bad}' is not a MAC address like 02:42:0a:00:00:01`);
   return macs;
 }
 
-function parseHostAccess(hostAccess: string, mode: MacvlanMode): string {
+function parseHostAccess(hostAccess: string, link: ChildMode): string {
   if (!isIPv4(hostAccess))
     throw new PluginError(
       `host_access '${hostAccess}' is not an IPv4 address; give the host's address on the network, e.g. host_access=10.0.10.250`,
     );
-  if (mode !== 'bridge') {
-    throw new PluginError(
-      `host_access needs macvlan_mode=bridge: in ${mode} mode the parent's macvlans do not talk to each other directly, so the host's shim could not reach the containers`,
-    );
-  }
+  const problem = hostAccessProblem(link);
+  if (problem) throw new PluginError(problem);
   return hostAccess;
 }
 
@@ -216,6 +247,14 @@ export function networkRecordProblem(value: unknown): string | undefined {
   for (const key of ['id', 'parent', 'mode'])
     if (typeof value[key] !== 'string' || value[key] === '') return `no '${key}'`;
   if (typeof value.ownsParent !== 'boolean') return `no 'ownsParent'`;
-  if (!(MODES as readonly unknown[]).includes(value.mode)) return `mode '${String(value.mode)}' is not a macvlan mode`;
+  if (value.kind === 'macvlan')
+    return (MACVLAN_MODES as readonly unknown[]).includes(value.mode)
+      ? undefined
+      : `mode '${String(value.mode)}' is not a macvlan mode`;
+  if (value.kind !== 'ipvlan') return `kind '${String(value.kind)}' is neither macvlan nor ipvlan`;
+  if (!(IPVLAN_MODES as readonly unknown[]).includes(value.mode))
+    return `mode '${String(value.mode)}' is not an ipvlan mode`;
+  if (!(IPVLAN_FLAGS as readonly unknown[]).includes(value.flag))
+    return `flag '${String(value.flag)}' is not an ipvlan flag`;
   return undefined;
 }

@@ -1,4 +1,4 @@
-// Parents: the link a network's macvlans hang off. Existing links are used as they are and never changed;
+// Parents: the link a network's macvlans or ipvlans hang off. Existing links are used as they are and never changed;
 // VLAN sub-interfaces (`eth0.10`) and internal parents are created here, marked, and removed with their last network.
 import { PluginError } from '../errors';
 import { type Links } from '../kernel/links';
@@ -29,7 +29,7 @@ export class Parents {
     if (existing) {
       if (existing.loopback)
         throw new PluginError(
-          `parent '${name}' is the loopback interface; macvlan needs an Ethernet interface such as eth1`,
+          `parent '${name}' is the loopback interface; macvlan and ipvlan need an Ethernet interface such as eth1`,
         );
       return { existing, owned: this.links.owns(existing) };
     }
@@ -53,6 +53,11 @@ export class Parents {
     if (base.loopback)
       throw new PluginError(`parent '${name}': '${baseName}' is the loopback interface and cannot carry VLANs`);
     return { vlan: { base, vid: Number(vidText) } };
+  }
+
+  /** The macvlans and ipvlans the parent carries now, whoever made them. */
+  children(parent: LinkInfo): Promise<LinkInfo[]> {
+    return this.links.children(parent.index);
   }
 
   /** Re-creates a parent this plugin made for a network that is gone (after a reboot, or a crash before it was made). */

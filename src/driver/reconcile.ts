@@ -4,7 +4,7 @@ import { SHIM_PREFIX, shimName } from './host-access';
 import type { NetworkRecord } from './network-options';
 import { INTERNAL_PREFIX, VETH_PEER_PREFIX } from './parents';
 import { MARK_ENDPOINT, MARK_SHIM, MARK_VLAN, MARK_INTERNAL } from '../kernel/marks';
-import { type LinkInfo } from '../kernel/link-info';
+import { CHILD_KINDS, type ChildKind, type LinkInfo } from '../kernel/link-info';
 
 export type Repair =
   | { action: 'delete' | 'create'; link: string; networkId?: string; reason: string }
@@ -81,8 +81,8 @@ export function planRepairs(
     ...networks.map((n) => VETH_PEER_PREFIX + n.id.slice(0, 10)),
   ]);
   const orphans = links.filter((link) => group !== undefined && link.group === group && !owned.has(link.name));
-  // Children before parents, so no delete races the kernel's own clean-up of a parent's macvlans.
-  const rank = (link: LinkInfo) => (link.kind === 'macvlan' ? 0 : 1);
+  // Children before parents, so no delete races the kernel's own clean-up of a parent's macvlans or ipvlans.
+  const rank = (link: LinkInfo) => (CHILD_KINDS.includes(link.kind as ChildKind) ? 0 : 1);
   for (const link of orphans.sort((a, b) => rank(a) - rank(b))) {
     unique.push({
       action: 'delete',

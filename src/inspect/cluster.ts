@@ -1,9 +1,10 @@
 // The operator's view of the cluster table: per subnet who holds how many addresses (status), whether etcd answers
 // with quorum and how fast (doctor), and freeing what a host gone for good held (gc --cluster --forget-instance).
-import { clusterSummary, forgetInstance, type Forgotten } from '../cluster/admin';
+import { clusterSummary, forgetInstance, readViews, type Forgotten } from '../cluster/admin';
 import { EtcdKv, type EtcdSettings } from '../cluster/etcd';
 import type { OwnerCounts } from '../cluster/view';
 import type { Check } from './doctor/check';
+import { fillClusterRows, type RangeRow } from './range-rows';
 
 export interface ClusterSubnetRow {
   subnet: string;
@@ -13,6 +14,8 @@ export interface ClusterSubnetRow {
   free: string;
   /** Per instance id: its claims by kind. */
   owners: Record<string, OwnerCounts>;
+  /** Addresses devices on the LAN answered for (absent when none). */
+  devices?: { address: string; mac: string; owner: string }[];
 }
 
 export interface ClusterReport {
@@ -58,7 +61,20 @@ export const CLUSTER_JSON_SCHEMA = {
                   type: 'object',
                   required: ['container', 'gateway', 'aux'],
                   additionalProperties: false,
-                  properties: { container: counts, gateway: counts, aux: counts },
+                  properties: { container: counts, gateway: counts, aux: counts, device: counts },
+                },
+              },
+              devices: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['address', 'mac', 'owner'],
+                  additionalProperties: false,
+                  properties: {
+                    address: { type: 'string', minLength: 1 },
+                    mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+                    owner: { type: 'string', minLength: 1 },
+                  },
                 },
               },
             },
@@ -79,14 +95,20 @@ async function withEtcd<T>(settings: EtcdSettings, use: (kv: EtcdKv) => Promise<
   }
 }
 
-export async function collectCluster(settings: EtcdSettings, instance: string | undefined): Promise<ClusterReport> {
+/** The cluster table's subnets, and `ranges` (status's rows) with their cluster-wide pools' figures filled in. */
+export async function collectCluster(
+  settings: EtcdSettings,
+  instance: string | undefined,
+  ranges: RangeRow[] = [],
+): Promise<{ cluster: ClusterReport; ranges: RangeRow[] }> {
   return withEtcd(settings, async (kv) => {
     const report = { endpoints: kv.endpoints, prefix: kv.prefix, instance: instance ?? null };
     try {
-      const subnets = (await clusterSummary(kv)).map((s) => ({ ...s, size: String(s.size), free: String(s.free) }));
-      return { ...report, subnets, error: null };
+      const views = await readViews(kv);
+      const subnets = clusterSummary(views).map((s) => ({ ...s, size: String(s.size), free: String(s.free) }));
+      return { cluster: { ...report, subnets, error: null }, ranges: fillClusterRows(ranges, views, instance) };
     } catch (err) {
-      return { ...report, subnets: [], error: (err as Error).message };
+      return { cluster: { ...report, subnets: [], error: (err as Error).message }, ranges };
     }
   });
 }
@@ -99,8 +121,11 @@ export function formatCluster(report: ClusterReport): string[] {
     out.push(`  ${s.subnet}: ${s.used} of ${s.size} held, ${s.free} free`);
     for (const [owner, c] of Object.entries(s.owners).sort()) {
       const self = owner === report.instance ? ' (this host)' : '';
-      out.push(`    ${owner}${self}: ${c.container} containers, ${c.gateway} gateway, ${c.aux} aux`);
+      const devices = c.device ? `, ${c.device} held by LAN devices (probed)` : '';
+      out.push(`    ${owner}${self}: ${c.container} containers, ${c.gateway} gateway, ${c.aux} aux${devices}`);
     }
+    for (const d of s.devices ?? [])
+      out.push(`    ${d.address} held by a LAN device, MAC ${d.mac} (probed by ${d.owner})`);
   }
   return out;
 }

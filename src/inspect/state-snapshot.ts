@@ -9,6 +9,7 @@ import { ENDPOINT_RECORDS, NETWORK_RECORDS } from '../driver/record-formats';
 import { readSubnet } from '../ipam/journal';
 import { type FormatReport, stateFormatOf } from '../state/migrate';
 import { filesEndingIn, readRecords, type Unreadable } from '../state/record-store';
+import { rangeRows, type RangeRow } from './range-rows';
 import { STATE_FILES } from './state-formats';
 
 export interface StateSnapshot {
@@ -18,6 +19,10 @@ export interface StateSnapshot {
   networks: NetworkRecord[];
   endpoints: EndpointRecord[];
   pools: PoolRow[];
+  /** How full each dynamic range of the pools is (cluster-wide pools' figures need etcd: see range-rows.ts). */
+  ranges: RangeRow[];
+  /** Addresses of local pools that devices on the LAN answered for (probe before use); none when absent. */
+  devices?: DeviceRow[];
   /** Files (or directories) that could not be read or are not records: the plugin refuses to start with them. */
   unreadable: Unreadable[];
   /** The state's formats (format.json): current, older (the plugin migrates it at start) or newer (refused). */
@@ -38,15 +43,32 @@ export interface PoolRow {
   refs: number;
 }
 
+/** An address kept from containers because a device on the LAN answered for it when the IPAM probed it. */
+export interface DeviceRow {
+  subnet: string;
+  address: string;
+  /** The device that answered. */
+  mac: string;
+  /** When a probe first found it held (ISO 8601). */
+  since: string;
+  /** The pool whose probe found it; it is released with that pool. */
+  poolId: string;
+}
+
 const SILENT = pino({ level: 'silent' });
 
 /**
  * The IPAM pools as saved in `<stateDir>/ipam/<subnet>.jnl`, read with the plugin's own reader but without its
  * start-up writes (compaction, removing empty or temp files). A torn last line is ignored, as the plugin does.
  */
-function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
+function readPools(
+  stateDir: string,
+  unreadable: Unreadable[],
+): { pools: PoolRow[]; ranges: RangeRow[]; devices: DeviceRow[] } {
   const dir = join(stateDir, 'ipam');
   const rows: PoolRow[] = [];
+  const ranges: RangeRow[] = [];
+  const devices: DeviceRow[] = [];
   for (const file of filesEndingIn(dir, '.jnl', unreadable)) {
     const path = join(dir, file);
     try {
@@ -62,11 +84,24 @@ function readPools(stateDir: string, unreadable: Unreadable[]): PoolRow[] {
           refs: pool.refs,
         });
       }
+      ranges.push(...rangeRows(subnet));
+      for (const value of [...subnet.devices].sort((x, y) => (x < y ? -1 : 1))) {
+        const holder = subnet.taken.get(value);
+        if (holder?.kind !== 'device') continue;
+        const since = new Date(holder.since).toISOString();
+        devices.push({
+          subnet: subnet.cidr.text,
+          address: subnet.text(value),
+          mac: holder.mac,
+          since,
+          poolId: holder.pool.id,
+        });
+      }
     } catch (err) {
       unreadable.push({ file: path, error: (err as Error).message });
     }
   }
-  return rows;
+  return { pools: rows, ranges, devices };
 }
 
 /**
@@ -95,6 +130,16 @@ export function readState(stateDir: string): StateSnapshot {
   const endpoints = exists
     ? [...readRecords<EndpointRecord>(join(stateDir, 'endpoints'), ENDPOINT_RECORDS, unreadable).values()]
     : [];
-  const pools = exists ? readPools(stateDir, unreadable) : [];
-  return { stateDir, exists, networks, endpoints, pools, unreadable, format };
+  const { pools, ranges, devices } = exists ? readPools(stateDir, unreadable) : { pools: [], ranges: [], devices: [] };
+  return {
+    stateDir,
+    exists,
+    networks,
+    endpoints,
+    pools,
+    ranges,
+    ...(devices.length > 0 && { devices }),
+    unreadable,
+    format,
+  };
 }

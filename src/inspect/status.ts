@@ -2,7 +2,8 @@
 // Read-only: the state files are read directly, never through NetworkDriver or IpamService (their start-up repairs
 // and compacts the state), and nothing is written.
 import { endpointLinkName } from '../driver/endpoint-naming';
-import { MODES, type NetworkRecord } from '../driver/network-options';
+import { childMode, IPVLAN_FLAGS, IPVLAN_MODES, MACVLAN_MODES } from '../driver/link-kind';
+import type { NetworkRecord } from '../driver/network-options';
 import { internalParentName } from '../driver/parents';
 import type { LinkInfo } from '../kernel/link-info';
 import { Links } from '../kernel/links';
@@ -13,7 +14,8 @@ import { CLUSTER_JSON_SCHEMA, type ClusterReport, collectCluster, formatCluster 
 import { DRIFT_KINDS, findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
-import { readState, type PoolRow } from './state-snapshot';
+import { RANGE_HEADER, RANGE_ROW_SCHEMA, rangeCells, type RangeRow } from './range-rows';
+import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
 import { VERSION } from '../version';
 import type { FormatReport } from '../state/migrate';
@@ -22,7 +24,10 @@ export interface NetworkRow {
   id: string;
   parent: string;
   parentPresent: boolean;
+  /** The containers' links: macvlan or ipvlan, in `mode` (macvlan_mode or ipvlan_mode), with an ipvlan's `flag`. */
+  kind: 'macvlan' | 'ipvlan';
   mode: string;
+  flag: string | null;
   internal: boolean;
   /** The VLAN id when the parent is a VLAN sub-interface, and whether the plugin created it (and removes it). */
   vlan: { id: number; owned: boolean } | null;
@@ -56,6 +61,10 @@ export interface StatusReport {
   networks: NetworkRow[];
   endpoints: EndpointRow[];
   pools: PoolRow[];
+  /** How full each dynamic range is: the metrics' allocated and capacity figures. */
+  ranges: RangeRow[];
+  /** Addresses devices on the LAN answered for when the IPAM probed them: kept from containers (local pools). */
+  devices: DeviceRow[];
   /** DHCP leases of endpoints on DHCP networks. */
   leases: LeaseRow[];
   drift: Drift[];
@@ -83,6 +92,7 @@ export const STATUS_JSON_SCHEMA = {
     'networks',
     'endpoints',
     'pools',
+    'ranges',
     'leases',
     'drift',
     'unreadable',
@@ -115,13 +125,27 @@ export const STATUS_JSON_SCHEMA = {
       type: 'array',
       items: {
         type: 'object',
-        required: ['id', 'parent', 'parentPresent', 'mode', 'internal', 'vlan', 'subnets', 'hostAccess', 'endpoints'],
+        required: [
+          'id',
+          'parent',
+          'parentPresent',
+          'kind',
+          'mode',
+          'flag',
+          'internal',
+          'vlan',
+          'subnets',
+          'hostAccess',
+          'endpoints',
+        ],
         additionalProperties: false,
         properties: {
           id: nonEmpty,
           parent: nonEmpty,
           parentPresent: { type: 'boolean' },
-          mode: { enum: [...MODES] },
+          kind: { enum: ['macvlan', 'ipvlan'] },
+          mode: { enum: [...MACVLAN_MODES, ...IPVLAN_MODES] },
+          flag: { enum: [null, ...IPVLAN_FLAGS] },
           internal: { type: 'boolean' },
           vlan: {
             oneOf: [
@@ -169,6 +193,22 @@ export const STATUS_JSON_SCHEMA = {
           v6: { type: 'boolean' },
           allocated: { type: 'integer', minimum: 0 },
           refs: { type: 'integer', minimum: 1 },
+        },
+      },
+    },
+    ranges: { type: 'array', items: RANGE_ROW_SCHEMA },
+    devices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['subnet', 'address', 'mac', 'since', 'poolId'],
+        additionalProperties: false,
+        properties: {
+          subnet: nonEmpty,
+          address: nonEmpty,
+          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          since: nonEmpty,
+          poolId: nonEmpty,
         },
       },
     },
@@ -230,11 +270,14 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
 
   const networks: NetworkRow[] = state.networks.map((network) => {
     const parent = byName.get(network.parent);
+    const link = childMode(network);
     return {
       id: network.id,
       parent: network.parent,
       parentPresent: parent !== undefined,
-      mode: network.mode,
+      kind: link.kind,
+      mode: link.mode,
+      flag: link.kind === 'ipvlan' ? link.flag : null,
       internal: Boolean(network.internal),
       vlan: vlanOf(network, parent),
       subnets: [network.ipv4?.pool, network.ipv6?.pool].filter((pool): pool is string => Boolean(pool)),
@@ -269,6 +312,8 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     networks,
     endpoints,
     pools: state.pools,
+    ranges: state.ranges,
+    devices: state.devices ?? [],
     leases: leaseRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
@@ -301,13 +346,14 @@ export function formatStatus(report: StatusReport): string {
   else {
     out.push(
       table(
-        ['NETWORK', 'PARENT', 'MODE', 'VLAN', 'SUBNETS', 'ENDPOINTS'],
+        ['NETWORK', 'PARENT', 'KIND', 'MODE', 'VLAN', 'SUBNETS', 'ENDPOINTS'],
         report.networks.map((n) => [
           n.id.slice(0, 12),
           n.parent +
             (n.parentPresent ? '' : ' (missing)') +
             (n.parent === internalParentName(n.id) ? ' (internal)' : ''),
-          n.mode,
+          n.kind,
+          n.flag ? `${n.mode} ${n.flag}` : n.mode,
           n.vlan ? `${n.vlan.id} ${n.vlan.owned ? 'owned' : 'not owned'}` : '-',
           n.subnets.join(',') || '-',
           String(n.endpoints),
@@ -346,6 +392,11 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   out.push('');
+  if (report.ranges.length) out.push(table(RANGE_HEADER, rangeCells(report.ranges)), '');
+  if (report.devices.length) {
+    const rows = report.devices.map((d) => [d.address, d.subnet, d.mac, d.since, d.poolId]);
+    out.push(table(['HELD BY A LAN DEVICE', 'SUBNET', 'MAC', 'SINCE', 'POOL'], rows), '');
+  }
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
   if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
@@ -380,7 +431,12 @@ export async function status(options: StatusOptions): Promise<number> {
     const plugin = options.plugin;
     const report = await collectStatus(options.stateDir, plugin?.name ?? driverName(options.socket), links);
     if (plugin) report.plugin = { name: plugin.name, id: plugin.id, enabled: plugin.enabled };
-    if (options.etcd) report.cluster = await collectCluster(options.etcd, instanceId(options.stateDir));
+    if (options.etcd)
+      ({ cluster: report.cluster, ranges: report.ranges } = await collectCluster(
+        options.etcd,
+        instanceId(options.stateDir),
+        report.ranges,
+      ));
     console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
     return report.unreadable.length || report.cluster?.error || report.stateFormat.state === 'newer' ? 1 : 0;
   } finally {

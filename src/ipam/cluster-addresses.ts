@@ -5,8 +5,10 @@
 // ReleaseAddress names again, so a release removes exactly this pool's claim, whoever else holds the address.
 import type { ClaimKind } from '../cluster/keys';
 import type { ClusterTable } from '../cluster/table';
+import type { RangeHolding } from '../cluster/view';
 import { PluginError } from '../errors';
-import type { Pool } from './subnet-model';
+import type { DynamicRange } from './dynamic-range';
+import type { Pool, SubnetModel } from './subnet-model';
 
 /** --ipam-opt scope=host keeps a pool on this host (the local journal); scope=cluster asks for the default. */
 export const SCOPE_OPTION = 'scope';
@@ -39,16 +41,37 @@ export class ClusterAddresses {
     return this.table;
   }
 
-  /** Takes `address` (gateway, aux, --ip) or, when undefined, a free one of the pool's range. */
-  take(pool: Pool, address: bigint | undefined, kind: ClaimKind): Promise<bigint> {
-    const { lo, hi } = pool.lane;
-    const request = { subnet: pool.subnet.cidr, lo, hi, kind, ref: pool.id };
+  /**
+   * Takes `address` (gateway, aux, --ip) or, when undefined, a free one of the pool's range, each candidate checked
+   * by `vet` first when given (probe before use).
+   */
+  take(
+    pool: Pool,
+    address: bigint | undefined,
+    kind: ClaimKind,
+    vet?: (candidate: bigint) => Promise<string | undefined>,
+  ): Promise<bigint> {
+    const request = { ...this.range(pool), kind, ...(vet && { vet }) };
     return this.tableFor(pool).take(address === undefined ? request : { ...request, address });
+  }
+
+  /** The candidates the pool's next dynamic takes would try (probed ahead of need). */
+  upcoming(pool: Pool, n: number): Promise<bigint[]> {
+    return this.tableFor(pool).upcoming({ ...this.range(pool), kind: 'container' }, n);
+  }
+
+  private range(pool: Pool): { subnet: Pool['subnet']['cidr']; lo: bigint; hi: bigint; ref: string } {
+    return { subnet: pool.subnet.cidr, lo: pool.lane.lo, hi: pool.lane.hi, ref: pool.id };
   }
 
   /** The pool's last ReleasePool: every claim of this host under it goes, durable before it resolves. */
   releasePool(pool: Pool): Promise<void> {
     return this.tableFor(pool).releasePool(pool.subnet.cidr, pool.id);
+  }
+
+  /** How full a range of a cluster-wide subnet is, without waiting: undefined while its view loads, or without etcd. */
+  fill(subnet: SubnetModel, lane: DynamicRange): RangeHolding | undefined {
+    return this.table?.fill(subnet.cidr, lane.lo, lane.hi);
   }
 
   /** Durable before it resolves; false when the table shows no claim of this pool on `address`. */

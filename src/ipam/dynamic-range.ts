@@ -1,11 +1,22 @@
 // The order in which the pools sharing one --ip-range (or the whole subnet) hand out dynamic addresses.
 import { PluginError } from '../errors';
+import { type Cidr, usableBounds } from '../ip/address';
 
 /** The addresses in use, as far as the order needs to know. */
 type Taken = { has(value: bigint): boolean };
 
 /** Releases in a lane with more never-used addresses than this left are not queued: the cursor will not get back to them for ages; a sweep finds them if it ever does. */
 const QUEUE_LIMIT = 1n << 24n;
+
+/** The addresses dynamic takes come from: the subnet's usable ones, within the --ip-range when there is one. */
+export function rangeBounds(subnet: Cidr, range: Cidr | undefined): { lo: bigint; hi: bigint } {
+  let { lo, hi } = usableBounds(subnet);
+  if (range) {
+    if (range.base > lo) lo = range.base;
+    if (range.last < hi) hi = range.last;
+  }
+  return { lo, hi };
+}
 
 /** A FIFO of bigints with O(1) amortised shift. */
 export class Fifo {
@@ -71,6 +82,8 @@ export class DynamicRange {
   sweep: bigint | undefined;
   sweepNeeded = false;
   users = 0;
+  /** Addresses of the lane in use, whoever holds them: its fill, for the metrics and status (kept by took and freed). */
+  inUse = 0;
 
   constructor(
     readonly key: string,
@@ -107,6 +120,27 @@ export class DynamicRange {
     return undefined;
   }
 
+  /**
+   * The first `n` addresses successive calls of `next` would return if nothing else changed, in that order; changes
+   * nothing. What the probes check ahead of need (src/ipam/probe-ahead.ts).
+   */
+  peek(taken: Taken, n: number): bigint[] {
+    const out: bigint[] = [];
+    for (let value = this.cursor; value <= this.hi && out.length < n; value++) if (!taken.has(value)) out.push(value);
+    if (out.length >= n) return out;
+    // A released address may sit in the FIFO twice (compaction drops the copies); `next` skips the second as taken.
+    const seen = new Set(out);
+    for (const value of this.fifo.values()) {
+      if (out.length >= n) return out;
+      if (!taken.has(value) && !seen.has(value)) (out.push(value), seen.add(value));
+    }
+    const sweepFrom = this.sweep ?? (this.sweepNeeded ? this.lo : undefined);
+    if (sweepFrom === undefined) return out;
+    for (let value = sweepFrom; value <= this.hi && out.length < n; value++)
+      if (!taken.has(value) && !seen.has(value)) out.push(value);
+    return out;
+  }
+
   /** Whether `next` would change the lane when it finds nothing (so that failure is worth a journal line). */
   get searchMoves(): boolean {
     return this.cursor <= this.hi || this.fifo.length > 0 || this.sweepNeeded || this.sweep !== undefined;
@@ -137,9 +171,16 @@ export class DynamicRange {
     }
   }
 
+  /** An address of the subnet was taken. */
+  took(value: bigint): void {
+    if (value >= this.lo && value <= this.hi) this.inUse++;
+  }
+
   /** An address of the subnet became free. */
   freed(value: bigint, taken: Taken): void {
-    if (value < this.lo || value > this.hi || value >= this.cursor) return;
+    if (value < this.lo || value > this.hi) return;
+    this.inUse--;
+    if (value >= this.cursor) return;
     if (this.hi - this.cursor + 1n > QUEUE_LIMIT) {
       this.sweepNeeded = true;
       return;

@@ -6,9 +6,10 @@ export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
 
 /**
  * The journal's format, in its header. 1: no answer marks (every line counts as answered). 2 (tsmacvlan 0.1.0): the
- * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line.
+ * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line. 3: device holdings
+ * (record 'v'), which a reader of format 2 would not know.
  */
-export const JOURNAL_FORMAT = 2;
+export const JOURNAL_FORMAT = 3;
 
 /** The value of `t` of each record type. */
 export const RECORD = {
@@ -28,6 +29,8 @@ export const RECORD = {
   freed: 'f',
   /** A dynamic take that found nothing but moved the range's position. */
   exhausted: 'exhausted',
+  /** An address a device on the LAN answered for (a probe): kept from containers until a later probe finds it gone. */
+  device: 'v',
 } as const;
 
 /** The value of `t` of a take, per kind of address. */
@@ -56,6 +59,8 @@ export const journalLine = {
   answeredAcquire: (p: number) => `{"t":"${RECORD.answered}","p":${p}}`,
   release: (p: number) => `{"t":"${RECORD.release}","p":${p}}`,
   exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
+  device: (a: string, p: number, mac: string, since: number) =>
+    `{"t":"${RECORD.device}","a":"${a}","p":${p},"mac":"${mac}","since":${since}}`,
   range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
     JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),
 };

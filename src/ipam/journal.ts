@@ -9,6 +9,7 @@ import { crashPoint } from '../state/crash';
 import { replaceFileSync } from '../state/files';
 import type { StateFiles } from '../state/migrate';
 import { filesEndingIn, syncDir } from '../state/record-store';
+import { syncDurations } from '../state/sync-durations';
 import { parseCidr } from '../ip/address';
 import { Subnet } from './subnet';
 import { JOURNAL_FORMAT, type JournalRecord } from './journal-records';
@@ -49,7 +50,7 @@ interface Entry extends AppendOptions {
 export function syncDirSync(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -97,7 +98,7 @@ export function writeSnapshotSync(path: string, lines: string[] | undefined): vo
     const fd = openSync(temp, 'w', 0o600);
     try {
       writeSync(fd, `${lines.join('\n')}\n`);
-      fsyncSync(fd);
+      syncDurations.timeSync(() => fsyncSync(fd));
     } finally {
       closeSync(fd);
     }
@@ -226,7 +227,8 @@ export class Journal {
     const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
     if (bytesWritten !== buffer.length)
       throw new Error(`short write to ${this.path} (${bytesWritten} of ${buffer.length} bytes)`);
-    await this.handle.datasync();
+    const handle = this.handle;
+    await syncDurations.time(() => handle.datasync());
     this.syncs++;
     this.written += batch.length;
     this.lines += batch.length;
@@ -255,7 +257,7 @@ export class Journal {
       const handle = await open(temp, 'w', 0o600);
       try {
         await handle.writeFile(`${lines.join('\n')}\n`);
-        await handle.datasync();
+        await syncDurations.time(() => handle.datasync());
       } finally {
         await handle.close();
       }

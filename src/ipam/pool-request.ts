@@ -4,8 +4,11 @@ import { PluginError } from '../errors';
 import { type Cidr, contains, parseCidr, usableBounds } from '../ip/address';
 import { SCOPE_OPTION } from './cluster-addresses';
 
+/** --ipam-opt probe=off hands a pool's addresses out without asking the LAN (probe=on, the default, asks). */
+export const PROBE_OPTION = 'probe';
+
 /** The --ipam-opt keys tsmacvlan's IPAM knows; Docker's own (com.docker.*) ride along and are tolerated. */
-export const IPAM_OPTIONS = [SCOPE_OPTION] as const;
+export const IPAM_OPTIONS = [SCOPE_OPTION, PROBE_OPTION] as const;
 
 export interface RequestPoolArgs {
   pool: string;

@@ -14,7 +14,10 @@ import { ExhaustedError } from './dynamic-range';
 import { ClusterAddresses, wantsCluster } from './cluster-addresses';
 import { checkPoolId, isClusterPoolId, poolIdOf } from './pool-id';
 import { type RequestPoolArgs, family, parsePoolRequest } from './pool-request';
+import { type RangeFill, localRangeFills } from './range-fill';
 import type { ClusterTable } from '../cluster/table';
+import type { Neighbourhood } from '../probe/neighbourhood';
+import { ProbedTakes, probeOption } from './probed-takes';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -44,14 +47,37 @@ export class IpamService {
   private readonly journals = new Map<string, Journal>();
   private closed = false;
   private readonly cluster: ClusterAddresses;
+  /** Probe before use (see probed-takes.ts); without a neighbourhood nothing is probed. */
+  private readonly probed: ProbedTakes | undefined;
 
-  /** `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone. */
+  /**
+   * `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone.
+   * `neighbourhood`: the LAN's answers about addresses (the driver tells it which LAN a subnet is on).
+   */
   constructor(
     stateDir: string,
     private readonly log: Logger,
     private readonly table?: ClusterTable,
+    neighbourhood?: Neighbourhood,
   ) {
     this.cluster = new ClusterAddresses(table);
+    this.probed =
+      neighbourhood &&
+      new ProbedTakes(neighbourhood, log, {
+        subnets: () => this.subnets.values(),
+        pools: () => this.pools.values(),
+        poolsOf: (subnet) => this.subnets.get(subnet)?.pools.values() ?? [],
+        table,
+        upcoming: (pool, n) => this.cluster.upcoming(pool, n),
+        record: (cidr, line) =>
+          this.journal(cidr)
+            .append(line)
+            .catch((err: unknown) => log.warn({ err, subnet: cidr.text }, 'could not journal a device holding')),
+        free: async (subnet, value, pool) => {
+          const line = subnet.free(value, pool);
+          if (line) await this.save(subnet.cidr, line);
+        },
+      });
     this.dir = join(stateDir, 'ipam');
     if (!existsSync(this.dir)) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -164,6 +190,7 @@ export class IpamService {
     this.refuseWhenClosing();
     const { cidr, range } = parsePoolRequest(args);
     const options = args.options ?? {};
+    probeOption(options);
     const clusterWide = wantsCluster(options, this.table !== undefined);
     const id = poolIdOf(cidr, range, options, clusterWide);
 
@@ -204,6 +231,7 @@ export class IpamService {
     const { line, dropped } = subnet.releasePool(pool);
     this.tidy(pool);
     // The claims go before the pool: a crash in between leaves a pool Docker no longer uses, not claims nobody frees.
+    if (dropped) this.probed?.forget(pool);
     if (dropped && clusterWide) await this.cluster.releasePool(pool);
     await this.save(subnet.cidr, line, { snapshot: subnet.empty });
     this.log.info({ poolId, refs: pool.refs, dropped }, 'pool released');
@@ -230,7 +258,7 @@ export class IpamService {
     } else if (gateway) {
       value = subnet.lo;
       const holder = subnet.taken.get(value);
-      if (holder && holder.kind !== 'gateway') {
+      if (holder && holder.kind !== 'gateway' && holder.kind !== 'device') {
         throw new PluginError(
           `no --gateway was given, and the first address of subnet ${subnet.cidr.text} (${subnet.text(value)}), which would be the gateway, is in use: ${subnet.describe(holder)}; pass --gateway`,
         );
@@ -238,7 +266,7 @@ export class IpamService {
       line = subnet.take(value, 'gateway', pool);
     } else {
       try {
-        ({ value, line } = subnet.takeDynamic(pool));
+        ({ value, line } = this.probed?.applies(pool) ? await this.probed.takeLocal(pool) : subnet.takeDynamic(pool));
       } catch (err) {
         if (err instanceof ExhaustedError && err.line) {
           await this.journal(subnet.cidr)
@@ -254,6 +282,7 @@ export class IpamService {
       undo: () => subnet.undoTake(value, pool),
       answered: { line: subnet.answeredTakeLine(value, pool), apply: () => subnet.answeredTake(value, pool) },
     });
+    if (address && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(value)}/${subnet.cidr.prefix}`;
   }
 
@@ -263,6 +292,7 @@ export class IpamService {
     if (!pool) return;
     const subnet = pool.subnet;
     const value = this.address(address, pool, 'address');
+    this.probed?.released(pool, value);
     if (isClusterPoolId(pool.id)) {
       if (!(await this.cluster.release(pool, value)))
         this.log.debug({ poolId, address }, 'release of an address the cluster table shows no claim of; nothing to do');
@@ -286,7 +316,9 @@ export class IpamService {
     let value: bigint | undefined;
     if (address) value = this.address(address, pool, gateway ? 'gateway' : 'address');
     else if (gateway) value = subnet.lo;
-    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container');
+    const vet = value === undefined ? this.probed?.vetter(pool) : undefined;
+    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container', vet);
+    if (value !== undefined && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
   }
 
@@ -343,6 +375,28 @@ export class IpamService {
     }));
   }
 
+  /**
+   * How full each range is, for the metrics (read on scrape): local pools' from memory; cluster-wide pools' from the
+   * table's watched view (this host's claims and every host's), left out while that view loads.
+   */
+  rangeFills(): RangeFill[] {
+    const fills: RangeFill[] = [];
+    for (const subnet of this.subnets.values()) {
+      if (![...subnet.pools.keys()].some(isClusterPoolId)) {
+        fills.push(...localRangeFills(subnet));
+        continue;
+      }
+      for (const lane of subnet.lanes.values()) {
+        const holding = this.cluster.fill(subnet, lane);
+        if (!holding) continue;
+        const range = { subnet: subnet.cidr.text, range: lane.key || subnet.cidr.text, capacity: lane.size };
+        fills.push({ ...range, scope: 'host', allocated: holding.mine });
+        fills.push({ ...range, scope: 'cluster', allocated: holding.held });
+      }
+    }
+    return fills;
+  }
+
   /** Journal syncs, lines appended and snapshots (compactions) written since start; several changes may share a sync. */
   stats(): { syncs: number; lines: number; snapshots: number } {
     const total = { syncs: 0, lines: 0, snapshots: 0 };
@@ -357,6 +411,7 @@ export class IpamService {
   /** Waits for queued writes and closes the journal files. Requests after this fail. */
   async close(): Promise<void> {
     this.closed = true;
+    this.probed?.close();
     await Promise.all([...this.journals.values()].map((journal) => journal.close()));
   }
 }

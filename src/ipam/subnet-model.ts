@@ -3,11 +3,24 @@
 // subnet.ts adds the snapshot and the replay of those lines.
 import { PluginError } from '../errors';
 import { type Cidr, formatIp, unusableReason, usableBounds } from '../ip/address';
-import { DynamicRange, ExhaustedError } from './dynamic-range';
+import { DynamicRange, ExhaustedError, rangeBounds } from './dynamic-range';
 import { journalLine, type PoolSpec, type TakeKind } from './journal-records';
 
-/** Who holds an address. Gateways may be shared by several pools (networks on one LAN share its router); nothing else is shared. */
-export type Holder = { kind: 'aux' | 'static' | 'dynamic'; pool: Pool } | { kind: 'gateway'; by: Map<Pool, number> };
+/**
+ * Who holds an address. Gateways may be shared by several pools (networks on one LAN share its router); nothing else
+ * is shared. A device holding is an address a device on the LAN answered for when a pool's probe asked: no container
+ * gets it until a later probe finds it free (src/ipam/device-holdings.ts).
+ */
+export type Holder =
+  { kind: 'aux' | 'static' | 'dynamic'; pool: Pool } | { kind: 'gateway'; by: Map<Pool, number> } | DeviceHolder;
+
+export interface DeviceHolder {
+  kind: 'device';
+  pool: Pool;
+  mac: string;
+  /** Epoch ms: when a probe first found it. */
+  since: number;
+}
 
 /** An address pool of a subnet: one RequestPool of Docker's, or several identical ones. */
 export class Pool {
@@ -54,6 +67,8 @@ export class SubnetModel {
   protected readonly poolsByNumber = new Map<number, Pool>();
   readonly lanes = new Map<string, DynamicRange>();
   readonly taken = new Map<bigint, Holder>();
+  /** The addresses of `taken` held by devices on the LAN, so that re-probing them needs no scan. */
+  readonly devices = new Set<bigint>();
   /** Takes saved but not yet answered, keyed by pool number and address: a crash now means Docker never got them. */
   protected readonly unanswered = new Map<string, { value: bigint; pool: Pool; count: number }>();
   private nextNumber = 1;
@@ -107,13 +122,10 @@ export class SubnetModel {
     const key = spec.range?.text ?? '';
     let lane = this.lanes.get(key);
     if (!lane) {
-      let { lo, hi } = this;
-      if (spec.range) {
-        if (spec.range.base > lo) lo = spec.range.base;
-        if (spec.range.last < hi) hi = spec.range.last;
-      }
+      const { lo, hi } = rangeBounds(this.cidr, spec.range);
       const label = spec.range ? `range ${spec.range.text} of subnet ${this.cidr.text}` : `subnet ${this.cidr.text}`;
       lane = new DynamicRange(key, lo, hi, label);
+      for (const value of this.taken.keys()) lane.took(value); // a new range over addresses in use: once per range
       this.lanes.set(key, lane);
     }
     lane.users++;
@@ -151,6 +163,8 @@ export class SubnetModel {
     if (holder.kind === 'gateway')
       return `it is the gateway of pool ${[...holder.by.keys()].map((p) => p.id).join(', ')}`;
     if (holder.kind === 'aux') return `it is reserved (aux address) by pool ${holder.pool.id}`;
+    if (holder.kind === 'device')
+      return `a device on the LAN with MAC ${holder.mac} answered for it (probed by pool ${holder.pool.id})`;
     return `it is assigned to a container of pool ${holder.pool.id}`;
   }
 
@@ -159,7 +173,11 @@ export class SubnetModel {
     const label = kind === 'gateway' ? 'gateway' : 'address';
     const unusable = unusableReason(this.cidr, value, pool.id);
     if (unusable) throw new PluginError(`${label} ${unusable}`);
-    const holder = this.taken.get(value);
+    let holder = this.taken.get(value);
+    // A name given by the user wins over a device holding: --aux-address exists to keep such devices' addresses, the
+    // gateway is the LAN's router, and a container's --ip is checked against the LAN at CreateEndpoint.
+    const freed = holder?.kind === 'device' ? this.free(value, holder.pool) : undefined;
+    if (freed) holder = undefined;
     if (holder) {
       if (kind !== 'gateway' || holder.kind !== 'gateway') {
         const advice =
@@ -173,7 +191,16 @@ export class SubnetModel {
     }
     this.mark(value, kind, pool);
     this.markUnanswered(value, pool, 1);
-    return journalLine.take(kind, this.text(value), pool.journalNumber);
+    const line = journalLine.take(kind, this.text(value), pool.journalNumber);
+    return freed ? `${freed}\n${line}` : line;
+  }
+
+  /** Keeps a free `value` from containers: a device with `mac` answered for it. Returns the journal line. */
+  holdForDevice(value: bigint, pool: Pool, mac: string, since: number): string {
+    if (this.taken.has(value)) throw new Error(`address ${this.text(value)} is taken: no device holding over it`);
+    this.taken.set(value, { kind: 'device', pool, mac, since });
+    this.devices.add(value);
+    return journalLine.device(this.text(value), pool.journalNumber, mac, since);
   }
 
   /** Picks and takes a free address of the pool's lane. Returns it and its journal line. */
@@ -209,6 +236,7 @@ export class SubnetModel {
     } else {
       this.taken.set(value, pool.holders[kind]);
     }
+    for (const lane of this.lanes.values()) lane.took(value);
     pool.allocated++;
   }
 
@@ -246,7 +274,8 @@ export class SubnetModel {
       if (holder.by.size > 0) return true;
     } else {
       if (holder.pool !== pool) return false;
-      pool.allocated--;
+      if (holder.kind === 'device') this.devices.delete(value);
+      else pool.allocated--;
       this.unanswered.delete(key);
     }
     this.taken.delete(value);
@@ -302,7 +331,7 @@ export class SubnetModel {
     return undone;
   }
 
-  kindOf(value: bigint): TakeKind | undefined {
+  kindOf(value: bigint): Holder['kind'] | undefined {
     return this.taken.get(value)?.kind;
   }
 }

@@ -39,6 +39,8 @@ export class Subnet extends SubnetModel {
       if (holder.kind === 'gateway') {
         for (const [pool, count] of holder.by)
           lines.push(journalLine.heldTake('gateway', a, pool.journalNumber, count, unanswered(pool)));
+      } else if (holder.kind === 'device') {
+        lines.push(journalLine.device(a, holder.pool.journalNumber, holder.mac, holder.since));
       } else {
         lines.push(journalLine.heldTake(holder.kind, a, holder.pool.journalNumber, undefined, unanswered(holder.pool)));
       }
@@ -92,6 +94,8 @@ export class Subnet extends SubnetModel {
         return;
       case RECORD.exhausted:
         return this.poolOf(record).lane.replayExhausted();
+      case RECORD.device:
+        return this.applyDevice(record);
       default:
         return this.applyTake(record, inSnapshot);
     }
@@ -102,7 +106,7 @@ export class Subnet extends SubnetModel {
     // Format 1 (before answers were marked) holds nothing unanswered: every line counts as a snapshot line.
     if (record.format !== undefined && int(record, 'format') > JOURNAL_FORMAT)
       throw new Error(newerFormatMessage('this journal', int(record, 'format'), JOURNAL_FORMAT));
-    this.snapshotLines = record.format === 2 ? int(record, 'lines') : Infinity;
+    this.snapshotLines = typeof record.format === 'number' && record.format >= 2 ? int(record, 'lines') : Infinity;
   }
 
   /** A pool of a snapshot (`snapshotted`, with its references), or one more reference acquired. */
@@ -144,6 +148,14 @@ export class Subnet extends SubnetModel {
       if (value >= range.lo && value < range.cursor) range.fifo.push(value);
     }
     range.sweepNeeded = record.sweep === true;
+  }
+
+  private applyDevice(record: JournalRecord): void {
+    const mac = str(record, 'mac');
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`field 'mac' is not a MAC address`);
+    const value = this.address(record);
+    if (this.taken.has(value)) throw new Error(`address ${this.text(value)} is taken twice`);
+    this.holdForDevice(value, this.poolOf(record), mac, int(record, 'since'));
   }
 
   private applyTake(record: JournalRecord, inSnapshot: boolean): void {

@@ -5,10 +5,14 @@
 // The id comes from the namespace's file when it can be opened, or from the move itself: a link moved out of our
 // namespace gives its new one an id in ours (the kernel assigns it at the move), so a process that cannot see the
 // file (a managed plugin: Docker's netns files are not in its mount namespace) still finds the link.
+// Address dumps (RTM_GETADDR) honour the id only on a socket with NETLINK_GET_STRICT_CHK, which the binding cannot set
+// (they answer our own namespace's addresses instead), so a link there is found by MAC or index, never by address.
 import { closeSync, openSync } from 'node:fs';
 import { createRtNetlink, FlagsGet, ifla, type RtNetlinkSocket } from 'netlink';
+import type { LinkMessage } from 'netlink/dist/rt/structs';
 import { attr, bufferToMac, u32 } from './attributes';
 import { errnoOf, KernelError } from './errors';
+import type { ChildKind } from './link-info';
 import { withTimeout } from './request-timeout';
 
 const RTM_NEWNSID = 88;
@@ -18,8 +22,28 @@ const NETNSA_FD = 3;
 const NETNSA_NSID_NOT_ASSIGNED = -1; // in RTM_NEWNSID: let the kernel choose
 const REQUEST_TIMEOUT_MS = 5000;
 
-/** Deletes the interface with `mac` in the namespace at `namespacePath`; false when no such interface is there. */
-export async function deleteByMac(namespacePath: string, mac: string): Promise<boolean> {
+/**
+ * Which link of another namespace: a macvlan by its MAC (unique on its parent: the kernel refuses a second), an
+ * ipvlan by its index (its MAC is its parent's, shared by every sibling; a link keeps its index when it is moved,
+ * unless the namespace it goes to has a link by that index already).
+ */
+export type ForeignLink = { mac: string } | { index: number; kind: ChildKind };
+
+function kindOf(link: LinkMessage): string | undefined {
+  return link.attrs.linkinfo && ifla.parseInfo(link.attrs.linkinfo).kind;
+}
+
+function matches(link: LinkMessage, which: ForeignLink): boolean {
+  if ('mac' in which) return link.attrs.address !== undefined && bufferToMac(link.attrs.address) === which.mac;
+  return link.data.index === which.index && kindOf(link) === which.kind;
+}
+
+function describe(which: ForeignLink): string {
+  return 'mac' in which ? which.mac : `link ${which.index}`;
+}
+
+/** Deletes the interface `which` in the namespace at `namespacePath`; false when no such interface is there. */
+export async function deleteInNamespace(namespacePath: string, which: ForeignLink): Promise<boolean> {
   const fd = openSync(namespacePath, 'r');
   try {
     const socket = createRtNetlink();
@@ -27,12 +51,12 @@ export async function deleteByMac(namespacePath: string, mac: string): Promise<b
     try {
       const nsid = await namespaceId(socket, fd);
       const links = await withTimeout(socket.getLinks({}, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
-      const link = links.find((l) => l.attrs.address && bufferToMac(l.attrs.address) === mac);
+      const link = links.find((l) => matches(l, which));
       if (!link) return false;
       await withTimeout(socket.delLink({ index: link.data.index }, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
       return true;
     } catch (err) {
-      throw new KernelError(`delete ${mac} in ${namespacePath}`, errnoOf(err));
+      throw new KernelError(`delete ${describe(which)} in ${namespacePath}`, errnoOf(err));
     } finally {
       socket.socket.close();
     }
@@ -42,11 +66,11 @@ export async function deleteByMac(namespacePath: string, mac: string): Promise<b
 }
 
 /**
- * Deletes the macvlan with `mac` on our link `parentIndex`, in whichever namespace with an id in ours it was moved to;
- * false when no namespace holds it. A macvlan's MAC is unique on its parent (the kernel refuses a second), so the
- * pair names one link.
+ * Deletes the child link `which` (a macvlan or ipvlan, see ForeignLink) of our link `parentIndex`, in whichever
+ * namespace with an id in ours it was moved to; false when no namespace holds it. Only a link of that kind whose
+ * parent is in another namespace counts: a namespace's own link by that MAC or index is never touched.
  */
-export async function deleteMovedMacvlan(parentIndex: number, mac: string): Promise<boolean> {
+export async function deleteMovedChild(parentIndex: number, kind: ChildKind, which: ForeignLink): Promise<boolean> {
   const socket = createRtNetlink();
   socket.socket.on('error', () => undefined); // an error without a listener would be thrown; requests fail instead
   try {
@@ -54,12 +78,10 @@ export async function deleteMovedMacvlan(parentIndex: number, mac: string): Prom
       const links = await withTimeout(socket.getLinks({}, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
       const link = links.find(
         (l) =>
-          l.attrs.address &&
-          bufferToMac(l.attrs.address) === mac &&
+          matches(l, which) &&
           l.attrs.link?.readUInt32LE(0) === parentIndex &&
           l.attrs.linkNetnsid !== undefined && // its parent is in another namespace (not one of the same index there)
-          l.attrs.linkinfo &&
-          ifla.parseInfo(l.attrs.linkinfo).kind === 'macvlan',
+          kindOf(l) === kind,
       );
       if (!link) continue;
       await withTimeout(socket.delLink({ index: link.data.index }, { targetNetnsid: nsid }), REQUEST_TIMEOUT_MS);
@@ -67,7 +89,10 @@ export async function deleteMovedMacvlan(parentIndex: number, mac: string): Prom
     }
     return false;
   } catch (err) {
-    throw new KernelError(`delete the macvlan ${mac} of link ${parentIndex} in another namespace`, errnoOf(err));
+    throw new KernelError(
+      `delete the ${kind} ${describe(which)} of link ${parentIndex} in another namespace`,
+      errnoOf(err),
+    );
   } finally {
     socket.socket.close();
   }

@@ -4,7 +4,23 @@ import type { LinkMessage } from 'netlink/dist/rt/structs';
 import { bufferToMac } from './attributes';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru' | 'source';
+export type IpvlanMode = 'l2' | 'l3' | 'l3s';
+/** How an ipvlan's siblings on one parent reach each other: directly, not at all, or through the switch. */
+export type IpvlanFlag = 'bridge' | 'private' | 'vepa';
 export type VlanProtocol = '802.1q' | '802.1ad';
+
+/**
+ * A link that hangs off a parent and lends a container the parent's LAN: a macvlan (a MAC of its own) or an ipvlan
+ * (the parent's MAC; the kernel tells its siblings apart by IP address). One kind per parent: the kernel refuses to
+ * mix them (EBUSY), and it keeps one ipvlan mode and flag per parent, the last one given.
+ */
+export type ChildKind = 'macvlan' | 'ipvlan';
+export const CHILD_KINDS: readonly ChildKind[] = ['macvlan', 'ipvlan'];
+
+/** A child's kind and that kind's settings. */
+export type ChildMode =
+  | { kind: 'macvlan'; mode: MacvlanMode; sourceMacs?: string[] }
+  | { kind: 'ipvlan'; mode: IpvlanMode; flag: IpvlanFlag };
 
 export const VLAN_ETHERTYPES: Record<VlanProtocol, number> = { '802.1q': 0x8100, '802.1ad': 0x88a8 };
 
@@ -25,7 +41,8 @@ export interface LinkInfo {
   alias?: string;
   vlanId?: number;
   vlanProtocol?: VlanProtocol;
-  macvlanMode?: MacvlanMode;
+  /** A macvlan's or ipvlan's mode (an ipvlan's is its parent's: the kernel keeps one per parent). */
+  child?: ChildMode;
   /** Device group (IFLA_GROUP): the creating instance's mark, see marks.ts. */
   group?: number;
 }
@@ -50,6 +67,19 @@ export const MODE_FLAGS: Record<MacvlanMode, ifla.MacvlanMode> = {
   passthru: { passthru: true },
   source: { source: true },
 };
+
+/** IFLA_IPVLAN_MODE. */
+export const IPVLAN_MODE_VALUES: Record<IpvlanMode, number> = {
+  l2: ifla.IpvlanMode.L2,
+  l3: ifla.IpvlanMode.L3,
+  l3s: ifla.IpvlanMode.L3S,
+};
+/** IFLA_IPVLAN_FLAGS (IPVLAN_F_PRIVATE, IPVLAN_F_VEPA; none is bridge). */
+export const IPVLAN_FLAG_BITS: Record<IpvlanFlag, number> = { bridge: 0, private: 1, vepa: 2 };
+
+function keyOf<K extends string>(table: Record<K, number>, value: number | undefined): K | undefined {
+  return (Object.keys(table) as K[]).find((key) => table[key] === value);
+}
 
 export function toLinkDetails(msg: LinkMessage): LinkDetails {
   const { attrs, data } = msg;
@@ -85,9 +115,25 @@ export function toLinkInfo(msg: LinkMessage): LinkInfo {
     const ethertype = vlan.protocol === undefined ? undefined : swap16(vlan.protocol);
     link.vlanProtocol = (Object.keys(VLAN_ETHERTYPES) as VlanProtocol[]).find((p) => VLAN_ETHERTYPES[p] === ethertype);
   }
-  if (info?.kind === 'macvlan' && info.data) {
-    const mode = ifla.parseMacvlanMode(ifla.parseMacvlan(info.data).mode ?? 0);
-    link.macvlanMode = (Object.keys(MODE_FLAGS) as MacvlanMode[]).find((m) => mode[m]);
+  if (info?.data) {
+    const child = childModeOf(info.kind, info.data);
+    if (child) link.child = child;
   }
   return link;
+}
+
+/** What IFLA_INFO_DATA says of a macvlan or ipvlan; undefined for other kinds, or a mode this code does not know. */
+function childModeOf(kind: string | undefined, data: Buffer): ChildMode | undefined {
+  if (kind === 'macvlan') {
+    const flags = ifla.parseMacvlanMode(ifla.parseMacvlan(data).mode ?? 0);
+    const mode = (Object.keys(MODE_FLAGS) as MacvlanMode[]).find((m) => flags[m]);
+    return mode && { kind, mode };
+  }
+  if (kind === 'ipvlan') {
+    const parsed = ifla.parseIpvlan(data);
+    const mode = keyOf(IPVLAN_MODE_VALUES, parsed.mode);
+    const flag = keyOf(IPVLAN_FLAG_BITS, parsed.flags?.length === 2 ? parsed.flags.readUInt16LE(0) : 0);
+    return mode && flag && { kind, mode, flag };
+  }
+  return undefined;
 }

@@ -4,25 +4,21 @@ import { attr, flatten, ipv4ToBuffer, macToBuffer, u32 } from './attributes';
 import { errnoOf, KernelError } from './errors';
 import { withTimeout } from './request-timeout';
 import {
+  IPVLAN_FLAG_BITS,
+  IPVLAN_MODE_VALUES,
   MODE_FLAGS,
   VLAN_ETHERTYPES,
   swap16,
   toLinkDetails,
   toLinkInfo,
+  type ChildMode,
   type LinkInfo,
   type LinkDetails,
-  type MacvlanMode,
   type VlanProtocol,
 } from './link-info';
 
-export interface MacvlanSpec {
-  name: string;
-  parentIndex: number;
-  mode: MacvlanMode;
-  mac?: string;
-  mtu?: number;
-  sourceMacs?: string[];
-}
+/** A macvlan or ipvlan to make on the parent `parentIndex`. `mac` applies to a macvlan: an ipvlan has its parent's. */
+export type ChildSpec = ChildMode & { name: string; parentIndex: number; mac?: string; mtu?: number };
 
 const IFLA_MACVLAN_MACADDR = 4;
 const VETH_INFO_PEER = 1;
@@ -50,6 +46,21 @@ const MAX_IN_FLIGHT = 32;
 const REQUEST_TIMEOUT_MS = 10_000;
 
 /** Makes sure a socket has a listener for 'error' (an 'error' without one is thrown) and the buffer sized above. */
+/** IFLA_INFO_DATA of a macvlan or ipvlan. */
+function childData(mode: ChildMode): Buffer {
+  if (mode.kind === 'ipvlan') {
+    const flags = Buffer.alloc(2);
+    flags.writeUInt16LE(IPVLAN_FLAG_BITS[mode.flag]);
+    return flatten(ifla.formatIpvlan({ mode: IPVLAN_MODE_VALUES[mode.mode], flags }));
+  }
+  const macvlan: ifla.Macvlan = { mode: ifla.formatMacvlanMode(MODE_FLAGS[mode.mode]) };
+  if (mode.sourceMacs?.length) {
+    macvlan.macaddrMode = ifla.MacvlanMacaddrMode.SET;
+    macvlan.macaddrData = Buffer.concat(mode.sourceMacs.map((mac) => attr(IFLA_MACVLAN_MACADDR, macToBuffer(mac))));
+  }
+  return flatten(ifla.formatMacvlan(macvlan));
+}
+
 function prepare(socket: RtNetlinkSocket, onError: (err: Error & { code?: string }) => void): RtNetlinkSocket {
   socket.socket.setRecvBufferSize(RECV_BUFFER_BYTES);
   // RtNetlinkSocket does not re-emit its NetlinkSocket's 'error' (which re-emits the raw socket's): listen there.
@@ -65,6 +76,13 @@ export class Links {
   private dumpQueue: Promise<unknown> = Promise.resolve();
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
+  /**
+   * Set while a dump runs: other requests wait for it. A reply that comes between a dump's parts splits the dump (the
+   * netlink library then fails it as not terminated), and the kernel queues the reply to a request sent meanwhile there.
+   */
+  private alone: Promise<void> | undefined;
+  /** Called when the last request in flight finishes (a dump waits for that). */
+  private idle: (() => void) | undefined;
 
   /**
    * `afterCreate` runs between creating a link and giving it its alias, the one moment a link exists half-made: the
@@ -93,7 +111,8 @@ export class Links {
    * Runs one request on the socket once fewer than MAX_IN_FLIGHT are under way; a finished one hands its slot on. A
    * request whose reply the kernel dropped times out, and is sent once more when it is `idempotent`.
    */
-  private async inTurn<T>(send: () => Promise<T>, idempotent = true): Promise<T> {
+  private async inTurn<T>(send: () => Promise<T>, idempotent = true, dump = false): Promise<T> {
+    if (!dump) while (this.alone) await this.alone;
     if (this.inFlight < MAX_IN_FLIGHT) this.inFlight++;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
     try {
@@ -106,14 +125,14 @@ export class Links {
     } finally {
       const next = this.waiting.shift();
       if (next) next();
-      else this.inFlight--;
+      else if (--this.inFlight === 0) this.idle?.();
     }
   }
 
   /** One request in turn; a refusal becomes a KernelError naming `operation`. */
-  private async request<T>(operation: string, send: () => Promise<T>, idempotent = true): Promise<T> {
+  private async request<T>(operation: string, send: () => Promise<T>, idempotent = true, dump = false): Promise<T> {
     try {
-      return await this.inTurn(send, idempotent);
+      return await this.inTurn(send, idempotent, dump);
     } catch (err) {
       throw new KernelError(operation, errnoOf(err));
     }
@@ -131,15 +150,28 @@ export class Links {
   }
 
   /**
-   * A dump request, after the previous one has finished. Never sent twice (not idempotent): the first may still be
-   * running, and two on a socket mix their replies.
+   * A dump request, after the previous one has finished, alone on the socket: requests under way finish first, new
+   * ones wait for it. Never sent twice (not idempotent): the first may still be running, and two on a socket mix their
+   * replies.
    */
   private dump<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    const run = this.dumpQueue.then(() => this.request(operation, send, false));
+    const run = this.dumpQueue.then(async () => {
+      let done!: () => void;
+      this.alone = new Promise<void>((resolve) => (done = resolve));
+      try {
+        if (this.inFlight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+        this.idle = undefined;
+        return await this.request(operation, send, false, true);
+      } finally {
+        this.alone = undefined;
+        done();
+      }
+    });
     this.dumpQueue = run.catch(() => undefined);
     return run;
   }
 
+  /** Every link of this namespace: `ip -d link show`. */
   async list(): Promise<LinkInfo[]> {
     return (await this.dump('list links', () => this.socket.getLinks())).map(toLinkInfo);
   }
@@ -152,6 +184,7 @@ export class Links {
     return msg;
   }
 
+  /** One link by name, undefined when absent: `ip -d link show <name>`. */
   async get(name: string): Promise<LinkInfo | undefined> {
     const msg = await this.message(name);
     return msg && toLinkInfo(msg);
@@ -164,13 +197,14 @@ export class Links {
   }
 
   /**
-   * Creates a macvlan of this instance's. A link of ours already by that name (left by an interrupted create) is
-   * replaced; anyone else's is never touched. Answers what became of it rather than the kernel's errno.
+   * Creates a child link (see createChild) of this instance's. A link of ours already by that name (left by an
+   * interrupted create) is replaced; anyone else's is never touched. Answers what became of it rather than the
+   * kernel's errno: 'parent-busy' is EBUSY, a parent held by the other kind, a passthru macvlan or a master.
    */
-  async replaceOwnMacvlan(spec: MacvlanSpec, alias: string): Promise<'created' | 'name-taken' | 'parent-busy'> {
+  async replaceOwnChild(spec: ChildSpec, alias: string): Promise<'created' | 'name-taken' | 'parent-busy'> {
     const create = async () => {
       try {
-        await this.createMacvlan(spec, alias);
+        await this.createChild(spec, alias);
         return 'created' as const;
       } catch (err) {
         if (err instanceof KernelError && err.errno === 'EBUSY') return 'parent-busy' as const;
@@ -188,21 +222,29 @@ export class Links {
     return create();
   }
 
-  async createMacvlan(spec: MacvlanSpec, alias: string): Promise<void> {
-    const macvlan: ifla.Macvlan = { mode: ifla.formatMacvlanMode(MODE_FLAGS[spec.mode]) };
-    if (spec.sourceMacs?.length) {
-      macvlan.macaddrMode = ifla.MacvlanMacaddrMode.SET;
-      macvlan.macaddrData = Buffer.concat(spec.sourceMacs.map((mac) => attr(IFLA_MACVLAN_MACADDR, macToBuffer(mac))));
-    }
-    await this.create(`create macvlan ${spec.name}`, alias, {
+  /**
+   * Creates a macvlan or an ipvlan on a parent, marked as ours:
+   * `ip link add link <parent> name <name> [address <mac>] [mtu <mtu>] type macvlan mode <mode> [macaddr set <macs>]`, or
+   * `ip link add link <parent> name <name> [mtu <mtu>] type ipvlan mode <l2|l3|l3s> <bridge|private|vepa>`.
+   * The kernel keeps an ipvlan's mode and flag per parent: creating one with others sets them for every ipvlan there.
+   */
+  async createChild(spec: ChildSpec, alias: string): Promise<void> {
+    const ownMac = spec.kind === 'macvlan' && spec.mac;
+    await this.create(`create ${spec.kind} ${spec.name}`, alias, {
       link: u32(spec.parentIndex),
       ifname: spec.name,
       ...(spec.mtu ? { mtu: spec.mtu } : {}),
-      ...(spec.mac ? { address: macToBuffer(spec.mac) } : {}),
-      linkinfo: flatten(ifla.formatInfo({ kind: 'macvlan', data: flatten(ifla.formatMacvlan(macvlan)) })),
+      ...(ownMac ? { address: macToBuffer(ownMac) } : {}),
+      linkinfo: flatten(ifla.formatInfo({ kind: spec.kind, data: childData(spec) })),
     });
   }
 
+  /** The macvlans and ipvlans on the parent `parentIndex` in this namespace: `ip -d link show` filtered by parent. */
+  async children(parentIndex: number): Promise<LinkInfo[]> {
+    return (await this.list()).filter((link) => link.parentIndex === parentIndex && link.child !== undefined);
+  }
+
+  /** `ip link add link <parent> name <name> type vlan protocol <802.1q|802.1ad> id <vid>`, marked as ours. */
   async createVlan(
     name: string,
     parentIndex: number,
@@ -218,6 +260,7 @@ export class Links {
     });
   }
 
+  /** `ip link add <name> type dummy`, marked as ours. */
   async createDummy(name: string, alias: string): Promise<void> {
     await this.create(`create dummy ${name}`, alias, {
       ifname: name,
@@ -225,6 +268,7 @@ export class Links {
     });
   }
 
+  /** `ip link add <name> type veth peer name <peer>`, both ends ours. */
   async createVethPair(name: string, peerName: string, alias: string): Promise<void> {
     // VETH_INFO_PEER carries a whole ifinfomsg followed by the peer's attributes.
     const peerAttrs: ifla.LinkAttrs = { ifname: peerName, ...(this.group !== undefined && { group: this.group }) };
@@ -257,6 +301,7 @@ export class Links {
     }
   }
 
+  /** `ip link set <link> up`. */
   async setUp(index: number): Promise<void> {
     await this.request(`bring up link ${index}`, () =>
       this.socket.setLink({ index, flags: { up: true }, change: { up: true } }),
@@ -306,6 +351,18 @@ export class Links {
       .map((r) => [...(r.attrs.dst as Buffer)].join('.'));
   }
 
+  /**
+   * The host's own addresses on link `index`, IPv4 and IPv6 (`ip -br addr show dev <link>`), as raw bytes: 4 or 16
+   * each. IFA_LOCAL is the link's own address (IFA_ADDRESS is the peer's on a point-to-point link).
+   */
+  async addressesOf(index: number): Promise<Buffer[]> {
+    const messages = await this.dump('list addresses', () => this.socket.getAddresses());
+    return messages
+      .filter((m) => m.data.index === index)
+      .map((m) => m.attrs.local ?? m.attrs.address)
+      .filter((bytes): bytes is Buffer => bytes !== undefined && (bytes.length === 4 || bytes.length === 16));
+  }
+
   /** Deletes the /32 route to `destination` out of link `index`; false when it was not there. */
   async deleteHostRoute(destination: string, index: number): Promise<boolean> {
     const deleted = await this.requestUnlessAbsent(`delete route ${destination}`, ['ESRCH', 'ENODEV'], async () => {
@@ -334,7 +391,7 @@ export class Links {
     return () => events.socket.close();
   }
 
-  /** Deletes a link by name; false when it was not there. */
+  /** Deletes a link by name (`ip link del <name>`); false when it was not there. */
   async delete(name: string): Promise<boolean> {
     const deleted = await this.requestUnlessAbsent(`delete link ${name}`, ['ENODEV'], async () => {
       await this.socket.delLink({}, { ifname: name });

@@ -1,6 +1,7 @@
-// The host's one raw L2 socket (AF_PACKET, every interface): ARP and DHCP (UDP 67/68) frames only, each tagged
-// with the interface it was seen on. A small N-API addon (src/kernel/native/packet_socket.c, built by
-// scripts/build-native.sh) watches it on the event loop; nothing here knows Docker or DHCP beyond that filter.
+// The host's one raw L2 socket (AF_PACKET, every interface): ARP, DHCP (UDP 67/68) and IPv6 neighbour discovery
+// frames only, each tagged with the interface it was seen on. A small N-API addon (src/kernel/native/packet_socket.c,
+// built by scripts/build-native.sh) watches it on the event loop; nothing here knows Docker or DHCP beyond that
+// filter. PacketTap (packet-tap.ts) shares it among its users.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
@@ -28,6 +29,19 @@ function macBuffer(mac: string): Buffer {
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac))
     throw new RangeError(`${mac} is not a MAC address (aa:bb:cc:dd:ee:ff)`);
   return Buffer.from(mac.replace(/:/g, ''), 'hex');
+}
+
+/** The addon tells unicast from group MACs by the group bit: a unicast call must not join a group, nor the reverse. */
+function unicastBuffer(mac: string): Buffer {
+  const bytes = macBuffer(mac);
+  if (bytes[0]! & 1) throw new RangeError(`${mac} is a group (multicast) MAC, not a unicast one`);
+  return bytes;
+}
+
+function groupBuffer(mac: string): Buffer {
+  const bytes = macBuffer(mac);
+  if (!(bytes[0]! & 1)) throw new RangeError(`${mac} is a unicast MAC, not a group (multicast) one`);
+  return bytes;
 }
 
 function loadAddon(): NativeModule {
@@ -67,11 +81,20 @@ export class PacketSocket {
    * the hardware. Each call needs one dropUnicast; close() drops them all.
    */
   addUnicast(ifindex: number, mac: string): void {
-    this.native.membership(ifindex, macBuffer(mac), true);
+    this.native.membership(ifindex, unicastBuffer(mac), true);
   }
 
   dropUnicast(ifindex: number, mac: string): void {
-    this.native.membership(ifindex, macBuffer(mac), false);
+    this.native.membership(ifindex, unicastBuffer(mac), false);
+  }
+
+  /** Lets frames to the group MAC `mac` in on interface `ifindex` while the socket is open; one dropMulticast each. */
+  addMulticast(ifindex: number, mac: string): void {
+    this.native.membership(ifindex, groupBuffer(mac), true);
+  }
+
+  dropMulticast(ifindex: number, mac: string): void {
+    this.native.membership(ifindex, groupBuffer(mac), false);
   }
 
   /** Whether an open socket keeps the process alive (it does by default). */

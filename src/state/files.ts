@@ -2,12 +2,13 @@
 // directory synced, so a crash leaves the old file or the new one, never a part of either.
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { syncDurations } from './sync-durations';
 
 /** Makes a rename, creation or unlink in `dir` durable (synchronously: start-up and migration only). */
 export function syncDirSync(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }
@@ -20,7 +21,7 @@ export function writeSyncedSync(temp: string, text: string): void {
     const buffer = Buffer.from(text);
     let written = 0;
     while (written < buffer.length) written += writeSync(fd, buffer, written, buffer.length - written);
-    fsyncSync(fd);
+    syncDurations.timeSync(() => fsyncSync(fd));
   } finally {
     closeSync(fd);
   }

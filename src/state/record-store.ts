@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { replaceFileSync } from './files';
+import { syncDurations } from './sync-durations';
 import type { StateFiles } from './migrate';
 import {
   formatOf,
@@ -18,7 +19,7 @@ import {
 export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
-    await handle.sync();
+    await syncDurations.time(() => handle.sync());
   } finally {
     await handle.close();
   }
@@ -142,7 +143,7 @@ export class RecordStore<T> {
     const handle = await open(temp, 'w', 0o600);
     try {
       await handle.writeFile(recordText(this.kind.format, record as object));
-      await handle.sync();
+      await syncDurations.time(() => handle.sync());
     } finally {
       await handle.close();
     }

@@ -169,6 +169,48 @@ function leaseTimes(messages) {
   };
 }
 
+/**
+ * The plugin's own time per lease, lease by lease: each DHCP CreateEndpoint as the plugin logs it ('DHCP endpoint
+ * created': MAC, duration, end time), less that lease's server turnaround on the wire (its DISCOVER→OFFER and
+ * REQUEST→ACK) and the ARP check's fixed wait; and where the rest went: before the DISCOVER left, OFFER→REQUEST, and
+ * after the ACK beyond the check's wait (the check's timers, the records written before the answer).
+ */
+function ownTimes(lines, messages, probeMs) {
+  const byMac = new Map();
+  for (const m of messages) {
+    const list = byMac.get(m.chaddr) ?? [];
+    list.push(m);
+    byMac.set(m.chaddr, list);
+  }
+  const own = [];
+  const before = [];
+  const offerToRequest = [];
+  const afterAck = [];
+  for (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line);
+    if (entry.msg !== 'DHCP endpoint created') continue;
+    const start = entry.time - entry.ms;
+    // The transaction of this lease: its messages between the request's start and end.
+    const seen = (byMac.get(entry.mac) ?? []).filter((m) => m.at >= start - 5 && m.at <= entry.time + 5);
+    const first = (type) => seen.find((m) => m.type === type)?.at;
+    const last = (type) => seen.filter((m) => m.type === type).at(-1)?.at;
+    const [discover, offer, request, ack] = [first('discover'), first('offer'), last('request'), last('ack')];
+    if ([discover, offer, request, ack].some((t) => t === undefined)) continue;
+    own.push(entry.ms - (offer - discover) - (ack - request) - probeMs);
+    before.push(discover - start);
+    offerToRequest.push(request - offer);
+    afterAck.push(entry.time - ack - probeMs);
+  }
+  return {
+    leases: own.length,
+    ownMs: summary(own),
+    beforeDiscoverMs: summary(before),
+    offerToRequestMs: summary(offerToRequest),
+    afterAckBeyondCheckMs: summary(afterAck),
+  };
+}
+
 /** The most CreateEndpoint requests the plugin had in flight at once, from its log lines (end time and duration). */
 function mostInFlight(lines) {
   const edges = [];
@@ -204,9 +246,11 @@ export async function benchDhcp() {
     log(`  dhcp: ${r + 1}/${rounds} rounds`);
   }
   await stopCapture();
+  const logLines = plugin.logLines(0);
   const dhcp = summary(samples.dhcp);
   const ipam = summary(samples.ipam);
-  const wire = leaseTimes(dhcpMessages(capture));
+  const messages = dhcpMessages(capture);
+  const wire = leaseTimes(messages);
   const probeMs = (Timing.probes - 1) * Timing.probeIntervalMs + Timing.probeFinalWaitMs;
   const createMs = median(createEndpoint.dhcp);
   return {
@@ -221,5 +265,7 @@ export async function benchDhcp() {
     arpCheckMs: probeMs,
     // CreateEndpoint less the server's turnaround and the ARP check's fixed wait: what the plugin itself spent.
     pluginOwnMsPerLease: round(createMs - wire.serverMs.median - probeMs),
+    // The same, lease by lease (its own CreateEndpoint and its own turnaround on the wire), and where it went.
+    pluginOwnPerLease: ownTimes(logLines, messages, probeMs),
   };
 }

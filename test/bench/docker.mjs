@@ -1,8 +1,9 @@
 // tsmacvlan under a real Docker Engine (Debian's 20.10, the lab's own: test/lab/in-lab.sh), side by side with Docker's
 // own drivers, in the host namespace:
 //   benchDocker     `docker network connect` + `disconnect` of a running container, and `docker run --rm` of a trivial
-//                   container, on Docker's built-in macvlan, on tsmacvlan (Docker's default IPAM), and on tsmacvlan with
-//                   its own IPAM, all on one parent; every round runs the three in a fresh random order.
+//                   container, on Docker's built-in macvlan, on tsmacvlan (Docker's default IPAM), on tsmacvlan with
+//                   its own IPAM (which probes each address on the LAN first) and with its own IPAM and
+//                   --ipam-opt probe=off, all on one parent; every round runs the four in a fresh random order.
 //   benchDataPlane  TCP throughput (iperf3) and ping round trips between two containers on tsmacvlan (macvlan bridge
 //                   mode) vs two on a user-defined Docker bridge network, interleaved. iperf3 and ping are the host's,
 //                   run in the containers' namespaces with nsenter (the busybox image has neither).
@@ -86,6 +87,7 @@ async function setUp({ nodeArgs = [] } = {}) {
     builtin: `${PREFIX}macvlan`,
     tsmacvlan: `${PREFIX}tsmacvlan`,
     tsmacvlanIpam: `${PREFIX}tsmacvlan-ipam`,
+    tsmacvlanNoProbe: `${PREFIX}tsmacvlan-noprobe`,
     bridge: `${PREFIX}bridge`,
   };
   await docker([
@@ -123,6 +125,21 @@ async function setUp({ nodeArgs = [] } = {}) {
     '10.235.3.0/24',
     networks.tsmacvlanIpam,
   ]);
+  await docker([
+    'network',
+    'create',
+    '-d',
+    DRIVER,
+    '--ipam-driver',
+    DRIVER,
+    '--ipam-opt',
+    'probe=off',
+    '-o',
+    `parent=${parent}`,
+    '--subnet',
+    '10.235.5.0/24',
+    networks.tsmacvlanNoProbe,
+  ]);
   await docker(['network', 'create', '-d', 'bridge', '--subnet', '10.235.4.0/24', networks.bridge]);
   return { parent, plugin, networks };
 }
@@ -135,7 +152,7 @@ export async function benchDocker() {
   // The container lives on the bridge network and visits the others; `--network none` could not be connected.
   await docker(['run', '-d', '--name', sleeper, '--network', networks.bridge, IMAGE, 'sleep', '3600']);
 
-  const variants = ['builtin', 'tsmacvlan', 'tsmacvlanIpam'];
+  const variants = ['builtin', 'tsmacvlan', 'tsmacvlanIpam', 'tsmacvlanNoProbe'];
   const samples = Object.fromEntries(
     variants.map((v) => [v, { connect: [], disconnect: [], connectDisconnect: [], run: [] }]),
   );
@@ -161,7 +178,7 @@ export async function benchDocker() {
     s.run.push(r.ms);
   };
   log(
-    `docker: ${warmup} warm-up + ${pairs} rounds × (built-in macvlan, tsmacvlan, tsmacvlan + IPAM), shuffled each round`,
+    `docker: ${warmup} warm-up + ${pairs} rounds × (built-in macvlan, tsmacvlan, tsmacvlan + IPAM, the same with probe=off), shuffled each round`,
   );
   for (let r = 0; r < warmup; r++) for (const v of shuffle(variants)) await once(v, false);
   const logFrom = plugin.logPosition();
@@ -193,6 +210,12 @@ export async function benchDocker() {
     f.pairedRatioMedian = {
       tsmacvlan: round(median(samples.tsmacvlan[op].map((t, i) => t / samples.builtin[op][i]))),
       tsmacvlanIpam: round(median(samples.tsmacvlanIpam[op].map((t, i) => t / samples.builtin[op][i]))),
+    };
+    // Probe before use: the IPAM that probes against the same with --ipam-opt probe=off (the target is 1.05 at most).
+    f.probing = {
+      ratio: ratio(f.tsmacvlanIpam.median, f.tsmacvlanNoProbe.median),
+      ratioInterval95: ratioInterval(samples.tsmacvlanIpam[op], samples.tsmacvlanNoProbe[op]),
+      pairedRatioMedian: round(median(samples.tsmacvlanIpam[op].map((t, i) => t / samples.tsmacvlanNoProbe[op][i]))),
     };
     result[op] = f;
   }

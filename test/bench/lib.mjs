@@ -337,6 +337,7 @@ export async function startPlugin({
   node = [process.execPath],
   cli = CLI,
   startTimeoutMs = 20_000,
+  args = [],
 }) {
   const argv = [
     ...wrap,
@@ -351,6 +352,7 @@ export async function startPlugin({
     join(stateDir, 'state'),
     '--log-level',
     logLevel,
+    ...args,
   ];
   const child = spawnTracked(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];

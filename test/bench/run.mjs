@@ -9,12 +9,13 @@
 //             test/bench/cluster-docker.ts on a lab host: API latency and docker run, local vs cluster IPAM
 //   dhcp      test/bench/dhcp.mjs: 20 containers at once on a DHCP network (dnsmasq) vs with the plugin's IPAM; a
 //             lease's time on the wire: the server's turnaround beside the plugin's own
+//   metrics   test/bench/metrics.mjs: docker network connect+disconnect with metrics on (scraped every 1 s) ÷ off
 //   ipam      test/bench/ipam-fill.mjs (a /16 filled through the API)
 //   arm64     test/bench/arm64.mjs: the arm64 plugin under qemu beside the amd64 one: start to socket, endpoint life
 //
 // Every figure is a median over repetitions of the variants interleaved in a fresh random order each round, and every
 // ratio compares figures measured in the same run. Knobs (environment):
-//   BENCH_ONLY=api,docker,dataplane,cluster,dhcp,ipam,arm64   sections to run (default all)
+//   BENCH_ONLY=api,docker,dataplane,cluster,dhcp,metrics,ipam,arm64   sections to run (default all)
 //   BENCH_PAIRS=60          docker rounds (each: every network variant, shuffled)
 //   BENCH_LIVES=200         endpoint-life rounds (each: every cell × api/kernel/kernel+disk, shuffled)
 //   BENCH_SCALES=10,1000,4000   endpoints present in each cell
@@ -22,6 +23,7 @@
 //   BENCH_BURST=200  BENCH_BURSTS=3      burst size and repetitions
 //   BENCH_PROFILE_LIVES=300 lives profiled with --cpu-prof (0: no profile); BENCH_KEEP_PROFILE=<dir> keeps the file
 //   BENCH_DHCP_ROUNDS=5     rounds of 20 containers at once (each: DHCP and IPAM, shuffled)
+//   BENCH_METRICS_ROUNDS=60 rounds of connect+disconnect (each: metrics off and on, shuffled)
 //   BENCH_IPERF_ROUNDS=3  BENCH_IPERF_SECONDS=5  BENCH_PING_COUNT=100
 //   BENCH_STATE_DIR=<dir>   where the plugins keep state (default: the OS temp dir, i.e. the real disk)
 //   BENCH_TMPFS=1           also measure the life with the state on /dev/shm (fsync free), interleaved (0: not)
@@ -43,13 +45,14 @@ if (process.env.BENCH_QUICK) {
     BENCH_IPERF_ROUNDS: '1',
     BENCH_IPERF_SECONDS: '2',
     BENCH_PING_COUNT: '20',
+    BENCH_METRICS_ROUNDS: '5',
     BENCH_ONLY: 'api,docker,dataplane',
   };
   for (const [key, value] of Object.entries(quick)) process.env[key] ??= value;
 }
 
 const only = new Set(
-  (process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,dhcp,ipam,arm64').split(',').map((s) => s.trim()),
+  (process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,dhcp,metrics,ipam,arm64').split(',').map((s) => s.trim()),
 );
 const outPath = process.env.BENCH_OUT || join(ROOT, 'test-results/bench.json');
 
@@ -96,6 +99,7 @@ await section('docker', async () => (await import('./docker.mjs')).benchDocker()
 await section('dataplane', async () => (await import('./docker.mjs')).benchDataPlane());
 await section('cluster', async () => (await import('./cluster.mjs')).benchCluster());
 await section('dhcp', async () => (await import('./dhcp.mjs')).benchDhcp());
+await section('metrics', async () => (await import('./metrics.mjs')).benchMetrics());
 await section('ipam', async () => {
   const out = join(tempDir('tsmv-bench-ipam-out-'), 'ipam.json');
   const { readFileSync } = await import('node:fs');
@@ -162,6 +166,13 @@ function report(r) {
         target ? '≤ 1.05' : '',
         target ? verdict(f.ratio.tsmacvlanIpam, 1.05) : '',
       );
+      if (f.probing)
+        add(
+          `${label}: its IPAM probing ÷ with probe=off [95% CI]`,
+          `${x(f.probing.ratio)}${ci(f.probing.ratioInterval95)}`,
+          target ? '≤ 1.05' : '',
+          target ? verdict(f.probing.ratio, 1.05) : '',
+        );
       if (!target) continue;
       readme(label, `built-in macvlan: ${ms(f.builtin.median)}`, ms(f.tsmacvlan.median), x(f.ratio.tsmacvlan));
       readme(
@@ -171,6 +182,26 @@ function report(r) {
         x(f.ratio.tsmacvlanIpam),
       );
     }
+  }
+  const m = r.metrics;
+  if (m && !m.error) {
+    const ci = m.onOverOffInterval95
+      ? ` [${m.onOverOffInterval95[0].toFixed(2)}–${m.onOverOffInterval95[1].toFixed(2)}]`
+      : '';
+    add(
+      'docker network connect + disconnect: metrics off / on (scraped every 1 s)',
+      `${ms(m.connectDisconnect.off.median)} / ${ms(m.connectDisconnect.on.median)}`,
+    );
+    add('the same: metrics on ÷ off [95% CI]', `${x(m.onOverOff)}${ci}`, '≤ 1.02', verdict(m.onOverOff, 1.02));
+    add(
+      "the plugin's own time per connect+disconnect (its requests' medians): off / on; on ÷ off",
+      `${ms(m.pluginOwnMs.off.perCycleMs)} / ${ms(m.pluginOwnMs.on.perCycleMs)}; ${x(m.pluginOwnOnOverOff)}`,
+    );
+    add('scrape of /metrics (median / p99)', `${ms(m.scrapes.median)} / ${ms(m.scrapes.p99)}`);
+    add(
+      'plugin RSS after the rounds: metrics off / on',
+      `${m.pluginMemory.off.rssMiB} / ${m.pluginMemory.on.rssMiB} MiB`,
+    );
   }
   const a = r.api;
   if (a && !a.error) {
@@ -332,6 +363,19 @@ function report(r) {
     add('  the server: DISCOVER→OFFER + REQUEST→ACK (median)', ms(h.wire.serverMs.median));
     add('  the plugin: OFFER→REQUEST (median)', ms(h.wire.pluginOfferToRequestMs.median));
     add('DHCP: ARP check wait (fixed) / plugin own per lease', `${ms(h.arpCheckMs)} / ${ms(h.pluginOwnMsPerLease)}`);
+    const own = h.pluginOwnPerLease;
+    if (own?.leases) {
+      add(
+        'DHCP: plugin own per lease, lease by lease (median / p99)',
+        `${ms(own.ownMs.median)} / ${ms(own.ownMs.p99)}`,
+        '≤ 5 ms',
+        verdict(own.ownMs.median, 5),
+      );
+      add(
+        '  before DISCOVER / OFFER→REQUEST / after ACK beyond the check (median)',
+        `${ms(own.beforeDiscoverMs.median)} / ${ms(own.offerToRequestMs.median)} / ${ms(own.afterAckBeyondCheckMs.median)}`,
+      );
+    }
     readme(
       `${all}, \`-o dhcp=true\` (dnsmasq)`,
       `\`--ipam-driver tsmacvlan\`: ${ms(h.startAllMs.ipam.median)}`,

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
+import { freePort, sample, scrape } from '../helpers/prometheus';
 import { Engine } from '../lab/engine';
 import { containerExec, dockerOk, docker, eventually, ping, removeDockerObjects, runSleeper, waitFor } from './docker';
 import { DhcpServer } from './dnsmasq';
@@ -27,6 +28,8 @@ describe(`the managed plugin ${PLUGIN}`, () => {
   let stateSource: string;
   let sw: Switch;
   let net: string;
+  /** Where the plugin serves its metrics: the host network's loopback, which is the lab's. */
+  let metricsAt: string;
   const a = `${PREFIX}a`;
   const b = `${PREFIX}b`;
   const c = `${PREFIX}c`;
@@ -58,7 +61,14 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(state).toMatchObject({ Source: stateSource, Destination: '/var/lib/tsmacvlan', Type: 'bind' });
     expect(settings.Env).toContain('LOG_LEVEL=info');
     // The cluster IPAM's settings, empty (addresses stay on this host) until `docker plugin set`.
-    for (const name of ['TSMACVLAN_ETCD', 'TSMACVLAN_ETCD_PREFIX', 'TSMACVLAN_ETCD_CA', 'TSMACVLAN_ETCD_CERT'])
+    // And the metrics' address, empty (no metrics).
+    for (const name of [
+      'TSMACVLAN_ETCD',
+      'TSMACVLAN_ETCD_PREFIX',
+      'TSMACVLAN_ETCD_CA',
+      'TSMACVLAN_ETCD_CERT',
+      'TSMACVLAN_METRICS_ADDRESS',
+    ])
       expect(settings.Env).toContain(`${name}=`);
     const tls = settings.Mounts.find((m: { Name: string }) => m.Name === 'tls');
     expect(tls).toMatchObject({
@@ -72,6 +82,9 @@ describe(`the managed plugin ${PLUGIN}`, () => {
   it('enables: its socket answers, Docker reports it enabled and a network can be created', async () => {
     const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
     const socketOf = () => Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock'); // where is known once it runs
+    // Metrics on, as docs/metrics.md says: `docker plugin set` while disabled.
+    metricsAt = `127.0.0.1:${await freePort()}`;
+    await dockerOk(['plugin', 'set', PLUGIN, `TSMACVLAN_METRICS_ADDRESS=${metricsAt}`]);
     const t0 = Date.now();
     let socketMs = -1;
     // Poll the plugin's own socket while `docker plugin enable` runs: when does the process answer?
@@ -184,6 +197,11 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await ping(a, sw.bridgeIp)).toBe(true);
     expect(readdirSync(join(stateSource, 'networks'))).toHaveLength(1);
     expect(readdirSync(join(stateSource, 'endpoints'))).toHaveLength(2);
+    const metrics = await scrape(metricsAt);
+    expect(sample(metrics, 'tsmacvlan_networks')).toBe(1);
+    expect(sample(metrics, 'tsmacvlan_request_duration_seconds_count{method="NetworkDriver.Join",outcome="ok"}')).toBe(
+      2,
+    );
   });
 
   it('an internal network (a parent of its own) works under CAP_NET_ADMIN alone', async () => {
@@ -255,6 +273,9 @@ describe(`the managed plugin ${PLUGIN}`, () => {
         20_000,
       );
       expect(JSON.parse(readFileSync(recordFile, 'utf8')).leaseLost).toMatchObject({ address, reason: 'nak' });
+      const metrics = await scrape(metricsAt);
+      expect(sample(metrics, 'tsmacvlan_dhcp_failures_total{reason="nak"}')).toBe(1);
+      expect(sample(metrics, 'tsmacvlan_dhcp_leases{state="lost"}')).toBe(1);
     } finally {
       await docker(['rm', '-f', d], { allowFail: true });
       await docker(['network', 'rm', dhcpNet], { allowFail: true });

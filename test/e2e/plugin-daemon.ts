@@ -29,11 +29,14 @@ export interface PluginDaemon {
   destroy(): Promise<void>;
 }
 
+/** `args`: more of serve's flags (e.g. --metrics-address); `env`: more of its environment. */
 export async function startPluginDaemon(
   stateDir = mkdtempSync(join(tmpdir(), 'tsmv-e2e-state-')),
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
 ): Promise<PluginDaemon> {
   const launch = async () => {
-    const daemon = spawnDaemon(['serve', '--socket', SOCKET, '--state-dir', stateDir]);
+    const daemon = spawnDaemon(['serve', '--socket', SOCKET, '--state-dir', stateDir, ...args], env);
     await waitForSocket(SOCKET, daemon);
     return daemon;
   };
@@ -68,14 +71,14 @@ export async function startPluginDaemon(
  * The hooks every e2e file with the legacy plugin needs: the plugin up for the file, and after each test (and the
  * file) its Docker objects (named with `prefix`) and switches gone. Returns the daemon, once started.
  */
-export function withPluginDaemon(prefix: string): () => PluginDaemon {
+export function withPluginDaemon(prefix: string, env: NodeJS.ProcessEnv = {}): () => PluginDaemon {
   let plugin: PluginDaemon | undefined;
   const cleanUp = async () => {
     await removeDockerObjects(prefix);
     await destroyAllSwitches();
   };
   beforeAll(async () => {
-    plugin = await startPluginDaemon();
+    plugin = await startPluginDaemon(undefined, [], env);
   });
   afterEach(cleanUp);
   afterAll(async () => {

@@ -11,12 +11,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 # etcd-server, etcd-client: the cluster IPAM's etcd members (integration, e2e); openssl: their TLS test certificates;
-# dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames.
-# g++-aarch64-linux-gnu: the cross compilers of crossbuild-essential-arm64 (without dpkg-cross's Perl), for the arm64
-# plugin's native parts.
+# dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames;
+# prometheus: the server and promtool the metrics tests start on loopback (its own service is never started: see
+# policy-rc.d below, and it is disabled at boot); g++-aarch64-linux-gnu: the cross compilers of
+# crossbuild-essential-arm64 (without dpkg-cross's Perl), for the arm64 plugin's native parts.
 # docker-compose (v1, Python) talks to the lab's engine over its socket; it only recommends docker.io, and recommends
 # are never installed here. systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
-PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd g++-aarch64-linux-gnu)
+PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus g++-aarch64-linux-gnu)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
@@ -62,6 +63,10 @@ if (( ${#missing[@]} )); then
   fi
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
   if [[ $made_policy == 1 ]]; then rm -f /usr/sbin/policy-rc.d; made_policy=0; fi
+  # Nor at the next boot: the tests start their own Prometheus on loopback.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v deb-systemd-helper >/dev/null; then
+    DPKG_MAINTSCRIPT_PACKAGE=prometheus deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+  fi
   step_end "installed ${missing[*]}"
 else
   step_end "all present"

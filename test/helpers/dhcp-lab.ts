@@ -85,9 +85,9 @@ export class DhcpLab {
   }
 
   /** Starts dnsmasq (see dnsmasq.ts) with SUBNET's range and router and CLASSLESS_ROUTE, and waits until it listens. */
-  async startServer(): Promise<void> {
+  async startServer(extraArgs: string[] = []): Promise<void> {
     const { first, last, router } = SUBNET;
-    const setup = { ns: this.switchNs, bridge: 'br0', first, last, router, classless: CLASSLESS_ROUTE };
+    const setup = { ns: this.switchNs, bridge: 'br0', first, last, router, classless: CLASSLESS_ROUTE, extraArgs };
     this.dnsmasq = startDnsmasq({ ...setup, hostsFile: this.hostsFile, dir: this.dir });
     for (let i = 0; i < 100 && !dnsmasqListening(this.dir); i++) await sleep(50);
     if (!dnsmasqListening(this.dir)) throw new Error(`dnsmasq did not start: ${this.serverLog()}`);

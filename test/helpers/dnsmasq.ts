@@ -19,12 +19,16 @@ export interface DnsmasqSetup {
   classless?: { destination: string; gateway: string };
   hostsFile: string;
   dir: string;
+  /** More options, e.g. --dhcp-ignore-clid (a server that keys leases on chaddr alone). */
+  extraArgs?: string[];
 }
 
 export interface LeaseLine {
   expires: number;
   mac: string;
   address: string;
+  /** The client identifier the lease was asked with (colon hex), or '*'. */
+  clientId: string;
 }
 
 /** Starts the server; the child is dnsmasq itself (`ip netns exec` execs it), so signals to its pid reach it. */
@@ -48,6 +52,7 @@ export function startDnsmasq(setup: DnsmasqSetup): ChildProcess {
     `--pid-file=${join(setup.dir, 'pid')}`,
     '--log-dhcp',
     `--log-facility=${dnsmasqLogFile(setup.dir)}`,
+    ...(setup.extraArgs ?? []),
   ];
   return spawn('ip', ['netns', 'exec', setup.ns, DNSMASQ, ...args], { stdio: 'ignore' });
 }
@@ -79,7 +84,7 @@ export function dnsmasqLeases(dir: string): LeaseLine[] {
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      const [expires, mac, address] = line.split(' ');
-      return { expires: Number(expires), mac: mac!, address: address! };
+      const [expires, mac, address, , clientId] = line.split(' ');
+      return { expires: Number(expires), mac: mac!, address: address!, clientId: clientId ?? '*' };
     });
 }

@@ -7,6 +7,8 @@ import pino from 'pino';
 import { NetworkDriver } from '../../src/driver/driver';
 import { IpamService } from '../../src/ipam/service';
 import { Links } from '../../src/kernel/links';
+import { PacketTap } from '../../src/kernel/packet-tap';
+import { Neighbourhood } from '../../src/probe/neighbourhood';
 
 /** The driver name in-process test instances stand for (the tests' sockets use it too). */
 export const TEST_DRIVER = 'tsmacvlan-test';
@@ -24,11 +26,18 @@ export interface TestPlugin {
   destroy(): Promise<void>;
 }
 
-export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-state-'))): Promise<TestPlugin> {
+/** `probe`: the IPAM probes addresses on the networks' parents before handing them out, as `serve` does. */
+export async function startPlugin(
+  stateDir = mkdtempSync(join(tmpdir(), 'tsmv-state-')),
+  options: { probe?: boolean } = {},
+): Promise<TestPlugin> {
   const log = pino({ level: 'silent' });
   const links = new Links(stateGroup(stateDir, true));
-  const driver = new NetworkDriver(links, stateDir, log);
-  const ipam = new IpamService(stateDir, log);
+  const neighbourhood = options.probe
+    ? new Neighbourhood({ tap: new PacketTap((error) => console.error(error)), links, log })
+    : undefined;
+  const driver = new NetworkDriver(links, stateDir, log, undefined, neighbourhood);
+  const ipam = new IpamService(stateDir, log, undefined, neighbourhood);
   await driver.reconcile();
   const app = buildServer({ driver, ipam }, log);
   await app.ready();
@@ -46,11 +55,12 @@ export async function startPlugin(stateDir = mkdtempSync(join(tmpdir(), 'tsmv-st
     },
     async restart() {
       await plugin.close();
-      return startPlugin(stateDir);
+      return startPlugin(stateDir, options);
     },
     async close() {
       await app.close();
       await ipam.close();
+      neighbourhood?.close();
       await driver.close();
       links.close();
     },

@@ -16,6 +16,7 @@ export const networks: NetworkRecord[] = [
     id: N1,
     parent: 'eth1',
     ownsParent: false,
+    kind: 'macvlan',
     mode: 'bridge',
     internal: false,
     ipv4: { pool: '10.1.0.0/24', gateway: '10.1.0.1' },
@@ -24,12 +25,13 @@ export const networks: NetworkRecord[] = [
     id: N2,
     parent: 'eth1.10',
     ownsParent: true,
+    kind: 'macvlan',
     mode: 'private',
     internal: false,
     ipv4: { pool: '10.2.0.0/24' },
     ipv6: { pool: 'fd00::/64' },
   },
-  { id: N3, parent: internalParentName(N3), ownsParent: true, mode: 'bridge', internal: true },
+  { id: N3, parent: internalParentName(N3), ownsParent: true, kind: 'macvlan', mode: 'bridge', internal: true },
 ];
 export const endpoints: EndpointRecord[] = [
   { id: E1, networkId: N1, mac: '02:42:0a:01:00:05', ipv4: '10.1.0.5/24' },

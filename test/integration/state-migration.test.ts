@@ -234,15 +234,15 @@ describe('a state dir written by tsmacvlan 0.1.0', () => {
   it('a state of newer formats is refused by the plugin, status and gc, naming both versions; nothing changes', async () => {
     const dir = copyOfFixture();
     migrateState(dir, STATE_FILES, silent);
-    const marker = { formats: { ...currentFormats(STATE_FILES), 'network-record': 3 }, writtenBy: '9.9.9' };
+    const marker = { formats: { ...currentFormats(STATE_FILES), 'network-record': 4 }, writtenBy: '9.9.9' };
     writeFileSync(join(dir, MARKER), JSON.stringify(marker));
     writeFileSync(
       join(dir, 'networks', `${id('a')}.json`),
-      JSON.stringify({ format: 3, kind: 'ipvlan', ...NETWORKS.find((n) => n.id === id('a')) }),
+      JSON.stringify({ format: 4, kind: 'vxlan', ...NETWORKS.find((n) => n.id === id('a')) }),
     );
     const untouched = files(dir);
     const refusal = new RegExp(
-      `the state in ${dir} was written by tsmacvlan 9\\.9\\.9, in formats newer than this tsmacvlan \\([^)]+\\) reads: network-record format 3 \\(this version reads up to 2\\)\\. Run tsmacvlan 9\\.9\\.9 or newer on it`,
+      `the state in ${dir} was written by tsmacvlan 9\\.9\\.9, in formats newer than this tsmacvlan \\([^)]+\\) reads: network-record format 4 \\(this version reads up to 3\\)\\. Run tsmacvlan 9\\.9\\.9 or newer on it`,
     );
 
     const { daemon } = start(dir);
@@ -258,7 +258,7 @@ describe('a state dir written by tsmacvlan 0.1.0', () => {
     expect(report.unreadable).toEqual([
       {
         file: join(dir, 'networks', `${id('a')}.json`),
-        error: expect.stringMatching(/is in format 3, newer than this tsmacvlan .* reads \(up to format 2\)/),
+        error: expect.stringMatching(/is in format 4, newer than this tsmacvlan .* reads \(up to format 3\)/),
       },
     ]);
     expect(files(dir)).toEqual(untouched);

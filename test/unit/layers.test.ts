@@ -5,8 +5,11 @@ import { describe, expect, it } from 'vitest';
 // The folders of src/ by layer: a module may import its own folder and any folder of a lower layer, nothing above.
 // The kernel layer knows nothing of Docker or of the state; Docker's wire conventions (api/) are known only on top.
 // ip/ is the address maths (pure, imports nothing); cluster/ is a store like state/, below the IPAM that calls it.
+// stats/ holds plain counting (durations into buckets) that any layer keeps; metrics/ exports what the layers keep to
+// Prometheus, above them all but the cli that starts it: no layer below imports it.
 const LAYERS: Record<string, number> = {
   ip: 0,
+  stats: 0,
   kernel: 0,
   state: 1,
   'errors.ts': 1,
@@ -14,10 +17,13 @@ const LAYERS: Record<string, number> = {
   cluster: 1.5,
   // The DHCP client is a protocol engine over the kernel's packet socket, used by the driver: below it.
   dhcp: 1,
+  // The address probes too (ARP, neighbour solicitation), shared by the IPAM and the driver: below both.
+  probe: 1,
   ipam: 2,
   driver: 2,
   api: 3,
   inspect: 3,
+  metrics: 3.5,
   cli: 4,
 };
 

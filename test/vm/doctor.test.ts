@@ -100,8 +100,10 @@ describe('doctor and status with 802.1q', () => {
         'privileges',
         'kernel.macvlan',
         'kernel.8021q',
+        'kernel.ipvlan',
         'parent:dr0.10',
         'socket',
+        'version',
         'state',
         'drift',
       ]);

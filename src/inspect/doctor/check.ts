@@ -2,7 +2,7 @@
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL';
 
 export interface Check {
-  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `parent:<name>`, `plugin`, `socket`, `version`, `state`, `drift`, `drift:<link or id>`, `etcd` or `etcd.rtt`. */
+  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `kernel.ipvlan`, `parent:<name>`, `plugin`, `socket`, `version`, `state`, `drift`, `drift:<link or id>`, `etcd` or `etcd.rtt`. */
   id: string;
   status: CheckStatus;
   message: string;
@@ -43,7 +43,7 @@ export const DOCTOR_JSON_SCHEMA = {
           id: {
             type: 'string',
             pattern:
-              '^(privileges|kernel\\.macvlan|kernel\\.8021q|plugin|socket|version|state|drift|etcd|etcd\\.rtt|parent:\\S+|drift:\\S+)$',
+              '^(privileges|kernel\\.macvlan|kernel\\.8021q|kernel\\.ipvlan|plugin|socket|version|state|drift|etcd|etcd\\.rtt|parent:\\S+|drift:\\S+)$',
           },
           status: { enum: ['OK', 'WARN', 'FAIL'] },
           message: nonEmpty,

@@ -6,7 +6,7 @@ import { readState } from '../state-snapshot';
 import { stateGroup } from '../../state/instance';
 import { Check, CheckStatus, DoctorReport } from './check';
 import { KernelProbe, kernelChecks, probeKernel, runKernelProbe } from './kernel-probe';
-import { HostFacts, ParentUse, parentCheck, vlanUsers } from './parents';
+import { HostFacts, ipvlanUsers, ParentUse, parentCheck, vlanUsers } from './parents';
 import { privilegesCheck } from './privileges';
 import { pluginVersion, socketCheck } from './socket';
 import { pluginCheck, versionCheck } from './plugin';
@@ -56,7 +56,7 @@ export async function diagnose(
     uses.set(network.parent, use);
   }
   const checks: Check[] = [privilegesCheck(readFileSync('/proc/self/status', 'utf8'))];
-  checks.push(...kernelChecks(probe, await vlanUsers(uses, links)));
+  checks.push(...kernelChecks(probe, await vlanUsers(uses, links), ipvlanUsers(uses)));
   const vlanSupport = 'error' in probe || !probe.vlan ? undefined : probe.vlan.ok;
   for (const [name, use] of uses) checks.push(await parentCheck(name, use, links, facts, vlanSupport));
 

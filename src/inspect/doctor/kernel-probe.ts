@@ -1,4 +1,4 @@
-// Doctor: can this kernel make macvlan and 802.1q links? Tried in a throwaway network namespace.
+// Doctor: can this kernel make macvlan, ipvlan and 802.1q links? Tried in a throwaway network namespace.
 import { execFile } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,11 +11,12 @@ export interface ProbeResult {
   errno?: string;
 }
 
-/** What `doctor --probe-kernel` prints: the link it made to hang things on, and whether macvlan and VLAN links could be made (null: not tried). */
+/** What `doctor --probe-kernel` prints: the link it made to hang things on, and whether macvlan, ipvlan and VLAN links could be made (null: not tried). */
 export interface KernelProbe {
   lower: 'veth' | 'dummy' | null;
   lowerErrno?: string;
   macvlan: ProbeResult | null;
+  ipvlan: ProbeResult | null;
   vlan: ProbeResult | null;
 }
 
@@ -85,17 +86,27 @@ export async function probeKernel(outerNetns: string): Promise<KernelProbe> {
       }
     }
     const base = lower ? await links.get('probe0') : undefined;
-    if (!base) return { lower: null, ...(lowerErrno && { lowerErrno }), macvlan: null, vlan: null };
+    if (!base) return { lower: null, ...(lowerErrno && { lowerErrno }), macvlan: null, ipvlan: null, vlan: null };
     try {
       const macvlan = await attempt(
-        () => links.createMacvlan({ name: 'probemv', parentIndex: base.index, mode: 'bridge' }, MARK_PROBE),
+        () =>
+          links.createChild({ name: 'probemv', parentIndex: base.index, kind: 'macvlan', mode: 'bridge' }, MARK_PROBE),
         () => links.delete('probemv'),
+      );
+      // After the macvlan is gone: the kernel never puts both kinds on one parent.
+      const ipvlan = await attempt(
+        () =>
+          links.createChild(
+            { name: 'probeiv', parentIndex: base.index, kind: 'ipvlan', mode: 'l2', flag: 'bridge' },
+            MARK_PROBE,
+          ),
+        () => links.delete('probeiv'),
       );
       const vlan = await attempt(
         () => links.createVlan('probe0.10', base.index, 10, '802.1q', MARK_PROBE),
         () => links.delete('probe0.10'),
       );
-      return { lower, macvlan, vlan };
+      return { lower, macvlan, ipvlan, vlan };
     } finally {
       await links.delete('probe0').catch(() => undefined); // a veth's peer goes with it
     }
@@ -150,52 +161,92 @@ const LOAD_8021Q =
   'load 802.1q support: modprobe 8021q (at every boot: echo 8021q > /etc/modules-load.d/8021q.conf); if the module is not found, this kernel was built without CONFIG_VLAN_8021Q: install one with it. Networks on plain interfaces do not need it';
 const NOT_SUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUP']);
 
+const LOAD_IPVLAN =
+  "load the module: modprobe ipvlan (at every boot: echo ipvlan > /etc/modules-load.d/ipvlan.conf); if it is not found, install your kernel's full module package (e.g. linux-modules-extra-$(uname -r) on Ubuntu) or use a kernel built with CONFIG_IPVLAN. macvlan networks do not need it";
+
 /**
- * The kernel's verdicts. Without 802.1q only networks on `<interface>.<vlan id>` parents fail, so its absence FAILs
- * only when `vlanUsers` (recorded networks, `--parent`s) has one; otherwise it is a WARN for the future.
+ * A verdict on a kind of link only some networks need (802.1q for VLAN parents, ipvlan for ipvlan networks): FAIL when
+ * `users` (recorded networks, --parents) need it, else a WARN for the future.
  */
-export function kernelChecks(probe: KernelProbe | { error: string }, vlanUsers: string[] = []): Check[] {
+function optionalCheck(
+  id: string,
+  what: string,
+  result: ProbeResult,
+  users: { names: string[]; consequence: string },
+  future: string,
+  load: string,
+): Check {
   const where = 'tried in a throwaway network namespace';
+  if (result.ok) return { id, status: 'OK', message: `the kernel creates and deletes ${what} (${where})` };
+  const { names, consequence } = users;
+  return {
+    id,
+    status: names.length ? 'FAIL' : 'WARN',
+    message: `the kernel cannot create ${what} (${result.errno}, ${where}): ${
+      names.length
+        ? `needed by ${names.join(', ')}, ${consequence}`
+        : `no recorded network and no --parent needs one, only a future ${future} would`
+    }`,
+    fix: NOT_SUPPORTED.has(result.errno ?? '')
+      ? load
+      : `the kernel refused for another reason (${result.errno}); check 'dmesg'`,
+  };
+}
+
+/**
+ * The kernel's verdicts. Without 802.1q only networks on `<interface>.<vlan id>` parents fail, and without ipvlan only
+ * ipvlan networks, so their absence FAILs only when `vlanUsers` / `ipvlanUsers` (recorded networks, `--parent`s) has
+ * one; otherwise it is a WARN for the future.
+ */
+export function kernelChecks(
+  probe: KernelProbe | { error: string },
+  vlanUsers: string[] = [],
+  ipvlanUsers: string[] = [],
+): Check[] {
+  const where = 'tried in a throwaway network namespace';
+  const ids = ['kernel.macvlan', 'kernel.8021q', 'kernel.ipvlan'];
   if ('error' in probe) {
     const fix =
       'run doctor as root with util-linux installed, so it can test the kernel in a throwaway network namespace';
-    return [
-      { id: 'kernel.macvlan', status: 'WARN', message: `could not test macvlan support: ${probe.error}`, fix },
-      { id: 'kernel.8021q', status: 'WARN', message: `could not test 802.1q VLAN support: ${probe.error}`, fix },
-    ];
+    const what = ['macvlan', '802.1q VLAN', 'ipvlan'];
+    return ids.map((id, i) => ({
+      id,
+      status: 'WARN',
+      message: `could not test ${what[i]} support: ${probe.error}`,
+      fix,
+    }));
   }
-  if (!probe.lower || !probe.macvlan || !probe.vlan) {
+  if (!probe.lower || !probe.macvlan || !probe.vlan || !probe.ipvlan) {
     const message = `could not test: this kernel has neither veth nor dummy links (${probe.lowerErrno ?? 'unknown error'}), so doctor has no link to hang a test link on`;
     const fix =
       'load veth (modprobe veth) and run doctor again, or create a network on a spare interface to see whether it works';
-    return [
-      { id: 'kernel.macvlan', status: 'WARN', message, fix },
-      { id: 'kernel.8021q', status: 'WARN', message, fix },
-    ];
+    return ids.map((id) => ({ id, status: 'WARN', message, fix }));
   }
   const macvlan: Check = probe.macvlan.ok
     ? { id: 'kernel.macvlan', status: 'OK', message: `the kernel creates and deletes macvlan links (${where})` }
     : {
         id: 'kernel.macvlan',
         status: 'FAIL',
-        message: `the kernel cannot create macvlan links (${probe.macvlan.errno}, ${where}): the plugin cannot work on this kernel`,
+        message: `the kernel cannot create macvlan links (${probe.macvlan.errno}, ${where}): macvlan networks cannot work on this kernel (ipvlan networks may: see kernel.ipvlan)`,
         fix: NOT_SUPPORTED.has(probe.macvlan.errno ?? '')
           ? LOAD_MACVLAN
           : `the kernel refused for another reason (${probe.macvlan.errno}); check 'dmesg'`,
       };
-  const vlan: Check = probe.vlan.ok
-    ? { id: 'kernel.8021q', status: 'OK', message: `the kernel creates and deletes 802.1q VLAN links (${where})` }
-    : {
-        id: 'kernel.8021q',
-        status: vlanUsers.length ? 'FAIL' : 'WARN',
-        message: `the kernel cannot create 802.1q VLAN links (${probe.vlan.errno}, ${where}): ${
-          vlanUsers.length
-            ? `needed by ${vlanUsers.join(', ')}, whose VLAN parent cannot be created`
-            : 'no recorded network and no --parent needs one, only a future -o parent=<interface>.<vlan id> would'
-        }`,
-        fix: NOT_SUPPORTED.has(probe.vlan.errno ?? '')
-          ? LOAD_8021Q
-          : `the kernel refused for another reason (${probe.vlan.errno}); check 'dmesg'`,
-      };
-  return [macvlan, vlan];
+  const vlan = optionalCheck(
+    'kernel.8021q',
+    '802.1q VLAN links',
+    probe.vlan,
+    { names: vlanUsers, consequence: 'whose VLAN parent cannot be created' },
+    '-o parent=<interface>.<vlan id>',
+    LOAD_8021Q,
+  );
+  const ipvlan = optionalCheck(
+    'kernel.ipvlan',
+    'ipvlan links',
+    probe.ipvlan,
+    { names: ipvlanUsers, consequence: 'whose containers cannot join it' },
+    '-o ipvlan_mode=<l2|l3|l3s>',
+    LOAD_IPVLAN,
+  );
+  return [macvlan, vlan, ipvlan];
 }

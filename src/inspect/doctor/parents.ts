@@ -1,5 +1,7 @@
-// Doctor: each parent, named or recorded: present, up, not enslaved, and what its NIC driver needs on a hypervisor.
+// Doctor: each parent, named or recorded: present, up, not enslaved, the links it carries already, and what its NIC
+// driver needs on a hypervisor (or an access point).
 import { Links } from '../../kernel/links';
+import { childMode, linkOptions, sharingProblem } from '../../driver/link-kind';
 import type { NetworkRecord } from '../../driver/network-options';
 import { internalParentName } from '../../driver/parents';
 import { GC_ADVICE } from '../drift';
@@ -59,10 +61,10 @@ export interface ParentUse {
   networks: NetworkRecord[];
 }
 
-/** Findings about an existing link as a macvlan parent. */
 /** Looks links up by index, with one dump at most. */
 type ByIndex = (index: number) => Promise<LinkInfo | undefined>;
 
+/** Findings about an existing link as a parent. */
 async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, facts: HostFacts): Promise<Finding[]> {
   if (link.loopback) {
     return [
@@ -74,13 +76,43 @@ async function linkFindings(link: LinkDetails, use: ParentUse, links: Links, fac
     ];
   }
   let all: LinkInfo[] | undefined;
-  const byIndex: ByIndex = async (index) => (all ??= await links.list()).find((l) => l.index === index);
+  const list = async () => (all ??= await links.list());
+  const byIndex: ByIndex = async (index) => (await list()).find((l) => l.index === index);
+  const children = (await list()).filter((l) => l.parentIndex === link.index && l.child);
   return [
     stateFinding(link),
     ...(await masterFindings(link, byIndex)),
     ...mtuFindings(link, use),
-    ...(await nicFindings(link, byIndex, facts)),
+    ...childFindings(children, use),
+    ...(await nicFindings(link, byIndex, facts, use)),
   ];
+}
+
+/**
+ * The macvlans or ipvlans the parent carries in this namespace (the plugin's shims, anyone else's links), and whether
+ * its networks can join them: the kernel never mixes the kinds on one parent (EBUSY), and keeps one ipvlan mode and
+ * flag per parent. Said for a `--parent` too, before a `docker network create` of the other kind fails.
+ */
+function childFindings(children: LinkInfo[], use: ParentUse): Finding[] {
+  const first = children[0]?.child;
+  if (!first) return [];
+  const names = children.map((c) => c.name).join(', ');
+  const findings: Finding[] = [];
+  for (const network of use.networks) {
+    const clashing = children.filter((c) => sharingProblem(childMode(network), c.child!));
+    if (!clashing.length) continue;
+    findings.push({
+      status: 'FAIL',
+      text: `network ${network.id.slice(0, 12)} (${linkOptions(childMode(network))}) cannot join its ${clashing[0]!.child!.kind} link(s) ${clashing.map((c) => c.name).join(', ')}: ${sharingProblem(childMode(network), clashing[0]!.child!)}`,
+      fix: `remove those links, or recreate the network on another parent (a VLAN of it works: -o parent=<parent>.<vlan id>)`,
+    });
+  }
+  if (findings.length) return findings;
+  const only =
+    first.kind === 'macvlan'
+      ? 'only macvlan networks can use it: the kernel refuses ipvlans beside macvlans (EBUSY)'
+      : `only ipvlan networks with ${linkOptions(first)} can use it: the kernel refuses macvlans beside ipvlans (EBUSY), and keeps one ipvlan mode per parent`;
+  return [{ status: 'OK', text: `carries ${first.kind} link(s) ${names}: ${only}` }];
 }
 
 function stateFinding(link: LinkDetails): Finding {
@@ -135,32 +167,51 @@ function mtuFindings(link: LinkDetails, use: ParentUse): Finding[] {
   return findings;
 }
 
-/** What the NIC under the link (under a VLAN: the one the hypervisor sees) needs. */
-async function nicFindings(link: LinkDetails, byIndex: ByIndex, facts: HostFacts): Promise<Finding[]> {
+/** The parent's networks all give their containers ipvlans, which show the LAN the parent's own MAC only. */
+function allIpvlan(use: ParentUse): boolean {
+  return use.networks.length > 0 && use.networks.every((network) => network.kind === 'ipvlan');
+}
+
+/**
+ * What the NIC under the link (under a VLAN: the one the hypervisor sees) needs: a hypervisor or an access point may
+ * drop frames from MACs it did not give out, which is what macvlans send and ipvlans do not.
+ */
+async function nicFindings(link: LinkDetails, byIndex: ByIndex, facts: HostFacts, use: ParentUse): Promise<Finding[]> {
   const findings: Finding[] = [];
   const physical =
     link.kind === 'vlan' && link.parentIndex !== undefined ? ((await byIndex(link.parentIndex)) ?? link) : link;
   if (physical !== link) findings.push({ status: 'OK', text: `VLAN ${link.vlanId ?? '?'} on ${physical.name}` });
   const sys = sysfsFacts(physical, facts.sysfs);
   const it = physical === link ? 'is' : `its NIC ${physical.name} is`;
+  const ipvlan = allIpvlan(use);
   if (sys?.driver) {
     const vm = VM_NICS[sys.driver];
-    if (vm && (vm.vmOnly || facts.hypervisor)) {
+    if (vm && (vm.vmOnly || facts.hypervisor) && !ipvlan) {
       findings.push({
         status: 'WARN',
         text: `${it} a virtual machine's NIC (driver ${sys.driver}): the hypervisor may drop frames to and from the containers' own MACs`,
-        fix: `allow promiscuous mode, MAC address changes / MAC spoofing and forged transmits for this NIC on the hypervisor. ${vm.advice}`,
+        fix: `allow promiscuous mode, MAC address changes / MAC spoofing and forged transmits for this NIC on the hypervisor, or use ipvlan_mode=l2, whose containers share the NIC's MAC. ${vm.advice}`,
       });
     } else {
-      findings.push({ status: 'OK', text: `driver ${sys.driver}` });
+      findings.push({
+        status: 'OK',
+        text: `driver ${sys.driver}${vm && ipvlan ? ': its ipvlan networks show the LAN its own MAC only' : ''}`,
+      });
     }
   }
   if (sys?.wireless) {
-    findings.push({
-      status: 'WARN',
-      text: `${it} a wireless interface: access points drop frames from MACs that did not associate`,
-      fix: 'use a wired interface as the parent',
-    });
+    findings.push(
+      ipvlan
+        ? {
+            status: 'OK',
+            text: `${it} a wireless interface: its ipvlan networks send with its own MAC, as access points require`,
+          }
+        : {
+            status: 'WARN',
+            text: `${it} a wireless interface: access points drop frames from MACs that did not associate, which macvlans' are`,
+            fix: `this parent is a wireless interface: use ipvlan_mode=l2, whose containers share its MAC (see docs/ipvlan.md), or a wired interface`,
+          },
+    );
   }
   return findings;
 }
@@ -186,6 +237,15 @@ export async function vlanUsers(uses: Map<string, ParentUse>, links: Links): Pro
     if (use.given) users.push(`--parent ${name}`);
     for (const network of use.networks) users.push(`network ${network.id.slice(0, 12)} (parent ${name})`);
   }
+  return users;
+}
+
+/** Who needs ipvlan links: every recorded ipvlan network. */
+export function ipvlanUsers(uses: Map<string, ParentUse>): string[] {
+  const users: string[] = [];
+  for (const [name, use] of uses)
+    for (const network of use.networks)
+      if (network.kind === 'ipvlan') users.push(`network ${network.id.slice(0, 12)} (parent ${name})`);
   return users;
 }
 

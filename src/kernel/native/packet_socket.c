@@ -1,6 +1,7 @@
 // One AF_PACKET socket for the whole host, watched by libuv (uv_poll): readable frames are delivered on the event
-// loop, never by a thread of its own and never by a blocking call. A classic BPF filter keeps only ARP and IPv4
-// UDP to ports 67/68 (DHCP), so the socket costs nothing for other traffic. Needs CAP_NET_RAW only.
+// loop, never by a thread of its own and never by a blocking call. A classic BPF filter keeps only ARP, IPv4 UDP to
+// ports 67/68 (DHCP) and ICMPv6 neighbour discovery (types 133-137), so the socket costs nothing for other traffic.
+// Needs CAP_NET_RAW only.
 #define _GNU_SOURCE // strerrorname_np
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,18 +29,24 @@ typedef struct {
   napi_async_context async;
 } packet_socket;
 
-static struct sock_filter dhcp_and_arp[] = {
-    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),                 // ethertype (jump offsets count from the next instruction)
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_ARP, 9, 0),   // ARP: accept
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 9),    // not IPv4: reject
-    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 23),                 // IP protocol
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 7), // not UDP: reject
-    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 20),                 // flags + fragment offset
-    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 5, 0),     // a later fragment has no UDP header: reject
-    BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 14),                // X = IP header length
-    BPF_STMT(BPF_LD | BPF_H | BPF_IND, 16),                 // UDP destination port
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 67, 1, 0),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 68, 0, 1),
+static struct sock_filter arp_dhcp_and_nd[] = {
+    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),                   // ethertype (jump offsets count from the next instruction)
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_ARP, 15, 0),    // ARP: accept
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IPV6, 9, 0),    // IPv6: to its checks
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 14),     // not IPv4: reject
+    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 23),                   // IP protocol
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 12),  // not UDP: reject
+    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 20),                   // flags + fragment offset
+    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 10, 0),      // a later fragment has no UDP header: reject
+    BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 14),                  // X = IP header length
+    BPF_STMT(BPF_LD | BPF_H | BPF_IND, 16),                   // UDP destination port
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 67, 6, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 68, 5, 6),
+    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 20),                   // IPv6 next header (no extension headers: ND has none)
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_ICMPV6, 0, 4), // not ICMPv6: reject
+    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 54),                   // ICMPv6 type
+    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 133, 0, 2),           // below router solicitation: reject
+    BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, 137, 1, 0),           // above redirect: reject; neighbour discovery: accept
     BPF_STMT(BPF_RET | BPF_K, MAX_FRAME),
     BPF_STMT(BPF_RET | BPF_K, 0),
 };
@@ -151,7 +158,7 @@ static int open_filtered(void) {
   // Protocol 0 receives nothing until bind(): the filter is in place before the first frame can arrive.
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  struct sock_fprog program = {sizeof dhcp_and_arp / sizeof dhcp_and_arp[0], dhcp_and_arp};
+  struct sock_fprog program = {sizeof arp_dhcp_and_nd / sizeof arp_dhcp_and_nd[0], arp_dhcp_and_nd};
   struct sockaddr_ll all = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = 0};
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) < 0 ||
       bind(fd, (struct sockaddr *)&all, sizeof all) < 0) {
@@ -230,9 +237,10 @@ static napi_value send_frame(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// membership(ifindex, mac, add): adds (or drops) a unicast MAC to the interface's receive filter for as long as
-// this socket holds it (PACKET_MR_UNICAST, refcounted, dropped with the socket), so that frames to a MAC that no
-// link owns yet still reach us on a NIC that filters unicast in hardware.
+// membership(ifindex, mac, add): adds (or drops) a MAC to the interface's receive filter for as long as this socket
+// holds it (refcounted, dropped with the socket): a unicast MAC (PACKET_MR_UNICAST), so that frames to a MAC that no
+// link owns yet still reach us on a NIC that filters unicast in hardware; a group MAC (its first byte odd:
+// PACKET_MR_MULTICAST), so that a multicast group the host itself has not joined still gets in.
 static napi_value membership(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -247,11 +255,12 @@ static napi_value membership(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "membership needs (ifindex, a 6-byte MAC Buffer, add)");
     return NULL;
   }
-  struct packet_mreq request = {.mr_ifindex = ifindex, .mr_type = PACKET_MR_UNICAST, .mr_alen = ETH_ALEN};
+  int type = ((unsigned char *)mac)[0] & 1 ? PACKET_MR_MULTICAST : PACKET_MR_UNICAST;
+  struct packet_mreq request = {.mr_ifindex = ifindex, .mr_type = type, .mr_alen = ETH_ALEN};
   memcpy(request.mr_address, mac, ETH_ALEN);
   int option = add ? PACKET_ADD_MEMBERSHIP : PACKET_DROP_MEMBERSHIP;
   if (setsockopt(s->fd, SOL_PACKET, option, &request, sizeof request) < 0)
-    return throw_errno(env, add ? "adding a unicast MAC to an interface" : "dropping a unicast MAC", errno);
+    return throw_errno(env, add ? "adding a MAC to an interface's filter" : "dropping a MAC from an interface's filter", errno);
   return NULL;
 }
 

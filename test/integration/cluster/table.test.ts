@@ -1,7 +1,7 @@
 // The cluster table against a real 3-member etcd on the loopback of the suite's private namespace: sharing, owners,
 // races and round trips.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { clusterSummary } from '../../../src/cluster/admin';
+import { clusterSummary, readViews } from '../../../src/cluster/admin';
 import { formatIp } from '../../../src/ip/address';
 import { EtcdCluster } from '../../lab/etcd';
 import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
@@ -101,7 +101,7 @@ describe('cluster table', () => {
     for (let i = 0; i < 3; i++) mine.push(await a.table.take({ subnet, lo, hi, kind: 'container', ref: `ep${i}` }));
     await b.table.take({ subnet, lo, hi, kind: 'container', ref: 'epB' });
 
-    const summary = (await clusterSummary(b.kv)).find((s) => s.subnet === subnet.text)!;
+    const summary = clusterSummary(await readViews(b.kv)).find((s) => s.subnet === subnet.text)!;
     expect(summary).toMatchObject({ size: 254n, used: 5, free: 249n });
     expect(summary.owners).toEqual({
       hostA: { container: 3, gateway: 1, aux: 0 },

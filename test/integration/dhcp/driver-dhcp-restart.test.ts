@@ -9,6 +9,7 @@ import { endpointLinkName, type EndpointRecord } from '../../../src/driver/endpo
 import { DhcpLab, inNs } from '../../helpers/dhcp-lab';
 import { assertPrivateNetns, ip } from '../../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../../helpers/serve';
+import { freePort, sample, scrape } from '../../helpers/prometheus';
 import { execFileSync } from 'node:child_process';
 
 const id = () => randomBytes(32).toString('hex');
@@ -18,13 +19,18 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
   let lab: DhcpLab;
   let dir: string;
   let daemon: Daemon | undefined;
+  let metricsAt: string;
   const namespaces: string[] = [];
   const socket = () => join(dir, 'p.sock');
   const recordFile = (endpointId: string) => join(dir, 'state', 'endpoints', `${endpointId}.json`);
   const record = (endpointId: string) => JSON.parse(readFileSync(recordFile(endpointId), 'utf8')) as EndpointRecord;
 
   async function start(): Promise<Daemon> {
-    daemon = spawnDaemon(['serve', '--socket', socket(), '--state-dir', join(dir, 'state'), '--log-level', 'info']);
+    daemon = spawnDaemon([
+      'serve',
+      ...['--socket', socket(), '--state-dir', join(dir, 'state'), '--log-level', 'info'],
+      ...['--metrics-address', metricsAt],
+    ]);
     await waitForSocket(socket(), daemon);
     return daemon;
   }
@@ -82,6 +88,7 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     lab = await DhcpLab.create('tmvH');
     await lab.startServer();
     dir = mkdtempSync(join(tmpdir(), 'tmvH-restart-'));
+    metricsAt = `127.0.0.1:${await freePort()}`;
   });
   afterAll(async () => {
     daemon?.child.kill('SIGKILL');
@@ -160,6 +167,14 @@ describe('DHCP leases across a kill -9 of the daemon', () => {
     await eventually(() => expect(lab.serverLog()).toContain(`DHCPOFFER(br0) ${other} ${refused.mac}`));
     expect(lab.serverLog()).not.toContain(`DHCPREQUEST(br0) ${other} ${refused.mac}`);
     expect(lab.serverLeases()).not.toContainEqual(expect.objectContaining({ mac: refused.mac, address: other }));
+
+    // The metrics count what happened since the restart: one renewal granted, two NAKs, two containers cut off.
+    const metrics = await scrape(metricsAt);
+    expect(sample(metrics, 'tsmacvlan_dhcp_renewals_total')).toBe(1);
+    expect(sample(metrics, 'tsmacvlan_dhcp_failures_total{reason="nak"}')).toBe(2);
+    expect(sample(metrics, 'tsmacvlan_dhcp_failures_total{reason="timeout"}')).toBe(0);
+    expect(sample(metrics, 'tsmacvlan_dhcp_leases{state="bound"}')).toBe(1);
+    expect(sample(metrics, 'tsmacvlan_dhcp_leases{state="lost"}')).toBe(2);
 
     // `tsmacvlan status` lists both: the kept lease with its server and times, the lost one with its reason.
     const statusJson = execFileSync(

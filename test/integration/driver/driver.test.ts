@@ -190,9 +190,12 @@ describe('network driver on the real kernel', () => {
   it.each([
     [
       { parnet: 'eth1' },
-      "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol, dhcp, dhcp_timeout",
+      "unknown option 'parnet'; tsmacvlan accepts: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu, macvlan_source, host_access, vlan_protocol, dhcp, dhcp_timeout",
     ],
-    [{ parent: 'lo' }, "parent 'lo' is the loopback interface; macvlan needs an Ethernet interface such as eth1"],
+    [
+      { parent: 'lo' },
+      "parent 'lo' is the loopback interface; macvlan and ipvlan need an Ethernet interface such as eth1",
+    ],
     [
       { parent: 'nosuch0' },
       "parent 'nosuch0' does not exist; name an interface listed by 'ip link', or <interface>.<vlan id> for a VLAN",

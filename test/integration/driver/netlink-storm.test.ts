@@ -10,10 +10,12 @@ import { shimName } from '../../../src/driver/host-access';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { assertPrivateNetns } from '../../helpers/net';
 import { post, spawnDaemonInOwnNetns, waitForSocket, type Daemon } from '../../helpers/serve';
+import { sample } from '../../helpers/prometheus';
 
 const STORM_PAIRS = 1500;
 const BURST = 300;
 const id = () => randomBytes(32).toString('hex');
+const METRICS_PORT = 9464;
 
 /** An answer within `ms`, or a failure saying the daemon does not answer (never a hang). */
 function postWithin(ms: number, socket: string, method: string, body?: unknown) {
@@ -47,7 +49,11 @@ describe('netlink under a storm of link events and a burst of requests', () => {
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tmvN-storm-'));
     socket = join(dir, 'tmvN.sock');
-    daemon = spawnDaemonInOwnNetns(['serve', '--socket', socket, '--state-dir', join(dir, 'state')]);
+    // Metrics on every address of the daemon's namespace (its loopback is down until the test brings it up).
+    daemon = spawnDaemonInOwnNetns([
+      ...['serve', '--socket', socket, '--state-dir', join(dir, 'state')],
+      ...['--metrics-address', `:${METRICS_PORT}`],
+    ]);
     await waitForSocket(socket, daemon);
     daemon.inNetns('ip', 'link', 'add', parent, 'type', 'veth', 'peer', 'name', `${parent}p`);
     daemon.inNetns('ip', 'link', 'set', parent, 'up');
@@ -102,6 +108,17 @@ describe('netlink under a storm of link events and a burst of requests', () => {
     expect(joined.status).toBe(200);
     expect(daemon.inNetns('ip', '-br', 'link', 'show')).toContain(endpointLinkName(endpointId));
     expect(daemon.child.exitCode).toBeNull();
+
+    // The metrics count the resync after the lost events and the shim made again (a shim deleted on purpose, with
+    // its event lost, is found by that resync).
+    daemon.inNetns('ip', 'link', 'set', 'lo', 'up');
+    const metrics = daemon.inNetns(
+      process.execPath,
+      '-e',
+      `fetch('http://127.0.0.1:${METRICS_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    );
+    expect(sample(metrics, 'tsmacvlan_kernel_resyncs_total')).toBeGreaterThanOrEqual(1);
+    expect(sample(metrics, 'tsmacvlan_host_access_repairs_total')).toBe(1);
   });
 
   it(`answers a burst of ${BURST} Joins sent at once on one socket, then ${BURST} Leaves`, async () => {

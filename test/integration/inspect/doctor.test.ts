@@ -37,6 +37,16 @@ function kernelHasVlans(parent: string): boolean {
   return true;
 }
 
+function kernelHasIpvlan(parent: string): boolean {
+  try {
+    ip('link', 'add', 'link', parent, 'name', `${parent}i`, 'type', 'ipvlan', 'mode', 'l2');
+  } catch {
+    return false;
+  }
+  ip('link', 'del', `${parent}i`);
+  return true;
+}
+
 /** Everything about the namespace's links that doctor must leave alone (counters excluded). */
 function snapshot(): string {
   return JSON.stringify(
@@ -93,10 +103,11 @@ describe('tsmacvlan doctor', () => {
     expect(res.status).toBe(200);
   }
 
-  it('on a healthy setup every check is OK, except 802.1q exactly when this kernel has none (then WARN with modprobe 8021q, as no VLAN is used), and it exits 0; and it changes nothing', async () => {
+  it('on a healthy setup every check is OK, except 802.1q and ipvlan exactly when this kernel has none (then WARN with modprobe, as no network needs them), and it exits 0; and it changes nothing', async () => {
+    const vlans = kernelHasVlans(parent);
+    const ipvlans = kernelHasIpvlan(parent); // before the network: no macvlan on the parent yet
     await startDaemon();
     await createNetwork('nhealthy', { parent });
-    const vlans = kernelHasVlans(parent);
     const before = snapshot();
 
     const { code, report, check } = doctor('--parent', parent, '--socket', socket, '--state-dir', stateDir);
@@ -104,13 +115,14 @@ describe('tsmacvlan doctor', () => {
       'privileges',
       'kernel.macvlan',
       'kernel.8021q',
+      'kernel.ipvlan',
       `parent:${parent}`,
       'socket',
       'version',
       'state',
       'drift',
     ]);
-    for (const c of report.checks.filter((c) => c.id !== 'kernel.8021q'))
+    for (const c of report.checks.filter((c) => c.id !== 'kernel.8021q' && c.id !== 'kernel.ipvlan'))
       expect(c.status, `${c.id}: ${c.message}`).toBe('OK');
     expect(check('kernel.macvlan')?.message).toContain('throwaway network namespace');
     expect(check(`parent:${parent}`)?.message).toBe(
@@ -127,6 +139,15 @@ describe('tsmacvlan doctor', () => {
             status: 'WARN',
             message: expect.stringMatching(/EOPNOTSUPP|ENOTSUP/),
             fix: expect.stringContaining('modprobe 8021q'),
+          },
+    );
+    expect(check('kernel.ipvlan')).toMatchObject(
+      ipvlans
+        ? { status: 'OK' }
+        : {
+            status: 'WARN',
+            message: expect.stringMatching(/EOPNOTSUPP|ENOTSUP/),
+            fix: expect.stringContaining('modprobe ipvlan'),
           },
     );
     expect(code).toBe(0);

@@ -126,6 +126,9 @@ describe('tsmacvlan status', () => {
           .status,
       ).toBe(200);
     }
+    // And one from the range: the only address in it (the others are outside).
+    const dynamic = await plugin.call('IpamDriver.RequestAddress', { PoolID: pool.json.PoolID, Options: {} });
+    expect(dynamic.json).toEqual({ Address: '10.81.0.128/24', Data: {} });
     const before = fingerprint(plugin.stateDir);
 
     const { code, report } = status(plugin.stateDir);
@@ -136,7 +139,9 @@ describe('tsmacvlan status', () => {
       id: lan,
       parent,
       parentPresent: true,
+      kind: 'macvlan',
       mode: 'bridge',
+      flag: null,
       internal: false,
       vlan: null,
       subnets: ['10.81.0.0/24'],
@@ -161,7 +166,10 @@ describe('tsmacvlan status', () => {
       addresses: ['10.81.0.6/24'],
     });
     expect(report.pools).toEqual([
-      { poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 3, refs: 1 },
+      { poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 4, refs: 1 },
+    ]);
+    expect(report.ranges).toEqual([
+      { subnet: '10.81.0.0/24', range: '10.81.0.128/25', scope: 'host', allocated: 1, capacity: '127' },
     ]);
     expect(report).toMatchObject({ driver: TEST_DRIVER, group: stateGroup(plugin.stateDir) });
     expect(report.drift).toEqual([]);
@@ -169,14 +177,19 @@ describe('tsmacvlan status', () => {
     const { text } = status(plugin.stateDir, false);
     expect(text).toMatch(
       new RegExp(
-        `^${pool.json.PoolID.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} +10\\.81\\.0\\.0/24 +10\\.81\\.0\\.128/25 +3 +1$`,
+        `^${pool.json.PoolID.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} +10\\.81\\.0\\.0/24 +10\\.81\\.0\\.128/25 +4 +1$`,
         'm',
       ),
     );
-    expect(text).toMatch(new RegExp(`^${lan.slice(0, 12)} +${parent} +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'));
+    expect(text).toMatch(
+      /^SUBNET +RANGE +SCOPE +ALLOCATED +CAPACITY +FULL\n10\.81\.0\.0\/24 +10\.81\.0\.128\/25 +host +1 +127 +0\.8%$/m,
+    );
+    expect(text).toMatch(
+      new RegExp(`^${lan.slice(0, 12)} +${parent} +macvlan +bridge +- +10\\.81\\.0\\.0/24 +2$`, 'm'),
+    );
     expect(text).toMatch(
       new RegExp(
-        `^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +bridge +- +10\\.82\\.0\\.0/24 +1$`,
+        `^${internal.slice(0, 12)} +${internalParentName(internal)} \\(internal\\) +macvlan +bridge +- +10\\.82\\.0\\.0/24 +1$`,
         'm',
       ),
     );
@@ -272,6 +285,7 @@ describe('tsmacvlan status', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      ranges: [],
       leases: [],
       drift: [],
       unreadable: [],

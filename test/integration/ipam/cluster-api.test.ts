@@ -13,6 +13,7 @@ import { EtcdCluster } from '../../lab/etcd';
 import { CLI, type Daemon, post, spawnDaemon, waitForSocket } from '../../helpers/serve';
 import { etcdChecks } from '../../../src/inspect/cluster';
 import { cidr, heldIn, until } from '../cluster/setup';
+import { freePort, sample, scrape } from '../../helpers/prometheus';
 
 const PREFIX = 'tmvK';
 const GW = { RequestAddressType: 'com.docker.network.gateway' };
@@ -22,6 +23,8 @@ const cluster = EtcdCluster.onHost(`${PREFIX}a`, '127.0.0.1', 23830);
 let dir: string;
 const daemons: Daemon[] = [];
 let kv: EtcdKv;
+/** Host A serves metrics there. */
+let metricsA: string;
 
 interface Host {
   name: string;
@@ -85,7 +88,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), `${PREFIX}-cluster-api-`));
   await cluster.start();
   kv = new EtcdKv({ endpoints: cluster.endpoints });
-  a = startHost('hostA');
+  metricsA = `127.0.0.1:${await freePort()}`;
+  a = startHost('hostA', ['--metrics-address', metricsA]);
   b = startHost('hostB', ['--etcd-prefix', '/tsmacvlan']);
   await waitForSocket(a.socket, daemons[0]);
   await waitForSocket(b.socket, daemons[1]);
@@ -138,6 +142,15 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     const held = await heldIn(kv, cidr('10.73.0.0/24'));
     expect(held.size).toBe(32);
     expect(held.get('10.73.0.254')?.map((c) => c.kind)).toEqual(['gateway', 'gateway']);
+    // Host A's metrics: the range full across the cluster, 16 of its addresses this host's.
+    const metrics = await scrape(metricsA);
+    const range = (scope: string) => `{subnet="10.73.0.0/24",range="10.73.0.0/27",scope="${scope}"}`;
+    expect(sample(metrics, `tsmacvlan_ipam_addresses_allocated${range('cluster')}`)).toBe(31);
+    expect(sample(metrics, `tsmacvlan_ipam_addresses_allocated${range('host')}`)).toBe(16);
+    expect(sample(metrics, `tsmacvlan_ipam_addresses_capacity${range('cluster')}`)).toBe(31);
+    expect(sample(metrics, 'tsmacvlan_etcd_up')).toBe(1);
+    expect(sample(metrics, 'tsmacvlan_etcd_request_duration_seconds_count')).toBeGreaterThanOrEqual(16);
+    expect(sample(metrics, 'tsmacvlan_cluster_releases_pending')).toBe(0);
 
     // Each host releases what it took, and the gateway's two claims: nothing is left in etcd.
     for (let i = 0; i < 31; i++) {
@@ -177,6 +190,11 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
       expect(failure).toMatch(/^hostA RequestAddress: taking \/tsmacvlan\/v1\/subnets\/10\.75\.0\.0_24\/addresses\//);
       expect(failure).toMatch(/etcd at http:\/\/127\.0\.0\.1:23830.*No address is handed out without etcd$/);
       await call(a, 'ReleaseAddress', { PoolID: poolId, Address: freed });
+      // The metrics say etcd is down, and that two releases wait for it: this one, and the rollback of the failed
+      // take (whose outcome etcd never told).
+      const down = await scrape(metricsA);
+      expect(sample(down, 'tsmacvlan_etcd_up')).toBe(0);
+      expect(sample(down, 'tsmacvlan_cluster_releases_pending')).toBe(2);
     } finally {
       cluster.startMember(1);
       cluster.startMember(2);
@@ -191,6 +209,9 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     );
     expect([...(await heldIn(kv, subnet)).keys()]).toEqual([kept.split('/')[0]]);
     expect(await address(a, poolId)).toMatch(/^10\.75\.0\.\d+\/24$/);
+    const back = await scrape(metricsA);
+    expect(sample(back, 'tsmacvlan_etcd_up')).toBe(1);
+    expect(sample(back, 'tsmacvlan_cluster_releases_pending')).toBe(0);
   });
 
   it('figures: allocation latency through the API, local journal vs etcd, in one run (logged, not asserted)', async () => {
@@ -299,6 +320,22 @@ describe('the cluster IPAM through the API, two hosts on one etcd', () => {
     expect(cli(['status', '--state-dir', join(dir, 'hostA'), '--socket', a.socket])).toContain(
       `${idA} (this host): 3 containers, 1 gateway, 0 aux`,
     );
+    // The range fill (the subnet, without --ip-range): this host's 3 containers and the gateway, the cluster's 6; the
+    // same figures as host A's metrics.
+    const fill = { subnet: '10.78.0.0/24', range: '10.78.0.0/24', capacity: '254' };
+    expect(report.ranges.filter((r: { subnet: string }) => r.subnet === fill.subnet)).toEqual([
+      { ...fill, scope: 'host', allocated: 4 },
+      { ...fill, scope: 'cluster', allocated: 6 },
+    ]);
+    const metrics = await scrape(metricsA);
+    for (const [scope, allocated] of [
+      ['host', 4],
+      ['cluster', 6],
+    ] as const) {
+      const labels = `{subnet="${fill.subnet}",range="${fill.range}",scope="${scope}"}`;
+      expect(sample(metrics, `tsmacvlan_ipam_addresses_allocated${labels}`)).toBe(allocated);
+      expect(sample(metrics, `tsmacvlan_ipam_addresses_capacity${labels}`)).toBe(254);
+    }
 
     const healthy = await etcdChecks({ endpoints: cluster.endpoints });
     expect(healthy.map((c) => [c.id, c.status])).toEqual([

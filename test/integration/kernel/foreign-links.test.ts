@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deleteByMac, deleteMovedMacvlan } from '../../../src/kernel/foreign-links';
+import { deleteInNamespace, deleteMovedChild } from '../../../src/kernel/foreign-links';
 import { assertPrivateNetns, ip, linkNames } from '../../helpers/net';
 
 describe('links in another namespace', () => {
@@ -19,10 +19,10 @@ describe('links in another namespace', () => {
 
   it('deletes the link with the MAC there, not here; a second time there is nothing to delete', async () => {
     const ours = linkNames();
-    expect(await deleteByMac(`/run/netns/${ns}`, '02:00:00:00:ab:01')).toBe(true);
+    expect(await deleteInNamespace(`/run/netns/${ns}`, { mac: '02:00:00:00:ab:01' })).toBe(true);
     expect(inNs('-br', 'link', 'show')).not.toContain('eth0');
     expect(linkNames()).toEqual(ours);
-    expect(await deleteByMac(`/run/netns/${ns}`, '02:00:00:00:ab:01')).toBe(false);
+    expect(await deleteInNamespace(`/run/netns/${ns}`, { mac: '02:00:00:00:ab:01' })).toBe(false);
     // A namespace that already has an id here (from the first call) is found again by it.
     expect(ip('netns', 'list-id')).toMatch(/nsid \d+/);
   });
@@ -43,10 +43,42 @@ describe('links in another namespace', () => {
       const inContainer = () => execFileSync('ip', ['-n', container, '-br', 'link'], { encoding: 'utf8' });
       expect(inContainer()).toContain(`${ns}m`);
 
-      expect(await deleteMovedMacvlan(parentIndex, mac)).toBe(true);
+      expect(await deleteMovedChild(parentIndex, 'macvlan', { mac })).toBe(true);
       expect(inContainer()).not.toContain(`${ns}m`);
       expect(inNs('-br', 'link', 'show')).toContain('decoy@decoyp');
-      expect(await deleteMovedMacvlan(parentIndex, mac)).toBe(false);
+      expect(await deleteMovedChild(parentIndex, 'macvlan', { mac })).toBe(false);
+    } finally {
+      ip('netns', 'del', container);
+      ip('link', 'del', parent);
+    }
+  });
+
+  // How an ipvlan is found (its MAC is its parent's, shared by its siblings): by the index it keeps when it is moved,
+  // and its kind. This kernel has no ipvlan, so a macvlan stands in; the VM suite does it with ipvlans.
+  it('finds a moved child by its index and kind, in its namespace file and without it', async () => {
+    const container = `${ns}i`;
+    const parent = `${ns}r`;
+    ip('netns', 'add', container);
+    try {
+      ip('link', 'add', parent, 'type', 'veth', 'peer', 'name', `${ns}s`);
+      const indexOf = (name: string, ...netns: string[]) =>
+        (JSON.parse(ip(...netns, '-j', 'link', 'show', name)) as { ifindex: number }[])[0]!.ifindex;
+      const parentIndex = indexOf(parent);
+      const inContainer = () => execFileSync('ip', ['-n', container, '-br', 'link'], { encoding: 'utf8' });
+      for (const [name, remove] of [
+        ['a', (index: number) => deleteInNamespace(`/run/netns/${container}`, { index, kind: 'macvlan' })],
+        ['b', (index: number) => deleteMovedChild(parentIndex, 'macvlan', { index, kind: 'macvlan' })],
+      ] as const) {
+        ip('link', 'add', 'link', parent, 'name', `${ns}${name}`, 'type', 'macvlan', 'mode', 'bridge');
+        const index = indexOf(`${ns}${name}`);
+        ip('link', 'set', `${ns}${name}`, 'netns', container);
+        expect(indexOf(`${ns}${name}`, '-n', container)).toBe(index); // the index goes with the link
+        // Not a link of another kind by that index.
+        expect(await deleteInNamespace(`/run/netns/${container}`, { index, kind: 'ipvlan' })).toBe(false);
+        expect(await remove(index)).toBe(true);
+        expect(inContainer()).not.toContain(`${ns}${name}`);
+        expect(await remove(index)).toBe(false);
+      }
     } finally {
       ip('netns', 'del', container);
       ip('link', 'del', parent);
@@ -54,6 +86,8 @@ describe('links in another namespace', () => {
   });
 
   it('says which namespace file it could not open', async () => {
-    await expect(deleteByMac('/run/netns/tmvH-absent', '02:00:00:00:ab:01')).rejects.toThrow(/tmvH-absent/);
+    await expect(deleteInNamespace('/run/netns/tmvH-absent', { mac: '02:00:00:00:ab:01' })).rejects.toThrow(
+      /tmvH-absent/,
+    );
   });
 });

@@ -1,10 +1,11 @@
-// The host's one packet socket against the kernel: its BPF filter passes ARP and DHCP only, frames are tagged
-// with their interface, a flood is drained on the event loop in bounded turns, it needs CAP_NET_RAW and nothing
+// The host's one packet socket against the kernel: its BPF filter passes ARP, DHCP and IPv6 neighbour discovery
+// only, frames are tagged with their interface, a flood is drained on the event loop in bounded turns, it needs CAP_NET_RAW and nothing
 // else, and close() lets the process exit.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildArpFrame, buildUdpFrame } from '../../../src/dhcp/frame';
+import { buildDadSolicitation } from '../../../src/kernel/nd-frames';
 import { PacketSocket, type ReceivedFrame } from '../../../src/kernel/packet-socket';
 import { runChild } from '../../helpers/child';
 import { assertPrivateNetns, ip, uniqueName } from '../../helpers/net';
@@ -20,6 +21,8 @@ const udp = (destinationPort: number, payload = Buffer.alloc(300)) =>
     destinationPort,
     payload,
   });
+/** Sent by this test (the kernel's own frames, such as the veths' router solicitations, come from their MACs). */
+const ours = (r: ReceivedFrame) => r.frame.subarray(6, 12).toString('hex') === SRC.replace(/:/g, '');
 const ifindex = (name: string) => (JSON.parse(ip('-j', 'link', 'show', name)) as { ifindex: number }[])[0]!.ifindex;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -59,10 +62,10 @@ describe('PacketSocket', () => {
     send();
     for (let i = 0; i < 100 && received.filter((r) => r.ifindex === indexB).length < count; i++) await sleep(10);
     await sleep(50); // anything that should not have come would have come by now
-    return received.filter((r) => r.ifindex === indexB);
+    return received.filter((r) => r.ifindex === indexB && ours(r));
   }
 
-  it('passes DHCP (UDP 67 and 68) and ARP; refuses other UDP, TCP, IPv6 and later fragments', async () => {
+  it('passes DHCP (UDP 67 and 68), ARP and neighbour discovery; refuses other UDP, TCP, IPv6 and later fragments', async () => {
     const arp = buildArpFrame({
       operation: 'request',
       senderMac: SRC,
@@ -76,9 +79,14 @@ describe('PacketSocket', () => {
     ipv6.writeUInt16BE(0x86dd, 12);
     const fragment = Buffer.from(udp(67));
     fragment.writeUInt16BE(0x0010, 20); // fragment offset 16 × 8 bytes
-    const frames = [udp(67), udp(68), arp, udp(80), udp(53), tcp, ipv6, fragment];
-    const seen = await delivered(() => frames.forEach((f) => socket.send(indexA, f)), 3);
-    expect(seen.map((r) => r.frame.toString('hex'))).toEqual([udp(67), udp(68), arp].map((f) => f.toString('hex')));
+    const solicitation = buildDadSolicitation(SRC, 0xfd00n << 112n);
+    const echo = Buffer.from(solicitation);
+    echo[54] = 128; // an ICMPv6 echo request: not neighbour discovery
+    const frames = [udp(67), udp(68), arp, solicitation, udp(80), udp(53), tcp, ipv6, fragment, echo];
+    const seen = await delivered(() => frames.forEach((f) => socket.send(indexA, f)), 4);
+    expect(seen.map((r) => r.frame.toString('hex'))).toEqual(
+      [udp(67), udp(68), arp, solicitation].map((f) => f.toString('hex')),
+    );
     expect(seen.every((r) => !r.outgoing)).toBe(true);
   });
 
@@ -96,10 +104,10 @@ describe('PacketSocket', () => {
       await new Promise((resolve) => setImmediate(resolve));
     }
     const total = batches * perBatch;
-    for (let i = 0; i < 200 && received.length < total; i++) await sleep(5);
+    for (let i = 0; i < 200 && received.filter(ours).length < total; i++) await sleep(5);
     const elapsed = performance.now() - started;
     clearInterval(ticker);
-    const seen = received.filter((r) => r.ifindex === indexB);
+    const seen = received.filter((r) => r.ifindex === indexB && ours(r));
     expect(seen.length).toBe(total);
     expect(seen.every((r) => r.frame.readUInt16BE(36) === 67)).toBe(true);
     console.log(
@@ -133,6 +141,16 @@ describe('PacketSocket', () => {
     expect(fdb()).not.toContain('02:7f:00:00:00:aa');
     expect(fdb()).not.toContain('02:7f:00:00:00:bb');
     expect(() => socket.addUnicast(999_999, '02:7f:00:00:00:aa')).toThrow(/ENODEV|No such device/);
+  });
+
+  it('addMulticast joins a group MAC until dropped; each kind of call refuses the other kind of MAC', () => {
+    const groups = () => ip('maddr', 'show', 'dev', a);
+    socket.addMulticast(indexA, '33:33:00:00:7f:01');
+    expect(groups()).toContain('33:33:00:00:7f:01');
+    socket.dropMulticast(indexA, '33:33:00:00:7f:01');
+    expect(groups()).not.toContain('33:33:00:00:7f:01');
+    expect(() => socket.addMulticast(indexA, '02:7f:00:00:00:aa')).toThrow(/is a unicast MAC/);
+    expect(() => socket.addUnicast(indexA, '33:33:00:00:7f:01')).toThrow(/is a group \(multicast\) MAC/);
   });
 
   it('refuses arguments of the wrong kind, and a frame shorter than its Ethernet header, sending nothing', async () => {

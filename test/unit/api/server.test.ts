@@ -72,3 +72,20 @@ it('closes at once a connection that never carried a request (Go dials ahead and
   await closedByServer;
   await closed;
 });
+
+it('tells the observer of each answer: the route as the method (unknown paths as `unknown`), ok or not, seconds', async () => {
+  const seen: [string, boolean, number][] = [];
+  const app = buildServer({} as Services, pino({ level: 'silent' }), undefined, (method, ok, seconds) =>
+    seen.push([method, ok, seconds]),
+  );
+  await app.inject({ method: 'POST', url: '/Plugin.Activate' });
+  await app.inject({ method: 'POST', url: '/NetworkDriver.Join', payload: '{"NetworkID": 5}' });
+  await app.inject({ method: 'POST', url: '/Some.Thing?x=1' });
+  expect(seen).toEqual([
+    ['Plugin.Activate', true, expect.any(Number)],
+    ['NetworkDriver.Join', false, expect.any(Number)],
+    ['unknown', false, expect.any(Number)],
+  ]);
+  for (const [, , seconds] of seen) expect(seconds).toBeGreaterThan(0);
+  await app.close();
+});

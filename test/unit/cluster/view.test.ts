@@ -94,4 +94,36 @@ describe('subnet view', () => {
     expect([...view.owners()]).toEqual(['a']);
     expect(view.ownersVersion).not.toBe(joined);
   });
+
+  it("keeps a range's fill counted as keys come and go, as a fresh count of the same keys says", () => {
+    const view = new SubnetView(subnet, '/p');
+    view.load([{ key: key(1), value: value('me'), modRevision: 1n }], 1n);
+    const [lo, hi] = [subnet.base + 1n, subnet.base + 10n];
+    expect(view.fill(lo, hi, 'me')).toEqual({ held: 1, mine: 1 });
+    view.put({ key: key(2), value: value('other'), modRevision: 2n });
+    view.put({ key: key(20), value: value('me'), modRevision: 3n }); // outside the range
+    // A shared gateway: another host's claim, then mine joins it, then theirs leaves.
+    const both = encodeClaims([
+      { owner: 'other', kind: 'gateway', ref: 'r', at: 'o' },
+      { owner: 'me', kind: 'gateway', ref: 'r', at: 'm' },
+    ]);
+    view.put({ key: key(3), value: value('other', 'gateway'), modRevision: 4n });
+    view.put({ key: key(3), value: both, modRevision: 5n });
+    expect(view.fill(lo, hi, 'me')).toEqual({ held: 3, mine: 2 });
+    view.put({ key: key(3), value: value('other', 'gateway'), modRevision: 6n });
+    view.delete(key(1), 7n);
+    view.delete(key(1), 8n); // again: nothing changes
+    expect(view.fill(lo, hi, 'me')).toEqual({ held: 2, mine: 0 });
+    const fresh = new SubnetView(subnet, '/p');
+    fresh.load(
+      [...view.held].map(([address, h]) => ({
+        key: key(Number(address - subnet.base)),
+        value: h.value,
+        modRevision: h.modRevision,
+      })),
+      9n,
+    );
+    expect(fresh.fill(lo, hi, 'me')).toEqual(view.fill(lo, hi, 'me'));
+    expect(view.fill(lo, hi, 'other')).toEqual({ held: 2, mine: 2 });
+  });
 });

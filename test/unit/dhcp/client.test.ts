@@ -180,6 +180,29 @@ describe('DhcpClient edge cases', () => {
     expect(client.arp(probe, T0 + 10).events.map((e) => e.kind)).toEqual(['declined']);
   });
 
+  it('the ARP check ends 0.4 s after the ACK however late its timers fire, and the last wait keeps half its length', () => {
+    const client = new DhcpClient({ mac: MAC, random: () => 0.5 });
+    let step = client.start(T0);
+    step = client.receive({ ...OFFER, xid: lastXid(step) }, SERVER_MAC, T0);
+    step = client.receive({ ...ACK, xid: lastXid(step) }, SERVER_MAC, T0);
+    expect(client.checking?.address).toBe(ACK.yiaddr);
+    expect(step.wakeAt).toBe(T0 + Timing.probeIntervalMs);
+    step = client.timer(T0 + 130); // 30 ms late
+    expect(step.wakeAt).toBe(T0 + 2 * Timing.probeIntervalMs);
+    step = client.timer(T0 + 210);
+    expect(step.wakeAt).toBe(T0 + 2 * Timing.probeIntervalMs + Timing.probeFinalWaitMs);
+    step = client.timer(T0 + 400);
+    expect(step.events.map((e) => e.kind)).toEqual(['bound']);
+    expect(client.checking).toBeUndefined();
+    // A loop stalled past the whole check still waits after its last probe.
+    const late = new DhcpClient({ mac: MAC, random: () => 0.5 });
+    step = late.start(T0);
+    step = late.receive({ ...OFFER, xid: lastXid(step) }, SERVER_MAC, T0);
+    late.receive({ ...ACK, xid: lastXid(step) }, SERVER_MAC, T0);
+    late.timer(T0 + 900);
+    expect(late.timer(T0 + 901).wakeAt).toBe(T0 + 901 + Timing.probeFinalWaitMs / 2);
+  });
+
   it('release during the ARP check gives back the address the server already ACKed', () => {
     const client = new DhcpClient({ mac: MAC, random: () => 0.5 });
     let step = client.start(T0);

@@ -71,7 +71,7 @@ describe('decoding dnsmasq frames', () => {
     const udhcpc = loadRecording('udhcpc').frames.map((f) => dhcpOf(Buffer.from(f.hex, 'hex')));
     expect(udhcpc.map(({ message }) => message.type)).toEqual(['discover', 'offer', 'request', 'ack']);
     const [discover, offer, request] = udhcpc;
-    expect(discover!.message).toMatchObject({ op: 'request', clientId: '02:7d:00:00:00:b1', broadcast: false });
+    expect(discover!.message).toMatchObject({ op: 'request', clientId: '01:02:7d:00:00:00:b1', broadcast: false });
     expect(discover!.message.parameterRequestList).toEqual([1, 3, 6, 12, 15, 28, 42]);
     expect(offer!.datagram).toMatchObject({
       destinationIp: offer!.message.yiaddr,
@@ -144,7 +144,10 @@ describe('encoding', () => {
       leaseSeconds: fc.nat(0xffffffff),
       routers: fc.array(ipv4, { minLength: 1, maxLength: 4 }),
       classlessRoutes: fc.array(route, { minLength: 1, maxLength: 4 }),
-      clientId: mac,
+      // Any identifier of 2 bytes or more: type 1 + MAC, RFC 4361's type 255 + IAID + DUID, ...
+      clientId: fc
+        .uint8Array({ minLength: 2, maxLength: 64 })
+        .map((bytes) => [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':')),
       hostname: fc.stringMatching(/^[a-z0-9-]{1,40}$/),
     });
     fc.assert(

@@ -80,6 +80,7 @@ describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
       id: 'n1',
       parent: 'eth9',
       ownsParent: false,
+      kind: 'macvlan',
       mode: 'bridge',
       internal: false,
       dhcp: { timeoutSeconds: 1 },
@@ -110,7 +111,7 @@ describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
     const renewed = lease('10.77.0.100', 50_000);
     clients.emit('lease', { ifindex: 7, mac: MAC, event: { kind: 'renewed', lease: renewed } });
     await until(() => expect(onDisk().lease).toEqual(renewed));
-    expect(state.endpoints.get('e1')?.lease).toEqual(renewed);
+    await until(() => expect(state.endpoints.get('e1')?.lease).toEqual(renewed));
   });
 
   it.each([

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../../src/dhcp/lease';
 import { checkDhcpNetwork, joinRoutes, parseDhcpOptions } from '../../../src/driver/dhcp-network';
+import type { ChildMode, MacvlanMode } from '../../../src/kernel/link-info';
 
 const lease = (over: Partial<Lease>): Lease => ({
   mac: '02:00:00:00:00:01',
@@ -33,16 +34,34 @@ describe('DHCP network options', () => {
     expect(() => parseDhcpOptions('1', undefined)).toThrow("dhcp '1' is not a switch; give dhcp=true");
   });
 
-  it('accepts bridge, private, vepa and passthru on a parent with the null IPAM pool', () => {
+  it('accepts macvlan bridge, private, vepa and passthru and ipvlan l2 on a parent with the null IPAM pool', () => {
     for (const mode of ['bridge', 'private', 'vepa', 'passthru'] as const)
-      expect(() => checkDhcpNetwork({ parent: 'eth1', mode }, { pool: '0.0.0.0/0' })).not.toThrow();
-    expect(() => checkDhcpNetwork({ parent: 'eth1', mode: 'bridge' }, undefined)).not.toThrow();
-    expect(() => checkDhcpNetwork({ parent: 'eth1', mode: 'source' }, { pool: '0.0.0.0/0' })).toThrow(/source/);
-    expect(() => checkDhcpNetwork({ parent: 'eth1', mode: 'bridge' }, { pool: '172.18.0.0/16' })).toThrow(
+      expect(() => checkDhcpNetwork({ parent: 'eth1', link: macvlan(mode) }, { pool: '0.0.0.0/0' })).not.toThrow();
+    for (const flag of ['bridge', 'private', 'vepa'] as const)
+      expect(() =>
+        checkDhcpNetwork({ parent: 'eth1', link: { kind: 'ipvlan', mode: 'l2', flag } }, { pool: '0.0.0.0/0' }),
+      ).not.toThrow();
+    expect(() => checkDhcpNetwork({ parent: 'eth1', link: macvlan('bridge') }, undefined)).not.toThrow();
+    expect(() => checkDhcpNetwork({ parent: 'eth1', link: macvlan('source') }, { pool: '0.0.0.0/0' })).toThrow(
+      /source/,
+    );
+    expect(() => checkDhcpNetwork({ parent: 'eth1', link: macvlan('bridge') }, { pool: '172.18.0.0/16' })).toThrow(
       /--ipam-driver null/,
     );
   });
+
+  it('refuses ipvlan l3 and l3s, where nothing answers ARP for a leased address of the LAN', () => {
+    for (const mode of ['l3', 'l3s'] as const)
+      expect(() =>
+        checkDhcpNetwork({ parent: 'eth1', link: { kind: 'ipvlan', mode, flag: 'bridge' } }, { pool: '0.0.0.0/0' }),
+      ).toThrow(
+        `dhcp=true does not work with ipvlan_mode=${mode}: a DHCP server leases addresses of the LAN itself, and in ${mode} mode ` +
+          'nothing answers ARP for the containers there (their subnets must be routed to the host); use ipvlan_mode=l2',
+      );
+  });
 });
+
+const macvlan = (mode: MacvlanMode): ChildMode => ({ kind: 'macvlan', mode });
 
 describe("a lease's routes for Join", () => {
   it('the router option is the gateway; classless routes become static routes (connected for a 0.0.0.0 next hop)', () => {

@@ -21,4 +21,18 @@ describe('planRepairs', () => {
     ]);
     expect(planRepairs(healthy(), G, networks, endpoints)).toEqual([]);
   });
+
+  it('deletes orphan children before their parents, ipvlans as macvlans', () => {
+    const unansweredNetwork = { ...networks[1], unanswered: true as const };
+    for (const kind of ['macvlan', 'ipvlan']) {
+      // The parent first in the kernel's list: the plan still deletes the child on it first.
+      const links = healthy()
+        .map((l) => (l.name === endpointLinkName(E2) ? { ...l, kind } : l))
+        .sort((a, b) => (a.name === 'eth1.10' ? -1 : b.name === 'eth1.10' ? 1 : 0));
+      const deletes = planRepairs(links, G, [networks[0], unansweredNetwork, networks[2]], [endpoints[0]])
+        .filter((r) => r.action === 'delete')
+        .map((r) => (r.action === 'delete' ? r.link : ''));
+      expect(deletes, kind).toEqual([endpointLinkName(E2), 'eth1.10']);
+    }
+  });
 });

@@ -16,7 +16,12 @@ import type { KernelProbe } from '../../../src/inspect/doctor/kernel-probe';
 import type { HostFacts } from '../../../src/inspect/doctor/parents';
 import { N1, N2 } from '../../helpers/state-fixtures';
 
-const NO_VLANS: KernelProbe = { lower: 'veth', macvlan: { ok: true }, vlan: { ok: false, errno: 'EOPNOTSUPP' } };
+const NO_VLANS: KernelProbe = {
+  lower: 'veth',
+  macvlan: { ok: true },
+  ipvlan: { ok: true },
+  vlan: { ok: false, errno: 'EOPNOTSUPP' },
+};
 
 const up = (name: string, index: number, over: Partial<LinkDetails> = {}): LinkDetails => ({
   name,
@@ -55,7 +60,14 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
   }
   const run = (stateDir: string, parents: string[] = [], links = host) =>
     diagnose({ parents, socket, stateDir, json: true }, fakeLinks(links), NO_VLANS, facts);
-  const onEth1: NetworkRecord = { id: N1, parent: 'eth1', ownsParent: false, mode: 'bridge', internal: false };
+  const onEth1: NetworkRecord = {
+    id: N1,
+    parent: 'eth1',
+    ownsParent: false,
+    kind: 'macvlan',
+    mode: 'bridge',
+    internal: false,
+  };
 
   beforeAll(async () => {
     mkdirSync(facts.sysfs);
@@ -89,7 +101,14 @@ describe("doctor's 802.1q verdict on a kernel without VLANs", () => {
   });
 
   it('FAILs, naming it, when a recorded network has a VLAN parent (to re-create at start)', async () => {
-    const onVlan: NetworkRecord = { id: N2, parent: 'eth1.10', ownsParent: true, mode: 'bridge', internal: false };
+    const onVlan: NetworkRecord = {
+      id: N2,
+      parent: 'eth1.10',
+      ownsParent: true,
+      kind: 'macvlan',
+      mode: 'bridge',
+      internal: false,
+    };
     const report = await run(stateWith('vlan', [onEth1, onVlan]));
     expect(report.checks.find((c) => c.id === 'kernel.8021q')).toMatchObject({
       status: 'FAIL',

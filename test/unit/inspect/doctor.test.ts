@@ -57,16 +57,17 @@ describe('kernel checks', () => {
   });
 
   it('are OK when the probe made and deleted both links', () => {
-    const checks = kernelChecks({ lower: 'veth', macvlan: { ok: true }, vlan: { ok: true } });
+    const checks = kernelChecks({ lower: 'veth', macvlan: { ok: true }, ipvlan: { ok: true }, vlan: { ok: true } });
     expect(checks.map((c) => [c.id, c.status])).toEqual([
       ['kernel.macvlan', 'OK'],
       ['kernel.8021q', 'OK'],
+      ['kernel.ipvlan', 'OK'],
     ]);
   });
 
   it('FAIL 802.1q with modprobe 8021q advice when the kernel has no VLAN support and a VLAN is needed', () => {
     const [macvlan, vlan] = kernelChecks(
-      { lower: 'veth', macvlan: { ok: true }, vlan: { ok: false, errno: 'ENOTSUP' } },
+      { lower: 'veth', macvlan: { ok: true }, ipvlan: { ok: true }, vlan: { ok: false, errno: 'ENOTSUP' } },
       ['--parent eth1.10'],
     );
     expect(macvlan.status).toBe('OK');
@@ -78,17 +79,22 @@ describe('kernel checks', () => {
   });
 
   it('FAIL macvlan with modprobe macvlan advice', () => {
-    const [macvlan] = kernelChecks({ lower: 'veth', macvlan: { ok: false, errno: 'EOPNOTSUPP' }, vlan: { ok: true } });
+    const [macvlan] = kernelChecks({
+      lower: 'veth',
+      macvlan: { ok: false, errno: 'EOPNOTSUPP' },
+      ipvlan: { ok: true },
+      vlan: { ok: true },
+    });
     expect(macvlan).toMatchObject({ status: 'FAIL', fix: expect.stringContaining('modprobe macvlan') });
   });
 
   it('WARN (not OK, not FAIL) when the probe could not run or had nothing to test on', () => {
     for (const probe of [
       { error: 'unshare: unshare failed: Operation not permitted' },
-      { lower: null, lowerErrno: 'ENOTSUP', macvlan: null, vlan: null },
+      { lower: null, lowerErrno: 'ENOTSUP', macvlan: null, ipvlan: null, vlan: null },
     ] as const) {
       const checks = kernelChecks(probe);
-      expect(checks.map((c) => c.status)).toEqual(['WARN', 'WARN']);
+      expect(checks.map((c) => c.status)).toEqual(['WARN', 'WARN', 'WARN']);
       for (const check of checks) expect(check.fix).toBeTruthy();
     }
   });
@@ -112,14 +118,16 @@ const link = (over: Partial<LinkDetails> & { name: string; index: number }): Lin
   ...over,
 });
 
-const network = (over: Partial<NetworkRecord>): NetworkRecord => ({
-  id: 'a'.repeat(64),
-  parent: 'eth1',
-  ownsParent: false,
-  mode: 'bridge',
-  internal: false,
-  ...over,
-});
+const network = (over: Partial<NetworkRecord>): NetworkRecord =>
+  ({
+    id: 'a'.repeat(64),
+    parent: 'eth1',
+    ownsParent: false,
+    kind: 'macvlan',
+    mode: 'bridge',
+    internal: false,
+    ...over,
+  }) as NetworkRecord;
 
 describe('parent checks', () => {
   const sysfs = mkdtempSync(join(tmpdir(), 'dr-sysfs-'));
@@ -241,9 +249,73 @@ describe('parent checks', () => {
     expect(check).toMatchObject({
       status: 'WARN',
       message: expect.stringContaining('its NIC wlan0 is a wireless interface'),
-      fix: 'use a wired interface as the parent',
+      fix: expect.stringContaining('this parent is a wireless interface: use ipvlan_mode=l2'),
     });
     expect(check.message).toContain('VLAN 5 on wlan0');
+  });
+
+  it('is OK with a wireless or virtual NIC whose networks are all ipvlans (they show it its own MAC only)', async () => {
+    const wlan = link({ name: 'wlan1', index: 20 });
+    sysLink(wlan, 'iwlwifi', true);
+    const ens = link({ name: 'ens5', index: 21 });
+    sysLink(ens, 'virtio_net');
+    const ipvlanOn = (parent: string) => network({ parent, kind: 'ipvlan', mode: 'l2', flag: 'bridge' } as never);
+    const host = fakeLinks([wlan, ens]);
+    for (const [name, says] of [
+      ['wlan1', 'ipvlan networks send with its own MAC'],
+      ['ens5', 'driver virtio_net: its ipvlan networks show the LAN its own MAC only'],
+    ]) {
+      const check = await parentCheck(name, { given: false, networks: [ipvlanOn(name)] }, host, noVm);
+      expect(check, check.message).toMatchObject({ status: 'OK', message: expect.stringContaining(says) });
+    }
+    // A macvlan network beside them is still warned about.
+    const mixed = await parentCheck(
+      'ens5',
+      { given: false, networks: [ipvlanOn('ens5'), network({ parent: 'ens5' })] },
+      host,
+      noVm,
+    );
+    expect(mixed.status).toBe('WARN');
+  });
+
+  it('says which kind of links a parent carries already, and FAILs a network of the other kind or ipvlan mode', async () => {
+    const eth2 = link({ name: 'eth2', index: 30 });
+    const theirs = link({
+      name: 'mv0',
+      index: 31,
+      kind: 'macvlan',
+      parentIndex: 30,
+      child: { kind: 'macvlan', mode: 'bridge' },
+    });
+    const host = fakeLinks([eth2, theirs]);
+    const given = await parentCheck('eth2', { given: true, networks: [] }, host, noVm);
+    expect(given).toMatchObject({
+      status: 'OK',
+      message: expect.stringContaining(
+        'carries macvlan link(s) mv0: only macvlan networks can use it: the kernel refuses ipvlans beside macvlans (EBUSY)',
+      ),
+    });
+    const ipvlanNet = network({ parent: 'eth2', kind: 'ipvlan', mode: 'l2', flag: 'bridge' } as never);
+    const clash = await parentCheck('eth2', { given: false, networks: [ipvlanNet] }, host, noVm);
+    expect(clash).toMatchObject({
+      status: 'FAIL',
+      message: expect.stringContaining(
+        `network ${ipvlanNet.id.slice(0, 12)} (ipvlan_mode=l2 ipvlan_flag=bridge) cannot join its macvlan link(s) mv0: the kernel never puts ipvlan and macvlan links on one parent (it answers EBUSY)`,
+      ),
+      fix: expect.stringContaining('another parent'),
+    });
+    const l3 = link({
+      name: 'iv0',
+      index: 32,
+      kind: 'ipvlan',
+      parentIndex: 30,
+      child: { kind: 'ipvlan', mode: 'l3', flag: 'bridge' },
+    });
+    const otherMode = await parentCheck('eth2', { given: false, networks: [ipvlanNet] }, fakeLinks([eth2, l3]), noVm);
+    expect(otherMode.status).toBe('FAIL');
+    expect(otherMode.message).toContain('the kernel keeps one ipvlan mode and flag per parent');
+    const sameMode = await parentCheck('eth2', { given: true, networks: [] }, fakeLinks([eth2, l3]), noVm);
+    expect(sameMode.message).toContain('only ipvlan networks with ipvlan_mode=l3 ipvlan_flag=bridge can use it');
   });
 
   it("trusts sysfs only when it shows this very link (another namespace's /sys shows other links)", () => {
@@ -323,6 +395,7 @@ describe('state and drift checks', () => {
     networks: [network({})],
     endpoints: [],
     pools: [],
+    ranges: [],
     unreadable: [],
     format,
   };

@@ -28,6 +28,7 @@ describe('readState', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      ranges: [],
       unreadable: [],
       format: { state: 'none', formats: null, writtenBy: null, message: 'no state yet' },
     });

@@ -29,7 +29,9 @@ describe('the report', () => {
         id: N1,
         parent: 'eth1',
         parentPresent: true,
+        kind: 'macvlan',
         mode: 'bridge',
+        flag: null,
         internal: false,
         vlan: null,
         subnets: ['10.1.0.0/24'],
@@ -40,7 +42,9 @@ describe('the report', () => {
         id: N2,
         parent: 'eth1.10',
         parentPresent: true,
+        kind: 'macvlan',
         mode: 'private',
+        flag: null,
         internal: false,
         vlan: { id: 10, owned: true },
         subnets: ['10.2.0.0/24', 'fd00::/64'],
@@ -51,7 +55,9 @@ describe('the report', () => {
         id: N3,
         parent: internalParentName(N3),
         parentPresent: true,
+        kind: 'macvlan',
         mode: 'bridge',
+        flag: null,
         internal: true,
         vlan: null,
         subnets: [],
@@ -80,18 +86,33 @@ describe('the report', () => {
     expect(report.drift).toEqual([]);
 
     const text = formatStatus(report);
-    expect(text).toMatch(/^NETWORK +PARENT +MODE +VLAN +SUBNETS +ENDPOINTS$/m);
+    expect(text).toMatch(/^NETWORK +PARENT +KIND +MODE +VLAN +SUBNETS +ENDPOINTS$/m);
     expect(text).toMatch(
-      new RegExp(`^${N2.slice(0, 12)} +eth1\\.10 +private +10 owned +10\\.2\\.0\\.0/24,fd00::/64 +1$`, 'm'),
+      new RegExp(`^${N2.slice(0, 12)} +eth1\\.10 +macvlan +private +10 owned +10\\.2\\.0\\.0/24,fd00::/64 +1$`, 'm'),
     );
     expect(text).toMatch(
-      new RegExp(`^${N3.slice(0, 12)} +${internalParentName(N3)} \\(internal\\) +bridge +- +- +0$`, 'm'),
+      new RegExp(`^${N3.slice(0, 12)} +${internalParentName(N3)} \\(internal\\) +macvlan +bridge +- +- +0$`, 'm'),
     );
     expect(text).toMatch(
       new RegExp(`^${E1.slice(0, 12)} +${N1.slice(0, 12)} +in container +02:42:0a:01:00:05 +10\\.1\\.0\\.5/24$`, 'm'),
     );
     expect(text).toMatch(new RegExp(`^${E2.slice(0, 12)} +${N2.slice(0, 12)} +${endpointLinkName(E2)} +`, 'm'));
     expect(text.trim().split('\n').pop()).toBe('drift: none');
+  });
+
+  it('shows an ipvlan network with its kind, mode and flag', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'st-ipvlan-'));
+    try {
+      mkdirSync(join(dir, 'networks'));
+      const ipvlan = { ...networks[0]!, kind: 'ipvlan', mode: 'l3', flag: 'private' };
+      writeFileSync(join(dir, 'networks', `${N1}.json`), JSON.stringify(ipvlan));
+      const report = await collectStatus(dir, DRIVER, fake(healthy()));
+      expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+      expect(report.networks[0]).toMatchObject({ kind: 'ipvlan', mode: 'l3', flag: 'private' });
+      expect(formatStatus(report)).toMatch(new RegExp(`^${N1.slice(0, 12)} +eth1 +ipvlan +l3 private +- +`, 'm'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('says an endpoint is gone (not in a container) when its parent is missing, and a VLAN id from the name', async () => {
@@ -123,6 +144,7 @@ describe('the report', () => {
       networks: [],
       endpoints: [],
       pools: [],
+      ranges: [],
       leases: [],
       drift: [],
       unreadable: [],

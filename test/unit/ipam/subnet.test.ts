@@ -392,6 +392,9 @@ describe('random operations against a model', () => {
           expect([...subnet.taken.keys()].map((v) => Number(v - base)).sort((x, y) => x - y)).toEqual(
             [...model.keys()].sort((x, y) => x - y),
           );
+          // Each lane's fill counts the addresses in use inside it.
+          for (const lane of subnet.lanes.values())
+            expect(lane.inUse).toBe([...subnet.taken.keys()].filter((v) => v >= lane.lo && v <= lane.hi).length);
         }
         const replayed = new Subnet(subnet.cidr);
         for (const line of journal) replayed.apply(JSON.parse(line));

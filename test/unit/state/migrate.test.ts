@@ -8,7 +8,7 @@ import { networkRecordProblem } from '../../../src/driver/network-options';
 import { readIntents } from '../../../src/cluster/intents';
 import { STATE_FILES } from '../../../src/inspect/state-formats';
 import { MARKER, currentFormats, migrateState, readMarker, stateFormatOf } from '../../../src/state/migrate';
-import { type RecordFormat, upgradeRecord } from '../../../src/state/record-format';
+import { upgradeRecord } from '../../../src/state/record-format';
 import { readRecords, recordFiles, type Unreadable } from '../../../src/state/record-store';
 import { softwareVersion } from '../../../src/state/software-version';
 
@@ -46,34 +46,31 @@ describe('record formats', () => {
   });
 
   it('brings an older record up to date in memory; refuses a newer one, naming both formats', () => {
-    expect(upgradeRecord(NETWORK_RECORD_FORMAT, { ...NETWORK })).toEqual(NETWORK);
-    expect(upgradeRecord(NETWORK_RECORD_FORMAT, { format: 2, ...NETWORK })).toEqual(NETWORK);
+    expect(upgradeRecord(NETWORK_RECORD_FORMAT, { ...NETWORK })).toEqual({ kind: 'macvlan', ...NETWORK });
+    expect(upgradeRecord(NETWORK_RECORD_FORMAT, { format: 2, ...NETWORK })).toEqual({ kind: 'macvlan', ...NETWORK });
+    const ipvlan = { ...NETWORK, kind: 'ipvlan', mode: 'l2', flag: 'bridge' };
+    expect(upgradeRecord(NETWORK_RECORD_FORMAT, { format: 3, ...ipvlan })).toEqual(ipvlan);
     expect(upgradeRecord(NETWORK_RECORD_FORMAT, { format: 'two', ...NETWORK })).toMatch(
       /'format' is not a format version/,
     );
     expect(() => upgradeRecord(NETWORK_RECORD_FORMAT, { format: 9, ...NETWORK })).toThrow(
-      `this network record is in format 9, newer than this tsmacvlan (${softwareVersion()}) reads (up to format 2)`,
+      `this network record is in format 9, newer than this tsmacvlan (${softwareVersion()}) reads (up to format 3)`,
     );
   });
 
-  it('the next format is one upgrade function: a field older records lack, with the value they meant', () => {
-    // What the ipvlan change does to network records (docs/state.md): format 3 adds `kind`, absent before = macvlan.
-    const next: RecordFormat = {
-      ...NETWORK_RECORD_FORMAT,
-      version: 3,
-      upgrades: { ...NETWORK_RECORD_FORMAT.upgrades, 3: (record) => ({ kind: 'macvlan', ...record }) },
-    };
-    const kind = { format: next, check: networkRecordProblem };
+  it('a format is one upgrade function: a field older records lack, with the value they meant', () => {
+    // What the ipvlan change did to network records (docs/state.md): format 3 adds `kind`, absent before = macvlan.
+    const kind = { format: NETWORK_RECORD_FORMAT, check: networkRecordProblem };
     const dir = stateOf010();
     writeFileSync(
       join(dir, 'networks', 'n2.json'),
-      JSON.stringify({ format: 3, kind: 'ipvlan', ...NETWORK, id: 'n2' }),
+      JSON.stringify({ format: 3, ...NETWORK, kind: 'ipvlan', mode: 'l2', flag: 'bridge', id: 'n2' }),
     );
     const unreadable: Unreadable[] = [];
     const read = readRecords(join(dir, 'networks'), kind, unreadable);
     expect(unreadable).toEqual([]);
     expect(read.get('n1')).toEqual({ kind: 'macvlan', ...NETWORK });
-    expect(read.get('n2')).toEqual({ kind: 'ipvlan', ...NETWORK, id: 'n2' });
+    expect(read.get('n2')).toEqual({ ...NETWORK, kind: 'ipvlan', mode: 'l2', flag: 'bridge', id: 'n2' });
     const files = [recordFiles('network-record', 'networks', kind)];
     expect(migrateState(dir, files, silent)).toBe(1);
     expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 3, kind: 'macvlan', ...NETWORK });
@@ -87,7 +84,7 @@ describe('migrating a state dir', () => {
     const intentsBefore = readIntents(join(dir, 'cluster', 'cluster-intents.log'), silent);
     expect(stateFormatOf(dir, STATE_FILES)).toMatchObject({ state: 'older', formats: null });
     expect(migrateState(dir, STATE_FILES, silent)).toBe(3);
-    expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 2, ...NETWORK });
+    expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 3, kind: 'macvlan', ...NETWORK });
     expect(json(join(dir, 'endpoints', 'e1.json'))).toEqual({ format: 2, ...ENDPOINT });
     const intents = readFileSync(join(dir, 'cluster', 'cluster-intents.log'), 'utf8');
     expect(intents.split('\n')[0]).toBe('{"t":"intents","format":2}');
@@ -101,9 +98,9 @@ describe('migrating a state dir', () => {
 
   it('resumes a migration cut short: files already in the new format are skipped', () => {
     const dir = stateOf010();
-    writeFileSync(join(dir, 'networks', 'n1.json'), JSON.stringify({ format: 2, ...NETWORK }));
+    writeFileSync(join(dir, 'networks', 'n1.json'), JSON.stringify({ format: 3, kind: 'macvlan', ...NETWORK }));
     expect(migrateState(dir, STATE_FILES, silent)).toBe(2);
-    expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 2, ...NETWORK });
+    expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 3, kind: 'macvlan', ...NETWORK });
   });
 
   it('creates a state dir that does not exist, with format.json', () => {
@@ -114,11 +111,11 @@ describe('migrating a state dir', () => {
 
   it('refuses a state a newer version wrote, naming both versions and what to do, and changes nothing', () => {
     const dir = stateOf010();
-    const newer = { formats: { ...currentFormats(STATE_FILES), 'network-record': 3 }, writtenBy: '0.9.0' };
+    const newer = { formats: { ...currentFormats(STATE_FILES), 'network-record': 4 }, writtenBy: '0.9.0' };
     writeFileSync(join(dir, MARKER), JSON.stringify(newer));
     const refusal =
       `the state in ${dir} was written by tsmacvlan 0.9.0, in formats newer than this tsmacvlan (${softwareVersion()}) ` +
-      `reads: network-record format 3 (this version reads up to 2). Run tsmacvlan 0.9.0 or newer on it`;
+      `reads: network-record format 4 (this version reads up to 3). Run tsmacvlan 0.9.0 or newer on it`;
     expect(() => migrateState(dir, STATE_FILES, silent)).toThrow(refusal);
     expect(json(join(dir, 'networks', 'n1.json'))).toEqual(NETWORK); // untouched
     expect(stateFormatOf(dir, STATE_FILES)).toMatchObject({ state: 'newer', writtenBy: '0.9.0' });
