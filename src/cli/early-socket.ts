@@ -49,9 +49,12 @@ export class EarlySocket {
 
   /**
    * Stops listening and removes the file, so that the server can listen on it next, and gives the connections held
-   * so far (still paused, unread) to `take`, once it is called: `take` then owns them.
+   * so far (still paused, unread) to `take`, once it is called: `take` then owns them. Connections still waiting in
+   * the kernel's queue when the socket closes would be reset: the event loop runs first, which accepts them (while the
+   * modules load, nothing does). One that comes after finds no socket until the server listens, and Docker retries it.
    */
-  handOver(): (take: (socket: Socket) => void) => void {
+  async handOver(): Promise<(take: (socket: Socket) => void) => void> {
+    for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve)); // a whole turn, its I/O polled
     this.server.close();
     process.off('exit', this.removeOnExit);
     rmSync(this.path, { force: true });

@@ -64,10 +64,22 @@ async function serve(options: ServeOptions): Promise<void> {
   const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
-  // listener, when asked for: a plugin that cannot serve them does not start).
-  const ready = Promise.all([driver.reconcile(), metrics?.started]);
+  // listener, when asked for: a plugin that cannot serve them does not start), and the log says so before any answer.
+  const ready = Promise.all([driver.reconcile(), metrics?.started]).then(() =>
+    log.info(
+      {
+        version: VERSION,
+        socket: options.socket,
+        stateDir: options.stateDir,
+        networks: driver.listNetworks().length,
+        netlinkBinding,
+      },
+      'tsmacvlan ready',
+    ),
+  );
   const app = buildServer({ driver, ipam }, log, ready, metrics?.observe);
-  const held = early.handOver();
+  await app.ready(); // its plugins loaded before the socket changes hands: Docker then waits least
+  const held = await early.handOver();
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
@@ -79,16 +91,6 @@ async function serve(options: ServeOptions): Promise<void> {
     await app.close();
     throw err;
   });
-  log.info(
-    {
-      version: VERSION,
-      socket: options.socket,
-      stateDir: options.stateDir,
-      networks: driver.listNetworks().length,
-      netlinkBinding,
-    },
-    'tsmacvlan ready',
-  );
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -45,7 +45,7 @@ describe('EarlySocket', () => {
       req.on('end', () => res.end(`got ${body}`));
     });
     servers.push(http);
-    const held = early.handOver();
+    const held = await early.handOver();
     await listening(http, path);
     held((socket) => (http.emit('connection', socket), socket.resume()));
     expect(await answer).toBe('200 got early');
@@ -57,12 +57,12 @@ describe('EarlySocket', () => {
     const other = createServer();
     servers.push(other);
     const first = await EarlySocket.bind(path); // makes the directory
-    first.handOver();
+    await first.handOver();
     await listening(other, path);
     await expect(EarlySocket.bind(path)).rejects.toThrow(`another server is already listening on ${path}`);
     other.close();
     writeFileSync(path, ''); // a file nobody listens on
     const early = await EarlySocket.bind(path);
-    early.handOver();
+    await early.handOver();
   });
 });
