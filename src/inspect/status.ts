@@ -2,7 +2,7 @@
 // Read-only: the state files are read directly, never through NetworkDriver or IpamService (their start-up repairs
 // and compacts the state), and nothing is written.
 import { endpointLinkName } from '../driver/endpoint-naming';
-import { childMode, IPVLAN_FLAGS, IPVLAN_MODES, MACVLAN_MODES } from '../driver/link-kind';
+import { childMode } from '../driver/link-kind';
 import type { NetworkRecord } from '../driver/network-options';
 import { internalParentName } from '../driver/parents';
 import type { LinkInfo } from '../kernel/link-info';
@@ -10,11 +10,11 @@ import { Links } from '../kernel/links';
 import { MARK_ENDPOINT } from '../kernel/marks';
 import { instanceId, stateGroup } from '../state/instance';
 import type { EtcdSettings } from '../cluster/etcd';
-import { CLUSTER_JSON_SCHEMA, type ClusterReport, collectCluster, formatCluster } from './cluster';
-import { DRIFT_KINDS, findDrift, type Drift } from './drift';
+import { type ClusterReport, collectCluster, formatCluster } from './cluster';
+import { findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
-import { LEASE_HEADER, LEASE_ROW_SCHEMA, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
-import { RANGE_HEADER, RANGE_ROW_SCHEMA, rangeCells, type RangeRow } from './range-rows';
+import { LEASE_HEADER, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
+import { RANGE_HEADER, rangeCells, type RangeRow } from './range-rows';
 import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
 import { VERSION } from '../version';
@@ -74,177 +74,6 @@ export interface StatusReport {
   /** The cluster table (status --etcd), null without it. */
   cluster: ClusterReport | null;
 }
-
-const nonEmpty = { type: 'string', minLength: 1 } as const;
-
-/** The schema of `tsmacvlan status --json` (JSON Schema draft-07). */
-export const STATUS_JSON_SCHEMA = {
-  $schema: 'http://json-schema.org/draft-07/schema#',
-  title: 'tsmacvlan status',
-  type: 'object',
-  required: [
-    'version',
-    'tsmacvlanVersion',
-    'stateDir',
-    'driver',
-    'plugin',
-    'group',
-    'networks',
-    'endpoints',
-    'pools',
-    'ranges',
-    'leases',
-    'drift',
-    'unreadable',
-    'stateFormat',
-    'cluster',
-  ],
-  additionalProperties: false,
-  properties: {
-    version: { const: 1 },
-    tsmacvlanVersion: nonEmpty,
-    stateDir: nonEmpty,
-    driver: nonEmpty,
-    plugin: {
-      oneOf: [
-        { type: 'null' },
-        {
-          type: 'object',
-          required: ['name', 'id', 'enabled'],
-          additionalProperties: false,
-          properties: {
-            name: nonEmpty,
-            id: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-            enabled: { type: 'boolean' },
-          },
-        },
-      ],
-    },
-    group: { type: ['integer', 'null'], minimum: 1, maximum: 2147483647 },
-    networks: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: [
-          'id',
-          'parent',
-          'parentPresent',
-          'kind',
-          'mode',
-          'flag',
-          'internal',
-          'vlan',
-          'subnets',
-          'hostAccess',
-          'endpoints',
-        ],
-        additionalProperties: false,
-        properties: {
-          id: nonEmpty,
-          parent: nonEmpty,
-          parentPresent: { type: 'boolean' },
-          kind: { enum: ['macvlan', 'ipvlan'] },
-          mode: { enum: [...MACVLAN_MODES, ...IPVLAN_MODES] },
-          flag: { enum: [null, ...IPVLAN_FLAGS] },
-          internal: { type: 'boolean' },
-          vlan: {
-            oneOf: [
-              { type: 'null' },
-              {
-                type: 'object',
-                required: ['id', 'owned'],
-                additionalProperties: false,
-                properties: { id: { type: 'integer', minimum: 1, maximum: 4094 }, owned: { type: 'boolean' } },
-              },
-            ],
-          },
-          subnets: { type: 'array', items: nonEmpty },
-          hostAccess: { type: ['string', 'null'] },
-          endpoints: { type: 'integer', minimum: 0 },
-        },
-      },
-    },
-    endpoints: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['id', 'networkId', 'hostLink', 'location', 'mac', 'addresses'],
-        additionalProperties: false,
-        properties: {
-          id: nonEmpty,
-          networkId: nonEmpty,
-          hostLink: { type: ['string', 'null'] },
-          location: { enum: ['host', 'container', 'gone'] },
-          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
-          addresses: { type: 'array', items: nonEmpty },
-        },
-      },
-    },
-    pools: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['poolId', 'pool', 'subPool', 'v6', 'allocated', 'refs'],
-        additionalProperties: false,
-        properties: {
-          poolId: nonEmpty,
-          pool: nonEmpty,
-          subPool: { type: ['string', 'null'] },
-          v6: { type: 'boolean' },
-          allocated: { type: 'integer', minimum: 0 },
-          refs: { type: 'integer', minimum: 1 },
-        },
-      },
-    },
-    ranges: { type: 'array', items: RANGE_ROW_SCHEMA },
-    devices: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['subnet', 'address', 'mac', 'since', 'poolId'],
-        additionalProperties: false,
-        properties: {
-          subnet: nonEmpty,
-          address: nonEmpty,
-          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
-          since: nonEmpty,
-          poolId: nonEmpty,
-        },
-      },
-    },
-    leases: { type: 'array', items: LEASE_ROW_SCHEMA },
-    drift: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['kind', 'subject', 'message', 'fix'],
-        additionalProperties: false,
-        properties: { kind: { enum: [...DRIFT_KINDS] }, subject: nonEmpty, message: nonEmpty, fix: nonEmpty },
-      },
-    },
-    unreadable: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['file', 'error'],
-        additionalProperties: false,
-        properties: { file: nonEmpty, error: nonEmpty },
-      },
-    },
-    stateFormat: {
-      type: 'object',
-      required: ['state', 'formats', 'writtenBy', 'message'],
-      additionalProperties: false,
-      properties: {
-        state: { enum: ['none', 'current', 'older', 'newer'] },
-        formats: { type: ['object', 'null'], additionalProperties: { type: 'integer', minimum: 1 } },
-        writtenBy: { type: ['string', 'null'] },
-        message: nonEmpty,
-      },
-    },
-    cluster: CLUSTER_JSON_SCHEMA,
-  },
-} as const;
 
 /** The VLAN id of a parent: from the kernel when the link is there, else from its `<interface>.<id>` name. */
 function vlanOf(network: NetworkRecord, link: LinkInfo | undefined): { id: number; owned: boolean } | null {

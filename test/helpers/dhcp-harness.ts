@@ -7,6 +7,7 @@ import { frameFor } from '../../src/dhcp/clients';
 import { parseFrame } from '../../src/dhcp/frame';
 import { decodeMessage, SERVER_PORT } from '../../src/dhcp/message';
 import type { PacketSocket, ReceivedFrame } from '../../src/kernel/packet-socket';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../../src/kernel/link-frames';
 import { sleep } from './dhcp-lab';
 
 export interface RecordedFrame {
@@ -51,7 +52,7 @@ export class ClientHarness {
 
   /** A frame from the socket: the LAN's frames on our parent go to the client (our own are recorded when sent). */
   onFrame({ ifindex, frame, outgoing }: ReceivedFrame): void {
-    if (ifindex !== this.ifindex || outgoing) return;
+    if (ifindex !== this.ifindex || outgoing || !isIpv4OrArp(frame)) return;
     const parsed = parseFrame(frame);
     if (parsed.kind === 'arp') {
       if (parsed.arp.senderMac === this.mac) return;
@@ -93,4 +94,10 @@ export class ClientHarness {
     }
     return recording;
   }
+}
+
+/** The packet socket passes IPv6 neighbour discovery too (address probes): DHCP's tests look at IPv4 and ARP only. */
+export function isIpv4OrArp(frame: Buffer): boolean {
+  const ethertype = frame.readUInt16BE(12);
+  return ethertype === ETHERTYPE_IPV4 || ethertype === ETHERTYPE_ARP;
 }

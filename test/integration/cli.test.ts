@@ -10,7 +10,7 @@ import Ajv from 'ajv';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { commandHelp, COMMANDS } from '../../src/cli/usage';
 import { DOCTOR_JSON_SCHEMA } from '../../src/inspect/doctor/check';
-import { STATUS_JSON_SCHEMA } from '../../src/inspect/status';
+import { STATUS_JSON_SCHEMA } from '../../src/inspect/status-schema';
 import { stateGroup } from '../../src/state/instance';
 import {
   assertPrivateNetns,
@@ -176,6 +176,11 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
   afterAll(async () => {
     daemon?.child.kill('SIGKILL');
     await daemon?.exited;
+    // The internal network's parent and veth peer stay after a stop, as for a real plugin: this state's own links go.
+    if (existsSync(stateDir)) {
+      const listed = ip('-o', 'link', 'show', 'group', String(stateGroup(stateDir))).trim();
+      for (const line of listed ? listed.split('\n') : []) deleteLink(line.split(': ')[1]!.split('@')[0]!);
+    }
     rmSync(join('/run/docker/plugins', id), { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   });

@@ -9,6 +9,7 @@ import type { Lease } from '../../../src/dhcp/lease';
 import { decodeMessage } from '../../../src/dhcp/message';
 import { PacketSocket } from '../../../src/kernel/packet-socket';
 import { DhcpLab, inNs, SUBNET } from '../../helpers/dhcp-lab';
+import { isIpv4OrArp } from '../../helpers/dhcp-harness';
 import { assertPrivateNetns, ip } from '../../helpers/net';
 
 const mac = (i: number) => `02:7e:00:00:01:${i.toString(16).padStart(2, '0')}`;
@@ -35,6 +36,7 @@ describe('DhcpClients with dnsmasq', () => {
     await lab.startServer();
     // The socket does not see its own frames: DISCOVERs are timed as they are sent, ACKs as they arrive.
     const note = (frame: Buffer) => {
+      if (!isIpv4OrArp(frame)) return;
       const parsed = parseFrame(frame);
       if (parsed.kind !== 'udp') return;
       const message = decodeMessage(parsed.datagram.payload);

@@ -10,7 +10,7 @@ import { parseFrame } from '../../../src/dhcp/frame';
 import { decodeMessage } from '../../../src/dhcp/message';
 import { PacketSocket, type ReceivedFrame } from '../../../src/kernel/packet-socket';
 import { DhcpLab, requireTool } from '../../helpers/dhcp-lab';
-import type { Recording } from '../../helpers/dhcp-harness';
+import { isIpv4OrArp, type Recording } from '../../helpers/dhcp-harness';
 import { assertPrivateNetns } from '../../helpers/net';
 
 const BUSYBOX = '/bin/busybox';
@@ -44,6 +44,7 @@ describe('busybox udhcpc seen from the parent', () => {
     const udhcpc = ['netns', 'exec', ns, BUSYBOX, 'udhcpc', '-f', '-q', '-n', '-t', '3', '-T', '1', '-s', '/bin/true'];
     await promisify(execFile)('ip', [...udhcpc, '-i', `${lab.prefix}mu`], { timeout: 15_000 });
     const dhcp = seen.flatMap((r) => {
+      if (!isIpv4OrArp(r.frame)) return [];
       const parsed = parseFrame(r.frame);
       if (parsed.kind !== 'udp') return [];
       const message = decodeMessage(parsed.datagram.payload);

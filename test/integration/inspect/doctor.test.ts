@@ -182,7 +182,11 @@ describe('tsmacvlan doctor', () => {
     expect(lines[lines.findIndex((l) => l.startsWith('FAIL  socket')) + 1]).toMatch(
       /^ +fix: start the plugin: tsmacvlan serve --socket /,
     );
-    expect(lines.at(-1)).toBe(`1 FAIL, 1 WARN, 5 OK (tsmacvlan ${VERSION})`);
+    // kernel.8021q and kernel.ipvlan are WARN or OK by this kernel's modules (neither is needed here): 7 in all.
+    const summary = /^1 FAIL, (\d+) WARN, (\d+) OK \(tsmacvlan (.+)\)$/.exec(lines.at(-1) ?? '');
+    expect(summary, lines.at(-1)).not.toBeNull();
+    expect(Number(summary![1]) + Number(summary![2])).toBe(7);
+    expect(summary![3]).toBe(VERSION);
   });
 
   it('a parent that is down FAILs with the command to bring it up; its peer, up without carrier, WARNs', () => {

@@ -9,7 +9,8 @@ import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { internalParentName } from '../../../src/driver/parents';
-import { STATUS_JSON_SCHEMA, type StatusReport } from '../../../src/inspect/status';
+import type { StatusReport } from '../../../src/inspect/status';
+import { STATUS_JSON_SCHEMA } from '../../../src/inspect/status-schema';
 import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
 import { TEST_DRIVER, startPlugin, type TestPlugin } from '../../helpers/plugin';
 import { CLI } from '../../helpers/serve';
@@ -286,6 +287,7 @@ describe('tsmacvlan status', () => {
       endpoints: [],
       pools: [],
       ranges: [],
+      devices: [],
       leases: [],
       drift: [],
       unreadable: [],

@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import type { Links } from '../../../src/kernel/links';
 import { internalParentName } from '../../../src/driver/parents';
-import { STATUS_JSON_SCHEMA, collectStatus, formatStatus } from '../../../src/inspect/status';
+import { collectStatus, formatStatus } from '../../../src/inspect/status';
+import { STATUS_JSON_SCHEMA } from '../../../src/inspect/status-schema';
 import { type LinkInfo } from '../../../src/kernel/link-info';
 import { N1, N2, N3, E1, E2, networks, endpoints, DRIVER, INSTANCE, healthy } from '../../helpers/state-fixtures';
 
