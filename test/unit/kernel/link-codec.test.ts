@@ -23,7 +23,7 @@ describe("the kernel's link messages", () => {
       kind: 'macvlan',
       mac: '02:42:0a:e8:00:05',
       mtu: 1400,
-      macvlanMode: 'bridge',
+      child: { kind: 'macvlan', mode: 'bridge' },
       alias: 'tsmacvlan endpoint of network 0123456789ab',
       group: 77,
       up: true,
