@@ -9,6 +9,8 @@
 #   /usr/local/lib/node_modules/npm         the host's npm, with /usr/local/bin/npm and npx
 #   /bin/sh                                 the host's /bin/sh (dash) for RUN and npm's lifecycle scripts
 #   /usr/bin/env, /usr/bin/rm               npm's `#!/usr/bin/env node`; clean-ups in RUN steps
+#   /usr/bin/unshare                        doctor's kernel test in a throwaway network namespace, when the CLI
+#                                           runs from the plugin's image (`docker run ... doctor`)
 #   the shared libraries of node and sh     found with ldd (glibc, libstdc++, ...), plus the dynamic loader
 #   /etc/ssl/certs/ca-certificates.crt      the host's CA bundle (NODE_EXTRA_CA_CERTS), so npm trusts what
 #                                           the host trusts (e.g. a TLS-inspecting egress proxy's CA)
@@ -22,8 +24,10 @@ IMAGE=${1:-tsmacvlan-base:node20}
 DOCKER=${DOCKER:-docker}
 NODE=$(readlink -f "${NODE:-$(command -v node)}")
 SH=$(readlink -f /bin/sh)
-# A few host tools the Dockerfile's RUN steps use: env (npm's `#!/usr/bin/env node`), rm.
-TOOLS=("$(readlink -f /usr/bin/env)" "$(readlink -f "$(command -v rm)")")
+# A few host tools: env (npm's `#!/usr/bin/env node`) and rm for the Dockerfile's RUN steps; unshare for doctor.
+TOOLS=("$(readlink -f /usr/bin/env)" "$(readlink -f "$(command -v rm)")" "$(readlink -f "$(command -v unshare)")")
+# What the image holds, as a label: plugin/create.sh rebuilds an image of another layout.
+LAYOUT=2
 
 die() { echo "base-image: $*" >&2; exit 1; }
 [[ -x $NODE ]] || die "no node binary found (set NODE=/path/to/node)"
@@ -66,7 +70,7 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 
 changes=(--change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["node"]'
-         --change "LABEL tsmacvlan.base.node=$("$NODE" --version)")
+         --change "LABEL tsmacvlan.base.node=$("$NODE" --version)" --change "LABEL tsmacvlan.base.layout=$LAYOUT")
 [[ -f $root$ca ]] && changes+=(--change "ENV NODE_EXTRA_CA_CERTS=$ca")
 tar -C "$root" --numeric-owner --owner=0 --group=0 -c . | "$DOCKER" import "${changes[@]}" - "$IMAGE" >/dev/null
 echo "base-image: $IMAGE from $NODE ($("$NODE" --version)), npm $(cat "$NPM_DIR/package.json" | "$NODE" -p 'JSON.parse(require("fs").readFileSync(0)).version'), $(( $("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE") / 1000000 )) MB"

@@ -26,10 +26,9 @@
 #   TSMACVLAN_BUILD_PREFIX  prefix of the images and the container this script makes (default tsmacvlan-):
 #                           <prefix>base:node20 (unless BASE is set), <prefix>rootfs:latest, <prefix>export-<pid>
 #   TSMACVLAN_BUILD_DIR     where rootfs/ and config.json go (default plugin/build)
-#   TSMACVLAN_STATE_SOURCE  host directory for the plugin's state (the mount `state`, default /var/lib/tsmacvlan):
-#                           created if missing, and set with `docker plugin set NAME state.source=...`
-#   TSMACVLAN_TLS_SOURCE    host directory of the etcd TLS files (the mount `tls`, read-only, default /etc/tsmacvlan):
-#                           created if missing, and set with `docker plugin set NAME tls.source=...`
+#
+# The plugin's state needs nothing on the host: it is the plugin's propagated mount, a directory Docker makes for it
+# (docs/install.md, "Where the state is"). config.json's description gets the version of package.json.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,10 +38,7 @@ PREFIX=${TSMACVLAN_BUILD_PREFIX:-tsmacvlan-}
 LOCAL_BASE="${PREFIX}base:node20"
 BASE=${BASE:-$LOCAL_BASE}
 ROOTFS_IMAGE="${PREFIX}rootfs:latest"
-DEFAULT_STATE=/var/lib/tsmacvlan
-STATE_SOURCE=${TSMACVLAN_STATE_SOURCE:-$DEFAULT_STATE}
-DEFAULT_TLS=/etc/tsmacvlan
-TLS_SOURCE=${TSMACVLAN_TLS_SOURCE:-$DEFAULT_TLS}
+VERSION=$(node -p 'require("./package.json").version')
 
 ENABLE=0
 REUSE=0
@@ -89,6 +85,12 @@ check_replaceable() {
 }
 check_replaceable # fail before spending minutes on a build
 
+# config.json beside the rootfs, its description carrying the version of package.json.
+write_config() {
+  node -e 'const c = require("./config.json"); c.description = `tsmacvlan ${process.argv[1]}: ${c.description.replace(/^tsmacvlan: /, "")}`; console.log(JSON.stringify(c, null, 2))' \
+    "$VERSION" > "$BUILD_DIR/config.json"
+}
+
 # ---------------------------------------------------------------- base image --
 build_base() {
   step "base image $BASE"
@@ -96,13 +98,14 @@ build_base() {
     done_step "using $BASE (docker build pulls it when missing)"
     return
   fi
-  local have want
+  local have want layout
   have=$("$DOCKER" image inspect -f '{{index .Config.Labels "tsmacvlan.base.node"}}' "$BASE" 2>/dev/null || true)
+  layout=$("$DOCKER" image inspect -f '{{index .Config.Labels "tsmacvlan.base.layout"}}' "$BASE" 2>/dev/null || true)
   want=$(node --version 2>/dev/null || true)
-  if [[ -n $have && ( -z $want || $have == "$want" ) ]]; then
+  if [[ -n $have && ( -z $want || $have == "$want" ) && $layout == "$(sed -n 's/^LAYOUT=//p' plugin/base-image.sh)" ]]; then
     done_step "present (node $have)"
   else
-    [[ -n $have ]] && echo "[plugin:create] rebuilding: it has node $have, this machine $want"
+    [[ -n $have ]] && echo "[plugin:create] rebuilding: it has node $have (layout ${layout:-1}), this machine $want"
     DOCKER=$DOCKER bash plugin/base-image.sh "$BASE"
     done_step "built"
   fi
@@ -134,7 +137,8 @@ export_rootfs() {
   "$DOCKER" export "$container" | tar -x -C "$BUILD_DIR/rootfs"
   "$DOCKER" rm -f "$container" >/dev/null
   trap - EXIT
-  cp config.json "$BUILD_DIR/config.json"
+  # The version first in the description, which `docker plugin ls` shows (an alias hides the tag).
+  write_config
   echo "$STAMP" > "$BUILD_DIR/.stamp"
   done_step "$(( $(du -sb "$BUILD_DIR/rootfs" | cut -f1) / 1000000 )) MB"
 }
@@ -151,7 +155,7 @@ inputs_hash() {
 if (( CROSS )); then
   reuse=() && (( REUSE )) && reuse=(--reuse)
   bash plugin/arch/rootfs.sh "${reuse[@]}" "$ARCH" "$BUILD_DIR" || die "no $ARCH rootfs (above)"
-  cp config.json "$BUILD_DIR/config.json"
+  write_config
 else
   # DHCP's packet-socket addon, compiled here (its source is among the inputs): the image copies it.
   bash scripts/build-native.sh || die "could not compile the packet socket addon (apt-get install build-essential)"
@@ -177,16 +181,7 @@ if "$DOCKER" plugin inspect "$NAME" >/dev/null 2>&1; then
   echo "[plugin:create] removed the previous $NAME"
 fi
 "$DOCKER" plugin create "$NAME" "$BUILD_DIR" >/dev/null
-if [[ $STATE_SOURCE != "$DEFAULT_STATE" ]]; then
-  "$DOCKER" plugin set "$NAME" "state.source=$STATE_SOURCE"
-fi
-# Docker does not create a bind mount's source: without it `docker plugin enable` fails.
-mkdir -p -m 700 "$STATE_SOURCE"
-if [[ $TLS_SOURCE != "$DEFAULT_TLS" ]]; then
-  "$DOCKER" plugin set "$NAME" "tls.source=$TLS_SOURCE"
-fi
-mkdir -p -m 700 "$TLS_SOURCE" # the etcd TLS files (mount `tls`, read-only); empty unless the cluster IPAM uses TLS
-done_step "state in $STATE_SOURCE"
+done_step "tsmacvlan $VERSION"
 
 if (( ENABLE )); then
   step "docker plugin enable $NAME"

@@ -23,8 +23,9 @@ const IPAM_DATA = {
 interface CreateNetworkBody {
   NetworkID: string;
   Options?: Record<string, unknown> | null;
-  IPv4Data?: { Pool: string; Gateway?: string; AuxAddresses?: Record<string, unknown> | null }[] | null;
-  IPv6Data?: { Pool: string; Gateway?: string }[] | null;
+  IPv4Data?:
+    { AddressSpace?: string; Pool: string; Gateway?: string; AuxAddresses?: Record<string, unknown> | null }[] | null;
+  IPv6Data?: { AddressSpace?: string; Pool: string; Gateway?: string }[] | null;
 }
 
 interface EndpointBody {

@@ -19,7 +19,10 @@ export const COMMAND_FLAGS: Record<Command, FlagSpec> = {
   doctor: { values: [...WHERE_FLAGS, '--probe-kernel', ...ETCD_FLAGS], lists: ['--parent'], switches: ['--json'] },
   status: { values: [...WHERE_FLAGS, ...ETCD_FLAGS], switches: ['--json'] },
   gc: { values: [...WHERE_FLAGS, '--forget-instance', ...ETCD_FLAGS], switches: ['--dry-run', '--cluster', '--json'] },
-  uninstall: { values: [...WHERE_FLAGS, '--tls-dir', ...ETCD_FLAGS], switches: ['--dry-run', '--force', '--json'] },
+  uninstall: {
+    values: [...WHERE_FLAGS, '--tls-dir', ...ETCD_FLAGS],
+    switches: ['--dry-run', '--force', '--orphans', '--json'],
+  },
 };
 /** Flags no person types: doctor runs itself with --probe-kernel inside a throwaway namespace. */
 export const INTERNAL_FLAGS = ['--probe-kernel'];

@@ -45,7 +45,7 @@ export function chooseInstance(
   const socket = values.get('--socket') ?? (env.TSMACVLAN_SOCKET || undefined);
   const stateDir = values.get('--state-dir') ?? (env.TSMACVLAN_STATE_DIR || undefined);
   const ref = values.get('--plugin');
-  const dataRoot = values.get('--docker-data-root') ?? (env.TSMACVLAN_DOCKER_DATA_ROOT || dockerDataRoot());
+  const dataRoot = dataRootOf(values, env);
   if (ref !== undefined && (values.has('--socket') || values.has('--state-dir')))
     throw new UsageError(
       '--plugin names a managed plugin, its socket and its state dir: give it without --socket and --state-dir',
@@ -66,6 +66,23 @@ export function chooseInstance(
   return onlyOne(store, host.serviceSocket);
 }
 
+function dataRootOf(values: Map<string, string>, env: NodeJS.ProcessEnv): string {
+  return values.get('--docker-data-root') ?? (env.TSMACVLAN_DOCKER_DATA_ROOT || dockerDataRoot());
+}
+
+/**
+ * The state dirs of every instance this host knows of, whatever the flags chose: each managed plugin's in Docker's
+ * plugin store, and the service's default. A link marked by none of them belongs to an instance whose state is gone.
+ */
+export function knownStateDirs(
+  values: Map<string, string>,
+  env: NodeJS.ProcessEnv = process.env,
+  host: HostPaths = HOST,
+): string[] {
+  const store = listManagedPlugins(dataRootOf(values, env), host.runtimeDir);
+  return [DEFAULT_STATE_DIR, ...store.plugins.flatMap((p) => (p.stateDir ? [p.stateDir] : []))];
+}
+
 function byReference(store: PluginStore, ref: string): Instance {
   const named = store.plugins.filter((p) => p.name === ref || p.name === `${ref}:latest` || p.id === ref);
   const matches = named.length ? named : store.plugins.filter((p) => ref.length >= 4 && p.id.startsWith(ref));
@@ -79,7 +96,7 @@ function byReference(store: PluginStore, ref: string): Instance {
 function managed(plugin: ManagedPlugin, how: string): Instance {
   if (!plugin.stateDir)
     throw new Error(
-      `the managed plugin ${plugin.name} has no 'state' mount: it is not a tsmacvlan plugin this CLI knows`,
+      `the managed plugin ${plugin.name} has neither a propagated mount nor a 'state' mount: it is not a tsmacvlan plugin this CLI knows`,
     );
   return {
     socket: plugin.socket,

@@ -59,7 +59,12 @@ async function serve(options: ServeOptions): Promise<void> {
   // One packet socket for DHCP and the address probes, opened at the first need of either.
   const tap = new PacketTap((error) => log.error({ error: error.message }, 'packet socket error'));
   const neighbourhood = new Neighbourhood({ tap, links, log });
-  const driver = new NetworkDriver(links, options.stateDir, log, (l) => openDhcpClients(l, tap), neighbourhood);
+  // The driver tells the IPAM of each deleted endpoint's addresses, whose releases Docker owes (ipam/release-dues.ts).
+  const driver = new NetworkDriver(links, options.stateDir, log, {
+    openDhcp: (l) => openDhcpClients(l, tap),
+    neighbourhood,
+    releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
+  });
   const cluster = options.etcd && openCluster(parts, options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);

@@ -1,6 +1,9 @@
 // `tsmacvlan uninstall`: what the plugin leaves on the host once Docker removed it (or its service is gone), removed:
 // its links (found by this instance's device group, never by name), a stale socket, its claims in the cluster table
 // (with --etcd), its state dir and an empty TLS dir. It refuses while anything could still need them.
+// A managed plugin's state is its propagated mount, which `docker plugin rm` removes with it: what a forced removal
+// leaves is links whose device group no state dir on the host has any more. --orphans deletes those, and only those
+// that also carry tsmacvlan's mark (their alias): a link of a live instance, or of no instance, is never touched.
 import { existsSync, lstatSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { EtcdSettings } from '../cluster/etcd';
@@ -14,7 +17,7 @@ import { instanceId, stateGroup } from '../state/instance';
 import { MARKER } from '../state/migrate';
 import { etcdSettings, parseCommandFlags } from './flags';
 import { print } from './gc';
-import { chooseInstance, DEFAULT_SOCKET, DEFAULT_STATE_DIR, type Instance } from './instance-choice';
+import { chooseInstance, DEFAULT_SOCKET, DEFAULT_STATE_DIR, type Instance, knownStateDirs } from './instance-choice';
 import { socketAnswers } from './socket-probe';
 
 export const DEFAULT_TLS_DIR = '/etc/tsmacvlan';
@@ -52,8 +55,10 @@ export async function uninstallCommand(args: string[]): Promise<number> {
   await refuseWhileNeeded(where, state, flags.switches.has('--force'));
   const tlsDir = flags.values.get('--tls-dir') ?? DEFAULT_TLS_DIR;
   const links = new Links(stateGroup(where.stateDir));
+  const live = liveGroups([where.stateDir, ...knownStateDirs(flags.values)]);
   try {
-    const plan = await planUninstall(where, state, links, tlsDir, dryRun);
+    const plan = await planUninstall(where, state, links, { live, orphans: flags.switches.has('--orphans') }, dryRun);
+    planTls(tlsDir, plan.report);
     if (etcd && plan.report.instance) await freeClaims(etcd, plan.report, dryRun);
     else if (usesCluster(where.stateDir, state) && plan.report.instance) keepClaims(plan.report);
     if (!dryRun) await carryOut(plan, links);
@@ -68,8 +73,11 @@ export async function uninstallCommand(args: string[]): Promise<number> {
 async function refuseWhileNeeded(where: Instance, state: StateSnapshot, force: boolean): Promise<void> {
   if (where.plugin) {
     const name = where.plugin.name;
+    const remove = `remove its networks (docker network rm), then the plugin (docker plugin disable ${name} && docker plugin rm ${name})`;
     throw new Error(
-      `the managed plugin ${name} is still installed and keeps its state in ${where.stateDir}: remove its networks, then the plugin (docker plugin disable ${name} && docker plugin rm ${name}), then run uninstall again`,
+      where.plugin.stateGoesWithIt
+        ? `the managed plugin ${name} is still installed, and docker plugin rm removes its state (${where.stateDir}) with it: ${remove}; then uninstall --orphans deletes the links a forced removal left`
+        : `the managed plugin ${name} is still installed and keeps its state in ${where.stateDir}: ${remove}, then run uninstall again`,
     );
   }
   const sockets = [where.socket];
@@ -98,11 +106,23 @@ async function refuseWhileNeeded(where: Instance, state: StateSnapshot, force: b
   }
 }
 
+/** The device groups of the instances whose state dirs exist: their links are never orphans. */
+function liveGroups(stateDirs: string[]): Set<number> {
+  return new Set(stateDirs.flatMap((dir) => stateGroup(dir) ?? []));
+}
+
+interface OrphanChoice {
+  /** The groups of instances whose state is still there. */
+  live: Set<number>;
+  /** Whether to delete marked links of no live instance (--orphans), or only list them. */
+  orphans: boolean;
+}
+
 async function planUninstall(
   where: Instance,
   state: StateSnapshot,
   links: Links,
-  tlsDir: string,
+  orphans: OrphanChoice,
   dryRun: boolean,
 ): Promise<Plan> {
   const id = instanceId(where.stateDir);
@@ -117,14 +137,13 @@ async function planUninstall(
   const all = await links.list();
   // Endpoints and shims before the parents they hang off; one end of a veth pair takes the other with it.
   const rank = (link: LinkInfo) => (link.kind === 'macvlan' ? 0 : link.kind === 'veth' ? 2 : 1);
-  const ours = all.filter((link) => links.owns(link)).sort((a, b) => rank(a) - rank(b));
-  for (const link of ours) report.removed.push({ kind: 'link', target: link.name, detail: linkDetail(link) });
-  for (const link of all.filter((l) => !links.owns(l) && l.alias?.startsWith(MARK_PREFIX))) {
-    report.kept.push({
-      target: `link ${link.name}`,
-      why: `its alias says tsmacvlan made it, but not this instance (another state dir's, or none): ip link del ${link.name} if it is no one's`,
-    });
+  const ours = new Map<LinkInfo, string>();
+  for (const link of all) {
+    if (links.owns(link)) ours.set(link, linkDetail(link));
+    else if (link.alias?.startsWith(MARK_PREFIX)) planOther(link, orphans, ours, report);
   }
+  const doomed = [...ours.keys()].sort((a, b) => rank(a) - rank(b));
+  for (const link of doomed) report.removed.push({ kind: 'link', target: link.name, detail: ours.get(link) as string });
   if (existsSync(where.socket))
     report.removed.push({
       kind: 'socket',
@@ -132,8 +151,34 @@ async function planUninstall(
       detail: 'left by a plugin that stopped without removing it',
     });
   planState(where.stateDir, state, id, report);
-  planTls(tlsDir, report);
-  return { report, links: ours };
+  return { report, links: doomed };
+}
+
+/** A link with tsmacvlan's mark that is not this instance's: another live instance's (kept), or an orphan. */
+function planOther(
+  link: LinkInfo,
+  orphans: OrphanChoice,
+  remove: Map<LinkInfo, string>,
+  report: UninstallReport,
+): void {
+  const group = link.group ?? 0;
+  if (orphans.live.has(group)) {
+    report.kept.push({ target: `link ${link.name}`, why: `another instance's, whose state dir is on this host` });
+    return;
+  }
+  if (group === 0) {
+    report.kept.push({
+      target: `link ${link.name}`,
+      why: `its alias says tsmacvlan, but it carries no instance's device group: ip link del ${link.name} if it is no one's`,
+    });
+    return;
+  }
+  const orphan = `device group ${group}, whose instance's state is gone (a plugin removed with its networks)`;
+  if (!orphans.orphans) {
+    report.kept.push({ target: `link ${link.name}`, why: `${orphan}: give --orphans to delete it` });
+    return;
+  }
+  remove.set(link, `${linkDetail(link)}; ${orphan}`);
 }
 
 function linkDetail(link: LinkInfo): string {

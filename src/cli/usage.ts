@@ -23,7 +23,7 @@ const SYNOPSIS: Record<Command, string[]> = {
     'tsmacvlan gc [--dry-run] [--json] [WHERE]',
     'tsmacvlan gc --cluster --forget-instance ID [--dry-run] [--json] [WHERE] ETCD',
   ],
-  uninstall: ['tsmacvlan uninstall [--dry-run] [--force] [--json] [--tls-dir DIR] [WHERE] [ETCD]'],
+  uninstall: ['tsmacvlan uninstall [--dry-run] [--force] [--orphans] [--json] [--tls-dir DIR] [WHERE] [ETCD]'],
 };
 
 const EXIT = `exit status: 0 done, 1 a check or the operation failed, 2 a usage error (nothing was done)`;
@@ -33,8 +33,8 @@ Docker's plugin store or the service's socket; several found: name one)
   --plugin NAME|ID      a managed plugin, by its name (tsmacvlan:latest) or id (prefix): its socket and state dir
   --socket PATH         the plugin's unix socket (also $TSMACVLAN_SOCKET; a managed plugin's is
                         /run/docker/plugins/<plugin id>/tsmacvlan.sock, the service's /run/docker/plugins/tsmacvlan.sock)
-  --state-dir DIR       its state directory (also $TSMACVLAN_STATE_DIR; a managed plugin's is the host directory
-                        of its 'state' mount; default /var/lib/tsmacvlan)
+  --state-dir DIR       its state directory (also $TSMACVLAN_STATE_DIR; a managed plugin's is its propagated mount,
+                        <docker data root>/plugins/<id>/propagated-mount; default /var/lib/tsmacvlan)
   --docker-data-root DIR
                         Docker's data root, where its plugin store is (also $TSMACVLAN_DOCKER_DATA_ROOT; default
                         'data-root' of /etc/docker/daemon.json, else /var/lib/docker)`;
@@ -98,13 +98,18 @@ service stopped and disabled): its links (VLAN and internal parents it created, 
 endpoint links left on the host), a stale socket, its state directory, the TLS directory when empty and, with ETCD,
 its claims in the cluster table. Refuses while a plugin answers on the socket, while a managed plugin using the state
 dir is still installed, and while the state still records networks (Docker may still have them) unless --force.
+A managed plugin's state is its propagated mount, which docker plugin rm removes with it: after a forced removal
+(docker plugin rm -f with networks left), its links remain, marked by an instance whose state is gone; --orphans
+deletes those.
 
   --dry-run             only prints what would be removed
   --force               also when the state still records networks: their links go, and containers still
                         attached to them lose their network
+  --orphans             also delete links that carry tsmacvlan's mark and a device group no state dir on this host
+                        has (the managed plugins', the service's, --state-dir's): an instance whose state is gone
   --json                machine-readable output (docs/cli.md has its shape)
-  --tls-dir DIR         the etcd TLS directory (a managed plugin's 'tls' mount; default /etc/tsmacvlan): removed
-                        when empty, kept with your files in it
+  --tls-dir DIR         the service's etcd TLS directory (default /etc/tsmacvlan; a managed plugin keeps its TLS
+                        files in its state dir's tls/): removed when empty, kept with your files in it
 
 ${WHERE}
 

@@ -9,6 +9,9 @@ import { Gate } from './gate';
 import { type Claim, addressKey, encodeClaims, newToken } from './keys';
 import type { SubnetView } from './view';
 
+/** No address of the range is free in the view: what the table checks against etcd before it says so. */
+export class RangeFullError extends PluginError {}
+
 /** The addresses a dynamic take may pick from. */
 export interface Range {
   subnet: Cidr;
@@ -33,6 +36,8 @@ const MAX_DEVICES = 64;
  * asking 100 each of the /22's 1,022 at once (most of them overflowing), one at a time away: 1.13-1.16, was 1.20-1.22.
  */
 const IN_FLIGHT = 4;
+/** How old a view may be before a take that finds its range full reads it again from etcd. */
+const REFRESH_MS = 1000;
 
 export class DynamicTakes {
   private readonly picker = new Picker();
@@ -43,6 +48,33 @@ export class DynamicTakes {
     private readonly kv: ClusterKv,
     private readonly instance: string,
   ) {}
+
+  /**
+   * A free address of the range. When the view shows none, it may be behind: a take whose outcome an outage hid may
+   * hold one (its rollback queued), a release Docker asked for meanwhile may wait in the queue, the watch may lag.
+   * Those are settled (`settle`: this host's queued releases of the subnet) and the view read again from etcd before
+   * the range is called full.
+   */
+  async takeFresh(
+    view: SubnetView,
+    range: Range,
+    claim: Claim,
+    busy: Set<bigint>,
+    settle: () => Promise<void>,
+  ): Promise<bigint> {
+    try {
+      return await this.take(view, range, claim, busy);
+    } catch (err) {
+      if (!(err instanceof RangeFullError)) throw err;
+      await settle();
+      // One read a second at most: a burst of requests on a full range must not read it for each.
+      if (Date.now() - view.readAt > REFRESH_MS) {
+        const { entries, revision } = await this.kv.range(view.prefix);
+        view.refresh(entries, revision);
+      }
+      return this.take(view, range, claim, busy);
+    }
+  }
 
   /** Takes a free address of `range` for `claim`; `busy` holds what this host's takes are trying in the subnet. */
   async take(view: SubnetView, range: Range, claim: Claim, busy: Set<bigint>): Promise<bigint> {
@@ -112,10 +144,10 @@ export class DynamicTakes {
     );
   }
 
-  private exhausted(view: SubnetView, range: Range): PluginError {
+  private exhausted(view: SubnetView, range: Range): RangeFullError {
     const summary = view.summary(range.lo, range.hi);
     const mine = summary.owners[this.instance]?.container ?? 0;
-    return new PluginError(
+    return new RangeFullError(
       `no free address in ${describeRange(range)} across the cluster: all ${summary.size} are held (${mine} by this host, ${Object.keys(summary.owners).length} hosts in all); release some, or give a wider --ip-range`,
     );
   }

@@ -3,14 +3,13 @@
 // the answer; a release is fdatasync'd before it
 // is answered and marked done once etcd has it. After a crash, takes never answered are rolled back and releases not
 // done are applied again. Lines arriving while a sync is under way share the next one (group commit).
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { DurableLog, readLogLines } from '../state/durable-log';
 import { replaceFileSync } from '../state/files';
 import type { StateFiles } from '../state/migrate';
 import { newerFormatMessage } from '../state/record-format';
-import { syncDurations } from '../state/sync-durations';
 
 /**
  * Lines the log may exceed twice its live entries by before it is rewritten. A rewrite holds the loop for two syncs
@@ -20,10 +19,11 @@ import { syncDurations } from '../state/sync-durations';
 const SLACK = 1024;
 
 /**
- * The log's format, in its first line (`{"t":"intents","format":2}`). 1: tsmacvlan 0.1.0, no such line. 2: the line;
- * the records are those of 1.
+ * The log's format, in its first line (`{"t":"intents","format":3}`). 1: tsmacvlan 0.1.0, no such line. 2: the line;
+ * the records are those of 1. 3: a release may wait until `after` (a release due: see ClusterTable.releaseDue); the
+ * records of 2 are records of 3.
  */
-export const INTENTS_FORMAT = 2;
+export const INTENTS_FORMAT = 3;
 const HEADER = `{"t":"intents","format":${INTENTS_FORMAT}}`;
 
 export type IntentLine =
@@ -45,6 +45,8 @@ export interface Release {
   address?: string;
   ref?: string;
   pool?: string;
+  /** Not before this time (ms since the epoch): a release due, which Docker's own release may make unneeded. */
+  after?: number;
 }
 
 /** What the log says is unfinished: takes not answered (token → subnet, to roll back) and releases not done. */
@@ -84,9 +86,7 @@ function formatOfFirstLine(path: string, first: string | undefined): number {
 /** Reads the log (either format); a last line without its newline is a write cut short by a crash, and ignored. */
 export function readIntents(path: string, log: Logger): IntentLine[] {
   if (!existsSync(path)) return [];
-  const lines = readFileSync(path, 'utf8').split('\n');
-  const torn = lines.pop();
-  if (torn) log.warn({ path, bytes: torn.length }, 'ignoring an incomplete last line of the cluster intent log');
+  const lines = readLogLines(path, 'cluster intent log', log);
   const skip = formatOfFirstLine(path, lines[0]) > 1 ? 1 : 0;
   return lines.slice(skip).flatMap((line, i) => {
     if (line === '') return [];
@@ -114,36 +114,40 @@ export const CLUSTER_INTENT_FILES: StateFiles = {
   migrate: (path, beforeRename) => rewriteIntents(path, readIntents(path, pino({ level: 'silent' })), beforeRename),
 };
 
-interface Waiting {
-  text: string;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
+/** The intent log of a running table, on the one durable log (state/durable-log.ts), its lines typed. */
 export class IntentLog {
-  private handle: FileHandle | undefined;
-  private waiting: Waiting[] = [];
-  private running: Promise<void> | undefined;
-  private lines: number;
-  /** A write failed part-way: the file is rewritten from memory before anything is appended to it again. */
-  private dirty = false;
-  syncs = 0;
+  private readonly log: DurableLog;
 
   constructor(
     readonly path: string,
     /** The live entries as lines, for a rewrite. */
-    private readonly live: () => IntentLine[],
-    lines: number,
+    live: () => IntentLine[],
+    /** How many there are (cheaper than `live`: asked before every batch). */
+    liveCount: () => number,
+    log: Logger,
+    /** Lines in the file now (its header included); undefined when there is none yet. */
+    lines: number | undefined,
   ) {
-    this.lines = lines;
+    this.log = new DurableLog({
+      path,
+      name: 'cluster intent log',
+      source: {
+        snapshot: () => [HEADER, ...live().map((line) => JSON.stringify(line))],
+        liveLines: () => 1 + liveCount(),
+      },
+      log,
+      slack: SLACK,
+      lines,
+    });
   }
 
-  /** Resolves once `line` is on disk (fdatasync'd). */
+  get syncs(): number {
+    return this.log.syncs;
+  }
+
+  /** Resolves once `line` is on disk (fdatasync'd), or covered by a rewrite of the live entries. */
   durable(line: IntentLine): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ text: `${JSON.stringify(line)}\n`, resolve, reject });
-      this.running ??= this.run();
-    });
+    return this.log.append(JSON.stringify(line));
   }
 
   /**
@@ -151,11 +155,7 @@ export class IntentLog {
    * sync can run while the caller does something else (a take's intent, synced while etcd commits the take).
    */
   writtenNow(line: IntentLine): Promise<void> {
-    this.mark(line);
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ text: '', resolve, reject });
-      this.running ??= this.run();
-    });
+    return this.log.writeNow(JSON.stringify(line));
   }
 
   /**
@@ -163,75 +163,10 @@ export class IntentLog {
    * only makes the next start redo a rollback or a release, which match by token and so cannot undo anything else.
    */
   mark(line: IntentLine): void {
-    const text = `${JSON.stringify(line)}\n`;
-    try {
-      if (this.dirty) this.rewrite();
-      if (this.handle) writeSync(this.handle.fd, text);
-      else {
-        const fd = openSync(this.path, 'a', 0o600);
-        try {
-          writeSync(fd, text);
-        } finally {
-          closeSync(fd);
-        }
-      }
-    } catch (err) {
-      this.dirty = true;
-      throw err;
-    }
-    this.lines++;
-  }
-
-  private async run(): Promise<void> {
-    try {
-      while (this.waiting.length > 0) {
-        const batch = this.waiting.splice(0);
-        try {
-          if (this.dirty) this.rewrite();
-          this.handle ??= await open(this.path, 'a', 0o600);
-          const buffer = Buffer.from(batch.map((w) => w.text).join(''));
-          const { bytesWritten } = await this.handle.write(buffer, 0, buffer.length);
-          if (bytesWritten !== buffer.length)
-            throw new Error(`short write (${bytesWritten} of ${buffer.length} bytes)`);
-          const handle = this.handle;
-          await syncDurations.time(() => handle.datasync());
-          this.syncs++;
-          this.lines += batch.filter((w) => w.text !== '').length;
-          this.compactIfDue();
-          for (const w of batch) w.resolve();
-        } catch (err) {
-          // A partial append may be on disk: the next write first replaces the file with what memory holds.
-          this.dirty = true;
-          await this.reopen();
-          for (const w of batch) w.reject(err);
-        }
-      }
-    } finally {
-      this.running = undefined;
-    }
-  }
-
-  private compactIfDue(): void {
-    if (this.lines > 2 * this.live().length + SLACK) this.rewrite();
-  }
-
-  /** Replaces the file with the live lines (synchronously: nothing is appended meanwhile). */
-  private rewrite(): void {
-    const live = this.live();
-    rewriteIntents(this.path, live);
-    this.lines = live.length;
-    this.dirty = false;
-    void this.reopen();
-  }
-
-  private async reopen(): Promise<void> {
-    const old = this.handle;
-    this.handle = undefined;
-    await old?.close().catch(() => undefined);
+    this.log.mark(JSON.stringify(line));
   }
 
   async close(): Promise<void> {
-    while (this.running) await this.running;
-    await this.reopen();
+    await this.log.close();
   }
 }

@@ -10,6 +10,7 @@ import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import type { IntentLine, IntentLog, Release } from './intents';
 import { type Claim, addressKey, encodeClaims } from './keys';
 import type { Held, SubnetView } from './view';
+import { TimedQueue } from '../state/timed-queue';
 
 export type { Release };
 
@@ -83,6 +84,11 @@ function indexKey(release: { subnet: string; pool?: string; address?: string | b
 
 export class ReleaseQueue {
   private readonly queue = new Queued();
+  /** Releases due later (see releaseLater): queued when they fall due. */
+  private readonly later = new TimedQueue<Release>(
+    (release) => this.enqueueKnown(release),
+    () => undefined,
+  );
   private readonly applying = new Map<string, Promise<void>>();
   /** Releases being made durable: none is applied before its line is on disk (a restart would apply it again). */
   private readonly saving = new Map<string, Promise<void>>();
@@ -104,7 +110,24 @@ export class ReleaseQueue {
     private readonly takesUnderWay: (subnet: string, ref: string) => Promise<unknown>[],
     unfinished: Release[],
   ) {
-    for (const release of unfinished) this.queue.set(release.id, release);
+    for (const release of unfinished) {
+      if ((release.after ?? 0) > Date.now()) this.later.add(release, release.after!);
+      else this.queue.set(release.id, release);
+    }
+  }
+
+  /**
+   * Queues `release` (by token) to be applied at `release.after`, durable before it resolves: a release Docker owes
+   * for an endpoint it deleted. Docker's own release of the claim, if it comes first, leaves it nothing to do.
+   */
+  async releaseLater(release: Release): Promise<void> {
+    this.later.add(release, release.after!);
+    try {
+      await this.intents.writtenNow({ t: 'release', ...release });
+    } catch (err) {
+      this.later.remove(release);
+      throw err;
+    }
   }
 
   get size(): number {
@@ -112,7 +135,7 @@ export class ReleaseQueue {
   }
 
   lines(): IntentLine[] {
-    return [...this.queue.values()].map((release) => ({ t: 'release', ...release }));
+    return [...this.queue.values(), ...this.later.values()].map((release) => ({ t: 'release', ...release }));
   }
 
   /** Queues a release the log already implies (a take whose etcd outcome is unknown) and starts applying it. */
@@ -124,12 +147,17 @@ export class ReleaseQueue {
   /** A release Docker asked for; see ClusterTable.release. */
   async release(subnet: string, address: string, ref: string): Promise<boolean> {
     const release: Release = { id: newId(), subnet, address, ref };
-    if (!this.down) {
-      const view = await this.viewOf(subnet).catch((err: unknown) => this.unavailable(err));
-      if (view && !this.target(view, release)) return false;
-    }
+    // Written first, before any wait: a process killed from here on keeps it (Docker would retry it with an empty
+    // body, which says nothing).
     await this.record(release);
     crashPoint('cluster-release-saved');
+    if (!this.down) {
+      const view = await this.viewOf(subnet).catch((err: unknown) => this.unavailable(err));
+      if (view && !this.target(view, release)) {
+        this.done(release);
+        return false;
+      }
+    }
     await this.applyNowOrLater(release);
     return true;
   }
@@ -146,10 +174,15 @@ export class ReleaseQueue {
     await this.applyNowOrLater(release);
   }
 
-  /** Queues `release` (at once: takes see it from now on) and resolves once its line is durable. */
+  /** Queues `release` and writes its line (at once: takes see it, a kill keeps it); resolves once it is synced. */
   private async record(release: Release): Promise<void> {
     this.queue.set(release.id, release);
-    const saving = this.intents.durable({ t: 'release', ...release });
+    let saving: Promise<void>;
+    try {
+      saving = this.intents.writtenNow({ t: 'release', ...release });
+    } catch (err) {
+      saving = Promise.reject(err);
+    }
     this.saving.set(release.id, saving);
     try {
       await saving;
@@ -225,7 +258,8 @@ export class ReleaseQueue {
     for (let losses = 0; losses < MAX_ATTEMPTS;) {
       const target = this.target(view, release);
       if (!target) {
-        if (release.at !== undefined) this.orphans.add(release.at);
+        // A rollback's take may yet show up (its outcome was unknown); a release due was made unneeded by Docker's.
+        if (release.at !== undefined && release.after === undefined) this.orphans.add(release.at);
         return this.done(release);
       }
       const key = addressKey(this.kv.prefix, view.subnet, target.address);
@@ -266,6 +300,19 @@ export class ReleaseQueue {
     }
   }
 
+  /**
+   * Applies now every release of this instance queued for `subnet` but those of whole pools (which wait for the
+   * pools' takes under way): rollbacks of takes whose outcome an outage hid, releases Docker asked for meanwhile.
+   * Throws etcd's error when etcd does not answer. For a take that finds no free address in the view.
+   */
+  async settleSubnet(subnet: string): Promise<void> {
+    const ids = [...this.queue.keys()].filter((id) => {
+      const release = this.queue.get(id)!;
+      return release.subnet === subnet && release.pool === undefined;
+    });
+    for (const id of ids) await this.apply(id);
+  }
+
   /** A queued release of pool `ref` in `subnet`, which a new take of that pool must wait for. */
   pendingPool(subnet: string, ref: string): string | undefined {
     for (const id of this.queue.of({ subnet, pool: ref })) return id;
@@ -283,8 +330,8 @@ export class ReleaseQueue {
       if (claim.owner !== this.instance || !this.orphans.delete(claim.at)) continue;
       this.log.warn({ subnet: view.subnet.text, at: claim.at }, 'a take reported as failed did commit; releasing it');
       const release: Release = { id: claim.at, subnet: view.subnet.text, at: claim.at };
-      this.intents.durable({ t: 'release', ...release }).then(
-        () => this.enqueueKnown(release),
+      this.record(release).then(
+        () => this.kick(),
         (err: unknown) => this.log.error({ err }, 'could not save a release; it is held until tsmacvlan restarts'),
       );
     }
@@ -332,5 +379,6 @@ export class ReleaseQueue {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.later.stop();
   }
 }

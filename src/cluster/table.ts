@@ -65,7 +65,13 @@ export class ClusterTable {
     unfinished: Release[],
   ) {
     this.dynamic = new DynamicTakes(kv, instance);
-    this.intents = new IntentLog(path, () => this.liveLines(), unfinished.length);
+    this.intents = new IntentLog(
+      path,
+      () => this.liveLines(),
+      () => this.inflight.size + this.releases.size,
+      log,
+      1 + unfinished.length, // as open() just rewrote it
+    );
     this.releases = new ReleaseQueue(
       this.intents,
       log,
@@ -190,7 +196,9 @@ export class ClusterTable {
     let address: bigint;
     try {
       if (request.address === undefined)
-        address = await this.dynamic.take(view, request, claim, this.busyOf(view.subnet.text));
+        address = await this.dynamic.takeFresh(view, request, claim, this.busyOf(view.subnet.text), () =>
+          this.releases.settleSubnet(view.subnet.text),
+        );
       else if (isShared(request.kind)) address = await this.takeShared(view, request.address, claim);
       else address = await this.takeGiven(view, request.address, claim);
     } catch (err) {
@@ -288,6 +296,20 @@ export class ClusterTable {
   async release(subnet: Cidr, address: bigint, ref: string): Promise<boolean> {
     if (this.closed) throw new PluginError('tsmacvlan is shutting down; retry in a moment');
     return this.releases.release(subnet.text, formatIp(subnet.v6, address), ref);
+  }
+
+  /**
+   * The network driver deleted the endpoint holding `address`: Docker's ReleaseAddress for it is due, and if it has
+   * not come by `by` (a crash cut it short), the claim is released then, by its token, so nothing else is touched.
+   * Only this instance's one endpoint claim on the address; durable here before it resolves.
+   */
+  async releaseDue(subnet: Cidr, address: bigint, by: number): Promise<void> {
+    if (this.closed) return;
+    const view = await this.view(subnet.text);
+    const mine = view.held.get(address)?.claims?.filter((c) => c.owner === this.instance && c.kind === 'container');
+    if (mine?.length !== 1) return; // released already, or claims of several pools: none is clearly the endpoint's
+    const { at } = mine[0];
+    await this.releases.releaseLater({ id: `due-${at}`, subnet: subnet.text, at, after: by });
   }
 
   /**

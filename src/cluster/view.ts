@@ -57,6 +57,8 @@ export class SubnetView {
   private readonly claimsOf = new Map<string, number>();
   /** Bumped whenever an instance gains its first claim or loses its last: walks split the range anew. */
   ownersVersion = 0;
+  /** When the view was last read whole from etcd (load, refresh), in ms since the epoch. */
+  readAt = 0;
   /** Ranges whose fill was asked for, kept counted as keys come and go, by instance and bounds. */
   private readonly fills = new Map<string, { lo: bigint; hi: bigint; instance: string; fill: RangeHolding }>();
 
@@ -75,6 +77,25 @@ export class SubnetView {
     this.tombstones.clear();
     this.seen = revision;
     for (const entry of entries) this.put(entry);
+    this.readAt = Date.now();
+  }
+
+  /**
+   * Brings the view up to a full read of the range at `revision` (the watch keeps running): what the read holds is
+   * applied, what it no longer holds is deleted as of the read. Revisions decide, so nothing newer is undone.
+   */
+  refresh(entries: KvEntry[], revision: bigint): void {
+    const read = new Set<bigint>();
+    for (const entry of entries) {
+      const address = addressOfKey(this.prefix, this.subnet, entry.key);
+      if (address !== undefined) read.add(address);
+      this.put(entry);
+    }
+    for (const [address, held] of [...this.held]) {
+      if (!read.has(address) && held.modRevision <= revision)
+        this.delete(`${this.prefix}${formatIp(this.subnet.v6, address)}`, revision);
+    }
+    this.readAt = Date.now();
   }
 
   private known(address: bigint): bigint | undefined {

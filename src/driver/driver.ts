@@ -12,6 +12,7 @@ import {
   type CreateEndpointRequest,
   type CreatedEndpoint,
   type JoinAnswer,
+  type ReleaseDue,
 } from './endpoint-lifecycle';
 import type { EndpointRecord } from './endpoint-naming';
 import { HostAccess } from './host-access';
@@ -24,6 +25,13 @@ import type { Repair } from './reconcile';
 import { repairAtStart } from './start-up-repair';
 
 export type { CreateEndpointRequest, CreateNetworkRequest, JoinAnswer };
+
+export interface DriverOptions {
+  openDhcp?: OpenClients;
+  /** Told which LAN each network's subnets are on, asked about --ip addresses (probe before use). */
+  neighbourhood?: Neighbourhood;
+  releaseDue?: ReleaseDue;
+}
 
 /** What the driver keeps count of, read by the metrics on scrape. */
 export interface DriverFigures {
@@ -44,13 +52,11 @@ export class NetworkDriver {
   private readonly dhcp: DhcpLeases;
   private readonly lan: LanAddresses;
 
-  /** `neighbourhood`: told which LAN each network's subnets are on, asked about --ip addresses (probe before use). */
   constructor(
     private readonly links: Links,
     stateDir: string,
     private readonly log: Logger,
-    openDhcp?: OpenClients,
-    neighbourhood?: Neighbourhood,
+    { openDhcp, neighbourhood, releaseDue }: DriverOptions = {},
   ) {
     this.state = new DriverState(stateDir);
     this.parents = new Parents(links);
@@ -60,7 +66,7 @@ export class NetworkDriver {
     this.networkLife = new NetworkLifecycle(this.state, this.parents, hostAccess, this.upkeep, parentLocks, log);
     const endpointLocks = new KeyedMutex();
     this.dhcp = new DhcpLeases(links, this.state, endpointLocks, log, openDhcp);
-    this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, this.dhcp, endpointLocks, log);
+    this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, this.dhcp, endpointLocks, log, releaseDue);
     this.lan = new LanAddresses(neighbourhood);
     for (const network of this.state.networks.values()) this.lan.attach(network);
   }

@@ -38,6 +38,13 @@ export interface CreatedEndpoint {
   ipv4?: string;
 }
 
+/**
+ * Told, once an endpoint is deleted, of each address Docker had the network's IPAM give it (subnet, address, and the
+ * IPAM's address space as Docker named it to CreateNetwork): Docker's ReleaseAddress for it comes next, and the IPAM
+ * makes sure it is not lost (IpamService.releaseDue).
+ */
+export type ReleaseDue = (subnet: string, address: string, addressSpace: string | undefined) => Promise<void>;
+
 export class EndpointLifecycle {
   readonly reaper = new LinkReaper();
 
@@ -49,6 +56,7 @@ export class EndpointLifecycle {
     /** One request at a time per endpoint: Docker sends them in order, a client that does not must not tangle them. */
     private readonly endpointLocks: KeyedMutex,
     private readonly log: Logger,
+    private readonly releaseDue?: ReleaseDue,
   ) {}
 
   /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
@@ -258,6 +266,24 @@ export class EndpointLifecycle {
     return this.endpointLocks.run(endpointId, () => this.deleteLocked(networkId, endpointId));
   }
 
+  /**
+   * Tells the IPAM, once the endpoint is gone, which addresses Docker's ReleaseAddress is due for next (not a leased one:
+   * DHCP addresses come from the LAN's server). A failure is logged, never fails the delete: deletes roll forward.
+   */
+  private async noteReleasesDue(networkId: string, endpoint: EndpointRecord): Promise<void> {
+    const network = this.state.networks.get(networkId);
+    if (!this.releaseDue || !network || endpoint.lease) return;
+    for (const [data, address] of [
+      [network.ipv4, endpoint.ipv4],
+      [network.ipv6, endpoint.ipv6],
+    ] as const) {
+      if (!data || !address) continue;
+      await this.releaseDue(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) =>
+        this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address'),
+      );
+    }
+  }
+
   private async deleteLocked(networkId: string, endpointId: string): Promise<void> {
     const endpoint = this.state.endpoints.get(endpointId);
     if (!endpoint) return;
@@ -276,6 +302,8 @@ export class EndpointLifecycle {
       await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
       crashPoint('route-removed');
     }
+    // Only once the delete has succeeded: Docker keeps an endpoint whose delete failed, and its address with it.
+    await this.noteReleasesDue(networkId, endpoint);
     // Only our own link: a name clash with someone else's link must not cost them their interface. Its deletion
     // (17-20 ms of kernel time) finishes after the answer; if the plugin dies first, the link is ours and owned by
     // no record, so the next start deletes it.

@@ -32,6 +32,8 @@ export const IFNAME_MAX = 15;
 export interface IpData {
   pool: string; // CIDR
   gateway?: string; // bare address
+  /** The network's IPAM address space: tells the IPAM whether it serves the network (see IpamService.releaseDue). */
+  addressSpace?: string;
 }
 
 /** A network as the state keeps it: its own fields, and the kind and mode of its links (see LinkSettings). */
@@ -234,10 +236,14 @@ export function auxAddresses(entry: { AuxAddresses?: Record<string, unknown> | n
 }
 
 /** Parses an IPAM entry of CreateNetwork ("10.0.0.1/24" gateways arrive in CIDR form). */
-export function ipData(entry: { Pool: string; Gateway?: string } | undefined): IpData | undefined {
+export function ipData(
+  entry: { AddressSpace?: string; Pool: string; Gateway?: string } | undefined,
+): IpData | undefined {
   if (!entry) return undefined;
   const data: IpData = { pool: entry.Pool };
   if (entry.Gateway) data.gateway = entry.Gateway.split('/')[0];
+  // Any IPAM's network is served; a name longer than any IPAM's own is not worth keeping (it is not this plugin's).
+  if (entry.AddressSpace && entry.AddressSpace.length <= 64) data.addressSpace = entry.AddressSpace;
   return data;
 }
 

@@ -1,6 +1,6 @@
 // The tsmacvlan managed plugins Docker has installed on this host, read from Docker's own plugin store without its
 // socket: `<data root>/plugins/<plugin id>/config.json` holds each plugin's name, whether it is enabled, its config
-// (the socket it listens on) and its settings (the host directories of its mounts, its environment).
+// (the socket it listens on, its propagated mount) and its settings (the host directories of its mounts).
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -23,10 +23,16 @@ export interface ManagedPlugin {
   enabled: boolean;
   /** Where it listens while enabled. */
   socket: string;
-  /** The host directory of its `state` mount (`docker plugin set NAME state.source=DIR`). */
+  /**
+   * Its state directory on the host: its propagated mount, which Docker makes at `<data root>/plugins/<id>/
+   * propagated-mount` and removes with the plugin; for a plugin built before 0.2.0, the host directory of its `state`
+   * mount.
+   */
   stateDir: string | undefined;
-  /** The host directory of its `tls` mount (the etcd TLS files). */
+  /** Where its etcd TLS files are on the host: `tls/` in its state dir (before 0.2.0: its `tls` mount's directory). */
   tlsDir: string | undefined;
+  /** True when its state is its propagated mount, which `docker plugin rm` removes with the plugin. */
+  stateGoesWithIt: boolean;
 }
 
 export interface PluginStore {
@@ -57,7 +63,7 @@ interface StoredPlugin {
   Id?: unknown;
   Name?: unknown;
   Enabled?: unknown;
-  Config?: { Interface?: { Socket?: unknown; Types?: unknown } };
+  Config?: { Interface?: { Socket?: unknown; Types?: unknown }; PropagatedMount?: unknown };
   Settings?: { Mounts?: StoredMount[] };
 }
 
@@ -66,8 +72,27 @@ function mountSource(plugin: StoredPlugin, name: string): string | undefined {
   return typeof mount?.Source === 'string' && mount.Source !== '' ? mount.Source : undefined;
 }
 
+/** Docker's directory of a plugin's propagated mount (moby's plugin manager: `<plugin dir>/propagated-mount`). */
+export const PROPAGATED_MOUNT_DIR = 'propagated-mount';
+
+/**
+ * Where a plugin's state and TLS files are on the host: its propagated mount when its config has one (tsmacvlan 0.2.0
+ * and later), else its `state` and `tls` mounts' sources (0.1.0, `docker plugin set NAME state.source=DIR`).
+ */
+function hostDirs(
+  plugin: StoredPlugin,
+  pluginDir: string,
+): Pick<ManagedPlugin, 'stateDir' | 'tlsDir' | 'stateGoesWithIt'> {
+  const propagated = plugin.Config?.PropagatedMount;
+  if (typeof propagated === 'string' && propagated !== '') {
+    const stateDir = join(pluginDir, PROPAGATED_MOUNT_DIR);
+    return { stateDir, tlsDir: join(stateDir, 'tls'), stateGoesWithIt: true };
+  }
+  return { stateDir: mountSource(plugin, 'state'), tlsDir: mountSource(plugin, 'tls'), stateGoesWithIt: false };
+}
+
 /** One plugin's stored config, when it is a tsmacvlan plugin: a network driver listening on tsmacvlan.sock. */
-function parsePlugin(text: string, runtimeDir: string): ManagedPlugin | undefined {
+function parsePlugin(text: string, pluginDir: string, runtimeDir: string): ManagedPlugin | undefined {
   const plugin = (JSON.parse(text) as { plugin?: StoredPlugin }).plugin;
   const face = plugin?.Config?.Interface;
   if (!plugin || face?.Socket !== PLUGIN_SOCKET) return undefined;
@@ -79,8 +104,7 @@ function parsePlugin(text: string, runtimeDir: string): ManagedPlugin | undefine
     name: plugin.Name,
     enabled: plugin.Enabled === true,
     socket: join(runtimeDir, plugin.Id, PLUGIN_SOCKET),
-    stateDir: mountSource(plugin, 'state'),
-    tlsDir: mountSource(plugin, 'tls'),
+    ...hostDirs(plugin, pluginDir),
   };
 }
 
@@ -99,7 +123,7 @@ export function listManagedPlugins(dataRoot: string, runtimeDir = PLUGINS_RUNTIM
   for (const id of ids.sort()) {
     const file = join(dir, id, 'config.json');
     try {
-      const plugin = parsePlugin(readFileSync(file, 'utf8'), runtimeDir);
+      const plugin = parsePlugin(readFileSync(file, 'utf8'), join(dir, id), runtimeDir);
       if (plugin) store.plugins.push(plugin);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;

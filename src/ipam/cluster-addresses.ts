@@ -69,6 +69,11 @@ export class ClusterAddresses {
     return this.tableFor(pool).releasePool(pool.subnet.cidr, pool.id);
   }
 
+  /** The endpoint holding `address` is gone: its claim is released at `by` unless released before (see the table). */
+  releaseDue(pool: Pool, address: bigint, by: number): Promise<void> {
+    return this.tableFor(pool).releaseDue(pool.subnet.cidr, address, by);
+  }
+
   /** How full a range of a cluster-wide subnet is, without waiting: undefined while its view loads, or without etcd. */
   fill(subnet: SubnetModel, lane: DynamicRange): RangeHolding | undefined {
     return this.table?.fill(subnet.cidr, lane.lo, lane.hi);

@@ -7,9 +7,10 @@ export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
 /**
  * The journal's format, in its header. 1: no answer marks (every line counts as answered). 2 (tsmacvlan 0.1.0): the
  * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line. 3: device holdings
- * (record 'v'), which a reader of format 2 would not know.
+ * (record 'v'), which a reader of format 2 would not know. 4: 'due' lines, addresses whose endpoint is gone and whose
+ * ReleaseAddress is awaited (a journal of format 3 has none).
  */
-export const JOURNAL_FORMAT = 3;
+export const JOURNAL_FORMAT = 4;
 
 /** The value of `t` of each record type. */
 export const RECORD = {
@@ -31,6 +32,8 @@ export const RECORD = {
   exhausted: 'exhausted',
   /** An address a device on the LAN answered for (a probe): kept from containers until a later probe finds it gone. */
   device: 'v',
+  /** The endpoint holding an address is gone: Docker's ReleaseAddress is due by `by` (ms since the epoch). */
+  due: 'due',
 } as const;
 
 /** The value of `t` of a take, per kind of address. */
@@ -61,6 +64,7 @@ export const journalLine = {
   exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
   device: (a: string, p: number, mac: string, since: number) =>
     `{"t":"${RECORD.device}","a":"${a}","p":${p},"mac":"${mac}","since":${since}}`,
+  due: (a: string, p: number, by: number) => `{"t":"${RECORD.due}","a":"${a}","p":${p},"by":${by}}`,
   range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
     JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),
 };

@@ -3,6 +3,8 @@
 import { PluginError } from '../errors';
 import { type Cidr, contains, parseCidr, usableBounds } from '../ip/address';
 import { SCOPE_OPTION } from './cluster-addresses';
+import { isClusterPoolId } from './pool-id';
+import type { Subnet } from './subnet';
 
 /** --ipam-opt probe=off hands a pool's addresses out without asking the LAN (probe=on, the default, asks). */
 export const PROBE_OPTION = 'probe';
@@ -69,4 +71,13 @@ function parseRange(text: string, cidr: Cidr): Cidr {
       `--ip-range ${range.text} holds no address of subnet ${cidr.text} that can be assigned (only its network or broadcast address); widen --ip-range`,
     );
   return range;
+}
+
+/** One subnet is all cluster-wide or all this host's: a local pool would hand out addresses the table holds. */
+export function checkSameScope(subnet: Subnet, cidr: Cidr, clusterWide: boolean): void {
+  const other = [...subnet.pools.values()].find((pool) => isClusterPoolId(pool.id) !== clusterWide);
+  if (!other) return;
+  throw new PluginError(
+    `subnet ${cidr.text} is used on this host by pool ${other.id}, which is ${clusterWide ? "this host's alone" : 'cluster-wide'}: its addresses would be handed out twice; give this network the same --ipam-opt scope as that one, or use another subnet`,
+  );
 }

@@ -5,15 +5,19 @@ import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
-import { type Cidr, contains, overlaps, parseIp } from '../ip/address';
+import { type Cidr, overlaps } from '../ip/address';
 import { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
-import { type AppendOptions, Journal, UnmarkedError, readSubnet, syncDirSync, writeSnapshotSync } from './journal';
+import { openJournal, readSubnet, writeSnapshotSync } from './journal';
+import { type AppendOptions, type DurableLog, UnmarkedError } from '../state/durable-log';
+import { syncDirSync } from '../state/files';
 import { type TakeKind } from './journal-records';
 import { ExhaustedError } from './dynamic-range';
+import { ReleaseDues } from './release-dues';
 import { ClusterAddresses, wantsCluster } from './cluster-addresses';
 import { checkPoolId, isClusterPoolId, poolIdOf } from './pool-id';
-import { type RequestPoolArgs, family, parsePoolRequest } from './pool-request';
+import { type RequestPoolArgs, checkSameScope, parsePoolRequest } from './pool-request';
+import { addressOfPool } from './address-request';
 import { type RangeFill, localRangeFills } from './range-fill';
 import type { ClusterTable } from '../cluster/table';
 import type { Neighbourhood } from '../probe/neighbourhood';
@@ -44,9 +48,10 @@ export class IpamService {
   private readonly subnets = new Map<string, Subnet>();
   private readonly pools = new Map<string, Pool>();
   /** One per subnet ever seen in this process: kept when a subnet empties, so its file has a single writer. */
-  private readonly journals = new Map<string, Journal>();
+  private readonly journals = new Map<string, DurableLog>();
   private closed = false;
   private readonly cluster: ClusterAddresses;
+  private readonly dues: ReleaseDues;
   /** Probe before use (see probed-takes.ts); without a neighbourhood nothing is probed. */
   private readonly probed: ProbedTakes | undefined;
 
@@ -61,6 +66,17 @@ export class IpamService {
     neighbourhood?: Neighbourhood,
   ) {
     this.cluster = new ClusterAddresses(table);
+    this.dues = new ReleaseDues(
+      {
+        subnets: this.subnets,
+        cluster: this.cluster,
+        addressSpaces: [LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE],
+        closed: () => this.closed,
+        save: (cidr, line, options) => this.save(cidr, line, options),
+        released: (pool, value) => this.probed?.released(pool, value),
+      },
+      log,
+    );
     this.probed =
       neighbourhood &&
       new ProbedTakes(neighbourhood, log, {
@@ -127,7 +143,8 @@ export class IpamService {
       const lines = subnet.snapshot();
       writeSnapshotSync(path, lines);
       this.subnets.set(subnet.cidr.text, subnet);
-      this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, true, lines.length));
+      this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, lines.length));
+      this.dues.loaded(subnet);
       this.log.info(
         { subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size },
         'loaded IPAM state',
@@ -135,34 +152,42 @@ export class IpamService {
     }
   }
 
-  private newJournal(cidr: Cidr, exists: boolean, lines: number): Journal {
+  /** The journal of `cidr`, whose file has `lines` lines (undefined: no file yet). */
+  private newJournal(cidr: Cidr, lines: number | undefined): DurableLog {
     const key = cidr.text;
-    return new Journal(
-      join(this.dir, journalName(cidr)),
-      {
-        snapshot: () => {
-          const subnet = this.subnets.get(key);
-          return subnet && !subnet.empty ? subnet.snapshot() : undefined;
-        },
-        liveLines: () => this.subnets.get(key)?.liveLines ?? 0,
+    const source = {
+      snapshot: () => {
+        const subnet = this.subnets.get(key);
+        return subnet && !subnet.empty ? subnet.snapshot() : undefined;
       },
-      this.log,
-      exists,
-      lines,
-    );
+      liveLines: () => this.subnets.get(key)?.liveLines ?? 0,
+    };
+    return openJournal(join(this.dir, journalName(cidr)), source, this.log, lines);
   }
 
-  private journal(cidr: Cidr): Journal {
+  private journal(cidr: Cidr): DurableLog {
     let journal = this.journals.get(cidr.text);
-    if (!journal) this.journals.set(cidr.text, (journal = this.newJournal(cidr, false, 0)));
+    if (!journal) this.journals.set(cidr.text, (journal = this.newJournal(cidr, undefined)));
     return journal;
   }
 
-  /** Saves a change already applied in memory; a failure becomes an error for people. */
-  private async save(cidr: Cidr, line: string, options: AppendOptions = {}): Promise<void> {
+  /**
+   * Saves a change already applied in memory; a failure becomes an error for people. `now`: the line is written
+   * before any await (a process killed from here on keeps it), or, when that fails, by a rewrite from memory.
+   */
+  private async save(cidr: Cidr, line: string, options: AppendOptions & { now?: boolean } = {}): Promise<void> {
     const journal = this.journal(cidr);
     try {
-      await journal.append(line, options);
+      if (!options.now) await journal.append(line, options);
+      else {
+        let saved: Promise<void>;
+        try {
+          saved = journal.writeNow(line);
+        } catch {
+          saved = journal.append(line, { rewrite: true });
+        }
+        await saved;
+      }
     } catch (err) {
       const outcome =
         err instanceof UnmarkedError
@@ -233,7 +258,7 @@ export class IpamService {
     // The claims go before the pool: a crash in between leaves a pool Docker no longer uses, not claims nobody frees.
     if (dropped) this.probed?.forget(pool);
     if (dropped && clusterWide) await this.cluster.releasePool(pool);
-    await this.save(subnet.cidr, line, { snapshot: subnet.empty });
+    await this.save(subnet.cidr, line, { rewrite: subnet.empty });
     this.log.info({ poolId, refs: pool.refs, dropped }, 'pool released');
   }
 
@@ -251,7 +276,7 @@ export class IpamService {
     let value: bigint;
     let line: string;
     if (address) {
-      value = this.address(address, pool, gateway ? 'gateway' : 'address');
+      value = addressOfPool(address, pool, gateway ? 'gateway' : 'address');
       // Docker sends aux addresses without options; containers' --ip with the MAC (or, on newer engines, without).
       const kind: Exclude<TakeKind, 'dynamic'> = gateway ? 'gateway' : options ? 'static' : 'aux';
       line = subnet.take(value, kind, pool);
@@ -291,7 +316,7 @@ export class IpamService {
     const pool = this.poolToRelease(poolId);
     if (!pool) return;
     const subnet = pool.subnet;
-    const value = this.address(address, pool, 'address');
+    const value = addressOfPool(address, pool, 'address');
     this.probed?.released(pool, value);
     if (isClusterPoolId(pool.id)) {
       if (!(await this.cluster.release(pool, value)))
@@ -303,7 +328,12 @@ export class IpamService {
       this.log.debug({ poolId, address }, 'release of an address the pool does not hold; nothing to do');
       return;
     }
-    await this.save(subnet.cidr, line);
+    await this.save(subnet.cidr, line, { now: true });
+  }
+
+  /** The network driver deleted an endpoint holding `address`: see ReleaseDues.note. */
+  releaseDue(subnet: string, address: string, addressSpace: string | undefined): Promise<void> {
+    return this.dues.note(subnet, address, addressSpace);
   }
 
   /**
@@ -314,7 +344,7 @@ export class IpamService {
   private async requestClusterAddress(pool: Pool, address: string | undefined, gateway: boolean): Promise<string> {
     const subnet = pool.subnet;
     let value: bigint | undefined;
-    if (address) value = this.address(address, pool, gateway ? 'gateway' : 'address');
+    if (address) value = addressOfPool(address, pool, gateway ? 'gateway' : 'address');
     else if (gateway) value = subnet.lo;
     const vet = value === undefined ? this.probed?.vetter(pool) : undefined;
     const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container', vet);
@@ -338,28 +368,6 @@ export class IpamService {
     const pool = this.pools.get(checkPoolId(poolId));
     if (!pool) this.log.warn({ poolId }, 'release for an unknown pool; nothing to do');
     return pool;
-  }
-
-  /** Parses an address given for `pool` ("ip", or "ip/len" with the subnet's length). */
-  private address(text: string, pool: Pool, label: string): bigint {
-    const subnet = pool.subnet;
-    const slash = text.indexOf('/');
-    const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
-    if (!ip)
-      throw new PluginError(
-        `${label} '${text.slice(0, 100)}' is not an IP address (expected e.g. ${subnet.text(subnet.lo)})`,
-      );
-    if (slash >= 0 && text.slice(slash + 1) !== String(subnet.cidr.prefix)) {
-      throw new PluginError(
-        `${label} ${text} does not have the prefix length of subnet ${subnet.cidr.text}; give the address alone`,
-      );
-    }
-    if (ip.v6 !== subnet.v6)
-      throw new PluginError(`${label} ${text} is ${family(ip.v6)}, but pool ${pool.id} is ${family(subnet.v6)}`);
-    if (!contains(subnet.cidr, ip.value)) {
-      throw new PluginError(`${label} ${text} is not in subnet ${subnet.cidr.text} of pool ${pool.id}`);
-    }
-    return ip.value;
   }
 
   /** A read-only view of every pool, for operators. */
@@ -411,16 +419,8 @@ export class IpamService {
   /** Waits for queued writes and closes the journal files. Requests after this fail. */
   async close(): Promise<void> {
     this.closed = true;
+    this.dues.stop();
     this.probed?.close();
     await Promise.all([...this.journals.values()].map((journal) => journal.close()));
   }
-}
-
-/** One subnet is all cluster-wide or all this host's: a local pool would hand out addresses the table holds. */
-function checkSameScope(subnet: Subnet, cidr: Cidr, clusterWide: boolean): void {
-  const other = [...subnet.pools.values()].find((pool) => isClusterPoolId(pool.id) !== clusterWide);
-  if (!other) return;
-  throw new PluginError(
-    `subnet ${cidr.text} is used on this host by pool ${other.id}, which is ${clusterWide ? "this host's alone" : 'cluster-wide'}: its addresses would be handed out twice; give this network the same --ipam-opt scope as that one, or use another subnet`,
-  );
 }

@@ -71,6 +71,11 @@ export class SubnetModel {
   readonly devices = new Set<bigint>();
   /** Takes saved but not yet answered, keyed by pool number and address: a crash now means Docker never got them. */
   protected readonly unanswered = new Map<string, { value: bigint; pool: Pool; count: number }>();
+  /**
+   * Addresses whose endpoint the network driver deleted, and by when (ms since the epoch) Docker's ReleaseAddress is
+   * due; a release of the address forgets it. See IpamService.releaseDue.
+   */
+  readonly dues = new Map<bigint, number>();
   private nextNumber = 1;
 
   constructor(readonly cidr: Cidr) {
@@ -96,7 +101,7 @@ export class SubnetModel {
   get liveLines(): number {
     let queued = 0;
     for (const lane of this.lanes.values()) queued += lane.fifo.length;
-    return 1 + this.pools.size + this.lanes.size + this.taken.size + queued;
+    return 1 + this.pools.size + this.lanes.size + this.taken.size + queued + this.dues.size;
   }
 
   // ---- pools ----
@@ -249,6 +254,18 @@ export class SubnetModel {
     return journalLine.freed(this.text(value), pool.journalNumber);
   }
 
+  /**
+   * Notes that the endpoint holding `value` is gone, and that Docker's ReleaseAddress for it is due by `by`. Returns
+   * the journal line, or undefined when there is nothing to note: the address is free, a gateway (never an
+   * endpoint's), or noted already.
+   */
+  markDue(value: bigint, by: number): { line: string; pool: Pool } | undefined {
+    const holder = this.taken.get(value);
+    if (!holder || !isEndpointHolder(holder) || this.dues.has(value)) return undefined;
+    this.dues.set(value, by);
+    return { line: journalLine.due(this.text(value), holder.pool.journalNumber, by), pool: holder.pool };
+  }
+
   /** Undoes a take whose journal write failed. */
   undoTake(value: bigint, pool: Pool): void {
     this.answeredTake(value, pool); // no longer waiting for an answer: it is gone
@@ -279,6 +296,7 @@ export class SubnetModel {
       this.unanswered.delete(key);
     }
     this.taken.delete(value);
+    this.dues.delete(value);
     for (const lane of this.lanes.values()) lane.freed(value, this.taken);
     return true;
   }
@@ -334,4 +352,13 @@ export class SubnetModel {
   kindOf(value: bigint): Holder['kind'] | undefined {
     return this.taken.get(value)?.kind;
   }
+}
+
+/** Whether `holder` holds its address for an endpoint (of `pool`, when given): not a gateway, not a device's. */
+export function isEndpointHolder(
+  holder: Holder | undefined,
+  pool?: Pool,
+): holder is Exclude<Holder, { kind: 'gateway' } | DeviceHolder> {
+  if (!holder || holder.kind === 'gateway' || holder.kind === 'device') return false;
+  return pool === undefined || holder.pool === pool;
 }

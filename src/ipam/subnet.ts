@@ -14,7 +14,7 @@ import {
   type JournalRecord,
   type PoolSpec,
 } from './journal-records';
-import { type Pool, SubnetModel, unansweredKey } from './subnet-model';
+import { type Pool, SubnetModel, isEndpointHolder, unansweredKey } from './subnet-model';
 
 export class Subnet extends SubnetModel {
   /** Replay: lines applied so far, and how many lines the snapshot at the head of the file has (the rest are changes). */
@@ -44,6 +44,11 @@ export class Subnet extends SubnetModel {
       } else {
         lines.push(journalLine.heldTake(holder.kind, a, holder.pool.journalNumber, undefined, unanswered(holder.pool)));
       }
+    }
+    for (const [value, by] of this.dues) {
+      const holder = this.taken.get(value);
+      if (holder && isEndpointHolder(holder))
+        lines.push(journalLine.due(this.text(value), holder.pool.journalNumber, by));
     }
     // Ranges after the addresses: replaying the address lines moves cursors, the range lines then set them.
     const base = this.cidr.base;
@@ -96,6 +101,8 @@ export class Subnet extends SubnetModel {
         return this.poolOf(record).lane.replayExhausted();
       case RECORD.device:
         return this.applyDevice(record);
+      case RECORD.due:
+        return this.applyDue(record);
       default:
         return this.applyTake(record, inSnapshot);
     }
@@ -131,6 +138,13 @@ export class Subnet extends SubnetModel {
     const pool = this.poolOf(record);
     if (record.a === undefined) this.answeredAcquire(pool);
     else this.answeredTake(this.address(record), pool);
+  }
+
+  /** A due whose address that pool no longer holds as an endpoint's is moot (a release was written first). */
+  private applyDue(record: JournalRecord): void {
+    const value = this.address(record);
+    const by = int(record, 'by');
+    if (isEndpointHolder(this.taken.get(value), this.poolOf(record))) this.dues.set(value, by);
   }
 
   private applyRange(record: JournalRecord): void {

@@ -4,7 +4,7 @@
 // its new one), files already current are skipped (so a migration a crash cut short resumes where it stopped), and
 // format.json is written last. Until it is, the state is the old one as far as any version can tell: every reader
 // reads both forms of each file. A state written by a newer version is refused, never read in part.
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { crashPoint } from './crash';
@@ -109,7 +109,7 @@ export function migrateState(stateDir: string, kinds: readonly StateFiles[], log
     if (newer.length) throw new Error(refusal(stateDir, marker, newer));
     if (sameFormats(marker.formats, currentFormats(kinds))) return 0;
   }
-  if (!existsSync(stateDir)) {
+  if (!marker && holdsNoState(stateDir, kinds)) {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     writeMarker(stateDir, kinds);
     return 0;
@@ -150,13 +150,20 @@ export interface FormatReport {
   message: string;
 }
 
+/**
+ * True when `stateDir` holds no file of any kind: it does not exist, or it is a directory made for it before the
+ * plugin's first start (the managed plugin's propagated mount, which Docker creates; its `tls/` put there first).
+ */
+function holdsNoState(stateDir: string, kinds: readonly StateFiles[]): boolean {
+  return !existsSync(stateDir) || kinds.every((kind) => kind.files(stateDir).length === 0);
+}
+
 /** Reads format.json only (not every file): what a reader tells the operator about the state's formats. */
 export function stateFormatOf(stateDir: string, kinds: readonly StateFiles[]): FormatReport {
   const marker = readMarker(stateDir);
   const current = JSON.stringify(currentFormats(kinds));
   if (!marker) {
-    const empty = !existsSync(stateDir) || readdirSync(stateDir).length === 0;
-    return empty
+    return holdsNoState(stateDir, kinds)
       ? { state: 'none', formats: null, writtenBy: null, message: 'no state yet' }
       : {
           state: 'older',

@@ -3,7 +3,8 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { replaceFileSync } from './files';
+import { checkIoFault } from './faults';
+import { replaceFileSync, syncDir } from './files';
 import { syncDurations } from './sync-durations';
 import type { StateFiles } from './migrate';
 import {
@@ -14,16 +15,6 @@ import {
   type RecordFormat,
   upgradeRecord,
 } from './record-format';
-
-/** Makes a rename or unlink in `dir` durable. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await syncDurations.time(() => handle.sync());
-  } finally {
-    await handle.close();
-  }
-}
 
 /** A state file that could not be read, or is not a record, and why. */
 export interface Unreadable {
@@ -142,11 +133,14 @@ export class RecordStore<T> {
     const temp = `${path}.tmp`;
     const handle = await open(temp, 'w', 0o600);
     try {
+      checkIoFault('write', temp);
       await handle.writeFile(recordText(this.kind.format, record as object));
+      checkIoFault('sync', temp);
       await syncDurations.time(() => handle.sync());
     } finally {
       await handle.close();
     }
+    checkIoFault('rename', path);
     await rename(temp, path);
     await syncDir(this.dir);
   }

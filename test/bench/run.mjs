@@ -29,9 +29,19 @@
 //   BENCH_TMPFS=1           also measure the life with the state on /dev/shm (fsync free), interleaved (0: not)
 //   BENCH_OUT=<file>        the JSON (default test-results/bench.json)
 //   BENCH_QUICK=1           small counts everywhere, no ipam section (a smoke run of the bench itself, ~1 min)
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ROOT, cleanupAll, interrupt, log, markdown, round, run, table, tempDir } from './lib.mjs';
+
+// The bench makes links and namespaces, removes what a crashed run left by name (tsbench*) and drives Docker: only in
+// the lab npm run bench starts it in (test/lab/in-lab.sh), never on the host, where those names may be anyone's.
+const labNetns = process.env.TSMV_LAB_NETNS;
+if (!labNetns || readlinkSync('/proc/self/ns/net') !== `net:[${statSync(`/run/netns/${labNetns}`).ino}]`) {
+  console.error(
+    'the bench runs only in a lab of its own: npm run bench (it runs test/bench/run.mjs in test/lab/in-lab.sh)',
+  );
+  process.exit(2);
+}
 
 if (process.env.BENCH_QUICK) {
   const quick = {

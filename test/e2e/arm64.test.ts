@@ -8,8 +8,7 @@
 //
 // Emulation makes the plugin several times slower, not different: the timeouts below are generous, never asserted.
 // One engine is enough (vitest.config.ts runs this file in the 28.5 run only): the engines are amd64 either way.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
@@ -18,7 +17,7 @@ import { runId } from '../lab/lab';
 import { containerExec, docker, dockerOk, eventually, ping, removeDockerObjects, run, runSleeper } from './docker';
 import { DhcpServer } from './dnsmasq';
 import { pluginLinksOnHost } from './plugin-daemon';
-import { createPlugin, removePlugin } from './managed-plugin';
+import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin } from './managed-plugin';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
 const PLUGIN = 'tsmv-arm64-tsmacvlan:latest';
@@ -50,7 +49,7 @@ async function enable(): Promise<{ ms: number; tries: number }> {
 describe(`the arm64 plugin ${PLUGIN} under emulation`, () => {
   const binfmtName = `${runId()}-aarch64`;
   let registered = false;
-  let stateSource: string;
+  let stateSource: string; // the plugin's propagated mount, under the lab engine's data root
   let sw: Switch;
   let lan: Switch;
   const server = new DhcpServer();
@@ -67,8 +66,8 @@ describe(`the arm64 plugin ${PLUGIN} under emulation`, () => {
       throw new Error(`${QEMU} is missing: bash test/e2e/provision.sh fetches it (plugin/arch/fetch.sh qemu arm64)`);
     await run('bash', [BINFMT, 'register', binfmtName, QEMU]);
     registered = true;
-    stateSource = mkdtempSync(join(tmpdir(), 'tsmv-a64-state-'));
-    const built = await createPlugin(PLUGIN, stateSource, 'arm64');
+    const built = await createManagedPlugin(PLUGIN, 'arm64');
+    stateSource = await managedPluginStateDir(PLUGIN);
     console.log(`[arm64] ${built.summary} (create.sh ${(built.ms / 1000).toFixed(1)} s)`);
     sw = await createSwitch({ subnetPrefix: '10.232.40' });
     lan = await createSwitch({ subnetPrefix: '10.232.41' });
@@ -77,12 +76,10 @@ describe(`the arm64 plugin ${PLUGIN} under emulation`, () => {
 
   afterAll(async () => {
     await removeDockerObjects(PREFIX);
-    await removePlugin(PLUGIN);
+    await removeManagedPlugin(PLUGIN);
     await server.stop();
     await destroyAllSwitches();
     if (registered) await run('bash', [BINFMT, 'unregister', binfmtName], { allowFail: true });
-    if (stateSource)
-      for (const dir of [stateSource, `${stateSource}-tls`]) rmSync(dir, { recursive: true, force: true });
   }, 300_000);
 
   it("is arm64's: file says aarch64 for its node and both native parts", async () => {

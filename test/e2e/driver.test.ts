@@ -150,7 +150,7 @@ describe(`Docker with the ${DRIVER} driver`, () => {
     );
     expect(res.code).not.toBe(0);
     expect(res.stderr).toContain(
-      "unknown option 'macvlan_mod'; tsmacvlan accepts: parent, macvlan_mode, mtu, macvlan_source, host_access, vlan_protocol, dhcp, dhcp_timeout",
+      "unknown option 'macvlan_mod'; tsmacvlan accepts: parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu, macvlan_source, host_access, vlan_protocol, dhcp, dhcp_timeout",
     );
   });
 });

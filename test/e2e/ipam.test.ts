@@ -83,6 +83,8 @@ describe('IPAM with Docker', () => {
       ['run', '-d', '--name', uniqueName(PREFIX), '--network', net, '--ip', '10.231.60.77', IMAGE, 'sleep', '60'],
       { allowFail: true },
     );
+    // Refused: the run fails (125, Docker's own error) naming the address.
+    expect(taken.code).toBe(125);
     expect(taken.stderr).toMatch(/10\.231\.60\.77/);
 
     // The range holds 64 addresses, one of them the aux address: 13 more fit, the next is refused in words.

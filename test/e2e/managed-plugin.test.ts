@@ -5,9 +5,8 @@
 //
 // The plugin is named with the e2e prefix (tsmv-pkg-tsmacvlan:latest, or $TSMV_PLUGIN_NAME) so that a real
 // tsmacvlan:latest on the machine is never touched. swarm.test.ts installs the same plugin: `create.sh --reuse`
-// builds once and only re-creates the plugin from plugin/build when the inputs have not changed.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// builds once and only re-creates the plugin from plugin/build when the inputs have not changed (test/e2e/managed-plugin.ts).
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
@@ -17,7 +16,7 @@ import { containerExec, dockerOk, docker, eventually, ping, removeDockerObjects,
 import { DhcpServer } from './dnsmasq';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 import { pluginLinksOnHost } from './plugin-daemon';
-import { createPlugin, removePlugin, tsmacvlan } from './managed-plugin';
+import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin, tsmacvlan } from './managed-plugin';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
 const PREFIX = 'tsmv-pkg-mp-';
@@ -25,7 +24,7 @@ const REPO = join(__dirname, '../..');
 const VERSION = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string;
 
 describe(`the managed plugin ${PLUGIN}`, () => {
-  let stateSource: string;
+  let stateSource: string; // the plugin's propagated mount, under the lab engine's data root
   let sw: Switch;
   let net: string;
   /** Where the plugin serves its metrics: the host network's loopback, which is the lab's. */
@@ -36,29 +35,29 @@ describe(`the managed plugin ${PLUGIN}`, () => {
 
   beforeAll(async () => {
     await removeDockerObjects(PREFIX); // leftovers of a crashed run
-    stateSource = mkdtempSync(join(tmpdir(), 'tsmv-pkg-state-'));
-    const built = await createPlugin(PLUGIN, stateSource);
+    const built = await createManagedPlugin(PLUGIN);
+    stateSource = await managedPluginStateDir(PLUGIN);
     console.log(`[managed-plugin] ${built.summary} (create.sh ${(built.ms / 1000).toFixed(1)} s)`);
     sw = await createSwitch({ subnetPrefix: '10.232.20' });
   }, 900_000);
 
   afterAll(async () => {
     await removeDockerObjects(PREFIX);
-    await removePlugin(PLUGIN);
+    await removeManagedPlugin(PLUGIN);
     await destroyAllSwitches();
-    if (stateSource) rmSync(stateSource, { recursive: true, force: true });
-    if (stateSource) rmSync(`${stateSource}-tls`, { recursive: true, force: true });
   });
 
-  it('is installed as built: both interfaces, host network, CAP_NET_ADMIN and CAP_NET_RAW only, state on a host bind mount', async () => {
+  it('is installed as built: both interfaces, host network, CAP_NET_ADMIN and CAP_NET_RAW only, no host path, the state in its propagated mount', async () => {
     const config = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Config}}', PLUGIN]));
     expect(config.Interface.Types).toEqual(['docker.networkdriver/1.0', 'docker.ipamdriver/1.0']);
     expect(config.Interface.Socket).toBe('tsmacvlan.sock');
     expect(config.Network.Type).toBe('host');
     expect(config.Linux.Capabilities).toEqual(['CAP_NET_ADMIN', 'CAP_NET_RAW']); // NET_RAW: DHCP's packet socket
+    // No host directory to prepare or grant: the state is the mount Docker itself makes for the plugin.
+    expect(config.Mounts ?? []).toEqual([]);
+    expect(config.PropagatedMount).toBe('/var/lib/tsmacvlan');
+    expect(config.Description).toMatch(/^tsmacvlan \d+\.\d+\.\d+: /);
     const settings = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Settings}}', PLUGIN]));
-    const state = settings.Mounts.find((m: { Name: string }) => m.Name === 'state');
-    expect(state).toMatchObject({ Source: stateSource, Destination: '/var/lib/tsmacvlan', Type: 'bind' });
     expect(settings.Env).toContain('LOG_LEVEL=info');
     // The cluster IPAM's settings, empty (addresses stay on this host) until `docker plugin set`.
     // And the metrics' address, empty (no metrics).
@@ -70,12 +69,6 @@ describe(`the managed plugin ${PLUGIN}`, () => {
       'TSMACVLAN_METRICS_ADDRESS',
     ])
       expect(settings.Env).toContain(`${name}=`);
-    const tls = settings.Mounts.find((m: { Name: string }) => m.Name === 'tls');
-    expect(tls).toMatchObject({
-      Source: `${stateSource}-tls`,
-      Destination: '/etc/tsmacvlan',
-      Options: ['rbind', 'ro'],
-    });
     expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', PLUGIN])).toBe('false');
   });
 
@@ -123,7 +116,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await dockerOk(['network', 'inspect', '-f', '{{.Driver}}', net])).toBe(PLUGIN);
   });
 
-  it("doctor and status with no flags find it: its socket under /run/docker/plugins/<id>, its state mount's host dir", async () => {
+  it('doctor and status with no flags find it: its socket under /run/docker/plugins/<id>, its propagated mount as the state dir', async () => {
     const id = await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', PLUGIN]);
     const socket = join('/run/docker/plugins', id, 'tsmacvlan.sock');
     expect(Engine.ofLab().managedPluginSocket(id, 'tsmacvlan.sock')).toBe(socket); // where this engine put it
@@ -188,7 +181,10 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(await docker(['network', 'inspect', `${PREFIX}ipamopt`], { allowFail: true })).toMatchObject({ code: 1 });
   });
 
-  it('containers on a parent reach each other and the switch; the state is written to the host directory', async () => {
+  it('containers on a parent reach each other and the switch; the state is written to the propagated mount', async () => {
+    const joins = (text: string) =>
+      sample(text, 'tsmacvlan_request_duration_seconds_count{method="NetworkDriver.Join",outcome="ok"}') ?? 0;
+    const joinsBefore = joins(await scrape(metricsAt)); // the MTU test's container joined too
     await runSleeper(a, { network: net });
     await runSleeper(b, { network: net, ip: '10.232.20.50' });
     const ipA = await dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, a]);
@@ -199,9 +195,7 @@ describe(`the managed plugin ${PLUGIN}`, () => {
     expect(readdirSync(join(stateSource, 'endpoints'))).toHaveLength(2);
     const metrics = await scrape(metricsAt);
     expect(sample(metrics, 'tsmacvlan_networks')).toBe(1);
-    expect(sample(metrics, 'tsmacvlan_request_duration_seconds_count{method="NetworkDriver.Join",outcome="ok"}')).toBe(
-      2,
-    );
+    expect(joins(metrics) - joinsBefore).toBe(2);
   });
 
   it('an internal network (a parent of its own) works under CAP_NET_ADMIN alone', async () => {

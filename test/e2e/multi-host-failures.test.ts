@@ -109,6 +109,10 @@ describe('the cluster IPAM when etcd members or a plugin fail', () => {
 
   it('quorum lost: a new container is refused with the etcd message, running ones still talk, recovery is automatic', async () => {
     const [h1, h2] = lab!.hosts;
+    // What a `docker run` costs on this host now, besides the plugin's answer: measured with etcd whole.
+    const t0 = Date.now();
+    running.push(await start(h1, 'p1'));
+    const normalRun = Date.now() - t0;
     await lab!.etcd.killMember(1);
     await lab!.etcd.killMember(2);
     try {
@@ -116,7 +120,10 @@ describe('the cluster IPAM when etcd members or a plugin fail', () => {
       await expect(h1.docker('run', '-d', '--name', 'q1', '--network', 'lan', IMAGE, 'sleep', '600')).rejects.toThrow(
         /quorum lost.*No address is handed out without etcd/s,
       );
-      console.log(`quorum lost: refused after ${Date.now() - asked} ms`);
+      const refusedAfter = Date.now() - asked;
+      console.log(`quorum lost: refused after ${refusedAfter} ms (a run with etcd whole took ${normalRun} ms)`);
+      // The README's promise, "fails within about 5 s", bounded at 3 times that, plus what a run costs anyway.
+      expect(refusedAfter).toBeLessThan(15_000 + normalRun);
       await h1.docker('rm', '-f', 'q1').catch(() => undefined);
       const from = running.find((c) => c.host === h1)!;
       const to = running.find((c) => c.host === h2)!;
@@ -135,19 +142,16 @@ describe('the cluster IPAM when etcd members or a plugin fail', () => {
 
   it('a plugin SIGKILLed during a docker run: after its restart and a retry, nothing doubled, every container claimed, at most the killed run address besides', async () => {
     const [h1, h2] = lab!.hosts;
-    // The outcome is taken at once: the run may fail before the kill (then the case still holds), and a rejection
-    // nobody awaits yet would end the whole run as unhandled.
-    const outcome = h1.docker('run', '-d', '--name', 'k1', '--network', 'lan', IMAGE, 'sleep', '600').then(
-      () => 'started',
-      (err: Error) => (err.message.match(/^(?!WARNING).*$/m) ?? [err.message])[0],
+    // Killed the moment etcd holds the run's address: the allocation's crash path, every time.
+    const killed = await lab!.killPluginOnClaim(h1, () =>
+      h1.docker('run', '-d', '--name', 'k1', '--network', 'lan', IMAGE, 'sleep', '600'),
     );
-    // Kill as soon as Docker has created the container, i.e. while it connects it (allocation and endpoint).
-    for (let i = 0; i < 200; i++) {
-      if ((await h1.docker('ps', '-aq', '--filter', 'name=^k1$')).trim()) break;
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    await lab!.killPlugin(h1);
-    console.log(`docker run while its plugin was killed: ${await outcome}`);
+    const outcome =
+      killed.outcome instanceof Error
+        ? (killed.outcome.message.match(/^(?!WARNING).*$/m) ?? [killed.outcome.message])[0]
+        : 'started';
+    console.log(`docker run while its plugin was killed as it took ${killed.address}: ${outcome}`);
+    expect(killed.address).toMatch(RANGE);
     await lab!.restartPlugin(h1);
     await h1.docker('rm', '-f', 'k1').catch(() => undefined);
     running.push(await startEventually(h1, 'k1', 5), await start(h2, 'k2'));
@@ -164,7 +168,7 @@ describe('the cluster IPAM when etcd members or a plugin fail', () => {
     const extra = claimed.filter((a) => !addresses.includes(a));
     console.log(`after the kill and retry: ${addresses.length} containers, extra claims: [${extra.join(' ')}]`);
     expect(claimed.filter((a) => addresses.includes(a))).toEqual(addresses);
-    expect(extra.length).toBeLessThanOrEqual(1);
+    expect(extra).toEqual(extra.length ? [killed.address] : []);
     for (const address of extra) expect(held.get(address)).toEqual([instanceOf(h1)]);
   }, 300_000);
 

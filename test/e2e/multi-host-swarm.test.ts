@@ -218,7 +218,15 @@ async function afterKill(node: LabHost, pid: number, replicas: number, when: str
   console.log(`plugin ${pid} on ${node.name} killed ${when}; failed tasks:\n${failed.join('\n')}`);
   await claimsMatch(running);
   const onNode = running.filter((t) => t.host === node).length;
-  await swarm!.waitFor(() => endpointRecords(node).length === onNode, 30_000, `${onNode} endpoint records`);
+  await swarm!
+    .waitFor(() => endpointRecords(node).length === onNode, 120_000, `${onNode} endpoint records`)
+    .catch(() => {
+      const tasks = running.filter((t) => t.host === node).map((t) => t.container);
+      expect(
+        endpointRecords(node),
+        `endpoint records on ${node.name}, whose tasks are ${tasks.join(' ')}`,
+      ).toHaveLength(onNode);
+    });
   expect(pluginLinks(node)).toEqual([]);
 }
 

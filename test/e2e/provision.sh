@@ -15,9 +15,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # prometheus: the server and promtool the metrics tests start on loopback (its own service is never started: see
 # policy-rc.d below, and it is disabled at boot); g++-aarch64-linux-gnu: the cross compilers of
 # crossbuild-essential-arm64 (without dpkg-cross's Perl), for the arm64 plugin's native parts.
-# docker-compose (v1, Python) talks to the lab's engine over its socket; it only recommends docker.io, and recommends
-# are never installed here. systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
-PACKAGES=(docker-compose busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus g++-aarch64-linux-gnu)
+# systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
+# Compose v2 and the image registry are unpacked beside the engines (test/lab/engines.sh), not installed.
+PACKAGES=(busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus g++-aarch64-linux-gnu)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
@@ -73,26 +73,25 @@ else
 fi
 
 # ----------------------------------------------------------------- engines --
-# The engine of the build below and of the e2e suite's 20.10 runs, unpacked (the newer ones: test/run-all.sh).
-step_start "engine 20.10"
-bash "$HERE/../lab/engines.sh" 20.10
+# The engine of the build below and of the e2e suite's 20.10 runs, unpacked (the newer ones: test/run-all.sh), and
+# the tools the e2e tests run beside it: Compose v2 and the image registry.
+step_start "engine 20.10, compose, registry"
+bash "$HERE/../lab/engines.sh" 20.10 compose registry
 step_end
 
 # ------------------------------------------------------ managed plugin rootfs --
 # managed-plugin.test.ts and swarm.test.ts install the plugin from plugin/build (create.sh --reuse). Building it needs
 # the npm registry, which the lab's namespace cannot reach, so it is built here by an engine of our own in this
-# namespace (no docker0, no iptables, nothing of the host's Docker), removed right after. --reuse: no build when
+# network namespace (no docker0, no iptables, nothing of the host's Docker), removed right after, in a mount namespace
+# of its own (test/lab/own-mounts.sh: 20.10 keeps a managed plugin's runtime dir in /run/docker/plugins, where the
+# host's dockerd looks for plugins, and containerd its shims' sockets in /run/containerd). --reuse: no build when
 # plugin/build already holds the export of the same inputs.
-step_start "plugin rootfs"
+step_start "managed plugins"
 BUILD_ID=tsmvb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-BUILD_ENGINE=/var/tmp/$BUILD_ID
-trap 'bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"' EXIT
-bash "$HERE/../lab/engine.sh" start "$BUILD_ENGINE" - >/dev/null
-DOCKER=$HERE/../../.engines/20.10/usr/bin/docker DOCKER_HOST=unix://$BUILD_ENGINE/docker.sock \
-  TSMACVLAN_BUILD_PREFIX=tsmv-pkg- TSMACVLAN_STATE_SOURCE=$BUILD_ENGINE/plugin-state bash "$HERE/../../plugin/create.sh" --reuse "$BUILD_ID:latest"
-bash "$HERE/../lab/engine.sh" remove "$BUILD_ENGINE"
-trap - EXIT
-step_end "plugin/build ready"
+# upgrade.test.ts upgrades from 0.1.0, built from its own commit (test/e2e/build-plugins.sh).
+PREVIOUS=39a3318
+bash "$HERE/../lab/own-mounts.sh" tsmv-build bash "$HERE/build-plugins.sh" "/var/tmp/$BUILD_ID" "$BUILD_ID" "$PREVIOUS"
+step_end "plugin/build and plugin/build-previous ready"
 
 # ------------------------------------------------------------- arm64 plugin --
 # test/e2e/arm64.test.ts installs the arm64 plugin from plugin/build-arm64 (create.sh --arch arm64 --reuse), and

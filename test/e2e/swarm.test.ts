@@ -2,21 +2,11 @@
 // --reuse: the build managed-plugin.test.ts made is reused when the inputs are unchanged). A single-node swarm on
 // loopback, a config-only network holding the subnet, --ip-range and parent of this node, a swarm-scoped network
 // made from it, and a 2-replica service: both tasks run with distinct addresses and reach each other.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DOCKER_BIN,
-  TEST_IMAGE,
-  docker,
-  dockerOk,
-  eventually,
-  ping,
-  removeDockerObjects,
-  run,
-  waitFor,
-} from './docker';
+import { TEST_IMAGE, docker, dockerOk, eventually, ping, removeDockerObjects, run, waitFor } from './docker';
+import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin } from './managed-plugin';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
 const PLUGIN = process.env.TSMV_PLUGIN_NAME ?? 'tsmv-pkg-tsmacvlan:latest';
@@ -25,33 +15,6 @@ const CONFIG_NET = 'tsmv-pkg-cfg';
 const SWARM_NET = 'tsmv-pkg-swarm';
 const SERVICE = 'tsmv-pkg-svc';
 const IP_RANGE = '10.232.30.64/26';
-const REPO = join(__dirname, '../..');
-
-async function removePlugin(name: string): Promise<void> {
-  await docker(['plugin', 'disable', '-f', name], { allowFail: true });
-  await docker(['plugin', 'rm', '-f', name], { allowFail: true });
-}
-
-async function createPlugin(name: string, stateSource: string): Promise<string> {
-  // stderr into stdout, so that a failure shows docker build's messages in order.
-  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
-    timeoutMs: 900_000,
-    allowFail: true,
-    env: {
-      ...process.env,
-      DOCKER: DOCKER_BIN,
-      TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-',
-      TSMACVLAN_STATE_SOURCE: stateSource,
-      TSMACVLAN_TLS_SOURCE: `${stateSource}-tls`, // never the host's /etc/tsmacvlan
-    },
-  });
-  if (res.code !== 0)
-    throw new Error(
-      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
-        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
-    );
-  return res.stdout.trim().split('\n').pop() ?? '';
-}
 
 const swarmState = () => dockerOk(['info', '-f', '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}']);
 const serviceContainers = async () =>
@@ -103,9 +66,9 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
     for (const n of [SWARM_NET, `${SWARM_NET}-att`, CONFIG_NET])
       await docker(['network', 'rm', n], { allowFail: true });
 
-    stateSource = mkdtempSync(join(tmpdir(), 'tsmv-pkg-state-'));
-    console.log(`[swarm] ${await createPlugin(PLUGIN, stateSource)}`);
+    console.log(`[swarm] ${(await createManagedPlugin(PLUGIN)).summary}`);
     await dockerOk(['plugin', 'enable', PLUGIN]);
+    stateSource = await managedPluginStateDir(PLUGIN);
     sw = await createSwitch({ subnetPrefix: '10.232.30' });
   }, 900_000);
 
@@ -114,15 +77,13 @@ describe(`Docker Swarm with the managed plugin ${PLUGIN}`, () => {
     await removeDockerObjects(PREFIX + 'sw-');
     for (const n of [SWARM_NET, `${SWARM_NET}-att`, CONFIG_NET])
       await docker(['network', 'rm', n], { allowFail: true });
-    await removePlugin(PLUGIN);
+    await removeManagedPlugin(PLUGIN);
     if (createdSwarm) {
       // Slow (~15 s per remote driver dockerd knows whose socket is gone: it retries DiscoverDelete on each).
       await docker(['swarm', 'leave', '--force'], { allowFail: true, timeoutMs: 180_000 });
       if (!hadGwBridge) await docker(['network', 'rm', 'docker_gwbridge'], { allowFail: true });
     }
     await destroyAllSwitches();
-    if (stateSource) rmSync(stateSource, { recursive: true, force: true });
-    if (stateSource) rmSync(`${stateSource}-tls`, { recursive: true, force: true });
   });
 
   it('a swarm network needs the plugin name with its tag', async () => {

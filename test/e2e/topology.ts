@@ -24,6 +24,11 @@ export interface SwitchOpts {
   ipv6Prefix?: string;
   /** MTU of both veth ends and the bridge (default 1500). */
   mtu?: number;
+  /**
+   * The parent's name, e.g. `eth1` so that a command of the docs runs as written (only in the lab's own namespace,
+   * where no such link exists before); default tsmv + 8 hex characters. Never eth0 or docker0.
+   */
+  parentName?: string;
 }
 
 export interface Switch {
@@ -63,15 +68,17 @@ function ip(args: string[], opts?: RunOpts): Promise<RunResult> {
 }
 
 /** Creates a switch; on any failure, removes what was already made and rethrows. */
-export async function createSwitch({ subnetPrefix, ipv6Prefix, mtu = 1500 }: SwitchOpts): Promise<Switch> {
+export async function createSwitch({ subnetPrefix, ipv6Prefix, mtu = 1500, parentName }: SwitchOpts): Promise<Switch> {
   if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(subnetPrefix) || subnetPrefix.split('.').some((o) => +o > 255)) {
     throw new Error(`subnetPrefix must be three octets like '10.231.5', got '${subnetPrefix}'`);
   }
   if (ipv6Prefix !== undefined && !/^[0-9a-f:]+::$/i.test(ipv6Prefix)) {
     throw new Error(`ipv6Prefix must end in '::', like 'fd31:231:5::', got '${ipv6Prefix}'`);
   }
+  if (parentName !== undefined && (!/^[a-z][a-z0-9]{1,12}$/.test(parentName) || /^(eth0|docker0)$/.test(parentName)))
+    throw new Error(`parentName must be a short plain name other than eth0 and docker0, got '${parentName}'`);
   const id = randomBytes(4).toString('hex'); // tsmv + 8 hex = 12 chars, + 'p' = 13
-  const parent = `${LINK_PREFIX}${id}`;
+  const parent = parentName ?? `${LINK_PREFIX}${id}`;
   const port = `${parent}p`;
   const nsName = `${runId()}-${id}`;
   const bridge = 'br0';

@@ -93,8 +93,20 @@ export class DhcpLab {
     if (!dnsmasqListening(this.dir)) throw new Error(`dnsmasq did not start: ${this.serverLog()}`);
   }
 
+  /** Stops the server and waits until it is gone: the LAN has no DHCP server any more. */
+  async stopServer(): Promise<void> {
+    const server = this.dnsmasq;
+    if (!server?.pid || server.exitCode !== null || server.signalCode !== null) return;
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGTERM');
+    await exited;
+  }
+
   /** Reserves an address for a MAC on the server, and waits until the server has re-read its hosts file. */
   async reserve(mac: string, address: string): Promise<void> {
+    // dnsmasq reads anything else after the MAC as a host name: the line would reserve no address at all.
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(String(address)))
+      throw new Error(`reserve ${mac}: '${address}' is not an IPv4 address`);
     const before = hostsFileReads(this.dir, this.hostsFile);
     writeFileSync(this.hostsFile, `${mac},${address}\n`, { flag: 'a' });
     process.kill(this.dnsmasq!.pid!, 'SIGHUP');

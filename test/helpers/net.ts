@@ -45,17 +45,61 @@ export function linkNames(): string[] {
   return links().map((l) => l.ifname);
 }
 
+const IN_NETNS = 'bash test/in-netns.sh npx vitest run --project integration';
+
+/** The file system mounted last at `mountPoint` in this process's mount namespace, if any. */
+export function mountedAt(mountPoint: string): { fstype: string; source: string } | undefined {
+  let found: { fstype: string; source: string } | undefined;
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [fields, fs] = line.split(' - ');
+    if (fs === undefined || fields.split(' ')[4] !== mountPoint) continue;
+    const [fstype, source] = fs.split(' ');
+    found = { fstype, source };
+  }
+  return found;
+}
+
+function namespaceOfInit(kind: 'net' | 'mnt'): string | undefined {
+  try {
+    return readlinkSync(`/proc/1/ns/${kind}`);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Integration tests create links freely, so they must run in a namespace of their own: test/in-netns.sh records the
- * caller's namespace in TSMV_OUTER_NETNS and runs the tests under `unshare --net`.
+ * Integration tests create links, namespaces, daemons and etcd members freely and clean up by name, so they must run
+ * in the private namespaces of test/in-netns.sh: a network namespace other than the caller's (TSMV_OUTER_NETNS) and
+ * the host's, and a mount namespace whose /run/docker/plugins is the wrapper's empty tmpfs. Throws otherwise.
  */
 export function assertPrivateNetns(): void {
-  const outer = process.env.TSMV_OUTER_NETNS;
-  if (!outer || outer === readlinkSync('/proc/self/ns/net')) {
+  const problem = outsideTheWrapper();
+  if (problem)
     throw new Error(
-      'integration tests must run in a private network namespace: bash test/in-netns.sh npx vitest run --project integration',
+      `integration tests must run in the private namespaces of test/in-netns.sh (${problem}): ${IN_NETNS}`,
     );
-  }
+}
+
+function outsideTheWrapper(): string | undefined {
+  const net = readlinkSync('/proc/self/ns/net');
+  const outer = process.env.TSMV_OUTER_NETNS;
+  if (!outer) return 'TSMV_OUTER_NETNS is not set';
+  if (net === outer || net === namespaceOfInit('net'))
+    return `this process is in the network namespace it was started from (${net})`;
+  if (readlinkSync('/proc/self/ns/mnt') === namespaceOfInit('mnt')) return "this process is in the host's mounts";
+  if (mountedAt('/run/docker/plugins')?.source !== 'tsmv-plugins')
+    return "/run/docker/plugins is not the wrapper's private tmpfs";
+  return undefined;
+}
+
+/**
+ * Deletes every link whose name starts with one of `prefixes` (a test's clean-up of what its plugin made): only in
+ * the private namespaces of test/in-netns.sh, where every such link is the tests'. Throws anywhere else, deleting
+ * nothing: on a host, those names may be a real tsmacvlan's.
+ */
+export function deleteLinksByPrefix(...prefixes: string[]): void {
+  assertPrivateNetns();
+  for (const name of linkNames().filter((n) => prefixes.some((p) => n.startsWith(p)))) deleteLink(name);
 }
 
 /**
@@ -63,11 +107,8 @@ export function assertPrivateNetns(): void {
  * named tsmv-plugins), never the host's, where Docker finds plugins.
  */
 export function assertPrivatePluginsDir(): void {
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
-  const own = mounts.filter((line) => line.split(' ')[4] === '/run/docker/plugins').pop();
-  if (!own || !/ - tmpfs tsmv-plugins /.test(own)) {
+  if (mountedAt('/run/docker/plugins')?.source !== 'tsmv-plugins')
     throw new Error(
       'this test writes to /run/docker/plugins: run it under test/in-netns.sh, which mounts a private one there',
     );
-  }
 }

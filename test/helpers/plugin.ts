@@ -36,7 +36,10 @@ export async function startPlugin(
   const neighbourhood = options.probe
     ? new Neighbourhood({ tap: new PacketTap((error) => console.error(error)), links, log })
     : undefined;
-  const driver = new NetworkDriver(links, stateDir, log, undefined, neighbourhood);
+  const driver = new NetworkDriver(links, stateDir, log, {
+    neighbourhood,
+    releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
+  });
   const ipam = new IpamService(stateDir, log, undefined, neighbourhood);
   await driver.reconcile();
   const app = buildServer({ driver, ipam }, log);

@@ -43,8 +43,11 @@ export function spawnDaemonInOwnNetns(args: string[]): Daemon & { inNetns: (cmd:
   return { ...daemon, inNetns };
 }
 
-/** Waits until the daemon answers on its socket (a stale socket file from a killed daemon does not count). */
-export async function waitForSocket(path: string, daemon: Daemon, timeoutMs = 10_000): Promise<void> {
+/**
+ * Waits until the daemon answers on its socket (a stale socket file from a killed daemon does not count). The
+ * deadline is generous: a start that reconciles under the load of a shared 2-core machine took over 10 s.
+ */
+export async function waitForSocket(path: string, daemon: Daemon, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (
     !existsSync(path) ||

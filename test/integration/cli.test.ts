@@ -160,9 +160,9 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsmv-managed-'));
-    stateDir = join(dir, 'state');
-    // What Docker's data root holds for an installed plugin; the daemon plays the plugin on its socket.
-    writeStoredPlugin(join(dir, 'docker'), { id, name, state: stateDir });
+    // What Docker's data root holds for an installed plugin; the daemon plays the plugin on its socket, with its
+    // state in the plugin's propagated mount.
+    stateDir = writeStoredPlugin(join(dir, 'docker'), { id, name });
     env = { TSMACVLAN_DOCKER_DATA_ROOT: join(dir, 'docker') };
     daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
     await waitForSocket(socket, daemon, 30_000);
@@ -185,7 +185,7 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("find its socket and its state mount's directory, and say which version answers", () => {
+  it('find its socket and its propagated mount as its state dir, and say which version answers', () => {
     const run = cli(['doctor', '--json'], env);
     const report = JSON.parse(run.stdout);
     expect(validateDoctor(report), JSON.stringify(validateDoctor.errors)).toBe(true);
@@ -224,7 +224,7 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
     daemon?.child.kill('SIGTERM');
     await daemon?.exited;
     daemon = undefined;
-    writeStoredPlugin(join(dir, 'docker'), { id, name, state: stateDir, enabled: false });
+    writeStoredPlugin(join(dir, 'docker'), { id, name, enabled: false });
     const run = cli(['doctor', '--json'], env);
     expect(run.code).toBe(1);
     const checks = JSON.parse(run.stdout).checks as { id: string; status: string; fix?: string }[];
@@ -238,11 +238,11 @@ describe('doctor and status with no flags, on a host with a managed plugin', () 
     });
 
     const other = randomBytes(32).toString('hex');
-    writeStoredPlugin(join(dir, 'docker'), { id: other, name: 'tsmacvlan:next', state: join(dir, 'next') });
+    const next = writeStoredPlugin(join(dir, 'docker'), { id: other, name: 'tsmacvlan:next' });
     const both = cli(['status'], env);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('this host has 2 tsmacvlan instances; say which: --plugin tsmacvlan:');
     const picked = JSON.parse(cli(['status', '--json', '--plugin', 'tsmacvlan:next'], env).stdout);
-    expect(picked).toMatchObject({ stateDir: join(dir, 'next'), driver: 'tsmacvlan:next', plugin: { id: other } });
+    expect(picked).toMatchObject({ stateDir: next, driver: 'tsmacvlan:next', plugin: { id: other } });
   });
 });

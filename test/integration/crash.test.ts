@@ -7,7 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { shimName } from '../../src/driver/host-access';
 import { DhcpLab } from '../helpers/dhcp-lab';
-import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../helpers/net';
 import { post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 
 const NET = 'n0000000000000000crash';
@@ -367,7 +375,7 @@ describe('crash at every step of every operation', () => {
         expect(readRecords(join(dir, 'state'))).toEqual({ networks: [], endpoints: [] });
       } finally {
         daemon?.child.kill('SIGKILL');
-        for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+        deleteLinksByPrefix('tsmv');
         rmSync(dir, { recursive: true, force: true });
       }
     },

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { BODY_LIMIT } from '../../src/api/server';
-import { assertPrivateNetns, deleteLink, linkNames, uniqueName, vethPair } from '../helpers/net';
+import { assertPrivateNetns, deleteLink, deleteLinksByPrefix, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { startPlugin, type TestPlugin } from '../helpers/plugin';
 
 const METHODS = [
@@ -66,7 +66,7 @@ describe('hostile input', () => {
   });
   afterAll(async () => {
     await plugin?.destroy();
-    for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
     deleteLink(parent);
     console.log(`fuzz requests sent: ${sent}`);
   });

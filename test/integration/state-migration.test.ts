@@ -13,7 +13,7 @@ import { STATE_FILES } from '../../src/inspect/state-formats';
 import { type StatusReport } from '../../src/inspect/status';
 import { MARKER, currentFormats, migrateState } from '../../src/state/migrate';
 import { EtcdCluster } from '../lab/etcd';
-import { assertPrivateNetns, deleteLink, linkNames, vethPair } from '../helpers/net';
+import { assertPrivateNetns, deleteLink, deleteLinksByPrefix, vethPair } from '../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 
 const FIXTURE = join(__dirname, '../fixtures/state-0.1.0');
@@ -103,7 +103,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const d of daemons.splice(0)) if (d.child.exitCode === null && d.child.signalCode === null) await stop(d);
-  for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+  deleteLinksByPrefix('tsmv');
 });
 
 afterAll(async () => {

@@ -1,5 +1,6 @@
 // `tsmacvlan uninstall` as a process, against what a real daemon left in a private namespace: a plugin removed with
-// its networks still there (docker plugin rm -f), and one removed cleanly.
+// its networks still there (docker plugin rm -f), with its state or (a managed plugin's propagated mount) without it,
+// and one removed cleanly.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,16 @@ import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { shimName } from '../../src/driver/host-access';
 import { internalParentName, VETH_PEER_PREFIX } from '../../src/driver/parents';
 import { stateGroup } from '../../src/state/instance';
-import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../helpers/net';
+import { writeStoredPlugin } from '../helpers/plugin-store';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 
 assertPrivateNetns();
@@ -50,8 +60,8 @@ describe('tsmacvlan uninstall', () => {
   afterEach(async () => {
     daemon?.child.kill('SIGKILL');
     await daemon?.exited;
-    for (const name of [parent, ...extra.splice(0), ...linkNames().filter((n) => n.startsWith('tsmv'))])
-      deleteLink(name);
+    for (const name of [parent, ...extra.splice(0)]) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -194,6 +204,60 @@ describe('tsmacvlan uninstall', () => {
     ]);
     expect(existsSync(stateDir) || existsSync(tlsDir)).toBe(false);
     expect(linkNames()).toContain(parent);
+  });
+
+  it("after a managed plugin's removal took its state: lists the links left as orphans, deletes only those with --orphans", async () => {
+    const lan = id();
+    const created = await post(socket, 'NetworkDriver.CreateNetwork', {
+      NetworkID: lan,
+      Options: { 'com.docker.network.generic': { parent, host_access: '10.75.0.250' } },
+      IPv4Data: [{ Pool: '10.75.0.0/24', AuxAddresses: { host: '10.75.0.250/24' } }],
+    });
+    expect(created.status).toBe(200);
+    const group = stateGroup(stateDir) as number;
+    // Another instance, alive: a managed plugin in Docker's store whose propagated mount holds its instance id.
+    const dataRoot = join(dir, 'docker');
+    const liveState = writeStoredPlugin(dataRoot, { id: id(), name: 'tsmacvlan:other', enabled: false });
+    const liveGroup = stateGroup(liveState, true) as number;
+    const live = uniqueName('tsmvl');
+    ip('link', 'add', 'link', parent, 'name', live, 'type', 'macvlan');
+    ip('link', 'set', live, 'group', String(liveGroup), 'alias', 'tsmacvlan:endpoint');
+    extra.push(live);
+    // Docker's `plugin rm -f`: the plugin stops with its network left, and its propagated mount (the state) goes.
+    daemon!.child.kill('SIGKILL');
+    await daemon!.exited;
+    daemon = undefined;
+    rmSync(stateDir, { recursive: true });
+    rmSync(socket);
+    const orphanWhere = [...where(), '--docker-data-root', dataRoot];
+
+    const before = snapshot();
+    const listed = uninstall(...orphanWhere, '--json');
+    expect(listed.code, listed.stderr).toBe(0);
+    const orphan = `device group ${group}, whose instance's state is gone (a plugin removed with its networks)`;
+    // Earlier files' leftovers in this namespace may be listed too (as orphans): only this test's links are checked.
+    expect(JSON.parse(listed.stdout)).toEqual({
+      version: 1,
+      dryRun: false,
+      stateDir,
+      instance: null,
+      removed: [],
+      kept: expect.arrayContaining([
+        { target: `link ${shimName(lan)}`, why: `${orphan}: give --orphans to delete it` },
+        { target: `link ${live}`, why: "another instance's, whose state dir is on this host" },
+        { target: stateDir, why: 'no such directory: nothing to remove' },
+      ]),
+    });
+    expect(snapshot()).toBe(before);
+
+    const done = uninstall(...orphanWhere, '--orphans');
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toContain(
+      `deleted link ${shimName(lan)} (host-access shim; its address and host routes go with it; ${orphan})`,
+    );
+    expect(done.stdout).not.toContain(`deleted link ${live}`);
+    expect(ip('-o', 'link', 'show', 'group', String(group)).trim()).toBe('');
+    expect(linkNames()).toEqual(expect.arrayContaining([parent, live]));
   });
 
   it('refuses a --state-dir that is not a tsmacvlan state dir, and removes nothing', () => {

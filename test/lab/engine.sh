@@ -57,12 +57,20 @@ start() {
   source "$root/engine.env"
   if engine_pid >/dev/null; then say "already running (pid $(engine_pid))"; return 0; fi
   mkdir -p "$root/data" "$root/exec"
-  [[ -f $root/daemon.json ]] || echo '{}' > "$root/daemon.json" # never the host's /etc/docker/daemon.json
   rm -f "$sock" "$pidfile" "$root/exec/containerd/containerd.pid" # stale after a kill
   local enter=() dockerd
   [[ $NETNS == - ]] || enter=(nsenter "--net=/run/netns/$NETNS" --)
   dockerd=$(PATH=$BINDIR command -v dockerd) ||
     { say "no dockerd in $BINDIR: unpack the engines with bash test/lab/engines.sh"; return 1; }
+  # Never the host's /etc/docker/daemon.json. 20.10 also keeps an identity key, by default in /etc/docker/key.json
+  # (created when missing): under ROOT instead. Later engines have none, and refuse the setting.
+  if [[ ! -f $root/daemon.json ]]; then
+    if [[ $("$dockerd" --version) == "Docker version 20."* ]]; then
+      printf '{"deprecated-key-path": "%s"}\n' "$root/key.json" > "$root/daemon.json"
+    else
+      echo '{}' > "$root/daemon.json"
+    fi
+  fi
   echo "=== $(date -u +%FT%TZ) engine.sh starts dockerd in netns $NETNS from $BINDIR" >> "$log"
   # setsid: the engine outlives the test process that (re)started it; the lab's clean-up stops it.
   # The engine's own binaries first: containerd, its shims, runc and docker-init are found on this PATH.

@@ -85,6 +85,11 @@ export class Engine {
       : join('/run/docker/plugins', pluginId, socket);
   }
 
+  /** A managed plugin's state directory on the host: its propagated mount, which Docker makes under the data root. */
+  managedPluginStateDir(pluginId: string): string {
+    return join(this.root, 'data', 'plugins', pluginId, 'propagated-mount');
+  }
+
   /** SIGKILLs its dockerd and the containerd that dockerd started, as a crash would. */
   async kill(): Promise<void> {
     await engineSh(['kill', this.root]);

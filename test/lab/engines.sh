@@ -11,10 +11,13 @@
 # suite's candidate, or another version it lists when the mirror no longer serves that one. A suite that no longer
 # has the engine fails with what to do. Idempotent: an engine already unpacked (its .packages file) is kept.
 #
-#   bash test/lab/engines.sh            # every engine below
-#   bash test/lab/engines.sh 20.10      # one
+# The same way, the tools the e2e tests run beside the engines (TOOLS below): Compose v2, a CLI plugin, and the image
+# registry the release tests push to (its package's system service is never installed, so it never starts).
 #
-# Prints one line per engine: "<name> <dir> <dockerd --version>".
+#   bash test/lab/engines.sh            # every engine and tool below
+#   bash test/lab/engines.sh 20.10      # one (or several: 20.10 compose registry)
+#
+# Prints one line per engine: "<name> <dir> <dockerd --version>", and per tool: "<name> <its binary> (<package>)".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD/.engines
@@ -27,6 +30,12 @@ ENGINES=(
   "28.5 sid docker.io docker-cli containerd tini"
 )
 RUNC_SUITE=bookworm
+
+# name suite package binary (the newest version its suite has; Compose v2 is a CLI plugin from Debian 13 on).
+TOOLS=(
+  "compose sid docker-compose usr/libexec/docker/cli-plugins/docker-compose"
+  "registry bookworm docker-registry usr/bin/docker-registry"
+)
 
 die() { echo "engines.sh: $*" >&2; exit 1; }
 
@@ -133,6 +142,33 @@ unpack() { # name suite packages...
   check_libraries "$dir.tmp"
   rm -rf "$dir" "$debs" && mv "$dir.tmp" "$dir"
 }
+
+unpack_tool() { # name suite package binary
+  local name=$1 suite=$2 package=$3 binary=$4 dir=$root/$1
+  if [[ -f $dir/.packages && -x $dir/$binary ]]; then
+    return 0
+  fi
+  local debs=$root/.debs-$name listed found
+  rm -rf "$debs" && mkdir -p "$debs"
+  update "$suite"
+  mapfile -t listed < <(versions "$suite" "$package")
+  found=$(download "$suite" "$debs" "$package" "${listed[@]}")
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  dpkg-deb -x "$debs"/*.deb "$dir.tmp"
+  echo "$found" >"$dir.tmp/.packages"
+  [[ -x $dir.tmp/$binary ]] || die "$found holds no $binary"
+  local missing
+  missing=$(ldd "$dir.tmp/$binary" 2>&1 | grep 'not found' || true)
+  [[ -z $missing ]] || die "$binary of $found does not run on this machine: $missing"
+  rm -rf "$dir" "$debs" && mv "$dir.tmp" "$dir"
+}
+
+for tool in "${TOOLS[@]}"; do
+  read -r name suite package binary <<<"$tool"
+  if [[ $# -gt 0 && " $* " != *" $name "* ]]; then continue; fi
+  unpack_tool "$name" "$suite" "$package" "$binary"
+  echo "$name $root/$name/$binary ($(cat "$root/$name/.packages"))"
+done
 
 for engine in "${ENGINES[@]}"; do
   read -r name suite packages <<<"$engine"

@@ -2,8 +2,12 @@
 # Runs a command in a lab of its own: a fresh network namespace, and inside it a Docker Engine this lab starts (own
 # data root, exec root, socket; the test image imported into it). The command runs inside that namespace too, so
 # every link, address and route the tests make is there, and the host's namespace, Docker and any tsmacvlan on it are
-# never touched. At exit (whatever happens) the lab removes its engines, the namespaces named after its run id (the
-# tests' switches) and its directory.
+# never touched. The lab also has a mount namespace of its own (test/lab/own-mounts.sh) with a private, empty
+# /run/docker/plugins and /run/containerd: the tests' plugin sockets, 20.10's managed plugin dirs and containerd's shim
+# sockets never land in the host's, where the host's Docker would find them, and go with the lab even after a SIGKILL;
+# its engines' mounts and its namespaces' files are the lab's alone.
+# At exit (whatever happens) the lab removes its engines, the namespaces named after its run id (the tests' switches)
+# and its directory.
 #
 #   bash test/lab/in-lab.sh CMD...
 #
@@ -12,13 +16,19 @@
 #              .engines/<name>, run with its own client; the host's own Docker, if any, is never used). The lab checks
 #              that the engine it started reports that version. The command gets DOCKER_HOST, TSMV_RUN_ID,
 #              TSMV_LAB_NETNS, TSMV_LAB_DIR, TSMV_ENGINE_ROOT, TSMV_ENGINE, TSMV_ENGINE_BIN (the engine's binary dirs,
-#              for the engines the multi-host labs start) and TSMV_DOCKER (the engine's own client).
+#              for the engines the multi-host labs start), TSMV_DOCKER (the engine's own client) and DOCKER_CONFIG.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [[ ${TSMV_LAB_MOUNTS:-} != private ]]; then
+  TSMV_LAB_MOUNTS=private exec bash test/lab/own-mounts.sh tsmv-lab bash test/lab/in-lab.sh "$@"
+fi
 export TSMV_RUN_ID=${TSMV_RUN_ID:-tsmv$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')}
 [[ $TSMV_RUN_ID =~ ^[a-zA-Z][a-zA-Z0-9]{1,11}$ ]] || { echo "TSMV_RUN_ID must be 2-12 letters and digits" >&2; exit 2; }
 export TSMV_LAB_NETNS=$TSMV_RUN_ID TSMV_LAB_DIR=/var/tmp/$TSMV_RUN_ID
 export TSMV_ENGINE_ROOT=$TSMV_LAB_DIR/e0 DOCKER_HOST=unix://$TSMV_LAB_DIR/e0/docker.sock
+# The clients' configuration too is the lab's (empty): a contributor's ~/.docker/config.json (its proxies, credential
+# helpers, current context) neither shapes the lab's containers nor gets written by them.
+export DOCKER_CONFIG=$TSMV_LAB_DIR/client
 [[ ! -e /run/netns/$TSMV_LAB_NETNS && ! -e $TSMV_LAB_DIR ]] || { echo "a lab $TSMV_RUN_ID exists already" >&2; exit 2; }
 
 export TSMV_ENGINE=${TSMV_ENGINE:-20.10}

@@ -1,5 +1,6 @@
 // What a test learns about the lab it runs in (test/lab/in-lab.sh made it): its run id and its namespace.
 import { readlinkSync, statSync } from 'node:fs';
+import { mountedAt } from '../helpers/net';
 
 const HOW = 'run the e2e suite in a lab of its own: bash test/lab/in-lab.sh npx vitest run --project e2e';
 
@@ -11,8 +12,9 @@ export function runId(): string {
 }
 
 /**
- * Throws unless this process runs inside the lab's own network namespace with the lab's engine as its Docker: the
- * e2e tests create links, addresses and routes and drive Docker, which they may only do there.
+ * Throws unless this process runs inside the lab's own network and mount namespaces with the lab's engine as its
+ * Docker: the e2e tests create links, addresses, routes and plugin sockets and drive Docker, which they may only do
+ * there.
  */
 export function assertInLab(): void {
   const netns = process.env.TSMV_LAB_NETNS;
@@ -24,4 +26,8 @@ export function assertInLab(): void {
     throw new Error(`this process is in network namespace ${here}, not in the lab's ${netns}: ${HOW}`);
   if (process.env.DOCKER_HOST !== `unix://${root}/docker.sock`)
     throw new Error(`DOCKER_HOST is '${process.env.DOCKER_HOST}', not the lab engine's socket in ${root}: ${HOW}`);
+  const own = { '/run/docker/plugins': 'tsmv-lab-plugins', '/run/containerd': 'tsmv-lab-containerd' };
+  for (const [dir, source] of Object.entries(own))
+    if (mountedAt(dir)?.source !== source)
+      throw new Error(`${dir} is not the lab's own tmpfs (test/lab/own-mounts.sh): ${HOW}`);
 }

@@ -7,9 +7,11 @@
 // For benches only: TSMV_LAB_STATE_ROOT puts the plugins' state dirs there instead of the lab dir (e.g. /dev/shm, a
 // tmpfs, to tell the machine's disk from the code); the lab removes them too.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { EtcdKv, type KvEntry } from '../../src/cluster/etcd';
+import { decodeClaims } from '../../src/cluster/keys';
 import { CLI, post } from '../helpers/serve';
 import { EtcdCluster } from './etcd';
 import { makeTls, type TlsFiles } from './tls';
@@ -191,6 +193,51 @@ export class MultiHostLab {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGKILL');
     await exited;
+  }
+
+  /**
+   * SIGKILLs the host's plugin the moment etcd records a new container claim of it in the lab's subnet, while `act`
+   * runs (a `docker run` on that host): the address is committed and Docker has not had, or has just had, the answer
+   * — the crash path of an allocation, not a kill before it or after it. Waits (60 s at most) for that moment and for
+   * the plugin to be gone; the address claimed, and what `act` resolved to or the error it threw.
+   */
+  async killPluginOnClaim<T>(host: LabHost, act: () => Promise<T>): Promise<{ address: string; outcome: T | Error }> {
+    const owner = readFileSync(join(host.stateDir, 'instance'), 'utf8').trim();
+    const kv = new EtcdKv(this.etcdSettings);
+    const prefix = `${kv.prefix}/v1/subnets/${LAN.replace('/', '_')}/addresses/`;
+    let cancel = async () => {};
+    try {
+      const { entries, revision } = await kv.range(prefix);
+      const before = new Set(entries.map((e) => e.key));
+      const killed = new Promise<string>((resolve, reject) => {
+        const put = (e: KvEntry) => {
+          if (
+            before.has(e.key) ||
+            !(decodeClaims(e.value) ?? []).some((c) => c.kind === 'container' && c.owner === owner)
+          )
+            return;
+          before.add(e.key); // once
+          host.plugin?.kill('SIGKILL');
+          resolve(e.key.slice(prefix.length));
+        };
+        kv.watch(prefix, revision + 1n, { put, delete: () => {}, lost: reject }).then(
+          (w) => (cancel = w.cancel),
+          reject,
+        );
+      });
+      killed.catch(() => {}); // awaited below, after `act`
+      const outcome = await act().catch((err: Error) => err);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no container claim of ${host.name} in etcd within 60 s`)), 60_000);
+      });
+      const address = await Promise.race([killed, late]).finally(() => clearTimeout(timer));
+      await this.killPlugin(host);
+      return { address, outcome };
+    } finally {
+      await cancel();
+      await kv.close();
+    }
   }
 
   /** Starts the host's plugin again (after killPlugin), on the same socket and state directory. */

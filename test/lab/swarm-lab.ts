@@ -1,11 +1,12 @@
 // A Docker Swarm over the multi-host lab (test/lab/multi-host.ts): every host gets the managed plugin (plugin/create.sh
 // --reuse: the rootfs test/e2e/provision.sh exported to plugin/build, installed into each host's engine) pointed at
-// the lab's etcd with `docker plugin set`: https only, the CA and client certificate in the host directory of the
-// plugin's read-only `tls` mount, as the README says to do; then h1 inits a swarm on its LAN address and the others join on theirs.
+// the lab's etcd with `docker plugin set`: https only, the CA and client certificate in the `tls` directory of the
+// plugin's state (its propagated mount), as docs/swarm.md says to do; then h1 inits a swarm on its LAN address and the
+// others join on theirs.
 // The swarm's traffic (2377, 7946) stays on the lab's bridge. `destroy` removes the engines (and with them the swarm
 // and the plugins), then the rest of the lab.
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync, watch } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdKv, type KvEntry } from '../../src/cluster/etcd';
@@ -53,8 +54,13 @@ export class SwarmLab {
     }
   }
 
+  private readonly pluginIds = new Map<string, string>();
+
+  /** The plugin's state directory on `host`: its propagated mount, under the host engine's data root. */
   stateDir(host: LabHost): string {
-    return join(this.lab.dir, `plugin-${host.name}`);
+    const id = this.pluginIds.get(host.name);
+    if (!id) throw new Error(`no plugin installed on ${host.name} yet`);
+    return host.engine.managedPluginStateDir(id);
   }
 
   /** The plugin's instance id on `host` (the owner of its claims in etcd). */
@@ -63,7 +69,6 @@ export class SwarmLab {
   }
 
   private async installPlugin(host: LabHost): Promise<void> {
-    const state = this.stateDir(host);
     try {
       await execFileP('bash', [join(REPO, 'plugin/create.sh'), '--reuse', SWARM_PLUGIN], {
         timeout: 300_000,
@@ -72,8 +77,6 @@ export class SwarmLab {
           DOCKER: DOCKER_CLIENT,
           DOCKER_HOST: host.engine.host,
           TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-', // the prefix provision.sh built plugin/build with (part of its stamp)
-          TSMACVLAN_STATE_SOURCE: state,
-          TSMACVLAN_TLS_SOURCE: `${state}-tls`,
         },
       });
     } catch (err) {
@@ -83,15 +86,18 @@ export class SwarmLab {
           `it (the lab cannot reach the npm registry to build): ${e.stderr?.trim() || e.message}\n${e.stdout ?? ''}`,
       );
     }
-    // The TLS files go into the host directory of the plugin's read-only mount `tls` (/etc/tsmacvlan inside it).
+    this.pluginIds.set(host.name, (await host.docker('plugin', 'inspect', '-f', '{{.Id}}', SWARM_PLUGIN)).trim());
+    // The TLS files go into the `tls` directory of the plugin's state (/var/lib/tsmacvlan/tls inside it).
+    const tlsDir = join(this.stateDir(host), 'tls');
+    mkdirSync(tlsDir, { recursive: true, mode: 0o700 });
     const { endpoints, ca, cert, key } = this.lab.etcdSettings;
     const files = [
       ['CA', 'ca.pem', ca!],
       ['CERT', 'client.pem', cert!],
       ['KEY', 'client-key.pem', key!],
     ];
-    for (const [, name, from] of files) copyFileSync(from, join(`${state}-tls`, name));
-    const tls = files.map(([setting, name]) => `TSMACVLAN_ETCD_${setting}=/etc/tsmacvlan/${name}`);
+    for (const [, name, from] of files) copyFileSync(from, join(tlsDir, name));
+    const tls = files.map(([setting, name]) => `TSMACVLAN_ETCD_${setting}=/var/lib/tsmacvlan/tls/${name}`);
     const prefix = `TSMACVLAN_ETCD_PREFIX=${this.etcdPrefix}`;
     await host.docker('plugin', 'set', SWARM_PLUGIN, `TSMACVLAN_ETCD=${endpoints.join(',')}`, prefix, ...tls);
     await host.docker('plugin', 'enable', SWARM_PLUGIN);

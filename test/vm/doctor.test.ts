@@ -52,7 +52,7 @@ describe('doctor and status with 802.1q', () => {
 
   async function startWithVlanNetwork(): Promise<void> {
     daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', stateDir]);
-    await waitForSocket(socket, daemon, 60_000);
+    await waitForSocket(socket, daemon, 180_000); // an emulated CPU on a busy host: a start can take minutes
     const created = await post(socket, 'NetworkDriver.CreateNetwork', {
       NetworkID: 'vlan10net',
       Options: { 'com.docker.network.generic': { parent: 'dr0.10' } },
@@ -118,7 +118,9 @@ describe('doctor and status with 802.1q', () => {
           id: 'vlan10net',
           parent: 'dr0.10',
           parentPresent: true,
+          kind: 'macvlan',
           mode: 'bridge',
+          flag: null,
           internal: false,
           vlan: { id: 10, owned: true },
           subnets: ['10.91.0.0/24'],

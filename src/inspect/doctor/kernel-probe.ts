@@ -141,7 +141,9 @@ export function runKernelProbe(
           const why =
             (err as NodeJS.ErrnoException).code === 'ENOENT'
               ? `'unshare' (util-linux) is not installed`
-              : (stderr.trim() || err.message).split('\n')[0];
+              : /Operation not permitted/.test(stderr)
+                ? 'this process may not make a network namespace (it needs CAP_SYS_ADMIN, which the CLI image is not given)'
+                : (stderr.trim() || err.message).split('\n')[0];
           resolve({ error: why });
           return;
         }
@@ -207,7 +209,7 @@ export function kernelChecks(
   const ids = ['kernel.macvlan', 'kernel.8021q', 'kernel.ipvlan'];
   if ('error' in probe) {
     const fix =
-      'run doctor as root with util-linux installed, so it can test the kernel in a throwaway network namespace';
+      'run doctor as root on the host, with util-linux installed, so it can test the kernel in a throwaway network namespace';
     const what = ['macvlan', '802.1q VLAN', 'ipvlan'];
     return ids.map((id, i) => ({
       id,

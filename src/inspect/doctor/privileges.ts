@@ -26,8 +26,8 @@ export function privilegesCheck(procStatus: string): Check {
     return {
       id,
       status: 'WARN',
-      message: `running as uid ${uid} with CAP_NET_ADMIN but without CAP_SYS_ADMIN: doctor cannot make the throwaway network namespace it tests the kernel in`,
-      fix: 'run doctor as root (sudo tsmacvlan doctor)',
+      message: `running as uid ${uid} with CAP_NET_ADMIN but without CAP_SYS_ADMIN: doctor cannot make the throwaway network namespace it tests the kernel in (every other check runs)`,
+      fix: 'to test the kernel too, run doctor as root on the host (sudo tsmacvlan doctor); the CLI image runs without CAP_SYS_ADMIN on purpose',
     };
   }
   return {

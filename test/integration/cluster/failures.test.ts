@@ -1,12 +1,73 @@
 // The cluster table when etcd members die: one member down changes nothing; quorum lost fails closed with a clear
 // error and queues releases, and everything recovers when the members return; etcd killed mid-transaction leaves
 // nothing doubled and nothing leaked.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type ClusterKv, ClusterUnavailableError, EtcdKv } from '../../../src/cluster/etcd';
+import { ClusterTable } from '../../../src/cluster/table';
 import { formatIp } from '../../../src/ip/address';
 import { EtcdCluster } from '../../lab/etcd';
-import { PREFIX, Tables, bounds, cidr, heldIn, until } from './setup';
+import { PREFIX, Tables, bounds, cidr, heldIn, testLog, until } from './setup';
+
+/**
+ * Real etcd behind a switch: `loseNextAnswer` lets the next take commit, then fails it as a quorum loss does (its
+ * outcome unknown to the table), and etcd stays "down" for the table (every call fails) until `up`.
+ */
+class OutageKv implements ClusterKv {
+  private down = false;
+  private loseNext = false;
+  failedCalls = 0;
+
+  constructor(private readonly inner: EtcdKv) {}
+
+  get endpoints(): string[] {
+    return this.inner.endpoints;
+  }
+  get prefix(): string {
+    return this.inner.prefix;
+  }
+  loseNextAnswer(): void {
+    this.loseNext = true;
+  }
+  up(): void {
+    this.down = false;
+  }
+  private check(what: string): void {
+    if (!this.down) return;
+    this.failedCalls++;
+    throw new ClusterUnavailableError(`${what} failed: etcd did not answer (quorum lost, in this test)`);
+  }
+  async range(prefix: string) {
+    this.check(`reading ${prefix}`);
+    return this.inner.range(prefix);
+  }
+  async create(key: string, value: string) {
+    this.check(`taking ${key}`);
+    const result = await this.inner.create(key, value);
+    if (this.loseNext) {
+      this.loseNext = false;
+      this.down = true;
+      this.check(`taking ${key}`);
+    }
+    return result;
+  }
+  async replace(key: string, modRevision: bigint, value: string | undefined) {
+    this.check(`releasing ${key}`);
+    return this.inner.replace(key, modRevision, value);
+  }
+  watch(...args: Parameters<ClusterKv['watch']>) {
+    return this.inner.watch(...args);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
 
 const cluster = EtcdCluster.onHost(`${PREFIX}f`, '127.0.0.1', 23730);
+/** A request fails "within about 5 s" when quorum is lost (README): 3 times that, for a noisy 2-core machine. */
+const QUORUM_LOST_BOUND_MS = 15_000;
 let run = 0;
 const tables = new Tables(() => ({ endpoints: cluster.endpoints, prefix: `/${PREFIX}/fail${run}` }));
 
@@ -61,6 +122,8 @@ describe('cluster table when etcd fails', () => {
     );
     const elapsed = Date.now() - t0;
     console.log(`take with quorum lost failed after ${elapsed} ms: ${failure?.message}`);
+    // The README's promise: within about 5 s of asking etcd; bounded at 3 times that on this shared machine.
+    expect(elapsed).toBeLessThan(QUORUM_LOST_BOUND_MS);
     // The last attempt went to the member left (no answer) or to a dead one (refused): either says what to check.
     expect(failure?.message).toMatch(
       /^taking \/tmvE\/fail\d+\/v1\/subnets\/10\.72\.1\.0_24\/addresses\/10\.72\.1\.\d+ failed: (etcd at http:\/\/127\.0\.0\.1:23730,http:\/\/127\.0\.0\.1:23731,http:\/\/127\.0\.0\.1:23732 did not answer within 5000 ms|could not reach etcd at http:\/\/127\.0\.0\.1:23730,)/,
@@ -128,28 +191,77 @@ describe('cluster table when etcd fails', () => {
     expect(again === left || !held.has(formatIp(false, left))).toBe(true);
   }, 120_000);
 
+  it('a take whose outcome an outage hid does not make a range look full: the first take after etcd returns gets it', async () => {
+    const subnet = cidr('10.72.4.0/24');
+    const range = { subnet, lo: subnet.base + 10n, hi: subnet.base + 13n }; // four addresses
+    const kv = new OutageKv(new EtcdKv({ endpoints: cluster.endpoints, prefix: `/${PREFIX}/fail${run}` }));
+    const dir = mkdtempSync(join(tmpdir(), `${PREFIX}-state-`));
+    const table = ClusterTable.open({ kv, instance: 'hostA', stateDir: dir, log: testLog });
+    try {
+      for (let i = 0; i < 3; i++) await table.take({ ...range, kind: 'container', ref: `c${i}` });
+      kv.loseNextAnswer();
+      await expect(table.take({ ...range, kind: 'container', ref: 'lost' })).rejects.toThrow(/quorum lost/);
+      // The take did commit: the watch shows all four held, and the rollback queued for it fails while etcd is down.
+      await until(
+        'the view shows the committed take',
+        async () => (await table.summary(subnet, range.lo, range.hi)).used === 4,
+      );
+      await until('a rollback tried and failed', () => kv.failedCalls > 1, 3000, 10);
+      kv.up();
+      // Before its rollback's next retry (a second away): the range has room, and the first take after etcd returns
+      // gets it, instead of "all 4 are held".
+      const got = await table.take({ ...range, kind: 'container', ref: 'next' });
+      const held = await heldIn(kv, subnet);
+      expect(held.get(formatIp(false, got))?.map((c) => c.ref)).toEqual(['next']);
+      expect(
+        [...held.values()]
+          .flat()
+          .map((c) => c.ref)
+          .sort(),
+      ).toEqual(['c0', 'c1', 'c2', 'next']);
+      // A range is called full only when it is: now it is.
+      await expect(table.take({ ...range, kind: 'container', ref: 'more' })).rejects.toThrow(
+        /no free address in subnet 10\.72\.4\.0\/24 \(addresses 10\.72\.4\.10 to 10\.72\.4\.13\) across the cluster: all 4 are held/,
+      );
+    } finally {
+      await table.close();
+      await kv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('etcd killed mid-transaction: after it returns, etcd holds exactly the answered takes', async () => {
     const subnet = cidr('10.72.2.0/24');
     const { lo, hi } = bounds(subnet);
     const hosts = [tables.open('hostA'), tables.open('hostB')];
     for (const h of hosts) await h.table.view(subnet.text);
     const answered = new Map<string, string>();
-    let settled = 0;
-    const takes = hosts.flatMap((h, i) =>
-      Array.from({ length: 100 }, (_, j) =>
-        h.table
-          .take({ subnet, lo, hi, kind: 'container', ref: `t${i}-${j}` })
-          .then((address) => answered.set(formatIp(false, address), `t${i}-${j}`))
-          .catch(() => undefined)
-          .finally(() => settled++),
-      ),
-    );
-    await until('some takes answered', () => answered.size >= 20, 5000, 1);
-    for (let i = 0; i < 3; i++) await cluster.killMember(i);
-    await Promise.all(takes);
-    expect(settled).toBe(200);
-    console.log(`killed etcd with ${answered.size} of 200 takes answered`);
-    expect(answered.size).toBeLessThan(200);
+    // Every member is SIGKILLed the moment the 20th take is answered, while others are in flight: 5 workers per host
+    // take one address after another, so at most 10 takes can be under way when etcd dies, and never all 200.
+    let killed: Promise<unknown> | undefined;
+    const killAll = () => (killed ??= Promise.all([0, 1, 2].map((i) => cluster.killMember(i))));
+    let sent = 0;
+    let failed = 0;
+    const worker = async (h: (typeof hosts)[number], i: number, w: number) => {
+      for (let j = w; j < 100; j += 5) {
+        const ref = `t${i}-${j}`;
+        sent++;
+        const address = await h.table.take({ subnet, lo, hi, kind: 'container', ref }).catch(() => undefined);
+        if (address === undefined) {
+          failed++;
+          return; // etcd is gone: this worker stops
+        }
+        answered.set(formatIp(false, address), ref);
+        if (answered.size === 20) void killAll();
+      }
+    };
+    await Promise.all(hosts.flatMap((h, i) => Array.from({ length: 5 }, (_, w) => worker(h, i, w))));
+    await killed;
+    console.log(`killed etcd with ${answered.size} of ${sent} takes answered, ${failed} failed`);
+    expect(killed).toBeDefined();
+    expect(answered.size).toBeGreaterThanOrEqual(20);
+    expect(answered.size).toBeLessThanOrEqual(30); // the 20th, and at most the other 10 workers' takes in flight
+    expect(sent).toBe(answered.size + failed);
     await allMembersUp();
     const refs = async () =>
       new Map([...(await heldIn(hosts[0].kv, subnet))].map(([address, claims]) => [address, claims[0].ref]));

@@ -3,7 +3,16 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { internalParentName } from '../../../src/driver/parents';
-import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  link,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../../helpers/net';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
 import { CLI } from '../../helpers/serve';
 import { runKernelProbe } from '../../../src/inspect/doctor/kernel-probe';
@@ -63,7 +72,7 @@ describe('network driver on the real kernel', () => {
   afterEach(async () => {
     await plugin.destroy();
     deleteLink(parent);
-    for (const name of pluginLinks()) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
   });
 
   it('creates the endpoint link on the parent at Join, with the MAC, mode and name Docker needs, and deletes it at DeleteEndpoint', async () => {

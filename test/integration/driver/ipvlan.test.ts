@@ -4,7 +4,16 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
-import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  link,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../../helpers/net';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
 
 const id = () => randomBytes(32).toString('hex');
@@ -45,7 +54,7 @@ describe('ipvlan networks on this kernel', () => {
   afterEach(async () => {
     await plugin.destroy();
     deleteLink(parent);
-    for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
   });
 
   it('refuses another kind, or another ipvlan mode or flag, on a parent its networks hold, naming them', async () => {

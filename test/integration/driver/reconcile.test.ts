@@ -6,7 +6,16 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { internalParentName } from '../../../src/driver/parents';
-import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
+import {
+  assertPrivateNetns,
+  deleteLink,
+  deleteLinksByPrefix,
+  ip,
+  link,
+  linkNames,
+  uniqueName,
+  vethPair,
+} from '../../helpers/net';
 import { instanceGroup } from '../../../src/kernel/marks';
 import { TEST_DRIVER, startPlugin } from '../../helpers/plugin';
 import { CLI, spawnDaemon, waitForSocket } from '../../helpers/serve';
@@ -42,7 +51,7 @@ describe('reconciliation', () => {
   });
   afterEach(() => {
     deleteLink(parent);
-    for (const name of linkNames().filter((n) => n.startsWith('tsmv') || n.startsWith('oth'))) deleteLink(name);
+    deleteLinksByPrefix('tsmv', 'oth');
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -138,6 +147,31 @@ describe('reconciliation', () => {
       container.kill('SIGKILL');
     }
     expect(link('othmacvlan')).toBeDefined();
+  });
+
+  it('plain gc, with the plugin stopped, does what --dry-run listed: leftovers deleted, a lost parent re-created', async () => {
+    const plugin = await startPlugin(stateDir);
+    const internal = 'b'.repeat(64);
+    await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: internal,
+      Options: { 'com.docker.network.generic': {} },
+    });
+    await plugin.close();
+    // As after a reboot, the internal network's parent is gone; and a crash left an endpoint link of this instance.
+    const internalParent = internalParentName(internal);
+    deleteLink(internalParent);
+    const OURS = String(stateGroup(stateDir));
+    ip('link', 'add', 'tsmveorphan0003', 'link', parent, 'group', OURS, 'type', 'macvlan', 'mode', 'bridge');
+    ip('link', 'set', 'tsmveorphan0003', 'alias', 'tsmacvlan:endpoint');
+
+    const listed = gc(stateDir, '--dry-run').trim().split('\n');
+    const done = gc(stateDir).trim().split('\n');
+    expect(done.sort()).toEqual(listed.map((line) => line.replace(/^would /, '')).sort());
+    expect(done).toContainEqual(expect.stringMatching(/^delete link tsmveorphan0003: /));
+    expect(done).toContainEqual(expect.stringMatching(new RegExp(`^re-create link ${internalParent}: `)));
+    expect(link('tsmveorphan0003')).toBeUndefined();
+    expect(link(internalParent)).toBeDefined();
+    expect(gc(stateDir)).toBe('nothing to repair\n');
   });
 
   it('gc refuses to repair under a running plugin, which repairs at its own start', async () => {

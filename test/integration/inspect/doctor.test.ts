@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../../helpers/net';
+import { assertPrivateNetns, deleteLink, deleteLinksByPrefix, ip, uniqueName, vethPair } from '../../helpers/net';
 import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../../helpers/serve';
 import { stateGroup } from '../../../src/state/instance';
 import { DOCTOR_JSON_SCHEMA, type DoctorReport, type Check } from '../../../src/inspect/doctor/check';
@@ -83,7 +83,7 @@ describe('tsmacvlan doctor', () => {
   afterEach(() => {
     for (const d of daemons.splice(0)) d.child.kill('SIGKILL');
     for (const name of [parent, ...extraLinks.splice(0)]) deleteLink(name);
-    for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -11,7 +11,7 @@ import { endpointLinkName } from '../../../src/driver/endpoint-naming';
 import { internalParentName } from '../../../src/driver/parents';
 import type { StatusReport } from '../../../src/inspect/status';
 import { STATUS_JSON_SCHEMA } from '../../../src/inspect/status-schema';
-import { assertPrivateNetns, deleteLink, ip, link, linkNames, uniqueName, vethPair } from '../../helpers/net';
+import { assertPrivateNetns, deleteLink, deleteLinksByPrefix, ip, link, uniqueName, vethPair } from '../../helpers/net';
 import { TEST_DRIVER, startPlugin, type TestPlugin } from '../../helpers/plugin';
 import { CLI } from '../../helpers/serve';
 import { stateGroup } from '../../../src/state/instance';
@@ -64,7 +64,7 @@ describe('tsmacvlan status', () => {
     await plugin.destroy();
     for (const s of sleepers.splice(0)) s.kill('SIGKILL');
     for (const name of [parent, ...extraLinks.splice(0)]) deleteLink(name);
-    for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+    deleteLinksByPrefix('tsmv');
   });
 
   async function createNetwork(networkId: string, generic: Record<string, unknown>, pool: string) {

@@ -49,9 +49,10 @@ describe('the netlink binding', () => {
     const burst = await Promise.allSettled(
       Array.from({ length: 64 }, () => socket.getLink({}, { ifname: 'tmvNb0' }, { timeout: 2000 })),
     );
-    expect(errors.map(({ code, syscall, errno }) => ({ code, syscall, errno }))).toEqual([
-      { code: 'ENOBUFS', syscall: 'recvmsg', errno: 105 },
-    ]);
+    // At least one overflow (how many depends on how the replies and the reads interleave), each reported the same way.
+    expect(errors.length).toBeGreaterThanOrEqual(1);
+    for (const { code, syscall, errno } of errors)
+      expect({ code, syscall, errno }).toEqual({ code: 'ENOBUFS', syscall: 'recvmsg', errno: 105 });
     const answered = burst.filter((r) => r.status === 'fulfilled').length;
     expect(answered).toBeGreaterThan(0);
     expect(answered).toBeLessThan(64); // the dropped replies' requests timed out

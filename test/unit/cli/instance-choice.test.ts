@@ -25,8 +25,13 @@ describe('chooseInstance', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const install = (id: string, name: string, options: { enabled?: boolean; socket?: string; state?: string } = {}) =>
-    writeStoredPlugin(dataRoot, { id, name, ...options, state: options.state ?? `/srv/${name}` });
+  const install = (
+    id: string,
+    name: string,
+    options: { enabled?: boolean; socket?: string; legacyMounts?: { state: string } } = {},
+  ) => writeStoredPlugin(dataRoot, { id, name, ...options });
+  /** Where Docker makes a plugin's propagated mount: its state dir. */
+  const propagated = (id: string) => join(dataRoot, 'plugins', id, 'propagated-mount');
 
   const choose = (flags: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}) =>
     chooseInstance(new Map(Object.entries({ '--docker-data-root': dataRoot, ...flags })), env, host);
@@ -39,19 +44,33 @@ describe('chooseInstance', () => {
     });
   });
 
-  it("finds the only managed plugin: its socket under Docker's runtime dir, its state mount's host directory", () => {
-    install(A, 'tsmacvlan:latest', { state: '/srv/tsmv' });
+  it("finds the only managed plugin: its socket under Docker's runtime dir, its propagated mount as its state dir", () => {
+    expect(install(A, 'tsmacvlan:latest')).toBe(propagated(A));
     install(OTHER, 'someone/else:1', { socket: 'else.sock' }); // not ours: another socket
     mkdirSync(join(dataRoot, 'plugins', 'd'.repeat(64))); // being pulled: no config.json yet
     const found = choose();
     expect(found).toMatchObject({
       socket: join(host.runtimeDir, A, 'tsmacvlan.sock'),
-      stateDir: '/srv/tsmv',
-      plugin: { id: A, name: 'tsmacvlan:latest', enabled: true, tlsDir: '/etc/tsmacvlan' },
+      stateDir: propagated(A),
+      plugin: {
+        id: A,
+        name: 'tsmacvlan:latest',
+        enabled: true,
+        tlsDir: join(propagated(A), 'tls'),
+        stateGoesWithIt: true,
+      },
     });
     expect(found.found).toBe(
-      `the only one in ${dataRoot}/plugins: the managed plugin tsmacvlan:latest (id aaaaaaaaaaaa, enabled, state /srv/tsmv)`,
+      `the only one in ${dataRoot}/plugins: the managed plugin tsmacvlan:latest (id aaaaaaaaaaaa, enabled, state ${propagated(A)})`,
     );
+  });
+
+  it('finds a plugin built before 0.2.0 by its state and tls mounts, whose state stays on the host', () => {
+    install(A, 'tsmacvlan:latest', { legacyMounts: { state: '/srv/tsmv' } });
+    expect(choose()).toMatchObject({
+      stateDir: '/srv/tsmv',
+      plugin: { id: A, tlsDir: '/etc/tsmacvlan', stateGoesWithIt: false },
+    });
   });
 
   it('finds the service when only its socket is there', () => {
@@ -69,7 +88,7 @@ describe('chooseInstance', () => {
     install(B, 'tsmacvlan:0.2.0', { enabled: false });
     expect(() => choose()).toThrow(UsageError);
     expect(() => choose()).toThrow(
-      'this host has 2 tsmacvlan instances; say which: --plugin tsmacvlan:latest for tsmacvlan:latest (id aaaaaaaaaaaa, enabled, state /srv/tsmacvlan:latest); --plugin tsmacvlan:0.2.0 for tsmacvlan:0.2.0 (id bbbbbbbbbbbb, disabled, state /srv/tsmacvlan:0.2.0)',
+      `this host has 2 tsmacvlan instances; say which: --plugin tsmacvlan:latest for tsmacvlan:latest (id aaaaaaaaaaaa, enabled, state ${propagated(A)}); --plugin tsmacvlan:0.2.0 for tsmacvlan:0.2.0 (id bbbbbbbbbbbb, disabled, state ${propagated(B)})`,
     );
     rmSync(join(dataRoot, 'plugins', B), { recursive: true });
     mkdirSync(host.runtimeDir);
@@ -83,7 +102,7 @@ describe('chooseInstance', () => {
     expect(choose({ '--plugin': 'tsmacvlan:0.2.0' }).plugin?.id).toBe(B);
     expect(choose({ '--plugin': 'tsmacvlan' }).plugin?.id).toBe(A);
     expect(choose({ '--plugin': 'bbbb' }).plugin?.name).toBe('tsmacvlan:0.2.0');
-    expect(choose({ '--plugin': A }).stateDir).toBe('/srv/tsmacvlan:latest');
+    expect(choose({ '--plugin': A }).stateDir).toBe(propagated(A));
     expect(() => choose({ '--plugin': 'tsmacvlan:0.3.0' })).toThrow(
       `no tsmacvlan plugin 'tsmacvlan:0.3.0' in ${dataRoot}/plugins: installed: tsmacvlan:latest (id aaaaaaaaaaaa`,
     );
@@ -91,11 +110,11 @@ describe('chooseInstance', () => {
   });
 
   it('fills in what the flags or the environment leave out from the managed plugin they match', () => {
-    install(A, 'tsmacvlan:latest', { state: '/srv/a' });
+    const stateA = install(A, 'tsmacvlan:latest');
     const socketA = join(host.runtimeDir, A, 'tsmacvlan.sock');
-    expect(choose({ '--state-dir': '/srv/a' })).toMatchObject({ socket: socketA, plugin: { id: A } });
-    expect(choose({ '--socket': socketA })).toMatchObject({ stateDir: '/srv/a', plugin: { id: A } });
-    expect(choose({}, { TSMACVLAN_STATE_DIR: '/srv/a/' })).toMatchObject({ socket: socketA });
+    expect(choose({ '--state-dir': stateA })).toMatchObject({ socket: socketA, plugin: { id: A } });
+    expect(choose({ '--socket': socketA })).toMatchObject({ stateDir: stateA, plugin: { id: A } });
+    expect(choose({}, { TSMACVLAN_STATE_DIR: `${stateA}/` })).toMatchObject({ socket: socketA });
     expect(choose({ '--state-dir': '/elsewhere' })).toEqual({
       socket: host.serviceSocket,
       stateDir: '/elsewhere',

@@ -69,7 +69,13 @@ function queueOver(claims: [bigint, string, string][]) {
     modRevision: 10n + BigInt(i),
   }));
   view.load(entries, 10n + BigInt(claims.length));
-  const log = new IntentLog(path, () => [], 0);
+  const log = new IntentLog(
+    path,
+    () => [],
+    () => 0,
+    pino({ level: 'silent' }),
+    1,
+  );
   const queue = new ReleaseQueue(
     log,
     pino({ level: 'silent' }),
@@ -133,6 +139,38 @@ describe('release queue', () => {
     await within(Promise.all([pool, one]), 'both releases answered');
     expect(queue.pendingPool(subnet.text, 'p1')).toBeUndefined();
     expect([...view.held.keys()]).toEqual([at(7n)]);
+    queue.stop();
+    await log.close();
+  });
+
+  it('a release due waits for its time, then releases its claim by token, never a newer claim of the address', async () => {
+    const { kv, view, log, queue } = queueOver([
+      [5n, 'r', 'old'],
+      [6n, 'r', 't6'],
+    ]);
+    const key = (n: bigint) => addressKey('/p', subnet, subnet.base + n);
+    const after = Date.now() + 150;
+    await queue.releaseLater({ id: 'due-old', subnet: subnet.text, at: 'old', after });
+    await queue.releaseLater({ id: 'due-t6', subnet: subnet.text, at: 't6', after });
+    // Kept in the log's live lines (a rewrite keeps them, a restart finds them).
+    expect(queue.lines()).toEqual([
+      { t: 'release', id: 'due-old', subnet: subnet.text, at: 'old', after },
+      { t: 'release', id: 'due-t6', subnet: subnet.text, at: 't6', after },
+    ]);
+    // Docker's own release of .5 came, and the address went to the next container.
+    const next = encodeClaims([{ owner: 'me', kind: 'container', ref: 'r', at: 'new' }]);
+    view.put({ key: key(5n), value: next, modRevision: 50n });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(queue.size).toBe(0); // not queued before its time
+    for (let i = 0; i < 50 && kv.replaced.length === 0; i++) {
+      kv.release();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await within(queue.drained(), 'the dues applied');
+    expect(Date.now()).toBeGreaterThanOrEqual(after);
+    expect(kv.replaced).toEqual([key(6n)]);
+    expect(view.held.get(subnet.base + 5n)?.value).toBe(next);
+    expect(queue.lines()).toEqual([]);
     queue.stop();
     await log.close();
   });

@@ -111,6 +111,7 @@ describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
     const renewed = lease('10.77.0.100', 50_000);
     clients.emit('lease', { ifindex: 7, mac: MAC, event: { kind: 'renewed', lease: renewed } });
     await until(() => expect(onDisk().lease).toEqual(renewed));
+    // Memory follows once the write is durable (the directory sync after the rename the file shows).
     await until(() => expect(state.endpoints.get('e1')?.lease).toEqual(renewed));
   });
 

@@ -11,7 +11,10 @@ import { wantsCluster } from '../../../src/ipam/cluster-addresses';
 const log = pino({ level: 'silent' });
 const DOWN = 'reading /t/v1/subnets/10.79.0.0_24/addresses/ failed: could not reach etcd at http://127.0.0.1:1';
 
-/** An etcd that never answers: what the service does with the table's refusals (the table itself is tested on a real one). */
+/**
+ * An etcd that never answers: what the service does with the table's refusals (the table itself, a subnet in a local
+ * and a cluster pool and a restart without --etcd are tested on a real one: test/integration/ipam/cluster-api.test.ts).
+ */
 const unreachable: ClusterKv = {
   endpoints: ['http://127.0.0.1:1'],
   prefix: '/t',
@@ -57,32 +60,11 @@ describe('pools with the cluster table', () => {
     expect(await ipam.requestAddress(local.poolId, '', null)).toBe('10.80.0.1/24');
   });
 
-  it('refuse a subnet shared by a local and a cluster-wide pool on one host', async () => {
-    const ipam = open(true);
-    await ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.0/25' });
-    await expect(
-      ipam.requestPool({ pool: '10.79.0.0/24', subPool: '10.79.0.128/25', options: { scope: 'host' } }),
-    ).rejects.toThrow(
-      /subnet 10\.79\.0\.0\/24 is used on this host by pool tsmacvlan:10\.79\.0\.0\/24,range=10\.79\.0\.0\/25,cluster, which is cluster-wide/,
-    );
-  });
-
   it('fail closed when etcd does not answer: the error names etcd, nothing comes from the journal', async () => {
     const ipam = open(true);
     const { poolId } = await ipam.requestPool({ pool: '10.79.0.0/24' });
     await expect(ipam.requestAddress(poolId, '', null)).rejects.toThrow(DOWN);
     await expect(ipam.requestAddress(poolId, '10.79.0.9', null)).rejects.toThrow(/could not reach etcd/);
-  });
-
-  it('stay cluster-wide after a restart without --etcd: their requests are refused, saying why', async () => {
-    const first = open(true);
-    const { poolId } = await first.requestPool({ pool: '10.79.0.0/24' });
-    await first.close();
-    const again = open(false);
-    await expect(again.requestAddress(poolId, '', null)).rejects.toThrow(
-      `pool ${poolId} is cluster-wide (its addresses are kept in etcd), but tsmacvlan runs without --etcd`,
-    );
-    await expect(again.requestPool({ pool: '10.79.0.0/24' })).rejects.toThrow(/which is cluster-wide/);
   });
 });
 

@@ -87,7 +87,7 @@ describe('migrating a state dir', () => {
     expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 3, kind: 'macvlan', ...NETWORK });
     expect(json(join(dir, 'endpoints', 'e1.json'))).toEqual({ format: 2, ...ENDPOINT });
     const intents = readFileSync(join(dir, 'cluster', 'cluster-intents.log'), 'utf8');
-    expect(intents.split('\n')[0]).toBe('{"t":"intents","format":2}');
+    expect(intents.split('\n')[0]).toBe('{"t":"intents","format":3}');
     expect(readIntents(join(dir, 'cluster', 'cluster-intents.log'), silent)).toEqual(intentsBefore);
     expect(readFileSync(join(dir, 'instance'), 'utf8')).toBe('f'.repeat(32) + '\n'); // format 1, unchanged
     expect(readMarker(dir)).toEqual({ formats: currentFormats(STATE_FILES), writtenBy: softwareVersion() });
@@ -107,6 +107,19 @@ describe('migrating a state dir', () => {
     const dir = join(stateOf010(), 'new');
     expect(migrateState(dir, STATE_FILES, silent)).toBe(0);
     expect(readdirSync(dir)).toEqual([MARKER]);
+  });
+
+  it('takes a directory with no state file in it for a new state: the propagated mount Docker makes, its tls/', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsmv-migrate-'));
+    dirs.push(dir);
+    mkdirSync(join(dir, 'tls'));
+    writeFileSync(join(dir, 'tls', 'ca.pem'), 'pem');
+    expect(stateFormatOf(dir, STATE_FILES)).toMatchObject({ state: 'none' });
+    const warned: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => warned.push(line) });
+    expect(migrateState(dir, STATE_FILES, log)).toBe(0);
+    expect(warned.join('')).not.toContain('migrated');
+    expect(readMarker(dir)).toEqual({ formats: currentFormats(STATE_FILES), writtenBy: softwareVersion() });
   });
 
   it('refuses a state a newer version wrote, naming both versions and what to do, and changes nothing', () => {

@@ -1,7 +1,8 @@
 // The summary CI reads must fail whenever vitest did not earn a pass: real vitest runs on scratch test files, recorded
-// as test/run-all.sh records a suite (JSON report, output log, exit status), then test/summarize.mjs over them.
+// as test/run-suite.sh records a suite (JSON report, output log, exit status), then test/summarize.mjs over them; and
+// run-suite.sh itself stops a suite that hangs, at its time limit, so that the summary still comes.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const REPO = join(__dirname, '../../..');
 const VITEST = join(REPO, 'node_modules/.bin/vitest');
 const SUMMARIZE = join(REPO, 'test/summarize.mjs');
+const RUN_SUITE = join(REPO, 'test/run-suite.sh');
 
 const SCRATCH: Record<string, string> = {
   'passes.test.ts': `import { it, expect } from 'vitest';\nit('passes', () => expect(1).toBe(1));\n`,
@@ -25,6 +27,7 @@ it('passes but leaves a rejection behind', () => {
   expect(1).toBe(1);
 });\n`,
   'load.test.ts': `import { it } from 'vitest';\nthrow new Error('this file cannot load');\nit('never runs', () => {});\n`,
+  'skipped.test.ts': `import { it, expect } from 'vitest';\nit('passes', () => expect(1).toBe(1));\nit.skip('later', () => {});\n`,
 };
 
 let dir: string;
@@ -42,25 +45,34 @@ function runSuite(name: string, file: string): void {
       '--reporter=json',
       `--outputFile.json=${join(dir, `${name}.json`)}`,
     ],
-    { encoding: 'utf8', timeout: 60_000, env: { ...process.env, CI: '' } },
+    { encoding: 'utf8', timeout: 120_000, env: { ...process.env, CI: '' } },
   );
   writeFileSync(join(dir, `${name}.log`), res.stdout + res.stderr);
   writeFileSync(join(dir, `${name}.exit`), `${res.status}\n`);
 }
 
+/** The summary, with or without CI in the environment (it must not matter). */
 function summarize(...suites: string[]): { code: number | null; lines: string[] } {
-  const res = spawnSync(process.execPath, [SUMMARIZE, dir, ...suites], { encoding: 'utf8', timeout: 30_000 });
+  const run = (CI: string) =>
+    spawnSync(process.execPath, [SUMMARIZE, dir, ...suites], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, CI },
+    });
+  const res = run('');
+  expect(run('true').stdout).toBe(res.stdout);
   return { code: res.status, lines: res.stdout.trim().split('\n') };
 }
 
-describe('test/summarize.mjs', () => {
+// Each case spawns node (twice: with and without CI), which a busy machine makes slow: a generous timeout.
+describe('test/summarize.mjs', { timeout: 60_000 }, () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tsmv-summarize-'));
     writeFileSync(join(dir, 'package.json'), '{}\n');
     for (const [file, text] of Object.entries(SCRATCH)) writeFileSync(join(dir, file), text);
     for (const file of Object.keys(SCRATCH).filter((f) => f.endsWith('.test.ts')))
       runSuite(file.replace('.test.ts', ''), file);
-  }, 120_000);
+  }, 600_000); // six vitest runs, one after another: minutes on a busy machine
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('passes a suite whose tests pass and whose vitest exited 0', () => {
@@ -120,5 +132,38 @@ describe('test/summarize.mjs', () => {
       'exited: FAILED vitest exited 137',
       '1 passed, 1 failed',
     ]);
+  });
+
+  it('fails a skipped test, CI or not', () => {
+    expect(summarize('skipped')).toEqual({
+      code: 1,
+      lines: [
+        'skipped: 1 passed, 0 failed, 1 skipped',
+        '1 tests skipped: each counts as a failure (a test that cannot run here must fail, not vanish)',
+        '1 passed, 1 failed',
+      ],
+    });
+  });
+
+  it('stops a suite that hangs at its time limit, with every process of its group, and names it', () => {
+    const started = Date.now();
+    const script = `sleep 987 & echo $! > ${join(dir, 'child.pid')}; wait`;
+    const res = spawnSync('bash', [RUN_SUITE, dir, 'hung', '2', 'bash', '-c', script], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(res.stderr).toContain('[run-suite] hung: stopped after its time limit of 2 s');
+    expect(readFileSync(join(dir, 'hung.exit'), 'utf8')).toBe('124\n');
+    const child = readFileSync(join(dir, 'child.pid'), 'utf8').trim();
+    expect(existsSync(`/proc/${child}`) && !/\) Z /.test(readFileSync(`/proc/${child}/stat`, 'utf8'))).toBe(false);
+    expect(summarize('hung')).toEqual({
+      code: 1,
+      lines: [
+        'hung: 0 passed, 1 failed, 0 skipped',
+        'hung: FAILED stopped after its time limit of 2 s: it hung or ran far slower than usual (see hung.log)',
+        '0 passed, 1 failed',
+      ],
+    });
   });
 });

@@ -1,5 +1,5 @@
 // plugin/tsmacvlan.service as systemd reads it (`systemd-analyze verify`, from Debian's systemd, which the suite's
-// provisioning installs when missing), and the README's instructions for it.
+// provisioning installs when missing), and docs/install.md's instructions for it.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,18 +28,19 @@ describe('the systemd unit', () => {
     expect(verify(broken).said).toContain('Failed to parse service restart specifier');
   });
 
-  it('runs the CLI where the README installs it, and the README points at the unit and its settings', () => {
-    const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+  it('runs the CLI where docs/install.md installs it, and the docs point at the unit and its settings', () => {
+    const readme = readFileSync(join(REPO, 'docs/install.md'), 'utf8');
     const execStart = /^ExecStart=(\S+) .*? (\S+\/dist\/cli\/main\.js) serve$/m.exec(text);
     expect(execStart).not.toBeNull();
     const [, node, main] = execStart!;
     const home = main.replace(/\/dist\/cli\/main\.js$/, '');
-    expect(readme).toMatch(new RegExp(`git clone \\S+ ${home}\\b`));
+    expect(readme).toContain(`From a source checkout in \`${home}\``);
+    expect(readme).toContain(`cd ${home} && npm ci`);
     expect(readme).toContain('install -m 644 plugin/tsmacvlan.service /etc/systemd/system/');
     expect(node).toBe('/usr/bin/node');
-    expect(text).toContain(`Documentation=file://${home}/README.md`);
-    // The unit's own pointer names a README section that exists.
-    const section = /README\.md, "([^"]+)"/.exec(text)?.[1];
+    expect(text).toContain(`Documentation=file://${home}/docs/install.md`);
+    // The unit's own pointer names a section of docs/install.md that exists.
+    const section = /docs\/install\.md, "([^"]+)"/.exec(text)?.[1];
     expect(section && readme).toMatch(new RegExp(`^#+ ${section!.replace(/[()]/g, '\\$&')}$`, 'm'));
     expect(text).toContain('EnvironmentFile=-/etc/default/tsmacvlan');
     expect(readme).toContain('/etc/default/tsmacvlan');
