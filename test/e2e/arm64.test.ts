@@ -1,5 +1,6 @@
-// The arm64 managed plugin (plugin/create.sh --arch arm64: Debian's arm64 Node, the native parts cross-compiled) run
-// by the lab's amd64 engine under emulation: qemu's user-mode emulator registered with binfmt_misc under this run's
+// The arm64 managed plugin (Debian's arm64 Node, the native parts cross-compiled), pushed to a registry on the lab's
+// loopback with `npm run plugin:push -- --arch arm64` (tag VERSION-arm64) and installed from it, run by the lab's
+// amd64 engine under emulation: qemu's user-mode emulator registered with binfmt_misc under this run's
 // own name, with the F flag, so the kernel runs the plugin's aarch64 node in the plugin's own rootfs
 // (test/lab/qemu-binfmt.sh; removed again in afterAll). Containers are the lab's amd64 busybox: only the plugin is
 // arm64. A network on a veth parent with the plugin's IPAM, a DHCP network against dnsmasq (the packet-socket addon),
@@ -8,21 +9,35 @@
 //
 // Emulation makes the plugin several times slower, not different: the timeouts below are generous, never asserted.
 // One engine is enough (vitest.config.ts runs this file in the 28.5 run only): the engines are amd64 either way.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post } from '../helpers/serve';
 import { Engine } from '../lab/engine';
+import { Registry } from '../lab/registry';
 import { runId } from '../lab/lab';
-import { containerExec, docker, dockerOk, eventually, ping, removeDockerObjects, run, runSleeper } from './docker';
+import {
+  containerExec,
+  DOCKER_BIN,
+  docker,
+  dockerOk,
+  eventually,
+  ping,
+  removeDockerObjects,
+  run,
+  runSleeper,
+} from './docker';
 import { DhcpServer } from './dnsmasq';
 import { pluginLinksOnHost } from './plugin-daemon';
-import { createManagedPlugin, managedPluginStateDir, removeManagedPlugin } from './managed-plugin';
+import { managedPluginStateDir, removeManagedPlugin } from './managed-plugin';
 import { createSwitch, destroyAllSwitches, type Switch } from './topology';
 
 const PLUGIN = 'tsmv-arm64-tsmacvlan:latest';
 const PREFIX = 'tsmv-a64-';
 const REPO = join(__dirname, '../..');
+const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const PORT = 5002; // the lab's own loopback (registry.test.ts takes 5000)
+const REF = `127.0.0.1:${PORT}/tsmacvlan`;
 const QEMU = join(REPO, '.cache/qemu/qemu-aarch64');
 const BINFMT = join(REPO, 'test/lab/qemu-binfmt.sh');
 const ENABLE_TIMEOUT_S = 600; // docker plugin enable waits this long for the emulated plugin's socket (default 30)
@@ -49,6 +64,7 @@ async function enable(): Promise<{ ms: number; tries: number }> {
 describe(`the arm64 plugin ${PLUGIN} under emulation`, () => {
   const binfmtName = `${runId()}-aarch64`;
   let registered = false;
+  let registry: Registry | undefined;
   let stateSource: string; // the plugin's propagated mount, under the lab engine's data root
   let sw: Switch;
   let lan: Switch;
@@ -66,9 +82,29 @@ describe(`the arm64 plugin ${PLUGIN} under emulation`, () => {
       throw new Error(`${QEMU} is missing: bash test/e2e/provision.sh fetches it (plugin/arch/fetch.sh qemu arm64)`);
     await run('bash', [BINFMT, 'register', binfmtName, QEMU]);
     registered = true;
-    const built = await createManagedPlugin(PLUGIN, 'arm64');
+    registry = await Registry.start(PORT);
+    const t0 = Date.now();
+    const pushed = await run(
+      'npm',
+      ['run', '--silent', 'plugin:push', '--', '--reuse', '--no-cli', '--arch', 'arm64', REF],
+      {
+        timeoutMs: 900_000,
+        env: { ...process.env, DOCKER: DOCKER_BIN, TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-' }, // provision.sh's build
+      },
+    );
+    console.log(`[arm64] plugin:push in ${Date.now() - t0} ms: ${pushed.stdout.trim().split('\n').pop()}`);
+    expect(await registry.tags('tsmacvlan')).toEqual([`${VERSION}-arm64`]);
+    // Installed disabled: the test enables it, with the retries an emulated start may need.
+    await dockerOk([
+      'plugin',
+      'install',
+      '--grant-all-permissions',
+      '--disable',
+      '--alias',
+      PLUGIN,
+      `${REF}:${VERSION}-arm64`,
+    ]);
     stateSource = await managedPluginStateDir(PLUGIN);
-    console.log(`[arm64] ${built.summary} (create.sh ${(built.ms / 1000).toFixed(1)} s)`);
     sw = await createSwitch({ subnetPrefix: '10.232.40' });
     lan = await createSwitch({ subnetPrefix: '10.232.41' });
     await server.start(lan, { range: { first: 100, last: 120 } });
@@ -80,6 +116,7 @@ describe(`the arm64 plugin ${PLUGIN} under emulation`, () => {
     await server.stop();
     await destroyAllSwitches();
     if (registered) await run('bash', [BINFMT, 'unregister', binfmtName], { allowFail: true });
+    await registry?.stop();
   }, 300_000);
 
   it("is arm64's: file says aarch64 for its node and both native parts", async () => {
