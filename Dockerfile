@@ -17,7 +17,7 @@ ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_AUDIT=false NPM_CONFIG_FUND=false NPM_CONFIG_CACHE=/tmp/npm-cache
 WORKDIR /src
 COPY package.json package-lock.json ./
-COPY scripts/build-netlink.sh ./scripts/
+COPY scripts/build-netlink.sh scripts/arch.sh ./scripts/
 COPY patches ./patches
 RUN npm ci --ignore-scripts
 # netlink's native binding must be our patched one (the prebuilt binary aborts the plugin on a netlink overflow): the
@@ -31,7 +31,7 @@ RUN if command -v g++ && command -v make && command -v python3 && command -v pat
 COPY tsconfig.json ./
 COPY src ./src
 # TypeScript only: the packet-socket addon (DHCP) is the one plugin/create.sh compiled on this machine (below).
-RUN npx tsc -p tsconfig.json && node -e "console.log(require('./dist/kernel/netlink-binding.js').checkPatchedNetlink())"
+RUN npx tsc -p tsconfig.json --sourceMap false && node -e "console.log(require('./dist/kernel/netlink-binding.js').checkPatchedNetlink())"
 
 # ---- deps: production dependencies only
 FROM ${BASE} AS deps
@@ -39,8 +39,11 @@ ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_AUDIT=false NPM_CONFIG_FUND=false NPM_CONFIG_CACHE=/tmp/npm-cache
 WORKDIR /opt/tsmacvlan
 COPY package.json package-lock.json ./
-# Scripts off: the patched netlink binding comes from the build stage.
+# Scripts off: the patched netlink binding comes from the build stage. Then what the plugin never loads goes (types,
+# sources, maps, docs, tests, prebuilt binaries: plugin/prune.js, the same for every architecture).
 RUN npm ci --omit=dev --ignore-scripts
+COPY plugin/prune.js /tmp/
+RUN node /tmp/prune.js /opt/tsmacvlan
 COPY --from=build /src/node_modules/netlink/build/Release/netlink_binding.node ./node_modules/netlink/build/Release/
 
 # ---- runtime: node, the production node_modules and dist/

@@ -4,28 +4,32 @@ import { defineConfig } from 'vitest/config';
 // engine that has them, excluded elsewhere rather than skipped (CI counts a skipped test as a failure).
 const engineMajor = Number((process.env.TSMV_ENGINE ?? '20.10').split('.')[0]);
 const newerEngineFiles = engineMajor >= 28 ? [] : ['test/e2e/engine-28.test.ts'];
-// Files whose engine does not matter (the CLI and Docker's plugin store, the same on every engine): once, on the newest.
-// Upgrading the managed plugin with containers running takes minutes, and Docker's upgrade is the same code from 20.10
-// to 28.x (moby's plugin manager): it runs once too.
-const newestEngineOnly = engineMajor >= 28 ? [] : ['test/e2e/plugin-uninstall.test.ts', 'test/e2e/upgrade.test.ts'];
+// Files whose engine does not matter (the CLI and Docker's plugin store, the same on every engine; the arm64 plugin
+// under emulation, slow, with engines that are amd64 either way): once, on the newest. Upgrading the managed plugin
+// with containers running takes minutes, and Docker's upgrade is the same code from 20.10 to 28.x (moby's plugin
+// manager): once too.
+const newestEngineOnly =
+  engineMajor >= 28 ? [] : ['test/e2e/plugin-uninstall.test.ts', 'test/e2e/upgrade.test.ts', 'test/e2e/arm64.test.ts'];
 // Files that test no engine run once, in the 20.10 run: the multi-host files start hosts of their own with the lab's
 // engine (they test etcd's coordination), and the metrics file checks the plugin's figures.
 const onceFiles = engineMajor === 20 ? [] : ['test/e2e/multi-host*.test.ts', 'test/e2e/metrics.test.ts'];
 // Probe before use: a container's --ip reaches the IPAM with its MAC (20.10) or without (26.1 and later, like an
 // --aux-address): 20.10 and 28.5 cover both forms.
 const oneFormFiles = engineMajor === 26 ? ['test/e2e/probe.test.ts'] : [];
+// test/arm64/run.sh runs unit and integration files on another architecture's node: a set-up file checks they do.
+const archCheck = process.env.TSMV_TEST_ARCH ? ['test/arm64/require-arch.ts'] : [];
 
 // One project per suite: each needs a different environment (see test/run-all.sh).
 export default defineConfig({
   test: {
     pool: 'forks',
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], setupFiles: archCheck } },
       {
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          setupFiles: ['test/integration/require-netns.ts'],
+          setupFiles: ['test/integration/require-netns.ts', ...archCheck],
           testTimeout: 60_000,
           hookTimeout: 60_000,
           fileParallelism: false,

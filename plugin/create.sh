@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the tsmacvlan managed Docker plugin from this working tree and installs it into the local dockerd:
 #
-#   npm run plugin:create [-- [--enable] [--reuse] [NAME]]  or  bash plugin/create.sh [--enable] [--reuse] [NAME]
+#   npm run plugin:create [-- [--enable] [--reuse] [--arch ARCH] [NAME]]
+#   bash plugin/create.sh [--enable] [--reuse] [--arch ARCH] [NAME]
 #
 # NAME defaults to tsmacvlan:latest (a tag is added when missing: Docker names managed plugins with one, and users
 # must give it, e.g. `docker network create -d tsmacvlan:latest`). Steps:
@@ -14,6 +15,9 @@
 # --reuse skips steps 1-3 when plugin/build holds a complete export of the same inputs (a hash of the Dockerfile,
 # its build context, config.json, these scripts, BASE and this machine's node version, kept in plugin/build/.stamp).
 # It prints the rootfs size and the time each step took.
+# --arch ARCH: the plugin for ARCH (amd64, the default, or arm64). Another architecture than this machine's is not
+# built by steps 1-3 but by plugin/arch/rootfs.sh (Debian's Node for ARCH, the native parts cross-compiled, checked
+# under qemu) into plugin/build-ARCH; the plugin it makes runs on ARCH's engines (docs/arm64.md).
 #
 # Environment:
 #   DOCKER                  docker client (default: docker)
@@ -28,27 +32,36 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source scripts/arch.sh
 DOCKER=${DOCKER:-docker}
 PREFIX=${TSMACVLAN_BUILD_PREFIX:-tsmacvlan-}
 LOCAL_BASE="${PREFIX}base:node20"
 BASE=${BASE:-$LOCAL_BASE}
 ROOTFS_IMAGE="${PREFIX}rootfs:latest"
-BUILD_DIR=${TSMACVLAN_BUILD_DIR:-plugin/build}
 VERSION=$(node -p 'require("./package.json").version')
 
 ENABLE=0
 REUSE=0
 NAME=
-for arg in "$@"; do
+ARCH=$(host_arch)
+usage="usage: plugin/create.sh [--enable] [--reuse] [--arch ARCH] [NAME]"
+while (( $# )); do
+  arg=$1 && shift
   case $arg in
+    --arch) [[ -n ${1:-} ]] || { echo "create.sh: --arch needs one of ${ARCHES[*]} ($usage)" >&2; exit 2; }
+            ARCH=$1 && shift ;;
+    --arch=*) ARCH=${arg#--arch=} ;;
     --enable) ENABLE=1 ;;
     --reuse) REUSE=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "create.sh: unknown option '$arg' (usage: plugin/create.sh [--enable] [--reuse] [NAME])" >&2; exit 2 ;;
+    -*) echo "create.sh: unknown option '$arg' ($usage)" >&2; exit 2 ;;
     *) [[ -z $NAME ]] || { echo "create.sh: one NAME only" >&2; exit 2; }; NAME=$arg ;;
   esac
 done
 NAME=${NAME:-tsmacvlan:latest}
+check_arch "$ARCH" || exit 2
+CROSS=0 BUILD_DIR=${TSMACVLAN_BUILD_DIR:-plugin/build}
+if [[ $ARCH != "$(host_arch)" ]]; then CROSS=1 BUILD_DIR=${TSMACVLAN_BUILD_DIR:-plugin/build-$ARCH}; fi
 [[ ${NAME##*/} == *:* ]] || NAME="$NAME:latest"
 
 now_ms() { date +%s%3N; }
@@ -71,6 +84,12 @@ check_replaceable() {
   fi
 }
 check_replaceable # fail before spending minutes on a build
+
+# config.json beside the rootfs, its description carrying the version of package.json.
+write_config() {
+  node -e 'const c = require("./config.json"); c.description = `tsmacvlan ${process.argv[1]}: ${c.description.replace(/^tsmacvlan: /, "")}`; console.log(JSON.stringify(c, null, 2))' \
+    "$VERSION" > "$BUILD_DIR/config.json"
+}
 
 # ---------------------------------------------------------------- base image --
 build_base() {
@@ -119,8 +138,7 @@ export_rootfs() {
   "$DOCKER" rm -f "$container" >/dev/null
   trap - EXIT
   # The version first in the description, which `docker plugin ls` shows (an alias hides the tag).
-  node -e 'const c = require("./config.json"); c.description = `tsmacvlan ${process.argv[1]}: ${c.description.replace(/^tsmacvlan: /, "")}`; console.log(JSON.stringify(c, null, 2))' \
-    "$VERSION" > "$BUILD_DIR/config.json"
+  write_config
   echo "$STAMP" > "$BUILD_DIR/.stamp"
   done_step "$(( $(du -sb "$BUILD_DIR/rootfs" | cut -f1) / 1000000 )) MB"
 }
@@ -129,20 +147,26 @@ export_rootfs() {
 inputs_hash() {
   {
     printf '%s\n' "BASE=$BASE" "node=$(node --version 2>/dev/null || true)"
-    find Dockerfile .dockerignore config.json package.json package-lock.json tsconfig.json src scripts patches \
+    find Dockerfile .dockerignore config.json package.json package-lock.json tsconfig.json src scripts patches plugin/prune.js \
       node_modules/netlink/build/Release/netlink_binding.node plugin/base-image.sh plugin/create.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16
 }
 
-# DHCP's packet-socket addon, compiled here (its source is among the inputs): the image copies it.
-bash scripts/build-native.sh || die "could not compile the packet socket addon (apt-get install build-essential)"
-STAMP=$(inputs_hash)
-if (( REUSE )) && [[ -d $BUILD_DIR/rootfs && -f $BUILD_DIR/.stamp && $(cat "$BUILD_DIR/.stamp") == "$STAMP" ]]; then
-  echo "[plugin:create] --reuse: $BUILD_DIR holds the export of these very inputs ($STAMP): no build"
+if (( CROSS )); then
+  reuse=() && (( REUSE )) && reuse=(--reuse)
+  bash plugin/arch/rootfs.sh "${reuse[@]}" "$ARCH" "$BUILD_DIR" || die "no $ARCH rootfs (above)"
+  write_config
 else
-  build_base
-  build_image
-  export_rootfs
+  # DHCP's packet-socket addon, compiled here (its source is among the inputs): the image copies it.
+  bash scripts/build-native.sh || die "could not compile the packet socket addon (apt-get install build-essential)"
+  STAMP=$(inputs_hash)
+  if (( REUSE )) && [[ -d $BUILD_DIR/rootfs && -f $BUILD_DIR/.stamp && $(cat "$BUILD_DIR/.stamp") == "$STAMP" ]]; then
+    echo "[plugin:create] --reuse: $BUILD_DIR holds the export of these very inputs ($STAMP): no build"
+  else
+    build_base
+    build_image
+    export_rootfs
+  fi
 fi
 rootfs_bytes=$(du -sb "$BUILD_DIR/rootfs" | cut -f1)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `npm test`: the whole suite. Provisions what it needs (tools, unpacked Docker Engines, plugin rootfs, qemu kernel),
-# builds, runs each suite where it must run, each under a time limit, and ends with one line "N passed, N failed".
-# Needs root (it creates links and namespaces).
+# `npm test`: the whole suite. Provisions what it needs (tools, unpacked Docker Engines, plugin rootfs for amd64 and
+# arm64, qemu kernel), builds, runs each suite where it must run, each under a time limit, and ends with one line
+# "N passed, N failed". Needs root (it creates links and namespaces).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=test-results
@@ -20,7 +20,7 @@ step() { echo; echo "== $*"; }
 # rest still runs. The limits are several times a suite's usual time on this 2-core machine, and all of them together
 # are held within BUDGET seconds from here, so the summary line comes well within CI's 90 minutes.
 BUDGET=4800
-declare -A LIMIT=([unit]=600 [integration]=1800 [e2e-20.10]=1800 [e2e-26.1]=1200 [e2e-28.5]=1200 [vm]=1200)
+declare -A LIMIT=([unit]=600 [integration]=1800 [arm64]=1200 [e2e-20.10]=1800 [e2e-26.1]=1200 [e2e-28.5]=1200 [vm]=1200)
 suite() {
   local name=$1 left=$((BUDGET - SECONDS - 60))
   shift
@@ -45,6 +45,9 @@ step "format" && npx prettier --check . || echo "files not formatted: run npm ru
 suite unit npx vitest run --project unit
 # Integration tests create links freely: a private namespace of their own, gone when they exit.
 suite integration bash test/in-netns.sh npx vitest run --project integration
+# The codecs' unit files and the native parts' integration files again on arm64's node, under qemu (test/arm64/run.sh:
+# the arm64 plugin's own native builds, from plugin/build-arm64, which provisioning made).
+suite arm64 bash test/arm64/run.sh
 # e2e tests drive Docker and make links: a lab of their own (a namespace and an engine the lab starts, see test/lab),
 # once per engine people run: Debian 12's 20.10, Debian 13's 26.1, unstable's 28.5, each with its own client.
 ENGINES=(20.10 26.1 28.5)
@@ -55,4 +58,4 @@ done
 VMRUN_OUT="$PWD/$results" suite vm bash test/vm/vmrun.sh node_modules/.bin/vitest run --project vm
 
 step "time per suite (s)" && cat "$results/seconds"
-node test/summarize.mjs "$results" unit integration "${ENGINES[@]/#/e2e-}" vm
+node test/summarize.mjs "$results" unit integration arm64 "${ENGINES[@]/#/e2e-}" vm

@@ -1,5 +1,5 @@
 // Command-line flags: `--flag value` or `--flag=value`, repeatable flags, and switches; each command's flags.
-import { type EtcdSettings, checkSettings } from '../cluster/etcd';
+import { type EtcdSettings, checkSettings } from '../cluster/etcd-settings';
 import type { DoctorOptions } from '../inspect/doctor/doctor';
 import type { StatusOptions } from '../inspect/status';
 import { chooseInstance, DEFAULT_SOCKET, DEFAULT_STATE_DIR, WHERE_FLAGS } from './instance-choice';

@@ -1,27 +1,18 @@
 // `tsmacvlan serve`: the plugin itself, Docker's network and IPAM driver on a unix socket, until SIGTERM or SIGINT.
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import pino, { type Logger } from 'pino';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { etcdSettings, location, parseCommandFlags } from './flags';
-import { type EtcdSettings, EtcdKv } from '../cluster/etcd';
-import { ClusterTable } from '../cluster/table';
-import { NetworkDriver } from '../driver/driver';
-import { IpamService } from '../ipam/service';
-import { Links } from '../kernel/links';
-import { buildServer, requestsInFlight } from '../api/server';
-import { instanceId, stateGroup } from '../state/instance';
-import { migrateState } from '../state/migrate';
-import { STATE_FILES } from '../inspect/state-formats';
-import { crashPoint } from '../state/crash';
-import { checkPatchedNetlink } from '../kernel/netlink-binding';
-import { PacketTap } from '../kernel/packet-tap';
-import { openDhcpClients } from '../dhcp/clients';
-import { Neighbourhood } from '../probe/neighbourhood';
+import type { EtcdKv, EtcdSettings } from '../cluster/etcd';
+import type { ClusterTable } from '../cluster/table';
 import { VERSION } from '../version';
-import { socketAnswers } from './socket-probe';
+import { EarlySocket } from './early-socket';
 import { synopsis, UsageError } from './usage';
 import type { ListenAddress } from '../metrics/exporter';
 import { metricsAddress, metricsAt } from './serve-metrics';
+
+/** The server's modules: loaded once the socket listens (early-socket.ts says why). */
+type Parts = typeof import('./serve-parts');
 
 interface ServeOptions {
   socket: string;
@@ -53,15 +44,14 @@ export function serveCommand(args: string[]): Promise<void> {
 }
 
 async function serve(options: ServeOptions): Promise<void> {
-  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
-  const netlinkBinding = checkPatchedNetlink();
   process.umask(0o077); // state readable by root only
-  if (existsSync(options.socket)) {
-    if (await socketAnswers(options.socket))
-      throw new Error(`another server is already listening on ${options.socket}`);
-    unlinkSync(options.socket);
-  }
-  mkdirSync(dirname(options.socket), { recursive: true });
+  const early = await EarlySocket.bind(options.socket);
+  const { default: pino } = await import('pino');
+  const log = pino({ level: options.logLevel, base: { pid: process.pid } });
+  const parts: Parts = await import('./serve-parts');
+  const { NetworkDriver, IpamService, Links, buildServer, requestsInFlight, PacketTap, Neighbourhood } = parts;
+  const { stateGroup, migrateState, STATE_FILES, crashPoint, openDhcpClients } = parts;
+  const netlinkBinding = parts.checkPatchedNetlink();
 
   // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
   migrateState(options.stateDir, STATE_FILES, log);
@@ -75,33 +65,37 @@ async function serve(options: ServeOptions): Promise<void> {
     neighbourhood,
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
-  const cluster = options.etcd && openCluster(options.etcd, options.stateDir, log);
+  const cluster = options.etcd && openCluster(parts, options.etcd, options.stateDir, log);
   const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
-  // listener, when asked for: a plugin that cannot serve them does not start).
-  const ready = Promise.all([driver.reconcile(), metrics?.started]);
+  // listener, when asked for: a plugin that cannot serve them does not start), and the log says so before any answer.
+  const ready = Promise.all([driver.reconcile(), metrics?.started]).then(() =>
+    log.info(
+      {
+        version: VERSION,
+        socket: options.socket,
+        stateDir: options.stateDir,
+        networks: driver.listNetworks().length,
+        netlinkBinding,
+      },
+      'tsmacvlan ready',
+    ),
+  );
   const app = buildServer({ driver, ipam }, log, ready, metrics?.observe);
+  await app.ready(); // its plugins loaded before the socket changes hands: Docker then waits least
+  const held = await early.handOver();
   // Only root may talk to the plugin: the socket is created 0600 (a umask, so it is never briefly open to others).
   process.umask(0o177);
   await app.listen({ path: options.socket });
   process.umask(0o077);
+  held((socket: Socket) => (app.server.emit('connection', socket), socket.resume())); // those of Docker's waits
   metrics?.begin();
   // A start that fails gives its socket back: Docker then finds no plugin there rather than one that answers errors.
   await ready.catch(async (err: unknown) => {
     await app.close();
     throw err;
   });
-  log.info(
-    {
-      version: VERSION,
-      socket: options.socket,
-      stateDir: options.stateDir,
-      networks: driver.listNetworks().length,
-      netlinkBinding,
-    },
-    'tsmacvlan ready',
-  );
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -136,7 +130,12 @@ async function serve(options: ServeOptions): Promise<void> {
 }
 
 /** The etcd allocation table of this instance; opening it needs no etcd (requests that do fail until it answers). */
-function openCluster(settings: EtcdSettings, stateDir: string, log: Logger): { kv: EtcdKv; table: ClusterTable } {
+function openCluster(
+  { EtcdKv, ClusterTable, instanceId }: Parts,
+  settings: EtcdSettings,
+  stateDir: string,
+  log: Logger,
+): { kv: EtcdKv; table: ClusterTable } {
   const kv = new EtcdKv(settings);
   const instance = instanceId(stateDir, true)!;
   const table = ClusterTable.open({ kv, instance, stateDir: join(stateDir, 'cluster'), log });

@@ -3,22 +3,13 @@
 // that names etcd, its endpoints and what to check.
 import { readFileSync } from 'node:fs';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
-import { Etcd3, type IKeyValue, type IOptions, type Watcher, isRecoverableError } from 'etcd3';
+import type { Etcd3, IKeyValue, IOptions, Watcher } from 'etcd3';
 import { PluginError } from '../errors';
 import { DurationHistogram } from '../stats/duration-histogram';
+import { checkSettings, type EtcdSettings } from './etcd-settings';
 import { normalPrefix } from './keys';
 
-export interface EtcdSettings {
-  endpoints: string[];
-  /** Key prefix shared by every instance of one cluster; default /tsmacvlan. */
-  prefix?: string;
-  /** PEM files: the CA that signed the members' certificates, and this client's certificate and key (mutual TLS). */
-  ca?: string;
-  cert?: string;
-  key?: string;
-  /** Deadline of each call, retries included; default 5000 ms. */
-  timeoutMs?: number;
-}
+export { checkSettings, type EtcdSettings };
 
 export interface KvEntry {
   key: string;
@@ -113,19 +104,12 @@ function entryOf(kv: IKeyValue): KvEntry {
   return { key: kv.key.toString(), value: kv.value.toString(), modRevision: BigInt(kv.mod_revision) };
 }
 
-export function checkSettings(settings: EtcdSettings): void {
-  if (settings.endpoints.length === 0) throw new Error('no etcd endpoint given: pass --etcd http://HOST:2379[,...]');
-  for (const endpoint of settings.endpoints) {
-    if (!/^https?:\/\/[^/\s]+$/.test(endpoint)) {
-      throw new Error(`etcd endpoint '${endpoint}' is not valid: give http://HOST:PORT or https://HOST:PORT`);
-    }
-  }
-  if ((settings.cert === undefined) !== (settings.key === undefined)) {
-    throw new Error('--etcd-cert and --etcd-key go together: give both, or neither');
-  }
-  if (settings.cert !== undefined && settings.ca === undefined) {
-    throw new Error('--etcd-cert needs --etcd-ca (the CA that signed the etcd members)');
-  }
+/**
+ * etcd3 and its gRPC stack load when a cluster is configured, not with this file: a plugin without etcd starts
+ * without parsing them, the larger part of its start on a slow CPU (an arm64 plugin under emulation, docs/arm64.md).
+ */
+function etcd3(): typeof import('etcd3') {
+  return require('etcd3') as typeof import('etcd3');
 }
 
 export class EtcdKv implements ClusterKv {
@@ -146,6 +130,7 @@ export class EtcdKv implements ClusterKv {
     this.endpoints = settings.endpoints;
     this.prefix = normalPrefix(settings.prefix ?? DEFAULT_PREFIX);
     this.timeoutMs = settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const { Etcd3, isRecoverableError } = etcd3();
     const options: IOptions = {
       hosts: settings.endpoints,
       dialTimeout: this.timeoutMs,

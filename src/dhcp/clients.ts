@@ -232,7 +232,18 @@ export class DhcpClients extends EventEmitter<{ lease: [LeaseChange] }> {
   private add(ifindex: number, identity: DhcpIdentity, hostname: string | undefined): Running {
     const { mac, clientId } = identity;
     // Replies to the endpoint's MAC must get in before its link exists (a NIC filters unicast in hardware).
-    this.options.link.addUnicast(ifindex, mac);
+    try {
+      this.options.link.addUnicast(ifindex, mac);
+    } catch (error) {
+      // A kernel without packet socket memberships (qemu's user mode, which runs the arm64 plugin in the tests, has no
+      // SOL_PACKET options): parents that pass every frame (veth, bridges, promiscuous NICs) need none, and on a NIC
+      // that drops the replies the acquire ends in NoDhcpAnswer. Any other error (no such interface) is the request's.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOPROTOOPT') throw error;
+      this.options.log.warn(
+        { mac, ifindex, error: (error as Error).message },
+        "could not add the endpoint's MAC to the parent's unicast filter: replies to it arrive only if the parent passes them",
+      );
+    }
     const client = new DhcpClient({
       mac,
       random: this.random,

@@ -36,7 +36,7 @@ import {
 
 const PARENT = 'bpar';
 // The plugin runs in a namespace of its own with a parent there; `exec` keeps its pid (unshare and bash do not fork).
-const CELL_WRAP = [
+export const CELL_WRAP = [
   'unshare',
   '--net',
   '--',
@@ -85,13 +85,22 @@ function startWorker(pid) {
 /** A MAC unique in the cell: 02:42 and a 32-bit counter (the floor worker uses 02:43). */
 const macOf = (n) => `02:42:${[24, 16, 8, 0].map((s) => ((n >>> s) & 255).toString(16).padStart(2, '0')).join(':')}`;
 
-/** A cell: a plugin in its own namespace, its network (made the way Docker makes one), and a floor worker beside it. */
+/**
+ * A cell: a plugin in its own namespace, its network (made the way Docker makes one), and a floor worker beside it.
+ * `plugin` overrides how the plugin is started (startPlugin's node, cli, startTimeoutMs: test/bench/arm64.mjs).
+ */
 export async function makeCell(
   name,
-  { subnet, nodeArgs = [], records = 0, root, variants = ['api', 'kernel', 'kernel+disk'] },
+  { subnet, nodeArgs = [], records = 0, root, variants = ['api', 'kernel', 'kernel+disk'], plugin: how = {} },
 ) {
   const dir = tempDir(`tsmv-bench-${name}-`, root);
-  const plugin = await startPlugin({ socket: join(dir, 'plugin.sock'), stateDir: dir, wrap: CELL_WRAP, nodeArgs });
+  const plugin = await startPlugin({
+    socket: join(dir, 'plugin.sock'),
+    stateDir: dir,
+    wrap: CELL_WRAP,
+    nodeArgs,
+    ...how,
+  });
   onCleanup(() => plugin.stop());
   const worker = startWorker(plugin.pid);
   onCleanup(() => worker.exit());

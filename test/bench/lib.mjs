@@ -323,17 +323,28 @@ export async function waitForPlugin(socketPath, child, timeoutMs = 20_000) {
 }
 
 /**
- * Starts `tsmacvlan serve` (the built dist/). Its log (JSON lines on stdout) goes through a pipe into memory, as it
- * would go to journald, not to a file on the disk the state is fsync'd to (a write there can wait for the journal).
- * `wrap` prefixes the command (e.g. to run it in a private network namespace); `nodeArgs` go to node (e.g. --cpu-prof).
+ * Starts `tsmacvlan serve`: the built dist/, or `cli` run by the command `node` (e.g. the arm64 plugin's, under qemu).
+ * Its log (JSON lines on stdout) goes through a pipe into memory, as it would go to journald, not to a file on the
+ * disk the state is fsync'd to (a write there can wait for the journal). `wrap` prefixes the command (e.g. to run it
+ * in a private network namespace); `nodeArgs` go to node (e.g. --cpu-prof).
  */
-export async function startPlugin({ socket, stateDir, wrap = [], nodeArgs = [], logLevel = 'info', args = [] }) {
+export async function startPlugin({
+  socket,
+  stateDir,
+  wrap = [],
+  nodeArgs = [],
+  logLevel = 'info',
+  node = [process.execPath],
+  cli = CLI,
+  startTimeoutMs = 20_000,
+  args = [],
+}) {
   const argv = [
     ...wrap,
-    process.execPath,
+    ...node,
     ...SHIPPED_NODE_ARGS,
     ...nodeArgs,
-    CLI,
+    cli,
     'serve',
     '--socket',
     socket,
@@ -353,7 +364,7 @@ export async function startPlugin({ socket, stateDir, wrap = [], nodeArgs = [], 
   };
   child.stdout.setEncoding('utf8').on('data', collect);
   child.stderr.setEncoding('utf8').on('data', collect);
-  await waitForPlugin(socket, child);
+  await waitForPlugin(socket, child, startTimeoutMs);
   return {
     child,
     pid: child.pid,

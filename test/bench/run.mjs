@@ -11,10 +11,11 @@
 //             lease's time on the wire: the server's turnaround beside the plugin's own
 //   metrics   test/bench/metrics.mjs: docker network connect+disconnect with metrics on (scraped every 1 s) ÷ off
 //   ipam      test/bench/ipam-fill.mjs (a /16 filled through the API)
+//   arm64     test/bench/arm64.mjs: the arm64 plugin under qemu beside the amd64 one: start to socket, endpoint life
 //
 // Every figure is a median over repetitions of the variants interleaved in a fresh random order each round, and every
 // ratio compares figures measured in the same run. Knobs (environment):
-//   BENCH_ONLY=api,docker,dataplane,cluster,dhcp,metrics,ipam   sections to run (default all)
+//   BENCH_ONLY=api,docker,dataplane,cluster,dhcp,metrics,ipam,arm64   sections to run (default all)
 //   BENCH_PAIRS=60          docker rounds (each: every network variant, shuffled)
 //   BENCH_LIVES=200         endpoint-life rounds (each: every cell × api/kernel/kernel+disk, shuffled)
 //   BENCH_SCALES=10,1000,4000   endpoints present in each cell
@@ -61,7 +62,7 @@ if (process.env.BENCH_QUICK) {
 }
 
 const only = new Set(
-  (process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,dhcp,metrics,ipam').split(',').map((s) => s.trim()),
+  (process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,dhcp,metrics,ipam,arm64').split(',').map((s) => s.trim()),
 );
 const outPath = process.env.BENCH_OUT || join(ROOT, 'test-results/bench.json');
 
@@ -118,6 +119,7 @@ await section('ipam', async () => {
   });
   return JSON.parse(readFileSync(out, 'utf8'));
 });
+await section('arm64', async () => (await import('./arm64.mjs')).benchArm64());
 results.totalSeconds = round((performance.now() - t0) / 1000, 1);
 
 const { rows, readme } = report(results);
@@ -400,6 +402,28 @@ function report(r) {
       `first 1,000: ${i.first1000PerSecond}/s`,
       `last 1,000: ${i.last1000PerSecond}/s`,
       x(i.lastOverFirst),
+    );
+  }
+  const e = r.arm64;
+  if (e && !e.error) {
+    const s = e.startToSocketMs;
+    add('arm64 under qemu: start to socket, amd64 / arm64 (median)', `${ms(s.amd64.median)} / ${ms(s.arm64.median)}`);
+    add(
+      'arm64 under qemu: endpoint life, amd64 / arm64 (median)',
+      `${ms(e.life.amd64.median)} / ${ms(e.life.arm64.median)}`,
+    );
+    add('arm64 under qemu ÷ amd64: start / life', `${x(e.startArm64OverAmd64)} / ${x(e.lifeArm64OverAmd64)}`);
+    readme(
+      'arm64 plugin under qemu (not a board): start to socket',
+      `amd64: ${ms(s.amd64.median)}`,
+      ms(s.arm64.median),
+      x(e.startArm64OverAmd64),
+    );
+    readme(
+      'arm64 plugin under qemu: endpoint life through the API',
+      `amd64: ${ms(e.life.amd64.median)}`,
+      ms(e.life.arm64.median),
+      x(e.lifeArm64OverAmd64),
     );
   }
   return { rows, readme: markdown(['operation', 'baseline', 'tsmacvlan', 'ratio'], readmeRows) };

@@ -14,19 +14,24 @@ export interface Created {
   ms: number;
 }
 
-/** plugin/create.sh --reuse NAME into the lab's engine, with the prefix provision.sh built plugin/build with. */
-export async function createManagedPlugin(name: string): Promise<Created> {
+/**
+ * plugin/create.sh --reuse [--arch ARCH] NAME into the lab's engine, with the prefix provision.sh built plugin/build
+ * with. Another architecture's plugin comes from plugin/build-ARCH, which test/e2e/provision.sh leaves too.
+ */
+export async function createManagedPlugin(name: string, arch?: string): Promise<Created> {
   const t0 = Date.now();
+  const args = ['--reuse', ...(arch ? ['--arch', arch] : []), name];
   // stderr into stdout, so that a failure shows docker build's messages in order.
-  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), '--reuse', name], {
+  const res = await run('bash', ['-c', 'exec bash "$0" "$@" 2>&1', join(REPO, 'plugin/create.sh'), ...args], {
     timeoutMs: 900_000,
     allowFail: true,
     env: { ...process.env, DOCKER: DOCKER_BIN, TSMACVLAN_BUILD_PREFIX: 'tsmv-pkg-' },
   });
   if (res.code !== 0)
     throw new Error(
-      `plugin/create.sh failed (${res.code}); plugin/build must be up to date, as test/e2e/provision.sh leaves it ` +
-        `(a build in the lab cannot reach the npm registry):\n${res.stdout.split('\n').slice(-40).join('\n')}`,
+      `plugin/create.sh ${args.join(' ')} failed (${res.code}); plugin/build${arch ? `-${arch}` : ''} must be up to ` +
+        `date, as test/e2e/provision.sh leaves it (a build in the lab cannot reach the npm registry):\n` +
+        res.stdout.split('\n').slice(-40).join('\n'),
     );
   const summary = res.stdout.trim().split('\n').pop() ?? '';
   const bytes = /rootfs \d+ MB \((\d+) bytes\)/.exec(summary);

@@ -13,10 +13,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # etcd-server, etcd-client: the cluster IPAM's etcd members (integration, e2e); openssl: their TLS test certificates;
 # dnsmasq-base: the LAN's DHCP server in the DHCP tests; tcpdump: the DHCP bench's capture of a lease's frames;
 # prometheus: the server and promtool the metrics tests start on loopback (its own service is never started: see
-# policy-rc.d below, and it is disabled at boot).
+# policy-rc.d below, and it is disabled at boot); g++-aarch64-linux-gnu: the cross compilers of
+# crossbuild-essential-arm64 (without dpkg-cross's Perl), for the arm64 plugin's native parts.
 # systemd: its systemd-analyze checks plugin/tsmacvlan.service (a unit test).
 # Compose v2 and the image registry are unpacked beside the engines (test/lab/engines.sh), not installed.
-PACKAGES=(busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus)
+PACKAGES=(busybox-static iproute2 iputils-ping iperf3 util-linux etcd-server etcd-client openssl dnsmasq-base tcpdump systemd prometheus g++-aarch64-linux-gnu)
 
 # Packages that provide Docker, containerd or runc: never installed, removed or upgraded by the suite.
 DOCKER_PACKAGES='^(docker\.io|docker-ce.*|docker-cli|docker-ee.*|docker-engine|moby-.*|containerd.*|runc|crun|podman-docker)$'
@@ -91,5 +92,13 @@ BUILD_ID=tsmvb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 PREVIOUS=39a3318
 bash "$HERE/../lab/own-mounts.sh" tsmv-build bash "$HERE/build-plugins.sh" "/var/tmp/$BUILD_ID" "$BUILD_ID" "$PREVIOUS"
 step_end "plugin/build and plugin/build-previous ready"
+
+# ------------------------------------------------------------- arm64 plugin --
+# test/e2e/arm64.test.ts installs the arm64 plugin from plugin/build-arm64 (create.sh --arch arm64 --reuse), and
+# test/arm64/run.sh runs the codecs' tests on arm64's node: both need Debian's arm64 Node and qemu's emulator, fetched
+# into .cache/ (plugin/arch/fetch.sh), and the build needs the npm registry. No engine: the rootfs is assembled here.
+step_start "arm64 plugin rootfs"
+bash "$HERE/../../plugin/arch/rootfs.sh" --reuse arm64 "$HERE/../../plugin/build-arm64"
+step_end "plugin/build-arm64 ready"
 
 echo "[provision] ready in $(( $(now_ms) - T0 )) ms"

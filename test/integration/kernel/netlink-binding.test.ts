@@ -1,16 +1,18 @@
 // The netlink binding the plugin loads is our patched build, and it does what the patch says: ENOBUFS is an 'error'
 // event and the socket goes on, an exception in a callback is an ordinary JS exception. The prebuilt one aborts.
-import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRtNetlink } from 'netlink';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkPatchedNetlink } from '../../../src/kernel/netlink-binding';
+import { runChild } from '../../helpers/child';
 import { assertPrivateNetns, deleteLink, ip } from '../../helpers/net';
 
 const ROOT = join(__dirname, '../../..');
 const NETLINK_DIR = dirname(require.resolve('netlink/package.json'));
+// A node child: well under a second here, minutes on arm64's node under emulation (test/arm64/run.sh).
+const CHILD_TIMEOUT_MS = 300_000;
 
 describe('the netlink binding', () => {
   const cleanups: (() => void)[] = [];
@@ -29,7 +31,10 @@ describe('the netlink binding', () => {
     for (const entry of ['package.json', 'prebuilds'])
       cpSync(join(NETLINK_DIR, entry), join(dir, entry), { recursive: true });
     expect(() => checkPatchedNetlink(dir)).toThrow(
-      /netlink native binding loaded from .*prebuilds\/linux-x64\/node\.napi\.node is not tsmacvlan's patched build[\s\S]*npm run build:netlink/,
+      new RegExp(
+        `netlink native binding loaded from .*prebuilds/linux-${process.arch}/node\\.napi\\.node is not tsmacvlan's ` +
+          'patched build[\\s\\S]*npm run build:netlink',
+      ),
     );
   });
 
@@ -55,28 +60,27 @@ describe('the netlink binding', () => {
     expect(again.attrs.ifname).toBe('tmvNb0');
   });
 
-  it('turns an exception thrown in a native callback into an ordinary uncaught JS exception', () => {
+  it('turns an exception thrown in a native callback into an ordinary uncaught JS exception', async () => {
     // A send callback runs from the binding's libuv timer: the prebuilt binding dies of SIGABRT here.
     const script = (handled: boolean) => `
       ${handled ? "process.on('uncaughtException', (e) => { console.log('caught: ' + e.message); process.exit(0); });" : ''}
       const socket = require('netlink').createRtNetlink();
       socket.socket.send(18, Buffer.alloc(16), {}, () => { throw new Error('thrown in a send callback'); });`;
-    const handled = spawnSync(process.execPath, ['-e', script(true)], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    const handled = await runChild(process.execPath, ['-e', script(true)], { cwd: ROOT, timeoutMs: CHILD_TIMEOUT_MS });
     expect({ status: handled.status, signal: handled.signal, stdout: handled.stdout }).toEqual({
       status: 0,
       signal: null,
       stdout: 'caught: thrown in a send callback\n',
     });
-    const unhandled = spawnSync(process.execPath, ['-e', script(false)], {
+    const unhandled = await runChild(process.execPath, ['-e', script(false)], {
       cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 30_000,
+      timeoutMs: CHILD_TIMEOUT_MS,
     });
     expect({ status: unhandled.status, signal: unhandled.signal }).toEqual({ status: 1, signal: null });
     expect(unhandled.stderr).toContain('Error: thrown in a send callback');
   });
 
-  it('turns an exception thrown by a message listener (read in the poll handler) into an uncaught JS exception', () => {
+  it('turns an exception thrown by a message listener (read in the poll handler) into an uncaught JS exception', async () => {
     cleanups.push(() => deleteLink('tmvNe0'));
     const script = `
       process.on('uncaughtException', (e) => { console.log('caught: ' + e.message); process.exit(0); });
@@ -86,7 +90,7 @@ describe('the netlink binding', () => {
       socket.socket.socket.on('message', () => { throw new Error('thrown in a message listener'); });
       require('node:child_process').execFileSync('ip', ['link', 'add', 'tmvNe0', 'type', 'veth', 'peer', 'name', 'tmvNe1']);
       setTimeout(() => process.exit(2), 10_000);`;
-    const run = spawnSync(process.execPath, ['-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    const run = await runChild(process.execPath, ['-e', script], { cwd: ROOT, timeoutMs: CHILD_TIMEOUT_MS });
     expect({ status: run.status, signal: run.signal, stdout: run.stdout }).toEqual({
       status: 0,
       signal: null,

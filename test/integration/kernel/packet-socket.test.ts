@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildArpFrame, buildUdpFrame } from '../../../src/dhcp/frame';
 import { buildDadSolicitation } from '../../../src/kernel/nd-frames';
 import { PacketSocket, type ReceivedFrame } from '../../../src/kernel/packet-socket';
+import { runChild } from '../../helpers/child';
 import { assertPrivateNetns, ip, uniqueName } from '../../helpers/net';
 
 const SRC = '02:7f:00:00:00:01';
@@ -119,6 +120,14 @@ describe('PacketSocket', () => {
   });
 
   it('addUnicast puts a MAC in the interface unicast filter until dropped, or until the socket closes', async () => {
+    if (process.env.TSMV_TEST_ARCH) {
+      // Under qemu's user mode (test/arm64/run.sh) no SOL_PACKET option exists: the emulator's limit, asserted so
+      // that a qemu which gains them shows here. DhcpClients goes on without the membership (clients.test.ts).
+      expect(() => socket.addUnicast(indexA, '02:7f:00:00:00:aa')).toThrow(
+        expect.objectContaining({ code: 'ENOPROTOOPT' }),
+      );
+      return;
+    }
     const fdb = () => spawnSync('bridge', ['fdb', 'show', 'dev', a], { encoding: 'utf8' }).stdout;
     const other = new PacketSocket(
       () => undefined,
@@ -166,14 +175,14 @@ describe('PacketSocket', () => {
     expect(() => other.send(indexA, udp(67))).toThrow(/closed/);
   });
 
-  it('needs CAP_NET_RAW and nothing else; a process exits once its socket is closed', () => {
+  it('needs CAP_NET_RAW and nothing else; a process exits once its socket is closed', async () => {
     const code = [
       `const { PacketSocket } = require(${JSON.stringify(path.resolve(__dirname, '../../../build/packet_socket.node'))});`,
       'try { const s = new PacketSocket(() => {}); setTimeout(() => { s.close(); console.log("opened and closed"); }, 50); }',
       'catch (e) { console.log(e.code, e.message); }',
     ].join('\n');
     const run = (caps: string) =>
-      spawnSync(
+      runChild(
         'setpriv',
         [
           '--reuid=65534',
@@ -186,14 +195,11 @@ describe('PacketSocket', () => {
           '-e',
           code,
         ],
-        {
-          encoding: 'utf8',
-          timeout: 10_000,
-        },
+        { timeoutMs: 300_000 }, // a node child: minutes on arm64's node under emulation (test/arm64/run.sh)
       );
-    const withRaw = run('-all,+net_raw');
+    const withRaw = await run('-all,+net_raw');
     expect([withRaw.stdout.trim(), withRaw.status]).toEqual(['opened and closed', 0]);
-    const without = run('-all');
+    const without = await run('-all');
     expect(without.stdout.trim()).toBe(
       'EPERM opening an AF_PACKET socket (needs CAP_NET_RAW): Operation not permitted',
     );

@@ -90,6 +90,33 @@ describe('DhcpClients', () => {
     expect(types()).toEqual(['discover', 'request', 'arp', 'arp', 'arp']);
   });
 
+  it('binds without the unicast membership where the kernel has none (ENOPROTOOPT); another error fails the acquire', async () => {
+    const refuse = (code: string) => () => {
+      throw Object.assign(new Error(`adding a unicast MAC to an interface: ${code}`), { code });
+    };
+    const lost: Buffer[] = [];
+    const link = {
+      send: (_i: number, f: Buffer) => void lost.push(f),
+      addUnicast: refuse('ENODEV'),
+      dropUnicast: () => {},
+    };
+    const other = new DhcpClients({ link, log: pino({ level: 'silent' }) });
+    await expect(other.acquire(PARENT, MAC, 10_000)).rejects.toThrow(/on interface 7: .*ENODEV/);
+    expect(lost).toEqual([]); // nothing sent for it
+    other.stop();
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
+    clients.stop();
+    clients = new DhcpClients({
+      link: { ...link, send: (_i, f) => void sent.push(f), addUnicast: refuse('ENOPROTOOPT') },
+      log,
+    });
+    expect((await bind()).address).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    expect(warnings).toEqual([
+      "could not add the endpoint's MAC to the parent's unicast filter: replies to it arrive only if the parent passes them",
+    ]);
+  });
+
   it('tells the caller of the granted lease as its ARP check begins, once, before it binds', async () => {
     const checked: string[] = [];
     const pending = clients.acquire(PARENT, MAC, 10_000, undefined, (lease) => checked.push(lease.address));

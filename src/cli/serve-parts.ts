@@ -1,0 +1,15 @@
+// What `tsmacvlan serve` loads once its socket listens (early-socket.ts says why): the server and everything below.
+export { EtcdKv } from '../cluster/etcd';
+export { ClusterTable } from '../cluster/table';
+export { NetworkDriver } from '../driver/driver';
+export { IpamService } from '../ipam/service';
+export { Links } from '../kernel/links';
+export { buildServer, requestsInFlight } from '../api/server';
+export { instanceId, stateGroup } from '../state/instance';
+export { migrateState } from '../state/migrate';
+export { STATE_FILES } from '../inspect/state-formats';
+export { crashPoint } from '../state/crash';
+export { checkPatchedNetlink } from '../kernel/netlink-binding';
+export { PacketTap } from '../kernel/packet-tap';
+export { openDhcpClients } from '../dhcp/clients';
+export { Neighbourhood } from '../probe/neighbourhood';
