@@ -147,10 +147,17 @@ describe('PacketSocket', () => {
 
   it('addMulticast joins a group MAC until dropped; each kind of call refuses the other kind of MAC', () => {
     const groups = () => ip('maddr', 'show', 'dev', a);
-    socket.addMulticast(indexA, '33:33:00:00:7f:01');
-    expect(groups()).toContain('33:33:00:00:7f:01');
-    socket.dropMulticast(indexA, '33:33:00:00:7f:01');
-    expect(groups()).not.toContain('33:33:00:00:7f:01');
+    if (process.env.TSMV_TEST_ARCH) {
+      // qemu's user mode has no SOL_PACKET option (see addUnicast above): its limit, asserted.
+      expect(() => socket.addMulticast(indexA, '33:33:00:00:7f:01')).toThrow(
+        expect.objectContaining({ code: 'ENOPROTOOPT' }),
+      );
+    } else {
+      socket.addMulticast(indexA, '33:33:00:00:7f:01');
+      expect(groups()).toContain('33:33:00:00:7f:01');
+      socket.dropMulticast(indexA, '33:33:00:00:7f:01');
+      expect(groups()).not.toContain('33:33:00:00:7f:01');
+    }
     expect(() => socket.addMulticast(indexA, '02:7f:00:00:00:aa')).toThrow(/is a unicast MAC/);
     expect(() => socket.addUnicast(indexA, '33:33:00:00:7f:01')).toThrow(/is a group \(multicast\) MAC/);
   });
