@@ -124,13 +124,15 @@ export class Lab {
       routes.push(`route add ${route.Destination}${via} dev eth0`);
     }
     batch(ns, setUp);
-    // A route through a gateway can still be refused for a moment after the link comes up (EHOSTUNREACH): retried.
-    for (let attempt = 0; routes.length; attempt++) {
+    // A route through a gateway can still be refused for a while after the link comes up (EHOSTUNREACH; seconds under
+    // the VM's emulated CPU on a busy machine): retried until a generous deadline.
+    const deadline = Date.now() + 60_000;
+    while (routes.length) {
       try {
         batch(ns, routes);
         break;
       } catch (error) {
-        if (attempt === 20) throw error;
+        if (Date.now() > deadline) throw error;
         execFileSync('sleep', ['0.2']);
         routes.splice(0, routes.length, ...routes.filter((r) => !routeExists(ns, r)));
       }
