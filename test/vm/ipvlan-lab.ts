@@ -132,7 +132,10 @@ export class Lab {
         batch(ns, routes);
         break;
       } catch (error) {
-        if (Date.now() > deadline) throw error;
+        if (Date.now() > deadline) {
+          const seen = ['-d link', 'addr', 'route'].map((what) => inNs(ns, 'ip', ...what.split(' '), 'show'));
+          throw new Error(`${(error as Error).message}\nthe container's view:\n${seen.join('\n')}`);
+        }
         execFileSync('sleep', ['0.2']);
         routes.splice(0, routes.length, ...routes.filter((r) => !routeExists(ns, r)));
       }

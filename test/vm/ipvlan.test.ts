@@ -77,8 +77,9 @@ describe('ipvlan networks', () => {
     plugin = await startPlugin(plugin.stateDir);
     expect({ shim: ifindex(shimName(network)), a: ifindex('eth0', ca) }).toEqual(before);
     expect(pings(null, '10.94.0.12')).toBe(true);
-    const c = await attach(plugin, network, { ipv4: '10.94.0.13/24' });
-    const cc = lab.container('c', c.reply, { ipv4: '10.94.0.13/24' });
+    // Both families, as Docker gives every endpoint of an IPv6 network (the Join answers the IPv6 gateway too).
+    const c = await attach(plugin, network, { ipv4: '10.94.0.13/24', ipv6: 'fd00:94::13/64' });
+    const cc = lab.container('c', c.reply, { ipv4: '10.94.0.13/24', ipv6: 'fd00:94::13/64' });
     expect(pings(cc, '10.94.0.11')).toBe(true);
 
     // A MAC of the container's own cannot be had: the kernel refuses any MAC change on an ipvlan.
