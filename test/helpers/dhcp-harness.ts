@@ -7,7 +7,7 @@ import { frameFor } from '../../src/dhcp/clients';
 import { parseFrame } from '../../src/dhcp/frame';
 import { decodeMessage, SERVER_PORT } from '../../src/dhcp/message';
 import type { PacketSocket, ReceivedFrame } from '../../src/kernel/packet-socket';
-import { ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../../src/kernel/link-frames';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ethertypeOf } from '../../src/kernel/link-frames';
 import { sleep } from './dhcp-lab';
 
 export interface RecordedFrame {
@@ -98,6 +98,6 @@ export class ClientHarness {
 
 /** The packet socket passes IPv6 neighbour discovery too (address probes): DHCP's tests look at IPv4 and ARP only. */
 export function isIpv4OrArp(frame: Buffer): boolean {
-  const ethertype = frame.readUInt16BE(12);
+  const ethertype = ethertypeOf(frame);
   return ethertype === ETHERTYPE_IPV4 || ethertype === ETHERTYPE_ARP;
 }
