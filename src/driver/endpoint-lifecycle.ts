@@ -273,15 +273,20 @@ export class EndpointLifecycle {
   private async noteReleasesDue(networkId: string, endpoint: EndpointRecord): Promise<void> {
     const network = this.state.networks.get(networkId);
     if (!this.releaseDue || !network || endpoint.lease) return;
-    for (const [data, address] of [
+    const note = this.releaseDue;
+    const families = [
       [network.ipv4, endpoint.ipv4],
       [network.ipv6, endpoint.ipv6],
-    ] as const) {
-      if (!data || !address) continue;
-      await this.releaseDue(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) =>
-        this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address'),
-      );
-    }
+    ] as const;
+    // The two families' subnets have journals of their own: their notes are written side by side.
+    await Promise.all(
+      families.map(async ([data, address]) => {
+        if (!data || !address) return;
+        await note(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) =>
+          this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address'),
+        );
+      }),
+    );
   }
 
   private async deleteLocked(networkId: string, endpointId: string): Promise<void> {
