@@ -45,6 +45,10 @@ export function serveCommand(args: string[]): Promise<void> {
 
 async function serve(options: ServeOptions): Promise<void> {
   process.umask(0o077); // state readable by root only
+  // A state a newer version wrote is refused before the socket exists. Docker counts a plugin whose socket answers
+  // its dial as enabled and restarts it each time it exits; with no socket, `docker plugin enable` fails and stops.
+  const { refuseNewerState } = await import('../state/migrate');
+  refuseNewerState(options.stateDir, (await import('../inspect/state-formats')).STATE_FILES);
   const early = await EarlySocket.bind(options.socket);
   const { default: pino } = await import('pino');
   const log = pino({ level: options.logLevel, base: { pid: process.pid } });

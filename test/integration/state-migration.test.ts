@@ -245,9 +245,14 @@ describe('a state dir written by tsmacvlan 0.1.0', () => {
       `the state in ${dir} was written by tsmacvlan 9\\.9\\.9, in formats newer than this tsmacvlan \\([^)]+\\) reads: network-record format 4 \\(this version reads up to 3\\)\\. Run tsmacvlan 9\\.9\\.9 or newer on it`,
     );
 
-    const { daemon } = start(dir);
+    // The socket never appears: Docker would count a plugin that answered its dial as enabled, and restart it.
+    const { daemon, socket } = start(dir);
+    let socketSeen = false;
+    const watch = setInterval(() => (socketSeen ||= existsSync(socket)), 2);
     expect(await daemon.exited).toBe(1);
+    clearInterval(watch);
     expect(daemon.output()).toMatch(refusal);
+    expect(socketSeen, 'the refused plugin bound its socket').toBe(false);
     const gc = cli(['gc', '--socket', join(work, 'none.sock'), '--state-dir', dir]);
     expect(gc.code).toBe(1);
     expect(gc.out).toMatch(refusal);
