@@ -24,6 +24,12 @@ export interface Range {
   vet?: (address: bigint) => Promise<string | undefined>;
 }
 
+/** This host's addresses a dynamic take must pass over: those its takes are trying, and those withheld. */
+export interface Own {
+  busy: Set<bigint>;
+  withheld: ReadonlySet<bigint>;
+}
+
 /** Candidates tried before a take gives up: each loss means another host took that address meanwhile. */
 const MAX_ATTEMPTS = 32;
 /** Candidates a device on the LAN answered for, claimed as its and passed over, before a take gives up. */
@@ -59,11 +65,11 @@ export class DynamicTakes {
     view: SubnetView,
     range: Range,
     claim: Claim,
-    busy: Set<bigint>,
+    own: Own,
     settle: () => Promise<void>,
   ): Promise<bigint> {
     try {
-      return await this.take(view, range, claim, busy);
+      return await this.take(view, range, claim, own);
     } catch (err) {
       if (!(err instanceof RangeFullError)) throw err;
       await settle();
@@ -72,12 +78,15 @@ export class DynamicTakes {
         const { entries, revision } = await this.kv.range(view.prefix);
         view.refresh(entries, revision);
       }
-      return this.take(view, range, claim, busy);
+      return this.take(view, range, claim, own);
     }
   }
 
-  /** Takes a free address of `range` for `claim`; `busy` holds what this host's takes are trying in the subnet. */
-  async take(view: SubnetView, range: Range, claim: Claim, busy: Set<bigint>): Promise<bigint> {
+  /**
+   * Takes a free address of `range` for `claim`; `own.busy` holds what this host's takes are trying in the subnet,
+   * `own.withheld` what they must not take yet.
+   */
+  async take(view: SubnetView, range: Range, claim: Claim, own: Own): Promise<bigint> {
     const lane = `${view.subnet.text} ${range.lo}-${range.hi}`;
     let gates = this.gates.get(lane);
     if (!gates) this.gates.set(lane, (gates = { all: new Gate(IN_FLIGHT), away: new Gate(1) }));
@@ -87,19 +96,21 @@ export class DynamicTakes {
     const away = this.picker.away(lane) ? gates.away : undefined;
     await away?.enter();
     try {
-      return await this.walk(view, range, claim, lane, busy);
+      return await this.walk(view, range, claim, lane, own);
     } finally {
       away?.leave();
       gates.all.leave();
     }
   }
 
-  private async walk(view: SubnetView, range: Range, claim: Claim, lane: string, busy: Set<bigint>): Promise<bigint> {
+  private async walk(view: SubnetView, range: Range, claim: Claim, lane: string, own: Own): Promise<bigint> {
+    const { busy, withheld } = own;
     const value = encodeClaims([claim]);
     let devices = 0;
     for (let attempt = 0; attempt < MAX_ATTEMPTS;) {
       const owners = { version: view.ownersVersion, ids: () => view.owners() };
-      const candidate = this.picker.pick(lane, range.lo, range.hi, owners, this.instance, view.occupancy(busy));
+      const occupancy = view.occupancy(busy, withheld);
+      const candidate = this.picker.pick(lane, range.lo, range.hi, owners, this.instance, occupancy);
       if (candidate === undefined) throw this.exhausted(view, range);
       const key = addressKey(this.kv.prefix, view.subnet, candidate);
       busy.add(candidate);
@@ -118,7 +129,7 @@ export class DynamicTakes {
       }
       if (settleWrite(view, key, candidate, claim, result, value)) return candidate;
       // Another host is taking addresses here right now: go somewhere else rather than chase it.
-      this.picker.lost(lane, range.lo, range.hi, view.occupancy(busy));
+      this.picker.lost(lane, range.lo, range.hi, view.occupancy(busy, withheld));
     }
     throw new PluginError(
       `could not take an address in ${describeRange(range)}: other hosts took each of ${MAX_ATTEMPTS} candidates first; retry (the range is nearly full or very busy)`,
@@ -132,10 +143,11 @@ export class DynamicTakes {
   }
 
   /** The candidates the next takes of `range` would try, in order (see Picker.upcoming). */
-  upcoming(view: SubnetView, range: Range, busy: Set<bigint>, n: number): bigint[] {
+  upcoming(view: SubnetView, range: Range, own: Own, n: number): bigint[] {
     const lane = `${view.subnet.text} ${range.lo}-${range.hi}`;
     const owners = { version: view.ownersVersion, ids: () => view.owners() };
-    return this.picker.upcoming(lane, range.lo, range.hi, owners, this.instance, view.occupancy(busy), n);
+    const occupancy = view.occupancy(own.busy, own.withheld);
+    return this.picker.upcoming(lane, range.lo, range.hi, owners, this.instance, occupancy, n);
   }
 
   private crowded(range: Range): PluginError {

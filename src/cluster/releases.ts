@@ -30,6 +30,8 @@ function newId(): string {
 class Queued {
   private readonly byId = new Map<string, Release>();
   private readonly index = new Map<string, Set<string>>();
+  /** Per subnet, the addresses of releases Docker asked for (by address and pool, not by token) still queued. */
+  private readonly named = new Map<string, Set<bigint>>();
 
   get size(): number {
     return this.byId.size;
@@ -58,6 +60,8 @@ class Queued {
     let ids = this.index.get(key);
     if (!ids) this.index.set(key, (ids = new Set()));
     ids.add(id);
+    const address = namedAddress(release);
+    if (address !== undefined) this.namedIn(release.subnet).add(address);
   }
 
   delete(id: string): void {
@@ -67,13 +71,30 @@ class Queued {
     const key = indexKey(release);
     const ids = this.index.get(key);
     ids?.delete(id);
-    if (ids?.size === 0) this.index.delete(key);
+    if (ids?.size === 0) {
+      this.index.delete(key);
+      const address = namedAddress(release);
+      if (address !== undefined) this.named.get(release.subnet)?.delete(address);
+    }
+  }
+
+  /** The addresses of `subnet` with a release by address queued: a live set, kept as releases come and go. */
+  namedIn(subnet: string): Set<bigint> {
+    let addresses = this.named.get(subnet);
+    if (!addresses) this.named.set(subnet, (addresses = new Set()));
+    return addresses;
   }
 
   /** Ids of the releases of pool `ref`, of `address`, or by token, in `subnet`. */
   of(key: { subnet: string; pool?: string; address?: bigint }): Iterable<string> {
     return this.index.get(indexKey(key)) ?? [];
   }
+}
+
+/** The address a release Docker asked for names: it removes whichever claim of the pool the address holds then. */
+function namedAddress(release: Release): bigint | undefined {
+  if (release.at !== undefined || release.pool !== undefined || release.address === undefined) return undefined;
+  return parseIp(release.address)?.value;
 }
 
 function indexKey(release: { subnet: string; pool?: string; address?: string | bigint }): string {
@@ -311,6 +332,16 @@ export class ReleaseQueue {
       return release.subnet === subnet && release.pool === undefined;
     });
     for (const id of ids) await this.apply(id);
+  }
+
+  /**
+   * The addresses of `subnet` a release Docker asked for still names (a live set). A new take must not pick one: such
+   * a release removes this instance's claim of the pool on the address, and if it was applied already but its answer
+   * was lost (an etcd outage, a crash before the done mark), its next try would remove the new claim instead, under
+   * a container using the address. Settled first (see settleSubnet), it finds nothing and is done.
+   */
+  namedAddresses(subnet: string): ReadonlySet<bigint> {
+    return this.queue.namedIn(subnet);
   }
 
   /** A queued release of pool `ref` in `subnet`, which a new take of that pool must wait for. */

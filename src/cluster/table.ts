@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { crashPoint } from '../state/crash';
 import { PluginError } from '../errors';
 import { type Cidr, contains, formatIp, parseCidr } from '../ip/address';
-import { DynamicTakes, settleWrite } from './dynamic-takes';
+import { DynamicTakes, type Own, settleWrite } from './dynamic-takes';
 import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared, newToken } from './keys';
@@ -196,8 +196,8 @@ export class ClusterTable {
     let address: bigint;
     try {
       if (request.address === undefined)
-        address = await this.dynamic.takeFresh(view, request, claim, this.busyOf(view.subnet.text), () =>
-          this.releases.settleSubnet(view.subnet.text),
+        address = await this.dynamic.takeFresh(view, request, claim, this.ownOf(subnet), () =>
+          this.releases.settleSubnet(subnet),
         );
       else if (isShared(request.kind)) address = await this.takeShared(view, request.address, claim);
       else address = await this.takeGiven(view, request.address, claim);
@@ -239,6 +239,11 @@ export class ClusterTable {
     } catch (err) {
       this.log.warn({ err, at }, 'could not mark a failed cluster take in the intent log; the next start looks it up');
     }
+  }
+
+  /** What this host's dynamic takes of `subnet` must pass over (see DynamicTakes.take). */
+  private ownOf(subnet: string): Own {
+    return { busy: this.busyOf(subnet), withheld: this.releases.namedAddresses(subnet) };
   }
 
   private busyOf(subnet: string): Set<bigint> {
@@ -345,7 +350,7 @@ export class ClusterTable {
   /** The candidates the next dynamic takes of `request` would try (see DynamicTakes.upcoming). */
   async upcoming(request: TakeRequest, n: number): Promise<bigint[]> {
     const view = await this.view(request.subnet.text);
-    return this.dynamic.upcoming(view, request, this.busyOf(request.subnet.text), n);
+    return this.dynamic.upcoming(view, request, this.ownOf(request.subnet.text), n);
   }
 
   /** This instance's device claims in [lo, hi] of `subnet`: what its probes found held, to be probed again. */

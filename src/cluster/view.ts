@@ -46,6 +46,7 @@ function holds(held: Held, instance: string): boolean {
 
 /** Tombstones kept beyond this are pruned once the watch has passed them. */
 const TOMBSTONE_LIMIT = 1024;
+const NONE: ReadonlySet<bigint> = new Set();
 
 export class SubnetView {
   readonly prefix: string;
@@ -163,15 +164,24 @@ export class SubnetView {
     return new Set(this.claimsOf.keys());
   }
 
-  /** What candidate choice sees: held addresses, and those a take of this host is trying right now. */
-  occupancy(busy: Set<bigint>): Occupancy {
+  /**
+   * What candidate choice sees: held addresses, those a take of this host is trying right now, and those it must not
+   * take yet (`withheld`: see ReleaseQueue.namedAddresses).
+   */
+  occupancy(busy: ReadonlySet<bigint>, withheld: ReadonlySet<bigint> = NONE): Occupancy {
+    const taken = (value: bigint) => this.held.has(value) || busy.has(value) || withheld.has(value);
     return {
-      taken: (value) => this.held.has(value) || busy.has(value),
-      count: () => this.held.size + busy.size,
+      taken,
+      count: () => {
+        let extra = 0;
+        for (const value of withheld) if (!this.held.has(value) && !busy.has(value)) extra++;
+        return this.held.size + busy.size + extra;
+      },
       sorted: (lo, hi) => {
         const all = new Set<bigint>();
         for (const value of this.held.keys()) if (value >= lo && value <= hi) all.add(value);
         for (const value of busy) if (value >= lo && value <= hi) all.add(value);
+        for (const value of withheld) if (value >= lo && value <= hi) all.add(value);
         return [...all].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
       },
     };
