@@ -20,6 +20,13 @@ import type { Pool } from './subnet-model';
 const MAX_WAITS = 32;
 /** Device holdings one take records and passes over before it gives up. */
 const MAX_DEVICES = 256;
+/**
+ * How old a verdict that an address is held may be and still make it a device's. A free verdict is trusted for
+ * FRESH_MS; a held one older than this is asked again first: its holder may have been a container (another host's,
+ * or one of this host's that has gone since), and a device holding keeps the address from every container until its
+ * recheck. Asking again costs one probe, and only where something answered.
+ */
+export const HELD_FRESH_MS = 1000;
 
 /** Checks --ipam-opt probe=...; whether the pool's addresses are probed. */
 export function probeOption(options: Record<string, string>): boolean {
@@ -114,6 +121,11 @@ export class ProbedTakes {
         if (taken.value !== head) throw new Error(`lane gave ${taken.value}, not the probed ${head}`);
         return taken;
       }
+      if (verdict?.held && !this.neighbourhood.recent(subnet.cidr, head, HELD_FRESH_MS)) {
+        if (++waits > MAX_WAITS) break;
+        await this.ask(subnet.cidr, head); // then peeked again: the lane may have moved meanwhile
+        continue;
+      }
       if (verdict?.held) {
         this.host.record(subnet.cidr, subnet.holdForDevice(head, pool, verdict.mac, this.now()));
         this.heldLog(subnet.cidr, head, verdict, pool);
@@ -140,7 +152,9 @@ export class ProbedTakes {
 
   private async vet(pool: Pool, address: bigint): Promise<string | undefined> {
     const cidr = pool.subnet.cidr;
-    const verdict = this.neighbourhood.recent(cidr, address, FRESH_MS) ?? (await this.ask(cidr, address));
+    const kept = this.neighbourhood.recent(cidr, address, FRESH_MS);
+    const trusted = kept?.held ? this.neighbourhood.recent(cidr, address, HELD_FRESH_MS) : kept;
+    const verdict = trusted ?? (await this.ask(cidr, address));
     if (!verdict?.held) return undefined;
     this.heldLog(cidr, address, verdict, pool);
     return verdict.mac;
