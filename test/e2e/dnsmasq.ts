@@ -19,13 +19,15 @@ export interface ServerOptions {
   reservations?: Reservation[];
   /** An option 121 route through the switch, e.g. '10.232.0.0/16'. */
   classless?: string;
+  /** More dnsmasq options, e.g. router advertisements (--enable-ra). */
+  extraArgs?: string[];
 }
 
 export class DhcpServer {
   readonly dir = mkdtempSync(join(tmpdir(), 'tsmv-dnsmasq-'));
   private child: ChildProcess | undefined;
 
-  async start(sw: Switch, { range, reservations = [], classless }: ServerOptions): Promise<void> {
+  async start(sw: Switch, { range, reservations = [], classless, extraArgs }: ServerOptions): Promise<void> {
     writeFileSync(this.hostsFile, reservations.map((r) => `${r.mac},${r.address}\n`).join(''));
     const net = sw.bridgeIp.split('.').slice(0, 3).join('.');
     this.child = startDnsmasq({
@@ -37,6 +39,7 @@ export class DhcpServer {
       classless: classless ? { destination: classless, gateway: sw.bridgeIp } : undefined,
       hostsFile: this.hostsFile,
       dir: this.dir,
+      ...(extraArgs && { extraArgs }),
     });
     await eventually(() => expect(dnsmasqListening(this.dir)).toBe(true), 10_000);
   }
