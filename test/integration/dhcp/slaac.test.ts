@@ -98,6 +98,70 @@ describe('SLAAC on a DHCP network with --ipv6, against dnsmasq as the router', (
     ).toBe(200);
   });
 
+  it.each([
+    [
+      'an IPv6 subnet from an IPAM',
+      {},
+      'fd99::/64',
+      /got the IPv6 subnet fd99::\/64 from its IPAM driver; create it with --ipam-driver null/,
+    ],
+    [
+      'ipvlan links (one MAC for all)',
+      { ipvlan_mode: 'l2' },
+      '::/0',
+      /ipvlan links share their parent's MAC; use a macvlan network/,
+    ],
+  ])(
+    'CreateNetwork with --ipv6 is refused with %s, saying what to type instead',
+    async (_what, extra, pool, message) => {
+      const networkId = id();
+      const res = await plugin.call('NetworkDriver.CreateNetwork', {
+        NetworkID: networkId,
+        Options: {
+          'com.docker.network.enable_ipv6': true,
+          'com.docker.network.generic': { parent: lab.parent, dhcp: 'true', ...extra },
+        },
+        IPv4Data: [{ AddressSpace: 'null', Pool: '0.0.0.0/0' }],
+        IPv6Data: [{ AddressSpace: 'null', Pool: pool }],
+      });
+      expect(res.status).toBe(500);
+      expect(res.json.Err).toMatch(message);
+      expect(plugin.driver.listNetworks().map((n) => n.id)).not.toContain(networkId);
+    },
+  );
+
+  it('an IPv6-only network (--ipv4=false) asks for no DHCPv4 lease: only the SLAAC address, and Join has no IPv4 gateway', async () => {
+    const only6 = id();
+    const res = await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: only6,
+      Options: {
+        'com.docker.network.enable_ipv6': true,
+        'com.docker.network.enable_ipv4': false,
+        'com.docker.network.generic': { parent: lab.parent, dhcp: 'true' },
+      },
+      IPv4Data: [],
+      IPv6Data: [{ AddressSpace: 'null', Pool: '::/0' }],
+    });
+    expect(res.status, JSON.stringify(res.json)).toBe(200);
+    const mac = '02:7e:00:00:06:04';
+    const endpointId = id();
+    const created = await plugin.call('NetworkDriver.CreateEndpoint', {
+      NetworkID: only6,
+      EndpointID: endpointId,
+      Interface: { Address: '', AddressIPv6: '', MacAddress: mac },
+      Options: {},
+    });
+    expect(created.status, JSON.stringify(created.json)).toBe(200);
+    expect(created.json.Interface).toEqual({ AddressIPv6: `${slaacOf(mac)}/64` });
+    expect(lab.serverLeases().map((l) => l.mac)).not.toContain(mac);
+    const joined = await plugin.call('NetworkDriver.Join', { NetworkID: only6, EndpointID: endpointId, Options: {} });
+    expect(joined.status, JSON.stringify(joined.json)).toBe(200);
+    expect(joined.json).toMatchObject({ GatewayIPv6: routerLinkLocal, DisableGatewayService: false });
+    expect(joined.json.Gateway).toBeUndefined();
+    await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: only6, EndpointID: endpointId });
+    expect((await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: only6 })).status).toBe(200);
+  });
+
   it('a device that holds the SLAAC address answers the duplicate address check: CreateEndpoint is refused naming it', async () => {
     const mac = '02:7e:00:00:06:02';
     lab.squatter(slaacOf(mac));
