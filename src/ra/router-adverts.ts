@@ -58,10 +58,17 @@ interface Watched {
   mac: string;
   networks: number;
   waiters: Set<() => void>;
+  /** When the last solicitation went out: adverts that bring no usable prefix must not set off another at once. */
+  solicitedAt: number;
 }
 
 /** How often lifetimes are checked for expiry. */
 const SWEEP_MS = 5000;
+/**
+ * At most one solicitation a second per parent while a container waits for a prefix (RFC 4861 §6.3.7 has a host send
+ * 3, 4 s apart; a container start cannot wait that long). Each answer to all nodes wakes the waiters: without this
+ * bound, a router advertising only deprecated prefixes would be solicited as fast as it answers.
+ */
 const SOLICIT_INTERVAL_MS = 1000;
 
 export class RouterAdverts {
@@ -99,6 +106,7 @@ export class RouterAdverts {
       mac,
       networks: (known?.networks ?? 0) + 1,
       waiters: new Set(),
+      solicitedAt: -Infinity,
     };
     this.parents.set(parent, watched);
     this.byIndex.set(ifindex, watched);
@@ -138,9 +146,10 @@ export class RouterAdverts {
       if (prefix && watched.state.router) return { router: watched.state, prefix };
       const left = deadline - this.now();
       if (left <= 0) throw new NoRouterAnswer(`no router advertised a SLAAC prefix on ${parent}`);
-      this.solicit(watched);
+      if (this.now() - watched.solicitedAt >= SOLICIT_INTERVAL_MS) this.solicit(watched);
+      const untilNext = SOLICIT_INTERVAL_MS - (this.now() - watched.solicitedAt);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, SOLICIT_INTERVAL_MS));
+        const timer = setTimeout(done, Math.max(Math.min(left, untilNext), 10));
         function done() {
           clearTimeout(timer);
           watched!.waiters.delete(done);
@@ -185,6 +194,7 @@ export class RouterAdverts {
   }
 
   private solicit(watched: Watched): void {
+    watched.solicitedAt = this.now();
     try {
       this.handle?.send(watched.state.ifindex, buildRouterSolicitation(watched.mac));
     } catch (error) {
@@ -223,7 +233,7 @@ export class RouterAdverts {
     const condition: PrefixCondition =
       advertised.validSeconds === 0 ? 'withdrawn' : advertised.preferredSeconds === 0 ? 'deprecated' : 'valid';
     const before = state.prefixes.get(text);
-    if (!before && condition !== 'valid') return; // never known here: nothing to report
+    if (!before && condition === 'withdrawn') return; // never known here: nothing to report
     state.prefixes.set(text, {
       text,
       prefix: advertised.prefix,
@@ -233,7 +243,7 @@ export class RouterAdverts {
       ...(until(advertised.preferredSeconds) !== undefined && { preferredUntil: until(advertised.preferredSeconds) }),
       condition,
     });
-    if (before && before.condition !== condition) {
+    if (before && before.condition !== condition && !(before.condition === 'expired' && condition === 'withdrawn')) {
       if (condition === 'valid') this.log.info({ parent: state.parent, prefix: text }, 'IPv6 prefix advertised again');
       else this.report(state, text, condition);
     }

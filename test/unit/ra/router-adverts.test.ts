@@ -80,4 +80,20 @@ describe('RouterAdverts', () => {
     expect(losses.map((l) => l.condition)).toEqual(['withdrawn', 'deprecated', 'expired']);
     adverts.close();
   });
+
+  it('a router that answers with a deprecated prefix only is not solicited again at each answer', async () => {
+    const { adverts, sent, advertise, tick } = rig();
+    adverts.watch('eth1', 7, '02:00:00:00:00:07');
+    const waiting = adverts.slaacPrefix('eth1', 2000);
+    for (let i = 0; i < 20; i++) {
+      advertise(600, 0); // valid, not preferred: no new address may be formed in it
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(sent.length).toBeLessThanOrEqual(2);
+    expect(adverts.routers('eth1')?.prefixes.get(TEXT)?.condition).toBe('deprecated');
+    tick(3000);
+    advertise(600, 0);
+    await expect(waiting).rejects.toThrow(/no router advertised a SLAAC prefix/);
+    adverts.close();
+  });
 });
