@@ -109,9 +109,13 @@ export const networkDriverRoutes: FastifyPluginAsync<{ driver: NetworkDriver }> 
       ...(Interface?.AddressIPv6 && { ipv6: Interface.AddressIPv6 }),
     });
     // Only fields Docker left empty: echoing one it set makes Docker roll the endpoint back.
-    if (!filled.mac && !filled.ipv4) return {};
+    if (!filled.mac && !filled.ipv4 && !filled.ipv6) return {};
     return {
-      Interface: { ...(filled.ipv4 && { Address: filled.ipv4 }), ...(filled.mac && { MacAddress: filled.mac }) },
+      Interface: {
+        ...(filled.ipv4 && { Address: filled.ipv4 }),
+        ...(filled.ipv6 && { AddressIPv6: filled.ipv6 }),
+        ...(filled.mac && { MacAddress: filled.mac }),
+      },
     };
   });
 

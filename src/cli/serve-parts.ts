@@ -13,3 +13,4 @@ export { checkPatchedNetlink } from '../kernel/netlink-binding';
 export { PacketTap } from '../kernel/packet-tap';
 export { openDhcpClients } from '../dhcp/clients';
 export { Neighbourhood } from '../probe/neighbourhood';
+export { RouterAdverts } from '../ra/router-adverts';

@@ -88,10 +88,12 @@ async function serve(options: ServeOptions): Promise<void> {
   // One packet socket for DHCP and the address probes, opened at the first need of either.
   const tap = new PacketTap((error) => log.error({ error: error.message }, 'packet socket error'));
   const neighbourhood = new Neighbourhood({ tap, links, log });
+  const routerAdverts = new parts.RouterAdverts(tap, log);
   // The driver tells the IPAM of each deleted endpoint's addresses, whose releases Docker owes (ipam/release-dues.ts).
   const driver = new NetworkDriver(links, options.stateDir, log, {
     openDhcp: (l) => openDhcpClients(l, tap),
     neighbourhood,
+    routerAdverts,
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
   const cluster = options.etcd && openCluster(parts, options.etcd, options.stateDir, log);
@@ -150,6 +152,7 @@ async function serve(options: ServeOptions): Promise<void> {
     await cluster?.kv.close();
     phase = 'deleting endpoint links';
     neighbourhood.close();
+    routerAdverts.close();
     await driver.close();
     links.close();
     process.exit(0);

@@ -6,15 +6,20 @@ import type { ChildMode } from '../kernel/link-info';
 import { dhcpProblem } from './link-kind';
 
 export interface DhcpSettings {
-  /** How long a CreateEndpoint waits for a lease before it fails. */
+  /** How long a CreateEndpoint waits for a lease (and for a router's SLAAC prefix) before it fails. */
   timeoutSeconds: number;
+  /** --ipv6: endpoints get an IPv6 address from the LAN's router advertisements (SLAAC; see docs/ipv6.md). */
+  ipv6?: 'slaac';
+  /** --ipv4=false (Docker 28+): no DHCPv4 lease is asked for. */
+  noIpv4?: true;
 }
 
 export const DEFAULT_DHCP_TIMEOUT_SECONDS = 10;
 const MAX_DHCP_TIMEOUT_SECONDS = 25; // Docker gives up on a plugin request after 30 s
 
-/** What Docker's null IPAM sends as the IPv4 pool: the network has no subnet of its own. */
+/** What Docker's null IPAM sends as the pools (IPv6 from 28.0; before, it refuses --ipv6): no subnet of its own. */
 const NULL_IPAM_POOL = '0.0.0.0/0';
+const NULL_IPAM_POOL_V6 = '::/0';
 
 /** Parses `dhcp` and `dhcp_timeout`; undefined when the network does not use DHCP. */
 export function parseDhcpOptions(dhcp: string | undefined, timeout: string | undefined): DhcpSettings | undefined {
@@ -41,6 +46,8 @@ export function checkDhcpNetwork(
   options: { parent?: string; link: ChildMode; hostAccess?: string },
   /** The IPv4 data Docker's IPAM gave the network (only its pool matters here). */
   ipv4: { pool: string } | undefined,
+  /** The IPv6 data, with --ipv6. */
+  ipv6?: { pool: string },
 ): void {
   if (!options.parent)
     throw new PluginError(
@@ -51,8 +58,17 @@ export function checkDhcpNetwork(
       `dhcp=true takes addresses from the LAN's DHCP server, but this network got the subnet ${ipv4.pool} from its IPAM driver; ` +
         `create it with --ipam-driver null and without --subnet, --gateway or --ip-range`,
     );
+  if (ipv6 && ipv6.pool !== NULL_IPAM_POOL_V6)
+    throw new PluginError(
+      `dhcp=true takes IPv6 addresses from the LAN's router advertisements, but this network got the IPv6 subnet ${ipv6.pool} from its IPAM driver; ` +
+        `create it with --ipam-driver null and without an IPv6 --subnet`,
+    );
   const problem = dhcpProblem(options.link);
   if (problem) throw new PluginError(problem);
+  if (ipv6 && options.link.kind !== 'macvlan')
+    throw new PluginError(
+      "dhcp=true with --ipv6 forms each container's address from its own MAC (SLAAC), and ipvlan links share their parent's MAC; use a macvlan network (leave out ipvlan_mode) or leave out --ipv6",
+    );
   if (options.hostAccess)
     throw new PluginError(
       'host_access needs a --subnet to route, which a DHCP network does not have; leave host_access out with dhcp=true',

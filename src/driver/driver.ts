@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { Links } from '../kernel/links';
 import type { Neighbourhood } from '../probe/neighbourhood';
+import type { RouterAdverts } from '../ra/router-adverts';
 import { KeyedMutex } from '../state/keyed-mutex';
 import { type DhcpFigures, DhcpLeases, type OpenClients } from './dhcp-leases';
 import { DriverState } from './driver-state';
@@ -22,6 +23,7 @@ import { NetworkLifecycle, type CreateNetworkRequest } from './network-lifecycle
 import type { NetworkRecord } from './network-options';
 import { Parents } from './parents';
 import type { Repair } from './reconcile';
+import { SlaacEndpoints } from './slaac-endpoints';
 import { repairAtStart } from './start-up-repair';
 
 export type { CreateEndpointRequest, CreateNetworkRequest, JoinAnswer };
@@ -31,6 +33,8 @@ export interface DriverOptions {
   /** Told which LAN each network's subnets are on, asked about --ip addresses (probe before use). */
   neighbourhood?: Neighbourhood;
   releaseDue?: ReleaseDue;
+  /** Heard on the parents of DHCP networks with IPv6: their SLAAC prefixes and routers. */
+  routerAdverts?: RouterAdverts;
 }
 
 /** What the driver keeps count of, read by the metrics on scrape. */
@@ -51,12 +55,13 @@ export class NetworkDriver {
   private readonly endpointLife: EndpointLifecycle;
   private readonly dhcp: DhcpLeases;
   private readonly lan: LanAddresses;
+  private readonly slaac: SlaacEndpoints;
 
   constructor(
     private readonly links: Links,
     stateDir: string,
     private readonly log: Logger,
-    { openDhcp, neighbourhood, releaseDue }: DriverOptions = {},
+    { openDhcp, neighbourhood, releaseDue, routerAdverts }: DriverOptions = {},
   ) {
     this.state = new DriverState(stateDir);
     this.parents = new Parents(links);
@@ -66,7 +71,9 @@ export class NetworkDriver {
     this.networkLife = new NetworkLifecycle(this.state, this.parents, hostAccess, this.upkeep, parentLocks, log);
     const endpointLocks = new KeyedMutex();
     this.dhcp = new DhcpLeases(links, this.state, endpointLocks, log, openDhcp);
-    this.endpointLife = new EndpointLifecycle(links, this.state, hostAccess, this.dhcp, endpointLocks, log, releaseDue);
+    this.slaac = new SlaacEndpoints(links, this.state, routerAdverts, neighbourhood, endpointLocks, log);
+    const { state, dhcp, slaac } = this;
+    this.endpointLife = new EndpointLifecycle(links, state, hostAccess, dhcp, slaac, endpointLocks, log, releaseDue);
     this.lan = new LanAddresses(neighbourhood);
     for (const network of this.state.networks.values()) this.lan.attach(network);
   }
@@ -79,7 +86,10 @@ export class NetworkDriver {
     const { links, state, parents, upkeep, log } = this;
     const unanswered = state.unanswered.endpoints;
     const repairs = await repairAtStart({ links, state, parents, upkeep, log }, dryRun);
-    if (!dryRun) await this.dhcp.resumeAtStart([...state.endpoints.values()], unanswered);
+    if (dryRun) return repairs;
+    await this.dhcp.resumeAtStart([...state.endpoints.values()], unanswered);
+    // Each parent of an IPv6 DHCP network is asked for a router advertisement now: prefixes known before a container needs one.
+    for (const network of state.networks.values()) await this.slaac.watch(network);
     return repairs;
   }
 
@@ -112,9 +122,11 @@ export class NetworkDriver {
   }
 
   async createNetwork(req: CreateNetworkRequest): Promise<void> {
+    const retry = this.state.networks.has(req.networkId);
     await this.networkLife.create(req);
     const network = this.state.networks.get(req.networkId);
     if (network) this.lan.attach(network);
+    if (network && !retry) await this.slaac.watch(network);
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
@@ -125,7 +137,10 @@ export class NetworkDriver {
     try {
       await this.networkLife.delete(network);
     } finally {
-      if (!this.state.networks.has(networkId)) this.lan.detach(networkId);
+      if (!this.state.networks.has(networkId)) {
+        this.lan.detach(networkId);
+        this.slaac.unwatch(network);
+      }
     }
   }
 

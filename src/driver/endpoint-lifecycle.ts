@@ -12,6 +12,7 @@ import { dhcpIdentity, type DhcpLeases } from './dhcp-leases';
 import { connectedDefaults, joinRoutes, type StaticRoute } from './dhcp-network';
 import type { DriverState } from './driver-state';
 import { endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
+import type { SlaacEndpoints } from './slaac-endpoints';
 import type { HostAccess } from './host-access';
 import { childMode, onLan, ownMac, unlessUnsupported } from './link-kind';
 import type { NetworkRecord } from './network-options';
@@ -36,6 +37,8 @@ export interface CreatedEndpoint {
   mac?: string;
   /** CIDR: the address leased on a DHCP network. */
   ipv4?: string;
+  /** CIDR: the SLAAC address on a DHCP network with IPv6. */
+  ipv6?: string;
 }
 
 /**
@@ -53,6 +56,7 @@ export class EndpointLifecycle {
     private readonly state: DriverState,
     private readonly hostAccess: HostAccess,
     private readonly dhcp: DhcpLeases,
+    private readonly slaac: SlaacEndpoints,
     /** One request at a time per endpoint: Docker sends them in order, a client that does not must not tangle them. */
     private readonly endpointLocks: KeyedMutex,
     private readonly log: Logger,
@@ -80,6 +84,11 @@ export class EndpointLifecycle {
         `network ${req.networkId.slice(0, 12)} leases its addresses from the LAN's DHCP server, so Docker must give none (got ${req.ipv4}); ` +
           `leave out --ip, and pin an address with a reservation for the container's --mac-address on the server instead`,
       );
+    if (network.dhcp?.ipv6 && req.ipv6)
+      throw new PluginError(
+        `network ${req.networkId.slice(0, 12)} forms its IPv6 addresses from the LAN router's prefix and each container's MAC, so Docker must give none (got ${req.ipv6}); ` +
+          `leave out --ip6, and choose the address through --mac-address instead`,
+      );
     const record: EndpointRecord = {
       id: req.endpointId,
       networkId: req.networkId,
@@ -93,8 +102,9 @@ export class EndpointLifecycle {
     try {
       if (!record.mac) record.mac = await this.parentMac(network, req.mac);
       let answered = record;
-      if (network.dhcp) answered = await this.leaseFor(network, record, () => (leased = true));
-      else {
+      if (network.dhcp && !network.dhcp.noIpv4) answered = await this.leaseFor(network, record, () => (leased = true));
+      if (network.dhcp?.ipv6) answered = await this.slaac.address(network, answered);
+      if (!network.dhcp) {
         await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
         crashPoint('endpoint-recorded');
       }
@@ -108,6 +118,7 @@ export class EndpointLifecycle {
       return {
         ...(!req.mac && ownMac(childMode(network)) && { mac: record.mac }),
         ...(answered.lease && { ipv4: answered.ipv4 }),
+        ...(answered.slaac && { ipv6: answered.ipv6 }),
       };
     } catch (err) {
       this.state.forgetEndpoint(record);
@@ -188,7 +199,7 @@ export class EndpointLifecycle {
         `endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`,
       );
     }
-    if (network.dhcp && !endpoint.lease)
+    if (network.dhcp && !network.dhcp.noIpv4 && !endpoint.lease)
       throw new PluginError(
         `endpoint ${endpoint.id.slice(0, 12)} lost its DHCP lease of ${endpoint.leaseLost?.address ?? 'its address'}; disconnect and connect the container again for a new one`,
       );
@@ -323,13 +334,17 @@ function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest, answer
   const same =
     existing.networkId === req.networkId &&
     (existing.lease ? req.ipv4 === undefined : existing.ipv4 === req.ipv4) &&
-    existing.ipv6 === req.ipv6 &&
+    (existing.slaac ? req.ipv6 === undefined : existing.ipv6 === req.ipv6) &&
     (!req.mac || (answersMac && req.mac === existing.mac));
   if (!same)
     throw new PluginError(
       `endpoint ${req.endpointId.slice(0, 12)} already exists on network ${existing.networkId.slice(0, 12)} with other settings; endpoint ids are unique`,
     );
-  return { ...(!req.mac && answersMac && { mac: existing.mac }), ...(existing.lease && { ipv4: existing.ipv4 }) };
+  return {
+    ...(!req.mac && answersMac && { mac: existing.mac }),
+    ...(existing.lease && { ipv4: existing.ipv4 }),
+    ...(existing.slaac && { ipv6: existing.ipv6 }),
+  };
 }
 
 function parentGone(network: NetworkRecord): PluginError {
@@ -350,6 +365,8 @@ function joinAnswer(network: NetworkRecord, endpoint: EndpointRecord, linkName: 
     answer.staticRoutes = routes.staticRoutes;
     if (routes.gateway && !network.internal) answer.gateway = routes.gateway;
   }
+  // The router that advertised the prefix, by its link-local address: routers need not have one in the prefix.
+  if (endpoint.slaac && !network.internal) answer.gatewayIpv6 = endpoint.slaac.router;
   if (network.internal) return answer;
   if (!onLan(childMode(network))) {
     answer.staticRoutes.push(...connectedDefaults(endpoint.ipv4 !== undefined, endpoint.ipv6 !== undefined));

@@ -16,6 +16,11 @@ export interface EndpointRecord {
   lease?: Lease;
   /** On a DHCP network: the lease the server took back (or moved), after which the container was cut off. */
   leaseLost?: { address: string; reason: string; at: number };
+  /**
+   * On a DHCP network with IPv6: ipv6 was formed by SLAAC in `prefix`, advertised by `router` (its link-local address,
+   * the container's IPv6 gateway); `lost` once the router withdrew or deprecated the prefix, or it expired.
+   */
+  slaac?: SlaacRecord;
   /** The container's network namespace (Join's SandboxKey), where a lost lease removes its interface. */
   sandbox?: string;
   /**
@@ -25,6 +30,12 @@ export interface EndpointRecord {
   linkIndex?: number;
   /** Saved by a CreateEndpoint not answered yet; a record still carrying it at start is rolled back. */
   unanswered?: true;
+}
+
+export interface SlaacRecord {
+  prefix: string;
+  router: string;
+  lost?: { condition: 'deprecated' | 'withdrawn' | 'expired'; at: number };
 }
 
 /** The host-side link name: a fixed prefix (so the plugin's links are recognisable) and the endpoint id, 15 characters. */

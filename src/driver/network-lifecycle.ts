@@ -41,7 +41,7 @@ export class NetworkLifecycle {
 
   async create(req: CreateNetworkRequest): Promise<void> {
     const options = parseNetworkOptions(req.generic);
-    if (options.dhcp) checkDhcpNetwork(options, req.ipv4);
+    if (options.dhcp) checkDhcpNetwork(options, req.ipv4, req.ipv6);
     else if (options.hostAccess) checkHostAccess(options.hostAccess, req.ipv4, req.reserved);
     if (this.state.networks.has(req.networkId)) return; // a retry of a create that already succeeded
     const parentName = options.parent ?? internalParentName(req.networkId);
@@ -174,9 +174,15 @@ function networkRecord(
     ...(options.mtu !== undefined && { mtu: options.mtu }),
     // A DHCP network's null IPAM sends 0.0.0.0/0: its subnet is whatever the server leases.
     ...(req.ipv4 && !options.dhcp && { ipv4: req.ipv4 }),
-    ...(req.ipv6 && { ipv6: req.ipv6 }),
+    ...(req.ipv6 && !options.dhcp && { ipv6: req.ipv6 }),
     ...(options.hostAccess && { hostAccess: options.hostAccess }),
     ...(options.vlanProtocol && { vlanProtocol: options.vlanProtocol }),
-    ...(options.dhcp && { dhcp: options.dhcp }),
+    ...(options.dhcp && {
+      dhcp: {
+        ...options.dhcp,
+        ...(req.ipv6 && { ipv6: 'slaac' as const }),
+        ...(!req.ipv4 && { noIpv4: true as const }),
+      },
+    }),
   };
 }

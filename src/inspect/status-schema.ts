@@ -4,6 +4,7 @@ import { CLUSTER_JSON_SCHEMA } from './cluster';
 import { DRIFT_KINDS } from './drift';
 import { LEASE_ROW_SCHEMA } from './lease-rows';
 import { RANGE_ROW_SCHEMA } from './range-rows';
+import { SLAAC_ROW_SCHEMA } from './slaac-rows';
 
 const nonEmpty = { type: 'string', minLength: 1 } as const;
 
@@ -24,6 +25,7 @@ export const STATUS_JSON_SCHEMA = {
     'pools',
     'ranges',
     'leases',
+    'slaac',
     'drift',
     'unreadable',
     'stateFormat',
@@ -143,6 +145,7 @@ export const STATUS_JSON_SCHEMA = {
       },
     },
     leases: { type: 'array', items: LEASE_ROW_SCHEMA },
+    slaac: { type: 'array', items: SLAAC_ROW_SCHEMA },
     drift: {
       type: 'array',
       items: {

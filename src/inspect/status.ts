@@ -14,6 +14,7 @@ import { type ClusterReport, collectCluster, formatCluster } from './cluster';
 import { findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
+import { SLAAC_HEADER, slaacCells, slaacRows, type SlaacRow } from './slaac-rows';
 import { RANGE_HEADER, rangeCells, type RangeRow } from './range-rows';
 import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
@@ -67,6 +68,8 @@ export interface StatusReport {
   devices: DeviceRow[];
   /** DHCP leases of endpoints on DHCP networks. */
   leases: LeaseRow[];
+  /** SLAAC addresses of endpoints on DHCP networks with IPv6, and their prefixes' state. */
+  slaac: SlaacRow[];
   drift: Drift[];
   unreadable: { file: string; error: string }[];
   /** The state's formats (format.json): `older` means the plugin migrates it at its next start, `newer` that it refuses it. */
@@ -144,6 +147,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
     ranges: state.ranges,
     devices: state.devices ?? [],
     leases: leaseRows(state.endpoints),
+    slaac: slaacRows(state.endpoints),
     drift: findDrift(state, hostLinks, group),
     unreadable: state.unreadable,
     stateFormat: state.format,
@@ -227,6 +231,7 @@ export function formatStatus(report: StatusReport): string {
     out.push(table(['HELD BY A LAN DEVICE', 'SUBNET', 'MAC', 'SINCE', 'POOL'], rows), '');
   }
   if (report.leases.length) out.push(table(LEASE_HEADER, leaseCells(report.leases)), '');
+  if (report.slaac.length) out.push(table(SLAAC_HEADER, slaacCells(report.slaac)), '');
   if (report.cluster) out.push(...formatCluster(report.cluster), '');
   for (const entry of report.unreadable) out.push(`UNREADABLE  ${entry.file}: ${entry.error}`);
   if (report.drift.length === 0) out.push('drift: none');

@@ -3,10 +3,10 @@
 // advertisements that answer it. Pure; malformed input throws MalformedFrame.
 import { ETH_HEADER, ETHERTYPE_IPV6, MalformedFrame, ethernetHeader, internetChecksum, macString } from './link-frames';
 
-const IPV6_HEADER = 40;
-const NEXT_HEADER_ICMPV6 = 58;
+export const IPV6_HEADER = 40;
+export const NEXT_HEADER_ICMPV6 = 58;
 /** ND packets are sent with hop limit 255 and one received with less crossed a router: RFC 4861 §7.1.2 drops it. */
-const HOP_LIMIT = 255;
+export const HOP_LIMIT = 255;
 export const ICMPV6_NEIGHBOUR_SOLICITATION = 135;
 export const ICMPV6_NEIGHBOUR_ADVERTISEMENT = 136;
 const OPTION_TARGET_LINK_ADDRESS = 2;
@@ -21,7 +21,7 @@ export function ipv6Bytes(value: bigint): Buffer {
   return bytes;
 }
 
-function ipv6Value(bytes: Buffer, offset: number): bigint {
+export function ipv6Value(bytes: Buffer, offset: number): bigint {
   return (bytes.readBigUInt64BE(offset) << 64n) | bytes.readBigUInt64BE(offset + 8);
 }
 
@@ -35,7 +35,7 @@ export function solicitedNode(target: bigint): { group: bigint; mac: string } {
   return { group, mac };
 }
 
-function ipv6Packet(source: bigint, destination: bigint, icmp: Buffer): Buffer {
+export function ipv6Packet(source: bigint, destination: bigint, icmp: Buffer): Buffer {
   const header = Buffer.alloc(IPV6_HEADER);
   header.writeUInt32BE(0x6000_0000, 0); // version 6, no traffic class, no flow label
   header.writeUInt16BE(icmp.length, 4);

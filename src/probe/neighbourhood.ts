@@ -134,6 +134,22 @@ export class Neighbourhood {
     return this.recent(note.subnet, note.value, maxAgeMs) ?? (await this.check(note.subnet, note.value));
   }
 
+  /**
+   * The duplicate address check of an IPv6 address no IPAM gave (a SLAAC address) on `parent`: a neighbour
+   * solicitation from the unspecified address, as RFC 4862 §5.4 has a host do. Rejects with a ProbeError when it
+   * cannot probe.
+   */
+  async checkOnParent(parent: string, value: bigint): Promise<Verdict> {
+    const facts = await this.parentFacts(parent);
+    if (facts.own.has(ownKey(true, value))) return { held: true, mac: facts.mac, by: 'host' };
+    const answer = await this.engine()
+      .probe({ ifindex: facts.index, sourceMac: facts.mac, v6: true, address: value })
+      .catch((error: Error) => {
+        throw new ProbeError(`probing ${formatIp(true, value)} on ${parent} failed: ${error.message}`);
+      });
+    return answer.held ? { held: true, mac: answer.mac, by: 'lan' } : { held: false };
+  }
+
   close(): void {
     this.probes?.engine.close();
     this.probes?.handle.leave();

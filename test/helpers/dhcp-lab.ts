@@ -38,6 +38,7 @@ export class DhcpLab {
   readonly parent: string;
   readonly dir: string;
   private readonly namespaces: string[] = [];
+  private readonly ports: string[] = [];
   private dnsmasq: ChildProcess | undefined;
 
   /** Builds the switch and the parent (starts no server yet); what was made is removed if a step fails. */
@@ -147,12 +148,23 @@ export class DhcpLab {
     return left;
   }
 
-  /** A namespace holding `address` on a port of the switch, answering ARP for it. */
+  /** A namespace holding `address` on a port of the switch, answering ARP (IPv6: neighbour solicitations) for it. */
   squatter(address: string): void {
     const ns = `${this.prefix}sq`;
     this.addNs(ns);
     this.plug(`${this.prefix}q`, ns);
-    inNs(ns, 'ip', 'addr', 'add', `${address}/24`, 'dev', `${this.prefix}q`);
+    const v6 = address.includes(':');
+    // nodad: the address answers at once, as a device's that has long held it.
+    const cidr = v6 ? [`${address}/64`, 'nodad'] : [`${address}/24`];
+    inNs(ns, 'ip', 'addr', 'add', cidr[0]!, 'dev', `${this.prefix}q`, ...cidr.slice(1));
+  }
+
+  /** Another port of the switch in the test's own namespace, named `${prefix}${name}`: to send frames onto the LAN. */
+  port(name: string): string {
+    const link = `${this.prefix}${name}`;
+    this.ports.push(link);
+    this.plug(link, null);
+    return link;
   }
 
   /** A macvlan with `mac` on the parent, moved into a namespace of its own, standing for a container. */
@@ -179,10 +191,12 @@ export class DhcpLab {
         // already gone
       }
     }
-    try {
-      ip('link', 'del', this.parent);
-    } catch {
-      // went with the switch namespace
+    for (const link of [this.parent, ...this.ports]) {
+      try {
+        ip('link', 'del', link);
+      } catch {
+        // went with the switch namespace
+      }
     }
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -9,6 +9,7 @@ import { IpamService } from '../../src/ipam/service';
 import { Links } from '../../src/kernel/links';
 import { PacketTap } from '../../src/kernel/packet-tap';
 import { Neighbourhood } from '../../src/probe/neighbourhood';
+import { RouterAdverts } from '../../src/ra/router-adverts';
 
 /** The driver name in-process test instances stand for (the tests' sockets use it too). */
 export const TEST_DRIVER = 'tsmacvlan-test';
@@ -28,20 +29,24 @@ export interface TestPlugin {
   destroy(): Promise<void>;
 }
 
-/** `probe`: the IPAM probes addresses on the networks' parents before handing them out, as `serve` does. */
+/**
+ * `probe`: the IPAM probes addresses on the networks' parents before handing them out, as `serve` does. `ipv6`: the
+ * driver hears router advertisements (SLAAC on DHCP networks with IPv6), as `serve` does; it probes too.
+ */
 export async function startPlugin(
   stateDir = mkdtempSync(join(tmpdir(), 'tsmv-state-')),
-  options: { probe?: boolean } = {},
+  options: { probe?: boolean; ipv6?: boolean } = {},
 ): Promise<TestPlugin> {
   const log = pino({ level: 'silent' });
   // As serve starts: the state's formats first (a new state gets format.json), then the instance.
   migrateState(stateDir, STATE_FILES, log);
   const links = new Links(stateGroup(stateDir, true));
-  const neighbourhood = options.probe
-    ? new Neighbourhood({ tap: new PacketTap((error) => console.error(error)), links, log })
-    : undefined;
+  const tap = options.probe || options.ipv6 ? new PacketTap((error) => console.error(error)) : undefined;
+  const neighbourhood = tap && new Neighbourhood({ tap, links, log });
+  const routerAdverts = tap && options.ipv6 ? new RouterAdverts(tap, log) : undefined;
   const driver = new NetworkDriver(links, stateDir, log, {
     neighbourhood,
+    routerAdverts,
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
   const ipam = new IpamService(stateDir, log, undefined, neighbourhood);
@@ -68,6 +73,7 @@ export async function startPlugin(
       await app.close();
       await ipam.close();
       neighbourhood?.close();
+      routerAdverts?.close();
       await driver.close();
       links.close();
     },

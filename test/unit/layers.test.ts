@@ -19,6 +19,8 @@ const LAYERS: Record<string, number> = {
   dhcp: 1,
   // The address probes too (ARP, neighbour solicitation), shared by the IPAM and the driver: below both.
   probe: 1,
+  // IPv6 router advertisements (SLAAC prefixes), heard on the packet socket for the driver: below it.
+  ra: 1,
   ipam: 2,
   driver: 2,
   api: 3,

@@ -289,6 +289,7 @@ describe('tsmacvlan status', () => {
       ranges: [],
       devices: [],
       leases: [],
+      slaac: [],
       drift: [],
       unreadable: [],
       stateFormat: { state: 'none', formats: null, writtenBy: null, message: 'no state yet' },

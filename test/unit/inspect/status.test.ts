@@ -147,6 +147,7 @@ describe('the report', () => {
       pools: [],
       ranges: [],
       leases: [],
+      slaac: [],
       drift: [],
       unreadable: [],
       stateFormat: { state: 'current', formats: { 'network-record': 2 }, writtenBy: '0.2.0', message: 'formats ...' },

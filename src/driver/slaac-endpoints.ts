@@ -1,0 +1,104 @@
+// IPv6 for the endpoints of a DHCP network with --ipv6 (see docs/ipv6.md): the parent is watched for router
+// advertisements while such a network is on it; at CreateEndpoint the endpoint's address is formed from the router's
+// SLAAC prefix and the endpoint's MAC, checked on the LAN (duplicate address detection) and answered to Docker, which
+// cannot be told a new one later. A prefix the router withdraws, deprecates or lets expire is marked in the records
+// of the endpoints with addresses in it.
+import type { Logger } from 'pino';
+import { PluginError } from '../errors';
+import { formatIp } from '../ip/address';
+import type { Links } from '../kernel/links';
+import type { Neighbourhood } from '../probe/neighbourhood';
+import { NoRouterAnswer, type PrefixLoss, type RouterAdverts } from '../ra/router-adverts';
+import { SLAAC_PREFIX_LENGTH, slaacAddress } from '../ra/slaac';
+import type { KeyedMutex } from '../state/keyed-mutex';
+import type { DriverState } from './driver-state';
+import type { EndpointRecord } from './endpoint-naming';
+import type { NetworkRecord } from './network-options';
+
+export class SlaacEndpoints {
+  constructor(
+    private readonly links: Links,
+    private readonly state: DriverState,
+    private readonly routerAdverts: RouterAdverts | undefined,
+    private readonly neighbourhood: Neighbourhood | undefined,
+    private readonly endpointLocks: KeyedMutex,
+    private readonly log: Logger,
+  ) {
+    routerAdverts?.onPrefixLoss((loss) => void this.prefixLost(loss));
+  }
+
+  /** Starts listening to the routers of the network's parent (at start and CreateNetwork). Never throws. */
+  async watch(network: NetworkRecord): Promise<void> {
+    if (!network.dhcp?.ipv6 || !this.routerAdverts) return;
+    try {
+      const parent = await this.links.get(network.parent);
+      if (!parent?.mac) throw new Error(`parent '${network.parent}' is gone or has no MAC`);
+      this.routerAdverts.watch(network.parent, parent.index, parent.mac);
+    } catch (err) {
+      this.log.warn({ err, network: network.id }, 'cannot listen to router advertisements');
+    }
+  }
+
+  unwatch(network: NetworkRecord): void {
+    if (network.dhcp?.ipv6) this.routerAdverts?.unwatch(network.parent);
+  }
+
+  /** The endpoint's record with its SLAAC address; refuses when no router answers or a device holds the address. */
+  async address(network: NetworkRecord, record: EndpointRecord): Promise<EndpointRecord> {
+    const seconds = network.dhcp!.timeoutSeconds;
+    if (!this.routerAdverts || !this.neighbourhood)
+      throw new PluginError('this plugin instance has no packet socket to hear IPv6 router advertisements with');
+    await this.watch(network); // a parent that was down at start is watched from here on
+    let found;
+    try {
+      found = await this.routerAdverts.slaacPrefix(network.parent, seconds * 1000);
+    } catch (err) {
+      if (!(err instanceof NoRouterAnswer)) throw err;
+      throw new PluginError(
+        `no IPv6 router advertised a prefix for SLAAC (A flag, /${SLAAC_PREFIX_LENGTH}) on ${network.parent} within ${seconds} s; ` +
+          `check that a router sends advertisements on the LAN of ${network.parent}, or leave out --ipv6`,
+      );
+    } finally {
+      this.routerAdverts.unwatch(network.parent);
+    }
+    const value = slaacAddress(found.prefix.prefix, record.mac);
+    const address = formatIp(true, value);
+    const verdict = await this.neighbourhood.checkOnParent(network.parent, value).catch((err: Error) => {
+      throw new PluginError(`cannot check ${address} on the LAN before a container uses it: ${err.message}`);
+    });
+    if (verdict.held)
+      throw new PluginError(
+        `the SLAAC address ${address} of MAC ${record.mac} is in use on the LAN: the device with MAC ${verdict.mac} answered ` +
+          `the duplicate address check on ${network.parent}; give the container another --mac-address`,
+      );
+    return {
+      ...record,
+      ipv6: `${address}/${SLAAC_PREFIX_LENGTH}`,
+      slaac: { prefix: found.prefix.text, router: found.router.router! },
+    };
+  }
+
+  /** Marks each endpoint with an address in the lost prefix, on a network of that parent. */
+  private async prefixLost(loss: PrefixLoss): Promise<void> {
+    for (const endpoint of this.state.endpoints.values()) {
+      if (endpoint.slaac?.prefix !== loss.prefix) continue;
+      if (this.state.networks.get(endpoint.networkId)?.parent !== loss.parent) continue;
+      await this.endpointLocks
+        .run(endpoint.id, async () => {
+          const current = this.state.endpoints.get(endpoint.id);
+          if (!current?.slaac || current.slaac.lost?.condition === loss.condition) return;
+          const record = {
+            ...current,
+            slaac: { ...current.slaac, lost: { condition: loss.condition, at: Date.now() } },
+          };
+          await this.state.endpointStore.put(record.id, record);
+          this.state.endpoints.set(record.id, record);
+          this.log.warn(
+            { endpoint: record.id, address: record.ipv6, prefix: loss.prefix, condition: loss.condition },
+            'an endpoint keeps an IPv6 address whose prefix the router no longer offers',
+          );
+        })
+        .catch((err: unknown) => this.log.error({ err, endpoint: endpoint.id }, 'cannot record a lost IPv6 prefix'));
+    }
+  }
+}

@@ -1,0 +1,58 @@
+// IPv6 from the LAN's router under Docker 28 (`--ipam-driver null --ipv6 -o dhcp=true`), with Debian's dnsmasq on the
+// switch as DHCPv4 server and IPv6 router (`enable-ra`, a `ra-only` prefix: SLAAC): the container gets the SLAAC
+// address of its MAC beside its DHCPv4 lease, its default IPv6 route via the router's link-local address, and pings
+// the router over IPv6. Docker 20.10 to 27 refuse --ipv6 with the null IPAM (vitest.config.ts runs this on 28+).
+import { describe, expect, it } from 'vitest';
+import { formatIp, parseIp } from '../../src/ip/address';
+import { slaacAddress } from '../../src/ra/slaac';
+import { containerExec, dockerOk, ping, runSleeper, uniqueName, waitFor } from './docker';
+import { DhcpServer } from './dnsmasq';
+import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { createSwitch } from './topology';
+
+const PREFIX = 'v6-slaac-';
+const V6 = 'fd31:231:61::';
+const MAC = '02:42:0a:e7:3d:07';
+
+describe(`Docker with ${DRIVER}: SLAAC on a DHCP network with --ipv6`, () => {
+  withPluginDaemon(PREFIX);
+
+  it('the container gets the SLAAC address of its MAC, a default route via the router, and pings it', async () => {
+    const sw = await createSwitch({ subnetPrefix: '10.231.61', ipv6Prefix: V6 });
+    const server = new DhcpServer();
+    try {
+      await server.start(sw, {
+        range: { first: 100, last: 120 },
+        extraArgs: ['--enable-ra', `--dhcp-range=::,constructor:${sw.bridge},ra-only,64,10m`],
+      });
+      const network = uniqueName(PREFIX);
+      const create = [
+        'network',
+        'create',
+        '-d',
+        DRIVER,
+        '--ipam-driver',
+        'null',
+        '--ipv6',
+        '-o',
+        `parent=${sw.parent}`,
+      ];
+      await dockerOk([...create, '-o', 'dhcp=true', network]);
+      const name = uniqueName(PREFIX);
+      await runSleeper(name, { network, extraArgs: ['--mac-address', MAC] });
+      const expected = formatIp(true, slaacAddress(parseIp(V6)!.value, MAC));
+      const format = `{{(index .NetworkSettings.Networks "${network}").GlobalIPv6Address}}`;
+      expect(await dockerOk(['inspect', '-f', format, name])).toBe(expected);
+      expect((await containerExec(name, ['ip', '-6', 'addr', 'show', 'eth0'])).stdout).toContain(`${expected}/64`);
+      expect((await containerExec(name, ['ip', '-6', 'route'])).stdout).toMatch(
+        /^default via fe80::[0-9a-f:]+ dev eth0/m,
+      );
+      expect((await containerExec(name, ['ip', '-4', 'addr', 'show', 'eth0'])).stdout).toMatch(
+        /inet 10\.231\.61\.1\d\d\//,
+      );
+      await waitFor(() => ping(name, sw.bridgeIp6!), 20_000, { intervalMs: 500, what: `${name} to reach the router` });
+    } finally {
+      await server.stop();
+    }
+  }, 90_000);
+});
