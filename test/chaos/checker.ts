@@ -177,6 +177,35 @@ export function judgeRefusals(runs: RunRecord[], faults: FaultRecord[], rangeSiz
     });
 }
 
+/** One request to Docker (a run or an rm) and how long it took (ms since the soak began). */
+export interface Op {
+  host: number;
+  what: string;
+  asked: number;
+  answered: number;
+}
+
+/**
+ * Requests that hung: answered more than `deadlineMs` after they were asked, or after the last fault that was in
+ * place on their host (or on etcd) while they waited healed: Docker waits for a plugin that is down, and that wait is
+ * the fault's, not a hang.
+ */
+export function hungRequests(ops: Op[], faults: FaultRecord[], deadlineMs: number): string[] {
+  return ops
+    .map((op) => {
+      const heals = faults
+        .filter((f) => (f.host === undefined || f.host === op.host) && f.started <= op.answered)
+        .map((f) => f.healed ?? op.answered)
+        .filter((healed) => healed >= op.asked);
+      const from = Math.max(op.asked, ...heals);
+      return { op, waited: op.answered - from };
+    })
+    .filter(({ waited }) => waited > deadlineMs)
+    .map(
+      ({ op, waited }) => `${op.what} on h${op.host + 1}: ${op.answered - op.asked} ms, ${waited} ms past any fault`,
+    );
+}
+
 /** Two containers Docker gave one address while both were certainly up (`deaths`: per host, when its dockerd died). */
 export function dockerDuplicates(runs: RunRecord[], deaths: Map<number, number[]>): string[] {
   const up = runs

@@ -25,22 +25,17 @@ export class Nemesis {
   /** Per host index, when its dockerd was killed (its containers died then). */
   readonly deaths = new Map<number, number[]>();
   private readonly busy = new Map<string, Promise<void>>();
-  private active = 0;
 
   constructor(
     private readonly lab: MultiHostLab,
     private readonly t0: number,
     private readonly log: (line: string) => void,
-    /** Called when a fault heals and no other fault is in place. */
-    private readonly onQuiet: (healed: FaultRecord) => void,
+    /** Called when a fault heals, with the hosts it hit that no other fault hits now. */
+    private readonly onHealed: (healed: FaultRecord, quietHosts: number[]) => void,
   ) {}
 
   private now(): number {
     return Date.now() - this.t0;
-  }
-
-  get quiet(): boolean {
-    return this.active === 0;
   }
 
   /** Runs the plan to its end: each fault at its moment (or once what it needs is free), held, then healed. */
@@ -70,7 +65,6 @@ export class Nemesis {
     const record: FaultRecord = { kind: fault.kind, started: this.now() };
     const host = this.lab.hosts[fault.target % this.lab.hosts.length];
     if (!fault.kind.startsWith('etcd') && fault.kind !== 'partition-hosts') record.host = fault.target;
-    this.active++;
     this.faults.push(record);
     let heal: () => Promise<void>;
     try {
@@ -86,11 +80,13 @@ export class Nemesis {
       await heal();
     } finally {
       record.healed = this.now();
-      this.active--;
       this.log(
         `nemesis: +${(record.started / 1000).toFixed(1)}s ${fault.kind}${record.kind === 'etcd-stop-one' ? ` m${fault.target}` : record.host === undefined ? '' : ` h${fault.target + 1}`} healed after ${record.healed - record.started} ms`,
       );
-      if (this.active === 0) this.onQuiet(record);
+      const hit = record.host === undefined ? this.lab.hosts.map((_, h) => h) : [record.host];
+      const inPlace = this.faults.filter((f) => f.healed === undefined);
+      const quiet = hit.filter((h) => !inPlace.some((f) => f.host === undefined || f.host === h));
+      this.onHealed(record, quiet);
     }
   }
 
@@ -151,6 +147,7 @@ export class Nemesis {
       } catch (err) {
         if (tries >= 30) throw err;
         this.log(`nemesis: the plugin of ${host.name} did not start: ${(err as Error).message.slice(0, 300)}`);
+        await this.lab.killPlugin(host); // one that came up late would share the socket with the next
         await sleep(1_000);
       }
     }

@@ -10,7 +10,7 @@ import { failures, runSoak } from '../chaos/soak';
 const SEED = Number(process.env.TSMV_CHAOS_SEED ?? 2028);
 
 it('a 2-minute soak of overlapping faults: nothing doubled, nothing leaked, no refusal that lies', async () => {
-  const report = await runSoak({ minutes: 2, seed: SEED, workersPerHost: 8 });
+  const report = await runSoak({ minutes: 2, seed: SEED, workersPerHost: 5 });
   console.log(JSON.stringify(report, null, 2));
   expect(report.starts).toBeGreaterThan(20);
   expect(Object.values(report.faultsByKind).reduce((a, b) => a + b, 0)).toBeGreaterThan(5);

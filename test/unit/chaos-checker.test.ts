@@ -2,7 +2,14 @@
 // duplicate, an address that moves from one container to the next is not; a "full" refusal while Docker's view had
 // room is inaccurate.
 import { describe, expect, it } from 'vitest';
-import { dockerDuplicates, judgeRefusals, parseWire, type RunRecord, wireDuplicates } from '../chaos/checker';
+import {
+  dockerDuplicates,
+  hungRequests,
+  judgeRefusals,
+  parseWire,
+  type RunRecord,
+  wireDuplicates,
+} from '../chaos/checker';
 
 const A = '0a:01:00:00:00:01';
 const B = '0a:02:00:00:00:07';
@@ -79,5 +86,13 @@ describe('the history checker', () => {
     const b = run('b', 1, 50, 60, { ip: '10.201.0.130', removeAsked: 200 });
     expect(dockerDuplicates([a, b], new Map())).toEqual(['10.201.0.130: a (h1) and b (h2)']);
     expect(dockerDuplicates([a, b], new Map([[0, [40]]]))).toEqual([]);
+  });
+
+  it('calls a request hung past its deadline, counted from the last fault that held it up', () => {
+    const op = { host: 1, what: 'docker run x', asked: 0, answered: 50_000 };
+    expect(hungRequests([op], [], 30_000)).toHaveLength(1);
+    const plugin = { kind: 'plugin-kill', host: 1, started: 1_000, healed: 40_000 };
+    expect(hungRequests([op], [plugin], 30_000)).toEqual([]);
+    expect(hungRequests([op], [{ ...plugin, host: 0 }], 30_000)).toHaveLength(1);
   });
 });
