@@ -94,6 +94,7 @@ export interface RunRecord {
   /** The refusal's first meaningful line. */
   error?: string;
   ip?: string;
+  mac?: string;
   /** When its `docker rm -f` was asked and succeeded (undefined: never removed). */
   removeAsked?: number;
   removed?: number;

@@ -1,6 +1,7 @@
 // `npm run chaos -- --minutes N [--seed S] [--clients C]`: the fault soak (test/chaos/soak.ts) in a lab of its own.
 // Prints the seed and the fault schedule first (the same seed replays the same faults), the report at the end, and
 // exits 1 when the checker found anything. Usage errors exit 2.
+import { CHAOS_FLAGS } from './flags';
 import { failures, runSoak } from './soak';
 
 function usage(message: string): never {
@@ -17,7 +18,7 @@ function parse(argv: string[]): { minutes: number; seed: number; clients?: numbe
     const flag = argv[i];
     if (flag === '--') continue;
     const value = Number(argv[i + 1]);
-    if (!['--minutes', '--seed', '--clients'].includes(flag)) usage(`unknown argument '${flag}'`);
+    if (!CHAOS_FLAGS.values.includes(flag)) usage(`unknown argument '${flag}'`);
     if (!Number.isFinite(value) || value <= 0) usage(`${flag} needs a positive number, not '${argv[i + 1] ?? ''}'`);
     if (flag === '--minutes') out.minutes = value;
     else if (flag === '--seed') out.seed = Math.floor(value);

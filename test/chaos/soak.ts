@@ -3,7 +3,7 @@
 // nemesis (test/chaos/nemesis.ts), and a checker that trusts nothing of the plugin's (test/chaos/checker.ts): tcpdump
 // on the lab's switch, Docker's answers, etcd's raw keys (etcdctl), the plugins' state dirs and the hosts' links.
 import { execFile, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -145,7 +145,7 @@ async function soak(
       .toString(16)
       .padStart(8, '0')
       .replace(/(..)(?!$)/g, '$1:')}`;
-    const run: RunRecord = { host: h, name, asked: now(), answered: 0, ok: false, probe };
+    const run: RunRecord = { host: h, name, mac, asked: now(), answered: 0, ok: false, probe };
     runs.push(run);
     const host = lab.hosts[h].engine.host;
     const args = ['run', '-d', '--name', name, '--network', 'lan', '--mac-address', mac, IMAGE, 'sh', '-c', CLAIMER];
@@ -234,9 +234,15 @@ async function soak(
   const afterRefill = await leftovers(lab, log);
   await sleep(1_500); // the last frames reach tcpdump
   const claims = parseWire(wire.text);
+  const rel = (t: number) => `+${(t - t0 / 1000).toFixed(1)}s`;
   const wireDups = wireDuplicates(claims, inRange).map(
-    (d) => `${d.ip}: ${d.first} and ${d.second} between ${d.from.toFixed(3)} and ${d.to.toFixed(3)}`,
+    (d) => `${d.ip}: ${d.first} and ${d.second} between ${rel(d.from)} and ${rel(d.to)}`,
   );
+  if (process.env.TSMV_CHAOS_HISTORY)
+    writeFileSync(
+      process.env.TSMV_CHAOS_HISTORY,
+      JSON.stringify({ runs, faults: nemesis.faults, probes, ops }, null, 1),
+    );
   const refusals = judgeRefusals(runs, nemesis.faults, RANGE_SIZE, end);
   const count = (keys: string[]) => keys.reduce<Record<string, number>>((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {});
   const slowRecoveries = probes
