@@ -241,7 +241,7 @@ async function soak(
   if (process.env.TSMV_CHAOS_HISTORY)
     writeFileSync(
       process.env.TSMV_CHAOS_HISTORY,
-      JSON.stringify({ runs, faults: nemesis.faults, probes, ops }, null, 1),
+      JSON.stringify({ runs, faults: nemesis.faults, probes, ops, plugins: lab.hosts.map((h) => h.output) }, null, 1),
     );
   const refusals = judgeRefusals(runs, nemesis.faults, RANGE_SIZE, end);
   const count = (keys: string[]) => keys.reduce<Record<string, number>>((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {});
