@@ -39,8 +39,33 @@ function parseServeArgs(args: string[]): ServeOptions {
 const STOP_DEADLINE_MS = 10_000;
 
 /** Parses the flags and starts the plugin; resolves once it listens and has reconciled the kernel with its state. */
-export function serveCommand(args: string[]): Promise<void> {
-  return serve(parseServeArgs(args));
+export async function serveCommand(args: string[]): Promise<void> {
+  const options = parseServeArgs(args);
+  try {
+    await serve(options);
+  } catch (err) {
+    if (process.pid === 1) await stayUntilStopped(err as Error);
+    throw err;
+  }
+}
+
+/** How long a failed start of the managed plugin waits for Docker to stop it: Docker gives up on the socket at ~12 s. */
+const FAILED_START_STAY_MS = 30_000;
+
+/**
+ * A failed start as the managed plugin (PID 1 of its container) says why at once, then stays until Docker stops it.
+ * Docker restarts a plugin that exits while `docker plugin enable` still waits for its socket, and those restarts
+ * race the operator's next enable ("cannot start a container that has stopped"); one that stays, without a socket,
+ * is stopped once Docker gives up waiting, and the enable fails once and cleanly. PID 1 ignores a signal it has no
+ * handler for, so this one handles SIGTERM and SIGINT.
+ */
+async function stayUntilStopped(err: Error): Promise<never> {
+  console.error(`tsmacvlan: ${err.message}`);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, FAILED_START_STAY_MS);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (clearTimeout(timer), resolve()));
+  });
+  process.exit(1);
 }
 
 async function serve(options: ServeOptions): Promise<void> {

@@ -19,13 +19,15 @@ export interface ServerOptions {
   reservations?: Reservation[];
   /** An option 121 route through the switch, e.g. '10.232.0.0/16'. */
   classless?: string;
+  /** Option 58, T1 in seconds, instead of half the 2-minute lease (dnsmasq takes the option when it is > 2 s). */
+  renewalSeconds?: number;
 }
 
 export class DhcpServer {
   readonly dir = mkdtempSync(join(tmpdir(), 'tsmv-dnsmasq-'));
   private child: ChildProcess | undefined;
 
-  async start(sw: Switch, { range, reservations = [], classless }: ServerOptions): Promise<void> {
+  async start(sw: Switch, { range, reservations = [], classless, renewalSeconds }: ServerOptions): Promise<void> {
     writeFileSync(this.hostsFile, reservations.map((r) => `${r.mac},${r.address}\n`).join(''));
     const net = sw.bridgeIp.split('.').slice(0, 3).join('.');
     this.child = startDnsmasq({
@@ -37,6 +39,7 @@ export class DhcpServer {
       classless: classless ? { destination: classless, gateway: sw.bridgeIp } : undefined,
       hostsFile: this.hostsFile,
       dir: this.dir,
+      extraArgs: renewalSeconds ? [`--dhcp-option=option:T1,${renewalSeconds}`] : [],
     });
     await eventually(() => expect(dnsmasqListening(this.dir)).toBe(true), 10_000);
   }

@@ -81,8 +81,8 @@ describe('resilience with Docker', () => {
     // then refused with 'has active endpoints' though no container is on it, until dockerd's next start ("Fixing
     // inconsistent endpoint_cnt ... Expected=0, Actual=8", seen here once). Docker's built-in macvlan driver with its
     // own IPAM does the same (100 containers, rm -f: network rm refused for 30 s with none on it). The plugin is not
-    // asked about it. dockerd's next start fixes the count, and the network must then go.
-    const removed = await eventually(() => dockerOk(['network', 'rm', net]), 30_000).then(
+    // asked about it, and waiting does not mend it: dockerd's next start fixes the count, and the network must then go.
+    const removed = await eventually(() => dockerOk(['network', 'rm', net]), 10_000).then(
       () => true,
       (err: Error) => {
         if (!/has active endpoints/.test(err.message)) throw err;

@@ -1,12 +1,12 @@
 // The state of tsmacvlan 0.1.0 (test/fixtures/state-0.1.0: written by 0.1.0 itself, see the README there) under this
 // version: read as it is by the operator commands, migrated by the plugin's start, then served; a migration killed
 // at each of its steps comes back whole; a state of newer formats is refused by everything.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import pino from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EtcdKv } from '../../src/cluster/etcd';
 import { readState } from '../../src/inspect/state-snapshot';
 import { STATE_FILES } from '../../src/inspect/state-formats';
@@ -14,7 +14,7 @@ import { type StatusReport } from '../../src/inspect/status';
 import { MARKER, currentFormats, migrateState } from '../../src/state/migrate';
 import { EtcdCluster } from '../lab/etcd';
 import { assertPrivateNetns, deleteLink, deleteLinksByPrefix, vethPair } from '../helpers/net';
-import { CLI, post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { CLI, post, spawnDaemon, spawnProcess, waitForSocket, type Daemon } from '../helpers/serve';
 
 const FIXTURE = join(__dirname, '../fixtures/state-0.1.0');
 const silent = pino({ level: 'silent' });
@@ -55,15 +55,19 @@ function copyOfFixture(): string {
   return dir;
 }
 
+function socketOf(stateDir: string): string {
+  return join(stateDir, '..', `${relative(work, stateDir)}.sock`);
+}
+
+function serveArgs(stateDir: string): string[] {
+  return ['serve', '--socket', socketOf(stateDir), '--state-dir', stateDir, '--log-level', 'info'];
+}
+
 function start(stateDir: string, env: NodeJS.ProcessEnv = {}, withEtcd = false): { daemon: Daemon; socket: string } {
-  const socket = join(stateDir, '..', `${relative(work, stateDir)}.sock`);
   const etcdFlags = withEtcd ? ['--etcd', etcd.endpoints.join(','), '--etcd-prefix', ETCD_KEYS.prefix] : [];
-  const daemon = spawnDaemon(
-    ['serve', '--socket', socket, '--state-dir', stateDir, '--log-level', 'info', ...etcdFlags],
-    env,
-  );
+  const daemon = spawnDaemon([...serveArgs(stateDir), ...etcdFlags], env);
   daemons.push(daemon);
-  return { daemon, socket };
+  return { daemon, socket: socketOf(stateDir) };
 }
 
 async function stop(daemon: Daemon): Promise<void> {
@@ -266,6 +270,23 @@ describe('a state dir written by tsmacvlan 0.1.0', () => {
         error: expect.stringMatching(/is in format 4, newer than this tsmacvlan .* reads \(up to format 3\)/),
       },
     ]);
+    expect(files(dir)).toEqual(untouched);
+
+    // As the managed plugin (PID 1 of its own PID namespace): it says why at once, then stays, without a socket, until
+    // stopped (Docker restarts one that exits while its enable waits), and exits 1 on SIGTERM.
+    const pid1 = spawnProcess(
+      'unshare',
+      ['--pid', '--fork', '--kill-child', '--', process.execPath, CLI, ...serveArgs(dir)],
+      {},
+    );
+    daemons.push(pid1);
+    await vi.waitFor(() => expect(pid1.output()).toMatch(refusal), { timeout: 20_000, interval: 50 });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(pid1.child.exitCode, pid1.output()).toBeNull();
+    expect(existsSync(socketOf(dir))).toBe(false);
+    const node = execFileSync('pgrep', ['-P', String(pid1.child.pid)], { encoding: 'utf8' }).trim();
+    process.kill(Number(node), 'SIGTERM');
+    expect(await pid1.exited).toBe(1);
     expect(files(dir)).toEqual(untouched);
   });
 
