@@ -2,7 +2,7 @@
 // of different kinds overlap; two faults that need one thing (a host's plugin or engine, the etcd cluster, the
 // switch's port flags) wait for each other, so every heal restores what its own fault took.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FaultRecord } from './checker';
@@ -18,6 +18,30 @@ function resourceOf(kind: FaultKind, target: number): string {
   if (kind.startsWith('etcd')) return 'etcd';
   if (kind.startsWith('partition')) return 'switch-flags';
   return `host${target}`;
+}
+
+/** The command every container of the soak runs (test/chaos/soak.ts): how its processes are told from others. */
+export const CLAIMER = 'while :; do ping -c 1 -W 1 10.201.0.250 >/dev/null 2>&1; done';
+
+/**
+ * SIGKILLs the soak's container processes whose shim is gone. engine.sh's kill takes containerd and its shims with
+ * dockerd, but a container's own processes outlive their shim: the restarted engine counts the container dead and
+ * hands its address out again while the orphan still answers for it, which no real crash of a host does.
+ */
+function killOrphans(): void {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The container's shell itself (comm sh), not a docker client whose arguments carry the same command.
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8') !== 'sh\n') continue;
+      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(CLAIMER)) continue;
+      const ppid = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1];
+      if (!readFileSync(`/proc/${ppid}/comm`, 'utf8').startsWith('containerd-shim'))
+        process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 export class Nemesis {
@@ -103,6 +127,7 @@ export class Nemesis {
         return () => this.restartPlugin(host);
       case 'dockerd-restart': {
         await host.engine.kill();
+        killOrphans();
         this.deaths.set(fault.target, [...(this.deaths.get(fault.target) ?? []), this.now()]);
         return () => host.engine.restart();
       }

@@ -17,7 +17,8 @@ import {
   type RunRecord,
   wireDuplicates,
 } from './checker';
-import { Nemesis } from './nemesis';
+// Each container claims its address on the wire about once a second: ARP for an address nobody holds.
+import { CLAIMER, Nemesis } from './nemesis';
 import { describePlan, planFaults, prng } from './schedule';
 import { DOCKER_CLIENT } from '../lab/engine';
 import { LAN, MultiHostLab } from '../lab/multi-host';
@@ -35,8 +36,6 @@ const inRange = (ip: string) => {
 export const DEADLINE_MS = 30_000;
 /** After a fault heals, the first `docker run` that has room succeeds within this. */
 export const RECOVERY_MS = 5_000;
-// Each container claims its address on the wire about once a second: ARP for an address nobody holds.
-const CLAIMER = 'while :; do ping -c 1 -W 1 10.201.0.250 >/dev/null 2>&1; done';
 
 export interface SoakOptions {
   minutes: number;
