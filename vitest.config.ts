@@ -14,6 +14,10 @@ const newestEngineOnly =
 // Files that test no engine run once, in the 20.10 run: the multi-host files start hosts of their own with the lab's
 // engine (they test etcd's coordination), and the metrics file checks the plugin's figures.
 const onceFiles = engineMajor === 20 ? [] : ['test/e2e/multi-host*.test.ts', 'test/e2e/metrics.test.ts'];
+// The fault soak starts a multi-host lab of its own and tests no engine either: once, in the 26.1 run (the shortest).
+// Only with TSMV_CHAOS_E2E=1 while what it found is open (docs/soak.md, "What it found"): an address given twice, a
+// claim left behind.
+const soakOnce = engineMajor === 26 && process.env.TSMV_CHAOS_E2E === '1' ? [] : ['test/e2e/chaos.test.ts'];
 // Probe before use: a container's --ip reaches the IPAM with its MAC (20.10) or without (26.1 and later, like an
 // --aux-address): 20.10 and 28.5 cover both forms.
 const oneFormFiles = engineMajor === 26 ? ['test/e2e/probe.test.ts'] : [];
@@ -40,7 +44,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
-          exclude: [...newerEngineFiles, ...newestEngineOnly, ...onceFiles, ...oneFormFiles],
+          exclude: [...newerEngineFiles, ...newestEngineOnly, ...onceFiles, ...oneFormFiles, ...soakOnce],
           setupFiles: ['test/lab/require-lab.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,

@@ -118,6 +118,8 @@ export class EtcdKv implements ClusterKv {
   readonly timeoutMs: number;
   private readonly client: Etcd3;
   private failed: { at: number; err: unknown } | undefined;
+  /** The call trying etcd while others fail fast: whether etcd answered it. */
+  private scout: Promise<boolean> | undefined;
   /** When etcd last answered a call: a call that fails while others got answers does not make others fail fast. */
   private answeredAt = 0;
   /** Calls made (each one round trip unless the client retried on another member), for tests, status and bench. */
@@ -177,12 +179,37 @@ export class EtcdKv implements ClusterKv {
    * (which also tells the client's per-member breaker that a member does not answer).
    */
   private async attempts<T>(what: string, run: (grpcDeadline: Date, attemptEnd: Date) => Promise<T>): Promise<T> {
-    const started = Date.now();
-    // Just after a call failed for its whole deadline with etcd answering nothing, others fail at once: requests
-    // waiting their turn must not each wait a deadline of their own. One call per FAIL_FAST_MS tries etcd again.
-    if (this.failed && started - this.failed.at < FAIL_FAST_MS) {
-      throw new ClusterUnavailableError(describeEtcdFailure(this.failed.err, this.endpoints, this.timeoutMs, what));
+    // Just after a call failed for its whole deadline with etcd answering nothing, requests waiting their turn must
+    // not each wait a deadline of their own: one call at a time (the scout) tries etcd, the others wait for its
+    // outcome and fail with it, or go on once it got an answer (etcd is back: the first request after an outage is
+    // not refused for the outage's failure).
+    const failed = this.failed;
+    if (failed && Date.now() - failed.at < FAIL_FAST_MS) {
+      if (this.scout) {
+        if (!(await this.scout))
+          throw new ClusterUnavailableError(
+            describeEtcdFailure((this.failed ?? failed).err, this.endpoints, this.timeoutMs, what),
+          );
+      } else {
+        let outcome!: (answered: boolean) => void;
+        this.scout = new Promise<boolean>((resolve) => (outcome = resolve));
+        try {
+          const result = await this.attemptsNow(what, run);
+          outcome(true);
+          return result;
+        } catch (err) {
+          outcome(false);
+          throw err;
+        } finally {
+          this.scout = undefined;
+        }
+      }
     }
+    return this.attemptsNow(what, run);
+  }
+
+  private async attemptsNow<T>(what: string, run: (grpcDeadline: Date, attemptEnd: Date) => Promise<T>): Promise<T> {
+    const started = Date.now();
     const end = started + this.timeoutMs;
     for (;;) {
       this.calls++;

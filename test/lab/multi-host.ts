@@ -59,6 +59,9 @@ export class MultiHostLab {
   private readonly namespaces: string[] = [];
   private madeSwitch = false;
   private madeLabLink = false;
+  /** tmpfs mounts under the plugins' state dirs (`stateTmpfsMb`), unmounted by `destroy`. */
+  private readonly mounts: string[] = [];
+  private stateTmpfsMb = 0;
 
   /** With `tls`, the etcd members serve https and require client certificates signed by its CA. */
   private constructor(readonly tls?: TlsFiles) {
@@ -80,15 +83,17 @@ export class MultiHostLab {
   /**
    * `count` hosts, each with a dockerd from `binDir` (default: the lab's engine) and, unless `legacyPlugins` is false (test/lab/swarm-lab.ts
    * installs the managed plugin instead), a `tsmacvlan serve` instance on the lab's etcd; with `tls`, etcd serves
-   * https only, to clients with a certificate of the lab's CA.
+   * https only, to clients with a certificate of the lab's CA; with `stateTmpfsMb`, each plugin's state dir is a tmpfs of
+   * that size (the soak fills one to see a full disk).
    */
   static async create(
     count: number,
     binDir?: string,
-    { legacyPlugins = true, tls = false } = {},
+    { legacyPlugins = true, tls = false, stateTmpfsMb = 0 } = {},
   ): Promise<MultiHostLab> {
     if (tls) mkdirSync(LAB_DIR, { recursive: true });
     const lab = new MultiHostLab(tls ? makeTls(LAB_DIR, 'etcd', ...ETCD_HOSTS) : undefined);
+    lab.stateTmpfsMb = stateTmpfsMb;
     try {
       lab.makeLan();
       await lab.etcd.start();
@@ -145,6 +150,11 @@ export class MultiHostLab {
       docker,
     };
     this.hosts.push(host);
+    if (this.stateTmpfsMb) {
+      mkdirSync(host.stateDir, { recursive: true });
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${this.stateTmpfsMb}m`, 'tsmv-lab-state', host.stateDir]);
+      this.mounts.push(host.stateDir);
+    }
     execFileSync('bash', [join(__dirname, 'test-image.sh')], {
       env: { ...process.env, DOCKER_HOST: engine.host },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -268,6 +278,7 @@ export class MultiHostLab {
     for (const host of this.hosts) await attempt(`engine of ${host.name}`, () => host.engine.remove());
     for (const host of this.hosts) await attempt(`plugin of ${host.name}`, () => this.stopPlugin(host));
     await attempt('etcd', () => this.etcd.stop());
+    for (const mount of this.mounts.splice(0)) await attempt(`umount ${mount}`, () => execFileSync('umount', [mount]));
     this.hosts.splice(0);
     for (const netns of this.namespaces.splice(0)) await attempt(netns, () => ip('netns', 'del', netns));
     if (this.madeLabLink) await attempt(LAB_LINK, () => ip('link', 'del', LAB_LINK));

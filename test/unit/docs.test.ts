@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseNetworkOptions, OPTIONS } from '../../src/driver/network-options';
 import { IPAM_OPTIONS } from '../../src/ipam/pool-request';
 import { COMMAND_FLAGS, INTERNAL_FLAGS } from '../../src/cli/flags';
+import { CHAOS_FLAGS } from '../chaos/flags';
 import { codeBlocks, commandsOf, type DocCommand, docCommands, markdownFiles } from '../helpers/doc-commands';
 import {
   DOCKER_FLAGS,
@@ -149,9 +150,9 @@ function checkNpm(words: string[]): void {
   if (!PACKAGE.scripts[script]) throw new Error(`package.json has no script ${script}`);
   const file = /^bash (plugin\/[\w-]+\.sh)$/.exec(PACKAGE.scripts[script])?.[1];
   if (rest.length === 0) return;
-  if (!file) throw new Error(`npm run ${script} takes no arguments`);
+  if (!file && script !== 'chaos') throw new Error(`npm run ${script} takes no arguments`);
   if (rest[0] !== '--') throw new Error(`npm run ${script} ${rest[0]}: arguments go after --`);
-  parseArgs(rest.slice(1), scriptFlags(file));
+  parseArgs(rest.slice(1), file ? scriptFlags(file) : { ...CHAOS_FLAGS, switches: ['--'] });
 }
 
 /** Checks one command; throws what is wrong with it. */

@@ -230,6 +230,30 @@ describe('cluster table when etcd fails', () => {
     }
   }, 60_000);
 
+  it('the first take after quorum returns succeeds: it is not refused for the failure of a call made just before', async () => {
+    const subnet = cidr('10.72.5.0/24');
+    const { lo, hi } = bounds(subnet);
+    const a = tables.open('hostA', undefined, { timeoutMs: 1_500 });
+    await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'warm' });
+    // The followers stopped (SIGSTOP, as the soak does): the leader has no quorum; SIGCONT gives it back at once.
+    const children = (cluster as unknown as { members: { child?: { pid?: number } }[] }).members;
+    const leader = cluster.leader();
+    const followers = [0, 1, 2].filter((i) => i !== leader).map((i) => children[i].child!.pid!);
+    for (const pid of followers) process.kill(pid, 'SIGSTOP');
+    let lost: unknown;
+    try {
+      lost = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'lost' }).catch((err: Error) => err);
+    } finally {
+      for (const pid of followers) process.kill(pid, 'SIGCONT');
+    }
+    expect(lost).toBeInstanceOf(ClusterUnavailableError);
+    const first = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'first' }).then(
+      (address) => formatIp(false, address),
+      (err: Error) => err,
+    );
+    expect(first).not.toBeInstanceOf(Error);
+  }, 60_000);
+
   it('etcd killed mid-transaction: after it returns, etcd holds exactly the answered takes', async () => {
     const subnet = cidr('10.72.2.0/24');
     const { lo, hi } = bounds(subnet);
