@@ -195,7 +195,12 @@ export class ReleaseQueue {
     await this.applyNowOrLater(release);
   }
 
-  /** Queues `release` and writes its line (at once: takes see it, a kill keeps it); resolves once it is synced. */
+  /**
+   * Queues `release` and writes its line (at once: takes see it, a kill keeps it); resolves once it is synced, or
+   * once the write failed. A release the log cannot hold (a full or failing disk) still goes ahead, queued in memory
+   * only: it removes claims of this instance alone, so applying it unrecorded risks nothing but its loss if
+   * tsmacvlan stops before etcd has it, while refusing it would lose it for good (Docker does not ask again).
+   */
   private async record(release: Release): Promise<void> {
     this.queue.set(release.id, release);
     let saving: Promise<void>;
@@ -208,9 +213,9 @@ export class ReleaseQueue {
     try {
       await saving;
     } catch (err) {
-      this.queue.delete(release.id);
-      throw new PluginError(
-        `could not save the cluster intent log ${this.intents.path} (${(err as Error).message}); nothing was released, retry`,
+      this.log.error(
+        { err: (err as Error).message, path: this.intents.path, release },
+        'could not save a release in the cluster intent log; applying it unrecorded (lost if tsmacvlan stops before etcd has it)',
       );
     } finally {
       this.saving.delete(release.id);
@@ -361,10 +366,7 @@ export class ReleaseQueue {
       if (claim.owner !== this.instance || !this.orphans.delete(claim.at)) continue;
       this.log.warn({ subnet: view.subnet.text, at: claim.at }, 'a take reported as failed did commit; releasing it');
       const release: Release = { id: claim.at, subnet: view.subnet.text, at: claim.at };
-      this.record(release).then(
-        () => this.kick(),
-        (err: unknown) => this.log.error({ err }, 'could not save a release; it is held until tsmacvlan restarts'),
-      );
+      void this.record(release).then(() => this.kick());
     }
   }
 

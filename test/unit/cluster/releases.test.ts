@@ -8,6 +8,7 @@ import { IntentLog, rewriteIntents } from '../../../src/cluster/intents';
 import { addressKey, encodeClaims } from '../../../src/cluster/keys';
 import { ReleaseQueue } from '../../../src/cluster/releases';
 import { SubnetView } from '../../../src/cluster/view';
+import { setIoFault } from '../../../src/state/faults';
 import { formatIp, parseCidr } from '../../../src/ip/address';
 
 const subnet = (() => {
@@ -89,6 +90,25 @@ function queueOver(claims: [bigint, string, string][]) {
 }
 
 describe('release queue', () => {
+  it('a release the intent log cannot hold (a full disk) is still applied: refused, Docker would never ask again', async () => {
+    const { kv, view, log, queue } = queueOver([[5n, 'p1', 't1']]);
+    setIoFault('ENOSPC:write,sync:cluster-intents');
+    try {
+      const answered = queue.release(subnet.text, formatIp(false, subnet.base + 5n), 'p1');
+      for (let i = 0; i < 10 && kv.replaced.length < 1; i++) {
+        kv.release();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(await within(answered, 'the release answered')).toBe(true);
+      expect(kv.replaced).toEqual([addressKey('/p', subnet, subnet.base + 5n)]);
+      expect(view.held.size).toBe(0);
+    } finally {
+      setIoFault(undefined);
+      queue.stop();
+      await log.close();
+    }
+  });
+
   it('applies a release queued while the loop is applying another', async () => {
     const { kv, view, log, queue } = queueOver([
       [5n, 'r', 't1'],
