@@ -79,18 +79,6 @@ step_start "engine 20.10, compose, registry"
 bash "$HERE/../lab/engines.sh" 20.10 compose registry
 step_end
 
-# ------------------------------------------------------------- arm64 plugin --
-# test/e2e/arm64.test.ts installs the arm64 plugin from plugin/build-arm64 (create.sh --arch arm64 --reuse), and
-# test/arm64/run.sh runs the codecs' tests on arm64's node: both need Debian's arm64 Node and qemu's emulator, fetched
-# into .cache/ (plugin/arch/fetch.sh), and the build needs the npm registry. No engine: the rootfs is assembled here,
-# beside the managed plugins' build (it works in its own temporary copies); its output comes after theirs.
-step_start "arm64 plugin rootfs, beside the managed plugins"
-ARM64_LOG=$(mktemp /tmp/tsmv-provision-arm64.XXXXXX)
-bash "$HERE/../../plugin/arch/rootfs.sh" --reuse arm64 "$HERE/../../plugin/build-arm64" >"$ARM64_LOG" 2>&1 &
-ARM64_PID=$!
-ARM64_STEP_T=$STEP_T
-trap 'kill "$ARM64_PID" 2>/dev/null || true' EXIT # a failed step below leaves no build running
-
 # ------------------------------------------------------ managed plugin rootfs --
 # managed-plugin.test.ts and swarm.test.ts install the plugin from plugin/build (create.sh --reuse). Building it needs
 # the npm registry, which the lab's namespace cannot reach, so it is built here by an engine of our own in this
@@ -105,15 +93,12 @@ PREVIOUS=39a3318
 bash "$HERE/../lab/own-mounts.sh" tsmv-build bash "$HERE/build-plugins.sh" "/var/tmp/$BUILD_ID" "$BUILD_ID" "$PREVIOUS"
 step_end "plugin/build and plugin/build-previous ready"
 
-ARM64_STATUS=0
-wait "$ARM64_PID" || ARM64_STATUS=$?
-trap - EXIT
-cat "$ARM64_LOG" && rm -f "$ARM64_LOG"
-STEP_NAME="arm64 plugin rootfs" STEP_T=$ARM64_STEP_T
-if ((ARM64_STATUS != 0)); then
-  echo "[provision] the arm64 plugin rootfs failed (exit $ARM64_STATUS): its output is above" >&2
-  exit "$ARM64_STATUS"
-fi
+# ------------------------------------------------------------- arm64 plugin --
+# test/e2e/arm64.test.ts installs the arm64 plugin from plugin/build-arm64 (create.sh --arch arm64 --reuse), and
+# test/arm64/run.sh runs the codecs' tests on arm64's node: both need Debian's arm64 Node and qemu's emulator, fetched
+# into .cache/ (plugin/arch/fetch.sh), and the build needs the npm registry. No engine: the rootfs is assembled here.
+step_start "arm64 plugin rootfs"
+bash "$HERE/../../plugin/arch/rootfs.sh" --reuse arm64 "$HERE/../../plugin/build-arm64"
 step_end "plugin/build-arm64 ready"
 
 echo "[provision] ready in $(( $(now_ms) - T0 )) ms"
