@@ -8,6 +8,8 @@ import { dirname } from 'node:path';
 import { socketAnswers } from './socket-probe';
 
 export class EarlySocket {
+  /** The socket bound and not handed over yet: what a start that failed meanwhile gives up (abandonUnclaimed). */
+  private static unclaimed: EarlySocket | undefined;
   private readonly held = new Set<Socket>();
 
   /** A start that fails before the server listens leaves no socket file (the process exits on its error). */
@@ -22,6 +24,23 @@ export class EarlySocket {
       socket.once('close', () => this.held.delete(socket));
     });
     process.once('exit', this.removeOnExit);
+    EarlySocket.unclaimed = this;
+  }
+
+  /**
+   * A start failed before the server took the socket over: it stops listening, drops the connections it held (Docker
+   * then gets an error at once rather than waiting on them) and removes the file, for a process that does not exit
+   * yet (cli/serve.ts, stayUntilStopped).
+   */
+  static abandonUnclaimed(): void {
+    const early = EarlySocket.unclaimed;
+    EarlySocket.unclaimed = undefined;
+    if (!early) return;
+    early.server.close();
+    for (const socket of early.held) socket.destroy();
+    early.held.clear();
+    process.off('exit', early.removeOnExit);
+    early.removeOnExit();
   }
 
   /**
@@ -55,6 +74,7 @@ export class EarlySocket {
    */
   async handOver(): Promise<(take: (socket: Socket) => void) => void> {
     for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve)); // a whole turn, its I/O polled
+    EarlySocket.unclaimed = undefined;
     this.server.close();
     process.off('exit', this.removeOnExit);
     rmSync(this.path, { force: true });

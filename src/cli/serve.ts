@@ -53,13 +53,15 @@ export async function serveCommand(args: string[]): Promise<void> {
 const FAILED_START_STAY_MS = 30_000;
 
 /**
- * A failed start as the managed plugin (PID 1 of its container) says why at once, then stays until Docker stops it.
+ * A failed start as the managed plugin (PID 1 of its container) gives its socket up and says why at once, then
+ * stays until Docker stops it.
  * Docker restarts a plugin that exits while `docker plugin enable` still waits for its socket, and those restarts
  * race the operator's next enable ("cannot start a container that has stopped"); one that stays, without a socket,
  * is stopped once Docker gives up waiting, and the enable fails once and cleanly. PID 1 ignores a signal it has no
  * handler for, so this one handles SIGTERM and SIGINT.
  */
 async function stayUntilStopped(err: Error): Promise<never> {
+  EarlySocket.abandonUnclaimed();
   console.error(`tsmacvlan: ${err.message}`);
   await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, FAILED_START_STAY_MS);

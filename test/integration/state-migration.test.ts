@@ -290,6 +290,28 @@ describe('a state dir written by tsmacvlan 0.1.0', () => {
     expect(files(dir)).toEqual(untouched);
   });
 
+  it('as the managed plugin, a start that fails once its socket is bound gives the socket up and stays until stopped', async () => {
+    const dir = copyOfFixture();
+    migrateState(dir, STATE_FILES, silent);
+    writeFileSync(join(dir, 'networks', `${id('a')}.json`), '{"not a record"'); // read after the socket is bound
+    const pid1 = spawnProcess(
+      'unshare',
+      ['--pid', '--fork', '--kill-child', '--', process.execPath, CLI, ...serveArgs(dir)],
+      {},
+    );
+    daemons.push(pid1);
+    let socketSeen = false;
+    const watch = setInterval(() => (socketSeen ||= existsSync(socketOf(dir))), 2);
+    await vi.waitFor(() => expect(pid1.output()).toMatch(/tsmacvlan: .*networks/), { timeout: 20_000, interval: 50 });
+    clearInterval(watch);
+    expect(socketSeen, 'the socket was bound before the failure').toBe(true);
+    expect(existsSync(socketOf(dir)), 'the socket left behind while the process stays').toBe(false);
+    expect(pid1.child.exitCode, pid1.output()).toBeNull();
+    const node = execFileSync('pgrep', ['-P', String(pid1.child.pid)], { encoding: 'utf8' }).trim();
+    process.kill(Number(node), 'SIGTERM');
+    expect(await pid1.exited).toBe(1);
+  });
+
   it('walks every crash point of the migration the source declares', () => {
     const source = readFileSync(join(__dirname, '../../src/state/migrate.ts'), 'utf8');
     const declared = [...source.matchAll(/crashPoint\('([^']+)'\)/g)].map((m) => m[1]).sort();
