@@ -5,6 +5,7 @@ import { EtcdKv, type EtcdSettings } from '../cluster/etcd';
 import type { OwnerCounts } from '../cluster/view';
 import type { Check } from './doctor/check';
 import { fillClusterRows, type RangeRow } from './range-rows';
+import { MAC_FIELD } from './schema-fields';
 
 export interface ClusterSubnetRow {
   subnet: string;
@@ -72,7 +73,7 @@ export const CLUSTER_JSON_SCHEMA = {
                   additionalProperties: false,
                   properties: {
                     address: { type: 'string', minLength: 1 },
-                    mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+                    mac: MAC_FIELD,
                     owner: { type: 'string', minLength: 1 },
                   },
                 },

@@ -1,5 +1,6 @@
 // The DHCP leases of `tsmacvlan status`: one row per endpoint of a DHCP network, from its record.
 import type { EndpointRecord } from '../driver/endpoint-naming';
+import { MAC_FIELD } from './schema-fields';
 
 export interface LeaseRow {
   endpointId: string;
@@ -23,7 +24,7 @@ export const LEASE_ROW_SCHEMA = {
   additionalProperties: false,
   properties: {
     endpointId: { type: 'string', minLength: 1 },
-    mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+    mac: MAC_FIELD,
     address: { type: 'string', minLength: 1 },
     server: isoOrNull,
     expires: isoOrNull,

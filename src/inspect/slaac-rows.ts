@@ -1,6 +1,7 @@
 // The SLAAC addresses of `tsmacvlan status`: one row per endpoint of a DHCP network with IPv6, from its record, with
 // what became of its prefix (the router may withdraw or deprecate it, or let it expire; the container keeps it).
 import type { EndpointRecord } from '../driver/endpoint-naming';
+import { MAC_FIELD } from './schema-fields';
 
 export interface SlaacRow {
   endpointId: string;
@@ -22,7 +23,7 @@ export const SLAAC_ROW_SCHEMA = {
   additionalProperties: false,
   properties: {
     endpointId: { type: 'string', minLength: 1 },
-    mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+    mac: MAC_FIELD,
     address: { type: 'string', minLength: 1 },
     prefix: { type: 'string', minLength: 1 },
     router: { type: 'string', minLength: 1 },

@@ -5,6 +5,7 @@ import { DRIFT_KINDS } from './drift';
 import { LEASE_ROW_SCHEMA } from './lease-rows';
 import { RANGE_ROW_SCHEMA } from './range-rows';
 import { SLAAC_ROW_SCHEMA } from './slaac-rows';
+import { MAC_FIELD } from './schema-fields';
 
 const nonEmpty = { type: 'string', minLength: 1 } as const;
 
@@ -107,7 +108,7 @@ export const STATUS_JSON_SCHEMA = {
           networkId: nonEmpty,
           hostLink: { type: ['string', 'null'] },
           location: { enum: ['host', 'container', 'gone'] },
-          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          mac: MAC_FIELD,
           addresses: { type: 'array', items: nonEmpty },
         },
       },
@@ -138,7 +139,7 @@ export const STATUS_JSON_SCHEMA = {
         properties: {
           subnet: nonEmpty,
           address: nonEmpty,
-          mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' },
+          mac: MAC_FIELD,
           since: nonEmpty,
           poolId: nonEmpty,
         },
