@@ -64,7 +64,13 @@ export class EndpointLifecycle {
     private readonly log: Logger,
     private readonly releaseDue?: ReleaseDue,
   ) {
-    this.forgotten = new ForgottenEndpoints(links, state, endpointLocks, (n, e) => this.deleteLocked(n, e), log);
+    this.forgotten = new ForgottenEndpoints(
+      links,
+      state,
+      endpointLocks,
+      (n, e) => this.deleteForgottenLocked(n, e),
+      log,
+    );
   }
 
   /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
@@ -287,7 +293,7 @@ export class EndpointLifecycle {
    * Tells the IPAM, once the endpoint is gone, which addresses Docker's ReleaseAddress is due for next (not a leased one:
    * DHCP addresses come from the LAN's server). A failure is logged, never fails the delete: deletes roll forward.
    */
-  private async noteReleasesDue(networkId: string, endpoint: EndpointRecord): Promise<void> {
+  private async noteReleasesDue(networkId: string, endpoint: EndpointRecord, strict = false): Promise<void> {
     const network = this.state.networks.get(networkId);
     if (!this.releaseDue || !network || endpoint.lease) return;
     const note = this.releaseDue;
@@ -299,14 +305,27 @@ export class EndpointLifecycle {
     await Promise.all(
       families.map(async ([data, address]) => {
         if (!data || !address) return;
-        await note(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) =>
-          this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address'),
-        );
+        await note(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) => {
+          if (strict) throw err;
+          this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address');
+        });
       }),
     );
   }
 
-  private async deleteLocked(networkId: string, endpointId: string): Promise<void> {
+  /**
+   * Deletes an endpoint Docker forgot (forgotten-endpoints.ts). Its addresses' releases are due first, and must be
+   * noted: no ReleaseAddress will come for them, so a due that cannot be noted (etcd unreachable) throws, and the
+   * endpoint stays for the next check.
+   */
+  private async deleteForgottenLocked(networkId: string, endpointId: string): Promise<void> {
+    const endpoint = this.state.endpoints.get(endpointId);
+    if (!endpoint) return;
+    await this.noteReleasesDue(networkId, endpoint, true);
+    await this.deleteLocked(networkId, endpointId, false);
+  }
+
+  private async deleteLocked(networkId: string, endpointId: string, noteDues = true): Promise<void> {
     this.forgotten.deleted(endpointId);
     const endpoint = this.state.endpoints.get(endpointId);
     if (!endpoint) return;
@@ -326,7 +345,7 @@ export class EndpointLifecycle {
       crashPoint('route-removed');
     }
     // Only once the delete has succeeded: Docker keeps an endpoint whose delete failed, and its address with it.
-    await this.noteReleasesDue(networkId, endpoint);
+    if (noteDues) await this.noteReleasesDue(networkId, endpoint);
     // Only our own link: a name clash with someone else's link must not cost them their interface. Its deletion
     // (17-20 ms of kernel time) finishes after the answer; if the plugin dies first, the link is ours and owned by
     // no record, so the next start deletes it.
