@@ -96,6 +96,7 @@ export class NetworkDriver {
     if (dryRun) return repairs;
     await this.dhcp.resumeAtStart([...state.endpoints.values()], unanswered);
     await this.dhcp6.resumeAtStart([...state.endpoints.values(), ...unanswered]);
+    this.endpointLife.forgotten.resumeAtStart(new Set((await links.list()).map((link) => link.name)));
     // Each parent of an IPv6 DHCP network is asked for a router advertisement now: prefixes known before a container needs one.
     for (const network of state.networks.values()) await this.slaac.watch(network);
     return repairs;
@@ -111,6 +112,7 @@ export class NetworkDriver {
     this.dhcp.close();
     this.dhcp6.close();
     this.upkeep.stop();
+    this.endpointLife.forgotten.stop();
     await this.endpointLife.reaper.close();
   }
 
