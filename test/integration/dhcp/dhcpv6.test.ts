@@ -15,6 +15,7 @@ import { startPlugin, type TestPlugin } from '../../helpers/plugin';
 const id = () => randomBytes(32).toString('hex');
 const PREFIX = 'fd78:0:0:1::';
 const RESERVED = `${PREFIX}42`;
+const IGNORED = '02:7e:00:00:07:04';
 const duid = (mac: string) => `00:03:00:01:${mac}`;
 
 describe('DHCPv6 on a DHCP network with --ipv6, against dnsmasq as router and server (M flag)', () => {
@@ -32,6 +33,8 @@ describe('DHCPv6 on a DHCP network with --ipv6, against dnsmasq as router and se
       `--dhcp-range=${PREFIX}10,${PREFIX}ff,64,2m`,
       // The decline case: this MAC's DUID is always given RESERVED, which a squatter holds.
       `--dhcp-host=id:${duid('02:7e:00:00:07:02')},[${RESERVED}]`,
+      // The silent server case: this MAC's DUID is never answered.
+      `--dhcp-host=id:${duid(IGNORED)},ignore`,
     ]);
     for (let i = 0; i < 100 && !routerLinkLocal; i++) {
       const links = JSON.parse(inNs(lab.switchNs, 'ip', '-j', '-6', 'addr', 'show', 'dev', 'br0'));
@@ -124,6 +127,37 @@ describe('DHCPv6 on a DHCP network with --ipv6, against dnsmasq as router and se
     expect(lab.serverLog()).toContain(`disabling DHCP static address ${RESERVED}`);
     expect(logLines('DHCPREPLY', mac).at(-1)).toContain(address);
     await plugin.call('NetworkDriver.DeleteEndpoint', { NetworkID: network, EndpointID: endpointId });
+  });
+
+  it('the M flag with no DHCPv6 server answering: CreateEndpoint fails after dhcp_timeout, saying what to do', async () => {
+    const quick = id();
+    const res = await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: quick,
+      Options: {
+        'com.docker.network.enable_ipv6': true,
+        'com.docker.network.enable_ipv4': false,
+        'com.docker.network.generic': { parent: lab.parent, dhcp: 'true', dhcp_timeout: '1' },
+      },
+      IPv4Data: [],
+      IPv6Data: [{ AddressSpace: 'null', Pool: '::/0' }],
+    });
+    expect(res.status, JSON.stringify(res.json)).toBe(200);
+    const endpointId = id();
+    const created = await plugin.call('NetworkDriver.CreateEndpoint', {
+      NetworkID: quick,
+      EndpointID: endpointId,
+      Interface: { Address: '', AddressIPv6: '', MacAddress: IGNORED },
+      Options: {},
+    });
+    expect(created.status).toBe(500);
+    expect(created.json.Err).toBe(
+      `the IPv6 router on ${lab.parent} sets the M flag (addresses from DHCPv6), but no DHCPv6 server leased an address ` +
+        `to MAC ${IGNORED} within 1 s; check that a DHCPv6 server serves the LAN of ${lab.parent} and has free ` +
+        'addresses, give it longer with -o dhcp_timeout=<seconds>, or leave out --ipv6',
+    );
+    expect(logLines('DHCPSOLICIT', IGNORED).length).toBeGreaterThan(0);
+    expect(plugin.driver.listEndpoints().map((e) => e.id)).not.toContain(endpointId);
+    expect((await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: quick })).status).toBe(200);
   });
 
   it('a lease is kept across a restart and renewed at its T1 (dnsmasq logs the RENEW); delete releases it', async () => {
