@@ -91,7 +91,9 @@ function encodeIa(ia: IaNa): Buffer {
     times.writeUInt32BE(a.validSeconds, 4);
     return option(OPTION.iaAddress, Buffer.concat([addressBytes(a.address), times]));
   });
-  return option(OPTION.iaNa, Buffer.concat([head, ...addresses]));
+  const status =
+    ia.status === undefined ? [] : [option(OPTION.status, Buffer.from([ia.status >> 8, ia.status & 0xff]))];
+  return option(OPTION.iaNa, Buffer.concat([head, ...addresses, ...status]));
 }
 
 export function encodeMessage(m: Dhcp6Message): Buffer {
