@@ -120,10 +120,11 @@ export class EndpointLifecycle {
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
       this.forgotten.created(record.id);
-      if (answered.lease) {
-        const ms = Math.round((performance.now() - started) * 1000) / 1000;
+      const ms = Math.round((performance.now() - started) * 1000) / 1000;
+      if (answered.lease)
         this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv4, ms }, 'DHCP endpoint created');
-      }
+      if (answered.dhcp6)
+        this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv6, ms }, 'DHCPv6 endpoint created');
       return {
         ...(!req.mac && ownMac(childMode(network)) && { mac: record.mac }),
         ...(answered.lease && { ipv4: answered.ipv4 }),
