@@ -83,16 +83,7 @@ export class EndpointLifecycle {
         `network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`,
       );
     }
-    if (network.dhcp && req.ipv4)
-      throw new PluginError(
-        `network ${req.networkId.slice(0, 12)} leases its addresses from the LAN's DHCP server, so Docker must give none (got ${req.ipv4}); ` +
-          `leave out --ip, and pin an address with a reservation for the container's --mac-address on the server instead`,
-      );
-    if (network.dhcp?.ipv6 && req.ipv6)
-      throw new PluginError(
-        `network ${req.networkId.slice(0, 12)} forms its IPv6 addresses from the LAN router's prefix and each container's MAC, so Docker must give none (got ${req.ipv6}); ` +
-          `leave out --ip6, and choose the address through --mac-address instead`,
-      );
+    refuseGivenAddresses(network, req);
     const record: EndpointRecord = {
       id: req.endpointId,
       networkId: req.networkId,
@@ -342,6 +333,20 @@ export class EndpointLifecycle {
       this.reaper.delete(name).catch((err) => this.log.warn({ err, link: name }, 'could not delete endpoint link'));
     }
   }
+}
+
+/** A DHCP network's addresses come from the LAN (its DHCP server, its IPv6 router): Docker must give none. */
+function refuseGivenAddresses(network: NetworkRecord, req: CreateEndpointRequest): void {
+  if (network.dhcp && req.ipv4)
+    throw new PluginError(
+      `network ${req.networkId.slice(0, 12)} leases its addresses from the LAN's DHCP server, so Docker must give none (got ${req.ipv4}); ` +
+        `leave out --ip, and pin an address with a reservation for the container's --mac-address on the server instead`,
+    );
+  if (network.dhcp?.ipv6 && req.ipv6)
+    throw new PluginError(
+      `network ${req.networkId.slice(0, 12)} forms its IPv6 addresses from the LAN router's prefix and each container's MAC, so Docker must give none (got ${req.ipv6}); ` +
+        `leave out --ip6, and choose the address through --mac-address instead`,
+    );
 }
 
 /** The same request again is answered the same way; anything else under that id is refused. */
