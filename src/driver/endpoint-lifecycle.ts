@@ -89,16 +89,7 @@ export class EndpointLifecycle {
         `network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`,
       );
     }
-    if (network.dhcp && req.ipv4)
-      throw new PluginError(
-        `network ${req.networkId.slice(0, 12)} leases its addresses from the LAN's DHCP server, so Docker must give none (got ${req.ipv4}); ` +
-          `leave out --ip, and pin an address with a reservation for the container's --mac-address on the server instead`,
-      );
-    if (network.dhcp?.ipv6 && req.ipv6)
-      throw new PluginError(
-        `network ${req.networkId.slice(0, 12)} forms its IPv6 addresses from the LAN router's prefix and each container's MAC, so Docker must give none (got ${req.ipv6}); ` +
-          `leave out --ip6, and choose the address through --mac-address instead`,
-      );
+    refuseGivenAddresses(network, req);
     const record: EndpointRecord = {
       id: req.endpointId,
       networkId: req.networkId,
@@ -109,11 +100,15 @@ export class EndpointLifecycle {
     // Claim the slot before the first await, so parallel requests see it.
     this.state.addEndpoint(record);
     let leased = false;
+    let leased6 = false;
     try {
       if (!record.mac) record.mac = await this.parentMac(network, req.mac);
       let answered = record;
       if (network.dhcp && !network.dhcp.noIpv4) answered = await this.leaseFor(network, record, () => (leased = true));
-      if (network.dhcp?.ipv6) answered = await this.slaac.address(network, answered);
+      if (network.dhcp?.ipv6) {
+        answered = await this.slaac.address(network, answered);
+        leased6 = answered.dhcp6 !== undefined;
+      }
       if (!network.dhcp) {
         await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
         crashPoint('endpoint-recorded');
@@ -122,18 +117,20 @@ export class EndpointLifecycle {
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
       this.forgotten.created(record.id);
-      if (answered.lease) {
-        const ms = Math.round((performance.now() - started) * 1000) / 1000;
+      const ms = Math.round((performance.now() - started) * 1000) / 1000;
+      if (answered.lease)
         this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv4, ms }, 'DHCP endpoint created');
-      }
+      if (answered.dhcp6)
+        this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv6, ms }, 'DHCPv6 endpoint created');
       return {
         ...(!req.mac && ownMac(childMode(network)) && { mac: record.mac }),
         ...(answered.lease && { ipv4: answered.ipv4 }),
-        ...(answered.slaac && { ipv6: answered.ipv6 }),
+        ...((answered.slaac || answered.dhcp6) && { ipv6: answered.ipv6 }),
       };
     } catch (err) {
       this.state.forgetEndpoint(record);
       if (leased) this.dhcp.release(clientKey(dhcpIdentity(network, record)));
+      if (leased6) this.slaac.release(record.mac);
       // Marked unanswered if it got written: the next start would roll it back anyway.
       await this.state.endpointStore.remove(record.id).catch(() => undefined);
       throw err;
@@ -210,7 +207,8 @@ export class EndpointLifecycle {
         `endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`,
       );
     }
-    if (network.dhcp && !network.dhcp.noIpv4 && !endpoint.lease)
+    const lost6 = network.dhcp?.ipv6 && endpoint.leaseLost && !endpoint.slaac && !endpoint.dhcp6;
+    if ((network.dhcp && !network.dhcp.noIpv4 && !endpoint.lease) || lost6)
       throw new PluginError(
         `endpoint ${endpoint.id.slice(0, 12)} lost its DHCP lease of ${endpoint.leaseLost?.address ?? 'its address'}; disconnect and connect the container again for a new one`,
       );
@@ -339,6 +337,7 @@ export class EndpointLifecycle {
     this.state.forgetEndpoint({ id: endpointId, networkId });
     // After the record: a crash between the two leaves the lease to expire on the server, never a record to renew it.
     if (endpoint.lease) this.dhcp.release(clientKey(endpoint.lease));
+    if (endpoint.dhcp6) this.slaac.release(endpoint.dhcp6.lease.mac);
     const hostAddress = this.state.networks.get(networkId)?.hostAccess;
     if (hostAddress && endpoint.ipv4) {
       await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
@@ -355,12 +354,26 @@ export class EndpointLifecycle {
   }
 }
 
+/** A DHCP network's addresses come from the LAN (its DHCP server, its IPv6 router): Docker must give none. */
+function refuseGivenAddresses(network: NetworkRecord, req: CreateEndpointRequest): void {
+  if (network.dhcp && req.ipv4)
+    throw new PluginError(
+      `network ${req.networkId.slice(0, 12)} leases its addresses from the LAN's DHCP server, so Docker must give none (got ${req.ipv4}); ` +
+        `leave out --ip, and pin an address with a reservation for the container's --mac-address on the server instead`,
+    );
+  if (network.dhcp?.ipv6 && req.ipv6)
+    throw new PluginError(
+      `network ${req.networkId.slice(0, 12)} forms its IPv6 addresses from the LAN router's prefix and each container's MAC, so Docker must give none (got ${req.ipv6}); ` +
+        `leave out --ip6, and choose the address through --mac-address instead`,
+    );
+}
+
 /** The same request again is answered the same way; anything else under that id is refused. */
 function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest, answersMac: boolean): CreatedEndpoint {
   const same =
     existing.networkId === req.networkId &&
     (existing.lease ? req.ipv4 === undefined : existing.ipv4 === req.ipv4) &&
-    (existing.slaac ? req.ipv6 === undefined : existing.ipv6 === req.ipv6) &&
+    (existing.slaac || existing.dhcp6 ? req.ipv6 === undefined : existing.ipv6 === req.ipv6) &&
     (!req.mac || (answersMac && req.mac === existing.mac));
   if (!same)
     throw new PluginError(
@@ -369,7 +382,7 @@ function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest, answer
   return {
     ...(!req.mac && answersMac && { mac: existing.mac }),
     ...(existing.lease && { ipv4: existing.ipv4 }),
-    ...(existing.slaac && { ipv6: existing.ipv6 }),
+    ...((existing.slaac || existing.dhcp6) && { ipv6: existing.ipv6 }),
   };
 }
 
@@ -392,7 +405,8 @@ function joinAnswer(network: NetworkRecord, endpoint: EndpointRecord, linkName: 
     if (routes.gateway && !network.internal) answer.gateway = routes.gateway;
   }
   // The router that advertised the prefix, by its link-local address: routers need not have one in the prefix.
-  if (endpoint.slaac && !network.internal) answer.gatewayIpv6 = endpoint.slaac.router;
+  const router6 = (endpoint.slaac ?? endpoint.dhcp6)?.router;
+  if (router6 && !network.internal) answer.gatewayIpv6 = router6;
   if (network.internal) return answer;
   if (!onLan(childMode(network))) {
     answer.staticRoutes.push(...connectedDefaults(endpoint.ipv4 !== undefined, endpoint.ipv6 !== undefined));
