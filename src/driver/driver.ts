@@ -8,13 +8,8 @@ import type { RouterAdverts } from '../ra/router-adverts';
 import { KeyedMutex } from '../state/keyed-mutex';
 import { type DhcpFigures, DhcpLeases, type OpenClients } from './dhcp-leases';
 import { DriverState } from './driver-state';
-import {
-  EndpointLifecycle,
-  type CreateEndpointRequest,
-  type CreatedEndpoint,
-  type JoinAnswer,
-  type ReleaseDue,
-} from './endpoint-lifecycle';
+import type { CreateEndpointRequest, CreatedEndpoint, JoinAnswer } from './endpoint-answers';
+import { EndpointLifecycle, type ReleaseDue } from './endpoint-lifecycle';
 import type { EndpointRecord } from './endpoint-naming';
 import { HostAccess } from './host-access';
 import { HostAccessUpkeep } from './host-access-upkeep';
