@@ -298,12 +298,18 @@ async function leftovers(lab: MultiHostLab, log: (line: string) => void) {
 async function rawClaims(lab: MultiHostLab): Promise<string[]> {
   const { stdout } = await execFileP(
     '/usr/bin/etcdctl',
-    [`--endpoints=${lab.etcd.endpoints.join(',')}`, 'get', '--prefix', '/', '--keys-only'],
-    { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 30_000 },
+    [`--endpoints=${lab.etcd.endpoints.join(',')}`, 'get', '--prefix', '/', '--print-value-only=false'],
+    { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 30_000, maxBuffer: 64 * 1024 * 1024 },
   );
-  return stdout
-    .split('\n')
-    .filter((k) => k.includes('/subnets/10.201.0.0_24/') && inRange(k.slice(k.lastIndexOf('/') + 1)));
+  // Key and value alternate, one line each: a leaked claim is reported with who held it and as what.
+  const lines = stdout.split('\n');
+  const claims: string[] = [];
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const key = lines[i];
+    if (key.includes('/subnets/10.201.0.0_24/') && inRange(key.slice(key.lastIndexOf('/') + 1)))
+      claims.push(`${key} ${lines[i + 1].slice(0, 300)}`);
+  }
+  return claims;
 }
 
 function endpointRecords(lab: MultiHostLab): string[] {
