@@ -1,4 +1,5 @@
-// The DHCP leases of `tsmacvlan status`: one row per endpoint of a DHCP network, from its record.
+// The DHCP leases of `tsmacvlan status`: one row per lease of an endpoint of a DHCP network (DHCPv4, and DHCPv6 where
+// the router sends the M flag), from its record.
 import type { EndpointRecord } from '../driver/endpoint-naming';
 import { MAC_FIELD } from './schema-fields';
 
@@ -7,7 +8,7 @@ export interface LeaseRow {
   mac: string;
   /** CIDR; for a lost lease, the address it had. */
   address: string;
-  /** The server's identifier (option 54); null for a lost lease. */
+  /** The server's identifier (DHCPv4's option 54, DHCPv6's server DUID); null for a lost lease. */
   server: string | null;
   /** ISO times; null for a lost lease. */
   expires: string | null;
@@ -35,7 +36,19 @@ export const LEASE_ROW_SCHEMA = {
 
 export function leaseRows(endpoints: EndpointRecord[]): LeaseRow[] {
   const rows: LeaseRow[] = [];
-  for (const { id, mac, lease, leaseLost } of endpoints) {
+  for (const { id, mac, lease, leaseLost, dhcp6, ipv6 } of endpoints) {
+    if (dhcp6) {
+      const { serverId, expiresAt, renewAt, rebindAt } = dhcp6.lease;
+      rows.push({
+        endpointId: id,
+        mac,
+        address: ipv6 ?? dhcp6.lease.address,
+        server: serverId,
+        expires: new Date(expiresAt).toISOString(),
+        nextRenewal: new Date(renewAt > Date.now() ? renewAt : rebindAt).toISOString(),
+        lost: null,
+      });
+    }
     if (lease) {
       rows.push({
         endpointId: id,

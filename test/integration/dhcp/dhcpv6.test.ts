@@ -4,6 +4,7 @@
 // link, moved into a namespace as Docker does, pings the router; a device holding the address leased is declined (the
 // server then gives another);
 // a lease is kept across a plugin restart and renewed at its T1 (dnsmasq's log shows it); DeleteEndpoint releases it.
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DhcpLab, inNs, sleep } from '../../helpers/dhcp-lab';
 import { assertPrivateNetns, ip } from '../../helpers/net';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
+import { CLI } from '../../helpers/serve';
 
 const id = () => randomBytes(32).toString('hex');
 const PREFIX = 'fd78:0:0:1::';
@@ -96,6 +98,12 @@ describe('DHCPv6 on a DHCP network with --ipv6, against dnsmasq as router and se
     });
     expect(joined.status, JSON.stringify(joined.json)).toBe(200);
     expect(joined.json.GatewayIPv6).toBe(routerLinkLocal);
+    const status = execFileSync(process.execPath, [CLI, 'status', '--json', '--state-dir', plugin.stateDir], {
+      encoding: 'utf8',
+    });
+    expect(JSON.parse(status).leases).toContainEqual(
+      expect.objectContaining({ endpointId, mac, address: created.json.Interface.AddressIPv6, lost: null }),
+    );
     const ns = `${lab.prefix}c`;
     ip('netns', 'add', ns);
     try {

@@ -53,4 +53,41 @@ describe('lease rows of status', () => {
     ]);
     expect(leaseCells(rows)[1]).toEqual(['e2', '10.77.0.101', '02:00:00:00:00:02', '-', 'lost (nak)', '-']);
   });
+
+  it('a DHCPv6 lease is a row of its own, the DUID as its server', () => {
+    const lease6 = {
+      mac: '02:00:00:00:00:04',
+      duid: '00:03:00:01:02:00:00:00:00:04',
+      iaid: 1,
+      address: 'fd00:77::10',
+      serverId: '00:01:00:01:aa:bb',
+      preferredSeconds: 120,
+      validSeconds: 240,
+      dnsServers: [],
+      obtainedAt: now,
+      renewAt: now + 60_000,
+      rebindAt: now + 96_000,
+      expiresAt: now + 240_000,
+    };
+    const rows = leaseRows([
+      {
+        id: 'e4',
+        networkId: 'n',
+        mac: lease6.mac,
+        ipv6: 'fd00:77::10/64',
+        dhcp6: { lease: lease6, router: 'fe80::1' },
+      },
+    ]);
+    expect(rows).toEqual([
+      {
+        endpointId: 'e4',
+        mac: lease6.mac,
+        address: 'fd00:77::10/64',
+        server: lease6.serverId,
+        expires: new Date(lease6.expiresAt).toISOString(),
+        nextRenewal: new Date(lease6.renewAt).toISOString(),
+        lost: null,
+      },
+    ]);
+  });
 });
