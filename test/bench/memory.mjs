@@ -2,10 +2,11 @@
 // build beside another (BENCH_BASE_CLI: e.g. main's dist/cli/main.js, built in a checkout of its own) and beside
 // itself with more node flags (BENCH_MEMORY_FLAGS, e.g. --optimize-for-size), interleaved in one run. populateMs, the
 // endpoints created one at a time, is also what a flag costs per request.
-//   idle      RSS 2 s after the start, no network at all
+//   idle      RSS 2 s after the start, no network at all, and 15 s after it (settled: V8's memory reducer has run)
 //   peak      VmHWM once BENCH_MEMORY_ENDPOINTS endpoints were created and joined one at a time
-//   restart   the plugin stopped and started again on that state and those links: ms from the spawn to the first
-//             answered request (requests wait for the reconcile), and the RSS then
+//   restart   the plugin stopped and started again on the last variant's state and links, each variant in turn
+//             (BENCH_RESTARTS times): ms from the spawn to the first answered request (requests wait for the
+//             reconcile), and the RSS then
 import { join } from 'node:path';
 import { CELL_WRAP, makeCell } from './api.mjs';
 import {
@@ -23,6 +24,7 @@ import {
 } from './lib.mjs';
 import { PluginClient, SHIPPED_NODE_ARGS } from './lib.mjs';
 
+/** RSS 2 s after the start and once V8's memory reducer has run on an idle heap (it starts about 8 s in). */
 async function idle({ cli, nodeArgs, shipped }) {
   const dir = tempDir('tsmv-bench-idle-');
   const plugin = await startPlugin({
@@ -35,16 +37,21 @@ async function idle({ cli, nodeArgs, shipped }) {
   });
   await sleep(2000);
   const memory = memoryOf(plugin.pid);
+  await sleep(IDLE_SETTLE_MS - 2000);
+  const settled = memoryOf(plugin.pid);
   await plugin.stop();
-  return memory;
+  return { ...memory, settledRssMiB: settled.rssMiB };
 }
 
-/** Spawn to the first answered Plugin.Activate, polled every 2 ms. */
-async function restart(cell, { cli, nodeArgs, shipped }) {
+const IDLE_SETTLE_MS = 15_000;
+
+/** Spawn to the first answered Plugin.Activate (every request waits for the state and the reconcile), polled every 2 ms. */
+async function restart(cell, { cli, nodeArgs, shipped }, name) {
   const netns = `/proc/${cell.worker.child.pid}/ns/net`;
   const socket = join(cell.dir, 'plugin.sock');
   // BENCH_RESTART_PROF=<dir>: each restart writes a CPU profile there (node --cpu-prof), named after its variant.
-  const prof = process.env.BENCH_RESTART_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_RESTART_PROF}`] : [];
+  const dir = process.env.BENCH_RESTART_PROF;
+  const prof = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : [];
   const argv = ['nsenter', `--net=${netns}`, process.execPath, ...shipped, ...nodeArgs, ...prof, cli, 'serve'];
   argv.push('--socket', socket, '--state-dir', join(cell.dir, 'state'), '--log-level', 'warn');
   const t0 = performance.now();
@@ -70,6 +77,7 @@ async function restart(cell, { cli, nodeArgs, shipped }) {
   }
 }
 
+/** Idle and peak figures of one variant: its own plugin, `endpoints` created and joined one at a time. */
 async function measure(how, endpoints, n) {
   const out = { idle: await idle(how) };
   const cell = await makeCell(`mem${n}`, { subnet: '10.235.128.0/17', records: 0, variants: [], plugin: how });
@@ -77,36 +85,52 @@ async function measure(how, endpoints, n) {
   out.populateMs = round(made.ms, 0);
   out.peak = memoryOf(cell.plugin.pid);
   await cell.plugin.stop();
-  out.restart = await restart(cell, how);
-  await cell.worker.exit();
-  return out;
+  return { out, cell };
 }
 
 export async function benchMemory() {
   const endpoints = envInt('BENCH_MEMORY_ENDPOINTS', 4000);
   const rounds = envInt('BENCH_MEMORY_ROUNDS', 2);
+  const restarts = envInt('BENCH_RESTARTS', 5);
   const variants = { this: { cli: CLI, nodeArgs: [], shipped: SHIPPED_NODE_ARGS } };
   // The other build runs with the node flags it shipped with (BENCH_BASE_NODE_ARGS; default: this build's).
   const baseArgs = process.env.BENCH_BASE_NODE_ARGS?.split(' ').filter(Boolean) ?? SHIPPED_NODE_ARGS;
   if (process.env.BENCH_BASE_CLI) variants.base = { cli: process.env.BENCH_BASE_CLI, nodeArgs: [], shipped: baseArgs };
-  // Node flags to weigh beside the shipped ones: their own variant of this build.
-  const flags = (process.env.BENCH_MEMORY_FLAGS ?? '').split(' ').filter(Boolean);
-  if (flags.length) variants.flags = { cli: CLI, nodeArgs: flags, shipped: SHIPPED_NODE_ARGS };
-  const samples = Object.fromEntries(Object.keys(variants).map((v) => [v, []]));
+  // Node flags to weigh beside the shipped ones: variants of this build of their own, separated by commas.
+  for (const [i, set] of (process.env.BENCH_MEMORY_FLAGS ?? '')
+    .split(',')
+    .filter((f) => f.trim())
+    .entries())
+    variants[`flags${i + 1}`] = { cli: CLI, nodeArgs: set.split(' ').filter(Boolean), shipped: SHIPPED_NODE_ARGS };
+  const samples = Object.fromEntries(Object.keys(variants).map((v) => [v, { sizes: [], restarts: [] }]));
   let n = 0;
+  let last;
   for (let r = 0; r < rounds; r++)
     for (const name of shuffle(Object.keys(variants))) {
       log(`memory: round ${r + 1}/${rounds}, ${name} (${JSON.stringify(variants[name])}), ${endpoints} endpoints`);
-      samples[name].push(await measure(variants[name], endpoints, n++));
+      if (last) await last.worker.exit();
+      const { out, cell } = await measure(variants[name], endpoints, n++);
+      samples[name].sizes.push(out);
+      last = cell;
     }
-  const summarize = (list) => ({
-    idleRssMiB: round(median(list.map((s) => s.idle.rssMiB)), 1),
-    peakRssMiB: round(median(list.map((s) => s.peak.peakRssMiB)), 1),
-    restartFirstAnswerMs: round(median(list.map((s) => s.restart.firstAnswerMs)), 1),
-    restartRssMiB: round(median(list.map((s) => s.restart.memory.rssMiB)), 1),
-    populateMs: round(median(list.map((s) => s.populateMs)), 1),
+  // Every variant restarts on the same state and links (the last cell's), interleaved.
+  for (let r = 0; r < restarts; r++)
+    for (const name of shuffle(Object.keys(variants))) {
+      const got = await restart(last, variants[name], name);
+      log(`memory: restart ${r + 1}/${restarts}, ${name}: first answer after ${got.firstAnswerMs} ms`);
+      samples[name].restarts.push(got);
+    }
+  await last.worker.exit();
+  const med = (list) => round(median(list), 1);
+  const summarize = ({ sizes, restarts: list }) => ({
+    idleRssMiB: med(sizes.map((s) => s.idle.rssMiB)),
+    idleSettledRssMiB: med(sizes.map((s) => s.idle.settledRssMiB)),
+    peakRssMiB: med(sizes.map((s) => s.peak.peakRssMiB)),
+    populateMs: med(sizes.map((s) => s.populateMs)),
+    restartFirstAnswerMs: med(list.map((s) => s.firstAnswerMs)),
+    restartRssMiB: med(list.map((s) => s.memory.rssMiB)),
   });
-  const result = { endpoints, rounds, variants, samples };
+  const result = { endpoints, rounds, restarts, variants, samples };
   for (const name of Object.keys(variants)) result[name] = summarize(samples[name]);
   return result;
 }

@@ -29,7 +29,8 @@
 //   BENCH_IPERF_ROUNDS=3  BENCH_IPERF_SECONDS=5  BENCH_PING_COUNT=100
 //   BENCH_MEMORY_ROUNDS=2  BENCH_MEMORY_ENDPOINTS=4000   BENCH_BASE_CLI=<dist/cli/main.js of the build to compare>
 //   BENCH_BASE_NODE_ARGS="--max-semi-space-size=1"   the node flags that build shipped with (default: this one's)
-//   BENCH_MEMORY_FLAGS="--optimize-for-size"   node flags weighed as a variant of their own in the memory section
+//   BENCH_MEMORY_FLAGS="--optimize-for-size,--max-semi-space-size=2"   node flags weighed as variants of their own in
+//             the memory section (sets separated by commas)   BENCH_RESTARTS=5   restarts of each variant
 //   BENCH_RESTART_PROF=<dir>   a CPU profile of each restart in the memory section
 //   BENCH_STATE_DIR=<dir>   where the plugins keep state (default: the OS temp dir, i.e. the real disk)
 //   BENCH_TMPFS=1           also measure the life with the state on /dev/shm (fsync free), interleaved (0: not)
@@ -324,10 +325,19 @@ function report(r) {
       mem.base
         ? `${mem.this[key]} ${unit} (base: ${mem.base[key]} ${unit}, ${x(ratio(mem.this[key], mem.base[key]))})`
         : `${mem.this[key]} ${unit}`;
-    add('plugin RSS idle (no network)', against('idleRssMiB', 'MiB'), '≤ 50 MiB');
+    add('plugin RSS idle (no network), 2 s after its start', against('idleRssMiB', 'MiB'), '≤ 50 MiB');
+    add('plugin RSS idle, 15 s after its start', against('idleSettledRssMiB', 'MiB'), '≤ 50 MiB');
     add(`plugin peak RSS with ${mem.endpoints} endpoints`, against('peakRssMiB', 'MiB'), '≤ 64 MiB');
     add(`restart with ${mem.endpoints} endpoints: first answer`, against('restartFirstAnswerMs', 'ms'), '≤ 400 ms');
     add('plugin RSS after that restart', against('restartRssMiB', 'MiB'));
+    for (const name of Object.keys(mem.variants).filter((v) => v.startsWith('flags'))) {
+      const f = mem[name];
+      add(
+        `with ${mem.variants[name].nodeArgs.join(' ')}`,
+        `idle ${f.idleRssMiB} / ${f.idleSettledRssMiB} MiB, peak ${f.peakRssMiB} MiB, restart ${f.restartFirstAnswerMs} ms, ` +
+          `${mem.endpoints} creates ${f.populateMs} ms`,
+      );
+    }
     readme(
       'plugin RSS, idle (no network)',
       mem.base ? `previous build: ${mem.base.idleRssMiB} MiB` : '',
