@@ -7,6 +7,7 @@
 //   restart   the plugin stopped and started again on the last variant's state and links, each variant in turn
 //             (BENCH_RESTARTS times): ms from the spawn to the first answered request (requests wait for the
 //             reconcile), and the RSS then
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CELL_WRAP, makeCell } from './api.mjs';
 import {
@@ -45,6 +46,15 @@ async function idle({ cli, nodeArgs, shipped }) {
 
 const IDLE_SETTLE_MS = 15_000;
 
+/** Asks `child` (started with --heapsnapshot-signal=SIGUSR2) for a heap snapshot and waits until it is written. */
+async function heapSnapshot(child, dir) {
+  const count = () => readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')).length;
+  const before = count();
+  child.kill('SIGUSR2');
+  for (let i = 0; i < 300 && count() === before; i++) await sleep(100);
+  await sleep(1000); // the file is named first, then written
+}
+
 /** Spawn to the first answered Plugin.Activate (every request waits for the state and the reconcile), polled every 2 ms. */
 async function restart(cell, { cli, nodeArgs, shipped }, name) {
   const netns = `/proc/${cell.worker.child.pid}/ns/net`;
@@ -52,6 +62,9 @@ async function restart(cell, { cli, nodeArgs, shipped }, name) {
   // BENCH_RESTART_PROF=<dir>: each restart writes a CPU profile there (node --cpu-prof), named after its variant.
   const dir = process.env.BENCH_RESTART_PROF;
   const prof = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : [];
+  // BENCH_RESTART_HEAP=<dir>: a heap snapshot of each restarted plugin, taken after its figures.
+  const heapDir = process.env.BENCH_RESTART_HEAP;
+  if (heapDir) prof.push(`--diagnostic-dir=${heapDir}`, '--heapsnapshot-signal=SIGUSR2');
   const argv = ['nsenter', `--net=${netns}`, process.execPath, ...shipped, ...nodeArgs, ...prof, cli, 'serve'];
   argv.push('--socket', socket, '--state-dir', join(cell.dir, 'state'), '--log-level', 'warn');
   const t0 = performance.now();
@@ -69,7 +82,9 @@ async function restart(cell, { cli, nodeArgs, shipped }, name) {
       await sleep(2);
     }
     const ms = performance.now() - t0;
-    return { firstAnswerMs: round(ms, 0), memory: memoryOf(child.pid) };
+    const got = { firstAnswerMs: round(ms, 0), memory: memoryOf(child.pid) };
+    if (heapDir) await heapSnapshot(child, heapDir);
+    return got;
   } finally {
     client.close();
     child.kill('SIGTERM');
@@ -84,6 +99,10 @@ async function measure(how, endpoints, n) {
   const made = await cell.populate(endpoints, 1);
   out.populateMs = round(made.ms, 0);
   out.peak = memoryOf(cell.plugin.pid);
+  // A variant started with --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=<dir> leaves a heap snapshot at its peak.
+  const dir = how.nodeArgs.find((a) => a.startsWith('--diagnostic-dir='))?.split('=')[1];
+  if (dir && how.nodeArgs.includes('--heapsnapshot-signal=SIGUSR2'))
+    await heapSnapshot({ kill: (signal) => process.kill(cell.plugin.pid, signal) }, dir);
   await cell.plugin.stop();
   return { out, cell };
 }

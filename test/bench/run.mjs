@@ -31,7 +31,8 @@
 //   BENCH_BASE_NODE_ARGS="--max-semi-space-size=1"   the node flags that build shipped with (default: this one's)
 //   BENCH_MEMORY_FLAGS="--optimize-for-size,--max-semi-space-size=2"   node flags weighed as variants of their own in
 //             the memory section (sets separated by commas)   BENCH_RESTARTS=5   restarts of each variant
-//   BENCH_RESTART_PROF=<dir>   a CPU profile of each restart in the memory section
+//   BENCH_RESTART_PROF=<dir>   a CPU profile of each restart in the memory section; BENCH_RESTART_HEAP=<dir> a heap
+//             snapshot of each restarted plugin, after its figures
 //   BENCH_STATE_DIR=<dir>   where the plugins keep state (default: the OS temp dir, i.e. the real disk)
 //   BENCH_TMPFS=1           also measure the life with the state on /dev/shm (fsync free), interleaved (0: not)
 //   BENCH_OUT=<file>        the JSON (default test-results/bench.json)
