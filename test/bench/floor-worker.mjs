@@ -52,7 +52,10 @@ async function journalLine(line) {
 async function create(n) {
   const parent = await links.get(parentName);
   if (!parent) throw new Error(`parent ${parentName} is gone`);
-  await links.createMacvlan({ name: nameOf(n), parentIndex: parent.index, mode: 'bridge', mac: mac(n) }, MARK);
+  await links.createChild(
+    { kind: 'macvlan', name: nameOf(n), parentIndex: parent.index, mode: 'bridge', mac: mac(n) },
+    MARK,
+  );
 }
 
 async function life(variant, pauseMs = 0) {
