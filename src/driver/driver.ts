@@ -88,6 +88,7 @@ export class NetworkDriver {
     const repairs = await repairAtStart({ links, state, parents, upkeep, log }, dryRun);
     if (dryRun) return repairs;
     await this.dhcp.resumeAtStart([...state.endpoints.values()], unanswered);
+    this.endpointLife.forgotten.resumeAtStart(new Set((await links.list()).map((link) => link.name)));
     // Each parent of an IPv6 DHCP network is asked for a router advertisement now: prefixes known before a container needs one.
     for (const network of state.networks.values()) await this.slaac.watch(network);
     return repairs;
@@ -102,6 +103,7 @@ export class NetworkDriver {
   async close(): Promise<void> {
     this.dhcp.close();
     this.upkeep.stop();
+    this.endpointLife.forgotten.stop();
     await this.endpointLife.reaper.close();
   }
 

@@ -11,6 +11,7 @@ import { clientKey, type Lease } from '../dhcp/lease';
 import { dhcpIdentity, type DhcpLeases } from './dhcp-leases';
 import { connectedDefaults, joinRoutes, type StaticRoute } from './dhcp-network';
 import type { DriverState } from './driver-state';
+import { ForgottenEndpoints } from './forgotten-endpoints';
 import { endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
 import type { SlaacEndpoints } from './slaac-endpoints';
 import type { HostAccess } from './host-access';
@@ -50,6 +51,7 @@ export type ReleaseDue = (subnet: string, address: string, addressSpace: string 
 
 export class EndpointLifecycle {
   readonly reaper = new LinkReaper();
+  readonly forgotten: ForgottenEndpoints;
 
   constructor(
     private readonly links: Links,
@@ -61,7 +63,9 @@ export class EndpointLifecycle {
     private readonly endpointLocks: KeyedMutex,
     private readonly log: Logger,
     private readonly releaseDue?: ReleaseDue,
-  ) {}
+  ) {
+    this.forgotten = new ForgottenEndpoints(links, state, endpointLocks, (n, e) => this.deleteLocked(n, e), log);
+  }
 
   /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
   create(req: CreateEndpointRequest): Promise<CreatedEndpoint> {
@@ -111,6 +115,7 @@ export class EndpointLifecycle {
       await this.state.endpointStore.put(record.id, answered); // just before the answer: a restart keeps it from here on
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
+      this.forgotten.created(record.id);
       if (answered.lease) {
         const ms = Math.round((performance.now() - started) * 1000) / 1000;
         this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv4, ms }, 'DHCP endpoint created');
@@ -215,6 +220,7 @@ export class EndpointLifecycle {
       await this.links.delete(name);
       throw err;
     }
+    this.forgotten.joined(endpointId);
     return joinAnswer(network, endpoint, name);
   }
 
@@ -301,6 +307,7 @@ export class EndpointLifecycle {
   }
 
   private async deleteLocked(networkId: string, endpointId: string): Promise<void> {
+    this.forgotten.deleted(endpointId);
     const endpoint = this.state.endpoints.get(endpointId);
     if (!endpoint) return;
     const name = endpointLinkName(endpointId);

@@ -4,17 +4,15 @@
 import type { Logger } from 'pino';
 import type { ClusterTable } from '../cluster/table';
 import type { Neighbourhood } from '../probe/neighbourhood';
+import { secondsSetting } from '../state/seconds-setting';
 import { isClusterPoolId } from './pool-id';
 import type { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
 
 /** How often held addresses are probed again: TSMACVLAN_PROBE_RECHECK_SECONDS, default 300. */
 export function recheckMs(env: NodeJS.ProcessEnv = process.env): number {
-  const text = env.TSMACVLAN_PROBE_RECHECK_SECONDS;
-  if (text === undefined || text === '') return 300_000;
-  if (!/^[1-9][0-9]{0,6}$/.test(text))
-    throw new Error(`TSMACVLAN_PROBE_RECHECK_SECONDS='${text}' is not a whole number of seconds from 1`);
-  return Number(text) * 1000;
+  const name = 'TSMACVLAN_PROBE_RECHECK_SECONDS';
+  return secondsSetting(name, env[name], { defaultSeconds: 300, max: 1_000_000 });
 }
 
 /** Probes under way at once during a recheck. */

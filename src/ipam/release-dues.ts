@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { type Cidr, contains, parseIp } from '../ip/address';
 import type { ClusterAddresses } from './cluster-addresses';
+import { secondsSetting } from '../state/seconds-setting';
 import { TimedQueue } from '../state/timed-queue';
 import { isClusterPoolId } from './pool-id';
 import type { Subnet } from './subnet';
@@ -12,15 +13,9 @@ import { type Pool, isEndpointHolder } from './subnet-model';
 
 /** How long after its endpoint is deleted an address waits for Docker's ReleaseAddress (TSMACVLAN_RELEASE_GRACE_S). */
 export function releaseGraceMs(env = process.env.TSMACVLAN_RELEASE_GRACE_S): number {
-  if (env === undefined || env === '') return 120_000;
-  const seconds = Number(env);
   // Docker retries a request for up to 30 s: a grace shorter than that could release an address while Docker's own
   // release of it is still under way. Tests use a few seconds, so only a positive number is asked for here.
-  if (!Number.isFinite(seconds) || seconds < 1 || seconds > 86_400)
-    throw new Error(
-      `TSMACVLAN_RELEASE_GRACE_S=${env} is not a number of seconds from 1 to 86400 (a day); the default is 120`,
-    );
-  return seconds * 1000;
+  return secondsSetting('TSMACVLAN_RELEASE_GRACE_S', env, { defaultSeconds: 120 });
 }
 
 /** An address whose release is due by `by` (ms since the epoch). */

@@ -99,7 +99,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     `chaos: seed ${options.seed}, ${options.minutes} min, ${workers} clients per host, ${plan.length} faults planned:`,
   );
   log(describePlan(plan));
-  const lab = await MultiHostLab.create(3, process.env.TSMV_ENGINE_BIN, { stateTmpfsMb: 16 });
+  // Graces short enough that what a crashed engine forgot is gone within the 60 s the end waits for leftovers: an
+  // endpoint after 20 s, then its address after 31 s (more than Docker's 30 s of retries).
+  const pluginEnv = { TSMACVLAN_ENDPOINT_GRACE_S: '20', TSMACVLAN_RELEASE_GRACE_S: '31' };
+  const lab = await MultiHostLab.create(3, process.env.TSMV_ENGINE_BIN, { stateTmpfsMb: 16, pluginEnv });
   const wire = { text: '' };
   const tcpdump = spawn(
     'ip',

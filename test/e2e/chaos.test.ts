@@ -7,7 +7,8 @@
 import { expect, it } from 'vitest';
 import { failures, runSoak } from '../chaos/soak';
 
-const SEED = Number(process.env.TSMV_CHAOS_SEED ?? 2028);
+// Seed 12's 27 faults have every kind the nemesis injects, dockerd crashes among them (2028's have none).
+const SEED = Number(process.env.TSMV_CHAOS_SEED ?? 12);
 
 it('a 2-minute soak of overlapping faults: nothing doubled, nothing leaked, no refusal that lies', async () => {
   const report = await runSoak({ minutes: 2, seed: SEED, workersPerHost: 5 });

@@ -62,6 +62,8 @@ export class MultiHostLab {
   /** tmpfs mounts under the plugins' state dirs (`stateTmpfsMb`), unmounted by `destroy`. */
   private readonly mounts: string[] = [];
   private stateTmpfsMb = 0;
+  /** Settings of the plugins' environment besides etcd's (`pluginEnv`). */
+  private pluginEnv: NodeJS.ProcessEnv = {};
 
   /** With `tls`, the etcd members serve https and require client certificates signed by its CA. */
   private constructor(readonly tls?: TlsFiles) {
@@ -84,16 +86,17 @@ export class MultiHostLab {
    * `count` hosts, each with a dockerd from `binDir` (default: the lab's engine) and, unless `legacyPlugins` is false (test/lab/swarm-lab.ts
    * installs the managed plugin instead), a `tsmacvlan serve` instance on the lab's etcd; with `tls`, etcd serves
    * https only, to clients with a certificate of the lab's CA; with `stateTmpfsMb`, each plugin's state dir is a tmpfs of
-   * that size (the soak fills one to see a full disk).
+   * that size (the soak fills one to see a full disk); `pluginEnv` is added to each legacy plugin's environment.
    */
   static async create(
     count: number,
     binDir?: string,
-    { legacyPlugins = true, tls = false, stateTmpfsMb = 0 } = {},
+    { legacyPlugins = true, tls = false, stateTmpfsMb = 0, pluginEnv = {} as NodeJS.ProcessEnv } = {},
   ): Promise<MultiHostLab> {
     if (tls) mkdirSync(LAB_DIR, { recursive: true });
     const lab = new MultiHostLab(tls ? makeTls(LAB_DIR, 'etcd', ...ETCD_HOSTS) : undefined);
     lab.stateTmpfsMb = stateTmpfsMb;
+    lab.pluginEnv = pluginEnv;
     try {
       lab.makeLan();
       await lab.etcd.start();
@@ -171,7 +174,7 @@ export class MultiHostLab {
   private async startPlugin(host: LabHost): Promise<void> {
     const args = ['serve', '--socket', this.socketOf(host), '--state-dir', host.stateDir, '--log-level', 'warn'];
     const child = spawn('nsenter', [`--net=/run/netns/${host.netns}`, '--', process.execPath, CLI, ...args], {
-      env: { ...process.env, ...this.etcdEnv() },
+      env: { ...process.env, ...this.pluginEnv, ...this.etcdEnv() },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     host.plugin = child;

@@ -68,3 +68,33 @@ export function driftChecks(state: StateSnapshot, hostLinks: LinkInfo[], group: 
     fix: `${d.fix} ('tsmacvlan status' shows the whole picture)`,
   }));
 }
+
+/**
+ * Endpoints whose SLAAC prefix the LAN's router withdrew or deprecated, or let expire: one WARN each (none while every
+ * prefix is valid, no row at all without SLAAC endpoints). The container keeps its address, which the plugin cannot
+ * change from outside; a new connection forms one in the router's current prefix.
+ */
+export function slaacChecks(state: StateSnapshot): Check[] {
+  const slaac = state.endpoints.filter((e) => e.slaac && e.ipv6);
+  if (slaac.length === 0) return [];
+  const lost = slaac.filter((e) => e.slaac?.lost);
+  if (lost.length === 0)
+    return [
+      {
+        id: 'ipv6-prefixes',
+        status: 'OK',
+        message: `${slaac.length} SLAAC address(es), every prefix still advertised`,
+      },
+    ];
+  return lost.map(({ id, networkId, ipv6, slaac: s }) => ({
+    id: `ipv6-prefix:${id.slice(0, 12)}`,
+    status: 'WARN',
+    message:
+      `endpoint ${id.slice(0, 12)} keeps ${ipv6}, but the router's prefix ${s!.prefix} is ${s!.lost!.condition} ` +
+      `since ${new Date(s!.lost!.at).toISOString()}: the LAN may no longer route it`,
+    fix:
+      `the plugin cannot renumber a running container; reconnect it for an address in the current prefix: ` +
+      `docker network disconnect <network> <container> && docker network connect <network> <container> ` +
+      `(network ${networkId.slice(0, 12)}; 'tsmacvlan status' shows the container's prefix)`,
+  }));
+}

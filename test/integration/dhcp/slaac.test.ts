@@ -3,7 +3,7 @@
 // beside the DHCPv4 lease, Join the router's link-local address as the IPv6 gateway, and the link, moved into a
 // namespace as Docker does, pings the router over IPv6 through that gateway; a device holding the address fails the
 // duplicate address check; a prefix the router withdraws shows in the endpoint's record and in `status`.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PacketSocket } from '../../../src/kernel/packet-socket';
@@ -224,5 +224,13 @@ describe('SLAAC on a DHCP network with --ipv6, against dnsmasq as the router', (
     }
     const text = execFileSync(process.execPath, [CLI, 'status', '--state-dir', plugin.stateDir], { encoding: 'utf8' });
     expect(text).toMatch(new RegExp(`${slaacOf(mac)}/64 .*withdrawn since`));
+    const doctor = spawnSync(process.execPath, [CLI, 'doctor', '--json', '--state-dir', plugin.stateDir], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const check = JSON.parse(doctor.stdout).checks.find(
+      (c: { id: string }) => c.id === `ipv6-prefix:${endpointId.slice(0, 12)}`,
+    );
+    expect(check).toMatchObject({ status: 'WARN', message: expect.stringContaining(`${PREFIX}/64 is withdrawn`) });
   });
 });

@@ -9,7 +9,7 @@ import type { NetworkRecord } from '../../../src/driver/network-options';
 import { sysfsFacts } from '../../../src/kernel/sysfs';
 import { type LinkInfo, type LinkDetails } from '../../../src/kernel/link-info';
 import { DOCTOR_JSON_SCHEMA, type DoctorReport } from '../../../src/inspect/doctor/check';
-import { driftChecks, stateCheck } from '../../../src/inspect/doctor/state';
+import { driftChecks, slaacChecks, stateCheck } from '../../../src/inspect/doctor/state';
 import type { FormatReport } from '../../../src/state/migrate';
 import { formatDoctor } from '../../../src/inspect/doctor/doctor';
 import { kernelChecks, probeKernel } from '../../../src/inspect/doctor/kernel-probe';
@@ -455,6 +455,33 @@ describe('state and drift checks', () => {
     ]);
     // eth1 is missing, but that is parent:eth1's to report.
     expect(driftChecks(state, [], 7)).toEqual([expect.objectContaining({ id: 'drift', status: 'OK' })]);
+  });
+
+  it('a SLAAC prefix the router withdrew is a WARN per endpoint with the way to a new address; none without SLAAC', () => {
+    const slaacEndpoint = (id: string, lost?: { condition: 'withdrawn'; at: number }) => ({
+      id: id.repeat(64),
+      networkId: 'n'.repeat(64),
+      mac: '02:42:0a:00:00:02',
+      ipv6: 'fd00:1::42:aff:fe00:2/64',
+      slaac: { prefix: 'fd00:1::/64', router: 'fe80::1', ...(lost && { lost }) },
+    });
+    expect(slaacChecks(state)).toEqual([]);
+    expect(slaacChecks({ ...state, endpoints: [slaacEndpoint('a')] })).toEqual([
+      expect.objectContaining({ id: 'ipv6-prefixes', status: 'OK' }),
+    ]);
+    const at = Date.parse('2026-12-07T10:00:00Z');
+    const checks = slaacChecks({
+      ...state,
+      endpoints: [slaacEndpoint('a'), slaacEndpoint('b', { condition: 'withdrawn', at })],
+    });
+    expect(checks).toEqual([
+      {
+        id: 'ipv6-prefix:bbbbbbbbbbbb',
+        status: 'WARN',
+        message: expect.stringContaining('fd00:1::/64 is withdrawn since 2026-12-07T10:00:00.000Z'),
+        fix: expect.stringContaining('docker network connect'),
+      },
+    ]);
   });
 });
 

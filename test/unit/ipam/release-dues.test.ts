@@ -125,7 +125,7 @@ describe('releases due', () => {
   it('takes its grace from TSMACVLAN_RELEASE_GRACE_S, 120 s by default, and refuses what is not a duration', () => {
     expect(releaseGraceMs(undefined)).toBe(120_000);
     expect(releaseGraceMs('300')).toBe(300_000);
-    expect(() => releaseGraceMs('soon')).toThrow(/TSMACVLAN_RELEASE_GRACE_S=soon is not a number of seconds/);
+    expect(() => releaseGraceMs('soon')).toThrow(/TSMACVLAN_RELEASE_GRACE_S=soon is not a whole number of seconds/);
     expect(() => releaseGraceMs('100000')).toThrow(/from 1 to 86400/);
   });
 });

@@ -1,0 +1,137 @@
+// Endpoints an engine forgot: Docker created one and died before its Join, or joined it and died before it moved the
+// link into the container (or dropped it at its next start while the plugin could not answer). After the grace
+// period the plugin deletes what is certainly unused (no Join, or a link still in the host's namespace) as
+// DeleteEndpoint would, and its address is released after the release grace. An endpoint whose link is in a
+// container's namespace is never touched. The daemon, as a process, in a private namespace.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
+import { post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+
+const GRACE_S = 2;
+const GW = { RequestAddressType: 'com.docker.network.gateway' };
+const SUBNET = '10.66.0.0/24';
+const POOL = `tsmacvlan:${SUBNET}`;
+let parent: string;
+let dir: string;
+let daemon: Daemon | undefined;
+let sandbox: ChildProcess | undefined;
+
+beforeAll(() => {
+  assertPrivateNetns();
+  parent = uniqueName('fgp');
+  vethPair(parent);
+  dir = mkdtempSync(join(tmpdir(), 'tsmv-forgotten-'));
+});
+afterEach(async () => {
+  daemon?.child.kill('SIGKILL');
+  await daemon?.exited;
+  sandbox?.kill('SIGKILL');
+  for (const name of linkNames().filter((n) => n.startsWith('tsmv'))) deleteLink(name);
+});
+afterAll(() => {
+  deleteLink(parent);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function start(state: string): Promise<string> {
+  const socket = join(dir, `${state}.sock`);
+  daemon = spawnDaemon(['serve', '--socket', socket, '--state-dir', join(dir, state)], {
+    TSMACVLAN_ENDPOINT_GRACE_S: String(GRACE_S),
+    TSMACVLAN_RELEASE_GRACE_S: String(GRACE_S),
+  });
+  await waitForSocket(socket, daemon);
+  return socket;
+}
+
+async function call(socket: string, method: string, body: unknown): Promise<any> {
+  const { status, json } = await post(socket, method, body);
+  if (status !== 200) throw new Error(`${method}: ${json?.Err}`);
+  return json;
+}
+
+/** `docker network create` then the first half of `docker run` on our driver and IPAM: an endpoint and its address. */
+async function endpointCreated(socket: string, ep: string): Promise<{ net: string; address: string }> {
+  const { PoolID } = await call(socket, 'IpamDriver.RequestPool', { AddressSpace: 'local', Pool: SUBNET, Options: {} });
+  const gateway = (await call(socket, 'IpamDriver.RequestAddress', { PoolID, Address: '', Options: GW })).Address;
+  const address = (await call(socket, 'IpamDriver.RequestAddress', { PoolID, Address: '', Options: null })).Address;
+  const net = 'n'.repeat(64);
+  const ipv4 = [{ AddressSpace: 'local', Pool: SUBNET, Gateway: gateway }];
+  const generic = { 'com.docker.network.generic': { parent } };
+  await call(socket, 'NetworkDriver.CreateNetwork', { NetworkID: net, Options: generic, IPv4Data: ipv4 });
+  await call(socket, 'NetworkDriver.CreateEndpoint', {
+    NetworkID: net,
+    EndpointID: ep,
+    Interface: { Address: address },
+  });
+  return { net, address: address.split('/')[0] };
+}
+
+const linkOf = (ep: string) => `tsmve${ep.slice(0, 10)}`;
+const recorded = (state: string, ep: string) => existsSync(join(dir, state, 'endpoints', `${ep}.json`));
+/** Whether a request for exactly `address` is granted: false while an endpoint (or a due release) holds it. */
+const free = async (socket: string, address: string) =>
+  (await post(socket, 'IpamDriver.RequestAddress', { PoolID: POOL, Address: address, Options: {} })).status === 200;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function when(seconds: number, check: () => boolean | Promise<boolean>): Promise<number | undefined> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (await check()) return Date.now();
+    await sleep(200);
+  }
+  return undefined;
+}
+
+describe('an endpoint its engine forgot', () => {
+  it('never joined: its record goes after the grace period, and its address after the release grace', async () => {
+    const socket = await start('never-joined');
+    const ep = 'a'.repeat(64);
+    const { address } = await endpointCreated(socket, ep);
+    const createdAt = Date.now();
+    expect(await free(socket, address)).toBe(false);
+    const goneAt = await when(GRACE_S + 10, () => !recorded('never-joined', ep));
+    expect(goneAt).toBeDefined();
+    expect(goneAt! - createdAt).toBeGreaterThanOrEqual(GRACE_S * 1000 - 300);
+    expect(daemon!.output()).toContain('deleted an endpoint Docker never joined');
+    expect(await when(GRACE_S + 10, () => free(socket, address))).toBeDefined();
+  }, 40_000);
+
+  it('joined, its link never taken into a container (also across a restart): link and record go', async () => {
+    let socket = await start('left-on-host');
+    const [kept, restarted] = ['b'.repeat(64), 'c'.repeat(64)];
+    const { net } = await endpointCreated(socket, kept);
+    await call(socket, 'NetworkDriver.CreateEndpoint', { NetworkID: net, EndpointID: restarted, Interface: {} });
+    for (const ep of [kept, restarted])
+      await call(socket, 'NetworkDriver.Join', { NetworkID: net, EndpointID: ep, SandboxKey: '' });
+    daemon!.child.kill('SIGKILL');
+    await daemon!.exited;
+    expect(linkNames()).toEqual(expect.arrayContaining([linkOf(kept), linkOf(restarted)]));
+    socket = await start('left-on-host');
+    const gone = await when(
+      GRACE_S + 10,
+      () => !linkNames().includes(linkOf(restarted)) && !recorded('left-on-host', restarted),
+    );
+    expect(gone).toBeDefined();
+    expect(recorded('left-on-host', kept)).toBe(false);
+    expect(daemon!.output()).toContain("link stayed in the host's namespace");
+  }, 40_000);
+
+  it("joined and in a container's namespace: kept past the grace period, deleted when Docker asks", async () => {
+    const socket = await start('in-container');
+    const ep = 'd'.repeat(64);
+    const { net } = await endpointCreated(socket, ep);
+    await call(socket, 'NetworkDriver.Join', { NetworkID: net, EndpointID: ep, SandboxKey: '' });
+    sandbox = spawn('unshare', ['--net', '--', 'sleep', '60'], { stdio: 'ignore' });
+    await sleep(300);
+    ip('link', 'set', 'dev', linkOf(ep), 'netns', String(sandbox.pid)); // what Docker does after the Join
+    await sleep(GRACE_S * 1000 + 2_000);
+    expect(recorded('in-container', ep)).toBe(true);
+    expect(daemon!.output()).not.toContain('deleted an endpoint');
+    await call(socket, 'NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });
+    expect(recorded('in-container', ep)).toBe(false);
+  }, 40_000);
+});
