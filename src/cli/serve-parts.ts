@@ -11,5 +11,6 @@ export { crashPoint } from '../state/crash';
 export { checkPatchedNetlink } from '../kernel/netlink-binding';
 export { PacketTap } from '../kernel/packet-tap';
 export { openDhcpClients } from '../dhcp/clients';
+export { openDhcp6Clients } from '../dhcp6/clients';
 export { Neighbourhood } from '../probe/neighbourhood';
 export { RouterAdverts } from '../ra/router-adverts';

@@ -81,7 +81,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const log = pino({ level: options.logLevel, base: { pid: process.pid } });
   const parts: Parts = await import('./serve-parts');
   const { NetworkDriver, IpamService, Links, buildServer, requestsInFlight, PacketTap, Neighbourhood } = parts;
-  const { stateGroup, migrateState, STATE_FILES, crashPoint, openDhcpClients } = parts;
+  const { stateGroup, migrateState, STATE_FILES, crashPoint, openDhcpClients, openDhcp6Clients } = parts;
   const netlinkBinding = parts.checkPatchedNetlink();
 
   // Before anything reads the state: a state of older formats is migrated, one of newer formats refused.
@@ -94,6 +94,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // The driver tells the IPAM of each deleted endpoint's addresses, whose releases Docker owes (ipam/release-dues.ts).
   const driver = new NetworkDriver(links, options.stateDir, log, {
     openDhcp: (l) => openDhcpClients(l, tap),
+    openDhcp6: (l) => openDhcp6Clients(l, tap),
     neighbourhood,
     routerAdverts,
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),

@@ -183,7 +183,7 @@ export class DhcpLeases {
   }
 
   /** Deletes the container's interface, from the host side (see foreign-links.ts: the kernel cannot take it down so). */
-  private async cutOff(endpoint: EndpointRecord): Promise<void> {
+  async cutOff(endpoint: EndpointRecord): Promise<void> {
     const context = { endpoint: endpoint.id, mac: endpoint.mac, sandbox: endpoint.sandbox };
     try {
       if (!endpoint.sandbox) this.log.warn(context, 'the endpoint never joined a container: nothing to remove');

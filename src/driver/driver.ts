@@ -8,13 +8,8 @@ import type { RouterAdverts } from '../ra/router-adverts';
 import { KeyedMutex } from '../state/keyed-mutex';
 import { type DhcpFigures, DhcpLeases, type OpenClients } from './dhcp-leases';
 import { DriverState } from './driver-state';
-import {
-  EndpointLifecycle,
-  type CreateEndpointRequest,
-  type CreatedEndpoint,
-  type JoinAnswer,
-  type ReleaseDue,
-} from './endpoint-lifecycle';
+import type { CreateEndpointRequest, CreatedEndpoint, JoinAnswer } from './endpoint-answers';
+import { EndpointLifecycle, type ReleaseDue } from './endpoint-lifecycle';
 import type { EndpointRecord } from './endpoint-naming';
 import { HostAccess } from './host-access';
 import { HostAccessUpkeep } from './host-access-upkeep';
@@ -23,6 +18,7 @@ import { NetworkLifecycle, type CreateNetworkRequest } from './network-lifecycle
 import type { NetworkRecord } from './network-options';
 import { Parents } from './parents';
 import type { Repair } from './reconcile';
+import { Dhcp6Leases, type OpenClients6 } from './dhcp6-leases';
 import { SlaacEndpoints } from './slaac-endpoints';
 import { repairAtStart } from './start-up-repair';
 
@@ -30,6 +26,8 @@ export type { CreateEndpointRequest, CreateNetworkRequest, JoinAnswer };
 
 export interface DriverOptions {
   openDhcp?: OpenClients;
+  /** The DHCPv6 clients, for DHCP networks with IPv6 whose router sends the M flag. */
+  openDhcp6?: OpenClients6;
   /** Told which LAN each network's subnets are on, asked about --ip addresses (probe before use). */
   neighbourhood?: Neighbourhood;
   releaseDue?: ReleaseDue;
@@ -56,12 +54,13 @@ export class NetworkDriver {
   private readonly dhcp: DhcpLeases;
   private readonly lan: LanAddresses;
   private readonly slaac: SlaacEndpoints;
+  private readonly dhcp6: Dhcp6Leases;
 
   constructor(
     private readonly links: Links,
     stateDir: string,
     private readonly log: Logger,
-    { openDhcp, neighbourhood, releaseDue, routerAdverts }: DriverOptions = {},
+    { openDhcp, openDhcp6, neighbourhood, releaseDue, routerAdverts }: DriverOptions = {},
   ) {
     this.state = new DriverState(stateDir);
     this.parents = new Parents(links);
@@ -71,7 +70,10 @@ export class NetworkDriver {
     this.networkLife = new NetworkLifecycle(this.state, this.parents, hostAccess, this.upkeep, parentLocks, log);
     const endpointLocks = new KeyedMutex();
     this.dhcp = new DhcpLeases(links, this.state, endpointLocks, log, openDhcp);
-    this.slaac = new SlaacEndpoints(links, this.state, routerAdverts, neighbourhood, endpointLocks, log);
+    this.dhcp6 = new Dhcp6Leases(links, this.state, neighbourhood, endpointLocks, log, openDhcp6, (endpoint) =>
+      this.dhcp.cutOff(endpoint),
+    );
+    this.slaac = new SlaacEndpoints(links, this.state, routerAdverts, neighbourhood, endpointLocks, log, this.dhcp6);
     const { state, dhcp, slaac } = this;
     this.endpointLife = new EndpointLifecycle(links, state, hostAccess, dhcp, slaac, endpointLocks, log, releaseDue);
     this.lan = new LanAddresses(neighbourhood);
@@ -88,6 +90,7 @@ export class NetworkDriver {
     const repairs = await repairAtStart({ links, state, parents, upkeep, log }, dryRun);
     if (dryRun) return repairs;
     await this.dhcp.resumeAtStart([...state.endpoints.values()], unanswered);
+    await this.dhcp6.resumeAtStart([...state.endpoints.values(), ...unanswered]);
     this.endpointLife.forgotten.resumeAtStart(new Set((await links.list()).map((link) => link.name)));
     // Each parent of an IPv6 DHCP network is asked for a router advertisement now: prefixes known before a container needs one.
     for (const network of state.networks.values()) await this.slaac.watch(network);
@@ -102,6 +105,7 @@ export class NetworkDriver {
   /** Finishes pending link deletions and stops the link watch; the state stays. */
   async close(): Promise<void> {
     this.dhcp.close();
+    this.dhcp6.close();
     this.upkeep.stop();
     this.endpointLife.forgotten.stop();
     await this.endpointLife.reaper.close();

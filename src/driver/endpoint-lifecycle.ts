@@ -9,38 +9,21 @@ import { crashPoint } from '../state/crash';
 import type { KeyedMutex } from '../state/keyed-mutex';
 import { clientKey, type Lease } from '../dhcp/lease';
 import { dhcpIdentity, type DhcpLeases } from './dhcp-leases';
-import { connectedDefaults, joinRoutes, type StaticRoute } from './dhcp-network';
+import {
+  type CreatedEndpoint,
+  type CreateEndpointRequest,
+  type JoinAnswer,
+  joinAnswer,
+  refuseGivenAddresses,
+  sameAnswer,
+} from './endpoint-answers';
 import type { DriverState } from './driver-state';
 import { ForgottenEndpoints } from './forgotten-endpoints';
 import { endpointLinkName, endpointMac, type EndpointRecord } from './endpoint-naming';
 import type { SlaacEndpoints } from './slaac-endpoints';
 import type { HostAccess } from './host-access';
-import { childMode, onLan, ownMac, unlessUnsupported } from './link-kind';
+import { childMode, ownMac, unlessUnsupported } from './link-kind';
 import type { NetworkRecord } from './network-options';
-
-export interface CreateEndpointRequest {
-  networkId: string;
-  endpointId: string;
-  mac?: string;
-  ipv4?: string;
-  ipv6?: string;
-}
-
-export interface JoinAnswer {
-  linkName: string;
-  gateway?: string;
-  gatewayIpv6?: string;
-  staticRoutes: StaticRoute[];
-}
-
-/** What CreateEndpoint fills in that Docker left empty. */
-export interface CreatedEndpoint {
-  mac?: string;
-  /** CIDR: the address leased on a DHCP network. */
-  ipv4?: string;
-  /** CIDR: the SLAAC address on a DHCP network with IPv6. */
-  ipv6?: string;
-}
 
 /**
  * Told, once an endpoint is deleted, of each address Docker had the network's IPAM give it (subnet, address, and the
@@ -64,7 +47,13 @@ export class EndpointLifecycle {
     private readonly log: Logger,
     private readonly releaseDue?: ReleaseDue,
   ) {
-    this.forgotten = new ForgottenEndpoints(links, state, endpointLocks, (n, e) => this.deleteLocked(n, e), log);
+    this.forgotten = new ForgottenEndpoints(
+      links,
+      state,
+      endpointLocks,
+      (n, e) => this.deleteForgottenLocked(n, e),
+      log,
+    );
   }
 
   /** Records the endpoint; answers the MAC when Docker gave none, and the leased address on a DHCP network. */
@@ -83,16 +72,7 @@ export class EndpointLifecycle {
         `network ${req.networkId.slice(0, 12)} uses macvlan_mode=passthru, which gives parent '${network.parent}' to a single container, and one is attached already`,
       );
     }
-    if (network.dhcp && req.ipv4)
-      throw new PluginError(
-        `network ${req.networkId.slice(0, 12)} leases its addresses from the LAN's DHCP server, so Docker must give none (got ${req.ipv4}); ` +
-          `leave out --ip, and pin an address with a reservation for the container's --mac-address on the server instead`,
-      );
-    if (network.dhcp?.ipv6 && req.ipv6)
-      throw new PluginError(
-        `network ${req.networkId.slice(0, 12)} forms its IPv6 addresses from the LAN router's prefix and each container's MAC, so Docker must give none (got ${req.ipv6}); ` +
-          `leave out --ip6, and choose the address through --mac-address instead`,
-      );
+    refuseGivenAddresses(network, req);
     const record: EndpointRecord = {
       id: req.endpointId,
       networkId: req.networkId,
@@ -103,11 +83,15 @@ export class EndpointLifecycle {
     // Claim the slot before the first await, so parallel requests see it.
     this.state.addEndpoint(record);
     let leased = false;
+    let leased6 = false;
     try {
       if (!record.mac) record.mac = await this.parentMac(network, req.mac);
       let answered = record;
       if (network.dhcp && !network.dhcp.noIpv4) answered = await this.leaseFor(network, record, () => (leased = true));
-      if (network.dhcp?.ipv6) answered = await this.slaac.address(network, answered);
+      if (network.dhcp?.ipv6) {
+        answered = await this.slaac.address(network, answered);
+        leased6 = answered.dhcp6 !== undefined;
+      }
       if (!network.dhcp) {
         await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
         crashPoint('endpoint-recorded');
@@ -116,18 +100,20 @@ export class EndpointLifecycle {
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
       this.forgotten.created(record.id);
-      if (answered.lease) {
-        const ms = Math.round((performance.now() - started) * 1000) / 1000;
+      const ms = Math.round((performance.now() - started) * 1000) / 1000;
+      if (answered.lease)
         this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv4, ms }, 'DHCP endpoint created');
-      }
+      if (answered.dhcp6)
+        this.log.info({ endpoint: record.id, mac: record.mac, address: answered.ipv6, ms }, 'DHCPv6 endpoint created');
       return {
         ...(!req.mac && ownMac(childMode(network)) && { mac: record.mac }),
         ...(answered.lease && { ipv4: answered.ipv4 }),
-        ...(answered.slaac && { ipv6: answered.ipv6 }),
+        ...((answered.slaac || answered.dhcp6) && { ipv6: answered.ipv6 }),
       };
     } catch (err) {
       this.state.forgetEndpoint(record);
       if (leased) this.dhcp.release(clientKey(dhcpIdentity(network, record)));
+      if (leased6) this.slaac.release(record.mac);
       // Marked unanswered if it got written: the next start would roll it back anyway.
       await this.state.endpointStore.remove(record.id).catch(() => undefined);
       throw err;
@@ -204,7 +190,8 @@ export class EndpointLifecycle {
         `endpoint ${endpointId.slice(0, 12)} does not exist on network ${networkId.slice(0, 12)}; it was never created or was already deleted`,
       );
     }
-    if (network.dhcp && !network.dhcp.noIpv4 && !endpoint.lease)
+    const lost6 = network.dhcp?.ipv6 && endpoint.leaseLost && !endpoint.slaac && !endpoint.dhcp6;
+    if ((network.dhcp && !network.dhcp.noIpv4 && !endpoint.lease) || lost6)
       throw new PluginError(
         `endpoint ${endpoint.id.slice(0, 12)} lost its DHCP lease of ${endpoint.leaseLost?.address ?? 'its address'}; disconnect and connect the container again for a new one`,
       );
@@ -287,7 +274,7 @@ export class EndpointLifecycle {
    * Tells the IPAM, once the endpoint is gone, which addresses Docker's ReleaseAddress is due for next (not a leased one:
    * DHCP addresses come from the LAN's server). A failure is logged, never fails the delete: deletes roll forward.
    */
-  private async noteReleasesDue(networkId: string, endpoint: EndpointRecord): Promise<void> {
+  private async noteReleasesDue(networkId: string, endpoint: EndpointRecord, strict = false): Promise<void> {
     const network = this.state.networks.get(networkId);
     if (!this.releaseDue || !network || endpoint.lease) return;
     const note = this.releaseDue;
@@ -299,14 +286,27 @@ export class EndpointLifecycle {
     await Promise.all(
       families.map(async ([data, address]) => {
         if (!data || !address) return;
-        await note(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) =>
-          this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address'),
-        );
+        await note(data.pool, address.split('/')[0], data.addressSpace).catch((err: unknown) => {
+          if (strict) throw err;
+          this.log.warn({ err, endpoint: endpoint.id, address }, 'could not note the release due for an address');
+        });
       }),
     );
   }
 
-  private async deleteLocked(networkId: string, endpointId: string): Promise<void> {
+  /**
+   * Deletes an endpoint Docker forgot (forgotten-endpoints.ts). Its addresses' releases are due first, and must be
+   * noted: no ReleaseAddress will come for them, so a due that cannot be noted (etcd unreachable) throws, and the
+   * endpoint stays for the next check.
+   */
+  private async deleteForgottenLocked(networkId: string, endpointId: string): Promise<void> {
+    const endpoint = this.state.endpoints.get(endpointId);
+    if (!endpoint) return;
+    await this.noteReleasesDue(networkId, endpoint, true);
+    await this.deleteLocked(networkId, endpointId, false);
+  }
+
+  private async deleteLocked(networkId: string, endpointId: string, noteDues = true): Promise<void> {
     this.forgotten.deleted(endpointId);
     const endpoint = this.state.endpoints.get(endpointId);
     if (!endpoint) return;
@@ -320,13 +320,14 @@ export class EndpointLifecycle {
     this.state.forgetEndpoint({ id: endpointId, networkId });
     // After the record: a crash between the two leaves the lease to expire on the server, never a record to renew it.
     if (endpoint.lease) this.dhcp.release(clientKey(endpoint.lease));
+    if (endpoint.dhcp6) this.slaac.release(endpoint.dhcp6.lease.mac);
     const hostAddress = this.state.networks.get(networkId)?.hostAccess;
     if (hostAddress && endpoint.ipv4) {
       await this.hostAccess.unroute(networkId, endpoint.ipv4.split('/')[0]);
       crashPoint('route-removed');
     }
     // Only once the delete has succeeded: Docker keeps an endpoint whose delete failed, and its address with it.
-    await this.noteReleasesDue(networkId, endpoint);
+    if (noteDues) await this.noteReleasesDue(networkId, endpoint);
     // Only our own link: a name clash with someone else's link must not cost them their interface. Its deletion
     // (17-20 ms of kernel time) finishes after the answer; if the plugin dies first, the link is ours and owned by
     // no record, so the next start deletes it.
@@ -336,50 +337,8 @@ export class EndpointLifecycle {
   }
 }
 
-/** The same request again is answered the same way; anything else under that id is refused. */
-function sameAnswer(existing: EndpointRecord, req: CreateEndpointRequest, answersMac: boolean): CreatedEndpoint {
-  const same =
-    existing.networkId === req.networkId &&
-    (existing.lease ? req.ipv4 === undefined : existing.ipv4 === req.ipv4) &&
-    (existing.slaac ? req.ipv6 === undefined : existing.ipv6 === req.ipv6) &&
-    (!req.mac || (answersMac && req.mac === existing.mac));
-  if (!same)
-    throw new PluginError(
-      `endpoint ${req.endpointId.slice(0, 12)} already exists on network ${existing.networkId.slice(0, 12)} with other settings; endpoint ids are unique`,
-    );
-  return {
-    ...(!req.mac && answersMac && { mac: existing.mac }),
-    ...(existing.lease && { ipv4: existing.ipv4 }),
-    ...(existing.slaac && { ipv6: existing.ipv6 }),
-  };
-}
-
 function parentGone(network: NetworkRecord): PluginError {
   return new PluginError(
     `parent '${network.parent}' of network ${network.id.slice(0, 12)} no longer exists; bring it back or recreate the network`,
   );
-}
-
-/**
- * What Docker sets in the container: the gateways, or on a DHCP network the lease's router and routes. In ipvlan l3
- * and l3s nothing on the LAN answers ARP for a gateway: the default routes lead out of the interface itself, and the
- * host's kernel routes what leaves it.
- */
-function joinAnswer(network: NetworkRecord, endpoint: EndpointRecord, linkName: string): JoinAnswer {
-  const answer: JoinAnswer = { linkName, staticRoutes: [] };
-  if (endpoint.lease) {
-    const routes = joinRoutes(endpoint.lease);
-    answer.staticRoutes = routes.staticRoutes;
-    if (routes.gateway && !network.internal) answer.gateway = routes.gateway;
-  }
-  // The router that advertised the prefix, by its link-local address: routers need not have one in the prefix.
-  if (endpoint.slaac && !network.internal) answer.gatewayIpv6 = endpoint.slaac.router;
-  if (network.internal) return answer;
-  if (!onLan(childMode(network))) {
-    answer.staticRoutes.push(...connectedDefaults(endpoint.ipv4 !== undefined, endpoint.ipv6 !== undefined));
-    return answer;
-  }
-  if (network.ipv4?.gateway) answer.gateway = network.ipv4.gateway;
-  if (network.ipv6?.gateway) answer.gatewayIpv6 = network.ipv6.gateway;
-  return answer;
 }

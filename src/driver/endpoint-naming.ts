@@ -1,6 +1,7 @@
 // An endpoint: one container's attachment to a network, and the host-side macvlan or ipvlan link that carries it.
 import { createHash } from 'node:crypto';
 import type { Lease } from '../dhcp/lease';
+import type { Lease6 } from '../dhcp6/lease';
 import { isJsonObject } from '../state/record-store';
 
 export const ENDPOINT_PREFIX = 'tsmve';
@@ -21,6 +22,11 @@ export interface EndpointRecord {
    * the container's IPv6 gateway); `lost` once the router withdrew or deprecated the prefix, or it expired.
    */
   slaac?: SlaacRecord;
+  /**
+   * On a DHCP network with IPv6 whose router sends the M flag: ipv6 is the address of this DHCPv6 lease, kept current
+   * by renewals; `router` is the advertising router's link-local address (the container's IPv6 gateway).
+   */
+  dhcp6?: { lease: Lease6; router: string };
   /** The container's network namespace (Join's SandboxKey), where a lost lease removes its interface. */
   sandbox?: string;
   /**

@@ -92,17 +92,24 @@ export class ForgottenEndpoints {
     const link = await this.links.get(endpointLinkName(endpoint.id));
     const onHost = link !== undefined && this.links.owns(link);
     if (check.stage === 'joined' && !onHost) return;
+    try {
+      await this.deleteLocked(endpoint.networkId, endpoint.id);
+    } catch (err) {
+      // Its address's release could not be noted (etcd unreachable), or its record not removed: it stays as it was.
+      this.log.warn(
+        { err, endpoint: endpoint.id },
+        'could not delete a forgotten endpoint yet; checking it again later',
+      );
+      this.expect(endpoint.id, check.stage);
+      return;
+    }
+    const { networkId: network, ipv4, ipv6 } = endpoint;
+    const fields = { endpoint: endpoint.id, network, address: ipv4 ?? ipv6, graceSeconds: this.graceMs / 1000 };
     this.log.warn(
-      {
-        endpoint: endpoint.id,
-        network: endpoint.networkId,
-        address: endpoint.ipv4 ?? endpoint.ipv6,
-        graceSeconds: this.graceMs / 1000,
-      },
+      fields,
       check.stage === 'created'
         ? 'deleted an endpoint Docker never joined within the grace period: its engine forgot it'
         : "deleted an endpoint whose link stayed in the host's namespace past the grace period: its engine forgot it",
     );
-    await this.deleteLocked(endpoint.networkId, endpoint.id);
   }
 }

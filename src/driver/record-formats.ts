@@ -16,11 +16,14 @@ export const NETWORK_RECORD_FORMAT: RecordFormat = {
   upgrades: { 2: (record) => record, 3: (record) => ({ kind: 'macvlan', ...record }) },
 };
 
-/** 1: tsmacvlan 0.1.0, no `format` field. 2: the `format` field. The DHCP lease (`lease`) is part of the record. */
+/**
+ * 1: tsmacvlan 0.1.0, no `format` field. 2: the `format` field. The DHCP lease (`lease`) is part of the record.
+ * 3: the DHCPv6 lease (`dhcp6`), which no older record has.
+ */
 export const ENDPOINT_RECORD_FORMAT: RecordFormat = {
   name: 'endpoint record',
-  version: 2,
-  upgrades: { 2: (record) => record },
+  version: 3,
+  upgrades: { 2: (record) => record, 3: (record) => record },
 };
 
 export const NETWORK_RECORDS: RecordKind = { format: NETWORK_RECORD_FORMAT, check: networkRecordProblem };

@@ -1,16 +1,18 @@
 // IPv6 for the endpoints of a DHCP network with --ipv6 (see docs/ipv6.md): the parent is watched for router
-// advertisements while such a network is on it; at CreateEndpoint the endpoint's address is formed from the router's
-// SLAAC prefix and the endpoint's MAC, checked on the LAN (duplicate address detection) and answered to Docker, which
-// cannot be told a new one later. A prefix the router withdraws, deprecates or lets expire is marked in the records
+// advertisements while such a network is on it; at CreateEndpoint the endpoint's address is leased from the LAN's
+// DHCPv6 server where the router sends the M flag, else formed from the router's SLAAC prefix and the endpoint's MAC;
+// either is checked on the LAN (duplicate address detection) and answered to Docker, which cannot be told a new one
+// later. A prefix the router withdraws, deprecates or lets expire is marked in the records
 // of the endpoints with addresses in it.
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
-import { formatIp } from '../ip/address';
+import { formatIp, parseIp } from '../ip/address';
 import type { Links } from '../kernel/links';
 import type { Neighbourhood } from '../probe/neighbourhood';
 import { NoRouterAnswer, type PrefixLoss, type RouterAdverts } from '../ra/router-adverts';
 import { SLAAC_PREFIX_LENGTH, slaacAddress } from '../ra/slaac';
 import type { KeyedMutex } from '../state/keyed-mutex';
+import type { Dhcp6Leases } from './dhcp6-leases';
 import type { DriverState } from './driver-state';
 import type { EndpointRecord } from './endpoint-naming';
 import type { NetworkRecord } from './network-options';
@@ -23,6 +25,7 @@ export class SlaacEndpoints {
     private readonly neighbourhood: Neighbourhood | undefined,
     private readonly endpointLocks: KeyedMutex,
     private readonly log: Logger,
+    private readonly dhcp6?: Dhcp6Leases,
   ) {
     routerAdverts?.onPrefixLoss((loss) => void this.prefixLost(loss));
   }
@@ -39,19 +42,30 @@ export class SlaacEndpoints {
     }
   }
 
+  /** Sends the DHCPv6 RELEASE of the endpoint of `mac` (a no-op without a lease). */
+  release(mac: string): void {
+    this.dhcp6?.release(mac);
+  }
+
   unwatch(network: NetworkRecord): void {
     if (network.dhcp?.ipv6) this.routerAdverts?.unwatch(network.parent);
   }
 
-  /** The endpoint's record with its SLAAC address; refuses when no router answers or a device holds the address. */
+  /**
+   * The endpoint's record with its IPv6 address: a DHCPv6 lease where the router sends the M flag (even beside an A
+   * prefix: see docs/ipv6.md), else SLAAC; refuses when no router or server answers or a device holds the address.
+   */
   async address(network: NetworkRecord, record: EndpointRecord): Promise<EndpointRecord> {
     const seconds = network.dhcp!.timeoutSeconds;
     if (!this.routerAdverts || !this.neighbourhood)
       throw new PluginError('this plugin instance has no packet socket to hear IPv6 router advertisements with');
     await this.watch(network); // a parent that was down at start is watched from here on
+    const deadline = Date.now() + seconds * 1000;
     let found;
     try {
-      found = await this.routerAdverts.slaacPrefix(network.parent, seconds * 1000);
+      const heard = await this.routerAdverts.advertised(network.parent, seconds * 1000);
+      if (heard.managed && this.dhcp6) return await this.leased(network, record, heard.router!, deadline);
+      found = await this.routerAdverts.slaacPrefix(network.parent, Math.max(deadline - Date.now(), 0));
     } catch (err) {
       if (!(err instanceof NoRouterAnswer)) throw err;
       throw new PluginError(
@@ -75,6 +89,22 @@ export class SlaacEndpoints {
       ...record,
       ipv6: `${address}/${SLAAC_PREFIX_LENGTH}`,
       slaac: { prefix: found.prefix.text, router: found.router.router! },
+    };
+  }
+
+  /** A DHCPv6 lease's address, with the length of the on-link prefix that holds it (else /64: see docs/ipv6.md). */
+  private async leased(
+    network: NetworkRecord,
+    record: EndpointRecord,
+    router: string,
+    deadline: number,
+  ): Promise<EndpointRecord> {
+    const lease = await this.dhcp6!.acquire(network, record, Math.max(deadline - Date.now(), 1));
+    const onLink = this.routerAdverts!.onLinkPrefix(network.parent, parseIp(lease.address)!.value);
+    return {
+      ...record,
+      ipv6: `${lease.address}/${onLink?.length ?? SLAAC_PREFIX_LENGTH}`,
+      dhcp6: { lease, router },
     };
   }
 

@@ -119,6 +119,7 @@ export class ProbedTakes {
         // Peeked and taken with no await in between: the take is the address the verdict is about.
         const taken = subnet.takeDynamic(pool);
         if (taken.value !== head) throw new Error(`lane gave ${taken.value}, not the probed ${head}`);
+        this.neighbourhood.forget(subnet.cidr, head);
         return taken;
       }
       if (verdict?.held && !this.neighbourhood.recent(subnet.cidr, head, HELD_FRESH_MS)) {
@@ -165,8 +166,19 @@ export class ProbedTakes {
     if (pool.options[PROBE_OPTION] !== 'off') this.neighbourhood.noteGiven(pool.subnet.cidr, address);
   }
 
+  /**
+   * A cluster take of `pool` vetted by `vetter` committed `address`: the free verdict it used is spent. Once the address
+   * is released, a verdict from before its take would be trusted for up to FRESH_MS, while the container that had it
+   * may still answer for it (the soak saw one given again 6 s after its release, its old holder on the wire 7 s more).
+   */
+  taken(pool: Pool, address: bigint): void {
+    this.neighbourhood.forget(pool.subnet.cidr, address);
+  }
+
+  /** `address` was released: it is probed afresh before it is given again. */
   released(pool: Pool, address: bigint): void {
     this.neighbourhood.forgetGiven(pool.subnet.cidr, address);
+    this.neighbourhood.forget(pool.subnet.cidr, address);
   }
 
   close(): void {

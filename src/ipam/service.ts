@@ -348,6 +348,7 @@ export class IpamService {
     else if (gateway) value = subnet.lo;
     const vet = value === undefined ? this.probed?.vetter(pool) : undefined;
     const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container', vet);
+    if (vet) this.probed?.taken(pool, taken);
     if (value !== undefined && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
   }

@@ -1,7 +1,15 @@
 // IPv6 neighbour discovery frames (RFC 4861) for the packet socket: the neighbour solicitation of a duplicate
 // address check (RFC 4862 §5.4: from the unspecified address, to the target's solicited-node group) and the
 // advertisements that answer it. Pure; malformed input throws MalformedFrame.
-import { ETH_HEADER, ETHERTYPE_IPV6, MalformedFrame, ethernetHeader, internetChecksum, macString } from './link-frames';
+import {
+  ETH_HEADER,
+  ETHERTYPE_IPV6,
+  MalformedFrame,
+  ethernetHeader,
+  internetChecksum,
+  macBytes,
+  macString,
+} from './link-frames';
 
 export const IPV6_HEADER = 40;
 export const NEXT_HEADER_ICMPV6 = 58;
@@ -12,6 +20,7 @@ export const ICMPV6_NEIGHBOUR_ADVERTISEMENT = 136;
 const OPTION_TARGET_LINK_ADDRESS = 2;
 /** The all-nodes group's MAC (ff02::1): where an answer to a solicitation from the unspecified address goes. */
 export const ALL_NODES_MAC = '33:33:00:00:00:01';
+const ALL_NODES = (0xff02n << 112n) | 1n;
 
 /** An IPv6 address as 16 bytes, from its value. */
 export function ipv6Bytes(value: bigint): Buffer {
@@ -61,6 +70,24 @@ export function buildDadSolicitation(sourceMac: string, target: bigint): Buffer 
   icmp[0] = ICMPV6_NEIGHBOUR_SOLICITATION;
   ipv6Bytes(target).copy(icmp, 8);
   return Buffer.concat([ethernetHeader(mac, sourceMac, ETHERTYPE_IPV6), ipv6Packet(0n, group, icmp)]);
+}
+
+/**
+ * The neighbour advertisement (RFC 4861 §4.4) by which `mac` answers a solicitation for `target` from `to` (its MAC
+ * `toMac`): solicited and override, with the target link-layer address. From the unspecified address, the answer goes
+ * to all nodes (§7.2.4).
+ */
+export function buildNeighbourAdvert(mac: string, target: bigint, to: bigint, toMac: string): Buffer {
+  const icmp = Buffer.alloc(32);
+  icmp[0] = ICMPV6_NEIGHBOUR_ADVERTISEMENT;
+  icmp[4] = to === 0n ? 0x20 : 0x60; // S (only when asked by an address) and O
+  ipv6Bytes(target).copy(icmp, 8);
+  icmp[24] = OPTION_TARGET_LINK_ADDRESS;
+  icmp[25] = 1;
+  macBytes(mac).copy(icmp, 26);
+  const destination = to === 0n ? ALL_NODES : to;
+  const destinationMac = to === 0n ? ALL_NODES_MAC : toMac;
+  return Buffer.concat([ethernetHeader(destinationMac, mac, ETHERTYPE_IPV6), ipv6Packet(target, destination, icmp)]);
 }
 
 export interface NeighbourMessage {

@@ -83,6 +83,14 @@ export class Neighbourhood {
     return kept && this.now() - kept.at <= maxAgeMs ? kept.verdict : undefined;
   }
 
+  /**
+   * Drops the verdict on `value`: it was given to a container, or released by one, so what the LAN said before is
+   * void (a container that got it answers for it; one released may still answer a while).
+   */
+  forget(subnet: Cidr, value: bigint): void {
+    this.verdicts.delete(`${subnet.text}|${value}`);
+  }
+
   /** Whether a check of `value` is under way. */
   underWay(subnet: Cidr, value: bigint): boolean {
     return this.checking.has(`${subnet.text}|${value}`);

@@ -26,6 +26,8 @@ export interface KnownPrefix {
   prefix: bigint;
   length: number;
   autonomous: boolean;
+  /** L: addresses in it are on the link (their subnet, for a DHCPv6 address). */
+  onLink: boolean;
   /** Epoch ms; undefined: for ever. */
   validUntil?: number;
   preferredUntil?: number;
@@ -137,15 +139,47 @@ export class RouterAdverts {
    * soliciting, within `timeoutMs`; rejects with NoRouterAnswer when none came.
    */
   async slaacPrefix(parent: string, timeoutMs: number): Promise<{ router: ParentRouters; prefix: KnownPrefix }> {
+    return this.until(parent, timeoutMs, 'a SLAAC prefix', (state) => {
+      const prefix = usablePrefix(state);
+      return prefix && state.router ? { router: state, prefix } : undefined;
+    });
+  }
+
+  /** What the parent's router advertised (its M flag above all), once one has spoken; as slaacPrefix waits. */
+  async advertised(parent: string, timeoutMs: number): Promise<ParentRouters> {
+    return this.until(parent, timeoutMs, 'anything', (state) => (state.router ? state : undefined));
+  }
+
+  /** The prefix advertised on-link on `parent` that holds `address`, if any (its length is the subnet's). */
+  onLinkPrefix(parent: string, address: bigint): KnownPrefix | undefined {
+    for (const known of this.parents.get(parent)?.state.prefixes.values() ?? []) {
+      const shift = BigInt(128 - known.length);
+      if (
+        known.onLink &&
+        known.condition !== 'withdrawn' &&
+        known.condition !== 'expired' &&
+        address >> shift === known.prefix >> shift
+      )
+        return known;
+    }
+    return undefined;
+  }
+
+  private async until<T>(
+    parent: string,
+    timeoutMs: number,
+    what: string,
+    found: (state: ParentRouters) => T | undefined,
+  ): Promise<T> {
     const watched = this.parents.get(parent);
     if (!watched) throw new Error(`parent '${parent}' is not watched for router advertisements`);
     const deadline = this.now() + timeoutMs;
     for (;;) {
       this.sweep(watched);
-      const prefix = usablePrefix(watched.state);
-      if (prefix && watched.state.router) return { router: watched.state, prefix };
+      const result = found(watched.state);
+      if (result !== undefined) return result;
       const left = deadline - this.now();
-      if (left <= 0) throw new NoRouterAnswer(`no router advertised a SLAAC prefix on ${parent}`);
+      if (left <= 0) throw new NoRouterAnswer(`no router advertised ${what} on ${parent}`);
       if (this.now() - watched.solicitedAt >= SOLICIT_INTERVAL_MS) this.solicit(watched);
       const untilNext = SOLICIT_INTERVAL_MS - (this.now() - watched.solicitedAt);
       await new Promise<void>((resolve) => {
@@ -239,6 +273,7 @@ export class RouterAdverts {
       prefix: advertised.prefix,
       length: advertised.length,
       autonomous: advertised.autonomous,
+      onLink: advertised.onLink,
       ...(until(advertised.validSeconds) !== undefined && { validUntil: until(advertised.validSeconds) }),
       ...(until(advertised.preferredSeconds) !== undefined && { preferredUntil: until(advertised.preferredSeconds) }),
       condition,

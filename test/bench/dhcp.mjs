@@ -29,6 +29,7 @@ import {
   DOCKER,
   removeDockerObjects,
 } from './lib.mjs';
+import { benchDhcp6, DNSMASQ_V6, engineTakesV6, V6 } from './dhcp6.mjs';
 
 const require = createRequire(import.meta.url);
 const { parseFrame } = require(join(DIST, 'dhcp/frame.js'));
@@ -73,6 +74,7 @@ async function setUp(dir) {
   await inNs('link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0');
   await inNs('link', 'set', port, 'master', 'br0', 'up');
   await inNs('addr', 'add', `${NET}.1/24`, 'dev', 'br0');
+  if (engineTakesV6()) await inNs('-6', 'addr', 'add', `${V6}1/64`, 'dev', 'br0', 'nodad');
   await inNs('link', 'set', 'br0', 'up');
   await run('ip', ['addr', 'add', `${NET}.254/24`, 'dev', parent]);
   await run('ip', ['link', 'set', parent, 'up']);
@@ -86,6 +88,7 @@ async function setUp(dir) {
     `--dhcp-leasefile=${join(dir, 'leases')}`,
     `--pid-file=${join(dir, 'dnsmasq.pid')}`,
     `--log-facility=${logFile}`,
+    ...(engineTakesV6() ? DNSMASQ_V6 : []),
   ];
   daemon(dnsmasq);
   for (let i = 0; i < 200 && !(existsSync(logFile) && readFileSync(logFile, 'utf8').includes('DHCP, IP range')); i++)
@@ -102,7 +105,7 @@ async function setUp(dir) {
     '-U',
     '-w',
     capture,
-    'udp port 67 or udp port 68',
+    'udp port 67 or udp port 68 or udp port 546 or udp port 547',
   ]);
   for (let i = 0; i < 200 && !existsSync(capture); i++) await sleep(50);
 
@@ -114,7 +117,7 @@ async function setUp(dir) {
   const create = ['network', 'create', '-d', DRIVER, '-o', `parent=${parent}`];
   await docker([...create, '--ipam-driver', 'null', '-o', 'dhcp=true', networks.dhcp]);
   await docker([...create, '--ipam-driver', DRIVER, '--subnet', '10.235.41.0/24', networks.ipam]);
-  return { plugin, networks, capture, stopCapture: tcpdump.stop };
+  return { plugin, parent, networks, capture, stopCapture: tcpdump.stop };
 }
 
 /** `docker run -d` of AT_ONCE containers at the same time; the wall time until the last one returned. */
@@ -229,7 +232,7 @@ function mostInFlight(lines) {
 export async function benchDhcp() {
   const rounds = envInt('BENCH_DHCP_ROUNDS', 5);
   const dir = tempDir('tsmv-bench-dhcp-');
-  const { plugin, networks, capture, stopCapture } = await setUp(dir);
+  const { plugin, parent, networks, capture, stopCapture } = await setUp(dir);
   log(`dhcp: 1 warm-up + ${rounds} rounds × ${AT_ONCE} containers at once (DHCP, plugin IPAM), shuffled each round`);
   for (const variant of ['dhcp', 'ipam']) await startAtOnce(networks[variant]);
   const samples = { dhcp: [], ipam: [] };
@@ -245,7 +248,20 @@ export async function benchDhcp() {
     }
     log(`  dhcp: ${r + 1}/${rounds} rounds`);
   }
-  await stopCapture();
+  // Docker 28+: the same for DHCPv6 leases, on an IPv6-only network (dhcp6.mjs); it stops the capture.
+  const dhcp6 = engineTakesV6()
+    ? await benchDhcp6({
+        plugin,
+        parent,
+        capture,
+        stopCapture,
+        driver: DRIVER,
+        prefix: PREFIX,
+        atOnce: AT_ONCE,
+        rounds,
+      })
+    : undefined;
+  if (!dhcp6) await stopCapture();
   const logLines = plugin.logLines(0);
   const dhcp = summary(samples.dhcp);
   const ipam = summary(samples.ipam);
@@ -267,5 +283,6 @@ export async function benchDhcp() {
     pluginOwnMsPerLease: round(createMs - wire.serverMs.median - probeMs),
     // The same, lease by lease (its own CreateEndpoint and its own turnaround on the wire), and where it went.
     pluginOwnPerLease: ownTimes(logLines, messages, probeMs),
+    ...(dhcp6 && { dhcp6 }),
   };
 }

@@ -432,6 +432,14 @@ function report(r) {
         `${ms(own.beforeDiscoverMs.median)} / ${ms(own.offerToRequestMs.median)} / ${ms(own.afterAckBeyondCheckMs.median)}`,
       );
     }
+    const v6 = h.dhcp6;
+    if (v6?.leases)
+      add(
+        'DHCPv6: plugin own per lease, lease by lease (median / p99)',
+        `${ms(v6.pluginOwnMs.median)} / ${ms(v6.pluginOwnMs.p99)} (server ${ms(v6.serverMs.median)}, check ${ms(v6.checkMs)})`,
+        '≤ 5 ms',
+        verdict(v6.pluginOwnMs.median, 5),
+      );
     readme(
       `${all}, \`-o dhcp=true\` (dnsmasq)`,
       `\`--ipam-driver tsmacvlan\`: ${ms(h.startAllMs.ipam.median)}`,

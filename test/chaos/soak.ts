@@ -100,8 +100,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   );
   log(describePlan(plan));
   // Graces short enough that what a crashed engine forgot is gone within the 60 s the end waits for leftovers: an
-  // endpoint after 20 s, then its address after 31 s (more than Docker's 30 s of retries).
-  const pluginEnv = { TSMACVLAN_ENDPOINT_GRACE_S: '20', TSMACVLAN_RELEASE_GRACE_S: '31' };
+  // endpoint after 20 s, then its address after 31 s (more than Docker's 30 s of retries); an address a lingering
+  // process answered for (a device holding) is probed again every 20 s instead of 300.
+  const pluginEnv = {
+    TSMACVLAN_ENDPOINT_GRACE_S: '20',
+    TSMACVLAN_RELEASE_GRACE_S: '31',
+    TSMACVLAN_PROBE_RECHECK_SECONDS: '20',
+  };
   const lab = await MultiHostLab.create(3, process.env.TSMV_ENGINE_BIN, { stateTmpfsMb: 16, pluginEnv });
   const wire = { text: '' };
   const tcpdump = spawn(

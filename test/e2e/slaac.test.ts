@@ -1,7 +1,8 @@
 // IPv6 from the LAN's router under Docker 28 (`--ipam-driver null --ipv6 -o dhcp=true`), with Debian's dnsmasq on the
 // switch as DHCPv4 server and IPv6 router (`enable-ra`, a `ra-only` prefix: SLAAC): the container gets the SLAAC
 // address of its MAC beside its DHCPv4 lease, its default IPv6 route via the router's link-local address, and pings
-// the router over IPv6. Docker 20.10 to 27 refuse --ipv6 with the null IPAM (vitest.config.ts runs this on 28+).
+// the router over IPv6; with a DHCPv6 range instead (the M flag), the container gets an address leased by dnsmasq,
+// which `docker rm` releases. Docker 20.10 to 27 refuse --ipv6 with the null IPAM (vitest.config.ts runs this on 28+).
 import { describe, expect, it } from 'vitest';
 import { formatIp, parseIp } from '../../src/ip/address';
 import { slaacAddress } from '../../src/ra/slaac';
@@ -51,6 +52,39 @@ describe(`Docker with ${DRIVER}: SLAAC on a DHCP network with --ipv6`, () => {
         /inet 10\.231\.61\.1\d\d\//,
       );
       await waitFor(() => ping(name, sw.bridgeIp6!), 20_000, { intervalMs: 500, what: `${name} to reach the router` });
+    } finally {
+      await server.stop();
+    }
+  }, 90_000);
+
+  it('with the M flag the container gets a DHCPv6 address from the server, pings the router, and rm releases it', async () => {
+    const v6 = 'fd31:231:62::';
+    const sw = await createSwitch({ subnetPrefix: '10.231.62', ipv6Prefix: v6 });
+    const server = new DhcpServer();
+    try {
+      await server.start(sw, {
+        range: { first: 100, last: 120 },
+        extraArgs: ['--enable-ra', `--dhcp-range=${v6}10,${v6}ff,64,2m`],
+      });
+      const network = uniqueName(PREFIX);
+      const create = ['network', 'create', '-d', DRIVER, '--ipam-driver', 'null', '--ipv6'];
+      await dockerOk([...create, '-o', `parent=${sw.parent}`, '-o', 'dhcp=true', network]);
+      const name = uniqueName(PREFIX);
+      await runSleeper(name, { network });
+      const format = `{{(index .NetworkSettings.Networks "${network}").GlobalIPv6Address}}`;
+      const address = await dockerOk(['inspect', '-f', format, name]);
+      expect(address).toMatch(/^fd31:231:62::[1-9a-f][0-9a-f]?$/);
+      expect(server.log()).toMatch(new RegExp(`DHCPREPLY\\(${sw.bridge}\\) ${address} 00:03:00:01:`));
+      expect((await containerExec(name, ['ip', '-6', 'addr', 'show', 'eth0'])).stdout).toContain(`${address}/64`);
+      expect((await containerExec(name, ['ip', '-6', 'route'])).stdout).toMatch(
+        /^default via fe80::[0-9a-f:]+ dev eth0/m,
+      );
+      await waitFor(() => ping(name, sw.bridgeIp6!), 20_000, { intervalMs: 500, what: `${name} to reach the router` });
+      await dockerOk(['rm', '-f', name]);
+      await waitFor(async () => server.log().includes(`DHCPRELEASE(${sw.bridge})`), 10_000, {
+        intervalMs: 200,
+        what: 'dnsmasq to log the release',
+      });
     } finally {
       await server.stop();
     }

@@ -10,6 +10,7 @@ import { Links } from '../../src/kernel/links';
 import { PacketTap } from '../../src/kernel/packet-tap';
 import { Neighbourhood } from '../../src/probe/neighbourhood';
 import { RouterAdverts } from '../../src/ra/router-adverts';
+import { openDhcp6Clients } from '../../src/dhcp6/clients';
 
 /** The driver name in-process test instances stand for (the tests' sockets use it too). */
 export const TEST_DRIVER = 'tsmacvlan-test';
@@ -47,6 +48,7 @@ export async function startPlugin(
   const driver = new NetworkDriver(links, stateDir, log, {
     neighbourhood,
     routerAdverts,
+    ...(tap && options.ipv6 && { openDhcp6: (l: typeof log) => openDhcp6Clients(l, tap) }),
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
   const ipam = new IpamService(stateDir, log, undefined, neighbourhood);

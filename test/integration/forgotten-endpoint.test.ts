@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
+import { startPlugin } from '../helpers/plugin';
 import { post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { setIoFault } from '../../src/state/faults';
 
 const GRACE_S = 2;
 const GW = { RequestAddressType: 'com.docker.network.gateway' };
@@ -133,5 +135,39 @@ describe('an endpoint its engine forgot', () => {
     expect(daemon!.output()).not.toContain('deleted an endpoint');
     await call(socket, 'NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });
     expect(recorded('in-container', ep)).toBe(false);
+  }, 40_000);
+
+  it('whose release due cannot be noted (the journal fails): kept as it was, deleted at a later check', async () => {
+    const before = process.env.TSMACVLAN_ENDPOINT_GRACE_S;
+    process.env.TSMACVLAN_ENDPOINT_GRACE_S = '1';
+    const plugin = await startPlugin(join(dir, 'due-fails'));
+    try {
+      const call = async (method: string, body: unknown) => {
+        const { status, json } = await plugin.call(method, body);
+        if (status !== 200) throw new Error(`${method}: ${json?.Err}`);
+        return json;
+      };
+      const { PoolID } = await call('IpamDriver.RequestPool', { AddressSpace: 'local', Pool: SUBNET, Options: {} });
+      const gateway = (await call('IpamDriver.RequestAddress', { PoolID, Address: '', Options: GW })).Address;
+      const address = (await call('IpamDriver.RequestAddress', { PoolID, Address: '', Options: null })).Address;
+      const [net, ep] = ['m'.repeat(64), 'f'.repeat(64)];
+      const ipv4 = [{ AddressSpace: 'local', Pool: SUBNET, Gateway: gateway }];
+      await call('NetworkDriver.CreateNetwork', {
+        NetworkID: net,
+        Options: { 'com.docker.network.generic': { parent } },
+        IPv4Data: ipv4,
+      });
+      setIoFault('EIO:write,sync:/ipam/');
+      await call('NetworkDriver.CreateEndpoint', { NetworkID: net, EndpointID: ep, Interface: { Address: address } });
+      await sleep(2_500); // a check has come and gone: the due could not be written
+      expect(recorded('due-fails', ep)).toBe(true);
+      setIoFault(undefined);
+      expect(await when(5, () => !recorded('due-fails', ep))).toBeDefined();
+    } finally {
+      setIoFault(undefined);
+      if (before === undefined) delete process.env.TSMACVLAN_ENDPOINT_GRACE_S;
+      else process.env.TSMACVLAN_ENDPOINT_GRACE_S = before;
+      await plugin.destroy();
+    }
   }, 40_000);
 });

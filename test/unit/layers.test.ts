@@ -21,6 +21,8 @@ const LAYERS: Record<string, number> = {
   probe: 1,
   // IPv6 router advertisements (SLAAC prefixes), heard on the packet socket for the driver: below it.
   ra: 1,
+  // The DHCPv6 client: above ra (it forms link-local addresses as SLAAC does), below the driver.
+  dhcp6: 1.25,
   ipam: 2,
   driver: 2,
   api: 3,

@@ -1,6 +1,7 @@
 // One AF_PACKET socket for the whole host, watched by libuv (uv_poll): readable frames are delivered on the event
 // loop, never by a thread of its own and never by a blocking call. A classic BPF filter keeps only ARP, IPv4 UDP to
-// ports 67/68 (DHCP) and ICMPv6 neighbour discovery (types 133-137), so the socket costs nothing for other traffic.
+// ports 67/68 (DHCP), IPv6 UDP to port 546 (DHCPv6 replies to clients) and ICMPv6 neighbour discovery (types
+// 133-137), so the socket costs nothing for other traffic.
 // Needs CAP_NET_RAW only.
 #define _GNU_SOURCE // strerrorname_np
 #include <arpa/inet.h>
@@ -31,22 +32,25 @@ typedef struct {
 
 static struct sock_filter arp_dhcp_and_nd[] = {
     BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),                   // ethertype (jump offsets count from the next instruction)
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_ARP, 15, 0),    // ARP: accept
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_ARP, 18, 0),    // ARP: accept
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IPV6, 9, 0),    // IPv6: to its checks
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 14),     // not IPv4: reject
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 0, 17),     // not IPv4: reject
     BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 23),                   // IP protocol
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 12),  // not UDP: reject
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 15),  // not UDP: reject
     BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 20),                   // flags + fragment offset
-    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 10, 0),      // a later fragment has no UDP header: reject
+    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 13, 0),      // a later fragment has no UDP header: reject
     BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 14),                  // X = IP header length
     BPF_STMT(BPF_LD | BPF_H | BPF_IND, 16),                   // UDP destination port
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 67, 6, 0),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 68, 5, 6),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 67, 9, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 68, 8, 9),
     BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 20),                   // IPv6 next header (no extension headers: ND has none)
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_ICMPV6, 0, 4), // not ICMPv6: reject
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_ICMPV6, 0, 3), // not ICMPv6: to the UDP check
     BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 54),                   // ICMPv6 type
-    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 133, 0, 2),           // below router solicitation: reject
-    BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, 137, 1, 0),           // above redirect: reject; neighbour discovery: accept
+    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 133, 0, 5),           // below router solicitation: reject
+    BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, 137, 4, 3),           // above redirect: reject; neighbour discovery: accept
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 3),   // neither ICMPv6 nor UDP: reject
+    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 56),                   // UDP destination port (after the 40-byte IPv6 header)
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 546, 0, 1),           // DHCPv6 client port: accept
     BPF_STMT(BPF_RET | BPF_K, MAX_FRAME),
     BPF_STMT(BPF_RET | BPF_K, 0),
 };

@@ -55,7 +55,7 @@ describe('DHCP leases of the driver', { timeout: 30_000 }, () => {
   /** The record on disk, without the format every record carries. */
   const onDisk = (): EndpointRecord => {
     const { format, ...record } = JSON.parse(readFileSync(join(dir, 'endpoints', 'e1.json'), 'utf8'));
-    expect(format).toBe(2);
+    expect(format).toBe(3);
     return record;
   };
   /**

@@ -21,6 +21,8 @@ function standIn(now: () => number, answer: Verdict) {
     onAttach: () => undefined,
     knows: () => true,
     underWay: () => false,
+    forget: (_: Cidr, value: bigint) => kept.delete(value),
+    forgetGiven: () => undefined,
     recent: (_: Cidr, value: bigint, maxAgeMs: number) => {
       const k = kept.get(value);
       return k && now() - k.at <= maxAgeMs ? k.verdict : undefined;
@@ -31,7 +33,7 @@ function standIn(now: () => number, answer: Verdict) {
       return answer;
     },
   };
-  return { neighbourhood: neighbourhood as unknown as Neighbourhood, kept, checks };
+  return { neighbourhood: neighbourhood as unknown as Neighbourhood, kept, checks, recent: neighbourhood.recent };
 }
 
 const host: ProbingHost = {
@@ -62,6 +64,26 @@ describe('probe before use: how long a verdict is trusted', () => {
       lan.kept.set(7n, { verdict: { held: false }, at: t - 20_000 });
       expect(await vet(7n)).toBeUndefined(); // a free verdict 20 s old: trusted
       expect(lan.checks).toEqual([5n]);
+    } finally {
+      takes.close();
+    }
+  });
+
+  it('a free verdict is spent by the take it allowed: once the address is released it is probed again', async () => {
+    const t = 1_000_000;
+    const lan = standIn(() => t, { held: true, mac: MAC, by: 'lan' });
+    const takes = new ProbedTakes(lan.neighbourhood, pino({ level: 'silent' }), host, () => t);
+    try {
+      const vet = takes.vetter(pool)!;
+      lan.kept.set(8n, { verdict: { held: false }, at: t - 5_000 });
+      expect(await vet(8n)).toBeUndefined(); // free 5 s ago: taken
+      takes.taken(pool, 8n);
+      takes.released(pool, 8n); // its container removed, maybe still answering
+      expect(await vet(8n)).toBe(MAC); // asked again, not the verdict from before the take
+      expect(lan.checks).toEqual([8n]);
+      lan.kept.set(9n, { verdict: { held: false }, at: t - 5_000 });
+      takes.released(pool, 9n);
+      expect(lan.recent(cidr, 9n, 30_000)).toBeUndefined();
     } finally {
       takes.close();
     }

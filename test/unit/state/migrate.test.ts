@@ -85,7 +85,7 @@ describe('migrating a state dir', () => {
     expect(stateFormatOf(dir, STATE_FILES)).toMatchObject({ state: 'older', formats: null });
     expect(migrateState(dir, STATE_FILES, silent)).toBe(3);
     expect(json(join(dir, 'networks', 'n1.json'))).toEqual({ format: 3, kind: 'macvlan', ...NETWORK });
-    expect(json(join(dir, 'endpoints', 'e1.json'))).toEqual({ format: 2, ...ENDPOINT });
+    expect(json(join(dir, 'endpoints', 'e1.json'))).toEqual({ format: 3, ...ENDPOINT });
     const intents = readFileSync(join(dir, 'cluster', 'cluster-intents.log'), 'utf8');
     expect(intents.split('\n')[0]).toBe('{"t":"intents","format":3}');
     expect(readIntents(join(dir, 'cluster', 'cluster-intents.log'), silent)).toEqual(intentsBefore);
