@@ -38,7 +38,9 @@ export function buildServer(
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // our own one line per request: mapErrorsAndLog
     bodyLimit: BODY_LIMIT,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    // validateSchema: the routes' own schemas are not checked against JSON Schema's meta-schema at each start (compiling
+    // it delays a restart's first answer): a unit test checks them instead (test/unit/api/schemas.test.ts).
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, validateSchema: false } },
   });
 
   parseDockerBodies(app);

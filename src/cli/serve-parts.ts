@@ -1,6 +1,5 @@
 // What `tsmacvlan serve` loads once its socket listens (early-socket.ts says why): the server and everything below.
-export { EtcdKv } from '../cluster/etcd';
-export { ClusterTable } from '../cluster/table';
+// etcd's client and the cluster table (with cockatiel) load only when etcd is configured: openCluster in serve.ts.
 export { NetworkDriver } from '../driver/driver';
 export { IpamService } from '../ipam/service';
 export { Links } from '../kernel/links';

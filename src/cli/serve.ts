@@ -99,7 +99,7 @@ async function serve(options: ServeOptions): Promise<void> {
     routerAdverts,
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
-  const cluster = options.etcd && openCluster(parts, options.etcd, options.stateDir, log);
+  const cluster = options.etcd ? await openCluster(parts, options.etcd, options.stateDir, log) : undefined;
   const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
@@ -165,12 +165,13 @@ async function serve(options: ServeOptions): Promise<void> {
 }
 
 /** The etcd allocation table of this instance; opening it needs no etcd (requests that do fail until it answers). */
-function openCluster(
-  { EtcdKv, ClusterTable, instanceId }: Parts,
+async function openCluster(
+  { instanceId }: Parts,
   settings: EtcdSettings,
   stateDir: string,
   log: Logger,
-): { kv: EtcdKv; table: ClusterTable } {
+): Promise<{ kv: EtcdKv; table: ClusterTable }> {
+  const [{ EtcdKv }, { ClusterTable }] = await Promise.all([import('../cluster/etcd'), import('../cluster/table')]);
   const kv = new EtcdKv(settings);
   const instance = instanceId(stateDir, true)!;
   const table = ClusterTable.open({ kv, instance, stateDir: join(stateDir, 'cluster'), log });

@@ -19,6 +19,7 @@ const require = createRequire(import.meta.url);
 const { Links } = require(join(DIST, 'kernel/links.js'));
 // The plugin's own record store, so the floor writes records exactly as the plugin does.
 const { RecordStore } = require(join(DIST, 'state/record-store.js'));
+const { ENDPOINT_RECORDS } = require(join(DIST, 'driver/record-formats.js'));
 
 const MARK = 'tsmacvlan:endpoint'; // the plugin's alias, so the kernel does the same work
 // Marked the way the plugin marks its links (a device group per driver name, where dist/ has kernel/marks.js), as a driver of
@@ -52,7 +53,10 @@ async function journalLine(line) {
 async function create(n) {
   const parent = await links.get(parentName);
   if (!parent) throw new Error(`parent ${parentName} is gone`);
-  await links.createMacvlan({ name: nameOf(n), parentIndex: parent.index, mode: 'bridge', mac: mac(n) }, MARK);
+  await links.createChild(
+    { kind: 'macvlan', name: nameOf(n), parentIndex: parent.index, mode: 'bridge', mac: mac(n) },
+    MARK,
+  );
 }
 
 async function life(variant, pauseMs = 0) {
@@ -122,7 +126,7 @@ async function handle(msg) {
       parentName = msg.parent;
       dir = msg.dir;
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      store = new RecordStore(dir);
+      store = new RecordStore(dir, ENDPOINT_RECORDS);
       journal = await open(join(dir, 'journal.jnl'), 'a', 0o600);
       // As many records as the plugin next door holds, so a directory fsync costs what it costs the plugin.
       for (let i = 0; i < (msg.records ?? 0); i++) writeFileSync(join(dir, `r${i}.json`), '{}');

@@ -326,7 +326,7 @@ export async function waitForPlugin(socketPath, child, timeoutMs = 20_000) {
  * Starts `tsmacvlan serve`: the built dist/, or `cli` run by the command `node` (e.g. the arm64 plugin's, under qemu).
  * Its log (JSON lines on stdout) goes through a pipe into memory, as it would go to journald, not to a file on the
  * disk the state is fsync'd to (a write there can wait for the journal). `wrap` prefixes the command (e.g. to run it
- * in a private network namespace); `nodeArgs` go to node (e.g. --cpu-prof).
+ * in a private network namespace); `nodeArgs` go to node (e.g. --cpu-prof) after `shipped` (another build's flags).
  */
 export async function startPlugin({
   socket,
@@ -338,11 +338,12 @@ export async function startPlugin({
   cli = CLI,
   startTimeoutMs = 20_000,
   args = [],
+  shipped = SHIPPED_NODE_ARGS,
 }) {
   const argv = [
     ...wrap,
     ...node,
-    ...SHIPPED_NODE_ARGS,
+    ...shipped,
     ...nodeArgs,
     cli,
     'serve',

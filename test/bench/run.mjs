@@ -11,11 +11,13 @@
 //             lease's time on the wire: the server's turnaround beside the plugin's own
 //   metrics   test/bench/metrics.mjs: docker network connect+disconnect with metrics on (scraped every 1 s) ÷ off
 //   ipam      test/bench/ipam-fill.mjs (a /16 filled through the API)
+//   memory    test/bench/memory.mjs: idle RSS, peak RSS with 4,000 endpoints, a restart's first answer; this build
+//             beside BENCH_BASE_CLI (another build's dist/cli/main.js) when given
 //   arm64     test/bench/arm64.mjs: the arm64 plugin under qemu beside the amd64 one: start to socket, endpoint life
 //
 // Every figure is a median over repetitions of the variants interleaved in a fresh random order each round, and every
 // ratio compares figures measured in the same run. Knobs (environment):
-//   BENCH_ONLY=api,docker,dataplane,cluster,dhcp,metrics,ipam,arm64   sections to run (default all)
+//   BENCH_ONLY=api,docker,dataplane,cluster,dhcp,metrics,ipam,memory,arm64   sections to run (default all)
 //   BENCH_PAIRS=60          docker rounds (each: every network variant, shuffled)
 //   BENCH_LIVES=200         endpoint-life rounds (each: every cell × api/kernel/kernel+disk, shuffled)
 //   BENCH_SCALES=10,1000,4000   endpoints present in each cell
@@ -25,13 +27,19 @@
 //   BENCH_DHCP_ROUNDS=5     rounds of 20 containers at once (each: DHCP and IPAM, shuffled)
 //   BENCH_METRICS_ROUNDS=60 rounds of connect+disconnect (each: metrics off and on, shuffled)
 //   BENCH_IPERF_ROUNDS=3  BENCH_IPERF_SECONDS=5  BENCH_PING_COUNT=100
+//   BENCH_MEMORY_ROUNDS=2  BENCH_MEMORY_ENDPOINTS=4000   BENCH_BASE_CLI=<dist/cli/main.js of the build to compare>
+//   BENCH_BASE_NODE_ARGS="--max-semi-space-size=1"   the node flags that build shipped with (default: this one's)
+//   BENCH_MEMORY_FLAGS="--optimize-for-size,--max-semi-space-size=2"   node flags weighed as variants of their own in
+//             the memory section (sets separated by commas)   BENCH_RESTARTS=5   restarts of each variant
+//   BENCH_RESTART_PROF=<dir>   a CPU profile of each restart in the memory section; BENCH_RESTART_HEAP=<dir> a heap
+//             snapshot of each restarted plugin, after its figures
 //   BENCH_STATE_DIR=<dir>   where the plugins keep state (default: the OS temp dir, i.e. the real disk)
 //   BENCH_TMPFS=1           also measure the life with the state on /dev/shm (fsync free), interleaved (0: not)
 //   BENCH_OUT=<file>        the JSON (default test-results/bench.json)
 //   BENCH_QUICK=1           small counts everywhere, no ipam section (a smoke run of the bench itself, ~1 min)
 import { mkdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ROOT, cleanupAll, interrupt, log, markdown, round, run, table, tempDir } from './lib.mjs';
+import { ROOT, cleanupAll, interrupt, log, markdown, ratio, round, run, table, tempDir } from './lib.mjs';
 
 // The bench makes links and namespaces, removes what a crashed run left by name (tsbench*) and drives Docker: only in
 // the lab npm run bench starts it in (test/lab/in-lab.sh), never on the host, where those names may be anyone's.
@@ -62,7 +70,9 @@ if (process.env.BENCH_QUICK) {
 }
 
 const only = new Set(
-  (process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,dhcp,metrics,ipam,arm64').split(',').map((s) => s.trim()),
+  (process.env.BENCH_ONLY ?? 'api,docker,dataplane,cluster,dhcp,metrics,ipam,memory,arm64')
+    .split(',')
+    .map((s) => s.trim()),
 );
 const outPath = process.env.BENCH_OUT || join(ROOT, 'test-results/bench.json');
 
@@ -119,6 +129,7 @@ await section('ipam', async () => {
   });
   return JSON.parse(readFileSync(out, 'utf8'));
 });
+await section('memory', async () => (await import('./memory.mjs')).benchMemory());
 await section('arm64', async () => (await import('./arm64.mjs')).benchArm64());
 results.totalSeconds = round((performance.now() - t0) / 1000, 1);
 
@@ -307,6 +318,41 @@ function report(r) {
       `plugin memory with ${a.scale.endpointsLarge} endpoints`,
       '',
       `peak RSS ${large.pluginMemory.peakRssMiB} MiB`,
+    );
+  }
+  const mem = r.memory;
+  if (mem && !mem.error) {
+    const against = (key, unit) =>
+      mem.base
+        ? `${mem.this[key]} ${unit} (base: ${mem.base[key]} ${unit}, ${x(ratio(mem.this[key], mem.base[key]))})`
+        : `${mem.this[key]} ${unit}`;
+    add('plugin RSS idle (no network), 2 s after its start', against('idleRssMiB', 'MiB'), '≤ 50 MiB');
+    add('plugin RSS idle, 15 s after its start', against('idleSettledRssMiB', 'MiB'), '≤ 50 MiB');
+    add(`plugin peak RSS with ${mem.endpoints} endpoints`, against('peakRssMiB', 'MiB'), '≤ 64 MiB');
+    add(`restart with ${mem.endpoints} endpoints: first answer`, against('restartFirstAnswerMs', 'ms'), '≤ 400 ms');
+    add('plugin RSS after that restart', against('restartRssMiB', 'MiB'));
+    for (const name of Object.keys(mem.variants).filter((v) => v.startsWith('flags'))) {
+      const f = mem[name];
+      add(
+        `with ${mem.variants[name].nodeArgs.join(' ')}`,
+        `idle ${f.idleRssMiB} / ${f.idleSettledRssMiB} MiB, peak ${f.peakRssMiB} MiB, restart ${f.restartFirstAnswerMs} ms, ` +
+          `${mem.endpoints} creates ${f.populateMs} ms`,
+      );
+    }
+    readme(
+      'plugin RSS, idle (no network)',
+      mem.base ? `previous build: ${mem.base.idleRssMiB} MiB` : '',
+      `${mem.this.idleRssMiB} MiB`,
+    );
+    readme(
+      `plugin peak RSS with ${mem.endpoints} endpoints`,
+      mem.base ? `previous build: ${mem.base.peakRssMiB} MiB` : '',
+      `${mem.this.peakRssMiB} MiB`,
+    );
+    readme(
+      `restart with ${mem.endpoints} endpoints: spawn to first answer`,
+      mem.base ? `previous build: ${mem.base.restartFirstAnswerMs} ms` : '',
+      `${mem.this.restartFirstAnswerMs} ms`,
     );
   }
   const p = r.dataplane;
