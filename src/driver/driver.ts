@@ -87,11 +87,13 @@ export class NetworkDriver {
   async reconcile({ dryRun = false } = {}): Promise<Repair[]> {
     const { links, state, parents, upkeep, log } = this;
     const unanswered = state.unanswered.endpoints;
-    const repairs = await repairAtStart({ links, state, parents, upkeep, log }, dryRun);
+    // One dump for both: the repairs delete only links no record owns, and only recorded endpoints' links count below.
+    const present = await links.list();
+    const repairs = await repairAtStart({ links, state, parents, upkeep, log }, dryRun, present);
     if (dryRun) return repairs;
     await this.dhcp.resumeAtStart([...state.endpoints.values()], unanswered);
     await this.dhcp6.resumeAtStart([...state.endpoints.values(), ...unanswered]);
-    this.endpointLife.forgotten.resumeAtStart(new Set((await links.list()).map((link) => link.name)));
+    this.endpointLife.forgotten.resumeAtStart(new Set(present.map((link) => link.name)));
     // Each parent of an IPv6 DHCP network is asked for a router advertisement now: prefixes known before a container needs one.
     for (const network of state.networks.values()) await this.slaac.watch(network);
     return repairs;

@@ -1,6 +1,7 @@
 // Reconciliation: brings the kernel in line with the records before any request is answered (and for `gc`).
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { LinkInfo } from '../kernel/link-info';
 import type { Links } from '../kernel/links';
 import type { DriverState } from './driver-state';
 import type { HostAccessUpkeep } from './host-access-upkeep';
@@ -8,7 +9,7 @@ import type { Parents } from './parents';
 import { planRepairs, type Repair } from './reconcile';
 
 /**
- * Re-creates parents this plugin made that are gone (a reboot removes them), marks those a crash left unmarked,
+ * `present`: the namespace's links, when the caller has just listed them. Re-creates parents this plugin made that are gone (a reboot removes them), marks those a crash left unmarked,
  * deletes links marked as the plugin's that nothing owns (only in this namespace: links inside containers are never
  * touched), rolls back unanswered creates, removes the temporary files of writes a crash cut short, re-makes
  * host-access shims. One log line per repair. With `dryRun`, only says what it would do.
@@ -16,11 +17,12 @@ import { planRepairs, type Repair } from './reconcile';
 export async function repairAtStart(
   parts: { links: Links; state: DriverState; parents: Parents; upkeep: HostAccessUpkeep; log: Logger },
   dryRun: boolean,
+  present?: LinkInfo[],
 ): Promise<Repair[]> {
   const { links, state, parents, upkeep, log } = parts;
   const networks = [...state.networks.values(), ...state.unanswered.networks];
   const endpoints = [...state.endpoints.values(), ...state.unanswered.endpoints];
-  const repairs = planRepairs(await links.list(), links.group, networks, endpoints);
+  const repairs = planRepairs(present ?? (await links.list()), links.group, networks, endpoints);
   if (dryRun) return repairs;
   for (const store of [state.networkStore, state.endpointStore])
     for (const file of await store.removeUnfinishedWrites())
