@@ -92,12 +92,12 @@ describe('an endpoint its engine forgot', () => {
   it('never joined: its record goes after the grace period, and its address after the release grace', async () => {
     const socket = await start('never-joined');
     const ep = 'a'.repeat(64);
+    const asked = Date.now(); // the grace runs from the answer, which comes after this
     const { address } = await endpointCreated(socket, ep);
-    const createdAt = Date.now();
     expect(await free(socket, address)).toBe(false);
     const goneAt = await when(GRACE_S + 10, () => !recorded('never-joined', ep));
     expect(goneAt).toBeDefined();
-    expect(goneAt! - createdAt).toBeGreaterThanOrEqual(GRACE_S * 1000 - 300);
+    expect(goneAt! - asked).toBeGreaterThanOrEqual(GRACE_S * 1000);
     expect(daemon!.output()).toContain('deleted an endpoint Docker never joined');
     expect(await when(GRACE_S + 10, () => free(socket, address))).toBeDefined();
   }, 40_000);
