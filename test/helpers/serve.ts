@@ -79,3 +79,10 @@ export function post(socketPath: string, method: string, body?: unknown): Promis
     req.end(payload);
   });
 }
+
+/** A request that must succeed: its answer, or an error naming the method and the plugin's Err. */
+export async function postOk(socketPath: string, method: string, body: unknown): Promise<any> {
+  const { status, json } = await post(socketPath, method, body);
+  if (status !== 200) throw new Error(`${method}: ${json?.Err}`);
+  return json;
+}

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { startPlugin } from '../helpers/plugin';
-import { post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { post, postOk, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 import { setIoFault } from '../../src/state/faults';
 
 const GRACE_S = 2;
@@ -49,11 +49,7 @@ async function start(state: string): Promise<string> {
   return socket;
 }
 
-async function call(socket: string, method: string, body: unknown): Promise<any> {
-  const { status, json } = await post(socket, method, body);
-  if (status !== 200) throw new Error(`${method}: ${json?.Err}`);
-  return json;
-}
+const call = postOk;
 
 /** `docker network create` then the first half of `docker run` on our driver and IPAM: an endpoint and its address. */
 async function endpointCreated(socket: string, ep: string): Promise<{ net: string; address: string }> {

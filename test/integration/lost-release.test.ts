@@ -11,7 +11,7 @@ import { EtcdKv } from '../../src/cluster/etcd';
 import { EtcdCluster } from '../lab/etcd';
 import { assertPrivateNetns, deleteLink, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { startPlugin } from '../helpers/plugin';
-import { post, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { post, postOk, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
 import { setIoFault } from '../../src/state/faults';
 
 const GRACE_S = 3;
@@ -50,11 +50,7 @@ async function start(state: string, withEtcd: boolean): Promise<string> {
   return socket;
 }
 
-async function call(socket: string, method: string, body: unknown): Promise<any> {
-  const { status, json } = await post(socket, method, body);
-  if (status !== 200) throw new Error(`${method}: ${json?.Err}`);
-  return json;
-}
+const call = postOk;
 
 /**
  * What Docker does for `docker network create` and `docker run` on a network of our driver and our IPAM, then for
