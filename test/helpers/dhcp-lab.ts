@@ -116,6 +116,18 @@ export class DhcpLab {
       throw new Error(`dnsmasq did not re-read ${this.hostsFile} after SIGHUP`);
   }
 
+  /** The switch bridge's IPv6 link-local address (dnsmasq's router address), once the kernel has assigned it. */
+  async bridgeLinkLocal(): Promise<string | undefined> {
+    for (let i = 0; i < 100; i++) {
+      const links = JSON.parse(inNs(this.switchNs, 'ip', '-j', '-6', 'addr', 'show', 'dev', 'br0'));
+      const infos: { local: string; scope: string }[] = links.flatMap((l: { addr_info?: [] }) => l.addr_info ?? []);
+      const local = infos.find((info) => info.scope === 'link')?.local;
+      if (local) return local;
+      await sleep(50);
+    }
+    return undefined;
+  }
+
   serverLog(): string {
     return dnsmasqLog(this.dir);
   }

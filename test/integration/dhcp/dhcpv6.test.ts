@@ -38,12 +38,7 @@ describe('DHCPv6 on a DHCP network with --ipv6, against dnsmasq as router and se
       // The silent server case: this MAC's DUID is never answered.
       `--dhcp-host=id:${duid(IGNORED)},ignore`,
     ]);
-    for (let i = 0; i < 100 && !routerLinkLocal; i++) {
-      const links = JSON.parse(inNs(lab.switchNs, 'ip', '-j', '-6', 'addr', 'show', 'dev', 'br0'));
-      const infos: { local: string; scope: string }[] = links.flatMap((l: { addr_info?: [] }) => l.addr_info ?? []);
-      routerLinkLocal = infos.find((info) => info.scope === 'link')?.local;
-      if (!routerLinkLocal) await sleep(50);
-    }
+    routerLinkLocal = await lab.bridgeLinkLocal();
     plugin = await startPlugin(undefined, { ipv6: true });
     const res = await plugin.call('NetworkDriver.CreateNetwork', {
       NetworkID: network,

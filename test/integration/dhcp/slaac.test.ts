@@ -32,12 +32,7 @@ describe('SLAAC on a DHCP network with --ipv6, against dnsmasq as the router', (
     inNs(lab.switchNs, 'ip', '-6', 'addr', 'add', `${PREFIX}1/64`, 'dev', 'br0', 'nodad');
     await lab.startServer(['--enable-ra', '--dhcp-range=::,constructor:br0,ra-only,64,10m']);
     // The bridge's link-local address, dnsmasq's source, comes once the bridge has a port up and has run its DAD.
-    for (let i = 0; i < 100 && !routerLinkLocal; i++) {
-      const links = JSON.parse(inNs(lab.switchNs, 'ip', '-j', '-6', 'addr', 'show', 'dev', 'br0'));
-      const infos: { local: string; scope: string }[] = links.flatMap((l: { addr_info?: [] }) => l.addr_info ?? []);
-      routerLinkLocal = infos.find((info) => info.scope === 'link')?.local;
-      if (!routerLinkLocal) await sleep(50);
-    }
+    routerLinkLocal = await lab.bridgeLinkLocal();
     plugin = await startPlugin(undefined, { ipv6: true });
     const res = await plugin.call('NetworkDriver.CreateNetwork', {
       NetworkID: network,
