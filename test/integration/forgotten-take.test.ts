@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdKv } from '../../src/cluster/etcd';
 import { EtcdCluster } from '../lab/etcd';
 import { assertPrivateNetns, deleteLink, linkNames, uniqueName, vethPair } from '../helpers/net';
-import { post, postOk, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { post, postOk, spawnDaemon, waitForSocket, whenTrue, loggedSoon, type Daemon } from '../helpers/serve';
 
 const GRACE_S = 3;
 const GW = { RequestAddressType: 'com.docker.network.gateway' };
@@ -84,15 +84,6 @@ async function held(socket: string, PoolID: string, address: string): Promise<bo
   return true;
 }
 
-async function when(seconds: number, check: () => Promise<boolean>): Promise<number | undefined> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (await check()) return Date.now();
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return undefined;
-}
-
 const RELEASED = 'released an address Docker took and never gave an endpoint';
 
 describe('an address its engine took and forgot', () => {
@@ -100,13 +91,13 @@ describe('an address its engine took and forgot', () => {
     const socket = await start('local');
     const taken = await networkAndTakes(socket, '10.68.0.0/24', '10.68.0.250');
     expect(await held(socket, taken.PoolID, taken.forgotten)).toBe(true);
-    const freedAt = await when(GRACE_S + 10, async () => !(await held(socket, taken.PoolID, taken.forgotten)));
+    const freedAt = await whenTrue(GRACE_S + 10, async () => !(await held(socket, taken.PoolID, taken.forgotten)));
     expect(freedAt).toBeDefined();
     expect(freedAt! - taken.askedAt).toBeGreaterThanOrEqual(GRACE_S * 1000);
     for (const address of [taken.kept, taken.gateway, '10.68.0.250'])
       expect(await held(socket, taken.PoolID, address), address).toBe(true);
-    expect(daemon!.output()).toContain(RELEASED);
-    expect(daemon!.output()).toContain(`"address":"${taken.forgotten}"`);
+    expect(await loggedSoon(daemon!, RELEASED)).toBe(true);
+    expect(await loggedSoon(daemon!, `"address":"${taken.forgotten}"`)).toBe(true);
   }, 40_000);
 
   it('across a restart: checked a grace period after the start', async () => {
@@ -116,7 +107,7 @@ describe('an address its engine took and forgot', () => {
     await daemon!.exited;
     const restartedAt = Date.now();
     socket = await start('restart');
-    const freedAt = await when(GRACE_S + 10, async () => !(await held(socket, taken.PoolID, taken.forgotten)));
+    const freedAt = await whenTrue(GRACE_S + 10, async () => !(await held(socket, taken.PoolID, taken.forgotten)));
     expect(freedAt).toBeDefined();
     expect(freedAt! - restartedAt).toBeGreaterThanOrEqual(GRACE_S * 1000);
     expect(await held(socket, taken.PoolID, taken.kept)).toBe(true);
@@ -140,7 +131,7 @@ describe('an address its engine took and forgot', () => {
       (await kv.range(`/tmvF/cluster/v1/subnets/10.71.0.0_24/addresses/${address}`)).entries.length > 0;
     try {
       expect(await claimed(taken.forgotten)).toBe(true);
-      const freedAt = await when(GRACE_S + 10, async () => !(await claimed(taken.forgotten)));
+      const freedAt = await whenTrue(GRACE_S + 10, async () => !(await claimed(taken.forgotten)));
       expect(freedAt).toBeDefined();
       expect(freedAt! - taken.askedAt).toBeGreaterThanOrEqual(GRACE_S * 1000);
       for (const address of [taken.kept, taken.gateway, '10.71.0.250'])
