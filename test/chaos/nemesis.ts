@@ -105,7 +105,7 @@ export class Nemesis {
     } finally {
       record.healed = this.now();
       this.log(
-        `nemesis: +${(record.started / 1000).toFixed(1)}s ${fault.kind}${record.kind === 'etcd-stop-one' ? ` m${fault.target}` : record.host === undefined ? '' : ` h${fault.target + 1}`} healed after ${record.healed - record.started} ms`,
+        `nemesis: +${(record.started / 1000).toFixed(1)}s ${fault.kind}${/^etcd-(stop-one|data-loss)$/.test(record.kind) ? ` m${fault.target % 3}` : record.host === undefined ? '' : ` h${fault.target + 1}`} healed after ${record.healed - record.started} ms`,
       );
       const hit = record.host === undefined ? this.lab.hosts.map((_, h) => h) : [record.host];
       const inPlace = this.faults.filter((f) => f.healed === undefined);
@@ -133,6 +133,12 @@ export class Nemesis {
       }
       case 'etcd-stop-one':
         return this.stopMembers([fault.target % 3]);
+      case 'etcd-data-loss': {
+        // Killed, wiped and removed; added back as a new member at the heal, which returns once it serves.
+        const member = fault.target % 3;
+        await lab.etcd.loseMember(member);
+        return () => lab.etcd.rejoinMember(member);
+      }
       case 'etcd-stop-majority':
         return this.stopMembers([fault.target % 3, (fault.target + 1) % 3]);
       case 'etcd-stop-leader': {

@@ -3,13 +3,16 @@
 // For benches only (test/bench/cluster-docker.ts), to tell the machine's disk from the code:
 //   TSMV_ETCD_DATA_ROOT  where the members' data dirs are made (default: the OS temp dir), e.g. /dev/shm (tmpfs)
 //   TSMV_ETCD_METRICS    etcd's --metrics level (etcd's default: basic); `extensive` adds per-method gRPC latencies
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 const ETCD = '/usr/bin/etcd';
 const ETCDCTL = '/usr/bin/etcdctl';
+const execFileP = promisify(execFile);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface MemberSpec {
   name: string;
@@ -79,8 +82,11 @@ export class EtcdCluster {
     await this.waitHealthy(this.endpoints, 30_000);
   }
 
-  /** Starts (or restarts, with its data) member `i`. */
-  startMember(i: number): void {
+  /**
+   * Starts (or restarts, with its data) member `i`; `existing` for a member added to a running cluster (an empty data
+   * dir that must join the others rather than found a cluster of its own).
+   */
+  startMember(i: number, state: 'new' | 'existing' = 'new'): void {
     const m = this.members[i];
     if (m.child) throw new Error(`etcd member ${m.name} is already running (pid ${m.child.pid})`);
     const cluster = this.members.map((o) => `${o.name}=http://${o.host}:${o.peerPort}`).join(',');
@@ -96,7 +102,7 @@ export class EtcdCluster {
         `--listen-peer-urls=${peer}`,
         `--initial-advertise-peer-urls=${peer}`,
         `--initial-cluster=${cluster}`,
-        `--initial-cluster-state=new`,
+        `--initial-cluster-state=${state}`,
         `--initial-cluster-token=${this.prefix}`,
         '--log-level=warn',
         ...(process.env.TSMV_ETCD_METRICS ? [`--metrics=${process.env.TSMV_ETCD_METRICS}`] : []),
@@ -128,6 +134,81 @@ export class EtcdCluster {
     const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGKILL');
     await gone;
+  }
+
+  /**
+   * Member `i` loses its data: SIGKILLed, its data dir wiped, and removed from the cluster by the others (etcd's
+   * runtime reconfiguration: a member whose data is gone must not come back under its old id). The cluster runs on
+   * the others until `rejoinMember`.
+   */
+  async loseMember(i: number): Promise<void> {
+    await this.killMember(i);
+    rmSync(join(this.dir, this.members[i].name), { recursive: true, force: true });
+    await this.reconfigure(i, async (id) => {
+      if (id !== undefined) await this.ctl(this.othersOf(i), ['member', 'remove', id]);
+      return id === undefined;
+    });
+  }
+
+  /** Member `i`, removed by `loseMember`, added back as a new member and started on its empty data dir. */
+  async rejoinMember(i: number, timeoutMs = 60_000): Promise<void> {
+    const peer = `http://${this.members[i].host}:${this.members[i].peerPort}`;
+    await this.reconfigure(i, async (id) => {
+      if (id === undefined)
+        await this.ctl(this.othersOf(i), ['member', 'add', this.members[i].name, `--peer-urls=${peer}`]);
+      return id !== undefined;
+    });
+    this.startMember(i, 'existing');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return void (await this.ctl([this.endpoint(i)], ['endpoint', 'health']));
+      } catch (err) {
+        if (Date.now() > deadline)
+          throw new Error(
+            `${this.members[i].name} did not rejoin: ${(err as Error).message}\n${this.members[i].output}`,
+          );
+        await sleep(300);
+      }
+    }
+  }
+
+  /**
+   * Tries a membership change until member `i`'s peer URL is (or is not) in the member list, as `step` says once it
+   * sees the member's id (undefined when it is not listed): a change whose answer was lost is seen on the next try,
+   * and a leader killed just before is replaced within an election.
+   */
+  private async reconfigure(i: number, step: (id: string | undefined) => Promise<boolean>): Promise<void> {
+    const peer = `http://${this.members[i].host}:${this.members[i].peerPort}`;
+    let last: unknown;
+    for (let tries = 0; tries < 40; tries++) {
+      try {
+        // `member list` lines: id, status, name, peer URLs, client URLs, is learner (ids in hex, as remove takes them).
+        const { stdout } = await this.ctl(this.othersOf(i), ['member', 'list']);
+        const line = stdout.split('\n').find((l) => l.split(', ')[3]?.split(',').includes(peer));
+        if (await step(line?.split(', ')[0])) return;
+      } catch (err) {
+        last = err;
+      }
+      await sleep(500);
+    }
+    throw new Error(`etcd membership of ${this.members[i].name} did not change: ${(last as Error)?.message}`);
+  }
+
+  private othersOf(i: number): string[] {
+    return this.endpoints.filter((_, j) => j !== i && this.members[j].child);
+  }
+
+  /** etcdctl without blocking the event loop (the soak's clients run beside the nemesis). */
+  private ctl(endpoints: string[], args: string[]): Promise<{ stdout: string }> {
+    return execFileP(
+      ETCDCTL,
+      [`--endpoints=${endpoints.join(',')}`, ...this.ctlTls(), '--command-timeout=3s', ...args],
+      {
+        env: { ...process.env, ETCDCTL_API: '3' },
+        timeout: 10_000,
+      },
+    );
   }
 
   /** The index of the member that leads now, by asking the running members. */
