@@ -16,7 +16,11 @@ import { PROBE_OPTION } from './pool-request';
 import type { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
 
-/** Probes awaited by one take before it gives up (each one's address was taken or held by the time it answered). */
+/**
+ * Probes one take awaits for the same lane head before it gives up: a probe that leaves its address undecided. A wait
+ * after which the head has moved (another take got the address) is progress, not counted: in a burst, most takes
+ * lose the address they waited for to the first one and move on.
+ */
 const MAX_WAITS = 32;
 /** Device holdings one take records and passes over before it gives up. */
 const MAX_DEVICES = 256;
@@ -111,9 +115,12 @@ export class ProbedTakes {
     const subnet = pool.subnet;
     this.aheadOf(pool, true);
     let waits = 0;
+    let waitedFor: bigint | undefined;
     for (let devices = 0; devices <= MAX_DEVICES;) {
       const [head] = pool.lane.peek(subnet.taken, 1);
       if (head === undefined) return subnet.takeDynamic(pool);
+      if (head !== waitedFor) waits = 0;
+      waitedFor = undefined;
       const verdict = this.neighbourhood.recent(subnet.cidr, head, FRESH_MS);
       if (verdict?.held === false) {
         // Peeked and taken with no await in between: the take is the address the verdict is about.
@@ -124,6 +131,7 @@ export class ProbedTakes {
       }
       if (verdict?.held && !this.neighbourhood.recent(subnet.cidr, head, HELD_FRESH_MS)) {
         if (++waits > MAX_WAITS) break;
+        waitedFor = head;
         await this.ask(subnet.cidr, head); // then peeked again: the lane may have moved meanwhile
         continue;
       }
@@ -134,6 +142,10 @@ export class ProbedTakes {
         continue;
       }
       if (++waits > MAX_WAITS) break;
+      waitedFor = head;
+      // A take still waiting is demand: the candidates past the head are probed alongside it, so that a burst is not
+      // one probe per address once its first takes are older than the ahead's window.
+      this.aheadOf(pool, true);
       if ((await this.ask(subnet.cidr, head)) === undefined) return subnet.takeDynamic(pool); // its LAN is gone
     }
     throw new PluginError(

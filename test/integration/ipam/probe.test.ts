@@ -1,8 +1,9 @@
 // Probe before use, local IPAM, through the plugin's HTTP API on a LAN with squatters (devices the plugin does not
 // know, holding addresses of the range with MACs of their own; IPv4 and IPv6): 20 addresses asked at once never
-// include theirs nor the host's own, status shows them held by their MACs, a --ip of a squatter is refused at
-// CreateEndpoint naming its MAC, a squatter that leaves is freed by the re-probe and handed out again, probe=off
-// and a pool no network of ours is on are not probed, and a parent that cannot be probed fails closed.
+// include theirs nor the host's own, 100 asked at once on a fresh range all get one, status shows them held by their
+// MACs, a --ip of a squatter is refused at CreateEndpoint naming its MAC, a squatter that leaves is freed by the
+// re-probe and handed out again, probe=off and a pool no network of ours is on are not probed, and a parent that
+// cannot be probed fails closed.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readState } from '../../../src/inspect/state-snapshot';
@@ -92,6 +93,16 @@ describe('probe before use, local IPAM', () => {
       ['10.78.0.12', SQUAT.c],
     ]);
   });
+
+  it('100 at once on a fresh range all get an address: a take that loses its probed address to another moves on', async () => {
+    const burst = await network(lab.parent, '10.83.0.0/24', '', '10.83.0.1');
+    const got = await Promise.allSettled(Array.from({ length: 100 }, () => take(burst)));
+    const failed = got.filter((g) => g.status === 'rejected');
+    expect(failed.map((f) => (f as PromiseRejectedResult).reason.message).slice(0, 1)).toEqual([]);
+    const addresses = got.map((g) => bare((g as PromiseFulfilledResult<string>).value));
+    expect(new Set(addresses).size).toBe(100);
+    expect(addresses).not.toContain('10.83.0.1');
+  }, 30_000);
 
   it('IPv6: neighbour solicitations find the squatters of an IPv6 range', async () => {
     const v6 = await network(lab.parent, 'fd00:78::/64', 'fd00:78::/123', 'fd00:78::1', {}, true);
