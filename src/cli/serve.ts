@@ -100,7 +100,8 @@ async function serve(options: ServeOptions): Promise<void> {
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
   const cluster = options.etcd ? await openCluster(parts, options.etcd, options.stateDir, log) : undefined;
-  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
+  const poolPrefixes = new parts.PoolPrefixes(routerAdverts, links); // --ipam-opt ipv6=slaac
+  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood, poolPrefixes);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
   // listener, when asked for: a plugin that cannot serve them does not start), and the log says so before any answer.
