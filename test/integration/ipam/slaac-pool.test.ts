@@ -16,6 +16,7 @@ const PREFIX = 'fd7a:0:0:1::';
 let lab: DhcpLab;
 let plugin: TestPlugin;
 let silent: string;
+let routerLinkLocal: string | undefined;
 const wait = process.env.TSMACVLAN_RA_WAIT_SECONDS;
 
 beforeAll(async () => {
@@ -23,7 +24,7 @@ beforeAll(async () => {
   lab = await DhcpLab.create('v6iP');
   inNs(lab.switchNs, 'ip', '-6', 'addr', 'add', `${PREFIX}1/64`, 'dev', 'br0', 'nodad');
   await lab.startServer(['--enable-ra', '--dhcp-range=::,constructor:br0,ra-only,64,10m']);
-  await lab.bridgeLinkLocal();
+  routerLinkLocal = await lab.bridgeLinkLocal();
   lab.squatter(`${PREFIX}2`);
   silent = `${lab.prefix}n`;
   vethPair(silent);
@@ -64,8 +65,9 @@ describe('--ipam-opt ipv6=slaac: the IPv6 pool from the LAN router', () => {
     expect(res.json.Pool).toBe(`${PREFIX}/64`);
     const poolId = res.json.PoolID as string;
     const gw = await ok('IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: GW });
+    const networkId = id();
     await ok('NetworkDriver.CreateNetwork', {
-      NetworkID: id(),
+      NetworkID: networkId,
       Options: { 'com.docker.network.enable_ipv6': true, 'com.docker.network.generic': { parent: lab.parent } },
       IPv4Data: [],
       IPv6Data: [{ AddressSpace: 'local', Pool: res.json.Pool, Gateway: gw.Address }],
@@ -76,6 +78,29 @@ describe('--ipam-opt ipv6=slaac: the IPv6 pool from the LAN router', () => {
     for (const address of given) expect(address).toMatch(new RegExp(`^${PREFIX}[0-9a-f]+/64$`));
     expect(given).not.toContain(`${PREFIX}2/64`);
     expect(new Set(given).size).toBe(3);
+    // Join gives the router by its link-local address as the IPv6 gateway; through it the container reaches the router.
+    const endpointId = id();
+    const address = given[0]!;
+    await ok('NetworkDriver.CreateEndpoint', {
+      NetworkID: networkId,
+      EndpointID: endpointId,
+      Interface: { AddressIPv6: address, MacAddress: '02:7a:00:00:00:01' },
+      Options: {},
+    });
+    const joined = await ok('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, Options: {} });
+    expect(joined.GatewayIPv6).toBe(routerLinkLocal);
+    const ns = `${lab.prefix}c`;
+    ip('netns', 'add', ns);
+    try {
+      const link = joined.InterfaceName.SrcName;
+      ip('link', 'set', link, 'netns', ns);
+      inNs(ns, 'ip', 'addr', 'add', address, 'dev', link, 'nodad');
+      inNs(ns, 'ip', 'link', 'set', link, 'up');
+      inNs(ns, 'ip', '-6', 'route', 'add', 'default', 'via', joined.GatewayIPv6, 'dev', link);
+      expect(() => inNs(ns, 'ping', '-6', '-c', '1', '-W', '3', `${PREFIX}1`)).not.toThrow();
+    } finally {
+      ip('netns', 'del', ns);
+    }
   });
 
   it('no router on the parent: RequestPool fails within the bounded wait, naming the parent and what to check', async () => {
