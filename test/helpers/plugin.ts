@@ -57,6 +57,7 @@ export async function startPlugin(
     log,
     undefined,
     neighbourhood,
+    undefined,
     routerAdverts && new PoolPrefixes(routerAdverts, links),
   );
   await driver.reconcile();
