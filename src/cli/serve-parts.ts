@@ -14,3 +14,4 @@ export { openDhcpClients } from '../dhcp/clients';
 export { openDhcp6Clients } from '../dhcp6/clients';
 export { Neighbourhood } from '../probe/neighbourhood';
 export { RouterAdverts } from '../ra/router-adverts';
+export { PoolPrefixes } from '../ra/pool-prefixes';

@@ -100,8 +100,9 @@ async function serve(options: ServeOptions): Promise<void> {
     releaseDue: (subnet, address, addressSpace): Promise<void> => ipam.releaseDue(subnet, address, addressSpace),
   });
   const cluster = options.etcd ? await openCluster(parts, options.etcd, options.stateDir, log) : undefined;
+  const poolPrefixes = new parts.PoolPrefixes(routerAdverts, links); // --ipam-opt ipv6=slaac
   // The IPAM asks the driver's records before it frees an address Docker took and forgot (ipam/forgotten-takes.ts).
-  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood, driver.addresses);
+  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood, driver.addresses, poolPrefixes);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
   // listener, when asked for: a plugin that cannot serve them does not start), and the log says so before any answer.

@@ -208,7 +208,11 @@ export class EndpointLifecycle {
       throw err;
     }
     this.forgotten.joined(endpointId);
-    return joinAnswer(network, endpoint, name);
+    const answer = joinAnswer(network, endpoint, name);
+    // Routers need no address in the prefix they advertise: their link-local address is the one they answer on.
+    const router6 = answer.gatewayIpv6 && this.slaac.poolRouter(network);
+    if (router6) answer.gatewayIpv6 = router6;
+    return answer;
   }
 
   /**

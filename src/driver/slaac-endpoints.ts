@@ -42,6 +42,16 @@ export class SlaacEndpoints {
     }
   }
 
+  /**
+   * The router's link-local address, for Join's IPv6 gateway, when the network's IPv6 pool (of an IPAM: --ipam-opt
+   * ipv6=slaac) is a prefix that router advertises on its parent; undefined when not known here.
+   */
+  poolRouter(network: NetworkRecord): string | undefined {
+    const pool = network.ipv6?.pool;
+    const routers = pool && !network.dhcp ? this.routerAdverts?.routers(network.parent) : undefined;
+    return routers?.router && routers.prefixes.has(pool!) ? routers.router : undefined;
+  }
+
   /** Sends the DHCPv6 RELEASE of the endpoint of `mac` (a no-op without a lease). */
   release(mac: string): void {
     this.dhcp6?.release(mac);

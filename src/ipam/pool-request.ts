@@ -5,12 +5,13 @@ import { type Cidr, contains, parseCidr, usableBounds } from '../ip/address';
 import { SCOPE_OPTION } from './cluster-addresses';
 import { isClusterPoolId } from './pool-id';
 import type { Subnet } from './subnet';
+import { IPV6_OPTION, PARENT_OPTION } from './slaac-pool';
 
 /** --ipam-opt probe=off hands a pool's addresses out without asking the LAN (probe=on, the default, asks). */
 export const PROBE_OPTION = 'probe';
 
 /** The --ipam-opt keys tsmacvlan's IPAM knows; Docker's own (com.docker.*) ride along and are tolerated. */
-export const IPAM_OPTIONS = [SCOPE_OPTION, PROBE_OPTION] as const;
+export const IPAM_OPTIONS = [SCOPE_OPTION, PROBE_OPTION, IPV6_OPTION, PARENT_OPTION] as const;
 
 export interface RequestPoolArgs {
   pool: string;
@@ -28,7 +29,7 @@ export function parsePoolRequest(args: RequestPoolArgs): { cidr: Cidr; range: Ci
   const v6 = args.v6 === true;
   if (!args.pool) {
     throw new PluginError(
-      `tsmacvlan's IPAM does not choose subnets: a macvlan network uses addresses of its parent's LAN. Pass --subnet${v6 ? ' (for IPv6 too)' : ''} to 'docker network create' (with --gateway and --ip-range as needed)`,
+      `tsmacvlan's IPAM does not choose subnets: a macvlan network uses addresses of its parent's LAN. Pass --subnet${v6 ? " (for IPv6 too, or --ipam-opt ipv6=slaac --ipam-opt parent=<parent> to take it from the LAN's router)" : ''} to 'docker network create' (with --gateway and --ip-range as needed)`,
     );
   }
   const parsed = parseCidr(args.pool);

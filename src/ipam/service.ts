@@ -23,6 +23,7 @@ import type { ClusterTable } from '../cluster/table';
 import type { Neighbourhood } from '../probe/neighbourhood';
 import { ProbedTakes, probeOption } from './probed-takes';
 import { type DriverAddresses, ForgottenTakes } from './forgotten-takes';
+import { type RouterPrefixes, watchedParentOf, withRouterPrefix } from './slaac-pool';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -69,6 +70,8 @@ export class IpamService {
     private readonly table?: ClusterTable,
     neighbourhood?: Neighbourhood,
     driverAddresses?: DriverAddresses,
+    /** The LAN's routers, for pools of --ipam-opt ipv6=slaac. */
+    private readonly routers?: RouterPrefixes,
   ) {
     this.cluster = new ClusterAddresses(table);
     this.dues = new ReleaseDues(
@@ -165,6 +168,7 @@ export class IpamService {
       this.subnets.set(subnet.cidr.text, subnet);
       this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, lines.length));
       this.dues.loaded(subnet);
+      for (const pool of subnet.pools.values()) this.rewatch(pool);
       this.log.info(
         { subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size },
         'loaded IPAM state',
@@ -231,8 +235,23 @@ export class IpamService {
     if (subnet.empty && this.subnets.get(subnet.cidr.text) === subnet) this.subnets.delete(subnet.cidr.text);
   }
 
-  async requestPool(args: RequestPoolArgs): Promise<{ poolId: string; pool: string }> {
+  private rewatch(pool: Pool): void {
+    const parent = watchedParentOf(pool.options, pool.subnet.cidr.v6);
+    for (let i = 0; parent && i < pool.refs; i++) void this.routers?.rewatch(parent);
+  }
+
+  async requestPool(request: RequestPoolArgs): Promise<{ poolId: string; pool: string }> {
     this.refuseWhenClosing();
+    const { args, parent: watched } = await withRouterPrefix(request, this.routers);
+    try {
+      return await this.acquirePool(args);
+    } catch (err) {
+      if (watched) this.routers?.release(watched);
+      throw err;
+    }
+  }
+
+  private async acquirePool(args: RequestPoolArgs): Promise<{ poolId: string; pool: string }> {
     const { cidr, range } = parsePoolRequest(args);
     const options = args.options ?? {};
     probeOption(options);
@@ -275,6 +294,8 @@ export class IpamService {
     if (clusterWide) this.cluster.tableFor(pool); // refused before anything changes when etcd is not configured
     const { line, dropped } = subnet.releasePool(pool);
     this.tidy(pool);
+    const watched = watchedParentOf(pool.options, subnet.cidr.v6);
+    if (watched) this.routers?.release(watched);
     // The claims go before the pool: a crash in between leaves a pool Docker no longer uses, not claims nobody frees.
     if (dropped) this.probed?.forget(pool);
     if (dropped && clusterWide) await this.cluster.releasePool(pool);

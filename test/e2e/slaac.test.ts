@@ -2,7 +2,8 @@
 // switch as DHCPv4 server and IPv6 router (`enable-ra`, a `ra-only` prefix: SLAAC): the container gets the SLAAC
 // address of its MAC beside its DHCPv4 lease, its default IPv6 route via the router's link-local address, and pings
 // the router over IPv6; with a DHCPv6 range instead (the M flag), the container gets an address leased by dnsmasq,
-// which `docker rm` releases. Docker 20.10 to 27 refuse --ipv6 with the null IPAM (vitest.config.ts runs this on 28+).
+// which `docker rm` releases; with the plugin's IPAM and `--ipam-opt ipv6=slaac`, the network's IPv6 pool is the
+// router's prefix and the container's default route goes via the router. Docker 20.10 to 27 refuse --ipv6 with the null IPAM (vitest.config.ts runs this on 28+).
 import { describe, expect, it } from 'vitest';
 import { formatIp, parseIp } from '../../src/ip/address';
 import { slaacAddress } from '../../src/ra/slaac';
@@ -85,6 +86,55 @@ describe(`Docker with ${DRIVER}: SLAAC on a DHCP network with --ipv6`, () => {
         intervalMs: 200,
         what: 'dnsmasq to log the release',
       });
+    } finally {
+      await server.stop();
+    }
+  }, 90_000);
+  it("--ipam-driver with --ipam-opt ipv6=slaac: the pool is the router's prefix; the container gets an address in it and pings the router", async () => {
+    const sw = await createSwitch({ subnetPrefix: '10.231.63', ipv6Prefix: V6 });
+    const server = new DhcpServer();
+    try {
+      await server.start(sw, {
+        range: { first: 100, last: 120 },
+        extraArgs: ['--enable-ra', `--dhcp-range=::,constructor:${sw.bridge},ra-only,64,10m`],
+      });
+      const network = uniqueName(PREFIX);
+      await dockerOk([
+        'network',
+        'create',
+        '-d',
+        DRIVER,
+        '--ipv6',
+        '--ipam-driver',
+        DRIVER,
+        '--ipam-opt',
+        'ipv6=slaac',
+        '--ipam-opt',
+        `parent=${sw.parent}`,
+        '-o',
+        `parent=${sw.parent}`,
+        '--subnet',
+        '10.231.63.0/24',
+        '--ip-range',
+        '10.231.63.128/25',
+        network,
+      ]);
+      const subnets = await dockerOk([
+        'network',
+        'inspect',
+        '-f',
+        '{{range .IPAM.Config}}{{.Subnet}} {{end}}',
+        network,
+      ]);
+      expect(subnets.split(' ')).toContain(`${V6}/64`);
+      const name = uniqueName(PREFIX);
+      await runSleeper(name, { network });
+      const format = `{{(index .NetworkSettings.Networks "${network}").GlobalIPv6Address}}`;
+      expect(await dockerOk(['inspect', '-f', format, name])).toMatch(new RegExp(`^${V6}[0-9a-f]+$`));
+      expect((await containerExec(name, ['ip', '-6', 'route'])).stdout).toMatch(
+        /^default via fe80::[0-9a-f:]+ dev eth0/m,
+      );
+      await waitFor(() => ping(name, sw.bridgeIp6!), 20_000, { intervalMs: 500, what: `${name} to reach the router` });
     } finally {
       await server.stop();
     }

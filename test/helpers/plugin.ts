@@ -10,6 +10,7 @@ import { Links } from '../../src/kernel/links';
 import { PacketTap } from '../../src/kernel/packet-tap';
 import { Neighbourhood } from '../../src/probe/neighbourhood';
 import { RouterAdverts } from '../../src/ra/router-adverts';
+import { PoolPrefixes } from '../../src/ra/pool-prefixes';
 import { openDhcp6Clients } from '../../src/dhcp6/clients';
 
 /** The driver name in-process test instances stand for (the tests' sockets use it too). */
@@ -51,7 +52,14 @@ export async function startPlugin(
     ...(tap && options.ipv6 && { openDhcp6: (l: typeof log) => openDhcp6Clients(l, tap) }),
     releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
   });
-  const ipam = new IpamService(stateDir, log, undefined, neighbourhood);
+  const ipam = new IpamService(
+    stateDir,
+    log,
+    undefined,
+    neighbourhood,
+    undefined,
+    routerAdverts && new PoolPrefixes(routerAdverts, links),
+  );
   await driver.reconcile();
   const app = buildServer({ driver, ipam }, log);
   await app.ready();

@@ -93,7 +93,7 @@ describe('replay of docker-28.5.2-trace.jsonl', () => {
     const line = trace.find((l) => l.path === '/IpamDriver.RequestPool' && l.body.includes(CAPTURED_IPAM_OPT))!;
     const res = await plugin.app.inject({ method: 'POST', url: line.path, payload: line.body });
     expect(res.statusCode).toBe(500);
-    const error = "unknown --ipam-opt 'foo'; tsmacvlan's IPAM accepts: scope, probe";
+    const error = "unknown --ipam-opt 'foo'; tsmacvlan's IPAM accepts: scope, probe, ipv6, parent";
     expect(JSON.parse(res.body)).toEqual({ Err: error, Error: error });
   });
 
