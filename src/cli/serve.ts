@@ -97,10 +97,11 @@ async function serve(options: ServeOptions): Promise<void> {
     openDhcp6: (l) => openDhcp6Clients(l, tap),
     neighbourhood,
     routerAdverts,
-    releaseDue: (subnet, address, addressSpace) => ipam.releaseDue(subnet, address, addressSpace),
+    releaseDue: (subnet, address, addressSpace): Promise<void> => ipam.releaseDue(subnet, address, addressSpace),
   });
   const cluster = options.etcd ? await openCluster(parts, options.etcd, options.stateDir, log) : undefined;
-  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood);
+  // The IPAM asks the driver's records before it frees an address Docker took and forgot (ipam/forgotten-takes.ts).
+  const ipam = new IpamService(options.stateDir, log, cluster?.table, neighbourhood, driver.addresses);
   const metrics = options.metrics && metricsAt(options.metrics, { driver, ipam, cluster }, log);
   // Listen at once, answer once reconciled: requests wait for the kernel to agree with the state (and for the metrics
   // listener, when asked for: a plugin that cannot serve them does not start), and the log says so before any answer.

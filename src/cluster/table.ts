@@ -13,7 +13,7 @@ import { type ClusterKv, ClusterUnavailableError } from './etcd';
 import { IntentLog, type IntentLine, readIntents, replay, rewriteIntents } from './intents';
 import { type Claim, type ClaimKind, addressKey, describeHolder, encodeClaims, isShared, newToken } from './keys';
 import { ReleaseQueue, type Release } from './releases';
-import { type RangeHolding, SubnetView, type SubnetSummary } from './view';
+import { type Held, type RangeHolding, SubnetView, type SubnetSummary } from './view';
 import { type Forgotten, forgetInstance } from './admin';
 
 export interface TableOptions {
@@ -37,6 +37,8 @@ export interface TakeRequest {
   ref: string;
   /** A dynamic take's check of each candidate against the LAN (see Range.vet). */
   vet?: (address: bigint) => Promise<string | undefined>;
+  /** Told of the address in the turn the take stops being in flight (see releaseForgotten). */
+  taken?: (address: bigint) => void;
 }
 
 /** Tries of a shared reservation whose key keeps changing under it (other hosts joining or leaving it). */
@@ -227,6 +229,7 @@ export class ClusterTable {
         `could not write to the cluster intent log ${this.intents.path} (${(err as Error).message}); the address is released again, nothing was assigned`,
       );
     }
+    request.taken?.(address);
     this.inflight.delete(at);
     crashPoint('cluster-answered');
     return address;
@@ -315,6 +318,34 @@ export class ClusterTable {
     if (mine?.length !== 1) return; // released already, or claims of several pools: none is clearly the endpoint's
     const { at } = mine[0];
     await this.releases.releaseLater({ id: `due-${at}`, subnet: subnet.text, at, after: by });
+  }
+
+  /**
+   * Releases this instance's container claims in `subnet` (only `address`'s, when given) that `forgotten` says no
+   * endpoint uses: addresses Docker took and never used (ipam/forgotten-takes.ts). Takes in flight are never among
+   * them; `forgotten` is asked in the same turn as the claims are read, and each claim goes by its token, so a claim
+   * made since is untouched. Durable here before it resolves; resolves the addresses released.
+   */
+  async releaseForgotten(
+    subnet: Cidr,
+    address: bigint | undefined,
+    forgotten: (address: bigint) => boolean,
+  ): Promise<bigint[]> {
+    if (this.closed) return [];
+    const view = await this.view(subnet.text);
+    const found: { address: bigint; at: string }[] = [];
+    const consider = (value: bigint, held: Held | undefined) => {
+      const mine = held?.claims?.filter((c) => c.owner === this.instance && c.kind === 'container');
+      if (mine?.length !== 1 || this.inflight.has(mine[0].at) || !forgotten(value)) return;
+      found.push({ address: value, at: mine[0].at });
+    };
+    if (address !== undefined) consider(address, view.held.get(address));
+    else for (const [value, held] of view.held) consider(value, held);
+    const now = Date.now();
+    await Promise.all(
+      found.map(({ at }) => this.releases.releaseLater({ id: `forgotten-${at}`, subnet: subnet.text, at, after: now })),
+    );
+    return found.map((f) => f.address);
   }
 
   /**

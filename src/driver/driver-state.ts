@@ -6,6 +6,7 @@ import type { EndpointRecord } from './endpoint-naming';
 import { shimName } from './host-access';
 import type { NetworkRecord } from './network-options';
 import { ENDPOINT_RECORDS, NETWORK_RECORDS } from './record-formats';
+import { SubnetAddresses } from './subnet-addresses';
 
 function index(map: Map<string, Set<string>>, key: string, id: string): void {
   let ids = map.get(key);
@@ -26,6 +27,8 @@ export class DriverState {
   readonly endpointsOf = new Map<string, Set<string>>();
   readonly networksOn = new Map<string, Set<string>>();
   readonly shims = new Map<string, string>(); // shim link name → network id
+  /** The addresses the records hold, per subnet: what the IPAM asks before freeing one Docker forgot. */
+  readonly addresses = new SubnetAddresses();
   readonly networkStore: RecordStore<NetworkRecord>;
   readonly endpointStore: RecordStore<EndpointRecord>;
   /** Records of creates a crash cut short before their answer: kept apart until reconcile rolls them back. */
@@ -41,7 +44,7 @@ export class DriverState {
     for (const [id, endpoint] of this.endpoints)
       if (endpoint.unanswered) (this.unanswered.endpoints.push(endpoint), this.endpoints.delete(id));
     for (const network of this.networks.values()) this.indexNetwork(network);
-    for (const endpoint of this.endpoints.values()) index(this.endpointsOf, endpoint.networkId, endpoint.id);
+    for (const endpoint of this.endpoints.values()) this.indexEndpoint(endpoint);
   }
 
   /** Keeps an answered network in memory and in the indexes (its record is on disk already). */
@@ -52,23 +55,33 @@ export class DriverState {
 
   private indexNetwork(network: NetworkRecord): void {
     index(this.networksOn, network.parent, network.id);
+    this.addresses.addNetwork(network);
     if (network.hostAccess) this.shims.set(shimName(network.id), network.id);
   }
 
   forgetNetwork(network: NetworkRecord): void {
     this.networks.delete(network.id);
     unindex(this.networksOn, network.parent, network.id);
+    this.addresses.forgetNetwork(network);
     if (network.hostAccess) this.shims.delete(shimName(network.id));
   }
 
   addEndpoint(endpoint: EndpointRecord): void {
     this.endpoints.set(endpoint.id, endpoint);
+    this.indexEndpoint(endpoint);
+  }
+
+  private indexEndpoint(endpoint: EndpointRecord): void {
     index(this.endpointsOf, endpoint.networkId, endpoint.id);
+    this.addresses.addEndpoint(endpoint, this.networks.get(endpoint.networkId));
   }
 
   forgetEndpoint(endpoint: Pick<EndpointRecord, 'id' | 'networkId'>): void {
+    const record = this.endpoints.get(endpoint.id);
+    if (!record) return;
     this.endpoints.delete(endpoint.id);
-    unindex(this.endpointsOf, endpoint.networkId, endpoint.id);
+    unindex(this.endpointsOf, record.networkId, record.id);
+    this.addresses.forgetEndpoint(record, this.networks.get(record.networkId));
   }
 
   /** The network's record, or an error saying it is unknown. */

@@ -18,6 +18,7 @@ import { NetworkLifecycle, type CreateNetworkRequest } from './network-lifecycle
 import type { NetworkRecord } from './network-options';
 import { Parents } from './parents';
 import type { Repair } from './reconcile';
+import type { SubnetAddresses } from './subnet-addresses';
 import { Dhcp6Leases, type OpenClients6 } from './dhcp6-leases';
 import { SlaacEndpoints } from './slaac-endpoints';
 import { repairAtStart } from './start-up-repair';
@@ -78,6 +79,11 @@ export class NetworkDriver {
     this.endpointLife = new EndpointLifecycle(links, state, hostAccess, dhcp, slaac, endpointLocks, log, releaseDue);
     this.lan = new LanAddresses(neighbourhood);
     for (const network of this.state.networks.values()) this.lan.attach(network);
+  }
+
+  /** Which addresses the records hold, per subnet (the IPAM asks before it frees one Docker forgot). */
+  get addresses(): SubnetAddresses {
+    return this.state.addresses;
   }
 
   /**

@@ -12,16 +12,10 @@
 import type { Logger } from 'pino';
 import type { Links } from '../kernel/links';
 import type { KeyedMutex } from '../state/keyed-mutex';
-import { secondsSetting } from '../state/seconds-setting';
+import { endpointGraceMs } from '../state/seconds-setting';
 import { TimedQueue } from '../state/timed-queue';
 import type { DriverState } from './driver-state';
 import { endpointLinkName } from './endpoint-naming';
-
-/** How long Docker has to join an endpoint, and to take its link into the container (TSMACVLAN_ENDPOINT_GRACE_S). */
-export function endpointGraceMs(env = process.env.TSMACVLAN_ENDPOINT_GRACE_S): number {
-  // Docker joins and moves the link within milliseconds of the answers; a minute is hundreds of times that under load.
-  return secondsSetting('TSMACVLAN_ENDPOINT_GRACE_S', env, { defaultSeconds: 60 });
-}
 
 type Stage = 'created' | 'joined';
 

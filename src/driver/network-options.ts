@@ -34,6 +34,11 @@ export interface IpData {
   gateway?: string; // bare address
   /** The network's IPAM address space: tells the IPAM whether it serves the network (see IpamService.releaseDue). */
   addressSpace?: string;
+  /**
+   * The network's aux addresses (--aux-address), bare: taken from its IPAM for no endpoint. Absent from records made
+   * before they were kept, where they are unknown (an optional field, as addressSpace: docs/state.md).
+   */
+  aux?: string[];
 }
 
 /** A network as the state keeps it: its own fields, and the kind and mode of its links (see LinkSettings). */
@@ -237,10 +242,12 @@ export function auxAddresses(entry: { AuxAddresses?: Record<string, unknown> | n
 
 /** Parses an IPAM entry of CreateNetwork ("10.0.0.1/24" gateways arrive in CIDR form). */
 export function ipData(
-  entry: { AddressSpace?: string; Pool: string; Gateway?: string } | undefined,
+  entry:
+    | { AddressSpace?: string; Pool: string; Gateway?: string; AuxAddresses?: Record<string, unknown> | null }
+    | undefined,
 ): IpData | undefined {
   if (!entry) return undefined;
-  const data: IpData = { pool: entry.Pool };
+  const data: IpData = { pool: entry.Pool, aux: auxAddresses(entry) };
   if (entry.Gateway) data.gateway = entry.Gateway.split('/')[0];
   // Any IPAM's network is served; a name longer than any IPAM's own is not worth keeping (it is not this plugin's).
   if (entry.AddressSpace && entry.AddressSpace.length <= 64) data.addressSpace = entry.AddressSpace;

@@ -43,15 +43,16 @@ export class ClusterAddresses {
 
   /**
    * Takes `address` (gateway, aux, --ip) or, when undefined, a free one of the pool's range, each candidate checked
-   * by `vet` first when given (probe before use).
+   * by `vet` first when given (probe before use); `taken` hears of the address as the take ends.
    */
   take(
     pool: Pool,
     address: bigint | undefined,
     kind: ClaimKind,
     vet?: (candidate: bigint) => Promise<string | undefined>,
+    taken?: (address: bigint) => void,
   ): Promise<bigint> {
-    const request = { ...this.range(pool), kind, ...(vet && { vet }) };
+    const request = { ...this.range(pool), kind, ...(vet && { vet }), ...(taken && { taken }) };
     return this.tableFor(pool).take(address === undefined ? request : { ...request, address });
   }
 
@@ -72,6 +73,15 @@ export class ClusterAddresses {
   /** The endpoint holding `address` is gone: its claim is released at `by` unless released before (see the table). */
   releaseDue(pool: Pool, address: bigint, by: number): Promise<void> {
     return this.tableFor(pool).releaseDue(pool.subnet.cidr, address, by);
+  }
+
+  /** This host's claims of the pool's subnet that Docker forgot (see ClusterTable.releaseForgotten). */
+  releaseForgotten(
+    pool: Pool,
+    address: bigint | undefined,
+    forgotten: (address: bigint) => boolean,
+  ): Promise<bigint[]> {
+    return this.tableFor(pool).releaseForgotten(pool.subnet.cidr, address, forgotten);
   }
 
   /** How full a range of a cluster-wide subnet is, without waiting: undefined while its view loads, or without etcd. */

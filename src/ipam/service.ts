@@ -22,6 +22,7 @@ import { type RangeFill, localRangeFills } from './range-fill';
 import type { ClusterTable } from '../cluster/table';
 import type { Neighbourhood } from '../probe/neighbourhood';
 import { ProbedTakes, probeOption } from './probed-takes';
+import { type DriverAddresses, ForgottenTakes } from './forgotten-takes';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -54,16 +55,20 @@ export class IpamService {
   private readonly dues: ReleaseDues;
   /** Probe before use (see probed-takes.ts); without a neighbourhood nothing is probed. */
   private readonly probed: ProbedTakes | undefined;
+  /** Addresses Docker took and never used (forgotten-takes.ts); without the driver's view none is released. */
+  private readonly forgotten: ForgottenTakes | undefined;
 
   /**
    * `table`: the etcd allocation table (serve --etcd); without it every new pool is this host's alone.
    * `neighbourhood`: the LAN's answers about addresses (the driver tells it which LAN a subnet is on).
+   * `driverAddresses`: which addresses the network driver's records hold.
    */
   constructor(
     stateDir: string,
     private readonly log: Logger,
     private readonly table?: ClusterTable,
     neighbourhood?: Neighbourhood,
+    driverAddresses?: DriverAddresses,
   ) {
     this.cluster = new ClusterAddresses(table);
     this.dues = new ReleaseDues(
@@ -94,12 +99,27 @@ export class IpamService {
           if (line) await this.save(subnet.cidr, line);
         },
       });
+    this.forgotten =
+      driverAddresses &&
+      new ForgottenTakes(
+        {
+          subnets: this.subnets,
+          cluster: this.cluster,
+          addressSpaces: [LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE],
+          closed: () => this.closed,
+          save: (subnet, line) => this.save(subnet.cidr, line, { now: true }),
+          released: (pool, value) => this.probed?.released(pool, value),
+        },
+        driverAddresses,
+        log,
+      );
     this.dir = join(stateDir, 'ipam');
     if (!existsSync(this.dir)) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       syncDirSync(stateDir); // the directory's own entry, before files in it are trusted to be durable
     }
     this.load();
+    this.forgotten?.resume();
   }
 
   private load(): void {
@@ -303,6 +323,7 @@ export class IpamService {
         throw err;
       }
     }
+    if (!gateway) this.forgotten?.taken(subnet, value);
     await this.save(subnet.cidr, line, {
       undo: () => subnet.undoTake(value, pool),
       answered: { line: subnet.answeredTakeLine(value, pool), apply: () => subnet.answeredTake(value, pool) },
@@ -347,7 +368,10 @@ export class IpamService {
     if (address) value = addressOfPool(address, pool, gateway ? 'gateway' : 'address');
     else if (gateway) value = subnet.lo;
     const vet = value === undefined ? this.probed?.vetter(pool) : undefined;
-    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container', vet);
+    const forgotten = gateway ? undefined : this.forgotten;
+    const taken = await this.cluster.take(pool, value, gateway ? 'gateway' : 'container', vet, (v) =>
+      forgotten?.taken(subnet, v),
+    );
     if (vet) this.probed?.taken(pool, taken);
     if (value !== undefined && !gateway) this.probed?.given(pool, value);
     return `${subnet.text(taken)}/${subnet.cidr.prefix}`;
@@ -421,6 +445,7 @@ export class IpamService {
   async close(): Promise<void> {
     this.closed = true;
     this.dues.stop();
+    this.forgotten?.stop();
     this.probed?.close();
     await Promise.all([...this.journals.values()].map((journal) => journal.close()));
   }

@@ -17,3 +17,14 @@ export function secondsSetting(
     );
   return seconds * 1000;
 }
+
+/**
+ * How long Docker has for the step that follows an answer (TSMACVLAN_ENDPOINT_GRACE_S): the endpoint after an address
+ * (ipam/forgotten-takes.ts), the Join after an endpoint, the move of the link after a Join
+ * (driver/forgotten-endpoints.ts).
+ */
+export function endpointGraceMs(env = process.env.TSMACVLAN_ENDPOINT_GRACE_S): number {
+  // Docker takes each step within milliseconds of the answer before it, and retries a request to a plugin that does
+  // not answer for 30 s at most; a minute is hundreds of times the first under load, and longer than the second.
+  return secondsSetting('TSMACVLAN_ENDPOINT_GRACE_S', env, { defaultSeconds: 60 });
+}

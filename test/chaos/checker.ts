@@ -134,12 +134,54 @@ const EXPLAINED_BY: Record<string, RegExp> = {
 /** How long after a fault heals a refusal may still be its doing (a client's retry, Docker's own back-off). */
 export const AFTERMATH_MS = 15_000;
 
+/** The plugin's graces (its TSMACVLAN_ENDPOINT_GRACE_S and TSMACVLAN_RELEASE_GRACE_S in the soak), in ms. */
+export interface Graces {
+  endpointMs: number;
+  releaseMs: number;
+}
+
 /**
- * Containers that may hold an address of the range at some moment of [from, to] in Docker's view: every one asked
- * for before `to` and not yet removed at `from` (an unanswered run or a failed `rm` may hold one).
+ * How long after a fault heals the plugins may still hold the address of a container whose life it overlapped, by the
+ * fault's kind, as docs/state.md promises: after a crash of the host's plugin or engine, until what Docker forgot is
+ * found (an endpoint or an address after the endpoint grace, its release after the release grace); after etcd was out
+ * of the host's reach (or its disk full), until its queued releases reach etcd. Undefined: no hold (hosts cut from
+ * each other still reach etcd).
  */
-export function maxHolders(runs: RunRecord[], from: number, to: number, except?: RunRecord): number {
-  return runs.filter((r) => r !== except && r.asked <= to && (r.removed === undefined || r.removed >= from)).length;
+export function holdAfterHeal(kind: string, graces: Graces): number | undefined {
+  if (kind === 'plugin-kill' || kind === 'dockerd-restart') return graces.endpointMs + graces.releaseMs;
+  if (/^(etcd|partition-etcd|isolate|disk)/.test(kind)) return AFTERMATH_MS;
+  return undefined;
+}
+
+/**
+ * Until when `run`'s address may be held: its removal, or later when a fault on its host (or on etcd) overlapped its
+ * life (see holdAfterHeal). Infinity while it is not removed.
+ */
+export function heldUntil(run: RunRecord, faults: FaultRecord[], graces: Graces): number {
+  let until = run.removed ?? Infinity;
+  for (const f of faults) {
+    const lag = holdAfterHeal(f.kind, graces);
+    if (lag === undefined || (f.host !== undefined && f.host !== run.host)) continue;
+    if (f.started > until || (f.healed ?? Infinity) < run.asked) continue;
+    until = Math.max(until, (f.healed ?? Infinity) + lag);
+  }
+  return until;
+}
+
+/**
+ * Containers that may hold an address of the range at some moment of [from, to]: every one asked for before `to` and
+ * not yet removed at `from` (an unanswered run or a failed `rm` may hold one), or removed but still within what a fault
+ * on its host lets the plugins hold (heldUntil; without `faults`, Docker's view alone).
+ */
+export function maxHolders(
+  runs: RunRecord[],
+  from: number,
+  to: number,
+  except?: RunRecord,
+  faults: FaultRecord[] = [],
+  graces: Graces = { endpointMs: 0, releaseMs: 0 },
+): number {
+  return runs.filter((r) => r !== except && r.asked <= to && heldUntil(r, faults, graces) >= from).length;
 }
 
 export interface Refusal {
@@ -150,16 +192,22 @@ export interface Refusal {
 }
 
 /**
- * Judges every refused run: "full" only when Docker's view across the hosts could hold `rangeSize` containers while it
- * was asked; any other refusal only while (or just after) a fault that explains it hit its host or etcd.
+ * Judges every refused run: "full" only when the containers across the hosts could hold `rangeSize` addresses while it
+ * was asked (Docker's view, and what faults let the plugins hold after a removal: maxHolders); any other refusal only while (or just after) a fault that explains it hit its host or etcd.
  */
-export function judgeRefusals(runs: RunRecord[], faults: FaultRecord[], rangeSize: number, end: number): Refusal[] {
+export function judgeRefusals(
+  runs: RunRecord[],
+  faults: FaultRecord[],
+  rangeSize: number,
+  end: number,
+  graces: Graces = { endpointMs: 0, releaseMs: 0 },
+): Refusal[] {
   return runs
     .filter((r) => !r.ok)
     .map((run) => {
       const cls = refusalClass(run.error ?? '');
       if (cls === 'full') {
-        const could = maxHolders(runs, run.asked, run.answered, run);
+        const could = maxHolders(runs, run.asked, run.answered, run, faults, graces);
         return could >= rangeSize
           ? { run, class: cls, accurate: true }
           : { run, class: cls, accurate: false, why: `called full with at most ${could} of ${rangeSize} held` };

@@ -11,6 +11,7 @@ import {
   hungRequests,
   judgeRefusals,
   maxHolders,
+  type Graces,
   parseWire,
   refusalClass,
   type Op,
@@ -28,6 +29,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
 const RANGE_BASE = 128;
 const RANGE_SIZE = 16; // --ip-range 10.201.0.128/28
+/** The plugins' graces in the soak (the checker allows for them after a crash: see holdAfterHeal). */
+const GRACES: Graces = { endpointMs: 20_000, releaseMs: 31_000 };
 const inRange = (ip: string) => {
   const m = /^10\.201\.0\.(\d+)$/.exec(ip);
   return !!m && Number(m[1]) >= RANGE_BASE && Number(m[1]) < RANGE_BASE + RANGE_SIZE;
@@ -103,8 +106,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   // endpoint after 20 s, then its address after 31 s (more than Docker's 30 s of retries); an address a lingering
   // process answered for (a device holding) is probed again every 20 s instead of 300.
   const pluginEnv = {
-    TSMACVLAN_ENDPOINT_GRACE_S: '20',
-    TSMACVLAN_RELEASE_GRACE_S: '31',
+    TSMACVLAN_ENDPOINT_GRACE_S: String(GRACES.endpointMs / 1000),
+    TSMACVLAN_RELEASE_GRACE_S: String(GRACES.releaseMs / 1000),
     TSMACVLAN_PROBE_RECHECK_SECONDS: '20',
   };
   const lab = await MultiHostLab.create(3, process.env.TSMV_ENGINE_BIN, { stateTmpfsMb: 16, pluginEnv });
@@ -203,7 +206,7 @@ async function soak(
     probing.add(h);
     try {
       const run = await start(h, `probe${++probeSeq}`, true);
-      const room = maxHolders(runs, run.asked, run.answered, run) < RANGE_SIZE;
+      const room = maxHolders(runs, run.asked, run.answered, run, nemesis.faults, GRACES) < RANGE_SIZE;
       // A fault that came while it ran: not a recovery to judge.
       const hit = nemesis.faults.some(
         (f) =>
@@ -250,7 +253,7 @@ async function soak(
       process.env.TSMV_CHAOS_HISTORY,
       JSON.stringify({ runs, faults: nemesis.faults, probes, ops, plugins: lab.hosts.map((h) => h.output) }, null, 1),
     );
-  const refusals = judgeRefusals(runs, nemesis.faults, RANGE_SIZE, end);
+  const refusals = judgeRefusals(runs, nemesis.faults, RANGE_SIZE, end, GRACES);
   const count = (keys: string[]) => keys.reduce<Record<string, number>>((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {});
   const slowRecoveries = probes
     .filter((p) => p.room && (!p.ok || p.ms > RECOVERY_MS))

@@ -86,3 +86,18 @@ export async function postOk(socketPath: string, method: string, body: unknown):
   if (status !== 200) throw new Error(`${method}: ${json?.Err}`);
   return json;
 }
+
+/** When (ms since the epoch) `check` first holds, polled every 200 ms for up to `seconds`; undefined if it never did. */
+export async function whenTrue(seconds: number, check: () => boolean | Promise<boolean>): Promise<number | undefined> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (await check()) return Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return undefined;
+}
+
+/** Whether the daemon's output has `text` within a few seconds: its log is written asynchronously. */
+export async function loggedSoon(daemon: Daemon, text: string): Promise<boolean> {
+  return (await whenTrue(5, () => daemon.output().includes(text))) !== undefined;
+}

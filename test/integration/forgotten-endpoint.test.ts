@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { assertPrivateNetns, deleteLink, ip, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { startPlugin } from '../helpers/plugin';
-import { post, postOk, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { post, postOk, spawnDaemon, waitForSocket, whenTrue, loggedSoon, type Daemon } from '../helpers/serve';
 import { setIoFault } from '../../src/state/faults';
 
 const GRACE_S = 2;
@@ -75,15 +75,6 @@ const free = async (socket: string, address: string) =>
   (await post(socket, 'IpamDriver.RequestAddress', { PoolID: POOL, Address: address, Options: {} })).status === 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function when(seconds: number, check: () => boolean | Promise<boolean>): Promise<number | undefined> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (await check()) return Date.now();
-    await sleep(200);
-  }
-  return undefined;
-}
-
 describe('an endpoint its engine forgot', () => {
   it('never joined: its record goes after the grace period, and its address after the release grace', async () => {
     const socket = await start('never-joined');
@@ -91,11 +82,11 @@ describe('an endpoint its engine forgot', () => {
     const asked = Date.now(); // the grace runs from the answer, which comes after this
     const { address } = await endpointCreated(socket, ep);
     expect(await free(socket, address)).toBe(false);
-    const goneAt = await when(GRACE_S + 10, () => !recorded('never-joined', ep));
+    const goneAt = await whenTrue(GRACE_S + 10, () => !recorded('never-joined', ep));
     expect(goneAt).toBeDefined();
     expect(goneAt! - asked).toBeGreaterThanOrEqual(GRACE_S * 1000);
-    expect(daemon!.output()).toContain('deleted an endpoint Docker never joined');
-    expect(await when(GRACE_S + 10, () => free(socket, address))).toBeDefined();
+    expect(await loggedSoon(daemon!, 'deleted an endpoint Docker never joined')).toBe(true);
+    expect(await whenTrue(GRACE_S + 10, () => free(socket, address))).toBeDefined();
   }, 40_000);
 
   it('joined, its link never taken into a container (also across a restart): link and record go', async () => {
@@ -109,13 +100,13 @@ describe('an endpoint its engine forgot', () => {
     await daemon!.exited;
     expect(linkNames()).toEqual(expect.arrayContaining([linkOf(kept), linkOf(restarted)]));
     socket = await start('left-on-host');
-    const gone = await when(
+    const gone = await whenTrue(
       GRACE_S + 10,
       () => !linkNames().includes(linkOf(restarted)) && !recorded('left-on-host', restarted),
     );
     expect(gone).toBeDefined();
     expect(recorded('left-on-host', kept)).toBe(false);
-    expect(daemon!.output()).toContain("link stayed in the host's namespace");
+    expect(await loggedSoon(daemon!, "link stayed in the host's namespace")).toBe(true);
   }, 40_000);
 
   it("joined and in a container's namespace: kept past the grace period, deleted when Docker asks", async () => {
@@ -158,7 +149,7 @@ describe('an endpoint its engine forgot', () => {
       await sleep(2_500); // a check has come and gone: the due could not be written
       expect(recorded('due-fails', ep)).toBe(true);
       setIoFault(undefined);
-      expect(await when(5, () => !recorded('due-fails', ep))).toBeDefined();
+      expect(await whenTrue(5, () => !recorded('due-fails', ep))).toBeDefined();
     } finally {
       setIoFault(undefined);
       if (before === undefined) delete process.env.TSMACVLAN_ENDPOINT_GRACE_S;

@@ -11,7 +11,7 @@ import { EtcdKv } from '../../src/cluster/etcd';
 import { EtcdCluster } from '../lab/etcd';
 import { assertPrivateNetns, deleteLink, linkNames, uniqueName, vethPair } from '../helpers/net';
 import { startPlugin } from '../helpers/plugin';
-import { post, postOk, spawnDaemon, waitForSocket, type Daemon } from '../helpers/serve';
+import { post, postOk, spawnDaemon, waitForSocket, whenTrue, loggedSoon, type Daemon } from '../helpers/serve';
 import { setIoFault } from '../../src/state/faults';
 
 const GRACE_S = 3;
@@ -90,16 +90,6 @@ async function dockersRetry(socket: string): Promise<void> {
   expect(retry.json.Err).toMatch(/empty body/);
 }
 
-/** When `check` first holds (bounded: the grace and a margin), or undefined. */
-async function when(seconds: number, check: () => Promise<boolean>): Promise<number | undefined> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (await check()) return Date.now();
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return undefined;
-}
-
 const poolOf = (subnet: string, cluster: boolean) => `tsmacvlan:${subnet}${cluster ? ',cluster' : ''}`;
 
 describe('a ReleaseAddress lost to a crash', () => {
@@ -114,11 +104,11 @@ describe('a ReleaseAddress lost to a crash', () => {
         Address: address,
         Options: {},
       }).then((r) => r.status === 200);
-    const freedAt = await when(GRACE_S + 10, free);
+    const freedAt = await whenTrue(GRACE_S + 10, free);
     expect(freedAt).toBeDefined();
     expect(freedAt! - deletedAt).toBeGreaterThanOrEqual(GRACE_S * 1000); // not before Docker's own could have come
-    expect(daemon!.output()).toContain(`"address":"${address}"`);
-    expect(daemon!.output()).toContain('whose ReleaseAddress never came');
+    expect(await loggedSoon(daemon!, `"address":"${address}"`)).toBe(true);
+    expect(await loggedSoon(daemon!, 'whose ReleaseAddress never came')).toBe(true);
   });
 
   it('cluster pool: the claim in etcd is released after the grace period, by its token', async () => {
@@ -131,7 +121,7 @@ describe('a ReleaseAddress lost to a crash', () => {
       expect(await claimed()).toBe(true);
       socket = await start('cluster', true);
       await dockersRetry(socket);
-      const freedAt = await when(GRACE_S + 10, async () => !(await claimed()));
+      const freedAt = await whenTrue(GRACE_S + 10, async () => !(await claimed()));
       expect(freedAt).toBeDefined();
       expect(freedAt! - deletedAt).toBeGreaterThanOrEqual(GRACE_S * 1000);
     } finally {

@@ -6,6 +6,7 @@ import {
   dockerDuplicates,
   hungRequests,
   judgeRefusals,
+  type FaultRecord,
   parseWire,
   type RunRecord,
   wireDuplicates,
@@ -69,6 +70,26 @@ describe('the history checker', () => {
     expect(judgeRefusals([...held, refused], [], 2, 100)).toEqual([{ run: refused, class: 'full', accurate: true }]);
     held[1].removed = 15;
     expect(judgeRefusals([...held, refused], [], 2, 100)[0]).toMatchObject({ accurate: false });
+  });
+
+  it('counts an address a crash on its host lets the plugins hold after the removal, for the graces and no longer', () => {
+    const graces = { endpointMs: 20_000, releaseMs: 31_000 };
+    const held = [run('a', 0, 0, 10, { ip: '10.201.0.128' })];
+    // h2's container went while its engine was down: Docker may never have told the plugin (forgotten steps).
+    const gone = run('b', 1, 0, 10, { ip: '10.201.0.129', removed: 15_000 });
+    const crash = { kind: 'dockerd-restart', host: 1, started: 12_000, healed: 20_000 };
+    const refusedAt = (t: number) =>
+      run('c', 2, t, t + 500, { ok: false, error: 'no free address in 10.201.0.128/31 across the cluster' });
+    const judge = (t: number, faults: FaultRecord[]) =>
+      judgeRefusals([...held, gone, refusedAt(t)], faults, 2, 200_000, graces)[0];
+    expect(judge(30_000, [crash])).toMatchObject({ accurate: true });
+    expect(judge(30_000, [])).toMatchObject({ accurate: false }); // no fault: Docker's view alone
+    expect(judge(72_000, [crash])).toMatchObject({ accurate: false }); // past heal + both graces (71 s)
+    expect(judge(30_000, [{ ...crash, host: 2 }])).toMatchObject({ accurate: false }); // another host's crash
+    // etcd out of reach: the release waits in the queue until etcd answers, then the aftermath.
+    const outage = { kind: 'etcd-stop-majority', started: 14_000, healed: 16_000 };
+    expect(judge(30_000, [outage])).toMatchObject({ accurate: true });
+    expect(judge(32_000, [outage])).toMatchObject({ accurate: false });
   });
 
   it('accepts an etcd refusal only during (or just after) a fault of etcd', () => {

@@ -247,6 +247,10 @@ describe('cluster table when etcd fails', () => {
       for (const pid of followers) process.kill(pid, 'SIGCONT');
     }
     expect(lost).toBeInstanceOf(ClusterUnavailableError);
+    // Quorum is back once a leader answers: at once when the leader kept its term (then inside the second the old
+    // client kept failing calls, which is what this test catches), after an election (a second or more under load,
+    // which made the take fail here when it did not wait) when it stepped down.
+    await cluster.waitHealthy(cluster.endpoints, 20_000);
     const first = await a.table.take({ subnet, lo, hi, kind: 'container', ref: 'first' }).then(
       (address) => formatIp(false, address),
       (err: Error) => err,

@@ -117,12 +117,13 @@ describe('checkLinkName', () => {
 });
 
 describe('ipData', () => {
-  it('turns the CIDR gateway Docker sends into a bare address', () => {
-    expect(ipData({ Pool: '10.0.0.0/24', Gateway: '10.0.0.1/24' })).toEqual({
+  it('turns the CIDR gateway and aux addresses Docker sends into bare addresses', () => {
+    expect(ipData({ Pool: '10.0.0.0/24', Gateway: '10.0.0.1/24', AuxAddresses: { nas: '10.0.0.250/24' } })).toEqual({
       pool: '10.0.0.0/24',
       gateway: '10.0.0.1',
+      aux: ['10.0.0.250'],
     });
-    expect(ipData({ Pool: 'fd00::/64' })).toEqual({ pool: 'fd00::/64' });
+    expect(ipData({ Pool: 'fd00::/64' })).toEqual({ pool: 'fd00::/64', aux: [] });
     expect(ipData(undefined)).toBeUndefined();
   });
 });
