@@ -2,7 +2,7 @@
 // one durable log (state/durable-log.ts): changes that arrive while a sync is under way share the next one, answers
 // are marked without a sync, and the file is rewritten as a snapshot when it grows past twice the live state, and
 // after a failed write.
-import { unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { crashPoint } from '../state/crash';
@@ -10,7 +10,7 @@ import { DurableLog, type LogSource, readLogLines } from '../state/durable-log';
 import { replaceFileSync, syncDirSync } from '../state/files';
 import type { StateFiles } from '../state/migrate';
 import { filesEndingIn } from '../state/record-store';
-import { parseCidr } from '../ip/address';
+import { type Cidr, overlaps, parseCidr } from '../ip/address';
 import { Subnet } from './subnet';
 import { JOURNAL_FORMAT, type JournalRecord } from './journal-records';
 
@@ -115,3 +115,59 @@ export const IPAM_JOURNAL_FILES: StateFiles = {
 };
 
 const SILENT = pino({ level: 'silent' });
+
+/** The journal file of `subnet`. */
+export function journalName(subnet: Cidr): string {
+  return `${subnet.text.replace('/', '_')}.jnl`;
+}
+
+/**
+ * The subnets the journals of `dir` hold, at start: a compaction cut short is dropped (the journal it was replacing is
+ * intact), changes saved but never answered are rolled back, an empty journal is removed, and each other one is
+ * compacted to its snapshot (`lines` long), which drops its history and a torn last line. Files that contradict each
+ * other (overlapping subnets, a pool in two) stop the start.
+ */
+export function loadJournals(dir: string, log: Logger): { subnet: Subnet; lines: number }[] {
+  const files = readdirSync(dir).sort();
+  for (const file of files) if (file.endsWith('.jnl.tmp')) unlinkSync(join(dir, file));
+  const loaded: { subnet: Subnet; lines: number }[] = [];
+  const pools = new Set<string>();
+  for (const file of files.filter((f) => f.endsWith('.jnl'))) {
+    const path = join(dir, file);
+    const subnet = readSubnet(path, log);
+    if (!subnet) {
+      log.warn({ path }, 'removing an IPAM state file with no complete line: it holds nothing');
+      writeSnapshotSync(path, undefined);
+      continue;
+    }
+    for (const what of subnet.rollBackUnanswered()) {
+      log.warn(
+        { path, undone: what },
+        'rolled back an IPAM change saved but never answered (tsmacvlan stopped before answering; Docker did not get it)',
+      );
+    }
+    if (journalName(subnet.cidr) !== file)
+      throw new Error(
+        `IPAM state file ${path} holds subnet ${subnet.cidr.text}; it should be named ${journalName(subnet.cidr)}`,
+      );
+    for (const { subnet: other } of loaded) {
+      if (overlaps(other.cidr, subnet.cidr))
+        throw new Error(
+          `IPAM state files for subnets ${other.cidr.text} and ${subnet.cidr.text} overlap; remove one of them`,
+        );
+    }
+    if (subnet.empty) {
+      writeSnapshotSync(path, undefined);
+      continue;
+    }
+    for (const pool of subnet.pools.keys()) {
+      if (pools.has(pool)) throw new Error(`pool ${pool} appears in two IPAM state files`);
+      pools.add(pool);
+    }
+    const lines = subnet.snapshot();
+    writeSnapshotSync(path, lines);
+    loaded.push({ subnet, lines: lines.length });
+    log.info({ subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size }, 'loaded IPAM state');
+  }
+  return loaded;
+}

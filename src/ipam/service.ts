@@ -1,14 +1,14 @@
 // The IPAM driver: pools and addresses of macvlan networks, decided synchronously in memory (so parallel requests
 // never get one address twice) and saved to a per-subnet journal before Docker gets the answer. With etcd, the
 // addresses of cluster-wide pools come from the cluster table instead (cluster-addresses.ts).
-import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
 import { type Cidr, overlaps } from '../ip/address';
 import { Subnet } from './subnet';
 import type { Pool } from './subnet-model';
-import { openJournal, readSubnet, writeSnapshotSync } from './journal';
+import { journalName, loadJournals, openJournal } from './journal';
 import { type AppendOptions, type DurableLog, UnmarkedError } from '../state/durable-log';
 import { syncDirSync } from '../state/files';
 import { type TakeKind } from './journal-records';
@@ -39,10 +39,6 @@ export interface PoolView {
   allocated: number;
   /** Networks using the pool (identical RequestPool calls share it). */
   refs: number;
-}
-
-function journalName(subnet: Cidr): string {
-  return `${subnet.text.replace('/', '_')}.jnl`;
 }
 
 export class IpamService {
@@ -125,54 +121,14 @@ export class IpamService {
     this.forgotten?.resume();
   }
 
+  /** Takes in the subnets the journals hold (loadJournals: checked, rolled back, compacted). */
   private load(): void {
-    const files = readdirSync(this.dir).sort();
-    // A compaction cut short: its rename never happened, the journal it was replacing is intact.
-    for (const file of files) if (file.endsWith('.jnl.tmp')) unlinkSync(join(this.dir, file));
-    for (const file of files) {
-      const path = join(this.dir, file);
-      if (!file.endsWith('.jnl')) continue;
-      const subnet = readSubnet(path, this.log);
-      if (!subnet) {
-        this.log.warn({ path }, 'removing an IPAM state file with no complete line: it holds nothing');
-        writeSnapshotSync(path, undefined);
-        continue;
-      }
-      for (const what of subnet.rollBackUnanswered()) {
-        this.log.warn(
-          { path, undone: what },
-          'rolled back an IPAM change saved but never answered (tsmacvlan stopped before answering; Docker did not get it)',
-        );
-      }
-      if (journalName(subnet.cidr) !== file)
-        throw new Error(
-          `IPAM state file ${path} holds subnet ${subnet.cidr.text}; it should be named ${journalName(subnet.cidr)}`,
-        );
-      for (const other of this.subnets.values()) {
-        if (overlaps(other.cidr, subnet.cidr))
-          throw new Error(
-            `IPAM state files for subnets ${other.cidr.text} and ${subnet.cidr.text} overlap; remove one of them`,
-          );
-      }
-      if (subnet.empty) {
-        writeSnapshotSync(path, undefined);
-        continue;
-      }
-      for (const pool of subnet.pools.values()) {
-        if (this.pools.has(pool.id)) throw new Error(`pool ${pool.id} appears in two IPAM state files`);
-        this.pools.set(pool.id, pool);
-      }
-      // Compact at start-up: drops the history and a torn last line.
-      const lines = subnet.snapshot();
-      writeSnapshotSync(path, lines);
+    for (const { subnet, lines } of loadJournals(this.dir, this.log)) {
+      for (const pool of subnet.pools.values()) this.pools.set(pool.id, pool);
       this.subnets.set(subnet.cidr.text, subnet);
-      this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, lines.length));
+      this.journals.set(subnet.cidr.text, this.newJournal(subnet.cidr, lines));
       this.dues.loaded(subnet);
       for (const pool of subnet.pools.values()) this.rewatch(pool);
-      this.log.info(
-        { subnet: subnet.cidr.text, pools: subnet.pools.size, addresses: subnet.taken.size },
-        'loaded IPAM state',
-      );
     }
   }
 
