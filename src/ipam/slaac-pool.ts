@@ -2,7 +2,8 @@
 // parent, learned at RequestPool instead of given with --subnet. RequestPool does not carry the driver's -o options,
 // so the parent comes as --ipam-opt parent=<interface>. The pool is then an ordinary pool of that /64: its addresses
 // are handed out and probed as any pool's. The parent stays watched while a network uses the pool, so a prefix the
-// router later withdraws or changes is reported (log, status, doctor); the pool keeps it (Docker cannot renumber).
+// router later withdraws or changes is logged (not in status or doctor: these pools' endpoints carry no mark of it);
+// the pool keeps it (Docker cannot renumber).
 import { PluginError } from '../errors';
 import type { RequestPoolArgs } from './pool-request';
 import { secondsSetting } from '../state/seconds-setting';
