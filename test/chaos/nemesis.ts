@@ -2,7 +2,7 @@
 // of different kinds overlap; two faults that need one thing (a host's plugin or engine, the etcd cluster, the
 // switch's port flags) wait for each other, so every heal restores what its own fault took.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FaultRecord } from './checker';
@@ -23,25 +23,55 @@ function resourceOf(kind: FaultKind, target: number): string {
 /** The command every container of the soak runs (test/chaos/soak.ts): how its processes are told from others. */
 export const CLAIMER = 'while :; do ping -c 1 -W 1 10.201.0.250 >/dev/null 2>&1; done';
 
+/** The parent pid of `pid`, or 0 when it is gone. */
+function parentOf(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether a containerd shim is among the ancestors of `pid`. */
+function underShim(pid: number): boolean {
+  for (let p = parentOf(pid); p > 1; p = parentOf(p)) {
+    try {
+      if (readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('containerd-shim')) return true;
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
 /**
- * SIGKILLs the soak's container processes whose shim is gone. engine.sh's kill takes containerd and its shims with
- * dockerd, but a container's own processes outlive their shim: the restarted engine counts the container dead and
- * hands its address out again while the orphan still answers for it, which no real crash of a host does.
+ * SIGKILLs the processes of an engine's containers that no shim holds any more, and says how many. engine.sh's kill
+ * takes containerd and its shims with dockerd, but a container's own processes outlive their shim, and one whose
+ * start was under way at the kill (its runc still running) comes alive after it: the restarted engine counts such a
+ * container dead and its address is handed out again while the orphan still answers for it, which no real crash of
+ * a host does. A container's processes are told by their root: the overlay mount of a layer under the engine's data
+ * root, in a mount namespace of their own (their /proc/PID/root reads '/').
  */
-function killOrphans(): void {
+function killOrphans(engineRoot: string): number {
+  const ours = readlinkSync('/proc/self/ns/mnt');
+  const upper = ` / / `;
+  const layer = `upperdir=${engineRoot}/data/`;
+  let killed = 0;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      // The container's shell itself (comm sh), not a docker client whose arguments carry the same command.
-      if (readFileSync(`/proc/${entry}/comm`, 'utf8') !== 'sh\n') continue;
-      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(CLAIMER)) continue;
-      const ppid = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1];
-      if (!readFileSync(`/proc/${ppid}/comm`, 'utf8').startsWith('containerd-shim'))
-        process.kill(Number(entry), 'SIGKILL');
+      if (readlinkSync(`/proc/${entry}/ns/mnt`) === ours) continue;
+      const root = readFileSync(`/proc/${entry}/mountinfo`, 'utf8')
+        .split('\n')
+        .find((line) => line.includes(upper));
+      if (!root?.includes(layer) || underShim(Number(entry))) continue;
+      process.kill(Number(entry), 'SIGKILL');
+      killed++;
     } catch {
       // gone meanwhile
     }
   }
+  return killed;
 }
 
 export class Nemesis {
@@ -60,6 +90,15 @@ export class Nemesis {
 
   private now(): number {
     return Date.now() - this.t0;
+  }
+
+  /** Kills the orphans of the host's engine (see killOrphans) and logs how many there were. */
+  private sweepOrphans(host: MultiHostLab['hosts'][number], when: string): void {
+    const killed = killOrphans(host.engine.root);
+    if (killed)
+      this.log(
+        `nemesis: +${(this.now() / 1000).toFixed(1)}s ${killed} orphaned container processes of ${host.name}'s engine killed ${when}`,
+      );
   }
 
   /** Runs the plan to its end: each fault at its moment (or once what it needs is free), held, then healed. */
@@ -127,9 +166,13 @@ export class Nemesis {
         return () => this.restartPlugin(host);
       case 'dockerd-restart': {
         await host.engine.kill();
-        killOrphans();
+        this.sweepOrphans(host, 'at the kill');
         this.deaths.set(fault.target, [...(this.deaths.get(fault.target) ?? []), this.now()]);
-        return () => host.engine.restart();
+        return async () => {
+          this.sweepOrphans(host, 'before the restart');
+          await host.engine.restart();
+          this.sweepOrphans(host, 'after the restart');
+        };
       }
       case 'etcd-stop-one':
         return this.stopMembers([fault.target % 3]);
