@@ -61,6 +61,7 @@ interface Running {
   timer: NodeJS.Timeout | undefined;
   waiter: { resolve: (lease: Lease6) => void; reject: (error: Error) => void; timeout: NodeJS.Timeout } | undefined;
   check: AddressCheck | undefined;
+  onChecking?: ((lease: Lease6) => void) | undefined;
   declined?: { address: string; heldBy: string };
 }
 
@@ -84,13 +85,21 @@ export class Dhcp6Clients extends EventEmitter<{ lease: [Lease6Change] }> {
   /**
    * A lease for the endpoint `mac` on the parent `ifindex` (SOLICIT, ADVERTISE, REQUEST, REPLY, then `check` of the
    * address on the LAN; DECLINE and again when a device holds it), renewed until release(). Rejects with NoDhcp6Answer
-   * when none is bound within timeoutMs.
+   * when none is bound within timeoutMs. `onChecking` gets each lease granted as its check begins: the caller can
+   * record it while the check's wait runs.
    */
-  acquire(ifindex: number, mac: string, timeoutMs: number, check: AddressCheck): Promise<Lease6> {
+  acquire(
+    ifindex: number,
+    mac: string,
+    timeoutMs: number,
+    check: AddressCheck,
+    onChecking?: (lease: Lease6) => void,
+  ): Promise<Lease6> {
     if (this.running.has(mac)) return Promise.reject(new Error(`a DHCPv6 client for ${mac} is already running`));
     let entry: Running;
     try {
       entry = this.add(ifindex, mac, check);
+      entry.onChecking = onChecking;
     } catch (error) {
       return Promise.reject(
         new Error(`cannot listen for DHCPv6 answers to ${mac} on interface ${ifindex}: ${(error as Error).message}`),
@@ -252,7 +261,9 @@ export class Dhcp6Clients extends EventEmitter<{ lease: [Lease6Change] }> {
   private async check(entry: Running, lease: Lease6): Promise<void> {
     let heldBy: string | undefined;
     try {
-      heldBy = await entry.check?.(entry.ifindex, parseIp(lease.address)!.value);
+      const checked = entry.check?.(entry.ifindex, parseIp(lease.address)!.value);
+      entry.onChecking?.(lease);
+      heldBy = await checked;
     } catch (error) {
       this.log.warn(
         { mac: entry.mac, address: lease.address, error: (error as Error).message },

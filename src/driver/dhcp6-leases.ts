@@ -38,8 +38,16 @@ export class Dhcp6Leases {
     return this.opened.clients;
   }
 
-  /** A lease for the endpoint's MAC on the network's parent within `timeoutMs`, its address checked on the LAN. */
-  async acquire(network: NetworkRecord, endpoint: Pick<EndpointRecord, 'mac'>, timeoutMs: number): Promise<Lease6> {
+  /**
+   * A lease for the endpoint's MAC on the network's parent within `timeoutMs`, its address checked on the LAN.
+   * `onChecking` gets each lease the server grants as its check begins (see Dhcp6Clients.acquire).
+   */
+  async acquire(
+    network: NetworkRecord,
+    endpoint: Pick<EndpointRecord, 'mac'>,
+    timeoutMs: number,
+    onChecking?: (lease: Lease6) => void,
+  ): Promise<Lease6> {
     const neighbourhood = this.neighbourhood;
     if (!neighbourhood) throw new PluginError('this plugin instance cannot check addresses on the LAN');
     const parent = await this.links.get(network.parent);
@@ -50,7 +58,7 @@ export class Dhcp6Leases {
       return verdict.held ? verdict.mac : undefined;
     };
     try {
-      return await this.clients.acquire(parent.index, endpoint.mac, timeoutMs, check);
+      return await this.clients.acquire(parent.index, endpoint.mac, timeoutMs, check, onChecking);
     } catch (error) {
       if (!(error instanceof NoDhcp6Answer)) throw error;
       const seconds = network.dhcp!.timeoutSeconds;

@@ -12,6 +12,7 @@ import type { Neighbourhood } from '../probe/neighbourhood';
 import { NoRouterAnswer, type PrefixLoss, type RouterAdverts } from '../ra/router-adverts';
 import { SLAAC_PREFIX_LENGTH, slaacAddress } from '../ra/slaac';
 import type { KeyedMutex } from '../state/keyed-mutex';
+import type { Lease6 } from '../dhcp6/lease';
 import type { Dhcp6Leases } from './dhcp6-leases';
 import type { DriverState } from './driver-state';
 import type { EndpointRecord } from './endpoint-naming';
@@ -64,8 +65,13 @@ export class SlaacEndpoints {
   /**
    * The endpoint's record with its IPv6 address: a DHCPv6 lease where the router sends the M flag (even beside an A
    * prefix: see docs/ipv6.md), else SLAAC; refuses when no router or server answers or a device holds the address.
+   * `onChecking` gets the record with each DHCPv6 lease the server grants as its address check begins.
    */
-  async address(network: NetworkRecord, record: EndpointRecord): Promise<EndpointRecord> {
+  async address(
+    network: NetworkRecord,
+    record: EndpointRecord,
+    onChecking?: (withLease: EndpointRecord) => void,
+  ): Promise<EndpointRecord> {
     const seconds = network.dhcp!.timeoutSeconds;
     if (!this.routerAdverts || !this.neighbourhood)
       throw new PluginError('this plugin instance has no packet socket to hear IPv6 router advertisements with');
@@ -74,7 +80,7 @@ export class SlaacEndpoints {
     let found;
     try {
       const heard = await this.routerAdverts.advertised(network.parent, seconds * 1000);
-      if (heard.managed && this.dhcp6) return await this.leased(network, record, heard.router!, deadline);
+      if (heard.managed && this.dhcp6) return await this.leased(network, record, heard.router!, deadline, onChecking);
       found = await this.routerAdverts.slaacPrefix(network.parent, Math.max(deadline - Date.now(), 0));
     } catch (err) {
       if (!(err instanceof NoRouterAnswer)) throw err;
@@ -108,14 +114,14 @@ export class SlaacEndpoints {
     record: EndpointRecord,
     router: string,
     deadline: number,
+    onChecking: ((withLease: EndpointRecord) => void) | undefined,
   ): Promise<EndpointRecord> {
-    const lease = await this.dhcp6!.acquire(network, record, Math.max(deadline - Date.now(), 1));
-    const onLink = this.routerAdverts!.onLinkPrefix(network.parent, parseIp(lease.address)!.value);
-    return {
-      ...record,
-      ipv6: `${lease.address}/${onLink?.length ?? SLAAC_PREFIX_LENGTH}`,
-      dhcp6: { lease, router },
+    const withLease = (lease: Lease6): EndpointRecord => {
+      const onLink = this.routerAdverts!.onLinkPrefix(network.parent, parseIp(lease.address)!.value);
+      return { ...record, ipv6: `${lease.address}/${onLink?.length ?? SLAAC_PREFIX_LENGTH}`, dhcp6: { lease, router } };
     };
+    const checking = onChecking && ((lease: Lease6) => onChecking(withLease(lease)));
+    return withLease(await this.dhcp6!.acquire(network, record, Math.max(deadline - Date.now(), 1), checking));
   }
 
   /** Marks each endpoint with an address in the lost prefix, on a network of that parent. */

@@ -41,6 +41,8 @@ interface Running {
   /** The address as an ARP packet writes it (IPv4 only). */
   text: string;
   sent: number;
+  /** When the first probe went out (Date.now()): the later ones are due against it. */
+  startedAt: number;
   timer: NodeJS.Timeout | undefined;
   done: (answer: Answer | Error) => void;
   outcome: Promise<Answer>;
@@ -65,7 +67,7 @@ export class AddressProbes {
       done = (answer) => (answer instanceof Error ? reject(answer) : resolve(answer));
     });
     const text = target.v6 ? '' : formatIp(false, target.address);
-    const run: Running = { target, text, sent: 0, timer: undefined, done, outcome };
+    const run: Running = { target, text, sent: 0, startedAt: Date.now(), timer: undefined, done, outcome };
     run.done = (answer) => {
       if (this.running.get(id) !== run) return;
       this.running.delete(id);
@@ -128,7 +130,14 @@ export class AddressProbes {
       return;
     }
     run.sent++;
-    const wait = run.sent < ProbeTiming.probes ? ProbeTiming.intervalMs : ProbeTiming.finalWaitMs;
+    // Due against the first probe, so that late timers do not add up over the check (a loaded host's timers fire
+    // late); the last wait keeps at least half its length after the last probe.
+    const last = run.sent === ProbeTiming.probes;
+    const offset = last
+      ? (ProbeTiming.probes - 1) * ProbeTiming.intervalMs + ProbeTiming.finalWaitMs
+      : run.sent * ProbeTiming.intervalMs;
+    const now = Date.now();
+    const wait = Math.max(run.startedAt + offset - now, last ? ProbeTiming.finalWaitMs / 2 : 0);
     run.timer = setTimeout(() => this.step(run), wait);
   }
 

@@ -29,7 +29,7 @@ import {
   DOCKER,
   removeDockerObjects,
 } from './lib.mjs';
-import { benchDhcp6, DNSMASQ_V6, engineTakesV6, V6 } from './dhcp6.mjs';
+import { afterAnswerParts, benchDhcp6, DNSMASQ_V6, engineTakesV6, partSummaries, V6 } from './dhcp6.mjs';
 
 const require = createRequire(import.meta.url);
 const { parseFrame } = require(join(DIST, 'dhcp/frame.js'));
@@ -176,7 +176,7 @@ function leaseTimes(messages) {
  * The plugin's own time per lease, lease by lease: each DHCP CreateEndpoint as the plugin logs it ('DHCP endpoint
  * created': MAC, duration, end time), less that lease's server turnaround on the wire (its DISCOVER→OFFER and
  * REQUEST→ACK) and the ARP check's fixed wait; and where the rest went: before the DISCOVER left, OFFER→REQUEST, and
- * after the ACK beyond the check's wait (the check's timers, the records written before the answer).
+ * after the ACK beyond the check's wait (split by the plugin's log line: see afterAnswerParts).
  */
 function ownTimes(lines, messages, probeMs) {
   const byMac = new Map();
@@ -189,6 +189,7 @@ function ownTimes(lines, messages, probeMs) {
   const before = [];
   const offerToRequest = [];
   const afterAck = [];
+  const parts = [];
   for (const line of lines) {
     if (!line.startsWith('{')) continue;
     const entry = JSON.parse(line);
@@ -204,6 +205,7 @@ function ownTimes(lines, messages, probeMs) {
     before.push(discover - start);
     offerToRequest.push(request - offer);
     afterAck.push(entry.time - ack - probeMs);
+    parts.push(afterAnswerParts(entry, ack, probeMs));
   }
   return {
     leases: own.length,
@@ -211,6 +213,9 @@ function ownTimes(lines, messages, probeMs) {
     beforeDiscoverMs: summary(before),
     offerToRequestMs: summary(offerToRequest),
     afterAckBeyondCheckMs: summary(afterAck),
+    // That last part, split: the check's end past its due time, the wait for the unanswered record's writes, the
+    // answered record's write (temporary file, fsync, rename, directory fsync), the rest.
+    afterAckParts: partSummaries(parts),
   };
 }
 

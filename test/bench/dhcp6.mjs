@@ -3,7 +3,7 @@
 // a DHCPv6 range) sends the M flag. The plugin's own time per lease, lease by lease: CreateEndpoint as the plugin
 // logs it ('DHCPv6 endpoint created'), less that lease's server turnaround on the wire (SOLICIT→ADVERTISE,
 // REQUEST→REPLY, captured on the switch's port by the DHCP section's tcpdump) and the duplicate address check's
-// fixed wait.
+// fixed wait; and where it went (before the SOLICIT, ADVERTISE→REQUEST, after the REPLY beyond the check).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -18,6 +18,32 @@ const IMAGE = process.env.TSMV_TEST_IMAGE ?? 'tsmacvlan-test/busybox:latest';
 export const V6 = 'fd35:40::';
 /** What dnsmasq needs beside its DHCPv4 range for the M flag: adverts, and a DHCPv6 range of the bridge's prefix. */
 export const DNSMASQ_V6 = ['--enable-ra', `--dhcp-range=${V6}10,${V6}fff,64,2m`];
+
+/**
+ * Where a lease's time after the server's last answer (ACK, REPLY) at `answeredAt` went, beyond the check's fixed
+ * `checkMs`, from the plugin's log line: the check's end past its due time (timers), the wait for the unanswered
+ * record's writes, the answered record's write, and the rest. Empty for a plugin whose lines lack the figures.
+ */
+export function afterAnswerParts(entry, answeredAt, checkMs) {
+  const start = entry.time - entry.ms;
+  if (entry.checkedMs === undefined || entry.writeMs === undefined) return {};
+  const checkOverrun = start + entry.checkedMs - answeredAt - checkMs;
+  const after = entry.time - answeredAt - checkMs;
+  return {
+    checkOverrun,
+    settle: entry.settleMs,
+    write: entry.writeMs,
+    rest: after - checkOverrun - entry.settleMs - entry.writeMs,
+  };
+}
+
+/** The summaries of each part of afterAnswerParts over the leases (parts: a list of its results). */
+export function partSummaries(parts) {
+  const names = ['checkOverrun', 'settle', 'write', 'rest'];
+  const known = parts.filter((p) => p.write !== undefined);
+  if (known.length === 0) return undefined;
+  return Object.fromEntries(names.map((name) => [`${name}Ms`, summary(known.map((p) => p[name]))]));
+}
 
 /** Whether the lab engine takes `--ipv6` with the null IPAM (28.0 and later). */
 export function engineTakesV6() {
@@ -66,6 +92,10 @@ export async function benchDhcp6({ plugin, parent, capture, stopCapture, driver,
   const checkMs = (ProbeTiming.probes - 1) * ProbeTiming.intervalMs + ProbeTiming.finalWaitMs;
   const own = [];
   const server = [];
+  const beforeSolicit = [];
+  const advertiseToRequest = [];
+  const afterReply = [];
+  const parts = [];
   for (const line of plugin.logLines(from)) {
     if (!line.startsWith('{')) continue;
     const entry = JSON.parse(line);
@@ -79,6 +109,10 @@ export async function benchDhcp6({ plugin, parent, capture, stopCapture, driver,
     const turnaround = advertise - solicit + (reply - request);
     server.push(turnaround);
     own.push(entry.ms - turnaround - checkMs);
+    beforeSolicit.push(solicit - start);
+    advertiseToRequest.push(request - advertise);
+    afterReply.push(entry.time - reply - checkMs);
+    parts.push(afterAnswerParts(entry, reply, checkMs));
   }
   return {
     atOnce,
@@ -89,5 +123,11 @@ export async function benchDhcp6({ plugin, parent, capture, stopCapture, driver,
     serverMs: summary(server),
     pluginOwnMs: summary(own),
     pluginOwnMedianMs: round(summary(own).median),
+    // Where the plugin's own time went: before the SOLICIT left, ADVERTISE→REQUEST, and after the REPLY beyond the
+    // check's wait, split by the plugin's log line.
+    beforeSolicitMs: summary(beforeSolicit),
+    advertiseToRequestMs: summary(advertiseToRequest),
+    afterReplyBeyondCheckMs: summary(afterReply),
+    afterReplyParts: partSummaries(parts),
   };
 }

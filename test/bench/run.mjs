@@ -405,6 +405,15 @@ function report(r) {
     }
   }
   const h = r.dhcp;
+  /** The split of a lease's time after the server's last answer (dhcp6.mjs, afterAnswerParts), when the plugin logs it. */
+  const afterAnswerRow = (parts) => {
+    if (!parts) return;
+    const { checkOverrunMs, settleMs, writeMs, restMs } = parts;
+    add(
+      '    of which check overrun / record writes waited / answered write / rest (median)',
+      [checkOverrunMs, settleMs, writeMs, restMs].map((p) => ms(p.median)).join(' / '),
+    );
+  };
   if (h && !h.error) {
     const all = `${h.atOnce} containers at once (docker run -d)`;
     add(`${all}: DHCP / plugin IPAM`, `${ms(h.startAllMs.dhcp.median)} / ${ms(h.startAllMs.ipam.median)}`);
@@ -431,15 +440,23 @@ function report(r) {
         '  before DISCOVER / OFFER→REQUEST / after ACK beyond the check (median)',
         `${ms(own.beforeDiscoverMs.median)} / ${ms(own.offerToRequestMs.median)} / ${ms(own.afterAckBeyondCheckMs.median)}`,
       );
+      afterAnswerRow(own.afterAckParts);
     }
     const v6 = h.dhcp6;
-    if (v6?.leases)
+    if (v6?.leases) {
       add(
         'DHCPv6: plugin own per lease, lease by lease (median / p99)',
         `${ms(v6.pluginOwnMs.median)} / ${ms(v6.pluginOwnMs.p99)} (server ${ms(v6.serverMs.median)}, check ${ms(v6.checkMs)})`,
         '≤ 5 ms',
         verdict(v6.pluginOwnMs.median, 5),
       );
+      if (v6.afterReplyBeyondCheckMs)
+        add(
+          '  before SOLICIT / ADVERTISE→REQUEST / after REPLY beyond the check (median)',
+          `${ms(v6.beforeSolicitMs.median)} / ${ms(v6.advertiseToRequestMs.median)} / ${ms(v6.afterReplyBeyondCheckMs.median)}`,
+        );
+      afterAnswerRow(v6.afterReplyParts);
+    }
     readme(
       `${all}, \`-o dhcp=true\` (dnsmasq)`,
       `\`--ipam-driver tsmacvlan\`: ${ms(h.startAllMs.ipam.median)}`,

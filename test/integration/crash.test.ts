@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointLinkName } from '../../src/driver/endpoint-naming';
 import { shimName } from '../../src/driver/host-access';
-import { DhcpLab } from '../helpers/dhcp-lab';
+import { DhcpLab, inNs } from '../helpers/dhcp-lab';
 import {
   assertPrivateNetns,
   deleteLink,
@@ -67,6 +67,26 @@ const dhcpEndpoint: Step = {
   method: 'NetworkDriver.CreateEndpoint',
   body: () => ({ NetworkID: NET, EndpointID: EP, Interface: { MacAddress: DHCP_MAC } }),
 };
+/** An IPv6-only DHCP network on the same parent: the lab's dnsmasq also advertises the M flag and leases DHCPv6. */
+const DHCP6_PREFIX = 'fd78:0:0:6::';
+const DHCP6_MAC = '02:42:0a:3d:00:06';
+const dhcp6Network: Step = {
+  method: 'NetworkDriver.CreateNetwork',
+  body: () => ({
+    NetworkID: NET,
+    Options: {
+      'com.docker.network.enable_ipv6': true,
+      'com.docker.network.enable_ipv4': false,
+      'com.docker.network.generic': { parent: dhcpLab.parent, dhcp: 'true' },
+    },
+    IPv4Data: [],
+    IPv6Data: [{ AddressSpace: 'null', Pool: '::/0' }],
+  }),
+};
+const dhcp6Endpoint: Step = {
+  method: 'NetworkDriver.CreateEndpoint',
+  body: () => ({ NetworkID: NET, EndpointID: EP, Interface: { AddressIPv6: '', MacAddress: DHCP6_MAC } }),
+};
 
 /**
  * Docker 20.10 retries a request whose connection broke with an empty body, which fails: a create cut short before
@@ -124,6 +144,17 @@ const WALK: Op[] = [
       ['endpoint-recorded', 'undone'],
       ['dhcp-leased', 'undone'],
       ['lease-recorded', 'undone'],
+      ['endpoint-answered', 'done'],
+    ],
+  },
+  // The same for a DHCPv6 lease: the record is written as the exchange starts, and with the lease as its check begins.
+  {
+    name: 'CreateEndpoint (DHCPv6)',
+    setup: [dhcp6Network],
+    step: dhcp6Endpoint,
+    points: [
+      ['endpoint-recorded', 'undone'],
+      ['lease6-recorded', 'undone'],
       ['endpoint-answered', 'done'],
     ],
   },
@@ -277,7 +308,8 @@ describe('crash at every step of every operation', () => {
     parent = uniqueName('par');
     vethPair(parent);
     dhcpLab = await DhcpLab.create('tmvH');
-    await dhcpLab.startServer();
+    inNs(dhcpLab.switchNs, 'ip', '-6', 'addr', 'add', `${DHCP6_PREFIX}1/64`, 'dev', 'br0', 'nodad');
+    await dhcpLab.startServer(['--enable-ra', `--dhcp-range=${DHCP6_PREFIX}10,${DHCP6_PREFIX}ff,64,2m`]);
   });
   afterAll(async () => {
     daemon?.child.kill('SIGKILL');
@@ -347,6 +379,15 @@ describe('crash at every step of every operation', () => {
           if (point === 'lease-recorded') await eventually(() => expect(onServer()).toBe(false));
           if (outcome === 'done') expect(onServer()).toBe(true);
           if (outcome === 'done') expect(endpoints.find((e) => e.id === EP)).toHaveProperty('lease.mac', DHCP_MAC);
+        }
+        if (step === dhcp6Endpoint) {
+          // dnsmasq's DHCPv6 lease lines name the client by its DUID (DUID-LL of the endpoint's MAC).
+          const duid = `00:03:00:01:${DHCP6_MAC}`;
+          const onServer = () => dhcpLab.serverLeases().some((l) => l.clientId === duid && l.address.includes(':'));
+          if (point === 'lease6-recorded') await eventually(() => expect(onServer()).toBe(false));
+          if (outcome === 'done') expect(onServer()).toBe(true);
+          if (outcome === 'done')
+            expect(endpoints.find((e) => e.id === EP)).toHaveProperty('dhcp6.lease.mac', DHCP6_MAC);
         }
         if (step === join_) {
           // Docker follows a failed Join with DeleteEndpoint, then the user's retry makes a new endpoint and joins it.

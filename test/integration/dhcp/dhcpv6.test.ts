@@ -5,7 +5,7 @@
 // server then gives another);
 // a lease is kept across a plugin restart and renewed at its T1 (dnsmasq's log shows it); DeleteEndpoint releases it.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { DhcpLab, inNs, sleep } from '../../helpers/dhcp-lab';
 import { assertPrivateNetns, ip } from '../../helpers/net';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
 import { CLI } from '../../helpers/serve';
+import { setIoFault } from '../../../src/state/faults';
 
 const id = () => randomBytes(32).toString('hex');
 const PREFIX = 'fd78:0:0:1::';
@@ -161,6 +162,43 @@ describe('DHCPv6 on a DHCP network with --ipv6, against dnsmasq as router and se
     expect(logLines('DHCPSOLICIT', IGNORED).length).toBeGreaterThan(0);
     expect(plugin.driver.listEndpoints().map((e) => e.id)).not.toContain(endpointId);
     expect((await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: quick })).status).toBe(200);
+  });
+
+  it("a record write that fails stops the exchange: CreateEndpoint fails with the disk's error, and nothing is kept", async () => {
+    const only6 = id();
+    const res = await plugin.call('NetworkDriver.CreateNetwork', {
+      NetworkID: only6,
+      Options: {
+        'com.docker.network.enable_ipv6': true,
+        'com.docker.network.enable_ipv4': false,
+        'com.docker.network.generic': { parent: lab.parent, dhcp: 'true', dhcp_timeout: '4' },
+      },
+      IPv4Data: [],
+      IPv6Data: [{ AddressSpace: 'null', Pool: '::/0' }],
+    });
+    expect(res.status, JSON.stringify(res.json)).toBe(200);
+    const mac = '02:7e:00:00:07:05';
+    const endpointId = id();
+    setIoFault(`EIO:write:/endpoints/${endpointId}`);
+    let created;
+    try {
+      created = await plugin.call('NetworkDriver.CreateEndpoint', {
+        NetworkID: only6,
+        EndpointID: endpointId,
+        Interface: { Address: '', AddressIPv6: '', MacAddress: mac },
+        Options: {},
+      });
+    } finally {
+      setIoFault(undefined);
+    }
+    expect(created.status).toBe(500);
+    expect(created.json.Err).toMatch(/EIO: injected i\/o error, write .*endpoints/);
+    expect(plugin.driver.listEndpoints().map((e) => e.id)).not.toContain(endpointId);
+    expect(existsSync(join(plugin.stateDir, 'endpoints', `${endpointId}.json`))).toBe(false);
+    // Stopped before the server's reply, or released after it: the server keeps no lease for it.
+    const held = () => lab.serverLeases().some((l) => l.clientId === duid(mac) && l.address.includes(':'));
+    await until(() => !held());
+    expect((await plugin.call('NetworkDriver.DeleteNetwork', { NetworkID: only6 })).status).toBe(200);
   });
 
   it('a lease is kept across a restart and renewed at its T1 (dnsmasq logs the RENEW); delete releases it', async () => {

@@ -1,6 +1,7 @@
 // The address probes on fake timers with a link that keeps what is sent: RFC 5227 ARP probes and DAD-style neighbour
 // solicitations, well-formed; silence for the whole probe means free, an answer from another MAC means held by it;
-// the host's own frames and our own MAC never count; one probe per address; a send that fails rejects.
+// the host's own frames and our own MAC never count; one probe per address; a send that fails rejects; the wait is
+// due against the check's start, so late timers do not lengthen it.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseIp } from '../../../src/ip/address';
 import {
@@ -91,6 +92,32 @@ describe('AddressProbes', () => {
     expect(sent.every((f) => f.subarray(0, 6).equals(Buffer.alloc(6, 0xff)))).toBe(true);
     await vi.advanceTimersByTimeAsync(1);
     expect(settled).toEqual({ held: false });
+  });
+
+  it('ends the whole wait after its start by the clock however late its timers fire; the last wait keeps half', async () => {
+    const start = Date.now();
+    const outcome = probes.probe(target('fd00::5', true));
+    let settled: unknown;
+    void outcome.then((answer) => (settled = answer));
+    vi.setSystemTime(start + 30); // the clock moves on while no timer runs: the first fires 30 ms late
+    await vi.advanceTimersByTimeAsync(WHOLE - 30 - 1);
+    expect(sent.length).toBe(3);
+    expect(settled).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(settled).toEqual({ held: false });
+    expect(Date.now() - start).toBe(WHOLE);
+
+    // A last probe that went out very late is still followed by half the last wait.
+    const late = probes.probe(target('fd00::6', true));
+    let after: unknown;
+    void late.then((answer) => (after = answer));
+    vi.setSystemTime(Date.now() + WHOLE); // the first timer fires after the whole wait has passed: the rest go at once
+    await vi.advanceTimersByTimeAsync(ProbeTiming.intervalMs + 1); // a timer of 0 ms fires after 1, as node's do
+    expect(sent.length).toBe(6);
+    await vi.advanceTimersByTimeAsync(ProbeTiming.finalWaitMs / 2 - 1);
+    expect(after).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(after).toEqual({ held: false });
   });
 
   it('answers held by the MAC of whoever sends ARP from the address; ignores our own MAC, outgoing frames, others', async () => {
