@@ -40,7 +40,7 @@ export const RECORD = {
 } as const;
 
 /** What the LAN's router says of a pool's prefix: lost (for a reason, since `at`, epoch ms), or offered again. */
-export type PrefixLoss = { condition: 'deprecated' | 'withdrawn' | 'expired'; at: number };
+export type PoolPrefixLoss = { condition: 'deprecated' | 'withdrawn' | 'expired'; at: number };
 export const PREFIX_CONDITIONS = ['valid', 'deprecated', 'withdrawn', 'expired'] as const;
 
 /** The value of `t` of a take, per kind of address. */
@@ -71,7 +71,7 @@ export const journalLine = {
   exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
   device: (a: string, p: number, mac: string, since: number) =>
     `{"t":"${RECORD.device}","a":"${a}","p":${p},"mac":"${mac}","since":${since}}`,
-  prefix: (p: number, loss: PrefixLoss | undefined) =>
+  prefix: (p: number, loss: PoolPrefixLoss | undefined) =>
     loss
       ? `{"t":"${RECORD.prefix}","p":${p},"c":"${loss.condition}","at":${loss.at}}`
       : `{"t":"${RECORD.prefix}","p":${p},"c":"valid"}`,

@@ -4,7 +4,7 @@
 import { PluginError } from '../errors';
 import { type Cidr, formatIp, unusableReason, usableBounds } from '../ip/address';
 import { DynamicRange, ExhaustedError, rangeBounds } from './dynamic-range';
-import { journalLine, type PoolSpec, type PrefixLoss, type TakeKind } from './journal-records';
+import { journalLine, type PoolSpec, type PoolPrefixLoss, type TakeKind } from './journal-records';
 
 /**
  * Who holds an address. Gateways may be shared by several pools (networks on one LAN share its router); nothing else
@@ -30,7 +30,7 @@ export class Pool {
   /** Addresses this pool holds (a gateway counts once however many times it was requested). */
   allocated = 0;
   /** A pool of --ipam-opt ipv6=slaac whose prefix the router no longer offers: how, and since when. */
-  prefixLost: PrefixLoss | undefined;
+  prefixLost: PoolPrefixLoss | undefined;
   readonly holders: { aux: Holder; static: Holder; dynamic: Holder };
 
   constructor(
