@@ -3,8 +3,9 @@ import { defineConfig } from 'vitest/config';
 // The lab's Docker Engine (test/lab/in-lab.sh, TSMV_ENGINE): files of options older engines refuse run only on an
 // engine that has them, excluded elsewhere rather than skipped (CI counts a skipped test as a failure).
 const engineMajor = Number((process.env.TSMV_ENGINE ?? '20.10').split('.')[0]);
-// Docker's null IPAM gives an IPv6 pool from 28.0 (before, it refuses --ipv6): SLAAC networks need it.
-const newerEngineFiles = engineMajor >= 28 ? [] : ['test/e2e/engine-28.test.ts', 'test/e2e/slaac.test.ts'];
+// Docker's null IPAM gives an IPv6 pool from 28.0 (before, it refuses --ipv6): SLAAC and DHCPv6 networks need it.
+const newerEngineFiles =
+  engineMajor >= 28 ? [] : ['test/e2e/engine-28.test.ts', 'test/e2e/slaac.test.ts', 'test/e2e/dhcp6*.test.ts'];
 // Files whose engine does not matter (the CLI and Docker's plugin store, the same on every engine: uninstall, a plugin
 // pulled from a registry; the arm64 plugin under emulation, slow, with engines that are amd64 either way; host-access,
 // the plugin's own shim on the host, where Docker only moves the link as for every endpoint): once, on the newest.

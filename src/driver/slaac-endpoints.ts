@@ -3,13 +3,13 @@
 // DHCPv6 server where the router sends the M flag, else formed from the router's SLAAC prefix and the endpoint's MAC;
 // either is checked on the LAN (duplicate address detection) and answered to Docker, which cannot be told a new one
 // later. A prefix the router withdraws, deprecates or lets expire is marked in the records
-// of the endpoints with addresses in it.
+// of the endpoints with addresses in it, and unmarked when the router offers it again.
 import type { Logger } from 'pino';
 import { PluginError } from '../errors';
 import { formatIp, parseIp } from '../ip/address';
 import type { Links } from '../kernel/links';
 import type { Neighbourhood } from '../probe/neighbourhood';
-import { NoRouterAnswer, type PrefixLoss, type RouterAdverts } from '../ra/router-adverts';
+import { NoRouterAnswer, type PrefixBack, type PrefixLoss, type RouterAdverts } from '../ra/router-adverts';
 import { SLAAC_PREFIX_LENGTH, slaacAddress } from '../ra/slaac';
 import type { KeyedMutex } from '../state/keyed-mutex';
 import type { Lease6 } from '../dhcp6/lease';
@@ -28,7 +28,8 @@ export class SlaacEndpoints {
     private readonly log: Logger,
     private readonly dhcp6?: Dhcp6Leases,
   ) {
-    routerAdverts?.onPrefixLoss((loss) => void this.prefixLost(loss));
+    routerAdverts?.onPrefixLoss((loss) => void this.mark(loss, loss.condition));
+    routerAdverts?.onPrefixBack((back) => void this.mark(back, undefined));
   }
 
   /** Starts listening to the routers of the network's parent (at start and CreateNetwork). Never throws. */
@@ -124,27 +125,33 @@ export class SlaacEndpoints {
     return withLease(await this.dhcp6!.acquire(network, record, Math.max(deadline - Date.now(), 1), checking));
   }
 
-  /** Marks each endpoint with an address in the lost prefix, on a network of that parent. */
-  private async prefixLost(loss: PrefixLoss): Promise<void> {
+  /**
+   * Marks each endpoint with an address in the prefix, on a network of that parent, with how it was lost; `undefined`:
+   * offered again, the mark goes.
+   */
+  private async mark(
+    { parent, prefix }: PrefixLoss | PrefixBack,
+    condition: PrefixLoss['condition'] | undefined,
+  ): Promise<void> {
     for (const endpoint of this.state.endpoints.values()) {
-      if (endpoint.slaac?.prefix !== loss.prefix) continue;
-      if (this.state.networks.get(endpoint.networkId)?.parent !== loss.parent) continue;
+      if (endpoint.slaac?.prefix !== prefix) continue;
+      if (this.state.networks.get(endpoint.networkId)?.parent !== parent) continue;
       await this.endpointLocks
         .run(endpoint.id, async () => {
           const current = this.state.endpoints.get(endpoint.id);
-          if (!current?.slaac || current.slaac.lost?.condition === loss.condition) return;
-          const record = {
-            ...current,
-            slaac: { ...current.slaac, lost: { condition: loss.condition, at: Date.now() } },
-          };
+          if (!current?.slaac || current.slaac.lost?.condition === condition) return;
+          const { lost: _, ...slaac } = current.slaac;
+          const record = { ...current, slaac: condition ? { ...slaac, lost: { condition, at: Date.now() } } : slaac };
           await this.state.endpointStore.put(record.id, record);
           this.state.endpoints.set(record.id, record);
-          this.log.warn(
-            { endpoint: record.id, address: record.ipv6, prefix: loss.prefix, condition: loss.condition },
-            'an endpoint keeps an IPv6 address whose prefix the router no longer offers',
-          );
+          if (condition)
+            this.log.warn(
+              { endpoint: record.id, address: record.ipv6, prefix, condition },
+              'an endpoint keeps an IPv6 address whose prefix the router no longer offers',
+            );
+          else this.log.info({ endpoint: record.id, address: record.ipv6, prefix }, 'its IPv6 prefix is offered again');
         })
-        .catch((err: unknown) => this.log.error({ err, endpoint: endpoint.id }, 'cannot record a lost IPv6 prefix'));
+        .catch((err: unknown) => this.log.error({ err, endpoint: endpoint.id }, 'cannot record an IPv6 prefix change'));
     }
   }
 }

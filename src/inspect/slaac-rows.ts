@@ -1,7 +1,11 @@
 // The SLAAC addresses of `tsmacvlan status`: one row per endpoint of a DHCP network with IPv6, from its record, with
-// what became of its prefix (the router may withdraw or deprecate it, or let it expire; the container keeps it).
+// what became of its prefix (the router may withdraw or deprecate it, or let it expire; the container keeps it). And
+// the same loss for the pools of --ipam-opt ipv6=slaac, from their journals: on their networks and on the endpoints
+// holding addresses in them.
 import type { EndpointRecord } from '../driver/endpoint-naming';
+import type { NetworkRecord } from '../driver/network-options';
 import { MAC_FIELD } from './schema-fields';
+import type { PoolRow } from './state-snapshot';
 
 export interface SlaacRow {
   endpointId: string;
@@ -60,4 +64,68 @@ export function slaacCells(rows: SlaacRow[]): string[][] {
     r.router,
     r.since ? `${r.prefixState} since ${r.since}` : r.prefixState,
   ]);
+}
+
+/** A prefix the router no longer offers, where a network's pool or an endpoint's address is in it. */
+export interface PrefixLossRow {
+  prefix: string;
+  /** The parent whose router advertised it. */
+  parent: string;
+  state: 'deprecated' | 'withdrawn' | 'expired';
+  /** ISO time the loss was seen. */
+  since: string;
+}
+
+export const PREFIX_LOSS_SCHEMA = {
+  oneOf: [
+    { type: 'null' },
+    {
+      type: 'object',
+      required: ['prefix', 'parent', 'state', 'since'],
+      additionalProperties: false,
+      properties: {
+        prefix: { type: 'string', minLength: 1 },
+        parent: { type: 'string', minLength: 1 },
+        state: { enum: ['deprecated', 'withdrawn', 'expired'] },
+        since: { type: 'string', minLength: 1 },
+      },
+    },
+  ],
+} as const;
+
+/** The lost prefixes of pools of ipv6=slaac, by subnet ("fd00:1::/64"). */
+export function lostPoolPrefixes(pools: PoolRow[]): Map<string, PrefixLossRow> {
+  const lost = new Map<string, PrefixLossRow>();
+  for (const { pool, routerPrefix: r } of pools)
+    if (r && r.state !== 'valid' && !lost.has(pool))
+      lost.set(pool, { prefix: pool, parent: r.parent, state: r.state, since: r.since! });
+  return lost;
+}
+
+/** The lost prefix of a network's IPv6 pool, on that network's parent. */
+export function networkPrefixLoss(network: NetworkRecord, lost: Map<string, PrefixLossRow>): PrefixLossRow | null {
+  const loss = network.ipv6?.pool ? lost.get(network.ipv6.pool) : undefined;
+  return loss?.parent === network.parent ? loss : null;
+}
+
+/** The lost prefix an endpoint's IPv6 address is in: its SLAAC prefix's (DHCP networks), else its network pool's. */
+export function endpointPrefixLoss(
+  endpoint: EndpointRecord,
+  network: NetworkRecord | undefined,
+  lost: Map<string, PrefixLossRow>,
+): PrefixLossRow | null {
+  const { slaac } = endpoint;
+  if (slaac?.lost && network)
+    return {
+      prefix: slaac.prefix,
+      parent: network.parent,
+      state: slaac.lost.condition,
+      since: new Date(slaac.lost.at).toISOString(),
+    };
+  return endpoint.ipv6 && network ? networkPrefixLoss(network, lost) : null;
+}
+
+/** A cell's note of a loss: " (prefix withdrawn)". */
+export function lossNote(loss: PrefixLossRow | null): string {
+  return loss ? ` (prefix ${loss.state})` : '';
 }

@@ -7,6 +7,7 @@ import type { EndpointRecord } from '../driver/endpoint-naming';
 import type { NetworkRecord } from '../driver/network-options';
 import { ENDPOINT_RECORDS, NETWORK_RECORDS } from '../driver/record-formats';
 import { readSubnet } from '../ipam/journal';
+import { watchedParentOf } from '../ipam/slaac-pool';
 import { type FormatReport, stateFormatOf } from '../state/migrate';
 import { filesEndingIn, readRecords, type Unreadable } from '../state/record-store';
 import { rangeRows, type RangeRow } from './range-rows';
@@ -41,6 +42,15 @@ export interface PoolRow {
   allocated: number;
   /** Networks using the pool (identical RequestPool calls share it). */
   refs: number;
+  /**
+   * A pool of --ipam-opt ipv6=slaac: the parent whose router advertises its prefix, and what the router last said of
+   * it (`valid`, or lost since `since`, ISO 8601); null for any other pool.
+   */
+  routerPrefix: {
+    parent: string;
+    state: 'valid' | 'deprecated' | 'withdrawn' | 'expired';
+    since: string | null;
+  } | null;
 }
 
 /** An address kept from containers because a device on the LAN answered for it when the IPAM probed it. */
@@ -82,6 +92,7 @@ function readPools(
           v6: subnet.v6,
           allocated: pool.allocated,
           refs: pool.refs,
+          routerPrefix: routerPrefixOf(pool.options, subnet.v6, pool.prefixLost),
         });
       }
       ranges.push(...rangeRows(subnet));
@@ -102,6 +113,16 @@ function readPools(
     }
   }
   return { pools: rows, ranges, devices };
+}
+
+function routerPrefixOf(
+  options: Record<string, string>,
+  v6: boolean,
+  lost: { condition: 'deprecated' | 'withdrawn' | 'expired'; at: number } | undefined,
+): PoolRow['routerPrefix'] {
+  const parent = watchedParentOf(options, v6);
+  if (parent === undefined) return null;
+  return { parent, state: lost?.condition ?? 'valid', since: lost ? new Date(lost.at).toISOString() : null };
 }
 
 /**

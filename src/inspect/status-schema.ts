@@ -4,7 +4,7 @@ import { CLUSTER_JSON_SCHEMA } from './cluster';
 import { DRIFT_KINDS } from './drift';
 import { LEASE_ROW_SCHEMA } from './lease-rows';
 import { RANGE_ROW_SCHEMA } from './range-rows';
-import { SLAAC_ROW_SCHEMA } from './slaac-rows';
+import { PREFIX_LOSS_SCHEMA, SLAAC_ROW_SCHEMA } from './slaac-rows';
 import { MAC_FIELD } from './schema-fields';
 
 const nonEmpty = { type: 'string', minLength: 1 } as const;
@@ -70,6 +70,7 @@ export const STATUS_JSON_SCHEMA = {
           'subnets',
           'hostAccess',
           'endpoints',
+          'prefixLost',
         ],
         additionalProperties: false,
         properties: {
@@ -94,6 +95,7 @@ export const STATUS_JSON_SCHEMA = {
           subnets: { type: 'array', items: nonEmpty },
           hostAccess: { type: ['string', 'null'] },
           endpoints: { type: 'integer', minimum: 0 },
+          prefixLost: PREFIX_LOSS_SCHEMA,
         },
       },
     },
@@ -101,7 +103,7 @@ export const STATUS_JSON_SCHEMA = {
       type: 'array',
       items: {
         type: 'object',
-        required: ['id', 'networkId', 'hostLink', 'location', 'mac', 'addresses'],
+        required: ['id', 'networkId', 'hostLink', 'location', 'mac', 'addresses', 'prefixLost'],
         additionalProperties: false,
         properties: {
           id: nonEmpty,
@@ -110,6 +112,7 @@ export const STATUS_JSON_SCHEMA = {
           location: { enum: ['host', 'container', 'gone'] },
           mac: MAC_FIELD,
           addresses: { type: 'array', items: nonEmpty },
+          prefixLost: PREFIX_LOSS_SCHEMA,
         },
       },
     },
@@ -117,7 +120,7 @@ export const STATUS_JSON_SCHEMA = {
       type: 'array',
       items: {
         type: 'object',
-        required: ['poolId', 'pool', 'subPool', 'v6', 'allocated', 'refs'],
+        required: ['poolId', 'pool', 'subPool', 'v6', 'allocated', 'refs', 'routerPrefix'],
         additionalProperties: false,
         properties: {
           poolId: nonEmpty,
@@ -126,6 +129,21 @@ export const STATUS_JSON_SCHEMA = {
           v6: { type: 'boolean' },
           allocated: { type: 'integer', minimum: 0 },
           refs: { type: 'integer', minimum: 1 },
+          routerPrefix: {
+            oneOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                required: ['parent', 'state', 'since'],
+                additionalProperties: false,
+                properties: {
+                  parent: nonEmpty,
+                  state: { enum: ['valid', 'deprecated', 'withdrawn', 'expired'] },
+                  since: { type: ['string', 'null'] },
+                },
+              },
+            ],
+          },
         },
       },
     },

@@ -14,7 +14,17 @@ import { type ClusterReport, collectCluster, formatCluster } from './cluster';
 import { findDrift, type Drift } from './drift';
 import { driverName } from './driver-name';
 import { LEASE_HEADER, leaseCells, leaseRows, type LeaseRow } from './lease-rows';
-import { SLAAC_HEADER, slaacCells, slaacRows, type SlaacRow } from './slaac-rows';
+import {
+  SLAAC_HEADER,
+  endpointPrefixLoss,
+  lossNote,
+  lostPoolPrefixes,
+  networkPrefixLoss,
+  slaacCells,
+  slaacRows,
+  type PrefixLossRow,
+  type SlaacRow,
+} from './slaac-rows';
 import { RANGE_HEADER, rangeCells, type RangeRow } from './range-rows';
 import { readState, type DeviceRow, type PoolRow } from './state-snapshot';
 import type { ManagedPlugin } from './managed-plugins';
@@ -35,6 +45,8 @@ export interface NetworkRow {
   subnets: string[];
   hostAccess: string | null;
   endpoints: number;
+  /** Its IPv6 pool's prefix (--ipam-opt ipv6=slaac), when the router no longer offers it. */
+  prefixLost: PrefixLossRow | null;
 }
 
 export interface EndpointRow {
@@ -46,6 +58,8 @@ export interface EndpointRow {
   location: 'host' | 'container' | 'gone';
   mac: string;
   addresses: string[];
+  /** The prefix of its IPv6 address (SLAAC, or a pool of ipv6=slaac), when the router no longer offers it. */
+  prefixLost: PrefixLossRow | null;
 }
 
 export interface StatusReport {
@@ -99,6 +113,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
   const networksById = new Map(state.networks.map((n) => [n.id, n]));
   const count = new Map<string, number>();
   for (const endpoint of state.endpoints) count.set(endpoint.networkId, (count.get(endpoint.networkId) ?? 0) + 1);
+  const lost = lostPoolPrefixes(state.pools);
 
   const networks: NetworkRow[] = state.networks.map((network) => {
     const parent = byName.get(network.parent);
@@ -115,6 +130,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
       subnets: [network.ipv4?.pool, network.ipv6?.pool].filter((pool): pool is string => Boolean(pool)),
       hostAccess: network.hostAccess ?? null,
       endpoints: count.get(network.id) ?? 0,
+      prefixLost: networkPrefixLoss(network, lost),
     };
   });
 
@@ -131,6 +147,7 @@ export async function collectStatus(stateDir: string, driver: string, links: Lin
       location: onHost ? 'host' : parentGone ? 'gone' : 'container',
       mac: endpoint.mac,
       addresses: [endpoint.ipv4, endpoint.ipv6].filter((a): a is string => Boolean(a)),
+      prefixLost: endpointPrefixLoss(endpoint, network, lost),
     };
   });
 
@@ -167,6 +184,12 @@ function table(header: string[], rows: string[][]): string {
     .join('\n');
 }
 
+/** A pool of ipv6=slaac: " (router on eth1)", or with its loss: " (router on eth1: withdrawn since …)". */
+function routerNote({ routerPrefix: r }: PoolRow): string {
+  if (!r) return '';
+  return r.state === 'valid' ? ` (router on ${r.parent})` : ` (router on ${r.parent}: ${r.state} since ${r.since})`;
+}
+
 /** The human-readable report: a table of networks, one of endpoints, one of address pools, DHCP leases, then drift. */
 export function formatStatus(report: StatusReport): string {
   const out: string[] = [];
@@ -188,7 +211,7 @@ export function formatStatus(report: StatusReport): string {
           n.kind,
           n.flag ? `${n.mode} ${n.flag}` : n.mode,
           n.vlan ? `${n.vlan.id} ${n.vlan.owned ? 'owned' : 'not owned'}` : '-',
-          n.subnets.join(',') || '-',
+          (n.subnets.join(',') || '-') + lossNote(n.prefixLost),
           String(n.endpoints),
         ]),
       ),
@@ -209,7 +232,7 @@ export function formatStatus(report: StatusReport): string {
               ? 'gone (parent missing)'
               : 'in container',
           e.mac,
-          e.addresses.join(',') || '-',
+          (e.addresses.join(',') || '-') + lossNote(e.prefixLost),
         ]),
       ),
     );
@@ -220,7 +243,13 @@ export function formatStatus(report: StatusReport): string {
     out.push(
       table(
         ['POOL', 'SUBNET', 'RANGE', 'ALLOCATED', 'NETWORKS'],
-        report.pools.map((p) => [p.poolId, p.pool, p.subPool ?? '-', String(p.allocated), String(p.refs)]),
+        report.pools.map((p) => [
+          p.poolId,
+          p.pool + routerNote(p),
+          p.subPool ?? '-',
+          String(p.allocated),
+          String(p.refs),
+        ]),
       ),
     );
   }

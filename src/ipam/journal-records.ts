@@ -8,9 +8,10 @@ export type TakeKind = 'gateway' | 'aux' | 'static' | 'dynamic';
  * The journal's format, in its header. 1: no answer marks (every line counts as answered). 2 (tsmacvlan 0.1.0): the
  * header says how many lines the snapshot has; later takes are unanswered until their 'ok' line. 3: device holdings
  * (record 'v'), which a reader of format 2 would not know. 4: 'due' lines, addresses whose endpoint is gone and whose
- * ReleaseAddress is awaited (a journal of format 3 has none).
+ * ReleaseAddress is awaited (a journal of format 3 has none). 5: 'prefix' lines, what the LAN's router says of the prefix of a
+ * pool of --ipam-opt ipv6=slaac (withdrawn, deprecated, expired), which a reader of format 4 would not know.
  */
-export const JOURNAL_FORMAT = 4;
+export const JOURNAL_FORMAT = 5;
 
 /** The value of `t` of each record type. */
 export const RECORD = {
@@ -34,7 +35,13 @@ export const RECORD = {
   device: 'v',
   /** The endpoint holding an address is gone: Docker's ReleaseAddress is due by `by` (ms since the epoch). */
   due: 'due',
+  /** The router no longer offers the prefix of a pool of ipv6=slaac (`c`: how, `at`: since when), or again (`c` valid). */
+  prefix: 'prefix',
 } as const;
+
+/** What the LAN's router says of a pool's prefix: lost (for a reason, since `at`, epoch ms), or offered again. */
+export type PoolPrefixLoss = { condition: 'deprecated' | 'withdrawn' | 'expired'; at: number };
+export const PREFIX_CONDITIONS = ['valid', 'deprecated', 'withdrawn', 'expired'] as const;
 
 /** The value of `t` of a take, per kind of address. */
 export const TAKE_RECORD: Record<TakeKind, string> = { gateway: 'g', aux: 'x', static: 's', dynamic: 'd' };
@@ -64,6 +71,10 @@ export const journalLine = {
   exhausted: (p: number) => `{"t":"${RECORD.exhausted}","p":${p}}`,
   device: (a: string, p: number, mac: string, since: number) =>
     `{"t":"${RECORD.device}","a":"${a}","p":${p},"mac":"${mac}","since":${since}}`,
+  prefix: (p: number, loss: PoolPrefixLoss | undefined) =>
+    loss
+      ? `{"t":"${RECORD.prefix}","p":${p},"c":"${loss.condition}","at":${loss.at}}`
+      : `{"t":"${RECORD.prefix}","p":${p},"c":"valid"}`,
   due: (a: string, p: number, by: number) => `{"t":"${RECORD.due}","a":"${a}","p":${p},"by":${by}}`,
   range: (range: string | null, next: string, fifo: string[], sweep: boolean) =>
     JSON.stringify({ t: RECORD.range, range, next, fifo, sweep }),

@@ -23,7 +23,7 @@ import type { ClusterTable } from '../cluster/table';
 import type { Neighbourhood } from '../probe/neighbourhood';
 import { ProbedTakes, probeOption } from './probed-takes';
 import { type DriverAddresses, ForgottenTakes } from './forgotten-takes';
-import { type RouterPrefixes, watchedParentOf, withRouterPrefix } from './slaac-pool';
+import { type RouterPrefixes, followPrefixes, watchedParentOf, withRouterPrefix } from './slaac-pool';
 
 export const LOCAL_ADDRESS_SPACE = 'local';
 export const GLOBAL_ADDRESS_SPACE = 'global';
@@ -119,6 +119,7 @@ export class IpamService {
     }
     this.load();
     this.forgotten?.resume();
+    if (routers) followPrefixes(routers, this.subnets, (cidr, line) => this.save(cidr, line), log);
   }
 
   /** Takes in the subnets the journals hold (loadJournals: checked, rolled back, compacted). */

@@ -2,10 +2,14 @@
 // parent, learned at RequestPool instead of given with --subnet. RequestPool does not carry the driver's -o options,
 // so the parent comes as --ipam-opt parent=<interface>. The pool is then an ordinary pool of that /64: its addresses
 // are handed out and probed as any pool's. The parent stays watched while a network uses the pool, so a prefix the
-// router later withdraws or changes is logged (not in status or doctor: these pools' endpoints carry no mark of it);
-// the pool keeps it (Docker cannot renumber).
+// router later withdraws, deprecates or lets expire is journaled with the pool (a 'prefix' line), where status and
+// doctor read it; the pool keeps the prefix (Docker cannot renumber a network).
+import type { Logger } from 'pino';
 import { PluginError } from '../errors';
+import type { Cidr } from '../ip/address';
+import { journalLine } from './journal-records';
 import type { RequestPoolArgs } from './pool-request';
+import type { SubnetModel } from './subnet-model';
 import { secondsSetting } from '../state/seconds-setting';
 
 /** --ipam-opt ipv6=slaac takes the IPv6 pool from the router; --ipam-opt parent=<interface> says whose. */
@@ -33,6 +37,15 @@ export interface RouterPrefixes {
   rewatch(parent: string): Promise<void>;
   /** One pool user fewer on `parent`. */
   release(parent: string): void;
+  /** Tells `listener` each time a router on a watched parent stops offering a prefix, or offers it again. */
+  onChange(listener: (change: PrefixChange) => void): void;
+}
+
+/** What a router said of a prefix ("2001:db8:1::/64") on `parent`: lost (how), or `valid` again. */
+export interface PrefixChange {
+  parent: string;
+  prefix: string;
+  condition: 'valid' | 'deprecated' | 'withdrawn' | 'expired';
 }
 
 /** The parent of a pool that takes its prefix from the router, or undefined for any other pool. */
@@ -81,4 +94,43 @@ export async function withRouterPrefix(
 /** The parent watched for a pool of ipv6=slaac (its options as journaled), else undefined. */
 export function watchedParentOf(options: Record<string, string>, v6: boolean): string | undefined {
   return v6 && options[IPV6_OPTION] === SLAAC ? options[PARENT_OPTION] : undefined;
+}
+
+/**
+ * Marks the pools of ipv6=slaac on `change.parent` whose subnet is the prefix (in `subnet`, the prefix's own): answers
+ * the journal line of each pool whose mark changes. A loss keeps its first time; a different loss replaces it.
+ */
+export function markPrefix(subnet: SubnetModel, change: PrefixChange, now: number): string[] {
+  const lines: string[] = [];
+  if (subnet.cidr.text !== change.prefix) return lines;
+  for (const pool of subnet.pools.values()) {
+    if (watchedParentOf(pool.options, subnet.v6) !== change.parent) continue;
+    const before = pool.prefixLost;
+    if (change.condition === 'valid') {
+      if (!before) continue;
+      pool.prefixLost = undefined;
+    } else {
+      if (before?.condition === change.condition) continue;
+      pool.prefixLost = { condition: change.condition, at: now };
+    }
+    lines.push(journalLine.prefix(pool.journalNumber, pool.prefixLost));
+  }
+  return lines;
+}
+
+/** From now on, what the routers say of the prefixes of pools of ipv6=slaac is journaled with those pools. */
+export function followPrefixes(
+  routers: RouterPrefixes,
+  subnets: ReadonlyMap<string, SubnetModel>,
+  save: (cidr: Cidr, line: string) => Promise<void>,
+  log: Logger,
+): void {
+  const journal = async (change: PrefixChange) => {
+    const subnet = subnets.get(change.prefix);
+    for (const line of subnet ? markPrefix(subnet, change, Date.now()) : [])
+      await save(subnet!.cidr, line).catch((err: unknown) =>
+        log.warn({ err, prefix: change.prefix }, "could not journal what the router said of a pool's prefix"),
+      );
+  };
+  routers.onChange((change) => void journal(change));
 }

@@ -4,7 +4,7 @@
 import { PluginError } from '../errors';
 import { type Cidr, formatIp, unusableReason, usableBounds } from '../ip/address';
 import { DynamicRange, ExhaustedError, rangeBounds } from './dynamic-range';
-import { journalLine, type PoolSpec, type TakeKind } from './journal-records';
+import { journalLine, type PoolSpec, type PoolPrefixLoss, type TakeKind } from './journal-records';
 
 /**
  * Who holds an address. Gateways may be shared by several pools (networks on one LAN share its router); nothing else
@@ -29,6 +29,8 @@ export class Pool {
   unanswered = 0;
   /** Addresses this pool holds (a gateway counts once however many times it was requested). */
   allocated = 0;
+  /** A pool of --ipam-opt ipv6=slaac whose prefix the router no longer offers: how, and since when. */
+  prefixLost: PoolPrefixLoss | undefined;
   readonly holders: { aux: Holder; static: Holder; dynamic: Holder };
 
   constructor(
@@ -95,13 +97,15 @@ export class SubnetModel {
   }
 
   /**
-   * The size of a snapshot of this subnet, in lines (a queued released address counts as one: it is written too).
+   * The size of a snapshot of this subnet, in lines (a queued released address counts as one, as does a lost prefix: they
+   * are written too).
    * Compaction is due when the journal is much longer, so its cost is spread over the lines appended since the last.
    */
   get liveLines(): number {
-    let queued = 0;
-    for (const lane of this.lanes.values()) queued += lane.fifo.length;
-    return 1 + this.pools.size + this.lanes.size + this.taken.size + queued + this.dues.size;
+    let extra = 0;
+    for (const lane of this.lanes.values()) extra += lane.fifo.length;
+    for (const pool of this.pools.values()) if (pool.prefixLost) extra++;
+    return 1 + this.pools.size + this.lanes.size + this.taken.size + extra + this.dues.size;
   }
 
   // ---- pools ----

@@ -3,6 +3,7 @@
 import { newerFormatMessage } from '../state/record-format';
 import {
   JOURNAL_FORMAT,
+  PREFIX_CONDITIONS,
   RECORD,
   addressField,
   poolSpecFields,
@@ -31,8 +32,10 @@ export class Subnet extends SubnetModel {
   /** The whole state as journal lines; replaying them on an empty Subnet gives this state back. */
   snapshot(): string[] {
     const lines = [''];
-    for (const pool of this.pools.values())
+    for (const pool of this.pools.values()) {
       lines.push(journalLine.pool(pool.journalNumber, pool.id, pool.range, pool.options, pool.refs, pool.unanswered));
+      if (pool.prefixLost) lines.push(journalLine.prefix(pool.journalNumber, pool.prefixLost));
+    }
     for (const [value, holder] of this.taken) {
       const a = this.text(value);
       const unanswered = (pool: Pool) => this.unanswered.get(unansweredKey(value, pool))?.count;
@@ -103,6 +106,8 @@ export class Subnet extends SubnetModel {
         return this.applyDevice(record);
       case RECORD.due:
         return this.applyDue(record);
+      case RECORD.prefix:
+        return this.applyPrefix(record);
       default:
         return this.applyTake(record, inSnapshot);
     }
@@ -162,6 +167,13 @@ export class Subnet extends SubnetModel {
       if (value >= range.lo && value < range.cursor) range.fifo.push(value);
     }
     range.sweepNeeded = record.sweep === true;
+  }
+
+  private applyPrefix(record: JournalRecord): void {
+    const pool = this.poolOf(record);
+    const condition = str(record, 'c') as (typeof PREFIX_CONDITIONS)[number];
+    if (!PREFIX_CONDITIONS.includes(condition)) throw new Error(`field 'c' is not a prefix condition`);
+    pool.prefixLost = condition === 'valid' ? undefined : { condition, at: int(record, 'at') };
   }
 
   private applyDevice(record: JournalRecord): void {

@@ -1,8 +1,9 @@
 // The router's SLAAC prefix on a parent as a pool for the IPAM (--ipam-opt ipv6=slaac): the parent is watched by the
 // one RouterAdverts of the plugin, solicited, and its /64 with the A flag answered; it stays watched while pools use
-// it, so a withdrawn or changed prefix is reported as for the DHCP network's SLAAC addresses.
+// it, so a prefix withdrawn, deprecated or expired (and one advertised again) is told to the IPAM, which journals it
+// with its pools.
 import type { Links } from '../kernel/links';
-import { NoRouterAnswer, type RouterAdverts } from './router-adverts';
+import { NoRouterAnswer, type PrefixCondition, type RouterAdverts } from './router-adverts';
 import { SLAAC_PREFIX_LENGTH } from './slaac';
 
 /** Why no pool could be learned, in words for people (the IPAM answers them to Docker). */
@@ -41,5 +42,11 @@ export class PoolPrefixes {
 
   release(parent: string): void {
     this.adverts.unwatch(parent);
+  }
+
+  /** Each loss of a prefix on a watched parent, and each return (condition `valid`). */
+  onChange(listener: (change: { parent: string; prefix: string; condition: PrefixCondition }) => void): void {
+    this.adverts.onPrefixLoss((loss) => listener(loss));
+    this.adverts.onPrefixBack((back) => listener({ ...back, condition: 'valid' }));
   }
 }

@@ -2,7 +2,8 @@
 // on the shared packet socket, a router solicitation sent when a parent is first watched (a network created, the
 // plugin started) so the answer comes at once rather than at the router's next periodic advert. Per parent: the
 // router's link-local address, its M and O flags, and the prefixes with their lifetimes. A prefix the router
-// withdraws (valid lifetime 0), deprecates (preferred lifetime 0) or lets expire is reported to the listeners.
+// withdraws (valid lifetime 0), deprecates (preferred lifetime 0) or lets expire is reported to the listeners, as is
+// one first heard valid, or valid again.
 import type { Logger } from 'pino';
 import { formatIp } from '../ip/address';
 import { ETHERTYPE_IPV6, MalformedFrame } from '../kernel/link-frames';
@@ -52,6 +53,11 @@ export interface PrefixLoss {
   condition: Exclude<PrefixCondition, 'valid'>;
 }
 
+export interface PrefixBack {
+  parent: string;
+  prefix: string;
+}
+
 /** No router advertised a prefix for SLAAC on the parent in the time given. */
 export class NoRouterAnswer extends Error {}
 
@@ -78,6 +84,7 @@ export class RouterAdverts {
   private readonly parents = new Map<string, Watched>();
   private readonly byIndex = new Map<number, Watched>();
   private readonly lossListeners = new Set<(loss: PrefixLoss) => void>();
+  private readonly backListeners = new Set<(back: PrefixBack) => void>();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly now: () => number;
 
@@ -91,6 +98,11 @@ export class RouterAdverts {
 
   onPrefixLoss(listener: (loss: PrefixLoss) => void): void {
     this.lossListeners.add(listener);
+  }
+
+  /** Tells `listener` when a prefix is first heard valid on a watched parent, and when one lost is valid again. */
+  onPrefixBack(listener: (back: PrefixBack) => void): void {
+    this.backListeners.add(listener);
   }
 
   /** A network on `parent` wants its routers' word: listen there, and solicit an advert now if it is new. */
@@ -267,7 +279,6 @@ export class RouterAdverts {
     const condition: PrefixCondition =
       advertised.validSeconds === 0 ? 'withdrawn' : advertised.preferredSeconds === 0 ? 'deprecated' : 'valid';
     const before = state.prefixes.get(text);
-    if (!before && condition === 'withdrawn') return; // never known here: nothing to report
     state.prefixes.set(text, {
       text,
       prefix: advertised.prefix,
@@ -278,10 +289,10 @@ export class RouterAdverts {
       ...(until(advertised.preferredSeconds) !== undefined && { preferredUntil: until(advertised.preferredSeconds) }),
       condition,
     });
-    if (before && before.condition !== condition && !(before.condition === 'expired' && condition === 'withdrawn')) {
-      if (condition === 'valid') this.log.info({ parent: state.parent, prefix: text }, 'IPv6 prefix advertised again');
-      else this.report(state, text, condition);
-    }
+    if (before?.condition === condition || (before?.condition === 'expired' && condition === 'withdrawn')) return;
+    // A prefix first heard is told too: after a restart, pools and records in the state may hold it, lost or not.
+    if (condition === 'valid') this.back(state, text, before !== undefined);
+    else this.report(state, text, condition);
   }
 
   private sweep(watched: Watched): void {
@@ -298,10 +309,15 @@ export class RouterAdverts {
     }
   }
 
+  private back(state: ParentRouters, prefix: string, again: boolean): void {
+    if (again) this.log.info({ parent: state.parent, prefix }, 'IPv6 prefix advertised again');
+    for (const listener of this.backListeners) listener({ parent: state.parent, prefix });
+  }
+
   private report(state: ParentRouters, prefix: string, condition: PrefixLoss['condition']): void {
     this.log.warn(
       { parent: state.parent, prefix, condition },
-      `IPv6 prefix ${prefix} on ${state.parent} is ${condition}: containers keep their addresses in it (Docker cannot renumber them); reconnect them for an address in a current prefix`,
+      `IPv6 prefix ${prefix} on ${state.parent} is ${condition}: containers keep their addresses in it (Docker cannot renumber them); reconnect them for an address in a current prefix (a network whose pool is that prefix, --ipam-opt ipv6=slaac: recreate it); tsmacvlan doctor lists them`,
     );
     for (const listener of this.lossListeners) listener({ parent: state.parent, prefix, condition });
   }

@@ -3,21 +3,45 @@
 // address of its MAC beside its DHCPv4 lease, its default IPv6 route via the router's link-local address, and pings
 // the router over IPv6; with a DHCPv6 range instead (the M flag), the container gets an address leased by dnsmasq,
 // which `docker rm` releases; with the plugin's IPAM and `--ipam-opt ipv6=slaac`, the network's IPv6 pool is the
-// router's prefix and the container's default route goes via the router. Docker 20.10 to 27 refuse --ipv6 with the null IPAM (vitest.config.ts runs this on 28+).
+// router's prefix and the container's default route goes via the router, and when dnsmasq is reconfigured to
+// deprecate that prefix, `status` marks the pool, its network and the container's endpoint, and `doctor` warns.
+// Docker 20.10 to 27 refuse --ipv6 with the null IPAM (vitest.config.ts runs this on 28+).
 import { describe, expect, it } from 'vitest';
 import { formatIp, parseIp } from '../../src/ip/address';
 import { slaacAddress } from '../../src/ra/slaac';
-import { containerExec, dockerOk, ping, runSleeper, uniqueName, waitFor } from './docker';
+import { CLI } from '../helpers/serve';
+import { containerExec, dockerOk, eventually, ping, run, runSleeper, uniqueName, waitFor } from './docker';
 import { DhcpServer } from './dnsmasq';
-import { DRIVER, withPluginDaemon } from './plugin-daemon';
+import { DRIVER, SOCKET, withPluginDaemon } from './plugin-daemon';
 import { createSwitch } from './topology';
 
 const PREFIX = 'v6-slaac-';
 const V6 = 'fd31:231:61::';
 const MAC = '02:42:0a:e7:3d:07';
 
+interface PrefixLost {
+  prefix: string;
+  parent: string;
+  state: string;
+  since: string;
+}
+
+interface Status {
+  networks: { id: string; prefixLost: PrefixLost | null }[];
+  endpoints: { id: string; prefixLost: PrefixLost | null }[];
+  pools: { pool: string; routerPrefix: { parent: string; state: string; since: string | null } | null }[];
+}
+
 describe(`Docker with ${DRIVER}: SLAAC on a DHCP network with --ipv6`, () => {
-  withPluginDaemon(PREFIX);
+  const plugin = withPluginDaemon(PREFIX);
+  const cli = async (command: string) =>
+    JSON.parse(
+      (
+        await run(process.execPath, [CLI, command, '--json', '--socket', SOCKET, '--state-dir', plugin().stateDir], {
+          allowFail: true,
+        })
+      ).stdout,
+    );
 
   it('the container gets the SLAAC address of its MAC, a default route via the router, and pings it', async () => {
     const sw = await createSwitch({ subnetPrefix: '10.231.61', ipv6Prefix: V6 });
@@ -139,4 +163,50 @@ describe(`Docker with ${DRIVER}: SLAAC on a DHCP network with --ipv6`, () => {
       await server.stop();
     }
   }, 90_000);
+
+  it('--ipam-opt ipv6=slaac: a prefix the router deprecates (dnsmasq reconfigured) shows in status and doctor', async () => {
+    const v6 = 'fd31:231:65::';
+    const prefix = `${v6}/64`;
+    const sw = await createSwitch({ subnetPrefix: '10.231.65', ipv6Prefix: v6 });
+    const ra = (lifetime: string) => ['--enable-ra', `--dhcp-range=::,constructor:${sw.bridge},ra-only,64,${lifetime}`];
+    let server = new DhcpServer();
+    try {
+      await server.start(sw, { range: { first: 100, last: 120 }, extraArgs: ra('10m') });
+      const network = uniqueName(PREFIX);
+      const slaacPool = ['--ipam-driver', DRIVER, '--ipam-opt', 'ipv6=slaac', '--ipam-opt', `parent=${sw.parent}`];
+      const create = ['network', 'create', '-d', DRIVER, '--ipv6', ...slaacPool, '-o', `parent=${sw.parent}`];
+      await dockerOk([...create, '--subnet', '10.231.65.0/24', network]);
+      const name = uniqueName(PREFIX);
+      await runSleeper(name, { network });
+      const ids = `{{.Id}} {{(index .NetworkSettings.Networks "${network}").EndpointID}}`;
+      const [, endpointId] = (await dockerOk(['inspect', '-f', ids, name])).split(' ');
+      const networkId = await dockerOk(['network', 'inspect', '-f', '{{.Id}}', network]);
+      let status = (await cli('status')) as Status;
+      expect(status.pools.find((p) => p.pool === prefix)?.routerPrefix).toEqual({
+        parent: sw.parent,
+        state: 'valid',
+        since: null,
+      });
+      expect(status.endpoints.find((e) => e.id === endpointId)?.prefixLost).toBeNull();
+
+      // The router reconfigured: the same prefix, now with a preferred lifetime of 0 (dnsmasq's "deprecated").
+      await server.stop();
+      server = new DhcpServer();
+      await server.start(sw, { range: { first: 100, last: 120 }, extraArgs: ra('deprecated') });
+      await eventually(async () => {
+        status = (await cli('status')) as Status;
+        expect(status.pools.find((p) => p.pool === prefix)?.routerPrefix?.state).toBe('deprecated');
+      }, 60_000);
+      const lost = { prefix, parent: sw.parent, state: 'deprecated', since: expect.any(String) };
+      expect(status.networks.find((n) => n.id === networkId)?.prefixLost).toEqual(lost);
+      expect(status.endpoints.find((e) => e.id === endpointId)?.prefixLost).toEqual(lost);
+      const { checks } = (await cli('doctor')) as { checks: { id: string; status: string; fix?: string }[] };
+      expect(checks.find((c) => c.id === `ipv6-pool-prefix:${prefix}`)).toMatchObject({
+        status: 'WARN',
+        fix: expect.stringContaining('recreate the network'),
+      });
+    } finally {
+      await server.stop();
+    }
+  }, 150_000);
 });

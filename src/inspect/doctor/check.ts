@@ -2,7 +2,7 @@
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL';
 
 export interface Check {
-  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `kernel.ipvlan`, `parent:<name>`, `plugin`, `socket`, `version`, `state`, `drift`, `drift:<link or id>`, `etcd` or `etcd.rtt`. */
+  /** Stable: `privileges`, `kernel.macvlan`, `kernel.8021q`, `kernel.ipvlan`, `parent:<name>`, `plugin`, `socket`, `version`, `state`, `drift`, `drift:<link or id>`, `ipv6-prefixes`, `ipv6-prefix:<endpoint>`, `ipv6-pool-prefixes`, `ipv6-pool-prefix:<prefix>`, `etcd` or `etcd.rtt`. */
   id: string;
   status: CheckStatus;
   message: string;

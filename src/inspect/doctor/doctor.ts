@@ -13,6 +13,7 @@ import { pluginCheck, versionCheck } from './plugin';
 import type { ManagedPlugin } from '../managed-plugins';
 import { VERSION } from '../../version';
 import { driftChecks, slaacChecks, stateCheck } from './state';
+import { poolPrefixChecks } from './pool-prefixes';
 import type { EtcdSettings } from '../../cluster/etcd';
 import { etcdChecks } from '../cluster';
 export interface DoctorOptions {
@@ -71,7 +72,7 @@ export async function diagnose(
   // The instance the socket names: its device group marks its links.
   if (state.unreadable.length === 0)
     checks.push(...driftChecks(state, await links.list(), stateGroup(options.stateDir)));
-  checks.push(...slaacChecks(state));
+  checks.push(...slaacChecks(state), ...poolPrefixChecks(state));
   if (options.etcd) checks.push(...(await etcdChecks(options.etcd)));
   return { version: 1, tsmacvlanVersion: VERSION, ok: !checks.some((c) => c.status === 'FAIL'), checks };
 }

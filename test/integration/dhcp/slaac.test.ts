@@ -2,7 +2,8 @@
 // `ra-only` prefix: SLAAC), over the real packet socket: CreateEndpoint answers the SLAAC address of the endpoint's MAC
 // beside the DHCPv4 lease, Join the router's link-local address as the IPv6 gateway, and the link, moved into a
 // namespace as Docker does, pings the router over IPv6 through that gateway; a device holding the address fails the
-// duplicate address check; a prefix the router withdraws shows in the endpoint's record and in `status`.
+// duplicate address check; a prefix the router withdraws shows in the endpoint's record and in `status`, until the
+// router offers it again.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -227,5 +228,27 @@ describe('SLAAC on a DHCP network with --ipv6, against dnsmasq as the router', (
       (c: { id: string }) => c.id === `ipv6-prefix:${endpointId.slice(0, 12)}`,
     );
     expect(check).toMatchObject({ status: 'WARN', message: expect.stringContaining(`${PREFIX}/64 is withdrawn`) });
+
+    // Offered again: the mark goes.
+    const offer = buildRouterAdvert({
+      routerMac,
+      router: parseIp(routerLinkLocal!)!.value,
+      prefixes: [{ prefix: prefixValue, length: 64, validSeconds: 600, preferredSeconds: 300 }],
+    });
+    const again = new PacketSocket(
+      () => undefined,
+      (error) => console.error(error),
+    );
+    try {
+      let record;
+      for (let i = 0; i < 40 && (!record || record.slaac?.lost); i++) {
+        if (i % 10 === 0) again.send(index, offer);
+        await sleep(50);
+        record = plugin.driver.listEndpoints().find((e) => e.id === endpointId);
+      }
+      expect(record?.slaac).toEqual({ prefix: `${PREFIX}/64`, router: routerLinkLocal });
+    } finally {
+      again.close();
+    }
   });
 });

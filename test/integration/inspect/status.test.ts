@@ -148,6 +148,7 @@ describe('tsmacvlan status', () => {
       subnets: ['10.81.0.0/24'],
       hostAccess: null,
       endpoints: 2,
+      prefixLost: null,
     });
     expect(report.networks.find((n) => n.id === internal)).toMatchObject({
       parent: internalParentName(internal),
@@ -167,7 +168,15 @@ describe('tsmacvlan status', () => {
       addresses: ['10.81.0.6/24'],
     });
     expect(report.pools).toEqual([
-      { poolId: pool.json.PoolID, pool: '10.81.0.0/24', subPool: '10.81.0.128/25', v6: false, allocated: 4, refs: 1 },
+      {
+        poolId: pool.json.PoolID,
+        pool: '10.81.0.0/24',
+        subPool: '10.81.0.128/25',
+        v6: false,
+        allocated: 4,
+        refs: 1,
+        routerPrefix: null,
+      },
     ]);
     expect(report.ranges).toEqual([
       { subnet: '10.81.0.0/24', range: '10.81.0.128/25', scope: 'host', allocated: 1, capacity: '127' },

@@ -1,13 +1,19 @@
 // --ipam-opt ipv6=slaac against Debian's dnsmasq as the LAN's router (`enable-ra`, an `ra-only` prefix), through the
 // plugin's HTTP API as Docker calls it: RequestPool without an IPv6 --subnet answers the advertised /64, its addresses
 // are handed out and probed as any pool's (a squatter's never given), the IPv4 pool of the same network is untouched
-// by the option, and a parent with no router fails within the bounded wait saying what to check; a missing parent
-// option says what to type.
+// by the option, a prefix the router withdraws is journaled with the pool and shown by status and doctor, and a parent
+// with no router fails within the bounded wait saying what to check; a missing parent option says what to type.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DhcpLab, inNs } from '../../helpers/dhcp-lab';
+import { readState } from '../../../src/inspect/state-snapshot';
+import { parseIp } from '../../../src/ip/address';
+import { PacketSocket } from '../../../src/kernel/packet-socket';
+import { DhcpLab, inNs, sleep } from '../../helpers/dhcp-lab';
 import { assertPrivateNetns, deleteLink, ip, vethPair } from '../../helpers/net';
 import { startPlugin, type TestPlugin } from '../../helpers/plugin';
+import { buildRouterAdvert } from '../../helpers/ra-frames';
+import { CLI } from '../../helpers/serve';
 
 const id = () => randomBytes(32).toString('hex');
 const GW = { RequestAddressType: 'com.docker.network.gateway' };
@@ -103,6 +109,50 @@ describe('--ipam-opt ipv6=slaac: the IPv6 pool from the LAN router', () => {
     } finally {
       ip('netns', 'del', ns);
     }
+  });
+
+  it('a prefix the router withdraws is journaled with the pool: status marks it, doctor warns with what to do', async () => {
+    const poolOf = () => readState(plugin.stateDir).pools.find((p) => p.pool === `${PREFIX}/64`);
+    expect(poolOf()?.routerPrefix).toEqual({ parent: lab.parent, state: 'valid', since: null });
+    // The router (its MAC and link-local address) says the prefix is valid no more, from another port of the switch.
+    const port = lab.port('w');
+    const index = JSON.parse(ip('-j', 'link', 'show', port))[0].ifindex as number;
+    const routerMac = JSON.parse(inNs(lab.switchNs, 'ip', '-j', 'link', 'show', 'br0'))[0].address;
+    const withdraw = buildRouterAdvert({
+      routerMac,
+      router: parseIp(routerLinkLocal!)!.value,
+      prefixes: [{ prefix: parseIp(PREFIX)!.value, length: 64, validSeconds: 0, preferredSeconds: 0 }],
+    });
+    const socket = new PacketSocket(
+      () => undefined,
+      (error) => console.error(error),
+    );
+    try {
+      for (let i = 0; i < 60 && poolOf()?.routerPrefix?.state !== 'withdrawn'; i++) {
+        if (i % 10 === 0) socket.send(index, withdraw);
+        await sleep(50);
+      }
+    } finally {
+      socket.close();
+    }
+    const lost = poolOf()?.routerPrefix;
+    expect(lost).toMatchObject({ parent: lab.parent, state: 'withdrawn', since: expect.any(String) });
+    const text = execFileSync(process.execPath, [CLI, 'status', '--state-dir', plugin.stateDir], { encoding: 'utf8' });
+    expect(text).toContain(`${PREFIX}/64 (router on ${lab.parent}: withdrawn since ${lost!.since})`);
+    expect(text).toMatch(new RegExp(`${PREFIX}/64 \\(prefix withdrawn\\) +1$`, 'm')); // the network's row
+    expect(text).toMatch(new RegExp(`${PREFIX}[0-9a-f]+/64 \\(prefix withdrawn\\)$`, 'm')); // the endpoint's
+    const doctor = spawnSync(process.execPath, [CLI, 'doctor', '--json', '--state-dir', plugin.stateDir], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const check = JSON.parse(doctor.stdout).checks.find(
+      (c: { id: string }) => c.id === `ipv6-pool-prefix:${PREFIX}/64`,
+    );
+    expect(check).toMatchObject({
+      status: 'WARN',
+      message: expect.stringContaining(`no longer offers ${PREFIX}/64`),
+      fix: expect.stringContaining('recreate the network'),
+    });
   });
 
   it('no router on the parent: RequestPool fails within the bounded wait, naming the parent and what to check', async () => {

@@ -85,6 +85,7 @@ describe('address pools', () => {
         v6: p.v6,
         allocated: p.allocated,
         refs: p.refs,
+        routerPrefix: null,
       })),
     );
     expect(pools.find((p) => p.poolId === v4.poolId)).toMatchObject({

@@ -38,6 +38,7 @@ describe('the report', () => {
         subnets: ['10.1.0.0/24'],
         hostAccess: null,
         endpoints: 1,
+        prefixLost: null,
       },
       {
         id: N2,
@@ -51,6 +52,7 @@ describe('the report', () => {
         subnets: ['10.2.0.0/24', 'fd00::/64'],
         hostAccess: null,
         endpoints: 1,
+        prefixLost: null,
       },
       {
         id: N3,
@@ -64,6 +66,7 @@ describe('the report', () => {
         subnets: [],
         hostAccess: null,
         endpoints: 0,
+        prefixLost: null,
       },
     ]);
     expect(report.endpoints).toEqual([
@@ -74,6 +77,7 @@ describe('the report', () => {
         location: 'container',
         mac: '02:42:0a:01:00:05',
         addresses: ['10.1.0.5/24'],
+        prefixLost: null,
       },
       {
         id: E2,
@@ -82,6 +86,7 @@ describe('the report', () => {
         location: 'host',
         mac: '02:42:0a:02:00:05',
         addresses: ['10.2.0.5/24', 'fd00::5/64'],
+        prefixLost: null,
       },
     ]);
     expect(report.drift).toEqual([]);

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { PacketSocket, ReceivedFrame } from '../../../src/kernel/packet-socket';
 import { PacketTap } from '../../../src/kernel/packet-tap';
-import { type PrefixLoss, RouterAdverts } from '../../../src/ra/router-adverts';
+import { type PrefixBack, type PrefixLoss, RouterAdverts } from '../../../src/ra/router-adverts';
 import { buildRouterAdvert } from '../../helpers/ra-frames';
 
 const ROUTER = (0xfe80n << 112n) | 0x1n;
@@ -36,6 +36,8 @@ function rig() {
   const adverts = new RouterAdverts(tap, pino({ level: 'silent' }), () => clock);
   const losses: PrefixLoss[] = [];
   adverts.onPrefixLoss((loss) => losses.push(loss));
+  const backs: PrefixBack[] = [];
+  adverts.onPrefixBack((back) => backs.push(back));
   const advertise = (validSeconds: number, preferredSeconds: number, ifindex = 7) =>
     deliver({
       ifindex,
@@ -46,7 +48,7 @@ function rig() {
         prefixes: [{ prefix: PREFIX, length: 64, validSeconds, preferredSeconds }],
       }),
     });
-  return { adverts, sent, losses, advertise, tick: (ms: number) => (clock += ms) };
+  return { adverts, sent, losses, backs, advertise, tick: (ms: number) => (clock += ms) };
 }
 
 describe('RouterAdverts', () => {
@@ -79,6 +81,25 @@ describe('RouterAdverts', () => {
     adverts.routers('eth1');
     expect(losses.map((l) => l.condition)).toEqual(['withdrawn', 'deprecated', 'expired']);
     adverts.close();
+  });
+
+  it('tells a prefix first heard (lost or valid: the state may hold it from before a restart), and one valid again', () => {
+    const { adverts, losses, backs, advertise } = rig();
+    adverts.watch('eth1', 7, '02:00:00:00:00:07');
+    advertise(0, 0);
+    advertise(0, 0);
+    expect(losses).toEqual([{ parent: 'eth1', prefix: TEXT, condition: 'withdrawn' }]);
+    expect(backs).toEqual([]);
+    advertise(600, 300);
+    advertise(600, 300);
+    expect(backs).toEqual([{ parent: 'eth1', prefix: TEXT }]);
+    adverts.close();
+    const fresh = rig();
+    fresh.adverts.watch('eth1', 7, '02:00:00:00:00:07');
+    fresh.advertise(600, 300);
+    expect(fresh.backs).toEqual([{ parent: 'eth1', prefix: TEXT }]);
+    expect(fresh.losses).toEqual([]);
+    fresh.adverts.close();
   });
 
   it('a router that answers with a deprecated prefix only is not solicited again at each answer', async () => {
