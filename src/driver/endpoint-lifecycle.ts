@@ -92,11 +92,10 @@ export class EndpointLifecycle {
         answered = await this.slaac.address(network, answered);
         leased6 = answered.dhcp6 !== undefined;
       }
-      if (!network.dhcp) {
-        await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
-        crashPoint('endpoint-recorded');
-      }
-      await this.state.endpointStore.put(record.id, answered); // just before the answer: a restart keeps it from here on
+      // Just before the answer: a restart keeps it from here on. Without DHCP nothing was done before it that a start
+      // would have to undo, so no unanswered record comes first: a crash before its rename leaves no endpoint at all.
+      const unrecorded = network.dhcp ? undefined : () => crashPoint('endpoint-recorded');
+      await this.state.endpointStore.put(record.id, answered, unrecorded);
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
       this.forgotten.created(record.id);

@@ -10,6 +10,8 @@
 //             Plus the 10-endpoint case with the state on /dev/shm (fsync free): the plugin's cost without the disk's
 //   burst     200 endpoints created and joined at once, then torn down at once, vs the kernel doing the same: on a
 //             network with probe=off (the floor probes nothing), and once with probing on
+//             Then one more burst in a cell of its own under --cpu-prof and with metrics on: the plugin's CPU per
+//             endpoint during the burst's creates, and the state's syncs (count, seconds) per endpoint created and deleted
 //   profile   a separate cell under --cpu-prof, only lives: where the plugin's CPU goes per life
 import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -437,6 +439,10 @@ export async function benchApi() {
   result.burst.pluginMemoryAfter = memoryOf(burstCell.plugin.pid);
   await burstCell.worker.exit();
   await burstCell.plugin.stop();
+  if (envInt('BENCH_BURST_PROFILE', 1)) {
+    log(`burst: ${burstSize} endpoints at once in a cell under --cpu-prof, with metrics: where a burst's time goes`);
+    result.burstProfile = await burstProfile(burstSize);
+  }
   log(`burst: ${burstSize} endpoints at once, once, probing on, vs the kernel`);
   result.burstProbed = await bursts(small, burstSize, 1);
 
@@ -477,6 +483,60 @@ export async function benchApi() {
     }
   }
   return result;
+}
+
+/**
+ * One burst of `n` (probe=off) in a cell under --cpu-prof, after one unmeasured burst to warm it: the profile of the
+ * creates (RequestAddress, CreateEndpoint, Join of all n at once), and the state's syncs per endpoint from the
+ * plugin's metrics (tsmacvlan_state_fsync_duration_seconds) across the creates and across the teardown.
+ */
+async function burstProfile(n) {
+  const profDir = tempDir('tsmv-bench-burst-prof-');
+  const metricsAddress = '127.0.0.1:9464'; // the cell's own loopback
+  const cell = await makeCell('burst-prof', {
+    subnet: '10.235.0.0/22',
+    poolOptions: { probe: 'off' },
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+    plugin: { args: ['--metrics-address', metricsAddress] },
+    variants: ['api'],
+  });
+  const metrics = () => cell.worker.call('metrics', { address: metricsAddress });
+  const once = async () => {
+    const made = await Promise.all(Array.from({ length: n }, () => cell.attach()));
+    await Promise.all(made.map((e) => cell.detach(e)));
+  };
+  await once();
+  const m0 = await metrics();
+  const logFrom = cell.plugin.logPosition();
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const t0 = performance.now();
+  const made = await Promise.all(Array.from({ length: n }, () => cell.attach()));
+  const createMs = performance.now() - t0;
+  const toUs = Number(process.hrtime.bigint() / 1000n);
+  const m1 = await metrics();
+  await Promise.all(made.map((e) => cell.detach(e)));
+  const m2 = await metrics();
+  const requests = requestTimes(cell.plugin.logLines(logFrom));
+  await cell.worker.exit();
+  await cell.plugin.stop();
+  const per = (value) => round(value / n, 3);
+  const out = {
+    endpoints: n,
+    createMsUnderProfiler: round(createMs),
+    syncsPerEndpoint: { create: per(m1.fsyncs - m0.fsyncs), teardown: per(m2.fsyncs - m1.fsyncs) },
+    syncMsPerEndpoint: {
+      create: per((m1.fsyncSeconds - m0.fsyncSeconds) * 1000),
+      teardown: per((m2.fsyncSeconds - m1.fsyncSeconds) * 1000),
+    },
+    pluginMeasuredMsPerRequest: requests,
+  };
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) return { ...out, error: 'no .cpuprofile was written' };
+  if (process.env.BENCH_KEEP_PROFILE) {
+    out.kept = join(process.env.BENCH_KEEP_PROFILE, `plugin-burst-${Date.now()}.cpuprofile`);
+    copyFileSync(join(profDir, file), out.kept);
+  }
+  return { ...out, ...summarizeProfile(join(profDir, file), n, { fromUs, toUs }) };
 }
 
 function dirBytes(dir) {
