@@ -48,7 +48,11 @@ describe('record store', () => {
 
   it('writes records made at the same time side by side, each whole and readable', async () => {
     const store = new RecordStore<{ n: number }>(newDir(), kind);
+    const before = syncDurations.count;
     await Promise.all(Array.from({ length: 50 }, (_, n) => store.put(`r${n}`, { n })));
+    // One sync per file, and the directory's syncs shared (one each would make 100).
+    expect(syncDurations.count - before).toBeGreaterThan(50);
+    expect(syncDurations.count - before).toBeLessThanOrEqual(60);
     await Promise.all(Array.from({ length: 25 }, (_, n) => store.remove(`r${2 * n}`)));
     const expected = Array.from({ length: 25 }, (_, n) => [`r${2 * n + 1}`, { n: 2 * n + 1 }]);
     expect([...store.loadAll()].sort()).toEqual(expected.sort());
