@@ -294,34 +294,45 @@ export async function lives(cells, rounds, warmup) {
 }
 
 /** `n` endpoints attached at once through the API, then detached at once; the kernel doing the same, interleaved. */
-async function bursts(cell, n, reps) {
-  const api = { create: [], teardown: [], linksGone: [], failed: 0, distinctAddresses: true, leftLinks: 0 };
+/** `n` endpoints attached at once through `cell`'s plugin, then detached at once, into `into`; waits for the links to go. */
+async function apiBurst(cell, n, into) {
   const present = (await cell.worker.call('count')).pluginEndpointLinks; // the cell's own endpoints
+  let t0 = performance.now();
+  const made = await Promise.allSettled(Array.from({ length: n }, () => cell.attach()));
+  into.create.push(performance.now() - t0);
+  const ok = made.filter((m) => m.status === 'fulfilled').map((m) => m.value);
+  into.failed += made.length - ok.length;
+  if (made.length !== ok.length) into.firstError ??= made.find((m) => m.status === 'rejected').reason.message;
+  if (new Set(ok.map((e) => e.address)).size !== ok.length) into.distinctAddresses = false;
+  t0 = performance.now();
+  const gone = await Promise.allSettled(ok.map((e) => cell.detach(e)));
+  into.teardown.push(performance.now() - t0);
+  into.failed += gone.filter((g) => g.status === 'rejected').length;
+  // The plugin answers DeleteEndpoint before the kernel's delete is done (a worker thread finishes it): wait for
+  // the links to be gone, and time that too.
+  let left = (await cell.worker.call('count')).pluginEndpointLinks - present;
+  while (left > 0 && performance.now() - t0 < 60_000) {
+    await new Promise((r) => setTimeout(r, 20));
+    left = (await cell.worker.call('count')).pluginEndpointLinks - present;
+  }
+  into.linksGone.push(performance.now() - t0);
+  into.leftLinks = Math.max(into.leftLinks, left);
+}
+
+/**
+ * `n` endpoints attached at once through the API, then detached at once; the kernel doing the same, interleaved. With
+ * `baseCell` (a cell running another build, BENCH_BASE_CLI), that build's bursts too, in the same shuffled rounds.
+ */
+async function bursts(cell, n, reps, baseCell) {
+  const fresh = () => ({ create: [], teardown: [], linksGone: [], failed: 0, distinctAddresses: true, leftLinks: 0 });
+  const api = fresh();
+  const base = fresh();
   const kernel = { create: [], teardown: [], failed: 0 };
   for (let r = 0; r < reps; r++) {
-    for (const variant of shuffle(['api', 'kernel'])) {
-      if (variant === 'api') {
-        let t0 = performance.now();
-        const made = await Promise.allSettled(Array.from({ length: n }, () => cell.attach()));
-        api.create.push(performance.now() - t0);
-        const ok = made.filter((m) => m.status === 'fulfilled').map((m) => m.value);
-        api.failed += made.length - ok.length;
-        if (made.length !== ok.length) api.firstError ??= made.find((m) => m.status === 'rejected').reason.message;
-        if (new Set(ok.map((e) => e.address)).size !== ok.length) api.distinctAddresses = false;
-        t0 = performance.now();
-        const gone = await Promise.allSettled(ok.map((e) => cell.detach(e)));
-        api.teardown.push(performance.now() - t0);
-        api.failed += gone.filter((g) => g.status === 'rejected').length;
-        // The plugin answers DeleteEndpoint before the kernel's delete is done (a worker thread finishes it): wait for
-        // the links to be gone, and time that too.
-        let left = (await cell.worker.call('count')).pluginEndpointLinks - present;
-        while (left > 0 && performance.now() - t0 < 60_000) {
-          await new Promise((r) => setTimeout(r, 20));
-          left = (await cell.worker.call('count')).pluginEndpointLinks - present;
-        }
-        api.linksGone.push(performance.now() - t0);
-        api.leftLinks = Math.max(api.leftLinks, left);
-      } else {
+    for (const variant of shuffle(['api', 'kernel', ...(baseCell ? ['base'] : [])])) {
+      if (variant === 'api') await apiBurst(cell, n, api);
+      else if (variant === 'base') await apiBurst(baseCell, n, base);
+      else {
         const made = await cell.worker.call('burst', { phase: 'create', n });
         kernel.create.push(made.ms);
         const gone = await cell.worker.call('burst', { phase: 'delete', n });
@@ -332,18 +343,19 @@ async function bursts(cell, n, reps) {
     }
   }
   const m = (list) => round(median(list));
+  const figures = (a) => ({
+    createMs: m(a.create),
+    teardownMs: m(a.teardown),
+    linksGoneMs: m(a.linksGone),
+    failed: a.failed,
+    distinctAddresses: a.distinctAddresses,
+    endpointLinksLeftAfterTeardown: a.leftLinks,
+    ...(a.firstError && { firstError: a.firstError }),
+  });
   return {
     endpoints: n,
     repetitions: reps,
-    api: {
-      createMs: m(api.create),
-      teardownMs: m(api.teardown),
-      linksGoneMs: m(api.linksGone),
-      failed: api.failed,
-      distinctAddresses: api.distinctAddresses,
-      endpointLinksLeftAfterTeardown: api.leftLinks,
-      ...(api.firstError && { firstError: api.firstError }),
-    },
+    api: figures(api),
     kernel: {
       createMs: m(kernel.create),
       teardownMs: m(kernel.teardown),
@@ -352,6 +364,12 @@ async function bursts(cell, n, reps) {
     },
     createApiOverKernel: ratio(m(api.create), m(kernel.create)),
     teardownApiOverKernel: ratio(m(api.teardown), m(kernel.teardown)),
+    ...(baseCell && {
+      base: { cli: process.env.BENCH_BASE_CLI, ...figures(base) },
+      createBaseOverKernel: ratio(m(base.create), m(kernel.create)),
+      createApiOverBase: ratio(m(api.create), m(base.create)),
+      teardownApiOverBase: ratio(m(api.teardown), m(base.teardown)),
+    }),
   };
 }
 
@@ -433,7 +451,20 @@ export async function benchApi() {
   log(`burst: ${burstSize} endpoints at once, ${burstReps} repetitions, vs the kernel (probe=off)`);
   const burstCell = await makeCell('burst', { subnet: '10.235.4.0/22', poolOptions: { probe: 'off' } });
   const before = memoryOf(burstCell.plugin.pid);
-  result.burst = await bursts(burstCell, burstSize, burstReps);
+  // The previous build beside it, when given: its bursts in the same rounds (BENCH_BASE_CLI, as the memory section).
+  const baseCell =
+    process.env.BENCH_BASE_CLI &&
+    (await makeCell('burst-base', {
+      subnet: '10.235.0.0/22',
+      poolOptions: { probe: 'off' },
+      plugin: { cli: process.env.BENCH_BASE_CLI },
+      variants: ['api'],
+    }));
+  result.burst = await bursts(burstCell, burstSize, burstReps, baseCell);
+  if (baseCell) {
+    await baseCell.worker.exit();
+    await baseCell.plugin.stop();
+  }
   result.burst.probe = 'off';
   result.burst.pluginMemoryBefore = before;
   result.burst.pluginMemoryAfter = memoryOf(burstCell.plugin.pid);
