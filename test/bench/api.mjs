@@ -328,8 +328,10 @@ async function bursts(cell, n, reps, baseCell) {
   const api = fresh();
   const base = fresh();
   const kernel = { create: [], teardown: [], failed: 0 };
+  const order = []; // each burst in turn: its variant and create time, to see what a burst after another costs
   for (let r = 0; r < reps; r++) {
     for (const variant of shuffle(['api', 'kernel', ...(baseCell ? ['base'] : [])])) {
+      order.push(variant);
       if (variant === 'api') await apiBurst(cell, n, api);
       else if (variant === 'base') await apiBurst(baseCell, n, base);
       else {
@@ -343,6 +345,8 @@ async function bursts(cell, n, reps, baseCell) {
     }
   }
   const m = (list) => round(median(list));
+  const created = { api: [...api.create], base: [...base.create], kernel: [...kernel.create] };
+  const sequence = order.map((variant) => `${variant} ${Math.round(created[variant].shift())} ms`);
   const figures = (a) => ({
     createMs: m(a.create),
     teardownMs: m(a.teardown),
@@ -355,6 +359,7 @@ async function bursts(cell, n, reps, baseCell) {
   return {
     endpoints: n,
     repetitions: reps,
+    sequence,
     api: figures(api),
     kernel: {
       createMs: m(kernel.create),
