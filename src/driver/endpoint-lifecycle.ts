@@ -101,12 +101,11 @@ export class EndpointLifecycle {
       let answered = record;
       let timing: LeaseTiming | undefined;
       if (network.dhcp) [answered, timing] = await this.leasesFor(network, record, leases, started);
-      else {
-        await this.state.endpointStore.put(record.id, { ...record, unanswered: true });
-        crashPoint('endpoint-recorded');
-      }
       const writing = performance.now();
-      await this.state.endpointStore.put(record.id, answered); // just before the answer: a restart keeps it from here on
+      // Just before the answer: a restart keeps it from here on. Without DHCP nothing was done before it that a start
+      // would have to undo, so no unanswered record comes first: a crash before its rename leaves no endpoint at all.
+      const unrecorded = network.dhcp ? undefined : () => crashPoint('endpoint-recorded');
+      await this.state.endpointStore.put(record.id, answered, unrecorded);
       this.state.endpoints.set(record.id, answered);
       crashPoint('endpoint-answered');
       this.forgotten.created(record.id);

@@ -1,11 +1,9 @@
 // Disk layer: one JSON file per object, replaced atomically and synced before the caller answers Docker. Each carries
 // its format (record-format.ts); readers bring older ones up to date in memory.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkIoFault } from './faults';
-import { replaceFileSync, syncDir } from './files';
-import { syncDurations } from './sync-durations';
+import { replaceFileSync, SharedDirSync, writeSynced } from './files';
 import type { StateFiles } from './migrate';
 import {
   formatOf,
@@ -105,14 +103,21 @@ export function recordFiles(name: string, subdir: string, kind: RecordKind): Sta
   };
 }
 
-/** A directory of records keyed by a file-name-safe id. */
+/**
+ * A directory of records keyed by a file-name-safe id. Each write is the file's own (temporary file, fsync, rename);
+ * the directory's sync that makes the rename durable is shared by the records written at the same time (SharedDirSync),
+ * and the syncs of the files run side by side: a burst of endpoints costs one file sync each and a few directory syncs.
+ */
 export class RecordStore<T> {
   private made = false;
+  private readonly dirSync: SharedDirSync;
 
   constructor(
     readonly dir: string,
     private readonly kind: RecordKind,
-  ) {}
+  ) {
+    this.dirSync = new SharedDirSync(dir);
+  }
 
   /** Reads every record (see readRecords); the first file that is not a record stops the plugin, saying which. */
   loadAll(): Map<string, T> {
@@ -125,24 +130,22 @@ export class RecordStore<T> {
     return records;
   }
 
-  async put(id: string, record: T): Promise<void> {
+  /**
+   * Writes the record durably: resolved, it is on disk for good. `beforeRename` runs once its content is synced in the
+   * temporary file, before the rename makes it the record (a crash point: the write that never happened).
+   * Writes of one id must not overlap: they share its temporary file.
+   */
+  async put(id: string, record: T, beforeRename?: () => void): Promise<void> {
     // Made on first write, so reading the state (gc --dry-run, status) never writes.
     if (!this.made) mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.made = true;
     const path = join(this.dir, `${id}.json`);
     const temp = `${path}.tmp`;
-    const handle = await open(temp, 'w', 0o600);
-    try {
-      checkIoFault('write', temp);
-      await handle.writeFile(recordText(this.kind.format, record as object));
-      checkIoFault('sync', temp);
-      await syncDurations.time(() => handle.sync());
-    } finally {
-      await handle.close();
-    }
+    await writeSynced(temp, recordText(this.kind.format, record as object));
+    beforeRename?.();
     checkIoFault('rename', path);
-    await rename(temp, path);
-    await syncDir(this.dir);
+    renameSync(temp, path);
+    await this.dirSync.sync();
   }
 
   /**
@@ -151,18 +154,18 @@ export class RecordStore<T> {
    */
   async removeUnfinishedWrites(): Promise<string[]> {
     const left = filesEndingIn(this.dir, '.json.tmp', []);
-    for (const file of left) await unlink(join(this.dir, file));
-    if (left.length) await syncDir(this.dir);
+    for (const file of left) unlinkSync(join(this.dir, file));
+    if (left.length) await this.dirSync.sync();
     return left;
   }
 
   async remove(id: string): Promise<void> {
     try {
-      await unlink(join(this.dir, `${id}.json`));
+      unlinkSync(join(this.dir, `${id}.json`));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await syncDir(this.dir);
+    await this.dirSync.sync();
   }
 }

@@ -10,6 +10,8 @@
 //             Plus the 10-endpoint case with the state on /dev/shm (fsync free): the plugin's cost without the disk's
 //   burst     200 endpoints created and joined at once, then torn down at once, vs the kernel doing the same: on a
 //             network with probe=off (the floor probes nothing), and once with probing on
+//             Then one more burst in a cell of its own under --cpu-prof and with metrics on: the plugin's CPU per
+//             endpoint during the burst's creates, and the state's syncs (count, seconds) per endpoint created and deleted
 //   profile   a separate cell under --cpu-prof, only lives: where the plugin's CPU goes per life
 import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -292,34 +294,47 @@ export async function lives(cells, rounds, warmup) {
 }
 
 /** `n` endpoints attached at once through the API, then detached at once; the kernel doing the same, interleaved. */
-async function bursts(cell, n, reps) {
-  const api = { create: [], teardown: [], linksGone: [], failed: 0, distinctAddresses: true, leftLinks: 0 };
+/** `n` endpoints attached at once through `cell`'s plugin, then detached at once, into `into`; waits for the links to go. */
+async function apiBurst(cell, n, into) {
   const present = (await cell.worker.call('count')).pluginEndpointLinks; // the cell's own endpoints
+  let t0 = performance.now();
+  const made = await Promise.allSettled(Array.from({ length: n }, () => cell.attach()));
+  into.create.push(performance.now() - t0);
+  const ok = made.filter((m) => m.status === 'fulfilled').map((m) => m.value);
+  into.failed += made.length - ok.length;
+  if (made.length !== ok.length) into.firstError ??= made.find((m) => m.status === 'rejected').reason.message;
+  if (new Set(ok.map((e) => e.address)).size !== ok.length) into.distinctAddresses = false;
+  t0 = performance.now();
+  const gone = await Promise.allSettled(ok.map((e) => cell.detach(e)));
+  into.teardown.push(performance.now() - t0);
+  into.failed += gone.filter((g) => g.status === 'rejected').length;
+  // The plugin answers DeleteEndpoint before the kernel's delete is done (a worker thread finishes it): wait for
+  // the links to be gone, and time that too.
+  let left = (await cell.worker.call('count')).pluginEndpointLinks - present;
+  while (left > 0 && performance.now() - t0 < 60_000) {
+    await new Promise((r) => setTimeout(r, 20));
+    left = (await cell.worker.call('count')).pluginEndpointLinks - present;
+  }
+  into.linksGone.push(performance.now() - t0);
+  into.leftLinks = Math.max(into.leftLinks, left);
+}
+
+/**
+ * `n` endpoints attached at once through the API, then detached at once; the kernel doing the same, interleaved. With
+ * `baseCell` (a cell running another build, BENCH_BASE_CLI), that build's bursts too, in the same shuffled rounds.
+ */
+async function bursts(cell, n, reps, baseCell) {
+  const fresh = () => ({ create: [], teardown: [], linksGone: [], failed: 0, distinctAddresses: true, leftLinks: 0 });
+  const api = fresh();
+  const base = fresh();
   const kernel = { create: [], teardown: [], failed: 0 };
+  const order = []; // each burst in turn: its variant and create time, to see what a burst after another costs
   for (let r = 0; r < reps; r++) {
-    for (const variant of shuffle(['api', 'kernel'])) {
-      if (variant === 'api') {
-        let t0 = performance.now();
-        const made = await Promise.allSettled(Array.from({ length: n }, () => cell.attach()));
-        api.create.push(performance.now() - t0);
-        const ok = made.filter((m) => m.status === 'fulfilled').map((m) => m.value);
-        api.failed += made.length - ok.length;
-        if (made.length !== ok.length) api.firstError ??= made.find((m) => m.status === 'rejected').reason.message;
-        if (new Set(ok.map((e) => e.address)).size !== ok.length) api.distinctAddresses = false;
-        t0 = performance.now();
-        const gone = await Promise.allSettled(ok.map((e) => cell.detach(e)));
-        api.teardown.push(performance.now() - t0);
-        api.failed += gone.filter((g) => g.status === 'rejected').length;
-        // The plugin answers DeleteEndpoint before the kernel's delete is done (a worker thread finishes it): wait for
-        // the links to be gone, and time that too.
-        let left = (await cell.worker.call('count')).pluginEndpointLinks - present;
-        while (left > 0 && performance.now() - t0 < 60_000) {
-          await new Promise((r) => setTimeout(r, 20));
-          left = (await cell.worker.call('count')).pluginEndpointLinks - present;
-        }
-        api.linksGone.push(performance.now() - t0);
-        api.leftLinks = Math.max(api.leftLinks, left);
-      } else {
+    for (const variant of shuffle(['api', 'kernel', ...(baseCell ? ['base'] : [])])) {
+      order.push(variant);
+      if (variant === 'api') await apiBurst(cell, n, api);
+      else if (variant === 'base') await apiBurst(baseCell, n, base);
+      else {
         const made = await cell.worker.call('burst', { phase: 'create', n });
         kernel.create.push(made.ms);
         const gone = await cell.worker.call('burst', { phase: 'delete', n });
@@ -330,18 +345,22 @@ async function bursts(cell, n, reps) {
     }
   }
   const m = (list) => round(median(list));
+  const created = { api: [...api.create], base: [...base.create], kernel: [...kernel.create] };
+  const sequence = order.map((variant) => `${variant} ${Math.round(created[variant].shift())} ms`);
+  const figures = (a) => ({
+    createMs: m(a.create),
+    teardownMs: m(a.teardown),
+    linksGoneMs: m(a.linksGone),
+    failed: a.failed,
+    distinctAddresses: a.distinctAddresses,
+    endpointLinksLeftAfterTeardown: a.leftLinks,
+    ...(a.firstError && { firstError: a.firstError }),
+  });
   return {
     endpoints: n,
     repetitions: reps,
-    api: {
-      createMs: m(api.create),
-      teardownMs: m(api.teardown),
-      linksGoneMs: m(api.linksGone),
-      failed: api.failed,
-      distinctAddresses: api.distinctAddresses,
-      endpointLinksLeftAfterTeardown: api.leftLinks,
-      ...(api.firstError && { firstError: api.firstError }),
-    },
+    sequence,
+    api: figures(api),
     kernel: {
       createMs: m(kernel.create),
       teardownMs: m(kernel.teardown),
@@ -350,6 +369,12 @@ async function bursts(cell, n, reps) {
     },
     createApiOverKernel: ratio(m(api.create), m(kernel.create)),
     teardownApiOverKernel: ratio(m(api.teardown), m(kernel.teardown)),
+    ...(baseCell && {
+      base: { cli: process.env.BENCH_BASE_CLI, ...figures(base) },
+      createBaseOverKernel: ratio(m(base.create), m(kernel.create)),
+      createApiOverBase: ratio(m(api.create), m(base.create)),
+      teardownApiOverBase: ratio(m(api.teardown), m(base.teardown)),
+    }),
   };
 }
 
@@ -431,12 +456,29 @@ export async function benchApi() {
   log(`burst: ${burstSize} endpoints at once, ${burstReps} repetitions, vs the kernel (probe=off)`);
   const burstCell = await makeCell('burst', { subnet: '10.235.4.0/22', poolOptions: { probe: 'off' } });
   const before = memoryOf(burstCell.plugin.pid);
-  result.burst = await bursts(burstCell, burstSize, burstReps);
+  // The previous build beside it, when given: its bursts in the same rounds (BENCH_BASE_CLI, as the memory section).
+  const baseCell =
+    process.env.BENCH_BASE_CLI &&
+    (await makeCell('burst-base', {
+      subnet: '10.235.0.0/22',
+      poolOptions: { probe: 'off' },
+      plugin: { cli: process.env.BENCH_BASE_CLI },
+      variants: ['api'],
+    }));
+  result.burst = await bursts(burstCell, burstSize, burstReps, baseCell);
+  if (baseCell) {
+    await baseCell.worker.exit();
+    await baseCell.plugin.stop();
+  }
   result.burst.probe = 'off';
   result.burst.pluginMemoryBefore = before;
   result.burst.pluginMemoryAfter = memoryOf(burstCell.plugin.pid);
   await burstCell.worker.exit();
   await burstCell.plugin.stop();
+  if (envInt('BENCH_BURST_PROFILE', 1)) {
+    log(`burst: ${burstSize} endpoints at once in a cell under --cpu-prof, with metrics: where a burst's time goes`);
+    result.burstProfile = await burstProfile(burstSize);
+  }
   log(`burst: ${burstSize} endpoints at once, once, probing on, vs the kernel`);
   result.burstProbed = await bursts(small, burstSize, 1);
 
@@ -477,6 +519,60 @@ export async function benchApi() {
     }
   }
   return result;
+}
+
+/**
+ * One burst of `n` (probe=off) in a cell under --cpu-prof, after one unmeasured burst to warm it: the profile of the
+ * creates (RequestAddress, CreateEndpoint, Join of all n at once), and the state's syncs per endpoint from the
+ * plugin's metrics (tsmacvlan_state_fsync_duration_seconds) across the creates and across the teardown.
+ */
+async function burstProfile(n) {
+  const profDir = tempDir('tsmv-bench-burst-prof-');
+  const metricsAddress = '127.0.0.1:9464'; // the cell's own loopback
+  const cell = await makeCell('burst-prof', {
+    subnet: '10.235.0.0/22',
+    poolOptions: { probe: 'off' },
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+    plugin: { args: ['--metrics-address', metricsAddress] },
+    variants: ['api'],
+  });
+  const metrics = () => cell.worker.call('metrics', { address: metricsAddress });
+  const once = async () => {
+    const made = await Promise.all(Array.from({ length: n }, () => cell.attach()));
+    await Promise.all(made.map((e) => cell.detach(e)));
+  };
+  await once();
+  const m0 = await metrics();
+  const logFrom = cell.plugin.logPosition();
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const t0 = performance.now();
+  const made = await Promise.all(Array.from({ length: n }, () => cell.attach()));
+  const createMs = performance.now() - t0;
+  const toUs = Number(process.hrtime.bigint() / 1000n);
+  const m1 = await metrics();
+  await Promise.all(made.map((e) => cell.detach(e)));
+  const m2 = await metrics();
+  const requests = requestTimes(cell.plugin.logLines(logFrom));
+  await cell.worker.exit();
+  await cell.plugin.stop();
+  const per = (value) => round(value / n, 3);
+  const out = {
+    endpoints: n,
+    createMsUnderProfiler: round(createMs),
+    syncsPerEndpoint: { create: per(m1.fsyncs - m0.fsyncs), teardown: per(m2.fsyncs - m1.fsyncs) },
+    syncMsPerEndpoint: {
+      create: per((m1.fsyncSeconds - m0.fsyncSeconds) * 1000),
+      teardown: per((m2.fsyncSeconds - m1.fsyncSeconds) * 1000),
+    },
+    pluginMeasuredMsPerRequest: requests,
+  };
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) return { ...out, error: 'no .cpuprofile was written' };
+  if (process.env.BENCH_KEEP_PROFILE) {
+    out.kept = join(process.env.BENCH_KEEP_PROFILE, `plugin-burst-${Date.now()}.cpuprofile`);
+    copyFileSync(join(profDir, file), out.kept);
+  }
+  return { ...out, ...summarizeProfile(join(profDir, file), n, { fromUs, toUs }) };
 }
 
 function dirBytes(dir) {

@@ -139,6 +139,15 @@ async function handle(msg) {
       const all = await links.list();
       return { links: all.length, pluginEndpointLinks: all.filter((l) => l.name.startsWith('tsmve')).length };
     }
+    case 'metrics': {
+      // The plugin's metrics, fetched from inside its namespace: the state's syncs (count and seconds) so far.
+      const text = await (await fetch(`http://${msg.address}/metrics`)).text();
+      const value = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return {
+        fsyncs: value('tsmacvlan_state_fsync_duration_seconds_count'),
+        fsyncSeconds: value('tsmacvlan_state_fsync_duration_seconds_sum'),
+      };
+    }
     case 'exit':
       await journal?.close();
       links.close();

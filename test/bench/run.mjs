@@ -281,6 +281,11 @@ function report(r) {
       clean ? 'met' : 'MISSED',
     );
     add(`burst: kernel creating ${b.endpoints} at once`, ms(b.kernel.createMs));
+    if (b.base)
+      add(
+        `burst: ${b.endpoints} at once, base build (BENCH_BASE_CLI); this ÷ base`,
+        `${ms(b.base.createMs)}; ${x(b.createApiOverBase)}`,
+      );
     add(
       `burst: ${b.endpoints} torn down at once: answered / links gone / kernel`,
       `${ms(b.api.teardownMs)} / ${ms(b.api.linksGoneMs)} / ${ms(b.kernel.teardownMs)}`,
