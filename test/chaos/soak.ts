@@ -3,7 +3,7 @@
 // nemesis (test/chaos/nemesis.ts), and a checker that trusts nothing of the plugin's (test/chaos/checker.ts): tcpdump
 // on the lab's switch, Docker's answers, etcd's raw keys (etcdctl), the plugins' state dirs and the hosts' links.
 import { execFile, spawn } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -323,7 +323,20 @@ function endpointRecords(lab: MultiHostLab): string[] {
     } catch {
       // no endpoint ever recorded
     }
-    return files.filter((f) => f.endsWith('.json')).map((f) => `${host.name}: endpoints/${f}`);
+    // With its content and the plugin's lines about it: the lab, and so the file, is gone once the report is read.
+    return files
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => {
+        let content = '';
+        try {
+          content = readFileSync(join(host.stateDir, 'endpoints', f), 'utf8').trim();
+        } catch (err) {
+          content = `(unreadable: ${(err as Error).message})`;
+        }
+        const id = f.slice(0, -'.json'.length);
+        const said = host.output.split('\n').filter((line) => line.includes(id));
+        return `${host.name}: endpoints/${f} ${content}${said.length ? `; the plugin said: ${said.join(' | ')}` : ''}`;
+      });
   });
 }
 
