@@ -5,6 +5,8 @@ import type { Lease6 } from '../dhcp6/lease';
 import { isJsonObject } from '../state/record-store';
 
 export const ENDPOINT_PREFIX = 'tsmve';
+/** The macvlan that checks, for a moment, whether a parent lists its children's MACs: one per parent index. */
+export const listCheckLinkName = (parentIndex: number): string => `tsmvu${parentIndex}`;
 
 export interface EndpointRecord {
   id: string;

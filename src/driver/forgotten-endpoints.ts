@@ -7,17 +7,25 @@
 // release due (ipam/release-dues.ts), freed if Docker does not release it first.
 //
 // Only what the host can be sure of: a link in the host's namespace is in no container, and an endpoint never joined
-// has none. An endpoint whose link has left the host is in a container, or was in one whose namespace is gone; the
-// host cannot tell which without entering containers' namespaces, so such an endpoint stays until Docker deletes it.
+// has none. An endpoint whose link has left the host is in a container, or was in one whose namespace is gone. While
+// the plugin runs, Docker's DeleteEndpoint tells; an engine that drops endpoints at its start while the plugin is down
+// (both died with the host, or the plugin restarted meanwhile) never does. So after a start, an endpoint with a MAC of
+// its own (a macvlan, not passthru) whose link is not on the host is checked a grace period later: a macvlan that is up,
+// in any namespace, is on its parent's unicast list; one that is not there is in no running container, and goes.
+// ipvlan endpoints share their parent's MAC and passthru takes it: those stay until Docker deletes them.
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { MARK_LIST_CHECK } from '../kernel/marks';
 import type { Links } from '../kernel/links';
 import type { KeyedMutex } from '../state/keyed-mutex';
 import { endpointGraceMs } from '../state/seconds-setting';
 import { TimedQueue } from '../state/timed-queue';
 import type { DriverState } from './driver-state';
-import { endpointLinkName } from './endpoint-naming';
+import { endpointLinkName, listCheckLinkName, type EndpointRecord } from './endpoint-naming';
+import { childMode, ownMac } from './link-kind';
 
-type Stage = 'created' | 'joined';
+/** What was last seen of the endpoint: answered, joined, or at a start neither joined on the host nor known unjoined. */
+type Stage = 'created' | 'joined' | 'away';
 
 interface Check {
   endpointId: string;
@@ -28,6 +36,8 @@ export class ForgottenEndpoints {
   private readonly queue: TimedQueue<Check>;
   /** The stage each endpoint awaiting a check was last seen at: only that stage's check counts. */
   private readonly pending = new Map<string, Check>();
+  /** Per parent index: whether its unicast list shows its macvlans' MACs (see listsChildren). */
+  private readonly lists = new Map<number, Promise<boolean>>();
 
   constructor(
     private readonly links: Links,
@@ -61,11 +71,13 @@ export class ForgottenEndpoints {
   }
 
   /**
-   * At start, before any request is answered: each recorded endpoint whose link is in the host's namespace (`linkNames`)
-   * waits for Docker once more. A plugin restarted between a Join's answer and Docker's move sees its link here too.
+   * At start, before any request is answered: each recorded endpoint waits for Docker once more, as joined when its
+   * link is in the host's namespace (`linkNames`: a plugin restarted between a Join's answer and Docker's move sees it
+   * here too), as away otherwise.
    */
   resumeAtStart(linkNames: ReadonlySet<string>): void {
-    for (const id of this.state.endpoints.keys()) if (linkNames.has(endpointLinkName(id))) this.joined(id);
+    for (const id of this.state.endpoints.keys())
+      this.expect(id, linkNames.has(endpointLinkName(id)) ? 'joined' : 'away');
   }
 
   stop(): void {
@@ -86,6 +98,7 @@ export class ForgottenEndpoints {
     const link = await this.links.get(endpointLinkName(endpoint.id));
     const onHost = link !== undefined && this.links.owns(link);
     if (check.stage === 'joined' && !onHost) return;
+    if (check.stage === 'away' && !onHost && !(await this.inNoContainer(endpoint))) return;
     try {
       await this.deleteLocked(endpoint.networkId, endpoint.id);
     } catch (err) {
@@ -103,7 +116,50 @@ export class ForgottenEndpoints {
       fields,
       check.stage === 'created'
         ? 'deleted an endpoint Docker never joined within the grace period: its engine forgot it'
-        : "deleted an endpoint whose link stayed in the host's namespace past the grace period: its engine forgot it",
+        : onHost
+          ? "deleted an endpoint whose link stayed in the host's namespace past the grace period: its engine forgot it"
+          : "deleted an endpoint whose link is in no running container (its MAC is not on its parent's unicast list) a grace period after the start: its engine forgot it",
     );
+  }
+
+  /** True when the endpoint's macvlan is certainly in no running container: see the top of this file. */
+  private async inNoContainer(endpoint: EndpointRecord): Promise<boolean> {
+    const network = this.state.networks.get(endpoint.networkId);
+    if (!network || !endpoint.mac || !ownMac(childMode(network)) || network.mode === 'passthru') return false;
+    const parent = await this.links.get(network.parent);
+    if (!parent || !(await this.listsChildren(parent.index))) return false;
+    return !(await this.links.unicastMacs(parent.index)).has(endpoint.mac.toLowerCase());
+  }
+
+  /**
+   * Whether the parent's unicast list shows its up macvlans (a driver with a forwarding table of its own may list
+   * something else): learned once per parent with a macvlan of ours, up for a moment with a random MAC. Until that is
+   * known, no endpoint there is taken for gone.
+   */
+  private listsChildren(parentIndex: number): Promise<boolean> {
+    let known = this.lists.get(parentIndex);
+    if (!known) {
+      known = this.checkList(parentIndex).catch((err: Error) => {
+        this.lists.delete(parentIndex);
+        this.log.warn({ err, parentIndex }, "could not learn whether a parent lists its macvlans' MACs");
+        return false;
+      });
+      this.lists.set(parentIndex, known);
+    }
+    return known;
+  }
+
+  private async checkList(parentIndex: number): Promise<boolean> {
+    const name = listCheckLinkName(parentIndex);
+    const mac = ['02', ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+    await this.links.createChild({ kind: 'macvlan', mode: 'bridge', name, parentIndex, mac }, MARK_LIST_CHECK);
+    try {
+      const link = await this.links.get(name);
+      if (!link) return false;
+      await this.links.setUp(link.index);
+      return (await this.links.unicastMacs(parentIndex)).has(mac);
+    } finally {
+      await this.links.delete(name);
+    }
   }
 }

@@ -1,6 +1,6 @@
 // Kernel layer: the links this plugin needs, through rtnetlink. It knows nothing of Docker.
 import { FlagsNew, createRtNetlink, ifla, type RtNetlinkSocket } from 'netlink';
-import { attr, flatten, ipv4ToBuffer, macToBuffer, u32 } from './attributes';
+import { attr, bufferToMac, flatten, ipv4ToBuffer, macToBuffer, u32 } from './attributes';
 import { errnoOf, KernelError } from './errors';
 import { withTimeout } from './request-timeout';
 import {
@@ -22,6 +22,7 @@ import {
  * here reads them, and a dump of thousands of links parses less. A kernel that does not know the flag sends them.
  */
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
+const AF_BRIDGE = 7;
 
 /** A macvlan or ipvlan to make on the parent `parentIndex`. `mac` applies to a macvlan: an ipvlan has its parent's. */
 export type ChildSpec = ChildMode & { name: string; parentIndex: number; mac?: string; mtu?: number };
@@ -181,6 +182,19 @@ export class Links {
   async list(): Promise<LinkInfo[]> {
     const request = () => this.socket.getLinks({}, { extMask: u32(RTEXT_FILTER_SKIP_STATS) });
     return (await this.dump('list links', request)).map(toLinkInfo);
+  }
+
+  /**
+   * The unicast MACs link `index` accepts besides its own, its macvlan children's among them while they are up, in
+   * whatever namespace they are: `bridge fdb show dev <link>` (entries "self permanent").
+   */
+  async unicastMacs(index: number): Promise<Set<string>> {
+    const request = () => this.socket.getNeighbors({ family: AF_BRIDGE });
+    const entries = await this.dump('list unicast addresses', request);
+    const macs = entries
+      .filter((e) => e.data.ifindex === index && e.attrs.lladdr)
+      .map((e) => bufferToMac(e.attrs.lladdr!));
+    return new Set(macs);
   }
 
   private async message(name: string) {

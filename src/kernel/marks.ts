@@ -11,6 +11,8 @@ export const MARK_ENDPOINT = `${MARK_PREFIX}endpoint`;
 export const MARK_SHIM = `${MARK_PREFIX}shim`;
 export const MARK_VLAN = `${MARK_PREFIX}vlan`;
 export const MARK_INTERNAL = `${MARK_PREFIX}internal`;
+/** A macvlan made for a moment to learn whether its parent lists its children's MACs (driver/forgotten-endpoints.ts). */
+export const MARK_LIST_CHECK = `${MARK_PREFIX}unicast-list check`;
 /** The links `doctor --probe-kernel` makes in a namespace of its own. */
 export const MARK_PROBE = `${MARK_PREFIX}probe`;
 

@@ -1,9 +1,9 @@
 // Endpoints an engine forgot: Docker created one and died before its Join, or joined it and died before it moved the
 // link into the container (or dropped it at its next start while the plugin could not answer). After the grace
-// period the plugin deletes what is certainly unused (no Join, or a link still in the host's namespace) as
-// DeleteEndpoint would, and its address is released after the release grace. An endpoint whose link is in a
-// container's namespace is never touched. The daemon, as a process, in a private namespace.
-import { spawn, type ChildProcess } from 'node:child_process';
+// period the plugin deletes what is certainly unused (no Join, a link still in the host's namespace, or after a start
+// a macvlan its parent no longer lists: in no running container) as DeleteEndpoint would, and its address is released
+// after the release grace. An endpoint whose link is in a running container's namespace is never touched. The daemon, as a process, in a private namespace.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +122,35 @@ describe('an endpoint its engine forgot', () => {
     expect(daemon!.output()).not.toContain('deleted an endpoint');
     await call(socket, 'NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });
     expect(recorded('in-container', ep)).toBe(false);
+  }, 40_000);
+
+  it('joined, its container gone with the engine while the plugin was down: deleted a grace after the start; one in a running container stays', async () => {
+    let socket = await start('away');
+    const [gone, running] = ['g'.repeat(64), 'h'.repeat(64)];
+    const { net } = await endpointCreated(socket, gone);
+    await call(socket, 'NetworkDriver.CreateEndpoint', { NetworkID: net, EndpointID: running, Interface: {} });
+    const containers = [gone, running].map(() => spawn('unshare', ['--net', '--', 'sleep', '60'], { stdio: 'ignore' }));
+    try {
+      await sleep(300);
+      for (const [i, ep] of [gone, running].entries()) {
+        await call(socket, 'NetworkDriver.Join', { NetworkID: net, EndpointID: ep, SandboxKey: '' });
+        const pid = String(containers[i].pid);
+        ip('link', 'set', 'dev', linkOf(ep), 'netns', pid); // what Docker does after the Join, then it sets it up
+        execFileSync('nsenter', ['-t', pid, '-n', 'ip', 'link', 'set', 'dev', linkOf(ep), 'up']);
+      }
+      daemon!.child.kill('SIGKILL');
+      await daemon!.exited;
+      containers[0].kill('SIGKILL'); // its namespace, and the link in it, go; its engine never asks to delete it
+      socket = await start('away');
+      const goneAt = await whenTrue(GRACE_S + 10, () => !recorded('away', gone));
+      expect(goneAt).toBeDefined();
+      expect(await loggedSoon(daemon!, 'in no running container')).toBe(true);
+      await sleep(1_000);
+      expect(recorded('away', running)).toBe(true);
+      expect(linkNames().some((n) => n.startsWith('tsmvu'))).toBe(false); // the list check's macvlan is gone
+    } finally {
+      for (const c of containers) c.kill('SIGKILL');
+    }
   }, 40_000);
 
   it('whose release due cannot be noted (the journal fails): kept as it was, deleted at a later check', async () => {
