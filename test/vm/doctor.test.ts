@@ -124,6 +124,7 @@ describe('doctor and status with 802.1q', () => {
           internal: false,
           vlan: { id: 10, owned: true },
           subnets: ['10.91.0.0/24'],
+          prefixLost: null,
           hostAccess: null,
           endpoints: 0,
         },
