@@ -27,6 +27,9 @@ import { childMode, ownMac } from './link-kind';
 /** What was last seen of the endpoint: answered, joined, or at a start neither joined on the host nor known unjoined. */
 type Stage = 'created' | 'joined' | 'away';
 
+/** How long one dump of a parent's unicast list answers the checks that come due after it. */
+const LIST_REUSE_MS = 1_000;
+
 interface Check {
   endpointId: string;
   stage: Stage;
@@ -38,6 +41,8 @@ export class ForgottenEndpoints {
   private readonly pending = new Map<string, Check>();
   /** Per parent index: whether its unicast list shows its macvlans' MACs (see listsChildren). */
   private readonly lists = new Map<number, Promise<boolean>>();
+  /** Per parent index: its last unicast list and when it was asked for (see unicastMacs). */
+  private readonly unicastLists = new Map<number, { at: number; macs: Promise<Set<string>> }>();
 
   constructor(
     private readonly links: Links,
@@ -128,7 +133,20 @@ export class ForgottenEndpoints {
     if (!network || !endpoint.mac || !ownMac(childMode(network)) || network.mode === 'passthru') return false;
     const parent = await this.links.get(network.parent);
     if (!parent || !(await this.listsChildren(parent.index))) return false;
-    return !(await this.links.unicastMacs(parent.index)).has(endpoint.mac.toLowerCase());
+    return !(await this.unicastMacs(parent.index)).has(endpoint.mac.toLowerCase());
+  }
+
+  /**
+   * The parent's unicast list, one dump shared by the checks of one moment: a start's checks all come due together,
+   * and a dump per endpoint would hold the netlink socket (dumps run alone) once per endpoint, each as long as the list.
+   */
+  private unicastMacs(parentIndex: number): Promise<Set<string>> {
+    const recent = this.unicastLists.get(parentIndex);
+    if (recent && Date.now() - recent.at < LIST_REUSE_MS) return recent.macs;
+    const macs = this.links.unicastMacs(parentIndex);
+    this.unicastLists.set(parentIndex, { at: Date.now(), macs });
+    macs.catch(() => this.unicastLists.delete(parentIndex));
+    return macs;
   }
 
   /**
